@@ -1,0 +1,1 @@
+"""The hamr command line (typer + rich)."""

@@ -1,0 +1,185 @@
+"""hamr's command line. The contract is in ../shared/VISION.md and docs/cli.md."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from hamr.cli.errors import report
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="hamr: compile a model once into one .hamr executable, run it on any device.",
+)
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+_state = {"debug": False}
+
+
+@app.callback()
+def _options(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log each compiler pass's time and effect.")] = False,
+) -> None:
+    _state["debug"] = debug
+    if verbose:
+        import logging
+
+        logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s", stream=sys.stderr)
+
+
+def _targets(value: str | None) -> list[str] | None:
+    return [t.strip() for t in value.split(",") if t.strip()] if value else None
+
+
+def _load_or_compile(model: Path, targets: list[str] | None = None):
+    from hamr.compiler import compile_model
+    from hamr.format.container import MAGIC
+    from hamr.format.executable import load
+
+    if model.is_file() and model.open("rb").read(len(MAGIC)) == MAGIC:
+        return load(model)
+    return compile_model(model, targets)
+
+
+@app.command()
+def compile(
+    model: Annotated[Path, typer.Argument(help="The ONNX model.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Where to write the .hamr file.")],
+    target: Annotated[str | None, typer.Option("--target", help="Comma-separated targets (default: all buildable here).")] = None,
+) -> None:
+    """Compile an ONNX model into one .hamr executable."""
+    import time
+
+    from hamr.compiler import compile_model
+
+    start = time.perf_counter()
+    exe = compile_model(model, _targets(target))
+    path = exe.save(output)
+    elapsed = time.perf_counter() - start
+    err.print(
+        f"compiled [bold]{exe.name}[/] -> {path} ({path.stat().st_size / 1e6:.1f} MB, "
+        f"targets: {', '.join(exe.targets)}) in {elapsed:.2f} s",
+    )
+
+
+@app.command()
+def run(
+    model: Annotated[Path, typer.Argument(help="An ONNX model or a .hamr executable.")],
+    input: Annotated[list[str] | None, typer.Option("--input", "-i", help="NAME=FILE.npy, once per input.")] = None,
+    device: Annotated[str, typer.Option("--device", help="auto, or a device id from `hamr devices`.")] = "auto",
+    output_dir: Annotated[Path | None, typer.Option("--output-dir", help="Write one .npy per output and outputs.json.")] = None,
+) -> None:
+    """Run a model or executable on a device."""
+    from hamr.cli.outputs import parse_inputs, write_outputs
+    from hamr.runtime.feeds import validate_feeds
+    from hamr.runtime.session import Session
+
+    feeds = parse_inputs(input or [])
+    exe = _load_or_compile(model)
+    validate_feeds(exe.signature, feeds)  # before anything is loaded onto a device
+    session = Session(exe, device=device)
+    outputs = session.run(feeds)
+    if output_dir is not None:
+        index = write_outputs(outputs, output_dir)
+        err.print(f"ran on {session.device.id} [{session.target}]; wrote {len(index)} output(s) to {output_dir}")
+        return
+    from rich.table import Table
+
+    table = Table(title=f"outputs (ran on {session.device.id} [{session.target}])")
+    for column in ("output", "dtype", "shape", "values"):
+        table.add_column(column)
+    import numpy as np
+
+    for name, value in outputs.items():
+        array = np.asarray(value)
+        preview = np.array2string(array.ravel()[:6], precision=4, separator=", ")
+        table.add_row(name, str(array.dtype), str(list(array.shape)), preview)
+    out.print(table)
+
+
+@app.command()
+def inspect(
+    file: Annotated[Path, typer.Argument(help="A .hamr executable.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Show an executable's signature, variants, member sizes and op histogram."""
+    from hamr.cli.inspect_view import describe, render
+    from hamr.format.executable import load
+
+    info = describe(load(file), file)
+    if as_json:
+        out.print_json(json.dumps(info))
+    else:
+        render(info, out)
+
+
+@app.command()
+def conformance(
+    target: Annotated[str, typer.Option("--target", help="The target to measure.")] = "reference",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the full JSON report.")] = False,
+    filter: Annotated[str | None, typer.Option("--filter", "-k", help="Regex on case names.")] = None,
+) -> None:
+    """Run the ONNX backend node test suite on one target."""
+    from hamr.cli.conformance_view import render, run_with_progress
+    from hamr.targets import get_target
+
+    get_target(target)
+    report_ = run_with_progress(target, filter, err)
+    if as_json:
+        out.print_json(json.dumps(report_.to_json()))
+    else:
+        render(report_, out)
+
+
+@app.command()
+def devices(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """List the devices present on this host."""
+    from rich.table import Table
+
+    from hamr.runtime.devices import available_devices
+
+    found = available_devices()
+    if as_json:
+        out.print_json(json.dumps([d.to_json() for d in found]))
+        return
+    table = Table(title="devices")
+    for column in ("id", "kind", "vendor", "architecture", "compute units", "memory", "targets"):
+        table.add_column(column)
+    for d in found:
+        memory = f"{d.memory_total / 2**30:.1f} GiB" if d.memory_total else "?"
+        table.add_row(d.id, d.kind, d.vendor, d.architecture, str(d.compute_units), memory, ", ".join(d.targets))
+    out.print(table)
+
+
+@app.command()
+def demo(
+    model: Annotated[Path | None, typer.Option("--model", help="Use this ONNX model instead of an installed one.")] = None,
+    runs: Annotated[int, typer.Option("--runs", min=1, help="Timed runs after one warm-up.")] = 10,
+) -> None:
+    """Compile a real model from an installed package, run it, show what ran where and how fast."""
+    from hamr.cli.demo import run_demo
+
+    run_demo(model, runs, out, err)
+
+
+def main() -> None:
+    try:
+        app(standalone_mode=True)
+    except SystemExit:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - the one place every error becomes one line
+        if isinstance(exc, KeyboardInterrupt):
+            sys.exit(130)
+        sys.exit(report(exc, _state["debug"] or "--debug" in sys.argv))
+
+
+if __name__ == "__main__":
+    main()

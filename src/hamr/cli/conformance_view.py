@@ -1,0 +1,35 @@
+"""`hamr conformance`: progress while the suite runs, then a per-op table."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from hamr.conformance import SuiteReport, load_cases, run_suite
+
+
+def run_with_progress(target: str, pattern: str | None, console: Console) -> SuiteReport:
+    cases = load_cases(pattern)
+    columns = (TextColumn("[bold]conformance[/] {task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task(target, total=len(cases))
+        report = run_suite(target, cases, progress=lambda _: progress.advance(task))
+    return report
+
+
+def render(report: SuiteReport, console: Console) -> None:
+    table = Table(title=f"ONNX backend node suite on {report.target}")
+    for column, justify in (("op", "left"), ("passed", "right"), ("failed", "right"), ("unsupported", "right")):
+        table.add_column(column, justify=justify)
+    for op, row in report.per_op().items():
+        style = "" if row["failed"] == row["unsupported"] == 0 else "yellow"
+        table.add_row(op, str(row["passed"]), str(row["failed"]), str(row["unsupported"]), style=style)
+    console.print(table)
+    console.print(
+        f"[bold]{report.target}[/]: {report.count('passed')} passed, {report.count('failed')} failed, "
+        f"{report.count('unsupported')} unsupported, of {len(report.cases)} cases"
+    )
+    for case in report.cases:
+        if case.status != "passed":
+            console.print(f"  {case.status:<11} {case.name}: {case.detail}")

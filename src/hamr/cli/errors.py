@@ -1,0 +1,26 @@
+"""Every failure reaches the user as one line and exit status 2; --debug shows the traceback."""
+
+from __future__ import annotations
+
+import sys
+import traceback
+
+from rich.console import Console
+
+from hamr.errors import HamrError
+
+EXIT_USAGE = 2
+stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def report(exc: BaseException, debug: bool) -> int:
+    if debug:
+        traceback.print_exception(exc, file=sys.stderr)
+    if isinstance(exc, HamrError):
+        message = str(exc)
+    else:
+        message = f"internal error: {type(exc).__name__}: {exc}".splitlines()[0]
+        if not debug:
+            message += " (run with --debug for the traceback)"
+    stderr.print(f"[bold red]error:[/] {message}", markup=True)
+    return EXIT_USAGE

@@ -1,0 +1,72 @@
+"""`hamr inspect`: what an executable holds."""
+
+from __future__ import annotations
+
+import collections
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from hamr.format.container import FORMAT_VERSION
+from hamr.format.executable import Executable
+
+
+def describe(exe: Executable, path: Path) -> dict:
+    weights = [m for name, m in exe.members.items() if name == "weights"]
+    return {
+        "file": str(path),
+        "size": path.stat().st_size,
+        "format_version": FORMAT_VERSION,
+        "producer": exe.producer,
+        "model": {"name": exe.name, **exe.source},
+        "signature": exe.signature.to_json(),
+        "variants": [
+            {
+                "target": target,
+                "kind": variant.get("kind", ""),
+                "size": exe.members.get(f"variants/{target}", {}).get("size", 0),
+                "nodes_by_target": dict(collections.Counter(variant.get("placement", {}).values())),
+            }
+            for target, variant in exe.variants.items()
+        ],
+        "placement": {target: variant.get("placement", {}) for target, variant in exe.variants.items()},
+        "members": {name: {"size": m["size"], "sha256": m["sha256"]} for name, m in exe.members.items()},
+        "weights_bytes": sum(m["size"] for m in weights),
+        "op_histogram": exe.op_histogram(),
+        "passes": exe.passes,
+    }
+
+
+def render(info: dict, console: Console) -> None:
+    console.print(
+        f"[bold]{info['model']['name']}[/]  {info['file']}  {info['size'] / 1e6:.2f} MB  "
+        f"format v{info['format_version']}  by {info['producer'].get('name')} {info['producer'].get('version')}"
+    )
+    sig = Table(title="signature")
+    for column in ("", "name", "type"):
+        sig.add_column(column)
+    for kind in ("inputs", "outputs"):
+        for spec in info["signature"][kind]:
+            dims = spec["shape"]
+            shape = "?" if dims is None else "[" + ", ".join("?" if d is None else str(d) for d in dims) + "]"
+            sig.add_row(kind[:-1], spec["name"], f"{spec['dtype']}{shape}" if spec["kind"] == "tensor" else spec["kind"])
+    console.print(sig)
+    variants = Table(title="variants")
+    for column in ("target", "kind", "bytes", "nodes by target"):
+        variants.add_column(column)
+    for v in info["variants"]:
+        variants.add_row(v["target"], v["kind"], str(v["size"]), ", ".join(f"{k}: {n}" for k, n in v["nodes_by_target"].items()))
+    console.print(variants)
+    members = Table(title="members")
+    members.add_column("member")
+    members.add_column("bytes", justify="right")
+    for name, m in info["members"].items():
+        members.add_row(name, f"{m['size']:,}")
+    console.print(members)
+    ops = Table(title="op histogram")
+    ops.add_column("op")
+    ops.add_column("count", justify="right")
+    for op, count in info["op_histogram"].items():
+        ops.add_row(op, str(count))
+    console.print(ops)

@@ -1,0 +1,159 @@
+"""Runs each node test case as a user would: compile, save to .hamr bytes, load, run, compare.
+
+Outputs are compared the way onnx's own backend runner compares them
+(onnx.backend.test.runner.Runner.assert_similar_outputs).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import io
+import re
+import warnings
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import onnx
+from onnx import defs, numpy_helper
+
+from hamr.errors import UnsupportedOpError
+
+PASSED, FAILED, UNSUPPORTED = "passed", "failed", "unsupported"
+
+
+@dataclass
+class CaseResult:
+    name: str
+    op: str
+    status: str
+    detail: str = ""
+
+
+@dataclass
+class SuiteReport:
+    target: str
+    cases: list[CaseResult] = field(default_factory=list)
+
+    def count(self, status: str) -> int:
+        return sum(1 for c in self.cases if c.status == status)
+
+    def per_op(self) -> dict[str, dict[str, int]]:
+        table: dict[str, dict[str, int]] = {}
+        for c in self.cases:
+            row = table.setdefault(c.op, {PASSED: 0, FAILED: 0, UNSUPPORTED: 0})
+            row[c.status] += 1
+        return dict(sorted(table.items()))
+
+    def to_json(self) -> dict:
+        return {
+            "target": self.target,
+            "total": len(self.cases),
+            "passed": self.count(PASSED),
+            "failed": self.count(FAILED),
+            "unsupported": self.count(UNSUPPORTED),
+            "per_op": self.per_op(),
+            "cases": [asdict(c) for c in self.cases],
+        }
+
+
+def load_cases(pattern: str | None = None):
+    from onnx.backend.test.loader import load_model_tests
+
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        cases = load_model_tests(kind="node")
+    if pattern:
+        regex = re.compile(pattern)
+        cases = [c for c in cases if regex.search(c.name)]
+    return cases
+
+
+@functools.lru_cache(maxsize=1)
+def _op_names() -> list[str]:
+    names = {s.name for s in defs.get_all_schemas_with_history()}
+    return sorted(names, key=len, reverse=True)
+
+
+def op_of(case) -> str:
+    """The op a case tests: its only node's op, else the longest op name prefixing the case name."""
+    nodes = case.model.graph.node
+    if len(nodes) == 1:
+        return nodes[0].op_type
+    key = case.name.removeprefix("test_").removeprefix("ai_onnx_ml_").replace("_", "").lower()
+    for op in _op_names():
+        if key.startswith(op.lower()):
+            return op
+    return case.name.removeprefix("test_").split("_")[0]
+
+
+def _normalise(value):
+    if isinstance(value, onnx.TensorProto):
+        return numpy_helper.to_array(value)
+    if isinstance(value, (list, tuple)):
+        return [_normalise(v) for v in value]
+    return value
+
+
+def assert_similar(expected, actual, rtol: float, atol: float) -> None:
+    if isinstance(expected, (list, tuple)):
+        if not isinstance(actual, (list, tuple)) or len(actual) != len(expected):
+            raise AssertionError(f"expected a sequence of {len(expected)}, got {type(actual).__name__}")
+        for e, a in zip(expected, actual):
+            assert_similar(e, a, rtol, atol)
+        return
+    if expected is None:
+        if actual is not None:
+            raise AssertionError("expected an empty optional")
+        return
+    actual = np.asarray(actual)
+    expected = np.asarray(expected)
+    np.testing.assert_array_equal(actual.shape, expected.shape, err_msg="shape")
+    if expected.dtype == object:
+        np.testing.assert_array_equal(actual, expected)
+        return
+    np.testing.assert_equal(actual.dtype, expected.dtype)
+    if expected.dtype.name == "bfloat16":
+        rtol = max(rtol, 2**-6)
+        actual, expected = actual.astype(np.float32), expected.astype(np.float32)
+    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=atol)
+
+
+def run_case(case, target: str) -> CaseResult:
+    from hamr.compiler import compile_model
+    from hamr.format.executable import load
+    from hamr.runtime.session import Session
+
+    op = op_of(case)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            exe = load(compile_model(case.model, targets=[target]).to_bytes())
+            session = Session(exe, device="auto")
+            names = [i.name for i in case.model.graph.input]
+            for inputs, outputs in case.data_sets:
+                feeds = dict(zip(names, (_normalise(v) for v in inputs)))
+                got = session.run(feeds)
+                got = list(got.values())
+                expected = [_normalise(v) for v in outputs]
+                if len(got) != len(expected):
+                    raise AssertionError(f"{len(got)} outputs, expected {len(expected)}")
+                for e, a in zip(expected, got):
+                    assert_similar(e, a, case.rtol, case.atol)
+    except UnsupportedOpError as exc:
+        return CaseResult(case.name, op, UNSUPPORTED, str(exc))
+    except Exception as exc:
+        detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        return CaseResult(case.name, op, FAILED, f"{type(exc).__name__}: {detail}")
+    return CaseResult(case.name, op, PASSED)
+
+
+def run_suite(target: str, cases: Iterable, progress: Callable[[CaseResult], None] | None = None) -> SuiteReport:
+    report = SuiteReport(target)
+    for case in cases:
+        result = run_case(case, target)
+        report.cases.append(result)
+        if progress:
+            progress(result)
+    return report

@@ -1,0 +1,136 @@
+"""The byte layout of a .hamr file (see docs/format.md).
+
+    offset 0   header, 64 bytes:
+               magic (8) | format_version u32 | header_size u32 |
+               manifest_offset u64 | manifest_size u64 | manifest sha256 (32)
+    then       members, each starting on a 64-byte boundary
+    then       the manifest: UTF-8 JSON naming every member with offset, size, sha256
+
+Reading never executes or unpickles anything: the manifest is JSON, the graph is ONNX
+protobuf, and the weights are raw little-endian tensors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import mmap
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+from hamr.errors import FormatError
+
+MAGIC = b"\x89HAMR\r\n\x1a"
+FORMAT_VERSION = 1
+ALIGNMENT = 64
+_HEADER = struct.Struct("<8sIIQQ32s")
+HEADER_SIZE = _HEADER.size
+assert HEADER_SIZE == 64
+
+
+def _pad(n: int) -> int:
+    return (-n) % ALIGNMENT
+
+
+def sha256(data) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class ContainerWriter:
+    """Appends members to an in-memory buffer, then writes header + members + manifest."""
+
+    def __init__(self) -> None:
+        self._chunks: list[bytes | memoryview] = []
+        self._offset = HEADER_SIZE
+        self.members: dict[str, dict] = {}
+
+    def add(self, name: str, data: bytes | memoryview, media_type: str) -> dict:
+        if name in self.members:
+            raise ValueError(f"duplicate member {name}")
+        entry = {"offset": self._offset, "size": len(data), "sha256": sha256(data), "media_type": media_type}
+        self.members[name] = entry
+        self._chunks.append(data)
+        pad = _pad(len(data))
+        self._chunks.append(b"\0" * pad)
+        self._offset += len(data) + pad
+        return entry
+
+    def to_bytes(self, manifest: dict) -> bytes:
+        manifest = dict(manifest, members=self.members)
+        body = json.dumps(manifest, indent=1, sort_keys=True).encode()
+        header = _HEADER.pack(MAGIC, FORMAT_VERSION, HEADER_SIZE, self._offset, len(body), hashlib.sha256(body).digest())
+        return b"".join([header, *self._chunks, body])
+
+    def write(self, path: Path, manifest: dict) -> None:
+        data = self.to_bytes(manifest)
+        tmp = path.with_name(path.name + ".partial")
+        tmp.write_bytes(data)
+        tmp.replace(path)  # never leave a half-written file under the real name
+
+
+@dataclass
+class Container:
+    """A verified, read-only view of a .hamr file's bytes (memory-mapped when read from disk)."""
+
+    buffer: memoryview
+    manifest: dict
+    label: str
+
+    def member(self, name: str) -> memoryview:
+        try:
+            entry = self.manifest["members"][name]
+        except KeyError:
+            raise FormatError(f"{self.label}: corrupt: the manifest has no member '{name}'") from None
+        return self.buffer[entry["offset"] : entry["offset"] + entry["size"]]
+
+
+def open_container(source: str | Path | bytes, verify: bool = True) -> Container:
+    if isinstance(source, (bytes, bytearray)):
+        buffer, label = memoryview(source), "executable bytes"
+    else:
+        path = Path(source)
+        label = str(path)
+        if not path.is_file():
+            raise FormatError(f"executable file not found: {path}")
+        with path.open("rb") as f:
+            try:
+                buffer = memoryview(mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ))
+            except ValueError:  # an empty file cannot be mapped
+                buffer = memoryview(b"")
+    return Container(buffer, read_manifest(buffer, label, verify), label)
+
+
+def read_manifest(buffer: memoryview, label: str, verify: bool = True) -> dict:
+    if len(buffer) < HEADER_SIZE:
+        if bytes(buffer[: len(MAGIC)]) == MAGIC[: len(buffer)] and len(buffer) > 0:
+            raise FormatError(f"{label}: truncated: {len(buffer)} bytes, shorter than the {HEADER_SIZE}-byte header")
+        raise FormatError(f"{label}: not a .hamr file (no hamr header)")
+    magic, version, header_size, offset, size, digest = _HEADER.unpack(bytes(buffer[:HEADER_SIZE]))
+    if magic != MAGIC:
+        raise FormatError(f"{label}: not a .hamr file (bad magic bytes)")
+    if version > FORMAT_VERSION:
+        raise FormatError(
+            f"{label}: written in .hamr format version {version}; this hamr reads format version "
+            f"{FORMAT_VERSION} and older; upgrade hamr to load it"
+        )
+    if version < 1 or header_size != HEADER_SIZE:
+        raise FormatError(f"{label}: corrupt header (format version {version}, header size {header_size})")
+    if offset + size > len(buffer):
+        raise FormatError(f"{label}: truncated: {len(buffer)} bytes, the manifest ends at byte {offset + size}")
+    body = buffer[offset : offset + size]
+    if hashlib.sha256(body).digest() != digest:
+        raise FormatError(f"{label}: corrupt: the manifest does not match its sha256 in the header")
+    try:
+        manifest = json.loads(bytes(body))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise FormatError(f"{label}: corrupt: the manifest is not JSON ({exc})") from exc
+    if manifest.get("format_version") != version:
+        raise FormatError(f"{label}: corrupt: the manifest says format version {manifest.get('format_version')}, the header {version}")
+    for name, entry in manifest.get("members", {}).items():
+        end = entry["offset"] + entry["size"]
+        if entry["offset"] < HEADER_SIZE or end > offset:
+            raise FormatError(f"{label}: corrupt: member '{name}' lies outside the data area")
+        if verify and sha256(buffer[entry["offset"] : end]) != entry["sha256"]:
+            raise FormatError(f"{label}: corrupt: member '{name}' does not match its sha256")
+    return manifest

@@ -1,0 +1,145 @@
+"""Executable: the compiled model in memory, and its save/load to the .hamr container."""
+
+from __future__ import annotations
+
+import collections
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnx_ir as ir
+
+from hamr import __version__
+from hamr.errors import FormatError
+from hamr.format.container import ALIGNMENT, FORMAT_VERSION, ContainerWriter, open_container
+from hamr.ir.signature import Signature
+
+WEIGHTS_LOCATION = "hamr:weights"  # external-data location of weights that live in the weights member
+INLINE_BELOW = 256  # bytes; smaller tensors stay inside the graph protobuf
+_PACKED = {ir.DataType.STRING, ir.DataType.INT4, ir.DataType.UINT4, ir.DataType.FLOAT4E2M1}
+
+
+@dataclass
+class Executable:
+    model: ir.Model
+    name: str
+    signature: Signature
+    variants: dict[str, dict]
+    source: dict = field(default_factory=dict)
+    passes: list[dict] = field(default_factory=list)
+    members: dict[str, dict] = field(default_factory=dict)  # filled when loaded from a file
+    producer: dict = field(default_factory=lambda: {"name": "hamr", "version": __version__})
+
+    @property
+    def targets(self) -> list[str]:
+        return list(self.variants)
+
+    def op_histogram(self) -> dict[str, int]:
+        counts = collections.Counter(
+            f"{n.domain}::{n.op_type}" if n.domain not in ("", "ai.onnx") else n.op_type
+            for n in ir.traversal.RecursiveGraphIterator(self.model.graph)
+        )
+        return dict(counts.most_common())
+
+    def manifest(self) -> dict:
+        return {
+            "format": "hamr",
+            "format_version": FORMAT_VERSION,
+            "producer": self.producer,
+            "model": {"name": self.name, **self.source},
+            "signature": self.signature.to_json(),
+            "op_histogram": self.op_histogram(),
+            "passes": self.passes,
+        }
+
+    def to_bytes(self) -> bytes:
+        writer, manifest = _pack(self)
+        return writer.to_bytes(manifest)
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        writer, manifest = _pack(self)
+        writer.write(path, manifest)
+        return path
+
+
+def _externalisable(tensor: ir.TensorProtocol) -> bool:
+    return tensor.dtype not in _PACKED and tensor.nbytes >= INLINE_BELOW
+
+
+def _pack(exe: Executable) -> tuple[ContainerWriter, dict]:
+    graph = exe.model.graph
+    chunks: list[bytes] = []
+    index: dict[str, dict] = {}
+    offset = 0
+    originals: dict[str, ir.TensorProtocol] = {}
+    for name, value in graph.initializers.items():
+        tensor = value.const_value
+        if tensor is None or not _externalisable(tensor):
+            continue
+        data = tensor.tobytes()
+        index[name] = {"dtype": tensor.dtype.name, "shape": list(tensor.shape.numpy()), "offset": offset, "size": len(data)}
+        pad = (-len(data)) % ALIGNMENT
+        chunks += [data, b"\0" * pad]
+        originals[name] = tensor
+        value.const_value = ir.ExternalTensor(
+            WEIGHTS_LOCATION, offset, len(data), tensor.dtype, shape=tensor.shape, name=name
+        )
+        offset += len(data) + pad
+    try:
+        proto = ir.to_proto(exe.model)
+    finally:
+        for name, tensor in originals.items():
+            graph.initializers[name].const_value = tensor
+    writer = ContainerWriter()
+    writer.add("graph", proto.SerializeToString(), "application/x-onnx")
+    writer.add("weights", b"".join(chunks), "application/x-hamr-tensors")
+    variants = {}
+    for target, variant in exe.variants.items():
+        member = f"variants/{target}"
+        writer.add(member, json.dumps(variant, sort_keys=True).encode(), "application/json")
+        variants[target] = {"member": member}
+    manifest = exe.manifest()
+    manifest["weights"] = {"member": "weights", "alignment": ALIGNMENT, "tensors": index}
+    manifest["variants"] = variants
+    return writer, manifest
+
+
+def load(source: str | Path | bytes, verify: bool = True) -> Executable:
+    """Open a .hamr file (memory-mapped) or bytes, checking version and hashes."""
+    container = open_container(source, verify=verify)
+    manifest = container.manifest
+    label = container.label
+    try:
+        proto = onnx.ModelProto.FromString(bytes(container.member("graph")))
+        model = ir.from_proto(proto)
+        weights = container.member(manifest["weights"]["member"])
+        for name, entry in manifest["weights"]["tensors"].items():
+            dtype = ir.DataType[entry["dtype"]]
+            count = int(np.prod(entry["shape"], dtype=np.int64))
+            array = np.frombuffer(weights, dtype=dtype.numpy(), count=count, offset=entry["offset"])
+            model.graph.initializers[name].const_value = ir.Tensor(array.reshape(entry["shape"]), dtype=dtype, name=name)
+        variants = {
+            target: json.loads(bytes(container.member(ref["member"]))) for target, ref in manifest["variants"].items()
+        }
+        signature = Signature.from_json(manifest["signature"])
+        model_info = dict(manifest["model"])
+    except FormatError:
+        raise
+    except (KeyError, ValueError, TypeError, onnx.onnx_cpp2py_export.checker.ValidationError) as exc:
+        raise FormatError(f"{label}: corrupt: inconsistent manifest ({type(exc).__name__}: {exc})") from exc
+    except Exception as exc:  # protobuf DecodeError and friends
+        raise FormatError(f"{label}: corrupt: cannot read the graph ({type(exc).__name__}: {exc})") from exc
+    name = model_info.pop("name")
+    return Executable(
+        model=model,
+        name=name,
+        signature=signature,
+        variants=variants,
+        source=model_info,
+        passes=manifest.get("passes", []),
+        members=manifest["members"],
+        producer=manifest.get("producer", {}),
+    )

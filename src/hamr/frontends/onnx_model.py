@@ -1,0 +1,104 @@
+"""The ONNX frontend: read, validate and normalise a model to the canonical opset."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import onnx
+import onnx_ir as ir
+from google.protobuf.message import DecodeError
+from onnx import defs, version_converter
+
+from hamr.errors import ModelLoadError
+
+log = logging.getLogger(__name__)
+
+#: Every model is converted up to this opset on import, so that targets implement
+#: one version of each op. It is the newest opset the installed onnx package knows.
+CANONICAL_OPSET = defs.onnx_opset_version()
+OLDEST_OPSET = 7
+DEFAULT_DOMAINS = ("", "ai.onnx")
+
+ModelSource = str | Path | bytes | onnx.ModelProto
+
+
+def read_onnx(source: ModelSource) -> onnx.ModelProto:
+    """Read a model from a path, bytes or a ModelProto, and check it is well formed."""
+    if isinstance(source, onnx.ModelProto):
+        model, label = source, "model"
+    elif isinstance(source, bytes):
+        model, label = _parse(source, "model bytes"), "model bytes"
+    else:
+        path = Path(source)
+        label = str(path)
+        if not path.is_file():
+            raise ModelLoadError(f"model file not found: {path}")
+        model = _parse(path.read_bytes(), label)
+        if _has_external_data(model):
+            onnx.load_external_data_for_model(model, str(path.parent))
+    if not model.HasField("graph"):
+        raise ModelLoadError(f"{label} is not a valid ONNX model: it has no graph")
+    _check_opset(model, label)
+    try:
+        onnx.checker.check_model(model)
+    except onnx.checker.ValidationError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelLoadError(f"{label} is not a valid ONNX model: {first}") from exc
+    return model
+
+
+def _parse(data: bytes, label: str) -> onnx.ModelProto:
+    model = onnx.ModelProto()
+    try:
+        model.ParseFromString(data)
+    except (DecodeError, RuntimeError, ValueError) as exc:
+        raise ModelLoadError(f"{label} is not a valid ONNX model: cannot parse protobuf ({exc})") from exc
+    if not data or not model.HasField("graph"):
+        raise ModelLoadError(f"{label} is not a valid ONNX model: no graph in the file")
+    return model
+
+
+def _has_external_data(model: onnx.ModelProto) -> bool:
+    return any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer)
+
+
+def default_opset(model: onnx.ModelProto) -> int | None:
+    versions = [o.version for o in model.opset_import if o.domain in DEFAULT_DOMAINS]
+    return max(versions) if versions else None
+
+
+def _check_opset(model: onnx.ModelProto, label: str) -> None:
+    version = default_opset(model)
+    if version is not None and version > CANONICAL_OPSET:
+        raise ModelLoadError(
+            f"{label} uses ONNX opset {version}; this installation knows opsets up to "
+            f"{CANONICAL_OPSET} (upgrade the onnx package)"
+        )
+
+
+def normalise_opset(model: onnx.ModelProto) -> tuple[onnx.ModelProto, str]:
+    """Convert to CANONICAL_OPSET; keep the original when the converter cannot.
+
+    Returns the model and a one-line note of what happened.
+    """
+    version = default_opset(model)
+    if version is None or version >= CANONICAL_OPSET:
+        return model, f"opset {version} kept"
+    try:
+        converted = version_converter.convert_version(model, CANONICAL_OPSET)
+    except Exception as exc:  # the converter raises bare RuntimeErrors and asserts
+        note = f"opset {version} kept: converter refused ({str(exc).splitlines()[0][:120]})"
+        log.info(note)
+        return model, note
+    return converted, f"opset {version} -> {CANONICAL_OPSET}"
+
+
+def import_onnx(source: ModelSource) -> tuple[ir.Model, str]:
+    """Read, validate and normalise a model, and return it as onnx-ir with a note."""
+    model = read_onnx(source)
+    model, note = normalise_opset(model)
+    try:
+        return ir.from_proto(model), note
+    except Exception as exc:
+        raise ModelLoadError(f"cannot build the graph IR: {exc}") from exc

@@ -1,0 +1,1 @@
+"""The graph layer: onnx-ir graphs, their signature, and the optimisation passes."""

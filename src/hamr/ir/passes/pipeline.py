@@ -1,0 +1,32 @@
+"""The default optimisation pipeline for the portable graph."""
+
+from __future__ import annotations
+
+import onnx_ir as ir
+import onnx_ir.passes.common as common
+
+from hamr.ir.passes.constant_folding import ConstantFoldingPass
+from hamr.ir.passes.identity import IdentityEliminationPass
+from hamr.ir.passes.manager import PassManager, PassRecord
+from hamr.ir.passes.noop import NoOpToIdentityPass
+
+
+def default_passes() -> list[ir.passes.PassBase]:
+    return [
+        common.RemoveInitializersFromInputsPass(),  # IR<4 models list weights as inputs
+        common.NameFixPass(),
+        common.ShapeInferencePass(strict_mode=False),
+        ConstantFoldingPass(),
+        NoOpToIdentityPass(),
+        IdentityEliminationPass(),
+        common.CommonSubexpressionEliminationPass(),
+        common.RemoveUnusedNodesPass(),
+        common.TopologicalSortPass(),
+        common.ShapeInferencePass(strict_mode=False),
+    ]
+
+
+def optimise(model: ir.Model) -> tuple[ir.Model, list[PassRecord]]:
+    manager = PassManager(default_passes())
+    model = manager(model)
+    return model, manager.records

@@ -1,0 +1,35 @@
+"""What every target provides: a capability query, a compile step, and a loader for its variant."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import numpy as np
+import onnx_ir as ir
+
+
+class Program(Protocol):
+    """A loaded variant, ready to run on one device."""
+
+    target: str
+    device: str
+
+    def run(self, feeds: dict[str, Any]) -> list[Any]: ...
+
+
+class Target(Protocol):
+    name: str
+
+    def supports(self, node: ir.Node, opset: int) -> bool:
+        """Can this target run `node`? (GetCapability, per node.)"""
+        ...
+
+    def compile(self, model: ir.Model) -> dict:
+        """Build this target's variant; returns the JSON-serialisable variant manifest."""
+        ...
+
+    def load(self, model: ir.Model, variant: dict, device: str) -> Program: ...
+
+
+def as_array(value: Any) -> np.ndarray:
+    return value if isinstance(value, np.ndarray) else np.asarray(value)

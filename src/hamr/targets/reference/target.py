@@ -1,0 +1,29 @@
+"""The reference target: capability, compile (a placement record) and load."""
+
+from __future__ import annotations
+
+import onnx_ir as ir
+
+from hamr.targets.reference.kernels import has_kernel
+from hamr.targets.reference.program import ReferenceProgram
+
+
+class ReferenceTarget:
+    name = "reference"
+    devices = ("cpu",)
+
+    def supports(self, node: ir.Node, opset: int, functions: frozenset = frozenset()) -> bool:
+        if (node.domain, node.op_type, node.overload) in functions:
+            return True
+        return has_kernel(node.domain, node.op_type, opset)
+
+    def compile(self, model: ir.Model) -> dict:
+        """The reference variant interprets the portable graph: its section is the placement."""
+        return {
+            "target": self.name,
+            "kind": "interpreted",
+            "placement": {node.name: self.name for node in model.graph},
+        }
+
+    def load(self, model: ir.Model, variant: dict, device: str = "cpu") -> ReferenceProgram:
+        return ReferenceProgram(model, device)

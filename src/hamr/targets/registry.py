@@ -1,0 +1,15 @@
+"""The targets this build of hamr knows, by name."""
+
+from __future__ import annotations
+
+from hamr.errors import HamrError
+from hamr.targets.reference import ReferenceTarget
+
+TARGETS = {"reference": ReferenceTarget()}
+
+
+def get_target(name: str):
+    try:
+        return TARGETS[name]
+    except KeyError:
+        raise HamrError(f"unknown target '{name}'; known targets: {', '.join(sorted(TARGETS))}") from None
