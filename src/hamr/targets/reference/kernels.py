@@ -69,7 +69,9 @@ def evaluate_node(node: onnx.NodeProto, opsets: dict[str, int], inputs: list[Any
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid(d, v) for d, v in opsets.items()])
     feeds = {n: v for n, v in zip(node.input, inputs) if n}
-    return ReferenceEvaluator(model).run(None, feeds)
+    from hamr.targets.reference.overrides import OVERRIDES
+
+    return ReferenceEvaluator(model, new_ops=OVERRIDES).run(None, feeds)
 
 
 def nbytes(value: Any) -> int:

@@ -15,6 +15,7 @@ import onnx_ir as ir
 from onnx.reference import ReferenceEvaluator
 
 from hamr.errors import KernelError
+from hamr.targets.reference.overrides import OVERRIDES
 
 
 class ReferenceProgram:
@@ -25,7 +26,7 @@ class ReferenceProgram:
         graph = model.graph
         self.weights = {name: v.const_value.numpy() for name, v in graph.initializers.items()}
         proto = _proto_without_weights(model)
-        self.evaluator = ReferenceEvaluator(proto)
+        self.evaluator = ReferenceEvaluator(proto, new_ops=OVERRIDES)
         self.nodes = list(self.evaluator.rt_nodes_)
         self.output_names = [v.name for v in graph.outputs]
         self.releases = _release_plan(self.nodes, set(self.output_names), _captured_names(graph))

