@@ -18,8 +18,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="hamr: compile a model once into one .hamr executable, run it on any device.",
 )
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+# markup is off everywhere: model, node and shape names contain brackets
+out = Console(highlight=False, soft_wrap=True, markup=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
 _state = {"debug": False}
 
 
@@ -65,7 +66,7 @@ def compile(
     path = exe.save(output)
     elapsed = time.perf_counter() - start
     err.print(
-        f"compiled [bold]{exe.name}[/] -> {path} ({path.stat().st_size / 1e6:.1f} MB, "
+        f"compiled {exe.name} -> {path} ({path.stat().st_size / 1e6:.1f} MB, "
         f"targets: {', '.join(exe.targets)}) in {elapsed:.2f} s",
     )
 
@@ -89,11 +90,11 @@ def run(
     outputs = session.run(feeds)
     if output_dir is not None:
         index = write_outputs(outputs, output_dir)
-        err.print(f"ran on {session.device.id} [{session.target}]; wrote {len(index)} output(s) to {output_dir}")
+        err.print(f"ran on {session.device.id} ({session.target}); wrote {len(index)} output(s) to {output_dir}")
         return
     from rich.table import Table
 
-    table = Table(title=f"outputs (ran on {session.device.id} [{session.target}])")
+    table = Table(title=f"outputs (ran on {session.device.id} ({session.target}))")
     for column in ("output", "dtype", "shape", "values"):
         table.add_column(column)
     import numpy as np
@@ -137,6 +138,29 @@ def conformance(
         out.print_json(json.dumps(report_.to_json()))
     else:
         render(report_, out)
+
+
+@app.command()
+def bench(
+    model: Annotated[Path, typer.Argument(help="The ONNX model.")],
+    device: Annotated[str, typer.Option("--device", help="auto, or a device id.")] = "auto",
+    compare: Annotated[str | None, typer.Option("--compare", help="Peer runtime to run side by side.")] = "onnxruntime",
+    runs: Annotated[int, typer.Option("--runs", min=1)] = 20,
+    warmup: Annotated[int, typer.Option("--warmup", min=0)] = 3,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Time hamr and a peer on the same model and inputs; report the ratio of medians."""
+    from hamr.benchmark import bench_model
+
+    with err.status(f"benchmarking {model.name}"):
+        result = bench_model(model, device, compare or None, runs, warmup)
+    if as_json:
+        out.print_json(json.dumps(result))
+        return
+    line = f"{model.name} on {result['device']} ({result['target']}): median {result['hamr']['median_ms']:.2f} ms"
+    if "peer" in result:
+        line += f"; {result['peer']['name']} {result['peer']['median_ms']:.2f} ms; ratio {result['ratio']:.2f}"
+    out.print(line + f"; compile {result['compile_s']:.2f} s, load {result['load_s'] * 1000:.0f} ms")
 
 
 @app.command()

@@ -27,7 +27,7 @@ def render(report: SuiteReport, console: Console) -> None:
         table.add_row(op, str(row["passed"]), str(row["failed"]), str(row["unsupported"]), style=style)
     console.print(table)
     console.print(
-        f"[bold]{report.target}[/]: {report.count('passed')} passed, {report.count('failed')} failed, "
+        f"{report.target}: {report.count('passed')} passed, {report.count('failed')} failed, "
         f"{report.count('unsupported')} unsupported, of {len(report.cases)} cases"
     )
     for case in report.cases:

@@ -28,7 +28,7 @@ def run_demo(model: Path | None, runs: int, out: Console, err: Console) -> None:
         name, model = next(iter(found.items()))
     else:
         name = model.stem
-    out.print(f"[bold]hamr demo[/]: {name} ({model})")
+    out.print(f"hamr demo: {name} ({model})", style="bold")
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"{name}.hamr"
         start = time.perf_counter()
@@ -53,7 +53,8 @@ def run_demo(model: Path | None, runs: int, out: Console, err: Console) -> None:
     table.add_row("compile", f"{compile_s:.2f} s -> {size / 1e6:.1f} MB .hamr, variants: {', '.join(exe.targets)}")
     table.add_row("load", f"{load_s * 1000:.1f} ms (memory-mapped weights, hashes checked)")
     table.add_row("device", f"{session.device.id} ({session.device.vendor}, {session.device.architecture}) via target {session.target}")
-    table.add_row("placement", f"{len(placement)} nodes on {session.target}, 0 fell back")
+    fell_back = sum(1 for target in placement.values() if target != session.target)
+    table.add_row("placement", f"{len(placement) - fell_back} nodes on {session.target}, {fell_back} fell back")
     table.add_row("inputs", ", ".join(f"{k}{list(v.shape)}" for k, v in feeds.items()))
     table.add_row("outputs", ", ".join(f"{k}{list(np.asarray(v).shape)}" for k, v in outputs.items()))
     table.add_row("latency", f"median {statistics.median(times) * 1000:.1f} ms, min {min(times) * 1000:.1f} ms over {runs} runs")

@@ -6,11 +6,12 @@ import sys
 import traceback
 
 from rich.console import Console
+from rich.text import Text
 
 from hamr.errors import HamrError
 
 EXIT_USAGE = 2
-stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+stderr = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
 
 
 def report(exc: BaseException, debug: bool) -> int:
@@ -22,5 +23,5 @@ def report(exc: BaseException, debug: bool) -> int:
         message = f"internal error: {type(exc).__name__}: {exc}".splitlines()[0]
         if not debug:
             message += " (run with --debug for the traceback)"
-    stderr.print(f"[bold red]error:[/] {message}", markup=True)
+    stderr.print(Text("error: ", style="bold red") + Text(message))
     return EXIT_USAGE

@@ -40,7 +40,7 @@ def describe(exe: Executable, path: Path) -> dict:
 
 def render(info: dict, console: Console) -> None:
     console.print(
-        f"[bold]{info['model']['name']}[/]  {info['file']}  {info['size'] / 1e6:.2f} MB  "
+        f"{info['model']['name']}  {info['file']}  {info['size'] / 1e6:.2f} MB  "
         f"format v{info['format_version']}  by {info['producer'].get('name')} {info['producer'].get('version')}"
     )
     sig = Table(title="signature")

@@ -1,0 +1,79 @@
+"""`hamr bench`: hamr and a peer runtime on the same model, same inputs, same thread count, one run."""
+
+from __future__ import annotations
+
+import os
+import resource
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from hamr.errors import HamrError
+
+
+def _percentile(times: list[float], q: float) -> float:
+    return float(np.percentile(np.array(times), q))
+
+
+def _timed(fn, runs: int, warmup: int) -> list[float]:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def _summary(times: list[float]) -> dict:
+    return {"median_ms": statistics.median(times) * 1e3, "p95_ms": _percentile(times, 95) * 1e3, "runs": len(times)}
+
+
+def bench_model(model: Path, device: str = "auto", compare: str | None = "onnxruntime",
+                runs: int = 20, warmup: int = 3, dims: dict[str, int] | None = None, threads: int | None = None) -> dict:
+    from hamr.compiler import compile_model
+    from hamr.format.executable import load
+    from hamr.runtime.example_feeds import example_feeds
+    from hamr.runtime.session import Session
+
+    threads = threads or os.cpu_count() or 1
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "model.hamr"
+        start = time.perf_counter()
+        compile_model(model).save(path)
+        compile_s = time.perf_counter() - start
+        start = time.perf_counter()
+        session = Session(load(path), device=device)
+        load_s = time.perf_counter() - start
+        feeds = example_feeds(session.signature, dims or {"batch": 1, "sequence": 128})
+        hamr_times = _timed(lambda: session.run(feeds), runs, warmup)
+    result = {
+        "model": str(model),
+        "device": session.device.id,
+        "target": session.target,
+        "threads": threads,
+        "inputs": {k: list(v.shape) for k, v in feeds.items()},
+        "hamr": _summary(hamr_times),
+        "compile_s": compile_s,
+        "load_s": load_s,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+    if compare:
+        if compare != "onnxruntime":
+            raise HamrError(f"unknown peer '{compare}'; supported: onnxruntime")
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise HamrError("onnxruntime is not installed (pip install onnxruntime)") from None
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        options.intra_op_num_threads = threads
+        peer = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+        peer_times = _timed(lambda: peer.run(None, feeds), runs, warmup)
+        result["peer"] = {"name": f"onnxruntime {ort.__version__}", **_summary(peer_times)}
+        result["ratio"] = result["hamr"]["median_ms"] / result["peer"]["median_ms"]
+    return result
