@@ -1,4 +1,4 @@
-"""hamr's command line. The contract is in ../shared/VISION.md and docs/cli.md."""
+"""hamr's command line; the contract is the README's "Use" section."""
 
 from __future__ import annotations
 
@@ -54,7 +54,7 @@ def _load_or_compile(model: Path, targets: list[str] | None = None):
 def compile(
     model: Annotated[Path, typer.Argument(help="The ONNX model.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Where to write the .hamr file.")],
-    target: Annotated[str | None, typer.Option("--target", help="Comma-separated targets (default: all buildable here).")] = None,
+    target: Annotated[str | None, typer.Option("--target", help="Comma-separated targets (default: reference).")] = None,
 ) -> None:
     """Compile an ONNX model into one .hamr executable."""
     import time

@@ -8,7 +8,6 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from hamr.format.container import FORMAT_VERSION
 from hamr.format.executable import Executable
 
 
@@ -17,7 +16,7 @@ def describe(exe: Executable, path: Path) -> dict:
     return {
         "file": str(path),
         "size": path.stat().st_size,
-        "format_version": FORMAT_VERSION,
+        "format_version": exe.format_version,
         "producer": exe.producer,
         "model": {"name": exe.name, **exe.source},
         "signature": exe.signature.to_json(),

@@ -125,9 +125,15 @@ def read_manifest(buffer: memoryview, label: str, verify: bool = True) -> dict:
         manifest = json.loads(bytes(body))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise FormatError(f"{label}: corrupt: the manifest is not JSON ({exc})") from exc
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("members"), dict):
+        raise FormatError(f"{label}: corrupt: the manifest has no member table")
     if manifest.get("format_version") != version:
         raise FormatError(f"{label}: corrupt: the manifest says format version {manifest.get('format_version')}, the header {version}")
-    for name, entry in manifest.get("members", {}).items():
+    for name, entry in manifest["members"].items():
+        if not isinstance(entry, dict) or not all(isinstance(entry.get(k), int) for k in ("offset", "size")) or not isinstance(entry.get("sha256"), str):
+            raise FormatError(f"{label}: corrupt: member '{name}' lacks offset, size or sha256")
+        if entry["offset"] % ALIGNMENT:
+            raise FormatError(f"{label}: corrupt: member '{name}' is not {ALIGNMENT}-byte aligned")
         end = entry["offset"] + entry["size"]
         if entry["offset"] < HEADER_SIZE or end > offset:
             raise FormatError(f"{label}: corrupt: member '{name}' lies outside the data area")

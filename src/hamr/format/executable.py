@@ -18,7 +18,6 @@ from hamr.ir.signature import Signature
 
 WEIGHTS_LOCATION = "hamr:weights"  # external-data location of weights that live in the weights member
 INLINE_BELOW = 256  # bytes; smaller tensors stay inside the graph protobuf
-_PACKED = {ir.DataType.STRING, ir.DataType.INT4, ir.DataType.UINT4, ir.DataType.FLOAT4E2M1}
 
 
 @dataclass
@@ -31,6 +30,7 @@ class Executable:
     passes: list[dict] = field(default_factory=list)
     members: dict[str, dict] = field(default_factory=dict)  # filled when loaded from a file
     producer: dict = field(default_factory=lambda: {"name": "hamr", "version": __version__})
+    format_version: int = FORMAT_VERSION
 
     @property
     def targets(self) -> list[str]:
@@ -66,7 +66,10 @@ class Executable:
 
 
 def _externalisable(tensor: ir.TensorProtocol) -> bool:
-    return tensor.dtype not in _PACKED and tensor.nbytes >= INLINE_BELOW
+    """Whole-byte numeric tensors go to the weights member; strings and packed sub-byte types stay inline."""
+    if tensor.dtype == ir.DataType.STRING or tensor.dtype.bitwidth % 8:
+        return False
+    return tensor.nbytes >= INLINE_BELOW
 
 
 def _pack(exe: Executable) -> tuple[ContainerWriter, dict]:
@@ -119,7 +122,10 @@ def load(source: str | Path | bytes, verify: bool = True) -> Executable:
         for name, entry in manifest["weights"]["tensors"].items():
             dtype = ir.DataType[entry["dtype"]]
             count = int(np.prod(entry["shape"], dtype=np.int64))
-            array = np.frombuffer(weights, dtype=dtype.numpy(), count=count, offset=entry["offset"])
+            np_dtype = np.dtype(dtype.numpy()).newbyteorder("<")  # stored little-endian
+            if entry["offset"] % ALIGNMENT or entry["size"] != count * np_dtype.itemsize:
+                raise FormatError(f"{label}: corrupt: weight '{name}' has a bad offset or size in the manifest")
+            array = np.frombuffer(weights, dtype=np_dtype, count=count, offset=entry["offset"])
             model.graph.initializers[name].const_value = ir.Tensor(array.reshape(entry["shape"]), dtype=dtype, name=name)
         variants = {
             target: json.loads(bytes(container.member(ref["member"]))) for target, ref in manifest["variants"].items()
@@ -142,4 +148,5 @@ def load(source: str | Path | bytes, verify: bool = True) -> Executable:
         passes=manifest.get("passes", []),
         members=manifest["members"],
         producer=manifest.get("producer", {}),
+        format_version=manifest["format_version"],
     )

@@ -17,7 +17,6 @@ log = logging.getLogger(__name__)
 #: Every model is converted up to this opset on import, so that targets implement
 #: one version of each op. It is the newest opset the installed onnx package knows.
 CANONICAL_OPSET = defs.onnx_opset_version()
-OLDEST_OPSET = 7
 DEFAULT_DOMAINS = ("", "ai.onnx")
 
 ModelSource = str | Path | bytes | onnx.ModelProto
@@ -83,7 +82,9 @@ def normalise_opset(model: onnx.ModelProto) -> tuple[onnx.ModelProto, str]:
     Returns the model and a one-line note of what happened.
     """
     version = default_opset(model)
-    if version is None or version >= CANONICAL_OPSET:
+    if version is None:
+        return model, "no default-domain opset"
+    if version >= CANONICAL_OPSET:
         return model, f"opset {version} kept"
     try:
         converted = version_converter.convert_version(model, CANONICAL_OPSET)

@@ -19,9 +19,10 @@ class Program(Protocol):
 
 class Target(Protocol):
     name: str
+    devices: tuple[str, ...]  # device kinds this target's variants run on
 
-    def supports(self, node: ir.Node, opset: int) -> bool:
-        """Can this target run `node`? (GetCapability, per node.)"""
+    def supports(self, node: ir.Node, opset: int, functions: frozenset = frozenset()) -> bool:
+        """Can this target run `node`? (GetCapability, per node; `functions` are the model's own.)"""
         ...
 
     def compile(self, model: ir.Model) -> dict:
