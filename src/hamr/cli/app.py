@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 
 from hamr.cli.errors import report
+from hamr.errors import HamrError
 
 app = typer.Typer(
     add_completion=False,
@@ -29,7 +30,7 @@ def _options(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log each compiler pass's time and effect.")] = False,
 ) -> None:
-    _state["debug"] = debug
+    _state["debug"] = _state["debug"] or debug
     if verbose:
         import logging
 
@@ -45,7 +46,7 @@ def _load_or_compile(model: Path, targets: list[str] | None = None):
     from hamr.format.container import MAGIC
     from hamr.format.executable import load
 
-    if model.is_file() and model.open("rb").read(len(MAGIC)) == MAGIC:
+    if model.suffix == ".hamr" or (model.is_file() and model.open("rb").read(len(MAGIC)) == MAGIC):
         return load(model)
     return compile_model(model, targets)
 
@@ -194,15 +195,26 @@ def demo(
     run_demo(model, runs, out, err)
 
 
+def _usage_error(exc: Exception) -> bool:
+    """click's ClickException interface (typer ships its own copy of click)."""
+    return hasattr(exc, "format_message") and hasattr(exc, "exit_code")
+
+
 def main() -> None:
+    args = sys.argv[1:]
+    if "--debug" in args:  # accepted anywhere on the line, not only before the command
+        _state["debug"] = True
+        args = [a for a in args if a != "--debug"]
     try:
-        app(standalone_mode=True)
-    except SystemExit:
-        raise
-    except BaseException as exc:  # noqa: BLE001 - the one place every error becomes one line
-        if isinstance(exc, KeyboardInterrupt):
-            sys.exit(130)
-        sys.exit(report(exc, _state["debug"] or "--debug" in sys.argv))
+        app(args=args, prog_name="hamr", standalone_mode=False)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - the one place every error becomes one line
+        if _usage_error(exc):
+            exc = HamrError(exc.format_message())
+        sys.exit(report(exc, _state["debug"]))
 
 
 if __name__ == "__main__":
