@@ -59,6 +59,8 @@ class ConstantFoldingPass(ir.passes.InPlacePass):
                 if grows and any(e is None or e > SMALL_RESULT for e in expected):
                     continue
                 inputs = [None if v is None else v.const_value.numpy() for v in node.inputs]
+                if not _may_be_worth_keeping(node.outputs, inputs):
+                    continue
                 try:
                     results = evaluate_node(ir.serde.serialize_node(node), opsets, inputs)
                 except Exception:
@@ -72,6 +74,16 @@ class ConstantFoldingPass(ir.passes.InPlacePass):
             _replace_with_initializers(graph, node, results)
             modified = True
         return ir.passes.PassResult(model, modified)
+
+
+def _may_be_worth_keeping(outputs: list[ir.Value], inputs: list) -> bool:
+    """Skip the evaluation when inferred shapes already say the result would be discarded."""
+    sizes = [_static_size(o) for o in outputs]
+    if any(s is None for s in sizes) or any(o.dtype is None or o.dtype == ir.DataType.STRING for o in outputs):
+        return True  # unknown: evaluate and look
+    out_bytes = sum(s * o.dtype.itemsize for s, o in zip(sizes, outputs))
+    in_bytes = sum(i.nbytes for i in inputs if isinstance(i, np.ndarray))
+    return max(sizes, default=0) <= SMALL_RESULT or (out_bytes <= in_bytes and max(sizes) <= MAX_RESULT)
 
 
 def _worth_keeping(results: list, inputs: list) -> bool:
