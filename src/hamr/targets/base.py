@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-import numpy as np
 import onnx_ir as ir
 
 
@@ -30,7 +29,3 @@ class Target(Protocol):
         ...
 
     def load(self, model: ir.Model, variant: dict, device: str) -> Program: ...
-
-
-def as_array(value: Any) -> np.ndarray:
-    return value if isinstance(value, np.ndarray) else np.asarray(value)

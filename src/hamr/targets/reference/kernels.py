@@ -6,7 +6,6 @@ import functools
 import importlib
 from typing import Any
 
-import numpy as np
 import onnx
 from onnx import defs, helper
 from onnx.reference import ReferenceEvaluator
@@ -72,7 +71,3 @@ def evaluate_node(node: onnx.NodeProto, opsets: dict[str, int], inputs: list[Any
     from hamr.targets.reference.overrides import OVERRIDES
 
     return ReferenceEvaluator(model, new_ops=OVERRIDES).run(None, feeds)
-
-
-def nbytes(value: Any) -> int:
-    return value.nbytes if isinstance(value, np.ndarray) else 0
