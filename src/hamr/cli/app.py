@@ -41,12 +41,17 @@ def _targets(value: str | None) -> list[str] | None:
     return [t.strip() for t in value.split(",") if t.strip()] if value else None
 
 
+def _starts_with(path: Path, prefix: bytes) -> bool:
+    with path.open("rb") as f:
+        return f.read(len(prefix)) == prefix
+
+
 def _load_or_compile(model: Path, targets: list[str] | None = None):
     from hamr.compiler import compile_model
     from hamr.format.container import MAGIC
     from hamr.format.executable import load
 
-    if model.suffix == ".hamr" or (model.is_file() and model.open("rb").read(len(MAGIC)) == MAGIC):
+    if model.suffix == ".hamr" or (model.is_file() and _starts_with(model, MAGIC)):
         return load(model)
     return compile_model(model, targets)
 
