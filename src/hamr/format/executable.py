@@ -65,6 +65,14 @@ class Executable:
         return path
 
 
+def _media_type(fname: str) -> str:
+    if fname.endswith(".so"):
+        return "application/x-sharedlib"
+    if fname.endswith((".c", ".cl")):
+        return "text/x-c"
+    return "application/octet-stream"
+
+
 def _externalisable(tensor: ir.TensorProtocol) -> bool:
     """Whole-byte numeric tensors go to the weights member; strings and packed sub-byte types stay inline."""
     if tensor.dtype == ir.DataType.STRING or tensor.dtype.bitwidth % 8:
@@ -102,8 +110,13 @@ def _pack(exe: Executable) -> tuple[ContainerWriter, dict]:
     variants = {}
     for target, variant in exe.variants.items():
         member = f"variants/{target}"
-        writer.add(member, json.dumps(variant, sort_keys=True).encode(), "application/json")
-        variants[target] = {"member": member}
+        files = {}
+        for fname, data in variant.get("files", {}).items():
+            files[fname] = f"{member}/{fname}"
+            writer.add(files[fname], bytes(data), _media_type(fname))
+        described = {k: v for k, v in variant.items() if k != "files"}
+        writer.add(member, json.dumps(described, sort_keys=True).encode(), "application/json")
+        variants[target] = {"member": member, "files": files}
     manifest = exe.manifest()
     manifest["weights"] = {"member": "weights", "alignment": ALIGNMENT, "tensors": index}
     manifest["variants"] = variants
@@ -127,9 +140,10 @@ def load(source: str | Path | bytes, verify: bool = True) -> Executable:
                 raise FormatError(f"{label}: corrupt: weight '{name}' has a bad offset or size in the manifest")
             array = np.frombuffer(weights, dtype=np_dtype, count=count, offset=entry["offset"])
             model.graph.initializers[name].const_value = ir.Tensor(array.reshape(entry["shape"]), dtype=dtype, name=name)
-        variants = {
-            target: json.loads(bytes(container.member(ref["member"]))) for target, ref in manifest["variants"].items()
-        }
+        variants = {}
+        for target, ref in manifest["variants"].items():
+            variants[target] = json.loads(bytes(container.member(ref["member"])))
+            variants[target]["files"] = {f: container.member(m) for f, m in ref.get("files", {}).items()}
         signature = Signature.from_json(manifest["signature"])
         model_info = dict(manifest["model"])
     except FormatError:

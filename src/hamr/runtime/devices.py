@@ -49,7 +49,7 @@ def host_cpu() -> Device:
         architecture=platform.machine(),
         compute_units=os.cpu_count() or 1,
         memory_total=_memory_total(),
-        targets=("reference",),
+        targets=("cpu", "reference"),
     )
 
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from hamr.errors import HamrError
+from hamr.targets.cpu import CpuTarget
 from hamr.targets.reference import ReferenceTarget
 
-TARGETS = {"reference": ReferenceTarget()}
+TARGETS = {"cpu": CpuTarget(), "reference": ReferenceTarget()}
 
 
 def get_target(name: str):

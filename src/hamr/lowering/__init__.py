@@ -1,0 +1,1 @@
+"""Lowering: placement per node, fused kernel groups, schedule and static memory plan."""

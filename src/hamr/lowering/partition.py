@@ -1,0 +1,195 @@
+"""Placement (GetCapability per node) and fusion of the portable graph into kernel groups.
+
+Every main-graph node gets one placement:
+
+- ``native``: a lowering of the target runs it (in a kernel group, or as a view);
+- ``host``: shape arithmetic evaluated while planning for concrete input shapes;
+- ``fallback``: the reference target runs it, with explicit host transfers around it.
+
+The schedule is a list of items in topological order. Fused groups follow a simple rule
+that cannot create cycles: a node joins the group of one of its producers only when all of
+its other inputs are ready before that group starts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import onnx_ir as ir
+
+from hamr.targets.native.dtypes import INTEGERS
+from hamr.targets.native.node_view import NodeView, value_dtype
+from hamr.targets.native.ops import lowering_for
+from hamr.targets.native.ops.base import Kernel, Lowering, static_equal
+from hamr.targets.reference.kernels import NONDETERMINISTIC, has_kernel
+
+HOST_DTYPES = INTEGERS | {"bool"}
+
+
+@dataclass
+class Item:
+    kind: str  # "host" | "view" | "group" | "fallback"
+    nodes: list[NodeView]
+    group: str = ""  # for groups: "fused" | "kernel" | "anchor"
+    kernel: Kernel | None = None  # the lowering's kernel, for "kernel" and "anchor" groups
+
+    @property
+    def node(self) -> NodeView:
+        return self.nodes[0]
+
+
+@dataclass
+class Partition:
+    items: list[Item]
+    placement: dict[str, str]  # node name -> native | host | fallback
+    reasons: dict[str, str]  # fallback node name -> why
+    keyed: set[str] = field(default_factory=set)  # values whose contents key a plan
+
+    def fallback_ops(self) -> list[str]:
+        return sorted({item.node.op for item in self.items if item.kind == "fallback"})
+
+
+def _has_subgraph(node: ir.Node) -> bool:
+    return any(a.type in (ir.AttributeType.GRAPH, ir.AttributeType.GRAPHS) for a in node.attributes.values())
+
+
+def partition(model: ir.Model, accepts: Callable[[NodeView, Lowering], str | None] | None = None) -> Partition:
+    graph = model.graph
+    opsets = dict(model.opset_imports)
+    views = [NodeView(n, n.version or opsets.get(n.domain, opsets.get("", 1))) for n in graph]
+    producer = {out: v for v in views for out in v.outputs}
+    values = {v.name: v for v in graph.inputs}
+    values.update({o.name: o for n in graph for o in n.outputs})
+    graph_inputs = {v.name for v in graph.inputs}
+    host_known = set(graph.initializers)
+    placement: dict[str, str] = {}
+    reasons: dict[str, str] = {}
+    keyed: set[str] = set()
+
+    def native_reason(view: NodeView) -> str | None:
+        if _has_subgraph(view.node):
+            return "has a subgraph"
+        lowering = lowering_for(view.domain, view.op)
+        if lowering is None:
+            return "no lowering"
+        reason = lowering.check(view)
+        if reason is None and lowering.kind in ("elementwise", "kernel"):
+            if any(view.out_rank(i) is None for i in range(len(view.outputs))):
+                reason = "unknown output rank"
+        if reason is None and accepts is not None:
+            reason = accepts(view, lowering)
+        return reason
+
+    def host_evaluable(view: NodeView) -> bool:
+        return (
+            view.domain in ("", "ai.onnx")
+            and view.op not in NONDETERMINISTIC
+            and not _has_subgraph(view.node)
+            and all(value_dtype(o) in HOST_DTYPES for o in view.node.outputs)
+            and has_kernel(view.domain, view.op, view.opset)
+        )
+
+    def resolve(name: str, depth: int = 0) -> bool:
+        """Make `name` known when planning: key on it, or evaluate its producer on the host."""
+        if name in host_known:
+            return True
+        if depth > 64:
+            return False
+        view = producer.get(name)
+        if name in graph_inputs or (view is not None and placement.get(view.name) == "fallback"):
+            if value_dtype(values[name]) in HOST_DTYPES:
+                keyed.add(name)
+                host_known.add(name)
+                return True
+            return False
+        if view is None or not host_evaluable(view):
+            return False
+        if all(resolve(i, depth + 1) for i in view.inputs if i):
+            placement[view.name] = "host"
+            host_known.update(view.outputs)
+            return True
+        return False
+
+    for view in views:
+        lowering = lowering_for(view.domain, view.op)
+        reason = native_reason(view)
+        if reason is None and lowering.kind == "host":
+            placement[view.name] = "host"
+            host_known.update(view.outputs)
+            continue
+        if (
+            view.inputs
+            and all(i == "" or i in host_known for i in view.inputs)
+            and host_evaluable(view)
+        ):
+            placement[view.name] = "host"
+            host_known.update(view.outputs)
+            continue
+        if reason is None:
+            for i in lowering.shape_inputs:
+                if view.has_input(i) and not resolve(view.inputs[i]):
+                    reason = f"input {i} is not known when planning"
+                    break
+        if reason is None:
+            placement[view.name] = "native"
+        else:
+            placement[view.name] = "fallback"
+            reasons[view.name] = reason
+    items = _group(views, placement)
+    return Partition(items, placement, reasons, keyed)
+
+
+def _group(views: list[NodeView], placement: dict[str, str]) -> list[Item]:
+    items: list[Item] = []
+    group_of: dict[str, int] = {}  # value name -> index of the item that produces it
+
+    def ready_before(name: str, index: int) -> bool:
+        return name == "" or name not in group_of or group_of[name] < index
+
+    for view in views:
+        where = placement[view.name]
+        if where == "host":
+            item = Item("host", [view])
+        elif where == "fallback":
+            item = Item("fallback", [view])
+        else:
+            lowering = lowering_for(view.domain, view.op)
+            if lowering.kind == "view":
+                item = Item("view", [view])
+            elif lowering.kind == "elementwise":
+                target = _fusable_group(view, items, group_of, ready_before)
+                if target is not None:
+                    items[target].nodes.append(view)
+                    for out in view.outputs:
+                        group_of[out] = target
+                    continue
+                item = Item("group", [view], "fused")
+            else:
+                kernel = lowering.kernel(view)
+                item = Item("group", [view], "anchor" if kernel.anchor else "kernel", kernel)
+        items.append(item)
+        for out in view.outputs:
+            group_of[out] = len(items) - 1
+    return items
+
+
+def _fusable_group(view: NodeView, items: list[Item], group_of, ready_before) -> int | None:
+    domain = view.out_shape(0)
+    if domain is None or any(d is None for d in domain) or len(view.outputs) != 1:
+        return None
+    for i, name in enumerate(view.inputs):
+        index = group_of.get(name)
+        if index is None:
+            continue
+        item = items[index]
+        if item.kind != "group" or item.group not in ("fused", "anchor"):
+            continue
+        head = item.nodes[0]
+        if not static_equal(head.out_shape(0), domain) or not static_equal(view.in_shape(i), domain):
+            continue
+        if item.group == "anchor" and view.out_dtype(0) != head.out_dtype(0):
+            continue
+        if all(ready_before(other, index) or group_of.get(other) == index for other in view.inputs):
+            return index
+    return None

@@ -1,0 +1,3 @@
+from hamr.targets.cpu.target import CpuTarget
+
+__all__ = ["CpuTarget"]

@@ -1,0 +1,91 @@
+"""Compile generated C into shared objects with the system compiler, cached by content."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from hamr.errors import HamrError
+from hamr.targets.cpu.isa import march_flags
+
+BASE_FLAGS = ["-O3", "-fno-math-errno", "-fopenmp", "-fPIC", "-shared", "-std=gnu11", "-w"]
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("HAMR_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "hamr")
+    path = Path(root) / "cpu"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@functools.lru_cache(maxsize=1)
+def compiler() -> str | None:
+    for candidate in [os.environ.get("CC"), "cc", "gcc", "clang"]:
+        if candidate and shutil.which(candidate):
+            return shutil.which(candidate)
+    return None
+
+
+@functools.lru_cache(maxsize=4)
+def compiler_identity(cc: str) -> str:
+    out = subprocess.run([cc, "--version"], capture_output=True, text=True, check=False)
+    return out.stdout.splitlines()[0] if out.stdout else cc
+
+
+def flags_for(level: str) -> list[str]:
+    return BASE_FLAGS + march_flags(level)
+
+
+def build_key(source: str, level: str) -> str:
+    cc = require_compiler()
+    text = "\0".join([source, compiler_identity(cc), " ".join(flags_for(level)), level])
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def require_compiler() -> str:
+    cc = compiler()
+    if cc is None:
+        raise HamrError("the cpu target needs a C compiler: none of $CC, cc, gcc, clang was found")
+    return cc
+
+
+def build_many(source: str, levels: list[str]) -> dict[str, Path]:
+    """Build one shared object per ISA level (in parallel); cached ones are reused."""
+    cc = require_compiler()
+    results: dict[str, Path] = {}
+    jobs = []
+    workdir = Path(tempfile.mkdtemp(prefix="hamr-build-"))
+    src = workdir / "kernels.c"
+    src.write_text(source)
+    for level in levels:
+        target = cache_dir() / f"{build_key(source, level)}.so"
+        results[level] = target
+        if target.exists():
+            continue
+        tmp = workdir / f"{level}.so"
+        cmd = [cc, *flags_for(level), str(src), "-o", str(tmp)]
+        jobs.append((level, tmp, target, subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)))
+    for level, tmp, target, proc in jobs:
+        _, err = proc.communicate()
+        if proc.returncode != 0:
+            first = next((line for line in err.splitlines() if "error" in line), err.strip()[:300])
+            raise HamrError(f"C compiler failed for the cpu target ({level}): {first}")
+        os.replace(tmp, target)
+    shutil.rmtree(workdir, ignore_errors=True)
+    return results
+
+
+def cached_object(data: bytes) -> Path:
+    """Write a shared object carried in a .hamr file into the cache (named by its hash)."""
+    path = cache_dir() / f"blob-{hashlib.sha256(data).hexdigest()}.so"
+    if not path.exists():
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".so")
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    return path

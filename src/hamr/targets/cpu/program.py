@@ -1,0 +1,78 @@
+"""Executes planned segments through the compiled shared object: one C call per segment."""
+
+from __future__ import annotations
+
+import ctypes
+
+import numpy as np
+import onnx_ir as ir
+
+from hamr.targets.native.assemble import Lowered
+from hamr.targets.native.plan import SegmentPlan
+from hamr.targets.native.program import NativeProgram
+
+
+class CpuPlan:
+    def __init__(self, plan: SegmentPlan, entry, weights: dict[str, np.ndarray]):
+        self.plan = plan
+        self.entry = entry
+        self.arena = np.empty(plan.arena_bytes + 64, dtype=np.uint8)
+        base = self.arena.ctypes.data
+        base += (-base) % 64
+        self.pointers = (ctypes.c_void_p * max(len(plan.slots), 1))()
+        self.keep = []
+        self.inputs: list[tuple[int, str, np.dtype]] = []
+        self.outputs: list[tuple[int, str, tuple, np.dtype]] = []
+        for i, slot in enumerate(plan.slots):
+            if slot.kind == "weight":
+                self.pointers[i] = weights[slot.name].ctypes.data
+            elif slot.kind == "const":
+                value = np.ascontiguousarray(plan.ctx.values[slot.name], dtype=slot.dtype)
+                self.keep.append(value)
+                self.pointers[i] = value.ctypes.data
+            elif slot.kind == "arena":
+                self.pointers[i] = base + slot.offset
+            elif slot.kind == "input":
+                self.inputs.append((i, slot.name, np.dtype(slot.dtype)))
+            else:
+                self.outputs.append((i, slot.name, slot.shape, np.dtype(slot.dtype)))
+        self.params = plan.params
+        self.params_ptr = plan.params.ctypes.data_as(ctypes.POINTER(ctypes.c_int64))
+
+    def run(self, env: dict) -> None:
+        pointers = self.pointers
+        held = []
+        for i, name, dtype in self.inputs:
+            array = env[name]
+            if not (isinstance(array, np.ndarray) and array.flags.c_contiguous and array.dtype == dtype):
+                array = np.ascontiguousarray(array, dtype=dtype)
+                held.append(array)
+            pointers[i] = array.ctypes.data
+        for i, name, shape, dtype in self.outputs:
+            array = np.empty(shape, dtype=dtype)
+            env[name] = array
+            pointers[i] = array.ctypes.data
+        self.entry(pointers, self.params_ptr)
+        for name in self.plan.host_outputs:
+            env[name] = np.array(self.plan.ctx.values[name])
+
+
+class CpuProgram(NativeProgram):
+    target = "cpu"
+
+    def __init__(self, model: ir.Model, lowered: Lowered, library: ctypes.CDLL, device: str = "cpu"):
+        super().__init__(model, lowered, device)
+        self.library = library
+        self.weights = {k: np.ascontiguousarray(v) for k, v in self.weights.items()}
+        self.entries = {}
+        for segment in lowered.segments:
+            entry = getattr(library, f"hamr_seg{segment.index}")
+            entry.restype = None
+            entry.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_int64)]
+            self.entries[segment.index] = entry
+
+    def prepare(self, plan: SegmentPlan) -> CpuPlan:
+        return CpuPlan(plan, self.entries[plan.segment.index], self.weights)
+
+    def execute(self, executor: CpuPlan, env: dict) -> None:
+        executor.run(env)

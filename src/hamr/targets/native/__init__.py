@@ -1,0 +1,1 @@
+"""Shared machinery of the native targets (cpu, opencl): op lowerings, fusion, plans."""

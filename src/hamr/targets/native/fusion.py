@@ -1,0 +1,138 @@
+"""Generated code for fused elementwise chains, standalone or as a GEMM/Conv epilogue.
+
+Every value inside a fused group has the group's domain shape (the fuser only admits a
+node whose output has that shape), so one flat index `gid` addresses them all. Inputs
+from outside the group are read through one of four index modes chosen from their
+symbolic shapes: the same shape (`gid`), a scalar (`0`), a trailing-dims suffix
+(`gid % numel`) or general broadcasting (coordinates times strides, from parameters).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hamr.targets.native.dtypes import ctype
+from hamr.targets.native.node_view import NodeView
+from hamr.targets.native.ops.base import broadcast_strides, numel, static_equal
+from hamr.targets.native.ops.registry import lowering_for
+
+
+def _index_mode(shape, domain) -> str:
+    if static_equal(shape, domain):
+        return "same"
+    if shape is not None and all(d == 1 for d in shape):
+        return "scalar"
+    if shape is not None and len(shape) <= len(domain) and static_equal(shape, domain[len(domain) - len(shape) :]):
+        return "suffix"
+    return "strided"
+
+
+@dataclass
+class Epilogue:
+    body: str  # statements for one `gid`; reads `acc` when fused after an anchor
+    inputs: list[str]  # external inputs, in the order their buffers are passed
+    outputs: list[str]  # values written, in order
+    n_params: int
+    params: object  # Callable[[PlanCtx], list[int]]
+
+
+def fuse_body(
+    nodes: list[NodeView],
+    domain_value: str,
+    domain_shape,
+    escaping: set[str],
+    param_base: int,
+    first_input: int = 0,
+    first_output: int = 0,
+    acc: tuple[str, str] | None = None,
+) -> Epilogue:
+    """Code for `nodes` (an elementwise chain) over the domain of `domain_value`.
+
+    `acc` = (value name, C type) of an anchor result already in a register.
+    Inputs are named in{first_input}..., outputs out{first_output}...
+    """
+    rank = len(domain_shape)
+    local: dict[str, str] = {}
+    types: dict[str, str] = {}
+    lines: list[str] = []
+    inputs: list[str] = []
+    modes: list[str] = []
+    outputs: list[str] = []
+    if acc is not None:
+        local[acc[0]] = "acc"
+    strided_slots: list[str] = []
+
+    def read(name: str, dtype: str, shape) -> str:
+        if name in local:
+            return local[name]
+        index = first_input + len(inputs)
+        mode = _index_mode(shape, domain_shape)
+        inputs.append(name)
+        modes.append(mode)
+        var = f"x{len(inputs) - 1}"
+        if mode == "same":
+            at = "gid"
+        elif mode == "scalar":
+            at = "0"
+        elif mode == "suffix":
+            at = f"(gid % p[@SUFFIX@ + {len(inputs) - 1}])"
+        else:
+            strided_slots.append(name)
+            at = f"off{len(inputs) - 1}"
+            lines.append(_strided_offset(at, rank, len(strided_slots) - 1))
+        lines.append(f"const {ctype(dtype)} {var} = in{index}[{at}];")
+        local[name] = var
+        return var
+
+    for n, node in enumerate(nodes):
+        lowering = lowering_for(node.domain, node.op)
+        used = getattr(lowering, "uses", lambda _n: range(len(_n.inputs)))(node)
+        args = [""] * len(node.inputs)
+        for i in used:
+            if node.has_input(i):
+                args[i] = read(node.inputs[i], node.in_dtype(i), node.in_shape(i))
+        for k, expr in enumerate(lowering.expr(node, args)):
+            out = node.outputs[k]
+            var = f"v{n}_{k}"
+            lines.append(f"const {ctype(node.out_dtype(k))} {var} = {expr};")
+            local[out] = var
+            types[out] = node.out_dtype(k)
+    for name in sorted(escaping, key=lambda v: _order(v, nodes, acc)):
+        if name in local:
+            outputs.append(name)
+            lines.append(f"out{first_output + len(outputs) - 1}[gid] = {local[name]};")
+
+    # parameters: domain dims, then broadcast strides per strided input, then suffix sizes
+    n_inputs = len(inputs)
+    n_strided = len(strided_slots)
+    n_params = rank + rank * n_strided + n_inputs
+    names, kinds = list(inputs), list(modes)
+    body = " ".join(lines).replace("@DIMS@", f"(p + {param_base})")
+    body = body.replace("@SUFFIX@", str(param_base + rank + rank * n_strided))
+
+    def params(pc):
+        dims = pc.shape(domain_value)
+        out = list(dims)
+        for name in strided_slots:
+            out += broadcast_strides(pc.shape(name), dims)
+        for name, mode in zip(names, kinds):
+            out.append(max(numel(pc.shape(name)), 1) if mode == "suffix" else 0)
+        return out
+
+    return Epilogue(body, inputs, outputs, n_params, params)
+
+
+def _order(name, nodes, acc):
+    if acc is not None and name == acc[0]:
+        return -1
+    for n, node in enumerate(nodes):
+        if name in node.outputs:
+            return n
+    return len(nodes)
+
+
+def _strided_offset(var: str, rank: int, slot: int) -> str:
+    return (
+        f"i64 {var} = 0; {{ i64 r_ = gid; for (int a_ = {rank - 1}; a_ >= 0; a_--) {{ "
+        f"const i64 d_ = @DIMS@[a_]; {var} += (r_ % d_) * @DIMS@[{rank * (slot + 1)} + a_]; r_ /= d_; }} }}"
+    )

@@ -1,0 +1,20 @@
+"""Op type -> lowering, filled by the modules of this package."""
+
+from __future__ import annotations
+
+from hamr.targets.native.ops.base import Lowering
+
+LOWERINGS: dict[str, Lowering] = {}
+
+
+def register(lowering_cls: type[Lowering]) -> type[Lowering]:
+    instance = lowering_cls()
+    for op in lowering_cls.ops:
+        LOWERINGS[op] = instance
+    return lowering_cls
+
+
+def lowering_for(domain: str, op_type: str) -> Lowering | None:
+    if domain not in ("", "ai.onnx"):
+        return None
+    return LOWERINGS.get(op_type)

@@ -1,0 +1,101 @@
+"""What cpu and opencl share as targets: capability, placement, lowering and memory report."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+
+import numpy as np
+import onnx_ir as ir
+
+from hamr.ir.signature import signature_of
+from hamr.lowering.partition import Partition, partition
+from hamr.targets.native.assemble import Lowered, assemble
+from hamr.targets.native.node_view import NodeView, value_shape
+from hamr.targets.native.ops import lowering_for
+from hamr.targets.native.plan import make_plan
+from hamr.targets.reference import ReferenceTarget
+
+log = logging.getLogger(__name__)
+REFERENCE = ReferenceTarget()
+
+
+class NativeTarget:
+    name = "native"
+    devices: tuple[str, ...] = ()
+
+    def accepts(self, node: NodeView, lowering) -> str | None:
+        """Target-specific veto on top of the shared lowerings (None: accepted)."""
+        return None
+
+    def supports_natively(self, node: ir.Node, opset: int) -> bool:
+        lowering = lowering_for(node.domain, node.op_type)
+        view = NodeView(node, opset)
+        return lowering is not None and lowering.check(view) is None and self.accepts(view, lowering) is None
+
+    def supports(self, node: ir.Node, opset: int, functions: frozenset = frozenset()) -> bool:
+        """Runs here natively, or through the reference fallback."""
+        return self.supports_natively(node, opset) or REFERENCE.supports(node, opset, functions)
+
+    def lower(self, model: ir.Model) -> tuple[Partition, Lowered]:
+        part = partition(model, self.accepts)
+        return part, assemble(model, part)
+
+    def placement(self, part: Partition) -> dict[str, str]:
+        return {node: (self.name if where != "fallback" else "reference") for node, where in part.placement.items()}
+
+    def describe(self, model: ir.Model, part: Partition, lowered: Lowered, source: str) -> dict:
+        fallback = {item.node.name: item.node.op for item in part.items if item.kind == "fallback"}
+        launches = [(launch.name, launch.kernel.label) for s in lowered.segments for launch in s.launches]
+        return {
+            "target": self.name,
+            "kind": "native",
+            "placement": self.placement(part),
+            "planned_on_host": sorted(n for n, w in part.placement.items() if w == "host"),
+            "fallback": {name: {"op": op, "reason": part.reasons.get(name, "")} for name, op in fallback.items()},
+            "kernels": [{"name": n, "ops": label} for n, label in launches],
+            "segments": len(lowered.segments),
+            "source_sha256": hashlib.sha256(source.encode()).hexdigest(),
+            "memory": estimate_memory(model, lowered),
+        }
+
+
+def estimate_memory(model: ir.Model, lowered: Lowered) -> dict | None:
+    """Planned peak for example shapes (symbolic dims: 1 for batch-like names, else 16)."""
+    from hamr.runtime.example_feeds import example_feeds
+
+    try:
+        feeds = example_feeds(signature_of(model.graph))
+    except ValueError:
+        return None
+    dims: dict[str, int] = {}
+    for value in model.graph.inputs:
+        for d, size in zip(value_shape(value) or (), feeds[value.name].shape):
+            if isinstance(d, str):
+                dims[d] = int(size)
+    weights = {name: v.const_value.numpy() for name, v in model.graph.initializers.items()}
+    values = {v.name: v for n in model.graph for v in n.outputs}
+    env: dict = dict(weights)
+    env.update(feeds)
+    arena = 0
+    escaping = 0
+    try:
+        for segment in lowered.segments:
+            for name in segment.ext_inputs:
+                if name not in env:
+                    shape = [dims.get(d, d) if isinstance(d, str) else d for d in value_shape(values[name]) or [None]]
+                    if any(not isinstance(d, int) for d in shape):
+                        return None
+                    env[name] = np.empty(shape, dtype=lowered.dtypes[name])
+            plan = make_plan(lowered, segment, env, weights, dict(model.opset_imports), "planner")
+            arena = max(arena, plan.arena_bytes)
+            for slot in plan.slots:
+                if slot.kind == "output":
+                    env[slot.name] = np.empty(slot.shape, dtype=slot.dtype)
+                    escaping += slot.nbytes
+            for name in plan.host_outputs:
+                env[name] = plan.ctx.values[name]
+    except Exception as exc:  # a plan for invented inputs may not exist (data-dependent shapes)
+        log.debug("memory estimate skipped: %s", exc)
+        return None
+    return {"dims": dims, "arena_bytes": arena, "io_bytes": escaping, "peak_bytes": arena + escaping}
