@@ -21,6 +21,8 @@ from onnx import defs, numpy_helper
 from hamr.errors import UnsupportedOpError
 
 PASSED, FAILED, UNSUPPORTED = "passed", "failed", "unsupported"
+PASSED_WITH_FALLBACK = "passed_with_fallback"  # correct, but some node ran on the reference fallback
+STATUSES = (PASSED, PASSED_WITH_FALLBACK, FAILED, UNSUPPORTED)
 
 
 @dataclass
@@ -42,7 +44,7 @@ class SuiteReport:
     def per_op(self) -> dict[str, dict[str, int]]:
         table: dict[str, dict[str, int]] = {}
         for c in self.cases:
-            row = table.setdefault(c.op, {PASSED: 0, FAILED: 0, UNSUPPORTED: 0})
+            row = table.setdefault(c.op, dict.fromkeys(STATUSES, 0))
             row[c.status] += 1
         return dict(sorted(table.items()))
 
@@ -51,6 +53,7 @@ class SuiteReport:
             "target": self.target,
             "total": len(self.cases),
             "passed": self.count(PASSED),
+            "passed_with_fallback": self.count(PASSED_WITH_FALLBACK),
             "failed": self.count(FAILED),
             "unsupported": self.count(UNSUPPORTED),
             "per_op": self.per_op(),
@@ -120,6 +123,9 @@ def assert_similar(expected, actual, rtol: float, atol: float) -> None:
     np.testing.assert_allclose(actual, expected, rtol=rtol, atol=atol)
 
 
+DEVICE_FOR = {"cpu": "cpu", "opencl": "opencl:0", "reference": "cpu"}
+
+
 def run_case(case, target: str) -> CaseResult:
     from hamr.compiler import compile_model
     from hamr.format.executable import load
@@ -130,7 +136,7 @@ def run_case(case, target: str) -> CaseResult:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             exe = load(compile_model(case.model, targets=[target]).to_bytes())
-            session = Session(exe, device="auto")
+            session = Session(exe, device=DEVICE_FOR.get(target, "auto"))
             names = [i.name for i in case.model.graph.input]
             for inputs, outputs in case.data_sets:
                 feeds = dict(zip(names, (_normalise(v) for v in inputs)))
@@ -141,11 +147,15 @@ def run_case(case, target: str) -> CaseResult:
                     raise AssertionError(f"{len(got)} outputs, expected {len(expected)}")
                 for e, a in zip(expected, got):
                     assert_similar(e, a, case.rtol, case.atol)
+            fallback = exe.variants[target].get("fallback") or {}
     except UnsupportedOpError as exc:
         return CaseResult(case.name, op, UNSUPPORTED, str(exc))
     except Exception as exc:
         detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
         return CaseResult(case.name, op, FAILED, f"{type(exc).__name__}: {detail}")
+    if fallback:
+        ops = sorted({entry["op"] for entry in fallback.values()})
+        return CaseResult(case.name, op, PASSED_WITH_FALLBACK, "fallback: " + ", ".join(ops))
     return CaseResult(case.name, op, PASSED)
 
 

@@ -63,7 +63,7 @@ class CpuProgram(NativeProgram):
     def __init__(self, model: ir.Model, lowered: Lowered, library: ctypes.CDLL, device: str = "cpu"):
         super().__init__(model, lowered, device)
         self.library = library
-        self.weights = {k: np.ascontiguousarray(v) for k, v in self.weights.items()}
+        self.weights = {k: v if v.flags.c_contiguous else v.copy(order="C") for k, v in self.weights.items()}
         self.entries = {}
         for segment in lowered.segments:
             entry = getattr(library, f"hamr_seg{segment.index}")

@@ -1,0 +1,1 @@
+"""nn lowerings (being written)."""
