@@ -53,9 +53,30 @@ def host_cpu() -> Device:
     )
 
 
+def opencl_devices() -> list[Device]:
+    from hamr.targets.opencl.devices import cl_devices, device_kind
+
+    found = []
+    for index, dev in enumerate(cl_devices()):
+        found.append(
+            Device(
+                id=f"opencl:{index}",
+                kind=device_kind(dev),
+                vendor=dev.vendor.strip(),
+                architecture=dev.name.strip(),
+                compute_units=int(dev.max_compute_units),
+                memory_total=int(dev.global_mem_size),
+                targets=("opencl",),
+            )
+        )
+    return found
+
+
 def available_devices() -> list[Device]:
-    """Most preferred first: accelerators before the host CPU."""
-    return [host_cpu()]
+    """Most preferred first: accelerators, then the host CPU, then OpenCL devices that are CPUs."""
+    opencl = opencl_devices()
+    accelerators = [d for d in opencl if d.kind != "cpu"]
+    return accelerators + [host_cpu()] + [d for d in opencl if d.kind == "cpu"]
 
 
 def select_device(request: str, variants: list[str]) -> tuple[Device, str]:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from hamr.errors import HamrError
 from hamr.targets.cpu import CpuTarget
+from hamr.targets.opencl import OpenCLTarget
 from hamr.targets.reference import ReferenceTarget
 
-TARGETS = {"cpu": CpuTarget(), "reference": ReferenceTarget()}
+TARGETS = {"cpu": CpuTarget(), "opencl": OpenCLTarget(), "reference": ReferenceTarget()}
 
 
 def get_target(name: str):

@@ -32,7 +32,7 @@ C_SGEMM = """static void {name}(const i64 *p, const f32 *in0, const f32 *in1, f3
 }}
 """
 
-CL_GEMM = """__kernel __attribute__((reqd_work_group_size(""" + f"{TILE}, {TILE}" + """, 1)))
+CL_GEMM = ("""__kernel __attribute__((reqd_work_group_size(""" + f"{TILE}, {TILE}" + """, 1)))
 void {name}(__global const long *P, const long poff, __global const f32 *in0, __global const f32 *in1,
             __global f32 *out0{extra}) {{
   __global const long *p = P + poff;
@@ -54,7 +54,7 @@ void {name}(__global const long *P, const long poff, __global const f32 *in0, __
   }}
   if (row < M && col < N) STORE(b * M * N + row * N + col, sum);
 }}
-""".replace("TS", str(TILE))
+""").replace("TS", str(TILE))
 
 MAP_MATMUL = (
     "const i64 M = p[1], N = p[2], K = p[3]; const i64 b = gid / (M * N), r = (gid / N) % M, c = gid % N; "

@@ -1,0 +1,3 @@
+from hamr.targets.opencl.target import OpenCLTarget
+
+__all__ = ["OpenCLTarget"]
