@@ -19,13 +19,20 @@ from hamr.targets import get_target
 
 log = logging.getLogger(__name__)
 
-DEFAULT_TARGETS = ("reference",)
+PREFERENCE = ("cpu", "opencl", "reference")  # the order variants are built and preferred in
+
+
+def default_targets() -> list[str]:
+    """Every target this machine can build."""
+    from hamr.targets import TARGETS
+
+    return [name for name in PREFERENCE if getattr(TARGETS[name], "available", lambda: True)()]
 
 
 def compile_model(source: ModelSource, targets: list[str] | None = None) -> Executable:
     model, note = import_onnx(source)
     model, records = optimise(model)
-    names = list(targets or DEFAULT_TARGETS)
+    names = list(targets or default_targets())
     variants = {}
     for name in names:
         target = get_target(name)
@@ -35,6 +42,9 @@ def compile_model(source: ModelSource, targets: list[str] | None = None) -> Exec
             where = ", ".join(f"{op} at node '{node}'" for op, node in missing[:3])
             raise UnsupportedOpError(f"unsupported op(s) for target {name}: {', '.join(ops)} ({where})", ops)
         variants[name] = target.compile(model)
+        fallback = fallback_ops(variants[name])
+        if fallback:
+            log.warning("%s: %d node(s) fall back to reference: %s", name, len(variants[name]["fallback"]), ", ".join(fallback))
     return Executable(
         model=model,
         name=model.graph.name or _stem(source),
@@ -43,6 +53,10 @@ def compile_model(source: ModelSource, targets: list[str] | None = None) -> Exec
         source={"sha256": _digest(source), "import": note, "opsets": dict(model.opset_imports)},
         passes=[r.to_json() for r in records],
     )
+
+
+def fallback_ops(variant: dict) -> list[str]:
+    return sorted({entry["op"] for entry in variant.get("fallback", {}).values()})
 
 
 def unsupported_nodes(model: ir.Model, target) -> list[tuple[str, str]]:

@@ -60,17 +60,25 @@ def _load_or_compile(model: Path, targets: list[str] | None = None):
 def compile(
     model: Annotated[Path, typer.Argument(help="The ONNX model.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Where to write the .hamr file.")],
-    target: Annotated[str | None, typer.Option("--target", help="Comma-separated targets (default: reference).")] = None,
+    target: Annotated[str | None, typer.Option("--target", help="Comma-separated targets (default: every target this machine can build).")] = None,
 ) -> None:
     """Compile an ONNX model into one .hamr executable."""
     import time
 
     from hamr.compiler import compile_model
 
+    from hamr.compiler import fallback_ops
+
     start = time.perf_counter()
-    exe = compile_model(model, _targets(target))
-    path = exe.save(output)
+    with err.status(f"compiling {model.name}"):
+        exe = compile_model(model, _targets(target))
+        path = exe.save(output)
     elapsed = time.perf_counter() - start
+    for name, variant in exe.variants.items():
+        ops = fallback_ops(variant)
+        if ops:
+            count = len(variant["fallback"])
+            err.print(f"warning: {name}: {count} node(s) fall back to reference: {', '.join(ops)}")
     err.print(
         f"compiled {exe.name} -> {path} ({path.stat().st_size / 1e6:.1f} MB, "
         f"targets: {', '.join(exe.targets)}) in {elapsed:.2f} s",

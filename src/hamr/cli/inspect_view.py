@@ -26,15 +26,29 @@ def describe(exe: Executable, path: Path) -> dict:
                 "kind": variant.get("kind", ""),
                 "size": exe.members.get(f"variants/{target}", {}).get("size", 0),
                 "nodes_by_target": dict(collections.Counter(variant.get("placement", {}).values())),
+                "kernels": len(variant.get("kernels", [])),
+                "peak_memory": (variant.get("memory") or {}).get("peak_bytes"),
             }
             for target, variant in exe.variants.items()
         ],
-        "placement": {target: variant.get("placement", {}) for target, variant in exe.variants.items()},
+        "placement": _preferred(exe).get("placement", {}),
+        "placement_by_target": {target: variant.get("placement", {}) for target, variant in exe.variants.items()},
+        "fallback": {target: variant.get("fallback", {}) for target, variant in exe.variants.items()},
+        "memory": {target: variant["memory"] for target, variant in exe.variants.items() if variant.get("memory")},
         "members": {name: {"size": m["size"], "sha256": m["sha256"]} for name, m in exe.members.items()},
         "weights_bytes": sum(m["size"] for m in weights),
         "op_histogram": exe.op_histogram(),
         "passes": exe.passes,
     }
+
+
+def _preferred(exe: Executable) -> dict:
+    from hamr.compiler import PREFERENCE
+
+    for target in PREFERENCE:
+        if target in exe.variants:
+            return exe.variants[target]
+    return next(iter(exe.variants.values()), {})
 
 
 def render(info: dict, console: Console) -> None:
@@ -52,11 +66,23 @@ def render(info: dict, console: Console) -> None:
             sig.add_row(kind[:-1], spec["name"], f"{spec['dtype']}{shape}" if spec["kind"] == "tensor" else spec["kind"])
     console.print(sig)
     variants = Table(title="variants")
-    for column in ("target", "kind", "bytes", "nodes by target"):
+    for column in ("target", "kind", "bytes", "kernels", "planned peak memory", "nodes by target"):
         variants.add_column(column)
     for v in info["variants"]:
-        variants.add_row(v["target"], v["kind"], str(v["size"]), ", ".join(f"{k}: {n}" for k, n in v["nodes_by_target"].items()))
+        peak = "-" if v["peak_memory"] is None else f"{v['peak_memory']:,} B"
+        nodes = ", ".join(f"{k}: {n}" for k, n in v["nodes_by_target"].items())
+        variants.add_row(v["target"], v["kind"], str(v["size"]), str(v["kernels"]), peak, nodes)
     console.print(variants)
+    for target, memory in info["memory"].items():
+        dims = ", ".join(f"{k}={n}" for k, n in memory["dims"].items()) or "static shapes"
+        console.print(
+            f"{target}: planned peak {memory['peak_bytes']:,} B "
+            f"(arena {memory['arena_bytes']:,} B + inputs/outputs {memory['io_bytes']:,} B) at {dims}"
+        )
+    for target, fallback in info["fallback"].items():
+        if fallback:
+            ops = sorted({entry["op"] for entry in fallback.values()})
+            console.print(f"{target}: {len(fallback)} node(s) fall back to reference: {', '.join(ops)}")
     members = Table(title="members")
     members.add_column("member")
     members.add_column("bytes", justify="right")
