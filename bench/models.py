@@ -9,7 +9,10 @@ import argparse
 import datetime
 import os
 import platform
+import tempfile
 from pathlib import Path
+
+import onnx
 
 import hamr
 from hamr import models
@@ -31,51 +34,77 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores, {memory:.0f} GiB, {platform.system()} {platform.machine()}, Python {platform.python_version()}"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--runs", type=int, default=10)
-    args = parser.parse_args()
-    chosen = {
+def chosen_models(tmp: Path) -> dict[str, tuple[Path | None, dict]]:
+    conv, mlp = tmp / "conv3x3.onnx", tmp / "mlp3.onnx"
+    onnx.save(models.conv3x3(), conv)
+    onnx.save(models.mlp3(), mlp)
+    return {
         "all-MiniLM-L6-v2 int8 (batch 1, seq 128)": (models.minilm(), {"batch": 1, "sequence": 128}),
         "magika standard_v3_3 (batch 1)": (models.magika(), {}),
         "light_resnet50 (1x3x224x224)": (models.light("resnet50"), {}),
-        "light_squeezenet (1x3x224x224)": (models.light("squeezenet"), {}),
+        "Conv 3x3 64->64 + bias + Relu (1x64x56x56)": (conv, {"batch": 1}),
+        "MLP 784-1024-1024-10 (batch 64)": (mlp, {"batch": 64}),
     }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--devices", default="cpu,opencl:0")
+    args = parser.parse_args()
     rows = [
-        "| model | target | hamr median ms | hamr p95 ms | onnxruntime median ms | ratio | compile s | load ms |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| model | device (target) | hamr median ms | hamr p95 ms | onnxruntime median ms | ratio | "
+        "cold compile s | load from cache ms | planned peak MB | peak RSS MB |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     peer = ""
-    for label, (path, dims) in chosen.items():
-        if path is None:
-            continue
-        r = bench_model(path, runs=args.runs, warmup=2, dims=dims)
-        peer = r["peer"]["name"]
-        rows.append(
-            f"| {label} | {r['target']} | {r['hamr']['median_ms']:.1f} | {r['hamr']['p95_ms']:.1f} | "
-            f"{r['peer']['median_ms']:.1f} | {r['ratio']:.1f} | {r['compile_s']:.2f} | {r['load_s'] * 1000:.0f} |"
-        )
-        print(rows[-1], flush=True)
+    notes = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for label, (path, dims) in chosen_models(Path(tmp)).items():
+            if path is None:
+                continue
+            for device in args.devices.split(","):
+                r = bench_model(path, device=device, runs=args.runs, warmup=3, dims=dims)
+                peer = r["peer"]["name"]
+                planned = "-" if r["planned_peak_bytes"] is None else f"{r['planned_peak_bytes'] / 1e6:.1f}"
+                rows.append(
+                    f"| {label} | {r['device']} ({r['target']}) | {r['hamr']['median_ms']:.2f} | {r['hamr']['p95_ms']:.2f} | "
+                    f"{r['peer']['median_ms']:.2f} | {r['ratio']:.2f} | {r['compile_s']:.2f} | {r['load_s'] * 1000:.0f} | "
+                    f"{planned} | {r['peak_rss_mb']:.0f} |"
+                )
+                if r["fallback_ops"]:
+                    notes.append(f"- {label} on {r['target']}: fallback to reference for {', '.join(r['fallback_ops'])}")
+                print(rows[-1], flush=True)
     text = f"""# Performance
 
 Measured {datetime.date.today()} with hamr {hamr.__version__} and {peer}, side by side in one run
-(`python bench/models.py --runs {args.runs}`; one model at a time: `hamr bench MODEL --compare onnxruntime --json`).
-Same inputs and thread count for both, {2} warm-up runs, then {args.runs} timed runs. `ratio` is hamr median / onnxruntime median.
+(`python bench/models.py --runs {args.runs}`; one model at a time: `hamr bench MODEL --device cpu --compare onnxruntime --json`).
+Same inputs and thread count for both (all cores), 3 warm-up runs, then {args.runs} timed runs.
+`ratio` is hamr median / onnxruntime median (below 1: hamr is faster).
 
-Machine: {machine()}. No GPU.
+Machine: {machine()}. No GPU. OpenCL: {opencl_device()}.
 
-## Reference target
-
-The `reference` target interprets the graph with onnx.reference's NumPy kernels. It is the
-numerical oracle, not a fast path: ratios well above 1 are expected here, and the native
-`cpu` and `opencl` targets (issue 3) are where the ratio targets apply. Load time is the
-time to open the `.hamr` file (memory-mapped weights, every member's sha256 checked) and
-build the session.
+- *cold compile*: `hamr.compile` with an empty build cache (passes, lowering, C generation and
+  two gcc builds, host ISA and portable baseline, in parallel; for opencl the kernels are
+  compiled by the driver at first load).
+- *load from cache*: opening the `.hamr` file (hashes checked, weights memory-mapped) and
+  creating the Session, once the build cache holds the shared object / device binary.
+- *planned peak*: the static memory plan (arena + inputs/outputs) for these shapes, as
+  `hamr inspect` reports it. *peak RSS*: the whole benchmark process (both runtimes, all models so far).
 
 {chr(10).join(rows)}
+
+{chr(10).join(notes) or "No node fell back to the reference target."}
 """
     DOC.write_text(text)
     print(f"wrote {DOC}")
+
+
+def opencl_device() -> str:
+    from hamr.runtime.devices import opencl_devices
+
+    found = opencl_devices()
+    return ", ".join(f"{d.id} {d.architecture} ({d.vendor}, {d.compute_units} compute units)" for d in found) or "none"
 
 
 if __name__ == "__main__":

@@ -33,6 +33,15 @@ def _summary(times: list[float]) -> dict:
     return {"median_ms": statistics.median(times) * 1e3, "p95_ms": _percentile(times, 95) * 1e3, "runs": len(times)}
 
 
+def target_for(device: str) -> list[str] | None:
+    """The variant a benchmark on `device` needs (None: every buildable target, for auto)."""
+    if device == "cpu":
+        return ["cpu"]
+    if device.startswith("opencl"):
+        return ["opencl"]
+    return None
+
+
 def bench_model(model: Path, device: str = "auto", compare: str | None = "onnxruntime",
                 runs: int = 20, warmup: int = 3, dims: dict[str, int] | None = None, threads: int | None = None) -> dict:
     from hamr.compiler import compile_model
@@ -41,16 +50,27 @@ def bench_model(model: Path, device: str = "auto", compare: str | None = "onnxru
     from hamr.runtime.session import Session
 
     threads = threads or os.cpu_count() or 1
+    os.environ["HAMR_NUM_THREADS"] = str(threads)
+    saved_cache = os.environ.get("HAMR_CACHE_DIR")
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "model.hamr"
-        start = time.perf_counter()
-        compile_model(model).save(path)
-        compile_s = time.perf_counter() - start
-        start = time.perf_counter()
-        session = Session(load(path), device=device)
-        load_s = time.perf_counter() - start
-        feeds = example_feeds(session.signature, dims or {"batch": 1, "sequence": 128})
-        hamr_times = _timed(lambda: session.run(feeds), runs, warmup)
+        os.environ["HAMR_CACHE_DIR"] = str(Path(tmp) / "cache")  # cold: nothing built before
+        try:
+            path = Path(tmp) / "model.hamr"
+            start = time.perf_counter()
+            compile_model(model, target_for(device)).save(path)
+            compile_s = time.perf_counter() - start
+            Session(load(path), device=device)  # the first load fills the build cache
+            start = time.perf_counter()
+            session = Session(load(path), device=device)
+            load_s = time.perf_counter() - start
+            feeds = example_feeds(session.signature, dims or {"batch": 1, "sequence": 128})
+            hamr_times = _timed(lambda: session.run(feeds), runs, warmup)
+        finally:
+            if saved_cache is None:
+                os.environ.pop("HAMR_CACHE_DIR", None)
+            else:
+                os.environ["HAMR_CACHE_DIR"] = saved_cache
+    variant = session.executable.variants[session.target]
     result = {
         "model": str(model),
         "device": session.device.id,
@@ -60,6 +80,8 @@ def bench_model(model: Path, device: str = "auto", compare: str | None = "onnxru
         "hamr": _summary(hamr_times),
         "compile_s": compile_s,
         "load_s": load_s,
+        "planned_peak_bytes": (variant.get("memory") or {}).get("peak_bytes"),
+        "fallback_ops": sorted({e["op"] for e in variant.get("fallback", {}).values()}),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
     if compare:

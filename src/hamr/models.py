@@ -50,3 +50,46 @@ def installed_models() -> dict[str, Path]:
     found = {"all-MiniLM-L6-v2-int8": minilm(), "magika": magika()}
     found.update({f"light_{n}": light(n) for n in LIGHT_MODELS})
     return {name: path for name, path in found.items() if path is not None}
+
+
+def conv3x3(seed: int = 0):
+    """The benchmark Conv: 3x3, 64 -> 64 channels, on 1x64x56x56, with bias and Relu."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(seed)
+    w = numpy_helper.from_array((rng.standard_normal((64, 64, 3, 3)) * 0.05).astype(np.float32), "w")
+    b = numpy_helper.from_array(rng.standard_normal(64).astype(np.float32), "b")
+    nodes = [
+        helper.make_node("Conv", ["x", "w", "b"], ["c"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes, "conv3x3_64", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 64, 56, 56])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 64, 56, 56])], [w, b],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=10)
+
+
+def mlp3(width: int = 1024, seed: int = 0):
+    """The benchmark MLP: three Gemm layers (784 -> width -> width -> 10) with Relu between."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(seed)
+    sizes = [784, width, width, 10]
+    inits, nodes, prev = [], [], "x"
+    for i, (n_in, n_out) in enumerate(zip(sizes, sizes[1:])):
+        inits.append(numpy_helper.from_array((rng.standard_normal((n_in, n_out)) / n_in**0.5).astype(np.float32), f"w{i}"))
+        inits.append(numpy_helper.from_array(rng.standard_normal(n_out).astype(np.float32) * 0.1, f"b{i}"))
+        nodes.append(helper.make_node("Gemm", [prev, f"w{i}", f"b{i}"], [f"g{i}"]))
+        prev = f"g{i}"
+        if i < 2:
+            nodes.append(helper.make_node("Relu", [prev], [f"r{i}"]))
+            prev = f"r{i}"
+    nodes[-1].output[0] = "y"
+    graph = helper.make_graph(
+        nodes, "mlp3", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 784])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 10])], inits,
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=10)
