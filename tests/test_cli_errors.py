@@ -285,7 +285,7 @@ def test_run_writes_outputs_json_and_npy(work, compiled, tmp_path):
     out = tmp_path / "out"
     result = hamr_cli("run", compiled, "--input", f"x={work / 'x.npy'}", "--output-dir", out)
     assert result.returncode == 0, result.stderr
-    assert "reference" in result.stderr and "cpu" in result.stderr, "say where it ran"
+    assert "ran on cpu (" in result.stderr, "say where it ran"
     index = json.loads((out / "outputs.json").read_text())
     assert index == {OUT_NAME: "y_out_0.npy"}  # '/' and ':' are replaced by '_'
     assert sorted(p.name for p in out.iterdir()) == ["outputs.json", "y_out_0.npy"]
@@ -310,9 +310,13 @@ def test_inspect_json(compiled):
     assert info["signature"]["outputs"] == [
         {"name": OUT_NAME, "kind": "tensor", "dtype": "float32", "shape": ["batch", 3]}
     ]
-    assert [v["target"] for v in info["variants"]] == ["reference"]
+    from hamr.compiler import default_targets
+
+    assert [v["target"] for v in info["variants"]] == default_targets()
     assert info["op_histogram"] == {"MatMul": 1, "Add": 1}
-    assert set(info["members"]) == {"graph", "weights", "variants/reference"}
+    assert {"graph", "weights", "variants/reference"} <= set(info["members"])
+    assert set(info["placement"]) == set(info["placement_by_target"]["reference"])
+    assert set(info["placement"].values()) == {default_targets()[0]}
     assert info["size"] == compiled.stat().st_size
     for member in info["members"].values():
         assert len(member["sha256"]) == 64 and member["size"] >= 0

@@ -293,11 +293,22 @@ def test_manifest_has_the_documented_keys(saved, data):
     assert [(s["name"], s["dtype"], s["shape"]) for s in signature["inputs"]] == [("x", "float32", ["batch", 33])]
     assert [(s["name"], s["dtype"], s["shape"]) for s in signature["outputs"]] == [("y", "float32", ["batch", 31])]
     assert isinstance(signature["inputs"][0]["shape"][0], str)
-    assert set(manifest["members"]) == {"graph", "weights", "variants/reference"}
+    from hamr.compiler import default_targets
+
+    targets = default_targets()
+    assert "reference" in targets and list(manifest["variants"]) == targets
+    files = {t: v["files"] for t, v in manifest["variants"].items()}
+    expected = {"graph", "weights"} | {f"variants/{t}" for t in targets}
+    expected |= {member for f in files.values() for member in f.values()}
+    assert set(manifest["members"]) == expected
     for name, entry in manifest["members"].items():
         start, end = entry["offset"], entry["offset"] + entry["size"]
         assert entry["sha256"] == hashlib.sha256(data[start:end]).hexdigest(), name
-    assert manifest["variants"] == {"reference": {"member": "variants/reference"}}
+    assert manifest["variants"]["reference"] == {"member": "variants/reference", "files": {}}
+    if "cpu" in targets:
+        assert "kernels.c" in files["cpu"] and any(f.endswith(".so") for f in files["cpu"])
+    if "opencl" in targets:
+        assert list(files["opencl"]) == ["kernels.cl"]
     assert manifest["weights"]["member"] == "weights"
     assert manifest["weights"]["alignment"] == 64
 

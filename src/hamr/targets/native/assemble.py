@@ -14,7 +14,7 @@ import onnx_ir as ir
 from hamr.lowering.partition import Item, Partition
 from hamr.targets.native.dtypes import ctype
 from hamr.targets.native.fusion import fuse_body
-from hamr.targets.native.node_view import NodeView, value_dtype
+from hamr.targets.native.node_view import NodeView, captured_names, value_dtype
 from hamr.targets.native.ops.base import Kernel, numel
 
 
@@ -91,7 +91,10 @@ def assemble(model: ir.Model, part: Partition) -> Lowered:
     for index, step in enumerate(steps):
         for item in step.items if isinstance(step, Segment) else [step]:
             for node in item.nodes:
-                for name in node.inputs:
+                names = list(node.inputs)
+                if item.kind == "fallback":
+                    names += sorted(captured_names(node.node))
+                for name in names:
                     if name:
                         needed_by.setdefault(name, set()).add(index)
 

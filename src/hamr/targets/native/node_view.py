@@ -79,3 +79,22 @@ class NodeView:
 
     def const(self, i: int) -> np.ndarray | None:
         return value_const(self.node.inputs[i]) if self.has_input(i) else None
+
+
+def captured_names(node: ir.Node) -> set[str]:
+    """Outer-scope names read inside the node's subgraphs."""
+    names: set[str] = set()
+    for attr in node.attributes.values():
+        graphs = []
+        if attr.type == ir.AttributeType.GRAPH:
+            graphs = [attr.value]
+        elif attr.type == ir.AttributeType.GRAPHS:
+            graphs = list(attr.value)
+        for g in graphs:
+            defined = {v.name for v in g.inputs} | set(g.initializers)
+            for inner in ir.traversal.RecursiveGraphIterator(g):
+                defined.update(o.name for o in inner.outputs)
+            for inner in ir.traversal.RecursiveGraphIterator(g):
+                names.update(v.name for v in inner.inputs if v is not None and v.name not in defined)
+            names.update(v.name for v in g.outputs if v.name not in defined)
+    return names

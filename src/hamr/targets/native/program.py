@@ -17,6 +17,7 @@ from onnx.reference import ReferenceEvaluator
 from hamr.errors import KernelError
 from hamr.lowering.partition import Item
 from hamr.targets.native.assemble import Lowered, Segment
+from hamr.targets.native.node_view import captured_names
 from hamr.targets.native.plan import SegmentPlan, make_plan, plan_key
 from hamr.targets.reference.overrides import OVERRIDES
 
@@ -30,7 +31,7 @@ class FallbackNode:
         self.op = item.node.op
         proto = ir.serde.serialize_node(node)
         self.inputs = [i for i in item.node.inputs]
-        captured = sorted(_captured(node) - set(self.inputs))
+        captured = sorted(captured_names(node) - set(self.inputs))
         self.feeds = [i for i in self.inputs if i] + captured
         graph = onnx.helper.make_graph(
             [proto], "fallback",
@@ -54,24 +55,6 @@ class FallbackNode:
             ) from exc
         for name, value in zip(self.outputs, results):
             env[name] = value if not isinstance(value, np.generic) else np.asarray(value)
-
-
-def _captured(node: ir.Node) -> set[str]:
-    names: set[str] = set()
-    for attr in node.attributes.values():
-        graphs = []
-        if attr.type == ir.AttributeType.GRAPH:
-            graphs = [attr.value]
-        elif attr.type == ir.AttributeType.GRAPHS:
-            graphs = list(attr.value)
-        for g in graphs:
-            defined = {v.name for v in g.inputs} | set(g.initializers)
-            for inner in ir.traversal.RecursiveGraphIterator(g):
-                defined.update(o.name for o in inner.outputs)
-            for inner in ir.traversal.RecursiveGraphIterator(g):
-                names.update(v.name for v in inner.inputs if v is not None and v.name not in defined)
-            names.update(v.name for v in g.outputs if v.name not in defined)
-    return names
 
 
 class NativeProgram:
