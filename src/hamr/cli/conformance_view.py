@@ -20,16 +20,19 @@ def run_with_progress(target: str, pattern: str | None, console: Console) -> Sui
 
 def render(report: SuiteReport, console: Console) -> None:
     table = Table(title=f"ONNX backend node suite on {report.target}")
-    for column, justify in (("op", "left"), ("passed", "right"), ("failed", "right"), ("unsupported", "right")):
-        table.add_column(column, justify=justify)
+    columns = ("passed", "passed_with_fallback", "failed", "unsupported")
+    table.add_column("op")
+    for column in columns:
+        table.add_column(column.replace("_", " "), justify="right")
     for op, row in report.per_op().items():
         style = "" if row["failed"] == row["unsupported"] == 0 else "yellow"
-        table.add_row(op, str(row["passed"]), str(row["failed"]), str(row["unsupported"]), style=style)
+        table.add_row(op, *(str(row[c]) for c in columns), style=style)
     console.print(table)
     console.print(
-        f"{report.target}: {report.count('passed')} passed, {report.count('failed')} failed, "
+        f"{report.target}: {report.count('passed')} passed, "
+        f"{report.count('passed_with_fallback')} passed with fallback, {report.count('failed')} failed, "
         f"{report.count('unsupported')} unsupported, of {len(report.cases)} cases"
     )
     for case in report.cases:
-        if case.status != "passed":
+        if case.status in ("failed", "unsupported"):
             console.print(f"  {case.status:<11} {case.name}: {case.detail}")
