@@ -3,6 +3,7 @@
 Every main-graph node gets one placement:
 
 - ``native``: a lowering of the target runs it (in a kernel group, or as a view);
+- ``constant``: depends on weights only (a dequantized weight, say): computed once at load;
 - ``host``: shape arithmetic evaluated while planning for concrete input shapes;
 - ``fallback``: the reference target runs it, with explicit host transfers around it.
 
@@ -42,7 +43,7 @@ class Item:
 @dataclass
 class Partition:
     items: list[Item]
-    placement: dict[str, str]  # node name -> native | host | fallback
+    placement: dict[str, str]  # node name -> native | constant | host | fallback
     reasons: dict[str, str]  # fallback node name -> why
     keyed: set[str] = field(default_factory=set)  # values whose contents key a plan
 
@@ -111,7 +112,24 @@ def partition(model: ir.Model, accepts: Callable[[NodeView, Lowering], str | Non
             return True
         return False
 
+    constants = set(graph.initializers)
+
+    def constant(view: NodeView) -> bool:
+        """Depends on weights only: computed once when the program loads."""
+        return (
+            view.domain in ("", "ai.onnx")
+            and view.op not in NONDETERMINISTIC
+            and not _has_subgraph(view.node)
+            and (view.op == "Constant" or (view.inputs and all(i == "" or i in constants for i in view.inputs)))
+            and has_kernel(view.domain, view.op, view.opset)
+        )
+
     for view in views:
+        if constant(view):
+            placement[view.name] = "constant"
+            constants.update(view.outputs)
+            host_known.update(view.outputs)
+            continue
         lowering = lowering_for(view.domain, view.op)
         reason = native_reason(view)
         if reason is None and lowering.kind == "host":
@@ -149,8 +167,8 @@ def _group(views: list[NodeView], placement: dict[str, str]) -> list[Item]:
 
     for view in views:
         where = placement[view.name]
-        if where == "host":
-            item = Item("host", [view])
+        if where in ("host", "constant"):
+            item = Item(where, [view])
         elif where == "fallback":
             item = Item("fallback", [view])
         else:

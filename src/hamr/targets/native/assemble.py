@@ -46,8 +46,9 @@ class Lowered:
     partition: Partition
     steps: list  # Segment | Item (fallback)
     dtypes: dict[str, str]  # value name -> numpy dtype name
-    weights: set[str]
+    weights: set[str]  # initializers and the outputs of constant nodes
     host_values: set[str]
+    constants: list[NodeView] = field(default_factory=list)  # computed once at load, in order
 
     @property
     def segments(self) -> list[Segment]:
@@ -67,9 +68,14 @@ def assemble(model: ir.Model, part: Partition) -> Lowered:
         if item.kind == "host":
             host_values.update(item.node.outputs)
 
+    constants = [item.node for item in part.items if item.kind == "constant"]
+    for node in constants:
+        weights.update(node.outputs)
     steps: list = []
     current: list[Item] = []
     for item in part.items:
+        if item.kind == "constant":
+            continue
         if item.kind == "fallback":
             if current:
                 steps.append(Segment(len(steps), current))
@@ -114,7 +120,7 @@ def assemble(model: ir.Model, part: Partition) -> Lowered:
         segment.ext_inputs = ext
         segment.keyed = [name for name in ext if name in host_values]
         _build_launches(segment, set(segment.escaping), host_values, dtypes)
-    return Lowered(part, steps, dtypes, weights, host_values)
+    return Lowered(part, steps, dtypes, weights, host_values, constants)
 
 
 def _build_launches(segment: Segment, escaping: set[str], host_values: set[str], dtypes) -> None:

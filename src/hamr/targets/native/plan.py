@@ -64,6 +64,17 @@ class SegmentPlan:
     host_outputs: list[str] = field(default_factory=list)  # escaping values computed while planning
 
 
+def materialise_constants(lowered: Lowered, weights: dict[str, np.ndarray], opsets: dict) -> dict[str, np.ndarray]:
+    """Weights plus the values of constant nodes (dequantized weights...), computed once."""
+    weights = dict(weights)
+    for node in lowered.constants:
+        proto = ir.serde.serialize_node(node.node)
+        results = evaluate_node(proto, opsets, [weights[i] if i else None for i in node.inputs])
+        for name, value in zip(node.outputs, results):
+            weights[name] = np.ascontiguousarray(value) if np.ndim(value) else np.asarray(value)
+    return weights
+
+
 def plan_key(segment: Segment, env: dict[str, np.ndarray]) -> tuple:
     key = tuple(env[name].shape for name in segment.ext_inputs)
     if segment.keyed:

@@ -18,7 +18,7 @@ from hamr.errors import KernelError
 from hamr.lowering.partition import Item
 from hamr.targets.native.assemble import Lowered, Segment
 from hamr.targets.native.node_view import captured_names
-from hamr.targets.native.plan import SegmentPlan, make_plan, plan_key
+from hamr.targets.native.plan import SegmentPlan, make_plan, materialise_constants, plan_key
 from hamr.targets.reference.overrides import OVERRIDES
 
 
@@ -64,7 +64,8 @@ class NativeProgram:
         self.device = device
         self.lowered = lowered
         self.opsets = dict(model.opset_imports)
-        self.weights = {name: v.const_value.numpy() for name, v in model.graph.initializers.items()}
+        initializers = {name: v.const_value.numpy() for name, v in model.graph.initializers.items()}
+        self.weights = materialise_constants(lowered, initializers, self.opsets)
         self.output_names = [v.name for v in model.graph.outputs]
         self.steps = [
             FallbackNode(step, model) if isinstance(step, Item) else step for step in lowered.steps

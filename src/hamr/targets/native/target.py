@@ -13,7 +13,7 @@ from hamr.lowering.partition import Partition, partition
 from hamr.targets.native.assemble import Lowered, assemble
 from hamr.targets.native.node_view import NodeView, value_shape
 from hamr.targets.native.ops import lowering_for
-from hamr.targets.native.plan import make_plan
+from hamr.targets.native.plan import make_plan, materialise_constants
 from hamr.targets.reference import ReferenceTarget
 
 log = logging.getLogger(__name__)
@@ -52,6 +52,7 @@ class NativeTarget:
             "kind": "native",
             "placement": self.placement(part),
             "planned_on_host": sorted(n for n, w in part.placement.items() if w == "host"),
+            "computed_at_load": sorted(n for n, w in part.placement.items() if w == "constant"),
             "fallback": {name: {"op": op, "reason": part.reasons.get(name, "")} for name, op in fallback.items()},
             "kernels": [{"name": n, "ops": label} for n, label in launches],
             "segments": len(lowered.segments),
@@ -73,7 +74,8 @@ def estimate_memory(model: ir.Model, lowered: Lowered) -> dict | None:
         for d, size in zip(value_shape(value) or (), feeds[value.name].shape):
             if isinstance(d, str):
                 dims[d] = int(size)
-    weights = {name: v.const_value.numpy() for name, v in model.graph.initializers.items()}
+    initializers = {name: v.const_value.numpy() for name, v in model.graph.initializers.items()}
+    weights = materialise_constants(lowered, initializers, dict(model.opset_imports))
     values = {v.name: v for n in model.graph for v in n.outputs}
     env: dict = dict(weights)
     env.update(feeds)
