@@ -24,8 +24,33 @@ typedef uint8_t u8; typedef uint16_t u16; typedef uint32_t u32; typedef uint64_t
 typedef uint8_t b8; typedef float f32; typedef double f64;
 typedef void (*hamr_sgemm_fn)(int, int, int, int, int, int, float, const float *, int, const float *, int,
                               float, float *, int);
-static hamr_sgemm_fn hamr_sgemm;
-void hamr_set_sgemm(void *f) { hamr_sgemm = (hamr_sgemm_fn)f; }
+static hamr_sgemm_fn hamr_blas_sgemm;
+void hamr_set_sgemm(void *f) { hamr_blas_sgemm = (hamr_sgemm_fn)f; }
+/* Row-major sgemm split across the OpenMP threads along its larger output dimension;
+   BLAS itself runs single-threaded, so there is one thread pool. */
+static void hamr_sgemm(int order, int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
+                       const float *B, int ldb, float beta, float *C, int ldc) {
+  const int nt = omp_in_parallel() ? 1 : omp_get_max_threads();
+  if (nt <= 1 || (double)M * N * K < 262144.0 || (M < 2 * nt && N < 32 * nt)) {
+    hamr_blas_sgemm(order, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    return;
+  }
+  const int by_rows = M >= 2 * nt && (M >= N / 8);
+  #pragma omp parallel num_threads(nt)
+  {
+    const int t = omp_get_thread_num();
+    if (by_rows) {
+      const int r0 = (int)((long)M * t / nt), r1 = (int)((long)M * (t + 1) / nt);
+      const float *At = ta == 111 ? A + (long)r0 * lda : A + r0;
+      if (r1 > r0) hamr_blas_sgemm(order, ta, tb, r1 - r0, N, K, alpha, At, lda, B, ldb, beta, C + (long)r0 * ldc, ldc);
+    } else {
+      int c0 = (int)((long)N * t / nt), c1 = (int)((long)N * (t + 1) / nt);
+      c0 -= c0 % 16; c1 = t == nt - 1 ? N : c1 - c1 % 16;
+      const float *Bt = tb == 111 ? B + c0 : B + (long)c0 * ldb;
+      if (c1 > c0) hamr_blas_sgemm(order, ta, tb, M, c1 - c0, K, alpha, A, lda, Bt, ldb, beta, C + c0, ldc);
+    }
+  }
+}
 void hamr_set_threads(int n) { omp_set_num_threads(n); }
 #define PARALLEL_THRESHOLD 32768
 """ + COMMON
