@@ -39,6 +39,7 @@ class OpenCLPlan:
                 elif slot.kind == "output":
                     self.outputs.append((buf, slot.name, slot.shape, np.dtype(slot.dtype)))
             buffers.append(buf)
+        self.buffers = buffers  # kernel arguments do not keep their buffers alive
         self.launches = []
         segment = plan.segment
         offsets = plan.params[: len(segment.launches)]
@@ -97,7 +98,7 @@ class OpenCLProgram(NativeProgram):
         flags = self.cl.mem_flags
         if array.nbytes == 0:
             return self.cl.Buffer(self.context, flags.READ_ONLY, size=1)
-        return self.cl.Buffer(self.context, flags.READ_ONLY | flags.COPY_HOST_PTR, hostbuf=np.ascontiguousarray(array))
+        return self.cl.Buffer(self.context, flags.READ_ONLY | flags.COPY_HOST_PTR, hostbuf=np.array(array, order="C"))
 
     def weight_buffer(self, name: str):
         if name not in self._weights:
