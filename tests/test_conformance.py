@@ -77,3 +77,53 @@ def test_cli_conformance_json():
         "test_bernoulli": "failed",  # random output: cannot match the stored sample
     }
     assert report["total"] == 4 and report["passed"] == 3 and report["failed"] == 1
+
+
+# -- the native targets -------------------------------------------------------------------
+
+NATIVE_FLOOR = {"cpu": 0.60, "opencl": 0.55}  # share of cases passing with every node native
+
+
+def _native_report(target: str, cases):
+    import pytest
+
+    from hamr.runtime.devices import available_devices
+
+    if target == "opencl" and not any(d.id.startswith("opencl:") for d in available_devices()):
+        pytest.skip("no OpenCL device (pip install pocl-binary-distribution)")
+    return run_suite(target, cases).to_json()
+
+
+import pytest  # noqa: E402
+
+
+@pytest.mark.parametrize("target", ["cpu", "opencl"])
+def test_native_target_passes_a_sample_of_the_node_suite(target):
+    """Every 8th case, natively; the full sweep is the slow test below and bench/conformance_report.py."""
+    cases = load_cases()[::8]
+    report = _native_report(target, cases)
+    native = report["passed"]
+    assert native + report["passed_with_fallback"] + report["failed"] + report["unsupported"] == len(cases)
+    assert native >= NATIVE_FLOOR[target] * len(cases), (native, len(cases))
+    failed = [c for c in report["cases"] if c["status"] == "failed"]
+    assert len(failed) <= 0.02 * len(cases), failed
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target,minimum", [("cpu", 1200), ("opencl", 1000)])
+def test_native_target_full_sweep(target, minimum):
+    report = _native_report(target, load_cases())
+    assert report["passed"] >= minimum
+
+
+def test_a_fallback_case_is_reported_as_such():
+    graph = helper.make_graph(
+        [helper.make_node("NonZero", ["x"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3])],
+        [helper.make_tensor_value_info("y", TensorProto.INT64, [1, None])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    x = np.array([0.0, 2.0, 3.0], np.float32)
+    result = run_case(_case(model, [x], [np.array([[1, 2]], np.int64)]), "cpu")
+    assert result.status == "passed_with_fallback" and "NonZero" in result.detail
