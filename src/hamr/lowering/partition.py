@@ -19,7 +19,7 @@ from typing import Callable
 
 import onnx_ir as ir
 
-from hamr.targets.native.dtypes import INTEGERS
+from hamr.targets.native.dtypes import FLOATS, INTEGERS
 from hamr.targets.native.node_view import NodeView, value_dtype
 from hamr.targets.native.ops import lowering_for
 from hamr.targets.native.ops.base import Kernel, Lowering, static_equal
@@ -99,7 +99,7 @@ def partition(model: ir.Model, accepts: Callable[[NodeView, Lowering], str | Non
             return False
         view = producer.get(name)
         if name in graph_inputs or (view is not None and placement.get(view.name) == "fallback"):
-            if value_dtype(values[name]) in HOST_DTYPES:
+            if value_dtype(values[name]) in HOST_DTYPES | FLOATS:  # Range's limit, OneHot's depth
                 keyed.add(name)
                 host_known.add(name)
                 return True

@@ -65,6 +65,8 @@ def estimate_memory(model: ir.Model, lowered: Lowered) -> dict | None:
     """Planned peak for example shapes (symbolic dims: 1 for batch-like names, else 16)."""
     from hamr.runtime.example_feeds import example_feeds
 
+    if any(segment.keyed for segment in lowered.segments):
+        return None  # sizes depend on input values that invented inputs would only guess
     try:
         feeds = example_feeds(signature_of(model.graph))
     except ValueError:

@@ -17,7 +17,8 @@ class OpenCLPlan:
         self.plan = plan
         self.queue = program.queue
         flags = cl.mem_flags
-        self.params = cl.Buffer(ctx, flags.READ_ONLY | flags.COPY_HOST_PTR, hostbuf=plan.params)
+        params = plan.params if plan.params.size else np.zeros(1, dtype=np.int64)
+        self.params = cl.Buffer(ctx, flags.READ_ONLY | flags.COPY_HOST_PTR, hostbuf=params)
         self.arena = cl.Buffer(ctx, flags.READ_WRITE, size=max(plan.arena_bytes, 64))
         buffers = []
         self.inputs: list[tuple[object, str, np.dtype]] = []

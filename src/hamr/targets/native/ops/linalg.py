@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from hamr.targets.native.dtypes import NUMERIC, ctype
 from hamr.targets.native.ops.base import Kernel, Lowering, broadcast_shapes, broadcast_strides, numel
+from hamr.targets.native.ops.elementwise import lit
 from hamr.targets.native.ops.registry import register
 
 TILE = 16
@@ -19,14 +20,40 @@ _BATCH_OFFSETS = (
     "const i64 c_ = r_ % d_; r_ /= d_; oa += c_ * p[4 + {R} + a_]; ob += c_ * p[4 + 2 * {R} + a_]; }} }}"
 )
 
-C_SGEMM = """static void {name}(const i64 *p, const f32 *in0, const f32 *in1, f32 *out0{extra}) {{
+# One row-major sgemm split over the OpenMP threads along its longer output side, one single-threaded
+# BLAS call per thread: the cpu target keeps a single thread pool (OpenMP), BLAS is set to 1 thread.
+C_SGEMM_SPLIT = """static void {name}_sgemm(int ta, int tb, i64 M, i64 N, i64 K, f32 alpha, const f32 *A, i64 lda,
+                           const f32 *B, i64 ldb, f32 *C, i64 ldc) {{
+  const int threads = M * N * K > 8 * PARALLEL_THRESHOLD ? omp_get_max_threads() : 1;
+  const int cols = N >= M;
+  const i64 len = cols ? N : M, chunk = ((len + threads - 1) / threads + 15) / 16 * 16;
+  const i64 parts = (len + chunk - 1) / chunk;
+  #pragma omp parallel for schedule(static) num_threads(threads) if(parts > 1)
+  for (i64 t = 0; t < parts; t++) {{
+    const i64 s = t * chunk, n = H_MIN(chunk, len - s);
+    if (cols)
+      hamr_sgemm(101, ta, tb, (int)M, (int)n, (int)K, alpha, A, (int)lda, tb == 112 ? B + s * ldb : B + s, (int)ldb,
+                 0.0f, C + s, (int)ldc);
+    else
+      hamr_sgemm(101, ta, tb, (int)n, (int)N, (int)K, alpha, ta == 112 ? A + s : A + s * lda, (int)lda, B, (int)ldb,
+                 0.0f, C + s * ldc, (int)ldc);
+  }}
+}}
+"""
+
+# batches in parallel when there are enough of them, else each product split over the threads
+C_SGEMM = C_SGEMM_SPLIT + """static void {name}(const i64 *p, const f32 *in0, const f32 *in1, f32 *out0{extra}) {{
   const i64 nb = p[0], M = p[1], N = p[2], K = p[3];
   if (M * N == 0) return;
+  const int across = nb > 1 && nb >= omp_get_max_threads() && nb * M * N * K > 8 * PARALLEL_THRESHOLD;
+  #pragma omp parallel for schedule(static) if(across)
   for (i64 b = 0; b < nb; b++) {{
     """ + _BATCH_OFFSETS + """
     if (K == 0) {{ for (i64 i = 0; i < M * N; i++) out0[b * M * N + i] = 0; continue; }}
-    hamr_sgemm(101, 111, 111, (int)M, (int)N, (int)K, 1.0f, in0 + oa * M * K, (int)K, in1 + ob * K * N, (int)N,
-               0.0f, out0 + b * M * N, (int)N);
+    if (across)
+      hamr_sgemm(101, 111, 111, (int)M, (int)N, (int)K, 1.0f, in0 + oa * M * K, (int)K, in1 + ob * K * N, (int)N,
+                 0.0f, out0 + b * M * N, (int)N);
+    else {name}_sgemm(111, 111, M, N, K, 1.0f, in0 + oa * M * K, K, in1 + ob * K * N, N, out0 + b * M * N, N);
   }}
   STORE_ALL(nb * M * N, out0);
 }}
@@ -128,3 +155,114 @@ class MatMul(Lowering):
             label="gemm",
             **common,
         )
+
+
+# ---- Gemm: Y = alpha * A' B' + beta * C, p: [M * N, M, N, K, C row stride, C column stride] ----
+
+C_GEMM = C_SGEMM_SPLIT + """static void {name}(const i64 *p, const f32 *in0, const f32 *in1, @C_ARG@f32 *out0{extra}) {{
+  const i64 total = p[0], M = p[1], N = p[2], K = p[3];
+  if (total == 0) return;
+  if (K == 0) for (i64 i = 0; i < total; i++) out0[i] = 0;
+  else {name}_sgemm(@TA@, @TB@, M, N, K, @ALPHA@, in0, @LDA@, in1, @LDB@, out0, N);
+  @EPILOGUE@
+}}
+"""
+
+C_GEMM_C_EPILOGUE = (
+    "#pragma omp parallel for schedule(static) if(total > PARALLEL_THRESHOLD)\n"
+    "  for (i64 i = 0; i < total; i++) STORE(i, out0[i] + @BETA@ * in2[(i / N) * p[4] + (i % N) * p[5]]);"
+)
+
+CL_GEMM2 = """__kernel __attribute__((reqd_work_group_size(TS, TS, 1)))
+void {name}(__global const long *P, const long poff, __global const f32 *in0, __global const f32 *in1,
+            @C_ARG@__global f32 *out0{extra}) {{
+  __global const long *p = P + poff;
+  const long M = p[1], N = p[2], K = p[3];
+  const int lc = get_local_id(0), lr = get_local_id(1);
+  const long col = get_group_id(0) * TS + lc, row = get_group_id(1) * TS + lr;
+  __local f32 As[TS][TS];
+  __local f32 Bs[TS][TS + 1];
+  f32 sum = 0;
+  for (long t = 0; t < K; t += TS) {{
+    As[lr][lc] = (row < M && t + lc < K) ? in0[@A_AT@] : 0.0f;
+    Bs[lr][lc] = (t + lr < K && col < N) ? in1[@B_AT@] : 0.0f;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int k = 0; k < TS; k++) sum += As[lr][k] * Bs[k][lc];
+    barrier(CLK_LOCAL_MEM_FENCE);
+  }}
+  if (row < M && col < N) STORE(row * N + col, @ALPHA@ * sum@C_ADD@);
+}}
+""".replace("TS", str(TILE))
+
+MAP_GEMM = (
+    "const i64 M = p[1], N = p[2], K = p[3], r = gid / N, c = gid % N; {T} acc = 0;"
+    " for (i64 k = 0; k < K; k++) acc += in0[@A_AT@] * in1[@B_AT@];"
+    " out0[gid] = @ALPHA@ * acc@C_ADD@;"
+)
+
+
+@register
+class Gemm(Lowering):
+    ops = ("Gemm",)
+    dtypes = NUMERIC
+
+    def check(self, node):
+        dtype = node.in_dtype(0)
+        if dtype not in self.dtypes or node.in_dtype(1) != dtype:
+            return f"dtype {dtype}"
+        if node.has_input(2) and node.in_dtype(2) != dtype:
+            return f"dtype {node.in_dtype(2)}"
+        if node.in_rank(0) != 2 or node.in_rank(1) != 2:
+            return "rank"
+        if node.has_input(2) and (node.in_rank(2) is None or node.in_rank(2) > 2):
+            return "C rank"
+        return None
+
+    @staticmethod
+    def dims(node, pc):
+        a, b = pc.shape(node.inputs[0]), pc.shape(node.inputs[1])
+        m, k = (a[1], a[0]) if node.attr("transA", 0) else a
+        n = b[0] if node.attr("transB", 0) else b[1]
+        return m, n, k
+
+    def infer(self, node, pc):
+        m, n, _ = self.dims(node, pc)
+        return [(m, n)]
+
+    def kernel(self, node):
+        t = ctype(node.in_dtype(0))
+        ta, tb = bool(node.attr("transA", 0)), bool(node.attr("transB", 0))
+        alpha, beta = float(node.attr("alpha", 1.0)), float(node.attr("beta", 1.0))
+        has_c = node.has_input(2) and beta != 0
+        c_name = node.inputs[2] if has_c else None
+
+        def params(pc):
+            m, n, k = self.dims(node, pc)
+            strides = broadcast_strides(pc.shape(c_name), (m, n)) if has_c else [0, 0]
+            return [m * n, m, n, k] + strides
+
+        inputs = node.inputs[:3] if has_c else node.inputs[:2]
+        common = dict(inputs=inputs, outputs=[node.outputs[0]], n_params=6, params=params)
+        c_add = f" + {lit(beta, t)} * in2[@C_AT@]" if has_c else ""
+        if t != "f32":
+            body = MAP_GEMM.replace("@C_ADD@", c_add).replace("@C_AT@", "r * p[4] + c * p[5]")
+            body = body.replace("@A_AT@", "k * M + r" if ta else "r * K + k")
+            body = body.replace("@B_AT@", "c * K + k" if tb else "k * N + c")
+            body = body.replace("@ALPHA@", lit(alpha, t)).replace("{T}", t)
+            return Kernel(body=body, label="gemm", grain=64, **common)
+        epilogue = C_GEMM_C_EPILOGUE.replace("@BETA@", lit(beta, t)) if has_c else "STORE_ALL(total, out0);"
+        c_src = C_GEMM.replace("@EPILOGUE@", epilogue).replace("@C_ARG@", "const f32 *in2, " if has_c else "")
+        c_src = c_src.replace("@TA@", "112" if ta else "111").replace("@TB@", "112" if tb else "111")
+        c_src = c_src.replace("@LDA@", "M" if ta else "K").replace("@LDB@", "K" if tb else "N")
+        c_src = c_src.replace("@ALPHA@", lit(alpha, t))
+        cl_src = CL_GEMM2.replace("@C_ARG@", "__global const f32 *in2, " if has_c else "")
+        cl_src = cl_src.replace("@C_ADD@", c_add).replace("@C_AT@", "row * p[4] + col * p[5]")
+        cl_src = cl_src.replace("@A_AT@", "(t + lc) * M + row" if ta else "row * K + t + lc")
+        cl_src = cl_src.replace("@B_AT@", "col * K + t + lr" if tb else "(t + lr) * N + col")
+        cl_src = cl_src.replace("@ALPHA@", lit(alpha, t))
+        return Kernel(c_source=c_src, cl_source=cl_src, cl_range=_gemm2_range, anchor=True, label="gemm", **common)
+
+
+def _gemm2_range(params):
+    m, n = params[1], params[2]
+    return (_round_up(n, TILE), _round_up(m, TILE)), (TILE, TILE)

@@ -1,1 +1,632 @@
-"""nn lowerings (being written)."""
+"""Convolution, pooling and normalization: Conv, ConvTranspose, the pools, BatchNormalization, LRN.
+
+Every windowed op sees its input as 3-D spatial (missing leading spatial dims are 1), so
+one kernel text serves 1-D, 2-D and 3-D. The window geometry is a block of parameters:
+input dims, output dims, kernel, strides, begin pads, end pads, dilations (3 each).
+
+float32 Conv is an anchor. On cpu, OpenMP threads take blocks of output columns: each
+builds the block's im2col rows in its own L2-sized scratch (1x1 convs read the input
+directly), calls single-threaded BLAS sgemm on it and runs the epilogue (bias, activation,
+residual add) through STORE while the block is in cache. On OpenCL it is an implicit GEMM
+whose B tile is gathered from the input while loading.
+"""
+
+from __future__ import annotations
+
+import math
+
+from hamr.targets.native.dtypes import FLOATS, NUMERIC, ctype
+from hamr.targets.native.ops.base import Kernel, Lowering, numel
+from hamr.targets.native.ops.elementwise import lit
+from hamr.targets.native.ops.registry import register
+
+TILE = 16
+BLOCK_BYTES = 512 * 1024  # im2col scratch per block (about an L2 cache)
+WINDOW = 21  # parameters in a window block
+
+_WIN_NAMES = "ID IH IW OD OH OW KD KH KW SD SH SW PD PH PW ED EH EW DD DH DW".split()
+
+
+def _win_decl(base: int) -> str:
+    return "const i64 " + ", ".join(f"{n} = p[{base + i}]" for i, n in enumerate(_WIN_NAMES)) + ";"
+
+
+_OUT_COORDS = (
+    "const i64 ow = gid % OW, oh = (gid / OW) % OH, od = (gid / (OW * OH)) % OD, nc = gid / (OW * OH * OD);"
+)
+
+# loops over the kernel positions inside the input, with id/ih/iw and the flat spatial index ii
+_WINDOW_LOOP = (
+    "for (i64 kd = 0; kd < KD; kd++) { const i64 id = od * SD - PD + kd * DD; if (id < 0 || id >= ID) continue; "
+    "for (i64 kh = 0; kh < KH; kh++) { const i64 ih = oh * SH - PH + kh * DH; if (ih < 0 || ih >= IH) continue; "
+    "for (i64 kw = 0; kw < KW; kw++) { const i64 iw = ow * SW - PW + kw * DW; if (iw < 0 || iw >= IW) continue; "
+    "const i64 ii = (id * IH + ih) * IW + iw; @BODY@ } } }"
+)
+
+
+def _fmt(src: str) -> str:
+    """Custom source written with plain braces -> the str.format template codegen expects."""
+    return src.replace("{", "{{").replace("}", "}}").replace("@NAME@", "{name}").replace("@EXTRA@", "{extra}")
+
+
+def _str_attr(node, name: str, default: str) -> str:
+    value = node.attr(name, default)
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _static_ints(shape) -> bool:
+    return shape is not None and all(isinstance(d, int) for d in shape)
+
+
+# ---- window geometry ----------------------------------------------------------------
+
+
+def _geometry(node, in_sp, kernel, ceil_mode=False):
+    """(out dims, strides, begin pads, end pads, dilations) for a conv or pool window."""
+    r = len(in_sp)
+    strides = list(node.attr("strides") or [1] * r)
+    dil = list(node.attr("dilations") or [1] * r)
+    pads = list(node.attr("pads") or [0] * (2 * r))
+    auto = _str_attr(node, "auto_pad", "NOTSET")
+    out, pb, pe = [], [], []
+    for i in range(r):
+        size, s, dk = int(in_sp[i]), strides[i], (kernel[i] - 1) * dil[i] + 1
+        if auto in ("SAME_UPPER", "SAME_LOWER"):
+            o = -(-size // s)
+            total = max(0, (o - 1) * s + dk - size)
+            b = total // 2 if auto == "SAME_UPPER" else total - total // 2
+            e = total - b
+        elif auto == "VALID":
+            o, b, e = (size - dk) // s + 1, 0, 0
+        else:
+            b, e = pads[i], pads[i + r]
+            span = size + b + e - dk
+            o = (-(-span // s) if ceil_mode else span // s) + 1
+            if ceil_mode and (o - 1) * s >= size + b:
+                o -= 1
+        out.append(max(o, 0))
+        pb.append(b)
+        pe.append(e)
+    return out, strides, pb, pe, dil
+
+
+def _window(in_sp, out_sp, kernel, strides, pb, pe, dil) -> list[int]:
+    fill = 3 - len(in_sp)
+    ones, zeros = [1] * fill, [0] * fill
+    values = []
+    for part, pad in ((in_sp, ones), (out_sp, ones), (kernel, ones), (strides, ones), (pb, zeros), (pe, zeros),
+                      (dil, ones)):
+        values += pad + [int(v) for v in part]
+    return values
+
+
+def _spatial_rank_ok(node) -> str | None:
+    rank = node.in_rank(0)
+    if rank is None:
+        return "unknown rank"
+    if not 3 <= rank <= 5:
+        return f"{rank - 2}-D window"
+    return None
+
+
+# ---- Conv ----------------------------------------------------------------------------
+
+# p: [total, N, C, M, G, window block]
+_CONV_HEAD = "const i64 N = p[1], C = p[2], M = p[3], G = p[4]; " + _win_decl(5)
+
+MAP_CONV = (
+    _CONV_HEAD + " " + _OUT_COORDS + " const i64 m = nc % M, n = nc / M, Cg = C / G, g = m / (M / G);"
+    " {T} acc = @BIAS@;"
+    " for (i64 c = 0; c < Cg; c++) { const i64 xb = (n * C + g * Cg + c) * ID * IH * IW;"
+    " const i64 wb = (m * Cg + c) * KD * KH * KW; "
+    + _WINDOW_LOOP.replace("@BODY@", "acc += in0[xb + ii] * in1[wb + (kd * KH + kh) * KW + kw];")
+    + " } out0[gid] = acc;"
+)
+
+C_CONV = r"""
+static void @NAME@_im2col(const i64 *p, const f32 *x, f32 *dst, i64 c0, const i64 nb) {
+  @HEAD@
+  const i64 KS = KD * KH * KW, K = (C / G) * KS;
+  const i64 ow0 = c0 % OW, oh0 = (c0 / OW) % OH, od0 = c0 / (OW * OH);
+  for (i64 r = 0; r < K; r++) {
+    const i64 kw = r % KW, kh = (r / KW) % KH, kd = (r / (KW * KH)) % KD, c = r / KS;
+    const i64 off = kw * DW - PW;
+    const i64 lo = off >= 0 ? 0 : H_MIN(OW, (-off + SW - 1) / SW);
+    const i64 hi = H_MAX(lo, IW - off <= 0 ? 0 : H_MIN(OW, (IW - off - 1) / SW + 1));
+    i64 ow = ow0, oh = oh0, od = od0;
+    for (i64 done = 0; done < nb; ) {
+      const i64 end = H_MIN(OW, ow + nb - done);
+      const i64 id = od * SD - PD + kd * DD, ih = oh * SH - PH + kh * DH;
+      f32 *d = dst + r * nb + done - ow;
+      if (id < 0 || id >= ID || ih < 0 || ih >= IH) {
+        for (i64 w = ow; w < end; w++) d[w] = 0;
+      } else {
+        const f32 *s = x + (c * ID + id) * IH * IW + ih * IW + off;
+        const i64 a = H_MAX(ow, H_MIN(lo, end)), b = H_MAX(a, H_MIN(hi, end));
+        for (i64 w = ow; w < a; w++) d[w] = 0;
+        if (SW == 1) for (i64 w = a; w < b; w++) d[w] = s[w];
+        else for (i64 w = a; w < b; w++) d[w] = s[w * SW];
+        for (i64 w = b; w < end; w++) d[w] = 0;
+      }
+      done += end - ow;
+      ow = end;
+      if (ow == OW) { ow = 0; if (++oh == OH) { oh = 0; od++; } }
+    }
+  }
+}
+
+static void @NAME@(const i64 *p, const f32 *in0, const f32 *in1, @BIAS_ARG@f32 *out0@EXTRA@) {
+  @HEAD@
+  const i64 total = p[0];
+  if (total == 0) return;
+  const i64 Cg = C / G, Mg = M / G, KS = KD * KH * KW, K = Cg * KS, IS = ID * IH * IW, OS = OD * OH * OW;
+  const int direct = KS == 1 && SD == 1 && SH == 1 && SW == 1 && PD == 0 && PH == 0 && PW == 0 && OS == IS;
+  const int threads = total * (K + 1) > PARALLEL_THRESHOLD ? omp_get_max_threads() : 1;
+  i64 nb = H_MAX(64, (BLOCK_BYTES / 4 / H_MAX(K, 1)) / 16 * 16);
+  if (N * G < threads) nb = H_MIN(nb, ((OS + threads - 1) / threads + 15) / 16 * 16);
+  nb = H_MIN(nb, OS);
+  const i64 blocks = (OS + nb - 1) / nb, jobs = N * G * blocks;
+  int use_gemm = Mg >= 4 && K > 0;
+  f32 *scratch = 0;
+  if (use_gemm && !direct) {
+    scratch = (f32 *)__builtin_malloc(sizeof(f32) * K * nb * threads);
+    use_gemm = scratch != 0;
+  }
+  if (use_gemm) {
+    /* blocks of output columns: im2col into this thread's scratch, single-threaded sgemm, epilogue in cache */
+    #pragma omp parallel num_threads(threads) if(threads > 1)
+    {
+      f32 *col = scratch ? scratch + omp_get_thread_num() * K * nb : 0;
+      #pragma omp for schedule(dynamic)
+      for (i64 j = 0; j < jobs; j++) {
+        const i64 b = j % blocks, g = (j / blocks) % G, n = j / (blocks * G);
+        const i64 c0 = b * nb, w = H_MIN(nb, OS - c0);
+        const f32 *x = in0 + (n * C + g * Cg) * IS;
+        if (!direct) @NAME@_im2col(p, x, col, c0, w);
+        hamr_sgemm(101, 111, 111, (int)Mg, (int)w, (int)K, 1.0f, in1 + g * Mg * K, (int)K,
+                   direct ? x + c0 : col, (int)(direct ? OS : w), 0.0f, out0 + (n * M + g * Mg) * OS + c0, (int)OS);
+        for (i64 m = 0; m < Mg; m++) {
+          const i64 at = (n * M + g * Mg + m) * OS + c0;
+          for (i64 i = 0; i < w; i++) STORE(at + i, out0[at + i]@BIAS_ADD@);
+        }
+      }
+    }
+    __builtin_free(scratch);
+  } else {
+    /* few output channels per group (depthwise): one output row per iteration */
+    #pragma omp parallel for schedule(static) num_threads(threads) if(threads > 1)
+    for (i64 row = 0; row < N * M * OD * OH; row++) {
+      const i64 oh = row % OH, od = (row / OH) % OD, m = (row / (OH * OD)) % M, n = row / (OH * OD * M);
+      const i64 g = m / Mg, at = row * OW;
+      f32 *y = out0 + at;
+      for (i64 ow = 0; ow < OW; ow++) y[ow] = 0;
+      for (i64 c = 0; c < Cg; c++) for (i64 kd = 0; kd < KD; kd++) {
+        const i64 id = od * SD - PD + kd * DD;
+        if (id < 0 || id >= ID) continue;
+        for (i64 kh = 0; kh < KH; kh++) {
+          const i64 ih = oh * SH - PH + kh * DH;
+          if (ih < 0 || ih >= IH) continue;
+          const f32 *x = in0 + (((n * C + g * Cg + c) * ID + id) * IH + ih) * IW;
+          for (i64 kw = 0; kw < KW; kw++) {
+            const f32 wt = in1[(((m * Cg + c) * KD + kd) * KH + kh) * KW + kw];
+            const i64 off = kw * DW - PW;
+            const i64 lo = off >= 0 ? 0 : H_MIN(OW, (-off + SW - 1) / SW);
+            const i64 hi = H_MAX(lo, IW - off <= 0 ? 0 : H_MIN(OW, (IW - off - 1) / SW + 1));
+            for (i64 ow = lo; ow < hi; ow++) y[ow] += wt * x[ow * SW + off];
+          }
+        }
+      }
+      for (i64 i = 0; i < OW; i++) STORE(at + i, y[i]@BIAS_ADD@);
+    }
+  }
+}
+"""
+
+CL_CONV = r"""
+__kernel __attribute__((reqd_work_group_size(TS, TS, 1)))
+void @NAME@(__global const long *P, const long poff, __global const f32 *in0, __global const f32 *in1,
+            @BIAS_ARG@__global f32 *out0@EXTRA@) {
+  __global const long *p = P + poff;
+  @HEAD@
+  const i64 Cg = C / G, Mg = M / G, KS = KD * KH * KW, K = Cg * KS, OS = OD * OH * OW;
+  const int lc = get_local_id(0), lr = get_local_id(1);
+  const i64 col = get_group_id(0) * TS + lc, row = get_group_id(1) * TS + lr, ng = get_global_id(2);
+  const i64 n = ng / G, g = ng % G;
+  const i64 ow = col % OW, oh = (col / OW) % OH, od = col / (OW * OH);
+  const i64 id0 = od * SD - PD, ih0 = oh * SH - PH, iw0 = ow * SW - PW;
+  __global const f32 *X = in0 + (n * C + g * Cg) * ID * IH * IW;
+  __global const f32 *Wt = in1 + g * Mg * K;
+  __local f32 As[TS][TS];
+  __local f32 Bs[TS][TS + 1];
+  f32 sum = 0;
+  for (i64 t = 0; t < K; t += TS) {
+    As[lr][lc] = (row < Mg && t + lc < K) ? Wt[row * K + t + lc] : 0.0f;
+    const i64 r = t + lr;
+    f32 b = 0.0f;
+    if (r < K && col < OS) {
+      const i64 kw = r % KW, kh = (r / KW) % KH, kd = (r / (KW * KH)) % KD, c = r / KS;
+      const i64 id = id0 + kd * DD, ih = ih0 + kh * DH, iw = iw0 + kw * DW;
+      if (id >= 0 && id < ID && ih >= 0 && ih < IH && iw >= 0 && iw < IW) b = X[((c * ID + id) * IH + ih) * IW + iw];
+    }
+    Bs[lr][lc] = b;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int k = 0; k < TS; k++) sum += As[lr][k] * Bs[k][lc];
+    barrier(CLK_LOCAL_MEM_FENCE);
+  }
+  if (row < Mg && col < OS) STORE((n * M + g * Mg + row) * OS + col, sum@BIAS_ADD@);
+}
+""".replace("TS", str(TILE))
+
+
+def _conv_range(params):
+    n, m, g = params[1], params[3], params[4]
+    os_ = params[5 + 3] * params[5 + 4] * params[5 + 5]
+    up = lambda x: (x + TILE - 1) // TILE * TILE  # noqa: E731
+    return (up(os_), up(m // g), n * g), (TILE, TILE, 1)
+
+
+def _conv_check(node) -> str | None:
+    dtype = node.in_dtype(0)
+    if dtype not in FLOATS or node.in_dtype(1) != dtype:
+        return f"dtype {dtype}"
+    if node.has_input(2) and node.in_dtype(2) != dtype:
+        return f"bias dtype {node.in_dtype(2)}"
+    if node.in_rank(1) is not None and node.in_rank(1) != node.in_rank(0):
+        return "weight rank"
+    return _spatial_rank_ok(node)
+
+
+def _grain(node) -> int:
+    w = node.in_shape(1)
+    return numel(w[1:]) if _static_ints(w) else 64
+
+
+@register
+class Conv(Lowering):
+    ops = ("Conv",)
+
+    def check(self, node):
+        return _conv_check(node)
+
+    @staticmethod
+    def geometry(node, x, w):
+        kernel = list(node.attr("kernel_shape") or w[2:])
+        out, strides, pb, pe, dil = _geometry(node, x[2:], kernel)
+        return out, kernel, strides, pb, pe, dil
+
+    def infer(self, node, pc):
+        x, w = pc.shape(node.inputs[0]), pc.shape(node.inputs[1])
+        return [(x[0], w[0], *self.geometry(node, x, w)[0])]
+
+    def kernel(self, node):
+        x_name, w_name = node.inputs[0], node.inputs[1]
+        group = int(node.attr("group", 1))
+        has_bias = node.has_input(2)
+
+        def params(pc):
+            x, w = pc.shape(x_name), pc.shape(w_name)
+            out, kernel, strides, pb, pe, dil = self.geometry(node, x, w)
+            total = x[0] * w[0] * numel(out)
+            return [total, x[0], x[1], w[0], group] + _window(x[2:], out, kernel, strides, pb, pe, dil)
+
+        inputs = node.inputs[:3] if has_bias else node.inputs[:2]
+        common = dict(inputs=inputs, outputs=[node.outputs[0]], n_params=5 + WINDOW, params=params)
+        if node.in_dtype(0) != "float32":
+            t = ctype(node.in_dtype(0))
+            body = MAP_CONV.replace("{T}", t).replace("@BIAS@", "in2[m]" if has_bias else f"({t})0")
+            return Kernel(body=body, label="conv", grain=_grain(node), **common)
+        c_src = C_CONV.replace("@HEAD@", _CONV_HEAD).replace("BLOCK_BYTES", str(BLOCK_BYTES))
+        c_src = c_src.replace("@BIAS_ARG@", "const f32 *in2, " if has_bias else "")
+        c_src = c_src.replace("@BIAS_ADD@", " + in2[at / OS % M]" if has_bias else "")
+        cl_src = CL_CONV.replace("@HEAD@", _CONV_HEAD)
+        cl_src = cl_src.replace("@BIAS_ARG@", "__global const f32 *in2, " if has_bias else "")
+        cl_src = cl_src.replace("@BIAS_ADD@", " + in2[g * Mg + row]" if has_bias else "")
+        return Kernel(c_source=_fmt(c_src), cl_source=_fmt(cl_src), cl_range=_conv_range, anchor=True,
+                      label="conv", **common)
+
+
+# ---- ConvTranspose -------------------------------------------------------------------
+
+MAP_CONV_TRANSPOSE = (
+    _CONV_HEAD + " " + _OUT_COORDS + " const i64 m = nc % M, n = nc / M, Cg = C / G, Mg = M / G, g = m / Mg;"
+    " {T} acc = @BIAS@;"
+    " for (i64 c = 0; c < Cg; c++) { const i64 xb = (n * C + g * Cg + c) * ID * IH * IW;"
+    " const i64 wb = ((g * Cg + c) * Mg + m % Mg) * KD * KH * KW;"
+    " for (i64 kd = 0; kd < KD; kd++) { const i64 td = od + PD - kd * DD; if (td < 0 || td % SD) continue;"
+    " const i64 id = td / SD; if (id >= ID) continue;"
+    " for (i64 kh = 0; kh < KH; kh++) { const i64 th = oh + PH - kh * DH; if (th < 0 || th % SH) continue;"
+    " const i64 ih = th / SH; if (ih >= IH) continue;"
+    " for (i64 kw = 0; kw < KW; kw++) { const i64 tw = ow + PW - kw * DW; if (tw < 0 || tw % SW) continue;"
+    " const i64 iw = tw / SW; if (iw >= IW) continue;"
+    " acc += in0[xb + (id * IH + ih) * IW + iw] * in1[wb + (kd * KH + kh) * KW + kw]; } } } }"
+    " out0[gid] = acc;"
+)
+
+
+@register
+class ConvTranspose(Lowering):
+    ops = ("ConvTranspose",)
+
+    def check(self, node):
+        return _conv_check(node)
+
+    @staticmethod
+    def geometry(node, x, w):
+        r = len(x) - 2
+        in_sp = [int(d) for d in x[2:]]
+        kernel = list(node.attr("kernel_shape") or w[2:])
+        strides = list(node.attr("strides") or [1] * r)
+        dil = list(node.attr("dilations") or [1] * r)
+        out_pad = list(node.attr("output_padding") or [0] * r)
+        pads = node.attr("pads")
+        out_shape = node.attr("output_shape")
+        auto = _str_attr(node, "auto_pad", "NOTSET")
+        full = [strides[i] * (in_sp[i] - 1) + out_pad[i] + (kernel[i] - 1) * dil[i] + 1 for i in range(r)]
+        if pads is None and auto in ("SAME_UPPER", "SAME_LOWER"):
+            out = list(out_shape[-r:]) if out_shape else [in_sp[i] * strides[i] for i in range(r)]
+            total = [full[i] - out[i] for i in range(r)]
+            pb = [t // 2 if auto == "SAME_UPPER" else t - t // 2 for t in total]
+            pe = [t - b for t, b in zip(total, pb)]
+        else:
+            pads = list(pads or [0] * (2 * r))
+            pb, pe = pads[:r], pads[r:]
+            out = list(out_shape[-r:]) if out_shape else [full[i] - pb[i] - pe[i] for i in range(r)]
+        return out, kernel, strides, pb, pe, dil
+
+    def infer(self, node, pc):
+        x, w = pc.shape(node.inputs[0]), pc.shape(node.inputs[1])
+        group = int(node.attr("group", 1))
+        return [(x[0], w[1] * group, *self.geometry(node, x, w)[0])]
+
+    def kernel(self, node):
+        x_name, w_name = node.inputs[0], node.inputs[1]
+        group = int(node.attr("group", 1))
+        has_bias = node.has_input(2)
+
+        def params(pc):
+            x, w = pc.shape(x_name), pc.shape(w_name)
+            out, kernel, strides, pb, pe, dil = self.geometry(node, x, w)
+            m = w[1] * group
+            return [x[0] * m * numel(out), x[0], x[1], m, group] + _window(x[2:], out, kernel, strides, pb, pe, dil)
+
+        t = ctype(node.in_dtype(0))
+        body = MAP_CONV_TRANSPOSE.replace("{T}", t).replace("@BIAS@", "in2[m]" if has_bias else f"({t})0")
+        inputs = node.inputs[:3] if has_bias else node.inputs[:2]
+        return Kernel(inputs=inputs, outputs=[node.outputs[0]], n_params=5 + WINDOW, params=params, body=body,
+                      label="conv_transpose", grain=_grain(node))
+
+
+# ---- pooling -------------------------------------------------------------------------
+
+# p: [total, C, window block]
+_POOL_HEAD = "const i64 C = p[1]; " + _win_decl(2) + " " + _OUT_COORDS + " const i64 xb = nc * ID * IH * IW;"
+
+MAP_MAXPOOL = (
+    _POOL_HEAD + " {T} best = 0; i64 at = -1; "
+    + _WINDOW_LOOP.replace("@BODY@", "const {T} v = in0[xb + ii]; if (at < 0 || v > best) { best = v; at = ii; }")
+    + " out0[gid] = best;"
+)
+# storage_order 1: column-major spatial index (first spatial dim fastest)
+MAXPOOL_INDEX = {
+    0: " out1[gid] = xb + at;",
+    1: " { const i64 a = at < 0 ? 0 : at; out1[gid] = xb + (a / (IH * IW)) + ((a / IW) % IH) * ID"
+    " + (a % IW) * ID * IH; }",
+}
+
+MAP_AVGPOOL = (
+    _POOL_HEAD + " {T} sum = 0; i64 cnt = 0; "
+    + _WINDOW_LOOP.replace("@BODY@", "sum += in0[xb + ii]; cnt++;")
+    + " @COUNT@ out0[gid] = cnt > 0 ? sum / ({T})cnt : ({T})0;"
+)
+# count_include_pad: window positions inside the explicitly padded input
+AVG_COUNT_PAD = (
+    "{ i64 nd = 0, nh = 0, nw = 0;"
+    " for (i64 k = 0; k < KD; k++) nd += od * SD - PD + k * DD < ID + ED;"
+    " for (i64 k = 0; k < KH; k++) nh += oh * SH - PH + k * DH < IH + EH;"
+    " for (i64 k = 0; k < KW; k++) nw += ow * SW - PW + k * DW < IW + EW; cnt = nd * nh * nw; }"
+)
+
+MAP_LPPOOL = (
+    _POOL_HEAD + " {T} sum = 0; "
+    + _WINDOW_LOOP.replace("@BODY@", "const {T} v = in0[xb + ii]; sum += @POW@;")
+    + " out0[gid] = @ROOT@;"
+)
+
+
+def _lp_terms(p: int, t: str) -> tuple[str, str]:
+    if p == 1:
+        return "(v < 0 ? -v : v)", "sum"
+    if p == 2:
+        return "v * v", "sqrt(sum)"
+    return f"pow(v < 0 ? -v : v, ({t}){p})", f"pow(sum, ({t})1 / ({t}){p})"
+
+
+class Pool(Lowering):
+    dtypes = FLOATS
+
+    def check(self, node):
+        dtype = node.in_dtype(0)
+        if dtype not in self.dtypes:
+            return f"dtype {dtype}"
+        if not node.attr("kernel_shape"):
+            return "no kernel_shape"
+        return _spatial_rank_ok(node)
+
+    @staticmethod
+    def geometry(node, x):
+        kernel = list(node.attr("kernel_shape"))
+        out, strides, pb, pe, dil = _geometry(node, x[2:], kernel, bool(node.attr("ceil_mode", 0)))
+        return out, kernel, strides, pb, pe, dil
+
+    def infer(self, node, pc):
+        x = pc.shape(node.inputs[0])
+        shape = (x[0], x[1], *self.geometry(node, x)[0])
+        return [shape] * len(node.outputs)
+
+    def body(self, node) -> str:
+        """Map-kernel body; {T} stands for the element type."""
+        raise NotImplementedError
+
+    def kernel(self, node):
+        x_name = node.inputs[0]
+        outputs = [o for o in node.outputs if o]
+
+        def params(pc):
+            x = pc.shape(x_name)
+            out, kernel, strides, pb, pe, dil = self.geometry(node, x)
+            return [x[0] * x[1] * numel(out), x[1]] + _window(x[2:], out, kernel, strides, pb, pe, dil)
+
+        body = self.body(node).replace("{T}", ctype(node.in_dtype(0)))
+        kernel = node.attr("kernel_shape")
+        return Kernel(inputs=[x_name], outputs=outputs, n_params=2 + WINDOW, params=params, body=body,
+                      label=node.op.lower(), grain=numel(kernel))
+
+
+@register
+class MaxPool(Pool):
+    ops = ("MaxPool",)
+    dtypes = NUMERIC
+
+    def check(self, node):
+        if node.attr("storage_order", 0) not in (0, 1):
+            return "storage_order"
+        return super().check(node)
+
+    def body(self, node):
+        body = MAP_MAXPOOL
+        if len(node.outputs) > 1 and node.outputs[1]:
+            body += MAXPOOL_INDEX[int(node.attr("storage_order", 0))]
+        return body
+
+
+@register
+class AveragePool(Pool):
+    ops = ("AveragePool",)
+
+    def body(self, node):
+        count = AVG_COUNT_PAD if node.attr("count_include_pad", 0) else ""
+        return MAP_AVGPOOL.replace("@COUNT@", count)
+
+
+@register
+class LpPool(Pool):
+    ops = ("LpPool",)
+
+    def body(self, node):
+        power, root = _lp_terms(int(node.attr("p", 2)), "{T}")
+        return MAP_LPPOOL.replace("@POW@", power).replace("@ROOT@", root)
+
+
+# ---- global pools: one work item per (n, c), p: [N * C, spatial size] ---------------
+
+GLOBAL_POOLS = {
+    "GlobalAveragePool": "{T} acc = 0; for (i64 i = 0; i < S; i++) acc += in0[b + i]; out0[gid] = acc / ({T})S;",
+    "GlobalMaxPool": "{T} acc = in0[b]; for (i64 i = 1; i < S; i++) acc = H_MAX(acc, in0[b + i]); out0[gid] = acc;",
+    "GlobalLpPool": "{T} sum = 0; for (i64 i = 0; i < S; i++) { const {T} v = in0[b + i]; sum += @POW@; }"
+    " out0[gid] = @ROOT@;",
+}
+
+
+@register
+class GlobalPool(Lowering):
+    ops = tuple(GLOBAL_POOLS)
+    dtypes = FLOATS
+
+    def check(self, node):
+        reason = super().check(node)
+        if reason is None and (node.in_rank(0) is None or node.in_rank(0) < 2):
+            return "rank"
+        return reason
+
+    def infer(self, node, pc):
+        x = pc.shape(node.inputs[0])
+        return [(x[0], x[1]) + (1,) * (len(x) - 2)]
+
+    def kernel(self, node):
+        x_name = node.inputs[0]
+        t = ctype(node.in_dtype(0))
+        power, root = _lp_terms(int(node.attr("p", 2)), t)
+        body = "const i64 S = p[1], b = gid * S; " + GLOBAL_POOLS[node.op].replace("@POW@", power)
+        body = body.replace("@ROOT@", root).replace("{T}", t)
+        shape = node.in_shape(0)
+
+        def params(pc):
+            x = pc.shape(x_name)
+            return [x[0] * x[1], numel(x[2:])]
+
+        return Kernel(inputs=[x_name], outputs=[node.outputs[0]], n_params=2, params=params, body=body,
+                      label=node.op.lower(), grain=numel(shape[2:]) if _static_ints(shape) else 1024)
+
+
+# ---- normalization: p: [total, C, inner size] --------------------------------------
+
+
+def _channel_params(x_name):
+    def params(pc):
+        x = pc.shape(x_name)
+        return [numel(x), x[1] if len(x) > 1 else 1, numel(x[2:])]
+
+    return params
+
+
+@register
+class BatchNormalization(Lowering):
+    ops = ("BatchNormalization",)
+    dtypes = FLOATS
+
+    def check(self, node):
+        reason = super().check(node)
+        if reason:
+            return reason
+        if node.attr("training_mode", 0) or (node.opset < 7 and not node.attr("is_test", 0)):
+            return "training mode"
+        if any(node.outputs[1:]):
+            return "training outputs"
+        if not node.attr("spatial", 1):
+            return "spatial=0"
+        if any(node.in_dtype(i) != node.in_dtype(0) for i in range(1, 5)):
+            return "mixed dtypes"
+        return None
+
+    def infer(self, node, pc):
+        return [pc.shape(node.inputs[0])]
+
+    def kernel(self, node):
+        t = ctype(node.in_dtype(0))
+        eps = lit(node.attr("epsilon", 1e-5), t)
+        body = (
+            "const i64 c = (gid / p[2]) % p[1];"
+            f" out0[gid] = in1[c] * (in0[gid] - in3[c]) / sqrt(in4[c] + {eps}) + in2[c];"
+        )
+        return Kernel(inputs=node.inputs[:5], outputs=[node.outputs[0]], n_params=3,
+                      params=_channel_params(node.inputs[0]), body=body, label="batchnorm", grain=2)
+
+
+@register
+class LRN(Lowering):
+    ops = ("LRN",)
+    dtypes = FLOATS
+
+    def check(self, node):
+        reason = super().check(node)
+        if reason is None and (node.in_rank(0) is None or node.in_rank(0) < 2):
+            return "rank"
+        return reason
+
+    def infer(self, node, pc):
+        return [pc.shape(node.inputs[0])]
+
+    def kernel(self, node):
+        t = ctype(node.in_dtype(0))
+        size = int(node.attr("size"))
+        alpha = lit(node.attr("alpha", 1e-4) / size, t)
+        beta, bias = lit(node.attr("beta", 0.75), t), lit(node.attr("bias", 1.0), t)
+        lo, hi = (size - 1) // 2, math.ceil((size - 1) / 2)
+        body = (
+            f"const i64 C = p[1], S = p[2], c = (gid / S) % C, b = gid - c * S; {t} sum = 0;"
+            f" for (i64 j = H_MAX(0, c - {lo}); j <= H_MIN(C - 1, c + {hi}); j++)"
+            f" {{ const {t} v = in0[b + j * S]; sum += v * v; }}"
+            f" out0[gid] = in0[gid] / pow({bias} + {alpha} * sum, {beta});"
+        )
+        return Kernel(inputs=[node.inputs[0]], outputs=[node.outputs[0]], n_params=3,
+                      params=_channel_params(node.inputs[0]), body=body, label="lrn", grain=size)
