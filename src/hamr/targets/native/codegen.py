@@ -87,11 +87,14 @@ def _store_macros(launch: Launch, dtypes: dict[str, str], cl: bool) -> tuple[str
             "#define STORE_ALL(N_, BUF_) do { const i64 ns_ = (N_); "
             '_Pragma("omp parallel for schedule(static) if(ns_ > PARALLEL_THRESHOLD)") '
             "for (i64 g_ = 0; g_ < ns_; g_++) STORE(g_, BUF_[g_]); } while (0)\n"
+            "#define STORE_RANGE(S_, N_, BUF_) do { const i64 s_ = (S_), e_ = s_ + (N_); "
+            "for (i64 g_ = s_; g_ < e_; g_++) STORE(g_, BUF_[g_]); } while (0)\n"
         )
     else:
         store = "#define STORE(GID_, VAL_) (out0[(GID_)] = (VAL_))\n"
-        store_all = "#define STORE_ALL(N_, BUF_) do { } while (0)\n"
-    return store + ("" if cl else store_all), "#undef STORE\n" + ("" if cl else "#undef STORE_ALL\n")
+        store_all = "#define STORE_ALL(N_, BUF_) do { } while (0)\n#define STORE_RANGE(S_, N_, BUF_) do { } while (0)\n"
+    undef = "#undef STORE\n" + ("" if cl else "#undef STORE_ALL\n#undef STORE_RANGE\n")
+    return store + ("" if cl else store_all), undef
 
 
 def _c_function(launch: Launch, dtypes) -> str:

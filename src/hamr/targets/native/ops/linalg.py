@@ -41,21 +41,24 @@ C_SGEMM_SPLIT = """static void {name}_sgemm(int ta, int tb, i64 M, i64 N, i64 K,
 }}
 """
 
-# batches in parallel when there are enough of them, else each product split over the threads
-C_SGEMM = C_SGEMM_SPLIT + """static void {name}(const i64 *p, const f32 *in0, const f32 *in1, f32 *out0{extra}) {{
+# (batch, block of rows) items across the OpenMP threads; each item's epilogue runs right after
+# its sgemm, while the block is still in cache (STORE_RANGE), so there is one parallel region.
+C_SGEMM = """static void {name}(const i64 *p, const f32 *in0, const f32 *in1, f32 *out0{extra}) {{
   const i64 nb = p[0], M = p[1], N = p[2], K = p[3];
   if (M * N == 0) return;
-  const int across = nb > 1 && nb >= omp_get_max_threads() && nb * M * N * K > 8 * PARALLEL_THRESHOLD;
-  #pragma omp parallel for schedule(static) if(across)
-  for (i64 b = 0; b < nb; b++) {{
-    """ + _BATCH_OFFSETS + """
-    if (K == 0) {{ for (i64 i = 0; i < M * N; i++) out0[b * M * N + i] = 0; continue; }}
-    if (across)
-      hamr_sgemm(101, 111, 111, (int)M, (int)N, (int)K, 1.0f, in0 + oa * M * K, (int)K, in1 + ob * K * N, (int)N,
-                 0.0f, out0 + b * M * N, (int)N);
-    else {name}_sgemm(111, 111, M, N, K, 1.0f, in0 + oa * M * K, K, in1 + ob * K * N, N, out0 + b * M * N, N);
+  const int nt = nb * M * N * K > 8 * PARALLEL_THRESHOLD ? omp_get_max_threads() : 1;
+  const i64 rows = nb >= nt || nt == 1 ? M : H_MAX((M + nt - 1) / nt, 1);
+  const i64 chunks = (M + rows - 1) / rows, items = nb * chunks;
+  #pragma omp parallel for schedule(static) if(items > 1)
+  for (i64 it = 0; it < items; it++) {{
+    const i64 b = it / chunks, r0 = (it % chunks) * rows, r = H_MIN(rows, M - r0);
+    """ + _BATCH_OFFSETS.replace("r_ = b;", "r_ = it / chunks;") + """
+    f32 *C = out0 + b * M * N + r0 * N;
+    if (K == 0) {{ for (i64 i = 0; i < r * N; i++) C[i] = 0; }}
+    else hamr_sgemm(101, 111, 111, (int)r, (int)N, (int)K, 1.0f, in0 + oa * M * K + r0 * K, (int)K,
+                    in1 + ob * K * N, (int)N, 0.0f, C, (int)N);
+    STORE_RANGE(b * M * N + r0 * N, r * N, out0);
   }}
-  STORE_ALL(nb * M * N, out0);
 }}
 """
 
