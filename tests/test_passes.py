@@ -536,3 +536,26 @@ def test_compiled_executable_keeps_pass_records():
     exe = hamr.compile(model)
     assert [p["name"] for p in exe.passes] == [type(p).__name__ for p in default_passes()]
     assert all(p["nodes_before"] == p["nodes_after"] == 1 for p in exe.passes)
+
+
+def test_reduce_with_runtime_axes_gets_its_rank():
+    from hamr.frontends import import_onnx
+
+    graph = helper.make_graph(
+        [helper.make_node("ReduceSum", ["x", "axes"], ["s"], keepdims=1), helper.make_node("Sub", ["x", "s"], ["y"]),
+         helper.make_node("ReduceMax", ["x", "axes"], ["z"], keepdims=0)],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3, 4, 5]),
+         helper.make_tensor_value_info("axes", TensorProto.INT64, [2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3, 4, 5]), helper.make_tensor_value_info("z", TensorProto.FLOAT, ["n"])],
+    )
+    model, _ = import_onnx(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]))
+    model, _ = optimise(model)
+    shapes = {o.name: o.shape for node in model.graph for o in node.outputs}
+    assert shapes["s"] is not None and len(shapes["s"]) == 3  # keepdims: the input's rank
+    x = np.random.default_rng(0).random((3, 4, 5)).astype(np.float32)
+    exe = hamr.compile(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), targets=["cpu"])
+    assert exe.variants["cpu"]["fallback"] == {}
+    out = hamr.Session(exe, device="cpu").run({"x": x, "axes": np.array([0, 2], np.int64)})
+    np.testing.assert_allclose(out["y"], x - x.sum(axis=(0, 2), keepdims=True), rtol=1e-5)
+    np.testing.assert_allclose(out["z"], x.max(axis=(0, 2)), rtol=1e-6)

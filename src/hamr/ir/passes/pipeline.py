@@ -9,6 +9,7 @@ from hamr.ir.passes.constant_folding import ConstantFoldingPass
 from hamr.ir.passes.identity import IdentityEliminationPass
 from hamr.ir.passes.manager import PassManager, PassRecord
 from hamr.ir.passes.noop import NoOpToIdentityPass
+from hamr.ir.passes.reduce_rank import ReduceRankPass
 
 
 def default_passes() -> list[ir.passes.PassBase]:
@@ -16,6 +17,7 @@ def default_passes() -> list[ir.passes.PassBase]:
         common.RemoveInitializersFromInputsPass(),  # IR<4 models list weights as inputs
         common.NameFixPass(),
         common.ShapeInferencePass(strict_mode=False),
+        ReduceRankPass(),
         ConstantFoldingPass(),
         NoOpToIdentityPass(),
         IdentityEliminationPass(),
