@@ -89,8 +89,10 @@ Machine: {machine()}. No GPU. OpenCL: {opencl_device()}.
   compiled by the driver at first load).
 - *load from cache*: opening the `.hamr` file (hashes checked, weights memory-mapped) and
   creating the Session, once the build cache holds the shared object / device binary.
-- *planned peak*: the static memory plan (arena + inputs/outputs) for these shapes, as
-  `hamr inspect` reports it. *peak RSS*: the whole benchmark process (both runtimes, all models so far).
+- *planned peak*: the static memory plan (arena + inputs/outputs) that `hamr inspect`
+  reports, computed at compile time for example shapes (symbolic dims: 1 for batch-like
+  names, else 16; so MiniLM at sequence 16, the MLP at batch 1). *peak RSS*: the whole
+  benchmark process so far (both runtimes, every model before this row).
 
 {chr(10).join(rows)}
 
