@@ -33,9 +33,10 @@ class FallbackNode:
         self.inputs = [i for i in item.node.inputs]
         captured = sorted(captured_names(node) - set(self.inputs))
         self.feeds = [i for i in self.inputs if i] + captured
+        known = {v.name: v for v in node.inputs if v is not None}
         graph = onnx.helper.make_graph(
             [proto], "fallback",
-            [onnx.helper.make_value_info(n, onnx.TypeProto()) for n in self.feeds],
+            [onnx.helper.make_value_info(n, _type_of(known.get(n))) for n in self.feeds],
             [onnx.helper.make_value_info(n, onnx.TypeProto()) for n in item.node.outputs],
         )
         opsets = [onnx.helper.make_opsetid(d, v) for d, v in model.opset_imports.items()]
@@ -55,6 +56,13 @@ class FallbackNode:
             ) from exc
         for name, value in zip(self.outputs, results):
             env[name] = value if not isinstance(value, np.generic) else np.asarray(value)
+
+
+def _type_of(value: ir.Value | None) -> onnx.TypeProto:
+    """The element type where known: function ops (GroupNormalization...) expand by input types."""
+    if value is None or value.dtype is None or not isinstance(value.type, ir.TensorType):
+        return onnx.TypeProto()
+    return onnx.helper.make_tensor_type_proto(value.dtype.value, None)
 
 
 class NativeProgram:

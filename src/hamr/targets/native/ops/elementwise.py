@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from hamr.targets.native.dtypes import CTYPES, FLOATS, INTEGERS, SIGNED, ctype
+from hamr.targets.native.dtypes import CTYPES, FLOATS, INTEGERS, SIGNED, ctype, itemsize
 from hamr.targets.native.ops.base import Lowering, broadcast_shapes
 from hamr.targets.native.ops.registry import register
 
@@ -287,11 +287,17 @@ class Mod(Elementwise):
 
 @register
 class BitShift(Elementwise):
+    """Shifts outside [0, width) give 0 (left) or the sign fill (right), as numpy does."""
+
     ops = ("BitShift",)
 
     def expr(self, node, args):
-        op = "<<" if node.attr("direction", "LEFT") in ("LEFT", b"LEFT") else ">>"
-        return [f"(({ctype(node.out_dtype())})({args[0]} {op} {args[1]}))"]
+        a, b, t = args[0], args[1], ctype(node.out_dtype())
+        bits = 8 * itemsize(node.out_dtype())
+        inside = f"({b} >= 0 && {b} < {bits})"
+        if node.attr("direction", "LEFT") in ("LEFT", b"LEFT"):
+            return [f"(({t})({inside} ? (u64){a} << {b} : 0))"]
+        return [f"(({t})({inside} ? {a} >> {b} : ({a} < 0 ? -1 : 0)))"]
 
 
 class Variadic(Elementwise):
