@@ -9,7 +9,7 @@ import os
 
 import onnx_ir as ir
 
-from hamr.errors import FormatError, HamrError
+from hamr.errors import FormatError
 from hamr.targets.cpu import blas, build, isa
 from hamr.targets.cpu.program import CpuProgram
 from hamr.targets.native.codegen import c_source
@@ -69,7 +69,5 @@ class CpuTarget(NativeTarget):
                 if data is not None:
                     return build.cached_object(bytes(data))
         log.info("no prebuilt cpu object for %s; building from the stored C source", isa.machine())
-        try:
-            return build.build_many(source, [isa.host_levels()[0]])[isa.host_levels()[0]]
-        except HamrError:
-            raise
+        level = isa.host_levels()[0]
+        return build.build_many(source, [level])[level]

@@ -53,7 +53,6 @@ def fuse_body(
     """
     rank = len(domain_shape)
     local: dict[str, str] = {}
-    types: dict[str, str] = {}
     lines: list[str] = []
     inputs: list[str] = []
     modes: list[str] = []
@@ -96,7 +95,6 @@ def fuse_body(
             var = f"v{n}_{k}"
             lines.append(f"const {ctype(node.out_dtype(k))} {var} = {expr};")
             local[out] = var
-            types[out] = node.out_dtype(k)
     for name in sorted(escaping, key=lambda v: _order(v, nodes, acc)):
         if name in local:
             outputs.append(name)

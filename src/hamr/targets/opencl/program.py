@@ -23,7 +23,6 @@ class OpenCLPlan:
         buffers = []
         self.inputs: list[tuple[object, str, np.dtype]] = []
         self.outputs: list[tuple[object, str, tuple, np.dtype]] = []
-        self.keep = []
         for slot in plan.slots:
             size = max(slot.nbytes, 1)
             if slot.kind == "weight":

@@ -135,13 +135,3 @@ def static_equal(a, b) -> bool:
     if a is None or b is None or len(a) != len(b):
         return False
     return all(x is not None and x == y for x, y in zip(a, b))
-
-
-def decompose(index: str, dims: str, rank: int, into: str) -> str:
-    """C statements splitting flat `index` into coordinates i64 `into`[rank] over dims p-array `dims`."""
-    if rank == 0:
-        return ""
-    return (
-        f"i64 {into}[{rank}]; {{ i64 r_ = {index}; for (int a_ = {rank - 1}; a_ >= 0; a_--) "
-        f"{{ const i64 d_ = {dims}[a_]; {into}[a_] = r_ % d_; r_ /= d_; }} }}"
-    )
