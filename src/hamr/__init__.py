@@ -12,10 +12,17 @@ from hamr.errors import (  # noqa: E402
     UnsupportedOpError,
 )
 from hamr.format.executable import Executable, load  # noqa: E402
-from hamr.runtime.session import Session  # noqa: E402
+from hamr.runtime.devices import Device, devices  # noqa: E402
+from hamr.runtime.profiling import Profile  # noqa: E402
+from hamr.runtime.session import Migration, Session  # noqa: E402
+from hamr.runtime.binding import IOBinding  # noqa: E402
 
 __all__ = [
+    "Device",
     "Executable",
+    "IOBinding",
+    "Migration",
+    "Profile",
     "FormatError",
     "HamrError",
     "InputError",
@@ -24,5 +31,6 @@ __all__ = [
     "Session",
     "UnsupportedOpError",
     "compile",
+    "devices",
     "load",
 ]

@@ -1,9 +1,14 @@
-"""Devices present on this host, and which targets run on each."""
+"""Devices present on this host, what each has free, and which targets run on it.
+
+Discovery never fails because hardware or a driver library is absent: a missing
+OpenCL loader, platform or device simply contributes no devices.
+"""
 
 from __future__ import annotations
 
 import os
 import platform
+import time
 from dataclasses import asdict, dataclass, field
 
 from hamr.errors import HamrError
@@ -12,12 +17,15 @@ from hamr.errors import HamrError
 @dataclass(frozen=True)
 class Device:
     id: str
-    kind: str
+    kind: str  # cpu | gpu | accelerator
     vendor: str
     architecture: str
     compute_units: int
     memory_total: int | None
     targets: tuple[str, ...] = field(default_factory=tuple)
+    memory_free: int | None = None  # bytes, where the driver tells
+    utilisation: float | None = None  # 0..1, where the driver tells
+    driver: str = ""
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -41,59 +49,98 @@ def _memory_total() -> int | None:
         return None
 
 
-def host_cpu() -> Device:
+def _memory_available() -> int | None:
+    """MemAvailable from /proc/meminfo (what can be allocated without swapping)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _cpu_times() -> tuple[int, int] | None:
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    return sum(fields), idle
+
+
+def _cpu_utilisation(window: float = 0.05) -> float | None:
+    """Share of CPU time not idle over a short window, from /proc/stat."""
+    first = _cpu_times()
+    if first is None:
+        return None
+    time.sleep(window)
+    second = _cpu_times()
+    total, idle = second[0] - first[0], second[1] - first[1]
+    return round(1 - idle / total, 3) if total > 0 else None
+
+
+def host_cpu(utilisation: float | None = None) -> Device:
+    from hamr.targets.cpu import isa
+
     return Device(
         id="cpu",
         kind="cpu",
         vendor=_cpu_vendor(),
-        architecture=platform.machine(),
+        architecture=f"{platform.machine()} ({isa.host_levels()[0]})",
         compute_units=os.cpu_count() or 1,
         memory_total=_memory_total(),
         targets=("cpu", "reference"),
+        memory_free=_memory_available(),
+        utilisation=utilisation,
+        driver="host",
     )
 
 
-def opencl_devices() -> list[Device]:
+def opencl_devices(host_free: int | None = None) -> list[Device]:
     from hamr.targets.opencl.devices import cl_devices, device_kind
 
     found = []
     for index, dev in enumerate(cl_devices()):
+        kind = device_kind(dev)
+        total = int(dev.global_mem_size)
+        # OpenCL has no portable free-memory query; a CPU device allocates from host memory.
+        free = min(total, host_free) if kind == "cpu" and host_free is not None else None
         found.append(
             Device(
                 id=f"opencl:{index}",
-                kind=device_kind(dev),
+                kind=kind,
                 vendor=dev.vendor.strip(),
                 architecture=dev.name.strip(),
                 compute_units=int(dev.max_compute_units),
-                memory_total=int(dev.global_mem_size),
+                memory_total=total,
                 targets=("opencl",),
+                memory_free=free,
+                driver=f"opencl ({dev.platform.name.strip()} {dev.driver_version.strip()})",
             )
         )
     return found
 
 
-def available_devices() -> list[Device]:
+def available_devices(utilisation: bool = False) -> list[Device]:
     """Most preferred first: accelerators, then the host CPU, then OpenCL devices that are CPUs."""
-    opencl = opencl_devices()
+    cpu = host_cpu(_cpu_utilisation() if utilisation else None)
+    opencl = opencl_devices(cpu.memory_free)
     accelerators = [d for d in opencl if d.kind != "cpu"]
-    return accelerators + [host_cpu()] + [d for d in opencl if d.kind == "cpu"]
+    return accelerators + [cpu] + [d for d in opencl if d.kind == "cpu"]
 
 
-def select_device(request: str, variants: list[str]) -> tuple[Device, str]:
-    """Pick (device, target) for `request` ('auto' or a device id) among the executable's variants."""
-    devices = available_devices()
-    if request == "auto":
-        candidates = devices
-    else:
-        candidates = [d for d in devices if d.id == request]
-        if not candidates:
-            present = ", ".join(d.id for d in devices)
-            raise HamrError(f"device '{request}' is not present on this host (present: {present})")
-    for device in candidates:
-        for target in device.targets:
-            if target in variants:
-                return device, target
-    raise HamrError(
-        f"no variant of this executable runs on {request} "
-        f"(variants: {', '.join(variants) or 'none'}; recompile with a matching --target)"
-    )
+def devices() -> list[Device]:
+    """Every device present, with free memory and utilisation where the driver exposes them."""
+    return available_devices(utilisation=True)
+
+
+def find_device(device_id: str) -> Device:
+    found = available_devices()
+    for device in found:
+        if device.id == device_id:
+            return device
+    present = ", ".join(d.id for d in found)
+    raise HamrError(f"device '{device_id}' is not present on this host (present: {present})")

@@ -26,8 +26,10 @@ def validate_feeds(signature: Signature, feeds: dict[str, Any]) -> dict[str, Any
     return checked
 
 
-def _check_tensor(spec: TensorSpec, value: Any, bindings: dict[str, tuple[int, str]]) -> np.ndarray:
-    array = value if isinstance(value, np.ndarray) else np.asarray(value)
+def _check_tensor(spec: TensorSpec, value: Any, bindings: dict[str, tuple[int, str]]) -> Any:
+    # device values (carried state, bound inputs) are checked by their shape and dtype, never read back
+    on_device = not isinstance(value, np.ndarray) and hasattr(value, "shape") and hasattr(value, "dtype")
+    array = value if isinstance(value, np.ndarray) or on_device else np.asarray(value)
     if spec.dtype is not None and _dtype_name(array) != spec.dtype:
         raise InputError(f"input '{spec.name}' has dtype {_dtype_name(array)}; expected {spec.dtype}")
     if spec.shape is None:
@@ -48,6 +50,20 @@ def _check_tensor(spec: TensorSpec, value: Any, bindings: dict[str, tuple[int, s
                     f"input '{spec.name}' has {dim}={size} on axis {axis}, but input '{bound[1]}' has {dim}={bound[0]}"
                 )
     return array
+
+
+def dim_sizes(signature: Signature, feeds: dict[str, Any]) -> dict[str, int]:
+    """Sizes that the given feeds bind to the signature's symbolic dimensions."""
+    sizes: dict[str, int] = {}
+    for spec in signature.inputs:
+        value = feeds.get(spec.name)
+        shape = getattr(value, "shape", None)
+        if spec.shape is None or shape is None or len(shape) != len(spec.shape):
+            continue
+        for dim, size in zip(spec.shape, shape):
+            if isinstance(dim, str):
+                sizes.setdefault(dim, int(size))
+    return sizes
 
 
 def _dtype_name(array: np.ndarray) -> str:

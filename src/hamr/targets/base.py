@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+import numpy as np
 import onnx_ir as ir
 
 
@@ -13,7 +14,49 @@ class Program(Protocol):
     target: str
     device: str
 
-    def run(self, feeds: dict[str, Any]) -> list[Any]: ...
+    def run(self, feeds: dict[str, Any], keep_on_device: frozenset = frozenset(), profile=None) -> list[Any]:
+        """Outputs in signature order; those named in `keep_on_device` come back as device values."""
+        ...
+
+    def is_device_value(self, value: Any) -> bool: ...
+
+    def to_device(self, array: Any) -> Any:
+        """A copy of `array` in this program's device memory (what I/O binding and carried state hold)."""
+        ...
+
+    def to_host(self, value: Any) -> Any: ...
+
+    def warm(self) -> None:
+        """Make the program ready to run at once (weights resident on the device)."""
+        ...
+
+    def adopt_plans(self, other: "Program") -> int:
+        """Reuse another program's per-shape plans (a migration); returns how many."""
+        ...
+
+
+class HostMemory:
+    """Device-value handling for programs whose device memory is host memory."""
+
+    host_is_device = True
+
+    def is_device_value(self, value: Any) -> bool:
+        return False
+
+    def to_device(self, array: Any) -> Any:
+        return np.array(array, copy=True, order="C") if isinstance(array, np.ndarray) else array
+
+    def to_host(self, value: Any) -> Any:
+        return value
+
+    def copy_device(self, value: Any) -> Any:
+        return value
+
+    def warm(self) -> None:
+        pass
+
+    def adopt_plans(self, other: Any) -> int:
+        return 0
 
 
 class Target(Protocol):

@@ -7,15 +7,18 @@ import ctypes
 import numpy as np
 import onnx_ir as ir
 
+from hamr.runtime.profiling import Profile
 from hamr.targets.native.assemble import Lowered
 from hamr.targets.native.plan import SegmentPlan
 from hamr.targets.native.program import NativeProgram
 
 
 class CpuPlan:
-    def __init__(self, plan: SegmentPlan, entry, weights: dict[str, np.ndarray]):
+    def __init__(self, plan: SegmentPlan, entry, profiled_entry, weights: dict[str, np.ndarray], device: str):
         self.plan = plan
         self.entry = entry
+        self.profiled_entry = profiled_entry
+        self.device = device
         self.arena = np.empty(plan.arena_bytes + 64, dtype=np.uint8)
         base = self.arena.ctypes.data
         base += (-base) % 64
@@ -39,7 +42,7 @@ class CpuPlan:
         self.params = plan.params
         self.params_ptr = plan.params.ctypes.data_as(ctypes.POINTER(ctypes.c_int64))
 
-    def run(self, env: dict) -> None:
+    def run(self, env: dict, profile: Profile | None = None) -> None:
         pointers = self.pointers
         held = []
         for i, name, dtype in self.inputs:
@@ -52,9 +55,20 @@ class CpuPlan:
             array = np.empty(shape, dtype=dtype)
             env[name] = array
             pointers[i] = array.ctypes.data
-        self.entry(pointers, self.params_ptr)
+        if profile is None:
+            self.entry(pointers, self.params_ptr)
+        else:
+            self._run_profiled(profile)
         for name in self.plan.host_outputs:
             env[name] = np.array(self.plan.ctx.values[name])
+
+
+    def _run_profiled(self, profile: Profile) -> None:
+        launches = self.plan.segment.launches
+        stamps = (ctypes.c_double * (len(launches) + 1))()
+        self.profiled_entry(self.pointers, self.params_ptr, stamps)
+        for j, launch in enumerate(launches):
+            profile.add(launch.name, "kernel", stamps[j], stamps[j + 1] - stamps[j], "cpu", self.device, launch.kernel.label)
 
 
 class CpuProgram(NativeProgram):
@@ -69,10 +83,14 @@ class CpuProgram(NativeProgram):
             entry = getattr(library, f"hamr_seg{segment.index}")
             entry.restype = None
             entry.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_int64)]
-            self.entries[segment.index] = entry
+            profiled = getattr(library, f"hamr_seg{segment.index}_prof")
+            profiled.restype = None
+            profiled.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_int64), ctypes.POINTER(ctypes.c_double)]
+            self.entries[segment.index] = (entry, profiled)
 
     def prepare(self, plan: SegmentPlan) -> CpuPlan:
-        return CpuPlan(plan, self.entries[plan.segment.index], self.weights)
+        entry, profiled = self.entries[plan.segment.index]
+        return CpuPlan(plan, entry, profiled, self.weights, self.device)
 
-    def execute(self, executor: CpuPlan, env: dict) -> None:
-        executor.run(env)
+    def execute(self, executor: CpuPlan, env: dict, profile: Profile | None = None) -> None:
+        executor.run(env, profile)

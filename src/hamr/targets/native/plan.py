@@ -62,6 +62,7 @@ class SegmentPlan:
     arena_bytes: int
     outputs: list[str] = field(default_factory=list)  # escaping values written by kernels
     host_outputs: list[str] = field(default_factory=list)  # escaping values computed while planning
+    alignment: int = 64  # of every arena offset
 
 
 def materialise_constants(lowered: Lowered, weights: dict[str, np.ndarray], opsets: dict) -> dict[str, np.ndarray]:
@@ -134,7 +135,7 @@ def make_plan(lowered: Lowered, segment: Segment, env: dict, weights: dict, opse
     arena_bytes = _plan_arena(segment, slots, alignment)
     outputs = [o for o in segment.escaping if o in produced]
     host_outputs = [o for o in segment.escaping if o not in produced and o in ctx.values]
-    return SegmentPlan(segment, ctx, params, launch_params, slots, arena_bytes, outputs, host_outputs)
+    return SegmentPlan(segment, ctx, params, launch_params, slots, arena_bytes, outputs, host_outputs, alignment)
 
 
 def _plan_node(kind: str, node, ctx: PlanContext, opsets: dict) -> None:

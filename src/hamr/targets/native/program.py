@@ -6,6 +6,7 @@ per-shape plan cache, the fallback nodes and the order of steps.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from typing import Any
 
@@ -19,6 +20,8 @@ from hamr.lowering.partition import Item
 from hamr.targets.native.assemble import Lowered, Segment
 from hamr.targets.native.node_view import captured_names
 from hamr.targets.native.plan import SegmentPlan, make_plan, materialise_constants, plan_key
+from hamr.runtime.profiling import Profile, now
+from hamr.targets.base import HostMemory
 from hamr.targets.reference.overrides import OVERRIDES
 
 
@@ -65,8 +68,18 @@ def _type_of(value: ir.Value | None) -> onnx.TypeProto:
     return onnx.helper.make_tensor_type_proto(value.dtype.value, None)
 
 
-class NativeProgram:
+class NativeProgram(HostMemory):
+    """Steps of a lowered graph on one device.
+
+    Plans (per segment and input shapes) are shared by every thread; executors (a plan's
+    buffers and launch state) are checked out for one run at a time, so concurrent runs
+    never share buffers. Values in `env` are NumPy arrays or this program's device
+    values (`is_device_value`); they cross to the host only where a fallback node or a
+    shape key reads them, or where the caller wants a host output.
+    """
+
     target = "native"
+    alignment = 128  # bytes; a multiple of common OpenCL base-address alignments, so plans move between devices
 
     def __init__(self, model: ir.Model, lowered: Lowered, device: str):
         self.device = device
@@ -78,33 +91,89 @@ class NativeProgram:
         self.steps = [
             FallbackNode(step, model) if isinstance(step, Item) else step for step in lowered.steps
         ]
-        self.plans: dict[tuple, Any] = {}
+        self.plans: dict[tuple, SegmentPlan] = {}
+        self._idle: dict[tuple, list] = {}  # plan key -> executors not in use
         self._lock = threading.Lock()
+        self._fallback_lock = threading.Lock()  # onnx.reference op instances are not re-entrant
+
+    def adopt_plans(self, other: Any) -> int:
+        """Reuse the shape plans of a program of the same executable (a migration): plans are device-neutral."""
+        mine = {segment.index: segment for segment in self.lowered.segments}
+        adopted = 0
+        for key, plan in list(getattr(other, "plans", {}).items()):
+            segment = mine.get(plan.segment.index)
+            if segment is not None and plan.alignment % self.alignment == 0 and _shape_of(plan.segment) == _shape_of(segment):
+                self.plans.setdefault(key, dataclasses.replace(plan, segment=segment))
+                adopted += 1
+        return adopted
+
+    # -- plans and executors --
 
     def plan(self, segment: Segment, env: dict) -> Any:
+        """An executor for this segment and these shapes, checked out for the caller alone."""
         key = (segment.index,) + plan_key(segment, env)
-        executor = self.plans.get(key)
-        if executor is None:
+        with self._lock:
+            idle = self._idle.get(key)
+            if idle:
+                return key, idle.pop()
+            plan = self.plans.get(key)
+        if plan is None:
             plan = make_plan(self.lowered, segment, env, self.weights, self.opsets, self.device, self.alignment)
-            executor = self.prepare(plan)
-            self.plans[key] = executor
-        return executor
+            with self._lock:
+                plan = self.plans.setdefault(key, plan)
+        return key, self.prepare(plan)
 
-    alignment = 64
+    def release(self, key: tuple, executor: Any) -> None:
+        with self._lock:
+            self._idle.setdefault(key, []).append(executor)
 
     def prepare(self, plan: SegmentPlan) -> Any:
         raise NotImplementedError
 
-    def execute(self, executor: Any, env: dict) -> None:
+    def execute(self, executor: Any, env: dict, profile: Profile | None = None) -> None:
         raise NotImplementedError
 
-    def run(self, feeds: dict[str, Any]) -> list[Any]:
+    def run(self, feeds: dict[str, Any], keep_on_device: frozenset = frozenset(),
+            profile: Profile | None = None) -> list[Any]:
         env: dict[str, Any] = dict(self.weights)
         env.update(feeds)
-        with self._lock:
+        held = []
+        try:
             for step in self.steps:
                 if isinstance(step, Segment):
-                    self.execute(self.plan(step, env), env)
+                    for name in step.keyed:
+                        env[name] = self.to_host(env[name])
+                    key, executor = self.plan(step, env)
+                    held.append((key, executor))
+                    self.execute(executor, env, profile)
                 else:
-                    step.run(env, self.device)
-        return [np.copy(env[name]) if name in self.weights or name in feeds else env[name] for name in self.output_names]
+                    self._run_fallback(step, env, profile)
+            return [self._output(env, name, name in keep_on_device, feeds) for name in self.output_names]
+        finally:
+            for key, executor in held:
+                self.release(key, executor)
+
+    def _run_fallback(self, step: FallbackNode, env: dict, profile: Profile | None) -> None:
+        for name in step.feeds:
+            if self.is_device_value(env.get(name)):
+                env[name] = self.to_host(env[name])
+        start = now()
+        with self._fallback_lock:
+            step.run(env, self.device)
+        if profile is not None:
+            profile.add(step.name, "fallback", start, now() - start, "reference", self.device, step.op)
+
+    def _output(self, env: dict, name: str, on_device: bool, feeds: dict) -> Any:
+        value = env[name]
+        shared = name in self.weights or name in feeds  # the caller must not get our own array
+        if on_device:
+            if self.is_device_value(value):
+                return self.copy_device(value)
+            return self.to_device(value) if shared or not self.host_is_device else value
+        value = self.to_host(value)
+        return np.copy(value) if shared else value
+
+def _shape_of(segment: Segment) -> tuple:
+    """What a plan depends on: the launches, their parameter counts and the buffer slots."""
+    launches = tuple((launch.name, launch.kernel.label, launch.kernel.n_params) for launch in segment.launches)
+    return launches, tuple(segment.slots)

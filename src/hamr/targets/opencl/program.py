@@ -1,19 +1,48 @@
-"""Executes planned segments on an OpenCL device: buffers per plan, one enqueue per kernel."""
+"""Executes planned segments on an OpenCL device: buffers per plan, one enqueue per kernel.
+
+Values that leave a segment stay on the device as `ClArray`s; they are read back only
+where a fallback node, a shape key or the caller needs them on the host.
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import onnx_ir as ir
 
+from hamr.runtime.profiling import Profile, now
 from hamr.targets.native.assemble import Lowered
 from hamr.targets.native.plan import SegmentPlan
 from hamr.targets.native.program import NativeProgram
+
+
+@dataclass(frozen=True)
+class ClArray:
+    """A tensor in an OpenCL buffer of one program's context."""
+
+    buffer: object
+    shape: tuple
+    dtype: np.dtype
+    owner: "OpenCLProgram"
+
+    @property
+    def nbytes(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def numpy(self) -> np.ndarray:
+        return self.owner.to_host(self)
 
 
 class OpenCLPlan:
     def __init__(self, program: "OpenCLProgram", plan: SegmentPlan):
         cl = program.cl
         ctx = program.context
+        self.program = program
         self.plan = plan
         self.queue = program.queue
         flags = cl.mem_flags
@@ -57,31 +86,40 @@ class OpenCLPlan:
             args = [self.params, np.int64(offset)]
             args += [buffers[segment.slot(k.arg_value(arg))] for arg in k.arg_order()]
             kernel.set_args(*args)
-            self.launches.append((kernel, tuple(int(g) for g in global_size), local_size))
+            self.launches.append((kernel, tuple(int(g) for g in global_size), local_size, launch))
 
-    def run(self, env: dict) -> None:
-        cl_module = __import__("pyopencl")
+    def run(self, env: dict, profile: Profile | None = None) -> None:
+        cl = self.program.cl
         queue = self.queue
         held = []
+        events = []
+        host_start = now()
         for buf, name, dtype in self.inputs:
-            array = np.ascontiguousarray(env[name], dtype=dtype)
+            value = env[name]
+            if isinstance(value, ClArray) and value.owner is self.program and value.dtype == dtype:
+                if value.nbytes:
+                    events.append(("upload", name, "", cl.enqueue_copy(queue, buf, value.buffer, byte_count=value.nbytes)))
+                continue
+            array = np.ascontiguousarray(self.program.to_host(value), dtype=dtype)
             held.append(array)
             if array.nbytes:
-                cl_module.enqueue_copy(queue, buf, array, is_blocking=False)
-        for kernel, global_size, local_size in self.launches:
-            cl_module.enqueue_nd_range_kernel(queue, kernel, global_size, local_size)
+                events.append(("upload", name, "", cl.enqueue_copy(queue, buf, array, is_blocking=False)))
+        for kernel, global_size, local_size, launch in self.launches:
+            event = cl.enqueue_nd_range_kernel(queue, kernel, global_size, local_size)
+            if profile is not None:
+                events.append(("kernel", launch.name, launch.kernel.label, event))
         for buf, name, shape, dtype in self.outputs:
-            array = np.empty(shape, dtype=dtype)
-            if array.nbytes:
-                cl_module.enqueue_copy(queue, array, buf, is_blocking=False)
-            env[name] = array
-        queue.finish()
+            env[name] = ClArray(buf, tuple(shape), dtype, self.program)
+        if profile is not None:
+            queue.finish()
+            self.program.record(events, host_start, profile)
         for name in self.plan.host_outputs:
             env[name] = np.array(self.plan.ctx.values[name])
 
 
 class OpenCLProgram(NativeProgram):
     target = "opencl"
+    host_is_device = False
 
     def __init__(self, model: ir.Model, lowered: Lowered, source: str, device, device_id: str):
         import pyopencl as cl
@@ -89,7 +127,7 @@ class OpenCLProgram(NativeProgram):
         super().__init__(model, lowered, device_id)
         self.cl = cl
         self.context = cl.Context([device])
-        self.queue = cl.CommandQueue(self.context)
+        self.queue = cl.CommandQueue(self.context, properties=cl.command_queue_properties.PROFILING_ENABLE)
         self.program = cl.Program(self.context, source).build() if lowered.segments else None
         self.alignment = max(64, device.mem_base_addr_align // 8)
         self._weights: dict[str, object] = {}
@@ -101,12 +139,61 @@ class OpenCLProgram(NativeProgram):
         return self.cl.Buffer(self.context, flags.READ_ONLY | flags.COPY_HOST_PTR, hostbuf=np.array(array, order="C"))
 
     def weight_buffer(self, name: str):
-        if name not in self._weights:
-            self._weights[name] = self.upload(self.weights[name])
-        return self._weights[name]
+        with self._lock:
+            if name not in self._weights:
+                self._weights[name] = self.upload(self.weights[name])
+            return self._weights[name]
+
+    def warm(self) -> None:
+        for segment in self.lowered.segments:
+            for name in segment.slots:
+                if name in self.lowered.weights and name in self.weights:
+                    self.weight_buffer(name)
+        self.queue.finish()
+
+    # -- device values --
+
+    def is_device_value(self, value) -> bool:
+        return isinstance(value, ClArray)
+
+    def to_device(self, array) -> ClArray:
+        if isinstance(array, ClArray):
+            return array if array.owner is self else self.to_device(array.numpy())
+        array = np.ascontiguousarray(array)
+        flags = self.cl.mem_flags
+        size = max(array.nbytes, 1)
+        buf = self.cl.Buffer(self.context, flags.READ_WRITE, size=size)
+        if array.nbytes:
+            self.cl.enqueue_copy(self.queue, buf, array, is_blocking=True)
+        return ClArray(buf, tuple(array.shape), array.dtype, self)
+
+    def copy_device(self, value: ClArray) -> ClArray:
+        buf = self.cl.Buffer(self.context, self.cl.mem_flags.READ_WRITE, size=max(value.nbytes, 1))
+        if value.nbytes:
+            self.cl.enqueue_copy(self.queue, buf, value.buffer, byte_count=value.nbytes)
+        return ClArray(buf, value.shape, value.dtype, self)
+
+    def to_host(self, value):
+        if not isinstance(value, ClArray):
+            return value
+        array = np.empty(value.shape, dtype=value.dtype)
+        if array.nbytes:
+            value.owner.cl.enqueue_copy(value.owner.queue, array, value.buffer, is_blocking=True)
+        return array
+
+    def record(self, events: list, host_start: float, profile: Profile) -> None:
+        """Device timestamps (ns) placed on the host timeline, the first command at `host_start`."""
+        if not events:
+            return
+        starts = [event.profile.start for *_, event in events]
+        base = min(starts)
+        for kind, name, ops, event in events:
+            start = host_start + (event.profile.start - base) * 1e-9
+            duration = (event.profile.end - event.profile.start) * 1e-9
+            profile.add(name, kind, start, duration, "opencl", self.device, ops)
 
     def prepare(self, plan: SegmentPlan) -> OpenCLPlan:
         return OpenCLPlan(self, plan)
 
-    def execute(self, executor: OpenCLPlan, env: dict) -> None:
-        executor.run(env)
+    def execute(self, executor: OpenCLPlan, env: dict, profile: Profile | None = None) -> None:
+        executor.run(env, profile)

@@ -15,10 +15,12 @@ import onnx_ir as ir
 from onnx.reference import ReferenceEvaluator
 
 from hamr.errors import KernelError
+from hamr.runtime.profiling import Profile, now
+from hamr.targets.base import HostMemory
 from hamr.targets.reference.overrides import OVERRIDES
 
 
-class ReferenceProgram:
+class ReferenceProgram(HostMemory):
     target = "reference"
 
     def __init__(self, model: ir.Model, device: str = "cpu"):
@@ -32,13 +34,15 @@ class ReferenceProgram:
         self.releases = _release_plan(self.nodes, set(self.output_names), _captured_names(graph))
         self._lock = threading.Lock()  # some onnx.reference ops keep per-call state
 
-    def run(self, feeds: dict[str, Any]) -> list[Any]:
+    def run(self, feeds: dict[str, Any], keep_on_device: frozenset = frozenset(),
+            profile: Profile | None = None) -> list[Any]:
         results: dict[str, Any] = {"": None}
         results.update(self.weights)
         results.update(feeds)
         with self._lock:
             for index, node in enumerate(self.nodes):
                 inputs = [results[name] for name in node.input]
+                start = now()
                 try:
                     if node.need_context():
                         outputs = node.run(*inputs, context=results)
@@ -52,11 +56,18 @@ class ReferenceProgram:
                         node=name,
                         device=self.device,
                     ) from exc
+                if profile is not None:
+                    label = node.onnx_node.name or node.op_type
+                    profile.add(label, "kernel", start, now() - start, "reference", self.device, node.op_type)
                 for name, value in zip(node.output, outputs):
                     results[name] = value
                 for name in self.releases[index]:
                     results.pop(name, None)
-        return [results[name] for name in self.output_names]
+        return [self._output(results[name], name in keep_on_device, name in feeds or name in self.weights)
+                for name in self.output_names]
+
+    def _output(self, value: Any, on_device: bool, shared: bool) -> Any:
+        return self.to_device(value) if on_device or shared and isinstance(value, np.ndarray) else value
 
 
 def _proto_without_weights(model: ir.Model):
