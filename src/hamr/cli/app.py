@@ -91,6 +91,7 @@ def run(
     input: Annotated[list[str] | None, typer.Option("--input", "-i", help="NAME=FILE.npy, once per input.")] = None,
     device: Annotated[str, typer.Option("--device", help="auto, or a device id from `hamr devices`.")] = "auto",
     output_dir: Annotated[Path | None, typer.Option("--output-dir", help="Write one .npy per output and outputs.json.")] = None,
+    profile: Annotated[Path | None, typer.Option("--profile", help="Write a Chrome-trace file of per-kernel timings (opens in Perfetto).")] = None,
 ) -> None:
     """Run a model or executable on a device."""
     from hamr.cli.outputs import parse_inputs, write_outputs
@@ -101,7 +102,11 @@ def run(
     exe = _load_or_compile(model)
     validate_feeds(exe.signature, feeds)  # before anything is loaded onto a device
     session = Session(exe, device=device)
-    outputs = session.run(feeds)
+    outputs = session.run(feeds, profile=profile is not None)
+    if profile is not None:
+        session.last_profile.write_chrome_trace(profile)
+        kernels = len(session.last_profile.kernels())
+        err.print(f"profile: {kernels} kernel timing(s) on {session.device.id} written to {profile}")
     if output_dir is not None:
         index = write_outputs(outputs, output_dir)
         err.print(f"ran on {session.device.id} ({session.target}); wrote {len(index)} output(s) to {output_dir}")
@@ -124,14 +129,20 @@ def run(
 def inspect(
     file: Annotated[Path, typer.Argument(help="A .hamr executable.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    profile: Annotated[bool, typer.Option("--profile", help="Show the last recorded profile of this executable.")] = False,
 ) -> None:
     """Show an executable's signature, variants, member sizes and op histogram."""
-    from hamr.cli.inspect_view import describe, render
+    from hamr.cli.inspect_view import describe, describe_profile, render, render_profile
     from hamr.format.executable import load
 
-    info = describe(load(file), file)
+    exe = load(file)
+    info = describe(exe, file)
+    if profile:
+        info["last_profile"] = describe_profile(exe)
     if as_json:
         out.print_json(json.dumps(info))
+    elif profile:
+        render_profile(info["last_profile"], out)
     else:
         render(info, out)
 
@@ -182,18 +193,23 @@ def devices(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")]
     """List the devices present on this host."""
     from rich.table import Table
 
-    from hamr.runtime.devices import available_devices
+    from hamr.runtime.devices import devices as present
 
-    found = available_devices()
+    found = present()
     if as_json:
         out.print_json(json.dumps([d.to_json() for d in found]))
         return
     table = Table(title="devices")
-    for column in ("id", "kind", "vendor", "architecture", "compute units", "memory", "targets"):
+    for column in ("id", "kind", "vendor", "architecture", "compute units", "memory", "free", "busy", "targets"):
         table.add_column(column)
+
+    def gib(n: int | None) -> str:
+        return f"{n / 2**30:.1f} GiB" if n else "?"
+
     for d in found:
-        memory = f"{d.memory_total / 2**30:.1f} GiB" if d.memory_total else "?"
-        table.add_row(d.id, d.kind, d.vendor, d.architecture, str(d.compute_units), memory, ", ".join(d.targets))
+        busy = "?" if d.utilisation is None else f"{d.utilisation:.0%}"
+        table.add_row(d.id, d.kind, d.vendor, d.architecture, str(d.compute_units), gib(d.memory_total),
+                      gib(d.memory_free), busy, ", ".join(d.targets))
     out.print(table)
 
 

@@ -95,3 +95,32 @@ def render(info: dict, console: Console) -> None:
     for op, count in info["op_histogram"].items():
         ops.add_row(op, str(count))
     console.print(ops)
+
+
+def describe_profile(exe: Executable) -> dict | None:
+    """The last profile recorded for this executable (by `hamr run --profile` or `Session(..., profile=True)`)."""
+    from hamr.runtime.profiling import load_last
+
+    profile = load_last(exe)
+    if profile is None:
+        return None
+    runs = [e for e in profile.events if e.kind == "run"]
+    return {
+        "runs": len(runs),
+        "run_ms": [round(e.duration * 1e3, 4) for e in runs],
+        "devices": sorted({e.device for e in profile.events}),
+        "kernels": profile.summary(),
+    }
+
+
+def render_profile(profile: dict | None, console: Console) -> None:
+    if profile is None:
+        console.print("no profile recorded for this executable yet (run it with: hamr run FILE --profile trace.json)")
+        return
+    table = Table(title=f"last profile: {profile['runs']} run(s) on {', '.join(profile['devices'])}")
+    for column in ("kernel", "kind", "ops", "target", "device", "calls", "total ms"):
+        table.add_column(column, justify="right" if column in ("calls", "total ms") else "left")
+    for row in profile["kernels"]:
+        table.add_row(row["name"], row["kind"], row["ops"], row["target"], row["device"], str(row["calls"]),
+                      f"{row['total_ms']:.3f}")
+    console.print(table)

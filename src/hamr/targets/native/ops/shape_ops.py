@@ -29,6 +29,8 @@ class Reshape(View):
         if -1 in out:
             known = numel([d for d in out if d != -1])
             out[out.index(-1)] = numel(src) // known if known else 0
+        if numel(out) != numel(src) or any(d < 0 for d in out):
+            raise ValueError(f"cannot reshape {list(src)} ({numel(src)} elements) to {target}")
         return [tuple(out)]
 
 
