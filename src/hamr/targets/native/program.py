@@ -22,7 +22,8 @@ from hamr.targets.native.node_view import captured_names
 from hamr.targets.native.plan import SegmentPlan, make_plan, materialise_constants, plan_key
 from hamr.runtime.profiling import Profile, now
 from hamr.targets.base import HostMemory
-from hamr.targets.reference.overrides import OVERRIDES
+from hamr.targets.native.target import loaded
+from hamr.targets.reference.overrides import reference_ops
 
 
 class FallbackNode:
@@ -46,7 +47,7 @@ class FallbackNode:
         functions = [ir.serde.serialize_function(f) for f in model.functions.values()]
         mini = onnx.helper.make_model(graph, opset_imports=opsets, functions=functions)
         self.outputs = list(item.node.outputs)
-        self.evaluator = ReferenceEvaluator(mini, new_ops=OVERRIDES)
+        self.evaluator = ReferenceEvaluator(mini, new_ops=reference_ops(mini))
 
     def run(self, env: dict[str, Any], device: str) -> None:
         try:
@@ -59,6 +60,10 @@ class FallbackNode:
             ) from exc
         for name, value in zip(self.outputs, results):
             env[name] = value if not isinstance(value, np.generic) else np.asarray(value)
+
+
+def _initializers(model: ir.Model) -> dict[str, np.ndarray]:
+    return {name: v.const_value.numpy() for name, v in model.graph.initializers.items()}
 
 
 def _type_of(value: ir.Value | None) -> onnx.TypeProto:
@@ -85,8 +90,8 @@ class NativeProgram(HostMemory):
         self.device = device
         self.lowered = lowered
         self.opsets = dict(model.opset_imports)
-        initializers = {name: v.const_value.numpy() for name, v in model.graph.initializers.items()}
-        self.weights = materialise_constants(lowered, initializers, self.opsets)
+        self.weights = loaded(model, ("weights", tuple(n.name for n in lowered.constants)),
+                              lambda: materialise_constants(lowered, _initializers(model), self.opsets))
         self.output_names = [v.name for v in model.graph.outputs]
         self.steps = [
             FallbackNode(step, model) if isinstance(step, Item) else step for step in lowered.steps

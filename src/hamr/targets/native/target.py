@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
+import weakref
 
 import numpy as np
 import onnx_ir as ir
@@ -12,12 +14,30 @@ from hamr.ir.signature import signature_of
 from hamr.lowering.partition import Partition, partition
 from hamr.targets.native.assemble import Lowered, assemble
 from hamr.targets.native.node_view import NodeView, value_shape
+from hamr.ops.registry import require_registered
 from hamr.targets.native.ops import lowering_for
+from hamr.targets.native.ops.custom import CustomLowering, lowering_target
 from hamr.targets.native.plan import make_plan, materialise_constants
 from hamr.targets.reference import ReferenceTarget
 
 log = logging.getLogger(__name__)
 REFERENCE = ReferenceTarget()
+# What loading derives from a model, shared by every program of it in this process (sessions of one
+# executable, and the programs a migrating session moves between): lowerings per target, their
+# generated sources, and the weights computed at load (dequantized weights...), which are device-neutral.
+_LOADED: "weakref.WeakKeyDictionary[ir.Model, dict]" = weakref.WeakKeyDictionary()
+_LOADED_LOCK = threading.Lock()
+
+
+def loaded(model: ir.Model, key: tuple, make):
+    """`make()` once per (model, key) in this process."""
+    with _LOADED_LOCK:
+        memo = _LOADED.setdefault(model, {})
+        if key in memo:
+            return memo[key]
+    value = make()
+    with _LOADED_LOCK:
+        return memo.setdefault(key, value)
 
 
 class NativeTarget:
@@ -25,7 +45,13 @@ class NativeTarget:
     devices: tuple[str, ...] = ()
 
     def accepts(self, node: NodeView, lowering) -> str | None:
-        """Target-specific veto on top of the shared lowerings (None: accepted)."""
+        """Target-specific veto on top of the shared lowerings (None: accepted).
+
+        A custom op runs natively only on a target it brings a kernel for. Subclasses that
+        override this call it first.
+        """
+        if isinstance(lowering, CustomLowering):
+            return lowering.veto(self.name, node)
         return None
 
     def supports_natively(self, node: ir.Node, opset: int) -> bool:
@@ -38,8 +64,21 @@ class NativeTarget:
         return self.supports_natively(node, opset) or REFERENCE.supports(node, opset, functions)
 
     def lower(self, model: ir.Model) -> tuple[Partition, Lowered]:
-        part = partition(model, self.accepts)
-        return part, assemble(model, part)
+        require_registered(model)  # at load, a custom op of the model may be missing from this process
+        with lowering_target(self.name):
+            part = partition(model, self.accepts)
+            return part, assemble(model, part)
+
+    def lowered_for_load(self, model: ir.Model) -> tuple[Lowered, str]:
+        """The lowering and generated source of a loaded model (memoised: loading twice derives nothing twice)."""
+        def make():
+            lowered = self.lower(model)[1]
+            return lowered, self.source(lowered)
+
+        return loaded(model, (self.name, "lowered"), make)
+
+    def source(self, lowered: Lowered) -> str:
+        raise NotImplementedError
 
     def placement(self, part: Partition) -> dict[str, str]:
         return {node: (self.name if where != "fallback" else "reference") for node, where in part.placement.items()}

@@ -136,7 +136,7 @@ class OpenCLProgram(NativeProgram):
         flags = self.cl.mem_flags
         if array.nbytes == 0:
             return self.cl.Buffer(self.context, flags.READ_ONLY, size=1)
-        return self.cl.Buffer(self.context, flags.READ_ONLY | flags.COPY_HOST_PTR, hostbuf=np.array(array, order="C"))
+        return self.cl.Buffer(self.context, flags.READ_ONLY | flags.COPY_HOST_PTR, hostbuf=np.ascontiguousarray(array))
 
     def weight_buffer(self, name: str):
         with self._lock:
