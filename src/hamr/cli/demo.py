@@ -62,12 +62,36 @@ def run_demo(model: Path | None, runs: int, out: Console, err: Console) -> None:
             f"{len(placement) - fell_back} nodes native in {kernels or len(placement)} kernels, {fell_back} fell back",
         )
         outputs = outputs or outputs_here
+    migration = _migration_row(session, feeds, outputs)
+    if migration:
+        table.add_row(*migration)
     table.add_row("inputs", ", ".join(f"{k}{list(v.shape)}" for k, v in feeds.items()))
     table.add_row("outputs", ", ".join(f"{k}{list(np.asarray(v).shape)}" for k, v in outputs.items()))
     peer = _onnxruntime_check(model, feeds, outputs)
     if peer:
         table.add_row("vs onnxruntime", peer)
     out.print(table)
+
+
+def _migration_row(session, feeds: dict, before: dict) -> tuple[str, str] | None:
+    """Move the auto session to another architecture between two runs, and back."""
+    from hamr.runtime.devices import available_devices
+
+    home = session.device.id
+    away = next((d.id for d in available_devices() if d.id != home and any(t in session.executable.variants for t in d.targets)
+                 and d.targets[0] != session.target), None)
+    if away is None:
+        return None
+    there = session.migrate(away)
+    after = session.run(feeds)
+    back = session.migrate(home)
+    worst = max(float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))))
+                for a, b in zip(after.values(), before.values()))
+    return (
+        f"live migration {home} -> {away} -> {home}",
+        f"{there.seconds * 1000:.0f} ms there, {back.seconds * 1000:.0f} ms back; "
+        f"outputs on {away} vs {home}: max |diff| {worst:.2e}",
+    )
 
 
 def _timed_session(session, feeds: dict, runs: int):
