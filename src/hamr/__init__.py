@@ -4,6 +4,7 @@ __version__ = "0.1.0"
 
 from hamr.compiler import compile_model as compile  # noqa: E402
 from hamr.errors import (  # noqa: E402
+    CustomOpError,
     FormatError,
     HamrError,
     InputError,
@@ -16,8 +17,10 @@ from hamr.runtime.devices import Device, devices  # noqa: E402
 from hamr.runtime.profiling import Profile  # noqa: E402
 from hamr.runtime.session import Migration, Session  # noqa: E402
 from hamr.runtime.binding import IOBinding  # noqa: E402
+from hamr import ops  # noqa: E402  (hamr.ops: custom ops)
 
 __all__ = [
+    "CustomOpError",
     "Device",
     "Executable",
     "IOBinding",
@@ -33,4 +36,5 @@ __all__ = [
     "compile",
     "devices",
     "load",
+    "ops",
 ]

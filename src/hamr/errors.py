@@ -25,6 +25,10 @@ class InputError(HamrError):
     """Feeds do not match the executable's signature."""
 
 
+class CustomOpError(HamrError):
+    """A custom op definition, its plugin (entry point) or its shape function is broken."""
+
+
 class KernelError(HamrError):
     """A kernel failed while running; names the node and the device."""
 

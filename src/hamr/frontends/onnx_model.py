@@ -11,6 +11,8 @@ from google.protobuf.message import DecodeError
 from onnx import defs, version_converter
 
 from hamr.errors import ModelLoadError
+from hamr.ops.definition import STANDARD_DOMAINS
+from hamr.ops.registry import lookup
 
 log = logging.getLogger(__name__)
 
@@ -87,12 +89,35 @@ def normalise_opset(model: onnx.ModelProto) -> tuple[onnx.ModelProto, str]:
     if version >= CANONICAL_OPSET:
         return model, f"opset {version} kept"
     try:
-        converted = version_converter.convert_version(model, CANONICAL_OPSET)
+        converted = version_converter.convert_version(_with_custom_types(model), CANONICAL_OPSET)
     except Exception as exc:  # the converter raises bare RuntimeErrors and asserts
         note = f"opset {version} kept: converter refused ({str(exc).splitlines()[0][:120]})"
         log.info(note)
         return model, note
     return converted, f"opset {version} -> {CANONICAL_OPSET}"
+
+
+def _with_custom_types(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The model with value infos for its custom ops' outputs, from their shape functions.
+
+    onnx.checker and onnx.version_converter accept nodes of a domain they do not know (the
+    model must import the domain), but the converter's adapters then see untyped values
+    downstream: Softmax-12 -> 13 becomes a Shape/Flatten/Softmax/Reshape chain instead of
+    one Softmax. Models without registered custom ops pass through untouched.
+    """
+    from hamr.ir.passes.custom_shapes import CustomOpShapePass
+    from onnx_ir.passes.common import ShapeInferencePass
+
+    custom = {(n.domain, n.op_type) for n in model.graph.node if n.domain not in STANDARD_DOMAINS}
+    try:
+        if not any(lookup(domain, op) is not None for domain, op in custom):
+            return model
+        typed = ir.from_proto(model)
+        ShapeInferencePass(strict_mode=False)(typed)
+        CustomOpShapePass()(typed)
+    except Exception:  # a broken plugin or shape function, an unreadable graph: reported later, by name
+        return model
+    return ir.to_proto(typed)
 
 
 def import_onnx(source: ModelSource) -> tuple[ir.Model, str]:

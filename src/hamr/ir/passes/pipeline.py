@@ -6,6 +6,7 @@ import onnx_ir as ir
 import onnx_ir.passes.common as common
 
 from hamr.ir.passes.constant_folding import ConstantFoldingPass
+from hamr.ir.passes.custom_shapes import CustomOpShapePass
 from hamr.ir.passes.identity import IdentityEliminationPass
 from hamr.ir.passes.manager import PassManager, PassRecord
 from hamr.ir.passes.noop import NoOpToIdentityPass
@@ -17,6 +18,7 @@ def default_passes() -> list[ir.passes.PassBase]:
         common.RemoveInitializersFromInputsPass(),  # IR<4 models list weights as inputs
         common.NameFixPass(),
         common.ShapeInferencePass(strict_mode=False),
+        CustomOpShapePass(),  # custom ops' shape functions; a no-op for models of onnx's own domains
         ReduceRankPass(),
         ConstantFoldingPass(),
         NoOpToIdentityPass(),
@@ -25,6 +27,7 @@ def default_passes() -> list[ir.passes.PassBase]:
         common.RemoveUnusedNodesPass(),
         common.TopologicalSortPass(),
         common.ShapeInferencePass(strict_mode=False),
+        CustomOpShapePass(),
     ]
 
 

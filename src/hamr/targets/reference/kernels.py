@@ -68,6 +68,6 @@ def evaluate_node(node: onnx.NodeProto, opsets: dict[str, int], inputs: list[Any
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid(d, v) for d, v in opsets.items()])
     feeds = {n: v for n, v in zip(node.input, inputs) if n}
-    from hamr.targets.reference.overrides import OVERRIDES
+    from hamr.targets.reference.overrides import reference_ops
 
-    return ReferenceEvaluator(model, new_ops=OVERRIDES).run(None, feeds)
+    return ReferenceEvaluator(model, new_ops=reference_ops(model)).run(None, feeds)

@@ -17,7 +17,7 @@ from onnx.reference import ReferenceEvaluator
 from hamr.errors import KernelError
 from hamr.runtime.profiling import Profile, now
 from hamr.targets.base import HostMemory
-from hamr.targets.reference.overrides import OVERRIDES
+from hamr.targets.reference.overrides import reference_ops
 
 
 class ReferenceProgram(HostMemory):
@@ -28,7 +28,7 @@ class ReferenceProgram(HostMemory):
         graph = model.graph
         self.weights = {name: v.const_value.numpy() for name, v in graph.initializers.items()}
         proto = _proto_without_weights(model)
-        self.evaluator = ReferenceEvaluator(proto, new_ops=OVERRIDES)
+        self.evaluator = ReferenceEvaluator(proto, new_ops=reference_ops(proto))
         self.nodes = list(self.evaluator.rt_nodes_)
         self.output_names = [v.name for v in graph.outputs]
         self.releases = _release_plan(self.nodes, set(self.output_names), _captured_names(graph))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import onnx_ir as ir
 
+from hamr.ops.definition import STANDARD_DOMAINS
+from hamr.ops.registry import lookup, require_registered
 from hamr.targets.reference.kernels import has_kernel
 from hamr.targets.reference.program import ReferenceProgram
 
@@ -15,6 +17,8 @@ class ReferenceTarget:
     def supports(self, node: ir.Node, opset: int, functions: frozenset = frozenset()) -> bool:
         if (node.domain, node.op_type, node.overload) in functions:
             return True
+        if node.domain not in STANDARD_DOMAINS:  # a registered custom op runs its NumPy reference
+            return lookup(node.domain, node.op_type) is not None
         return has_kernel(node.domain, node.op_type, opset)
 
     def compile(self, model: ir.Model) -> dict:
@@ -26,4 +30,5 @@ class ReferenceTarget:
         }
 
     def load(self, model: ir.Model, variant: dict, device: str = "cpu") -> ReferenceProgram:
+        require_registered(model)
         return ReferenceProgram(model, device)

@@ -16,5 +16,7 @@ def register(lowering_cls: type[Lowering]) -> type[Lowering]:
 
 def lowering_for(domain: str, op_type: str) -> Lowering | None:
     if domain not in ("", "ai.onnx"):
-        return None
+        from hamr.targets.native.ops.custom import custom_lowering  # custom.py imports the lowerings
+
+        return custom_lowering(domain, op_type)  # a registered custom op (None for onnx's other domains)
     return LOWERINGS.get(op_type)

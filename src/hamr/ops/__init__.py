@@ -1,0 +1,25 @@
+"""Custom ops: ops of your own domain that hamr compiles, shapes and runs on every target.
+
+Define a :class:`CustomOp` (shape/type function, NumPy reference, optional per-target
+:class:`Elementwise` kernels), then either :func:`register` it in the process or publish
+it from a package under the ``hamr.ops`` entry-point group. docs/api.md ("Custom ops")
+describes the contract.
+"""
+
+from hamr.ops.definition import NATIVE_TARGETS, STANDARD_DOMAINS, CustomOp, Elementwise, broadcast, broadcast_shape
+from hamr.ops.registry import ENTRY_POINT_GROUP, lookup, register, registered, reload, unregister
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "NATIVE_TARGETS",
+    "STANDARD_DOMAINS",
+    "CustomOp",
+    "Elementwise",
+    "broadcast",
+    "broadcast_shape",
+    "lookup",
+    "register",
+    "registered",
+    "reload",
+    "unregister",
+]
