@@ -315,6 +315,16 @@ def test_state_is_carried_between_calls_and_reset(rnn_exe, device):
 
 
 @pytest.mark.parametrize("device", DEVICES)
+def test_async_runs_of_a_stateful_session_keep_their_order(rnn_exe, device):
+    session = hamr.Session(rnn_exe, device=device, state={"h_next": "h"})
+    xs = [RNG.standard_normal((2, 4)).astype(np.float32) for _ in range(8)]
+    futures = [session.run_async({"x": x}) for x in xs]
+    for future, y in zip(futures, rnn_reference(xs)[0]):
+        np.testing.assert_allclose(future.result(timeout=60)["y"], y, **TOL)
+    session.close()
+
+
+@pytest.mark.parametrize("device", DEVICES)
 def test_a_growing_cache_starts_empty(device):
     targets = ["cpu"] if device == "cpu" else ["opencl"]
     session = hamr.Session(hamr.compile(cache_model(), targets=targets), device=device, state={"present": "past"})

@@ -105,13 +105,16 @@ class Session:
         return self._run(dict(feeds), None, profile)
 
     def run_async(self, feeds: dict[str, Any], profile: bool = False) -> concurrent.futures.Future:
-        """Like `run`, on a worker thread; wrong feeds raise here, before anything is queued."""
+        """Like `run`, on a worker thread; wrong feeds raise here, before anything is queued.
+        A session with carried state runs its asynchronous calls one at a time, in submission order."""
         feeds = dict(feeds)
         if not self.state_map:
             validate_feeds(self.signature, feeds)
         with self._lock:
             if self._pool is None:
-                self._pool = concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 2, thread_name_prefix="hamr-run")
+                # with carried state each run reads the last one's state: one worker keeps submission order
+                workers = 1 if self.state_map else os.cpu_count() or 2
+                self._pool = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="hamr-run")
             pool = self._pool
         return pool.submit(self._run, feeds, None, profile)
 
