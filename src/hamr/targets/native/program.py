@@ -147,35 +147,44 @@ class NativeProgram(HostMemory):
             for step in self.steps:
                 if isinstance(step, Segment):
                     for name in step.keyed:
-                        env[name] = self.to_host(env[name])
+                        env[name] = self._host(env[name], name, profile)
                     key, executor = self.plan(step, env)
                     held.append((key, executor))
                     self.execute(executor, env, profile)
                 else:
                     self._run_fallback(step, env, profile)
-            return [self._output(env, name, name in keep_on_device, feeds) for name in self.output_names]
+            return [self._output(env, name, name in keep_on_device, feeds, profile) for name in self.output_names]
         finally:
             for key, executor in held:
                 self.release(key, executor)
 
     def _run_fallback(self, step: FallbackNode, env: dict, profile: Profile | None) -> None:
         for name in step.feeds:
-            if self.is_device_value(env.get(name)):
-                env[name] = self.to_host(env[name])
+            env[name] = self._host(env[name], name, profile)
         start = now()
         with self._fallback_lock:
             step.run(env, self.device)
         if profile is not None:
             profile.add(step.name, "fallback", start, now() - start, "reference", self.device, step.op)
 
-    def _output(self, env: dict, name: str, on_device: bool, feeds: dict) -> Any:
+    def _host(self, value: Any, name: str, profile: Profile | None) -> Any:
+        """`value` on the host; a read-back from the device is profiled as a download."""
+        if not self.is_device_value(value):
+            return value
+        start = now()
+        value = self.to_host(value)
+        if profile is not None:
+            profile.add(name, "download", start, now() - start, self.target, self.device)
+        return value
+
+    def _output(self, env: dict, name: str, on_device: bool, feeds: dict, profile: Profile | None) -> Any:
         value = env[name]
         shared = name in self.weights or name in feeds  # the caller must not get our own array
         if on_device:
             if self.is_device_value(value):
                 return self.copy_device(value)
             return self.to_device(value) if shared or not self.host_is_device else value
-        value = self.to_host(value)
+        value = self._host(value, name, profile)
         return np.copy(value) if shared else value
 
 def _shape_of(segment: Segment) -> tuple:
