@@ -1,0 +1,1 @@
+"""The computing-force pool: drivers that discover accelerators, the registry, the scheduler."""
