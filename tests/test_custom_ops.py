@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +19,7 @@ import pytest
 from onnx import TensorProto, helper
 
 import hamr
+from tests.conftest import installed_plugin
 import hamr.ops
 from hamr.errors import CustomOpError
 from hamr.frontends.onnx_model import CANONICAL_OPSET
@@ -39,21 +39,9 @@ RNG = np.random.default_rng(11)
 @pytest.fixture(scope="session")
 def plugin_site(tmp_path_factory):
     """pip-install the plugin into a private folder, put it on sys.path and re-read the entry points."""
-    root = tmp_path_factory.mktemp("hamr_testops")
-    source, site = root / "src", root / "site"
-    shutil.copytree(PLUGIN, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
-    env = dict(os.environ, PIP_NO_INDEX="1", PIP_DISABLE_PIP_VERSION_CHECK="1")
-    proc = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--quiet", "--target", str(site),
-         str(source)],
-        capture_output=True, text=True, env=env, timeout=120,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    sys.path.insert(0, str(site))
-    hamr.ops.reload()
-    yield site
-    sys.path.remove(str(site))
-    sys.modules.pop("hamr_testops", None)
+    with installed_plugin(PLUGIN, "hamr_testops", tmp_path_factory.mktemp("hamr_testops")) as site:
+        hamr.ops.reload()
+        yield site
     hamr.ops.reload()
 
 
