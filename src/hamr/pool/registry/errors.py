@@ -1,0 +1,19 @@
+"""The registry's errors: each is one line, as every HamrError."""
+
+from hamr.errors import HamrError
+
+
+class RegistryError(HamrError):
+    """The pool registry refused an operation."""
+
+
+class NotFound(RegistryError):
+    """No such object *for this tenant*: another tenant's object reads as missing, never as forbidden."""
+
+
+class InvalidTransition(RegistryError):
+    """A job was asked to move to a state its state machine does not allow from where it is."""
+
+
+class QuotaExceeded(RegistryError):
+    """A request goes beyond the tenant's quota."""

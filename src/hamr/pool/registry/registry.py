@@ -1,0 +1,49 @@
+"""`Registry`, the pool's state, and `open_registry`, which opens (and migrates) one."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from sqlalchemy.engine import URL, make_url
+
+from hamr.pool.registry.core import RegistryCore
+from hamr.pool.registry.database import create_registry_engine, upgrade
+from hamr.pool.registry.executables import Executables
+from hamr.pool.registry.fleet import Fleet
+from hamr.pool.registry.jobs import Jobs
+from hamr.pool.registry.tenancy import Tenancy
+
+DB_NAME = "pool.db"
+
+
+class Registry(Fleet, Tenancy, Executables, Jobs, RegistryCore):
+    """A thin API over one database and one blob store.
+
+    Every method that reads or changes a tenant's objects takes the tenant first: a tenant id,
+    or ANY_TENANT for the scheduler, node agents and admins. Another tenant's object reads as
+    missing (None, an empty list, or NotFound).
+    """
+
+
+def default_data_dir() -> Path:
+    return Path(os.environ.get("HAMR_POOL_DIR") or Path.home() / ".local" / "share" / "hamr" / "pool")
+
+
+def open_registry(url: str | URL | None = None, data_dir: str | Path | None = None, migrate: bool = True) -> Registry:
+    """Open the registry at `url` (default: SQLite in WAL mode at <data_dir>/pool.db), migrated to head.
+
+    Blobs (executables, job inputs and outputs) live in <data_dir>/blobs. `data_dir` defaults to
+    $HAMR_POOL_DIR, else ~/.local/share/hamr/pool.
+    """
+    data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    url = make_url(url) if url is not None else URL.create("sqlite", database=str(data_dir / DB_NAME))
+    engine = create_registry_engine(url)
+    try:
+        if migrate:
+            upgrade(engine)
+    except BaseException:
+        engine.dispose()
+        raise
+    return Registry(engine, data_dir)

@@ -1,0 +1,91 @@
+"""Tenants, their quotas, and API tokens (stored only as sha256 hashes)."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from hamr.pool.registry import tokens
+from hamr.pool.registry.errors import NotFound, RegistryError
+from hamr.pool.registry.models import ApiToken, Tenant, utcnow
+from hamr.pool.registry.scope import Scope, require_tenant, scoped
+
+QUOTA_FIELDS = ("max_devices", "max_running_jobs", "priority")
+
+
+class Tenancy:
+    def create_tenant(
+        self, name: str, max_devices: int | None = None, max_running_jobs: int | None = None, priority: int = 0
+    ) -> Tenant:
+        try:
+            with self.writing() as session:
+                tenant = Tenant(name=name, max_devices=max_devices, max_running_jobs=max_running_jobs, priority=priority)
+                session.add(tenant)
+                session.flush()
+                self._event(session, "tenant.created", f"tenant:{name}", tenant.id)
+        except IntegrityError:
+            raise RegistryError(f"tenant '{name}' already exists") from None
+        return tenant
+
+    def get_tenant(self, tenant_id: int) -> Tenant | None:
+        with self.reading() as session:
+            return session.get(Tenant, require_tenant(tenant_id))
+
+    def get_tenant_by_name(self, name: str) -> Tenant | None:
+        return self._one(select(Tenant).where(Tenant.name == name))
+
+    def list_tenants(self) -> list[Tenant]:
+        return self._all(select(Tenant).order_by(Tenant.id))
+
+    def set_quota(self, tenant_id: int, **quota: int | None) -> Tenant:
+        """Change max_devices, max_running_jobs or priority (None lifts a max_* limit)."""
+        unknown = set(quota) - set(QUOTA_FIELDS)
+        if unknown:
+            raise RegistryError(f"unknown quota field(s) {', '.join(sorted(unknown))} (known: {', '.join(QUOTA_FIELDS)})")
+        with self.writing() as session:
+            row = session.get(Tenant, require_tenant(tenant_id), with_for_update=True)
+            if row is None:
+                raise NotFound(f"tenant {tenant_id} not found")
+            for field, value in quota.items():
+                setattr(row, field, value)
+            self._event(session, "tenant.quota", f"tenant:{row.name}", row.id, **quota)
+        return row
+
+    # Tokens: the plaintext exists only in create_token's return value.
+
+    def create_token(self, tenant_id: int | None, admin: bool = False, label: str = "") -> tuple[str, ApiToken]:
+        """A new token for the tenant (None: an admin token of no tenant). Returns (plaintext, row), once."""
+        if tenant_id is None and not admin:
+            raise RegistryError("a token without a tenant must be an admin token")
+        owner = None if tenant_id is None else require_tenant(tenant_id)
+        plaintext = tokens.new_token()
+        with self.writing() as session:
+            if owner is not None and session.get(Tenant, owner) is None:
+                raise NotFound(f"tenant {owner} not found")
+            row = ApiToken(token_hash=tokens.hash_token(plaintext), tenant_id=owner, admin=admin, label=label)
+            session.add(row)
+            session.flush()
+            self._event(session, "token.created", f"token:{row.id}", owner, admin=admin, label=label)
+        return plaintext, row
+
+    def authenticate(self, plaintext: str) -> ApiToken | None:
+        """The token's row when it exists and is not revoked, else None."""
+        if not tokens.looks_like_token(plaintext):
+            return None
+        stmt = select(ApiToken).where(ApiToken.token_hash == tokens.hash_token(plaintext), ApiToken.revoked_at.is_(None))
+        return self._one(stmt)
+
+    def list_tokens(self, tenant: Scope) -> list[ApiToken]:
+        return self._all(scoped(select(ApiToken), ApiToken.tenant_id, tenant).order_by(ApiToken.id))
+
+    def revoke_token(self, tenant: Scope, token_id: int) -> ApiToken:
+        """Revoke a token (idempotent). A tenant revokes only its own; ANY_TENANT any."""
+        stmt = scoped(select(ApiToken), ApiToken.tenant_id, tenant).where(ApiToken.id == token_id).with_for_update()
+        with self.writing() as session:
+            row = session.scalar(stmt)
+            if row is None:
+                raise NotFound(f"token {token_id} not found")
+            if row.revoked_at is None:
+                row.revoked_at = utcnow()
+                self._event(session, "token.revoked", f"token:{row.id}", row.tenant_id)
+        return row
