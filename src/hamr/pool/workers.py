@@ -23,6 +23,7 @@ class WorkerDied(HamrError):
 class WorkerProcess:
     def __init__(self, device: str, env: dict | None = None, ready_timeout: float = 60.0):
         self.device = device
+        self._pending = b""
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "hamr.pool.worker", device],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
@@ -56,19 +57,26 @@ class WorkerProcess:
         return self.result(timeout)
 
     def _read(self, timeout: float | None) -> dict:
+        """The next reply line. The pipe is read unbuffered into our own buffer, so that select()
+        never waits on bytes a stream buffer already took (two replies in one read)."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        out = self.proc.stdout
+        fd = self.proc.stdout.fileno()
         while True:
+            line, sep, rest = self._pending.partition(b"\n")
+            if sep:
+                self._pending = rest
+                if line.strip():
+                    return json.loads(line)
+                continue
             wait = None if deadline is None else max(0.0, deadline - time.monotonic())
-            readable, _, _ = select.select([out], [], [], wait)
+            readable, _, _ = select.select([fd], [], [], wait)
             if not readable:
                 raise TimeoutError(f"worker for {self.device} gave no reply within {timeout} s")
-            line = out.readline()
-            if not line:
+            chunk = os.read(fd, 65536)
+            if not chunk:
                 self.proc.wait(timeout=5)
                 raise WorkerDied(f"worker for {self.device} (pid {self.pid}) exited with status {self.proc.returncode}")
-            if line.strip():
-                return json.loads(line)
+            self._pending += chunk
 
     def kill(self) -> None:
         if self.alive():

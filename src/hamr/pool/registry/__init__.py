@@ -4,7 +4,7 @@ See docs/pool.md ("Registry"). `open_registry()` opens the embedded SQLite datab
 PostgreSQL URL and migrates it to the newest schema.
 """
 
-from hamr.pool.registry.errors import InvalidTransition, NotFound, QuotaExceeded, RegistryError
+from hamr.pool.registry.errors import InvalidTransition, NotFound, QuotaExceeded, RegistryError, StaleAttempt
 from hamr.pool.registry.models import ApiToken, Device, Event, ExecutableRecord, Job, Node, Placement, Tenant
 from hamr.pool.registry.registry import Registry, open_registry
 from hamr.pool.registry.scope import ANY_TENANT
@@ -26,6 +26,7 @@ __all__ = [
     "QuotaExceeded",
     "Registry",
     "RegistryError",
+    "StaleAttempt",
     "Tenant",
     "check_transition",
     "open_registry",

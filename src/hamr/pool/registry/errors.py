@@ -15,5 +15,9 @@ class InvalidTransition(RegistryError):
     """A job was asked to move to a state its state machine does not allow from where it is."""
 
 
+class StaleAttempt(InvalidTransition):
+    """A move was asked for an attempt of a job that is no longer its current attempt (a late result)."""
+
+
 class QuotaExceeded(RegistryError):
     """A request goes beyond the tenant's quota."""

@@ -8,7 +8,7 @@ import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from hamr.pool.registry.errors import NotFound, QuotaExceeded, RegistryError
+from hamr.pool.registry.errors import NotFound, QuotaExceeded, RegistryError, StaleAttempt
 from hamr.pool.registry.fleet import USABLE_HEALTH, active_placements
 from hamr.pool.registry.models import NODE_UP, Device, Job, Node, Placement, Tenant
 from hamr.pool.registry.scope import Scope, require_tenant, scoped
@@ -100,26 +100,37 @@ class Jobs:
                 placements=[Placement(job_id=job.id, device_id=d.id, attempt=job.attempts, reason=reason) for d in devices],
             )  # fmt: skip
 
-    def start_job(self, tenant: Scope, job_id: int) -> Job:
-        return self._change(tenant, job_id, RUNNING)
+    # `attempt` (optional) guards a move with the attempt it is about: the move happens only while that
+    # attempt is the job's current one, checked under the job's row lock (StaleAttempt otherwise). This
+    # is what makes recorded results exactly-once per (job, attempt) when attempts run more than once.
 
-    def finish_job(self, tenant: Scope, job_id: int, outputs: Mapping[str, np.ndarray]) -> Job:
+    def start_job(self, tenant: Scope, job_id: int, attempt: int | None = None) -> Job:
+        return self._change(tenant, job_id, RUNNING, attempt=attempt)
+
+    def finish_job(self, tenant: Scope, job_id: int, outputs: Mapping[str, np.ndarray], attempt: int | None = None) -> Job:
         stored = {name: self.blobs.put_array(array) for name, array in outputs.items()}
-        return self._change(tenant, job_id, SUCCEEDED, outputs=stored)
+        return self._change(tenant, job_id, SUCCEEDED, attempt=attempt, outputs=stored)
 
-    def fail_job(self, tenant: Scope, job_id: int, error: str) -> Job:
-        return self._change(tenant, job_id, FAILED, error=error)
+    def fail_job(self, tenant: Scope, job_id: int, error: str, attempt: int | None = None) -> Job:
+        return self._change(tenant, job_id, FAILED, attempt=attempt, error=error)
 
-    def requeue_job(self, tenant: Scope, job_id: int, reason: str) -> Job:
+    def requeue_job(self, tenant: Scope, job_id: int, reason: str, attempt: int | None = None) -> Job:
         """Take a job off its devices to be scheduled again (migration, a lost node, a drained device)."""
-        return self._change(tenant, job_id, REQUEUED, reason=reason)
+        return self._change(tenant, job_id, REQUEUED, attempt=attempt, reason=reason)
 
     def cancel_job(self, tenant: Scope, job_id: int) -> Job:
         return self._change(tenant, job_id, CANCELLED)
 
-    def _change(self, tenant: Scope, job_id: int, new: str, **details) -> Job:
+    def _change(self, tenant: Scope, job_id: int, new: str, attempt: int | None = None, **details) -> Job:
         with self.writing() as session:
-            return self._move(session, self._locked_job(session, tenant, job_id), new, **details)
+            job = self._locked_job(session, tenant, job_id)
+            if attempt is not None:
+                if job.attempts != attempt:
+                    raise StaleAttempt(
+                        f"job {job.id}: attempt {attempt} cannot go to {new}: the current attempt is {job.attempts}"
+                    )
+                details["attempt"] = attempt
+            return self._move(session, job, new, **details)
 
     def _move(self, session: Session, job: Job, new: str, placements=(), **details) -> Job:
         old = job.state

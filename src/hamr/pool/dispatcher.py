@@ -1,0 +1,339 @@
+"""The dispatcher: the loop that turns queued jobs in the registry into runs on this node's devices.
+
+One `Dispatcher` per node. Each `step()`:
+1. syncs the scheduler's DeviceTable with the registry's view of this node's devices (health,
+   drained, the node lost or up, which devices a job holds);
+2. collects the replies of the worker processes and records them;
+3. migrates: a job whose device is drained, unhealthy, missing or on a lost node is requeued
+   (a new attempt will run elsewhere), and so is a job held by a device with no run here;
+4. places the waiting jobs (queued and requeued, every tenant) with the Scheduler, records each
+   placement (`schedule_job`, `start_job`) and sends the job to the device's worker process.
+
+Delivery: execution is at-least-once (a job whose worker died, or whose device was drained
+while it ran, runs again as a new attempt; the old attempt may still finish). Recorded results
+are exactly-once, keyed by (job, attempt): a result is recorded only while its attempt is the
+job's current one and the job is running. That check is `Registry.finish_job(attempt=...)`,
+under the job's row lock, so a late result of an old attempt is refused (StaleAttempt) and
+logged as a `job.result_discarded` event. docs/pool.md ("Dispatcher and migration").
+"""
+
+from __future__ import annotations
+
+import select
+import shutil
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hamr.pool.drivers import DeviceReport, discover
+from hamr.pool.registry import ANY_TENANT, InvalidTransition, Job, NotFound, Registry, RegistryError
+from hamr.pool.registry.fleet import USABLE_HEALTH
+from hamr.pool.registry.models import NODE_UP
+from hamr.pool.registry.states import ACTIVE, WAITING
+from hamr.pool.scheduler import Decision, DeviceTable, JobRequest, Scheduler, ThroughputModel
+from hamr.pool.scheduler.request import WHOLE
+from hamr.pool.workers import WorkerDied, WorkerProcess
+from hamr.runtime.npy_io import read_outputs
+
+UNKNOWN_MEMORY = 1 << 62  # a device whose driver cannot tell its free memory (OpenCL GPUs)
+
+
+@dataclass
+class Run:
+    """One attempt of a job sent to a device's worker."""
+
+    job: int
+    attempt: int
+    tenant: int
+    device: str  # uuid
+    executable: str  # sha256
+    architecture: str
+    started: float = field(default_factory=time.monotonic)
+    stale: bool = False  # the job was taken off this device: the reply, if any, is not the job's result
+
+
+class Dispatcher:
+    def __init__(self, registry: Registry, node_name: str, policy: str = "max_throughput",
+                 reports: Iterable[DeviceReport] | None = None, throughput: ThroughputModel | None = None,
+                 worker_env: dict | None = None, stale_timeout_s: float = 60.0, address: str | None = None):
+        self.registry = registry
+        self.node = node_name
+        self.address = address
+        self.table = DeviceTable()
+        self.throughput = throughput or ThroughputModel()
+        self.scheduler = Scheduler(self.table, policy, self.throughput)
+        self.worker_env = worker_env
+        self.stale_timeout_s = stale_timeout_s
+        self.workers: dict[str, WorkerProcess] = {}  # device uuid -> its worker, started lazily, kept
+        self.runs: dict[str, Run] = {}  # device uuid -> the attempt its worker is busy with
+        self.reasons: dict[int, str] = {}  # waiting job -> why it waits (the scheduler's reason)
+        self.local_ids: dict[str, str] = {}  # device uuid -> the id a Session takes (cpu, opencl:0)
+        self.passed_over: dict[str, int] = {}
+        self.runs_dir = registry.data_dir / "runs" / node_name
+        self.reports: list[DeviceReport] = []
+        self.heartbeat(reports)
+
+    # -- devices --
+
+    def heartbeat(self, reports: Iterable[DeviceReport] | None = None) -> None:
+        """Register or refresh this node's devices: `reports`, else what the drivers discover now."""
+        self.reports = list(reports) if reports is not None else discover().devices
+        self.registry.heartbeat(self.node, self.reports, address=self.address)
+
+    def sync(self) -> dict[str, int]:
+        """The DeviceTable from the registry's view of this node; returns device uuid -> job holding it."""
+        node = self.registry.get_node(self.node)
+        up = node is not None and node.state == NODE_UP
+        devices = self.registry.list_devices(node=self.node)
+        seen = set()
+        for d in devices:
+            seen.add(d.uuid)
+            self.local_ids[d.uuid] = d.local_id
+            free = d.memory_free if d.memory_free is not None else UNKNOWN_MEMORY
+            self.table.upsert(d.uuid, self.node, d.architecture, d.targets, free,
+                              healthy=up and d.health in USABLE_HEALTH, drained=d.drained)
+        for uuid in set(self.table.ids) - seen:
+            self.table.remove(uuid)
+        held = {u: j for u, j in self.registry.busy_devices().items() if u in seen}
+        self.table.allocated[:] = 0
+        for uuid in set(held) | set(self.runs):  # a worker busy with a stale attempt takes nothing new
+            if uuid in self.table.index:
+                self.table.allocate(uuid, WHOLE, 0)
+        return held
+
+    def usable(self, uuid: str) -> bool:
+        row = self.table.index.get(uuid)
+        return row is not None and bool(self.table.present[row] and self.table.healthy[row] and not self.table.drained[row])
+
+    # -- the loop --
+
+    def step(self) -> int:
+        """One round; returns how many things happened (results recorded, jobs migrated or placed)."""
+        held = self.sync()
+        done = self._collect(wait=0.0)
+        done += self._migrate(held)
+        done += self._place()
+        return done
+
+    def busy(self) -> bool:
+        return bool(self.runs)
+
+    def run_until_idle(self, timeout: float = 60.0) -> None:
+        """Step until no run is in flight (stale ones included) and no waiting job can be placed."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.step() == 0 and not self.busy():
+                return
+            left = deadline - time.monotonic()
+            if left <= 0:
+                running = ", ".join(f"job {r.job} attempt {r.attempt} on {self.local_ids.get(d, d)}"
+                                    + (" (stale)" if r.stale else "") for d, r in self.runs.items())
+                raise TimeoutError(f"dispatcher on {self.node} not idle after {timeout} s: {running or 'placing'}")
+            self._collect(wait=min(0.05, left), record=False)
+
+    def close(self) -> None:
+        for worker in self.workers.values():
+            worker.close()
+        self.workers.clear()
+        self.runs.clear()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- results --
+
+    def _collect(self, wait: float, record: bool = True) -> int:
+        """Read the replies that are there (waiting up to `wait` s for one); record them."""
+        pending = {self.workers[d].proc.stdout: d for d in self.runs if d in self.workers}
+        if not pending:
+            return 0
+        if not record:  # only wait for something to read; the next step reads it
+            select.select(list(pending), [], [], wait)
+            return 0
+        readable, _, _ = select.select(list(pending), [], [], wait)
+        done = 0
+        for stream in readable:
+            device = pending[stream]
+            run = self.runs.pop(device)
+            try:
+                reply = self.workers[device].result(timeout=0)
+            except WorkerDied as exc:
+                self.workers.pop(device).kill()
+                done += self._worker_died(run, str(exc))
+                continue
+            except TimeoutError:  # readable, but no full line yet
+                self.runs[device] = run
+                continue
+            done += self._record(run, reply)
+        done += self._reap_stale()
+        return done
+
+    def _record(self, run: Run, reply: dict) -> int:
+        if (reply.get("job"), reply.get("attempt")) != (run.job, run.attempt):
+            self.registry.record_event("job.result_discarded", f"job:{run.job}", run.tenant,
+                                       {"attempt": run.attempt, "why": f"reply is for {reply.get('job')}/{reply.get('attempt')}"})
+            return 1
+        try:
+            if reply.get("ok"):
+                outputs = read_outputs(Path(reply["outputs"]))
+                self.registry.finish_job(ANY_TENANT, run.job, outputs, attempt=run.attempt)
+                self.throughput.observe(run.executable, run.architecture, float(reply["latency_s"]))
+            else:
+                self.registry.fail_job(ANY_TENANT, run.job, str(reply.get("error", "the worker gave no error")),
+                                       attempt=run.attempt)
+        except (InvalidTransition, NotFound) as exc:  # StaleAttempt included: a late result of an old attempt
+            self.registry.record_event("job.result_discarded", f"job:{run.job}", run.tenant,
+                                       {"attempt": run.attempt, "why": str(exc)})
+        finally:
+            shutil.rmtree(self.runs_dir / f"job-{run.job}" / f"attempt-{run.attempt}", ignore_errors=True)
+        return 1
+
+    def _worker_died(self, run: Run, why: str) -> int:
+        if not run.stale:
+            self._requeue(run, f"worker died: {why}")
+        return 1
+
+    def _reap_stale(self) -> int:
+        """A worker stuck on a stale attempt past stale_timeout_s is killed; a new one starts when needed."""
+        now, reaped = time.monotonic(), 0
+        for device, run in list(self.runs.items()):
+            if run.stale and now - run.started > self.stale_timeout_s:
+                del self.runs[device]
+                self.workers.pop(device).kill()
+                reaped += 1
+        return reaped
+
+    # -- migration --
+
+    def _requeue(self, run: Run, reason: str) -> None:
+        try:
+            self.registry.requeue_job(ANY_TENANT, run.job, reason, attempt=run.attempt)
+        except (InvalidTransition, NotFound):  # already moved on (cancelled, or requeued by someone else)
+            pass
+
+    def _migrate(self, held: dict[str, int]) -> int:
+        moved = 0
+        for device, run in self.runs.items():
+            if not run.stale and not self.usable(device):
+                why = self._why_unusable(device)
+                run.stale = True  # stop waiting for it: its late reply, if any, is discarded
+                self._requeue(run, f"migrating off {self.local_ids.get(device, device)}: {why}")
+                moved += 1
+        for device, job_id in held.items():  # held in the registry, but no run of ours: orphaned
+            run = self.runs.get(device)
+            if run is None or run.job != job_id or run.stale:
+                job = self.registry.get_job(ANY_TENANT, job_id)
+                if job is not None and job.state in ACTIVE:
+                    try:
+                        self.registry.requeue_job(ANY_TENANT, job_id, f"no run of it on {self.local_ids.get(device, device)}",
+                                                  attempt=job.attempts)
+                        moved += 1
+                    except (InvalidTransition, NotFound):
+                        pass
+        return moved
+
+    def _why_unusable(self, device: str) -> str:
+        row = self.table.index.get(device)
+        if row is None or not self.table.present[row]:
+            return "device gone"
+        if self.table.drained[row]:
+            return "drained"
+        return "unhealthy, missing, or its node is lost"
+
+    # -- placement --
+
+    def _place(self) -> int:
+        queue: list[JobRequest] = []
+        jobs: dict[str, Job] = {}
+        for job in self.registry.list_jobs(ANY_TENANT, states=sorted(WAITING)):
+            if job.n_devices != 1:
+                self._waits(job, "waiting: the dispatcher runs single-device jobs only (gangs are not dispatched yet)")
+                continue
+            record = self.registry.get_executable(ANY_TENANT, job.executable_id)
+            if record is None:
+                continue
+            request = JobRequest(id=str(job.id), tenant=str(job.tenant_id), targets=tuple(record.targets),
+                                 executable=record.sha256, priority=job.priority)
+            queue.append(request)
+            jobs[request.id] = job
+        if not queue:
+            return 0
+        placed = 0
+        decisions = self.scheduler.start_waiting(queue, passed_over=self.passed_over)
+        started = {d.job for d in decisions}
+        for decision in decisions:
+            request = next(r for r in queue if r.id == decision.job)
+            if self._start(jobs[decision.job], request, decision):
+                placed += 1
+                self.passed_over.pop(decision.job, None)
+            else:
+                self.scheduler.release(decision, request)
+        for request in queue:
+            if request.id not in started:
+                self._waits(jobs[request.id], self.scheduler.place(request, commit=False).reason)
+        return placed
+
+    def _waits(self, job: Job, reason: str) -> None:
+        if self.reasons.get(job.id) != reason:
+            self.reasons[job.id] = reason
+            self.registry.record_event("job.waiting", f"job:{job.id}", job.tenant_id, {"reason": reason})
+
+    def _start(self, job: Job, request: JobRequest, decision: Decision) -> bool:
+        device = decision.devices[0]
+        try:
+            scheduled = self.registry.schedule_job(ANY_TENANT, job.id, [device], reason=decision.reason)
+        except RegistryError as exc:  # quota, taken by another dispatcher, device busy or gone
+            self._waits(job, f"waiting: {exc}")
+            return False
+        self.reasons.pop(job.id, None)
+        attempt = scheduled.attempts
+        run = Run(job.id, attempt, job.tenant_id, device, request.executable, self.table.architectures[self.table.index[device]])
+        try:
+            worker = self._worker(device)
+            self.registry.start_job(ANY_TENANT, job.id, attempt=attempt)
+            worker.submit({
+                "job": job.id, "attempt": attempt,
+                "executable": str(self.registry.executable_file(ANY_TENANT, job.executable_id)),
+                "inputs": {name: str(self.registry.blobs.path(digest)) for name, digest in job.inputs.items()},
+                "outputs": str(self.runs_dir / f"job-{job.id}"),
+            })  # fmt: skip
+        except (WorkerDied, TimeoutError, OSError) as exc:  # the worker did not start, or is gone
+            stale = self.workers.pop(device, None)
+            if stale is not None:
+                stale.kill()
+            self._requeue(run, f"worker for {self.local_ids.get(device, device)} did not take the job: {exc}")
+            return True
+        except (InvalidTransition, NotFound):  # cancelled between scheduling and starting
+            return True
+        self.runs[device] = run
+        return True
+
+    def _worker(self, device: str) -> WorkerProcess:
+        worker = self.workers.get(device)
+        if worker is not None and not worker.alive():
+            worker.kill()
+            worker = None
+        if worker is None:
+            worker = self.workers[device] = WorkerProcess(self.local_ids[device], env=self.worker_env)
+        return worker
+
+    # -- for operators and tests --
+
+    def job_state(self, job_id: int) -> str:
+        job = self.registry.get_job(ANY_TENANT, job_id)
+        return job.state if job is not None else "missing"
+
+    def worker(self, local_id: str) -> WorkerProcess:
+        """The worker process of a device of this node (`cpu`, `opencl:0`), started if it is not."""
+        self.sync()
+        for uuid, lid in self.local_ids.items():
+            if lid == local_id:
+                return self._worker(uuid)
+        raise NotFound(f"node {self.node} has no device {local_id}")
+
+
+__all__ = ["Dispatcher", "Run"]
