@@ -1,0 +1,61 @@
+"""/metrics: Prometheus text, from a CollectorRegistry of the app's own, read from the registry at each scrape.
+
+Unauthenticated, and pool-wide aggregates only: no tenant, job or executable ids.
+`hamr_device_busy_seconds_total` is declared for the dispatcher to feed (`app.state.metrics.busy_seconds`);
+nothing feeds it yet.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from sqlalchemy import func, select
+
+from hamr.pool.registry import JOB_STATES, Job, Registry
+from hamr.pool.registry.models import Device
+from hamr.pool.registry.states import WAITING
+
+
+class PoolCollector:
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+
+    def collect(self):
+        with self.registry.reading() as session:
+            devices = session.execute(select(Device.kind, Device.health, func.count()).group_by(Device.kind, Device.health)).all()
+            jobs = dict(session.execute(select(Job.state, func.count()).group_by(Job.state)).all())
+        by_kind = GaugeMetricFamily("hamr_devices", "Devices registered, by kind and health", labels=["kind", "health"])
+        for kind, health, count in sorted(devices):
+            by_kind.add_metric([kind, health], count)
+        yield by_kind
+        by_state = GaugeMetricFamily("hamr_jobs", "Jobs, by state", labels=["state"])
+        for state in JOB_STATES:
+            by_state.add_metric([state], jobs.get(state, 0))
+        yield by_state
+        yield GaugeMetricFamily("hamr_queue_length", "Jobs waiting for devices (queued or requeued)",
+                                value=sum(jobs.get(s, 0) for s in WAITING))  # fmt: skip
+        yield GaugeMetricFamily("hamr_devices_busy", "Devices held by a scheduled or running job",
+                                value=len(self.registry.busy_devices()))  # fmt: skip
+
+
+class Metrics:
+    def __init__(self, registry: Registry) -> None:
+        self.prometheus = CollectorRegistry(auto_describe=False)
+        self.prometheus.register(PoolCollector(registry))
+        self.busy_seconds = Counter(
+            "hamr_device_busy_seconds", "Seconds each device spent running jobs (fed by the dispatcher)",
+            ["device"], registry=self.prometheus,
+        )  # fmt: skip
+
+    def render(self) -> bytes:
+        return generate_latest(self.prometheus)
+
+
+router = APIRouter(tags=["metrics"])
+
+
+@router.get("/metrics", response_class=Response, summary="Prometheus metrics",
+            responses={200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}}})  # fmt: skip
+def metrics(request: Request) -> Response:
+    return Response(request.app.state.metrics.render(), media_type=CONTENT_TYPE_LATEST)

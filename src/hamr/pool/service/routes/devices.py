@@ -1,0 +1,34 @@
+"""/v1/devices: admins see every device and drain them; tenants see the schedulable ones, without node internals."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from hamr.pool.service.auth import Admin, Authed, Reg
+from hamr.pool.service.schemas import DeviceOut, PublicDevice, Uuid, device_out, public_device
+
+router = APIRouter(prefix="/v1/devices", tags=["devices"])
+
+
+@router.get("", response_model=list[DeviceOut] | list[PublicDevice], summary="List devices")
+def list_devices(registry: Reg, who: Authed):
+    if not who.admin:
+        return [public_device(d) for d in registry.list_devices(schedulable=True)]
+    names = {n.id: n.name for n in registry.list_nodes()}
+    return [device_out(d, names) for d in registry.list_devices()]
+
+
+def _drain(registry, uuid: str, drained: bool) -> DeviceOut:
+    device = registry.set_drained(uuid, drained)
+    names = {n.id: n.name for n in registry.list_nodes()}
+    return device_out(device, names)
+
+
+@router.post("/{uuid}/drain", response_model=DeviceOut, summary="Drain a device: it takes no new placements")
+def drain(uuid: Uuid, registry: Reg, who: Admin) -> DeviceOut:
+    return _drain(registry, uuid, True)
+
+
+@router.post("/{uuid}/undrain", response_model=DeviceOut, summary="Undrain a device")
+def undrain(uuid: Uuid, registry: Reg, who: Admin) -> DeviceOut:
+    return _drain(registry, uuid, False)

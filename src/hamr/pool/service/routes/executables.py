@@ -1,0 +1,55 @@
+"""/v1/executables: upload a .hamr (raw body or multipart part `file`), verified by the registry; list, get, download."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, Response
+from starlette.concurrency import run_in_threadpool
+
+from hamr.pool.registry import NotFound
+from hamr.pool.service.auth import Authed, Reg
+from hamr.pool.service.schemas import ExecutableOut, Id, executable_out
+from hamr.pool.service.uploads import BINARY, read_file_or_body, request_body
+
+router = APIRouter(prefix="/v1/executables", tags=["executables"])
+
+UPLOAD_BODY = request_body(
+    "the .hamr file: the raw body, or the multipart part `file`",
+    {"application/octet-stream": BINARY, "multipart/form-data": {"type": "object", "required": ["file"], "properties": {"file": BINARY}}},
+)
+
+
+@router.post("", response_model=ExecutableOut, status_code=201, openapi_extra=UPLOAD_BODY, summary="Upload a .hamr executable")
+async def upload(
+    request: Request, registry: Reg, who: Authed, name: Annotated[str | None, Query(max_length=255)] = None
+) -> ExecutableOut:
+    owner = who.owner()
+    data = await read_file_or_body(request, "file")
+    record = await run_in_threadpool(registry.upload_executable, owner, data, name or None)
+    return executable_out(record)
+
+
+@router.get("", response_model=list[ExecutableOut], summary="List executables")
+def list_executables(registry: Reg, who: Authed) -> list[ExecutableOut]:
+    return [executable_out(r) for r in registry.list_executables(who.scope)]
+
+
+@router.get("/{executable_id}", response_model=ExecutableOut, summary="An executable's metadata")
+def get_executable(executable_id: Id, registry: Reg, who: Authed) -> ExecutableOut:
+    record = registry.get_executable(who.scope, executable_id)
+    if record is None:
+        raise NotFound(f"executable {executable_id} not found")
+    return executable_out(record)
+
+
+@router.get(
+    "/{executable_id}/file",
+    response_class=Response,
+    responses={200: {"content": {"application/octet-stream": {"schema": BINARY}}, "description": "the .hamr bytes as uploaded"}},
+    summary="Download an executable",
+)
+def download(executable_id: Id, registry: Reg, who: Authed) -> Response:
+    data = registry.read_executable(who.scope, executable_id)
+    headers = {"Content-Disposition": f'attachment; filename="executable-{executable_id}.hamr"'}
+    return Response(data, media_type="application/octet-stream", headers=headers)

@@ -1,0 +1,88 @@
+"""/v1/jobs: submit (multipart: fields executable_id, priority, n_devices; one .npy file part per input), status, outputs, cancel."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Path, Query, Request, Response
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+
+from hamr.pool.registry import NotFound
+from hamr.pool.service.auth import Authed, Reg
+from hamr.pool.service.errors import one_line
+from hamr.pool.service.schemas import Id, JobForm, JobOut, JobState, job_out
+from hamr.pool.service.uploads import BINARY, parse_npy, read_form, request_body
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+
+SUBMIT_BODY = request_body(
+    "multipart: the fields of JobForm, and one raw .npy file part per input, named as the input",
+    {"multipart/form-data": {"type": "object", "required": ["executable_id"], "additionalProperties": BINARY,
+                             "properties": {name: {"type": "integer"} for name in JobForm.model_fields}}},
+)  # fmt: skip
+
+
+@router.post("", response_model=JobOut, status_code=201, openapi_extra=SUBMIT_BODY, summary="Submit a job")
+async def submit(request: Request, registry: Reg, who: Authed) -> JobOut:
+    owner = who.owner()
+    form = await read_form(request)
+    fields, inputs = {}, {}
+    for key, value in form.multi_items():
+        if key in fields or key in inputs:
+            raise HTTPException(400, f"the multipart body has '{key}' twice")
+        if isinstance(value, UploadFile):
+            if key in JobForm.model_fields:
+                raise HTTPException(400, f"'{key}' is a field, not a file part")
+            inputs[key] = parse_npy(key, await value.read())
+        elif key in JobForm.model_fields:
+            fields[key] = value
+        else:
+            raise HTTPException(400, f"unknown field '{key}' (fields: {', '.join(JobForm.model_fields)}; inputs are file parts)")
+    try:
+        params = JobForm.model_validate(fields)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise HTTPException(422, f"{'.'.join(map(str, first['loc']))}: {one_line(first['msg'])}") from None
+    job = await run_in_threadpool(
+        registry.submit_job, owner, params.executable_id, inputs, priority=params.priority, n_devices=params.n_devices
+    )
+    return job_out(job)
+
+
+@router.get("", response_model=list[JobOut], summary="List jobs")
+def list_jobs(registry: Reg, who: Authed, state: Annotated[list[JobState] | None, Query()] = None) -> list[JobOut]:
+    return [job_out(j) for j in registry.list_jobs(who.scope, states=state)]
+
+
+def _job(registry, who, job_id: int):
+    job = registry.get_job(who.scope, job_id)
+    if job is None:
+        raise NotFound(f"job {job_id} not found")
+    return job
+
+
+@router.get("/{job_id}", response_model=JobOut, summary="A job's status")
+def get_job(job_id: Id, registry: Reg, who: Authed) -> JobOut:
+    return job_out(_job(registry, who, job_id))
+
+
+@router.get(
+    "/{job_id}/outputs/{name}",
+    response_class=Response,
+    responses={200: {"content": {"application/octet-stream": {"schema": BINARY}}, "description": "the output as a .npy file"}},
+    summary="One output of a finished job, as .npy",
+)
+def get_output(job_id: Id, name: Annotated[str, Path(min_length=1, max_length=255)], registry: Reg, who: Authed) -> Response:
+    job = _job(registry, who, job_id)
+    digest = job.outputs.get(name)
+    if digest is None:
+        raise NotFound(f"job {job_id} has no output '{name}' (state {job.state}; outputs: {', '.join(sorted(job.outputs)) or 'none'})")
+    headers = {"Content-Disposition": f'attachment; filename="job-{job_id}-output.npy"'}
+    return Response(registry.blobs.get(digest), media_type="application/octet-stream", headers=headers)
+
+
+@router.post("/{job_id}/cancel", response_model=JobOut, summary="Cancel a job")
+def cancel(job_id: Id, registry: Reg, who: Authed) -> JobOut:
+    return job_out(registry.cancel_job(who.scope, job_id))

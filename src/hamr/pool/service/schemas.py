@@ -1,0 +1,186 @@
+"""The JSON bodies the service takes and returns (Pydantic). Limits mirror the registry's columns."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import Path
+from pydantic import BaseModel, ConfigDict, Field
+
+from hamr.pool.drivers.base import DEGRADED, HEALTHY, UNHEALTHY, DeviceReport
+from hamr.pool.registry import JOB_STATES
+
+MAX_ID = 2**31 - 1  # ids are 32-bit integers on PostgreSQL
+MAX_BIG = 2**63 - 1
+
+Id = Annotated[int, Path(ge=1, le=MAX_ID)]
+TEXT = r"^[^\x00]*$"  # PostgreSQL text holds no NUL bytes
+Uuid = Annotated[str, Path(min_length=1, max_length=255, pattern=TEXT)]
+Name = Annotated[str, Field(min_length=1, max_length=255, pattern=TEXT)]
+JobState = Literal[JOB_STATES]  # type: ignore[valid-type]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorOut(BaseModel):
+    """Every error: one line."""
+
+    detail: str
+
+
+ERRORS = {
+    status: {"model": ErrorOut, "description": why}
+    for status, why in (
+        (400, "malformed upload, or a request the registry refuses"), (401, "missing, invalid or revoked token"),
+        (403, "an admin route with a tenant token, or beyond a quota"), (404, "no such object for this token"),
+        (409, "the job state machine or a unique name refuses it"), (413, "the body is over the upload limit"),
+        (422, "the request does not match its schema"),
+    )
+}  # fmt: skip
+
+
+class DeviceReportIn(Strict):
+    """One device of a heartbeat, as `hamr.pool.drivers.base.DeviceReport`."""
+
+    uuid: Name
+    driver: Annotated[str, Field(min_length=1, max_length=64)]
+    vendor: Annotated[str, Field(max_length=255)]
+    kind: Annotated[str, Field(min_length=1, max_length=32)]
+    architecture: Annotated[str, Field(max_length=255)]
+    memory_total: Annotated[int, Field(ge=0, le=MAX_BIG)]
+    memory_free: Annotated[int, Field(ge=0, le=MAX_BIG)] | None = None
+    compute_units: Annotated[int, Field(ge=0, le=MAX_ID)]
+    health: Literal[HEALTHY, DEGRADED, UNHEALTHY] = HEALTHY
+    targets: Annotated[list[Annotated[str, Field(max_length=64)]], Field(max_length=64)] = []
+    local_id: Annotated[str, Field(max_length=64)] = ""
+    details: dict[str, Any] = {}
+
+    def report(self) -> DeviceReport:
+        return DeviceReport(**(self.model_dump() | {"targets": tuple(self.targets)}))
+
+
+class Heartbeat(Strict):
+    node: Name
+    devices: Annotated[list[DeviceReportIn], Field(max_length=4096)]
+    address: Annotated[str, Field(max_length=255)] | None = None
+    labels: dict[str, Any] | None = None
+
+
+class NodeOut(BaseModel):
+    name: str
+    address: str
+    labels: dict[str, Any]
+    state: str
+    last_heartbeat: datetime
+    created_at: datetime
+
+
+class PublicDevice(BaseModel):
+    """What a tenant sees of a schedulable device: no node, local id, details or drain flag."""
+
+    uuid: str
+    vendor: str
+    kind: str
+    architecture: str
+    memory_total: int
+    memory_free: int | None
+    compute_units: int
+    health: str
+    targets: list[str]
+
+
+class DeviceOut(PublicDevice):
+    """What an admin sees."""
+
+    node: str
+    driver: str
+    local_id: str
+    details: dict[str, Any]
+    drained: bool
+    last_seen: datetime
+
+
+class ExecutableOut(BaseModel):
+    id: int
+    tenant_id: int
+    name: str
+    sha256: str
+    targets: list[str]
+    size: int
+    created_at: datetime
+
+
+class JobOut(BaseModel):
+    id: int
+    tenant_id: int
+    executable_id: int
+    state: str
+    inputs: list[str]
+    outputs: list[str]
+    attempts: int
+    priority: int
+    n_devices: int
+    error: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class JobForm(Strict):
+    """The non-file fields of a job submission (multipart); every file part is an input."""
+
+    executable_id: Annotated[int, Field(ge=1, le=MAX_ID)]
+    priority: Annotated[int, Field(ge=-1000, le=1000)] = 0
+    n_devices: Annotated[int, Field(ge=1, le=4096)] = 1
+
+
+class TenantIn(Strict):
+    name: Name
+    max_devices: Annotated[int, Field(ge=0, le=MAX_ID)] | None = None
+    max_running_jobs: Annotated[int, Field(ge=0, le=MAX_ID)] | None = None
+    priority: Annotated[int, Field(ge=-1000, le=1000)] = 0
+
+
+class TenantOut(BaseModel):
+    id: int
+    name: str
+    max_devices: int | None
+    max_running_jobs: int | None
+    priority: int
+    created_at: datetime
+
+
+class TenantCreated(BaseModel):
+    tenant: TenantOut
+    token: str = Field(description="the tenant's API token, shown this once (the registry keeps only its sha256)")
+
+
+def node_out(node) -> NodeOut:
+    return NodeOut.model_validate(node, from_attributes=True)
+
+
+def public_device(device) -> PublicDevice:
+    return PublicDevice.model_validate(device, from_attributes=True)
+
+
+def device_out(device, node_names: dict[int, str]) -> DeviceOut:
+    fields = PublicDevice.model_validate(device, from_attributes=True).model_dump()
+    return DeviceOut(
+        **fields, node=node_names.get(device.node_id, ""), driver=device.driver, local_id=device.local_id,
+        details=device.details, drained=device.drained, last_seen=device.last_seen,
+    )  # fmt: skip
+
+
+def executable_out(record) -> ExecutableOut:
+    return ExecutableOut.model_validate(record, from_attributes=True)
+
+
+def job_out(job) -> JobOut:
+    fields = {name: getattr(job, name) for name in JobOut.model_fields if name not in ("inputs", "outputs")}
+    return JobOut(**fields, inputs=sorted(job.inputs), outputs=sorted(job.outputs))
+
+
+def tenant_out(tenant) -> TenantOut:
+    return TenantOut.model_validate(tenant, from_attributes=True)
