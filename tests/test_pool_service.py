@@ -297,6 +297,7 @@ def _isolation_cases(p: Pool):
         ("GET", "/v1/executables/{executable_id}/file"): ("GET", "/v1/executables/{}/file", exe),
         ("GET", "/v1/jobs/{job_id}"): ("GET", "/v1/jobs/{}", job),
         ("GET", "/v1/jobs/{job_id}/outputs/{name}"): ("GET", "/v1/jobs/{}/outputs/y", job),
+        ("GET", "/v1/jobs/{job_id}/placements"): ("GET", "/v1/jobs/{}/placements", job),
         ("POST", "/v1/jobs/{job_id}/cancel"): ("POST", "/v1/jobs/{}/cancel", job),
         # Devices belong to the pool, not to a tenant: changing them is admin-only.
         ("POST", "/v1/devices/{uuid}/drain"): ("POST", "/v1/devices/{}/drain", "dev-1"),

@@ -224,6 +224,11 @@ def demo(
     run_demo(model, runs, out, err)
 
 
+from hamr.cli.pool import pool_app  # noqa: E402
+
+app.add_typer(pool_app, name="pool")
+
+
 def _usage_error(exc: Exception) -> bool:
     """click's ClickException interface (typer ships its own copy of click)."""
     return hasattr(exc, "format_message") and hasattr(exc, "exit_code")

@@ -128,6 +128,13 @@ class JobOut(BaseModel):
     updated_at: datetime
 
 
+class PlacementOut(BaseModel):
+    attempt: int
+    device: str  # the device's uuid
+    reason: str  # the scheduler's reason for this placement
+    created_at: datetime
+
+
 class JobForm(Strict):
     """The non-file fields of a job submission (multipart); every file part is an input."""
 

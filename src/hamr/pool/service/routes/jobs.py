@@ -12,7 +12,7 @@ from starlette.datastructures import UploadFile
 from hamr.pool.registry import NotFound
 from hamr.pool.service.auth import Authed, Reg
 from hamr.pool.service.errors import one_line
-from hamr.pool.service.schemas import Id, JobForm, JobOut, JobState, job_out
+from hamr.pool.service.schemas import Id, JobForm, JobOut, JobState, PlacementOut, job_out
 from hamr.pool.service.uploads import BINARY, parse_npy, read_form, request_body
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -66,6 +66,15 @@ def _job(registry, who, job_id: int):
 @router.get("/{job_id}", response_model=JobOut, summary="A job's status")
 def get_job(job_id: Id, registry: Reg, who: Authed) -> JobOut:
     return job_out(_job(registry, who, job_id))
+
+
+@router.get("/{job_id}/placements", response_model=list[PlacementOut],
+            summary="Where each attempt of a job ran, and why the scheduler chose it")
+def get_placements(job_id: Id, registry: Reg, who: Authed) -> list[PlacementOut]:
+    _job(registry, who, job_id)
+    uuids = {d.id: d.uuid for d in registry.list_devices()}
+    return [PlacementOut(attempt=p.attempt, device=uuids.get(p.device_id, "?"), reason=p.reason, created_at=p.created_at)
+            for p in registry.list_placements(who.scope, job_id)]
 
 
 @router.get(

@@ -1,0 +1,309 @@
+"""`hamr pool ...`: the embedded pool (API, scheduler, local agent, SQLite in one command) and its client.
+
+`hamr pool up` writes, into its data directory, `pool.json` (the URL), `admin.token` and
+`default.token` (a tenant named "default"), readable by the user alone. The client commands
+find the server through --server, $HAMR_POOL_URL or that pool.json, and take the token from
+--token or $HAMR_TOKEN, else from those token files (admin.token for admin commands).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from hamr.errors import HamrError
+
+pool_app = typer.Typer(no_args_is_help=True, help="The computing-force pool: register devices, schedule, run pooled.")
+tenant_app = typer.Typer(no_args_is_help=True, help="Tenants of the pool.")
+pool_app.add_typer(tenant_app, name="tenant")
+
+TERMINAL = {"succeeded", "failed", "cancelled"}
+Server = Annotated[str | None, typer.Option("--server", help="The pool's URL (default: $HAMR_POOL_URL, else the embedded pool's).")]
+Token = Annotated[str | None, typer.Option("--token", help="A bearer token (default: $HAMR_TOKEN, else the embedded pool's).")]
+DataDir = Annotated[Path | None, typer.Option("--data-dir", help="The embedded pool's directory (default: $HAMR_POOL_DIR, else ~/.local/share/hamr/pool).")]
+
+
+def _data_dir(data_dir: Path | None) -> Path:
+    from hamr.pool.registry.registry import default_data_dir
+
+    return Path(data_dir) if data_dir else default_data_dir()
+
+
+def _console():
+    from hamr.cli.app import err, out
+
+    return out, err
+
+
+# -- the server ----------------------------------------------------------------------
+
+
+@pool_app.command()
+def up(
+    data_dir: DataDir = None,
+    host: Annotated[str, typer.Option("--host", help="Address to listen on (loopback by default).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="0 picks a free port.")] = 8470,
+    policy: Annotated[str, typer.Option("--policy", help="binpack, spread or max_throughput.")] = "max_throughput",
+    ray: Annotated[str | None, typer.Option("--ray", help="A Ray cluster address (not implemented yet).")] = None,
+) -> None:
+    """Start the API, the scheduler, a local agent and SQLite in one process."""
+    import uvicorn
+
+    from hamr.pool.dispatcher import Dispatcher
+    from hamr.pool.registry import open_registry
+    from hamr.pool.scheduler import POLICIES
+    from hamr.pool.service import create_app
+
+    if ray is not None:
+        raise HamrError("hamr pool up --ray is not implemented yet; run the embedded pool without --ray")
+    if policy not in POLICIES:
+        raise HamrError(f"unknown policy '{policy}' (policies: {', '.join(POLICIES)})")
+    out, err = _console()
+    root = _data_dir(data_dir)
+    registry = open_registry(data_dir=root)
+    _ensure_tokens(registry, root)
+    if port == 0:
+        with socket.socket() as probe:
+            probe.bind((host, 0))
+            port = probe.getsockname()[1]
+    url = f"http://{host}:{port}"
+    stop = threading.Event()
+    dispatcher = Dispatcher(registry, socket.gethostname(), policy=policy, address=url)
+    agent = threading.Thread(target=_agent_loop, args=(dispatcher, stop), name="hamr-agent", daemon=True)
+    agent.start()
+    server = uvicorn.Server(uvicorn.Config(create_app(registry), host=host, port=port, log_level="warning"))
+    _private_write(root / "pool.json", json.dumps({"url": url, "pid": os.getpid()}) + "\n")
+    out.print(f"hamr pool: {url} (data: {root}; policy {policy})")
+    out.print(f"admin token: {root / 'admin.token'}; tenant 'default' token: {root / 'default.token'}")
+    devices = ", ".join(d.local_id for d in registry.list_devices())
+    out.print(f"this node: {socket.gethostname()} with {devices or 'no devices'}")
+    try:
+        server.run()
+    finally:
+        stop.set()
+        agent.join(timeout=30)
+        dispatcher.close()
+        (root / "pool.json").unlink(missing_ok=True)
+        registry.close()
+
+
+def _agent_loop(dispatcher, stop: threading.Event, heartbeat_s: float = 5.0) -> None:
+    last = time.monotonic()
+    while not stop.is_set():
+        try:
+            if time.monotonic() - last > heartbeat_s:
+                dispatcher.heartbeat()
+                last = time.monotonic()
+            if dispatcher.step() == 0:
+                stop.wait(0.05)
+        except Exception as exc:  # noqa: BLE001 - the loop must outlive one bad round; it says why
+            _console()[1].print(f"hamr pool: dispatcher round failed: {type(exc).__name__}: {exc}")
+            stop.wait(1.0)
+
+
+def _ensure_tokens(registry, root: Path) -> None:
+    if not (root / "admin.token").is_file():
+        token, _ = registry.create_token(None, admin=True, label="hamr pool up")
+        _private_write(root / "admin.token", token + "\n")
+    if not (root / "default.token").is_file():
+        tenant = registry.get_tenant_by_name("default") or registry.create_tenant("default")
+        token, _ = registry.create_token(tenant.id, label="hamr pool up")
+        _private_write(root / "default.token", token + "\n")
+
+
+def _private_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+
+
+# -- the client ----------------------------------------------------------------------
+
+
+class Client:
+    def __init__(self, server: str | None, token: str | None, admin: bool = False, data_dir: Path | None = None):
+        import httpx
+
+        root = _data_dir(data_dir)
+        self.url = (server or os.environ.get("HAMR_POOL_URL") or _embedded_url(root)).rstrip("/")
+        token = token or os.environ.get("HAMR_TOKEN") or _read_token(root / ("admin.token" if admin else "default.token"))
+        if not token:
+            raise HamrError("no token: pass --token or set HAMR_TOKEN (hamr pool tenant add NAME prints one)")
+        self.http = httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {token}"}, timeout=120)
+
+    def call(self, method: str, path: str, **kwargs):
+        import httpx
+
+        try:
+            response = self.http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise HamrError(f"cannot reach the pool at {self.url}: {exc}") from None
+        if response.status_code >= 400:
+            try:
+                detail = response.json().get("detail", response.text)
+            except ValueError:
+                detail = response.text
+            raise HamrError(f"the pool refused {method} {path} ({response.status_code}): {detail}")
+        return response
+
+
+def _embedded_url(root: Path) -> str:
+    try:
+        return json.loads((root / "pool.json").read_text())["url"]
+    except (OSError, ValueError, KeyError):
+        raise HamrError(f"no pool found: start one with `hamr pool up`, or pass --server / set HAMR_POOL_URL "
+                        f"(looked for {root / 'pool.json'})") from None
+
+
+def _read_token(path: Path) -> str | None:
+    try:
+        return path.read_text().strip() or None
+    except OSError:
+        return None
+
+
+@pool_app.command()
+def submit(
+    executable: Annotated[Path, typer.Argument(help="A .hamr executable.")],
+    input: Annotated[list[str] | None, typer.Option("--input", "-i", help="NAME=FILE.npy, once per input.")] = None,
+    output_dir: Annotated[Path | None, typer.Option("--output-dir", help="Write one .npy per output and outputs.json.")] = None,
+    priority: Annotated[int, typer.Option("--priority")] = 0,
+    wait: Annotated[float, typer.Option("--timeout", help="Seconds to wait for the job.")] = 600.0,
+    server: Server = None,
+    token: Token = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Run an executable on the pool's best device; write the outputs as `hamr run` does."""
+    import numpy as np
+
+    from hamr.cli.outputs import parse_inputs
+    from hamr.format.executable import load
+    from hamr.runtime.feeds import validate_feeds
+    from hamr.runtime.npy_io import write_outputs
+
+    out, err = _console()
+    feeds = parse_inputs(input or [])
+    validate_feeds(load(executable).signature, feeds)  # before anything is uploaded
+    client = Client(server, token, data_dir=data_dir)
+    record = client.call("POST", "/v1/executables", content=executable.read_bytes(),
+                         headers={"Content-Type": "application/octet-stream"}).json()
+    files = {name: (f"{name}.npy", _npy_bytes(value), "application/octet-stream") for name, value in feeds.items()}
+    job = client.call("POST", "/v1/jobs", data={"executable_id": str(record["id"]), "priority": str(priority)},
+                      files=files).json()
+    deadline = time.monotonic() + wait
+    with err.status(f"job {job['id']} {job['state']}"):
+        while job["state"] not in TERMINAL:
+            if time.monotonic() > deadline:
+                raise HamrError(f"job {job['id']} is still {job['state']} after {wait:.0f} s (hamr pool jobs --explain)")
+            time.sleep(0.1)
+            job = client.call("GET", f"/v1/jobs/{job['id']}").json()
+    if job["state"] != "succeeded":
+        raise HamrError(f"job {job['id']} {job['state']}: {job.get('error') or 'no error recorded'}")
+    outputs = {}
+    for name in job["outputs"]:
+        data = client.call("GET", f"/v1/jobs/{job['id']}/outputs/{name}").content
+        outputs[name] = np.load(__import__("io").BytesIO(data), allow_pickle=False)
+    placements = client.call("GET", f"/v1/jobs/{job['id']}/placements").json()
+    where = placements[-1]["device"] if placements else "?"
+    if output_dir is not None:
+        index = write_outputs(outputs, output_dir)
+        err.print(f"job {job['id']} succeeded on {where} (attempt {job['attempts']}); "
+                  f"wrote {len(index)} output(s) to {output_dir}")
+    else:
+        for name, value in outputs.items():
+            out.print(f"{name}: {value.dtype}{list(value.shape)}")
+
+
+def _npy_bytes(value) -> bytes:
+    import io
+
+    import numpy as np
+
+    buffer = io.BytesIO()
+    np.save(buffer, np.asarray(value), allow_pickle=False)
+    return buffer.getvalue()
+
+
+@pool_app.command()
+def status(server: Server = None, token: Token = None, data_dir: DataDir = None,
+           as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Nodes and devices of the pool (an admin token)."""
+    from rich.table import Table
+
+    out, _ = _console()
+    client = Client(server, token, admin=True, data_dir=data_dir)
+    nodes = client.call("GET", "/v1/nodes").json()
+    devices = client.call("GET", "/v1/devices").json()
+    if as_json:
+        out.print_json(json.dumps({"nodes": nodes, "devices": devices}))
+        return
+    table = Table(title=f"pool at {client.url}: {len(nodes)} node(s), {len(devices)} device(s)")
+    for column in ("device", "node", "kind", "architecture", "health", "drained", "targets", "uuid"):
+        table.add_column(column)
+    for d in devices:
+        table.add_row(d.get("local_id", ""), str(d.get("node", "")), d.get("kind", ""),
+                      d.get("architecture", ""), d.get("health", ""), str(d.get("drained", "")),
+                      ", ".join(d.get("targets", [])), d.get("uuid", ""))
+    out.print(table)
+
+
+@pool_app.command()
+def jobs(server: Server = None, token: Token = None, data_dir: DataDir = None,
+         as_json: Annotated[bool, typer.Option("--json")] = False,
+         explain: Annotated[bool, typer.Option("--explain", help="Show every placement and the scheduler's reason.")] = False) -> None:
+    """The jobs this token may see, with where they ran and why."""
+    from rich.table import Table
+
+    out, _ = _console()
+    client = Client(server, token, data_dir=data_dir)
+    listed = client.call("GET", "/v1/jobs").json()
+    if explain:
+        for job in listed:
+            job["placements"] = client.call("GET", f"/v1/jobs/{job['id']}/placements").json()
+    if as_json:
+        out.print_json(json.dumps(listed))
+        return
+    table = Table(title="jobs")
+    for column in ("id", "state", "executable", "attempts", "error") + (("placements",) if explain else ()):
+        table.add_column(column)
+    for job in listed:
+        row = [str(job["id"]), job["state"], str(job["executable_id"]), str(job["attempts"]), job.get("error") or ""]
+        if explain:
+            row.append("\n".join(f"attempt {p['attempt']} on {p['device']}: {p['reason']}" for p in job["placements"]))
+        table.add_row(*row)
+    out.print(table)
+
+
+@pool_app.command()
+def drain(device: Annotated[str, typer.Argument(help="A device uuid, or its local id (cpu, opencl:0) when only one node has it.")],
+          server: Server = None, token: Token = None, data_dir: DataDir = None,
+          undo: Annotated[bool, typer.Option("--undo", help="Undrain instead.")] = False) -> None:
+    """Stop placing work on a device; its queued and running jobs move to other devices."""
+    out, _ = _console()
+    client = Client(server, token, admin=True, data_dir=data_dir)
+    devices = client.call("GET", "/v1/devices").json()
+    matches = [d for d in devices if device in (d.get("uuid"), d.get("local_id"))]
+    if len(matches) != 1:
+        known = ", ".join(f"{d.get('local_id')} ({d.get('uuid')})" for d in devices) or "none"
+        raise HamrError(f"device '{device}' names {len(matches)} devices of the pool (devices: {known})")
+    uuid = matches[0]["uuid"]
+    client.call("POST", f"/v1/devices/{uuid}/{'undrain' if undo else 'drain'}")
+    out.print(f"{'undrained' if undo else 'drained'} {matches[0].get('local_id')} ({uuid})")
+
+
+@tenant_app.command("add")
+def tenant_add(name: Annotated[str, typer.Argument(help="The tenant's name.")],
+               server: Server = None, token: Token = None, data_dir: DataDir = None) -> None:
+    """Create a tenant and print its token (shown once; only its hash is stored)."""
+    out, _ = _console()
+    client = Client(server, token, admin=True, data_dir=data_dir)
+    created = client.call("POST", "/v1/tenants", json={"name": name}).json()
+    out.print(created["token"])
