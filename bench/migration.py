@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import hamr  # noqa: E402
 from hamr.models import installed_models  # noqa: E402
 from hamr.runtime.example_feeds import example_feeds  # noqa: E402
+from sections import write_section  # noqa: E402
 from models import machine, opencl_device  # noqa: E402
 
 BEGIN, END = "<!-- migration:begin -->", "<!-- migration:end -->"
@@ -136,16 +137,6 @@ def markdown(result: dict) -> str:
     ])
 
 
-def write(doc: Path, section: str) -> None:
-    text = doc.read_text()
-    if BEGIN in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + section + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip() + "\n\n" + section + "\n"
-    doc.write_text(text)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
@@ -155,7 +146,7 @@ def main() -> None:
     result = measure(args.rounds, args.runs)
     print(json.dumps(result, indent=1))
     if args.write:
-        write(args.write, markdown(result))
+        write_section(args.write, BEGIN, END, markdown(result))
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ from hamr.pool.scheduler.replay import (  # noqa: E402
     replay_alibaba,
     replay_gavel,
 )
+from sections import write_section  # noqa: E402
 from models import machine  # noqa: E402
 
 BEGIN, END = "<!-- scheduler:begin -->", "<!-- scheduler:end -->"
@@ -121,16 +122,6 @@ def markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
-def write(doc: Path, section: str) -> None:
-    text = doc.read_text()
-    if BEGIN in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + section + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip() + "\n\n" + section + "\n"
-    doc.write_text(text)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
@@ -139,7 +130,7 @@ def main() -> None:
     result = {"latency": decision_latency(), "gavel": gavel(args.data), "alibaba": alibaba(args.data)}
     print(json.dumps(result, indent=1))
     if args.write:
-        write(args.write, markdown(result))
+        write_section(args.write, BEGIN, END, markdown(result))
 
 
 if __name__ == "__main__":
