@@ -20,7 +20,7 @@ from tests.test_runtime import mlp_model, mlp_reference
 def pool(tmp_path_factory):
     root = tmp_path_factory.mktemp("pool")
     env = {**os.environ, "HAMR_POOL_DIR": str(root / "data"), "HAMR_CACHE_DIR": str(root / "cache"), "NO_COLOR": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "hamr.cli.app", "pool", "up", "--port", "0"],
+    proc = subprocess.Popen([sys.executable, "-m", "hamr.cli.app", "pool", "up", "--port", "0", "--heartbeat-timeout", "2"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     deadline = time.monotonic() + 90
     while not (root / "data" / "pool.json").is_file():
@@ -103,3 +103,23 @@ def test_client_errors_are_one_line(pool, tmp_path):
     assert "no pool found" in message
     message = one_error_line(run(env, "pool", "drain", "tpu:7"))
     assert "names 0 devices" in message
+
+
+def test_a_node_that_stops_heartbeating_is_lost(pool):
+    import httpx
+
+    root, env, url = pool
+    admin = {"Authorization": f"Bearer {(root / 'data' / 'admin.token').read_text().strip()}"}
+    report = {"uuid": "remote-npu-0", "driver": "npu", "vendor": "ExampleChip", "kind": "npu", "architecture": "x1",
+              "memory_total": 1 << 30, "memory_free": 1 << 30, "compute_units": 8, "targets": ["reference"],
+              "local_id": "npu:0"}
+    beat = httpx.post(url + "/v1/nodes/heartbeat", json={"node": "remote-1", "devices": [report]}, headers=admin)
+    assert beat.status_code == 200, beat.text
+    states = {}
+    for _ in range(100):  # the timeout is 2 s; the local node keeps beating
+        states = {n["name"]: n["state"] for n in httpx.get(url + "/v1/nodes", headers=admin).json()}
+        if states.get("remote-1") == "lost":
+            break
+        time.sleep(0.1)
+    assert states["remote-1"] == "lost"
+    assert [s for name, s in states.items() if name != "remote-1"] == ["up"]

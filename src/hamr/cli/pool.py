@@ -52,6 +52,8 @@ def up(
     port: Annotated[int, typer.Option("--port", min=0, max=65535, help="0 picks a free port.")] = 8470,
     policy: Annotated[str, typer.Option("--policy", help="binpack, spread or max_throughput.")] = "max_throughput",
     ray: Annotated[str | None, typer.Option("--ray", help="A Ray cluster address (not implemented yet).")] = None,
+    heartbeat_timeout: Annotated[float, typer.Option("--heartbeat-timeout", min=0.5,
+                                                     help="Seconds without a heartbeat before a node is lost.")] = 15.0,
 ) -> None:
     """Start the API, the scheduler, a local agent and SQLite in one process."""
     import uvicorn
@@ -76,7 +78,7 @@ def up(
     url = f"http://{host}:{port}"
     stop = threading.Event()
     dispatcher = Dispatcher(registry, socket.gethostname(), policy=policy, address=url)
-    agent = threading.Thread(target=_agent_loop, args=(dispatcher, stop), name="hamr-agent", daemon=True)
+    agent = threading.Thread(target=_agent_loop, args=(dispatcher, stop, heartbeat_timeout), name="hamr-agent", daemon=True)
     agent.start()
     server = uvicorn.Server(uvicorn.Config(create_app(registry), host=host, port=port, log_level="warning"))
     _private_write(root / "pool.json", json.dumps({"url": url, "pid": os.getpid()}) + "\n")
@@ -94,12 +96,14 @@ def up(
         registry.close()
 
 
-def _agent_loop(dispatcher, stop: threading.Event, heartbeat_s: float = 5.0) -> None:
+def _agent_loop(dispatcher, stop: threading.Event, heartbeat_timeout: float) -> None:
+    """The local agent's heartbeat (three per timeout), the lost-node check, and dispatch rounds."""
     last = time.monotonic()
     while not stop.is_set():
         try:
-            if time.monotonic() - last > heartbeat_s:
+            if time.monotonic() - last > heartbeat_timeout / 3:
                 dispatcher.heartbeat()
+                dispatcher.registry.mark_lost_nodes(heartbeat_timeout)  # their devices take no more work
                 last = time.monotonic()
             if dispatcher.step() == 0:
                 stop.wait(0.05)
