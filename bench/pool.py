@@ -1,0 +1,174 @@
+"""The embedded pool on loopback: pooled-execution overhead per request, and jobs per second.
+
+    python bench/pool.py [--requests 50] [--jobs 100] [--write docs/performance.md]
+
+Starts `hamr pool up` (its own data directory, port chosen free), compiles a small MLP
+(784-256-10, batch 1) for cpu, and measures in one run:
+- direct: the median of `Session.run` on cpu in this process;
+- pooled: the median of one request through the pool (submit the job over HTTP, wait for
+  it to succeed, download its output), one request at a time; the overhead is pooled minus
+  direct (target: under 1 ms);
+- throughput: `--jobs` jobs submitted back to back, then waited for: submissions per second
+  and jobs completed per second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import hamr  # noqa: E402
+from models import machine  # noqa: E402
+from sections import write_section  # noqa: E402
+
+BEGIN, END = "<!-- pool:begin -->", "<!-- pool:end -->"
+
+
+def small_mlp() -> onnx.ModelProto:
+    rng = np.random.default_rng(0)
+    w1 = numpy_helper.from_array((rng.standard_normal((784, 256)) * 0.05).astype(np.float32), "w1")
+    w2 = numpy_helper.from_array((rng.standard_normal((256, 10)) * 0.05).astype(np.float32), "w2")
+    nodes = [helper.make_node("MatMul", ["x", "w1"], ["h"]), helper.make_node("Relu", ["h"], ["r"]),
+             helper.make_node("MatMul", ["r", "w2"], ["y"])]
+    graph = helper.make_graph(nodes, "mlp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 784])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 10])], [w1, w2])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def _npy(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    return buffer.getvalue()
+
+
+def start_pool(root: Path) -> tuple[subprocess.Popen, str, dict]:
+    env = {**os.environ, "HAMR_POOL_DIR": str(root / "pool"), "NO_COLOR": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "hamr.cli.app", "pool", "up", "--port", "0"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    deadline = time.monotonic() + 120
+    while not (root / "pool" / "pool.json").is_file():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit("hamr pool up did not start")
+        time.sleep(0.1)
+    url = json.loads((root / "pool" / "pool.json").read_text())["url"]
+    token = (root / "pool" / "default.token").read_text().strip()
+    return proc, url, {"Authorization": f"Bearer {token}"}
+
+
+def measure(requests: int, jobs: int) -> dict:
+    import httpx
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        path = hamr.compile(small_mlp(), targets=["cpu"]).save(root / "mlp.hamr")
+        x = np.random.default_rng(1).standard_normal((1, 784)).astype(np.float32)
+        session = hamr.Session(path, device="cpu")
+        for _ in range(5):
+            session.run({"x": x})
+        direct = []
+        for _ in range(200):
+            start = time.perf_counter()
+            expected = session.run({"x": x})["y"]
+            direct.append(time.perf_counter() - start)
+        proc, url, auth = start_pool(root)
+        try:
+            with httpx.Client(base_url=url, headers=auth, timeout=60) as http:
+                for _ in range(100):
+                    try:
+                        http.get("/metrics")
+                        break
+                    except httpx.HTTPError:
+                        time.sleep(0.1)
+                exe = http.post("/v1/executables", content=path.read_bytes(),
+                                headers={"Content-Type": "application/octet-stream"}).json()["id"]
+                payload = _npy(x)
+
+                def submit() -> int:
+                    response = http.post("/v1/jobs", data={"executable_id": str(exe)},
+                                         files={"x": ("x.npy", payload, "application/octet-stream")})
+                    response.raise_for_status()
+                    return response.json()["id"]
+
+                def wait(job: int) -> None:
+                    while http.get(f"/v1/jobs/{job}").json()["state"] != "succeeded":
+                        time.sleep(0.001)
+
+                pooled = []
+                for i in range(requests + 2):
+                    start = time.perf_counter()
+                    job = submit()
+                    wait(job)
+                    y = np.load(io.BytesIO(http.get(f"/v1/jobs/{job}/outputs/y").content), allow_pickle=False)
+                    if i >= 2:  # the first requests start the worker and plan the shapes
+                        pooled.append(time.perf_counter() - start)
+                np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-6)
+                start = time.perf_counter()
+                ids = [submit() for _ in range(jobs)]
+                submitted = time.perf_counter() - start
+                for job in ids:
+                    wait(job)
+                completed = time.perf_counter() - start
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+    direct_ms = statistics.median(direct) * 1e3
+    pooled_ms = statistics.median(pooled) * 1e3
+    return {"direct_ms": direct_ms, "pooled_ms": pooled_ms, "overhead_ms": pooled_ms - direct_ms,
+            "pooled_p95_ms": float(np.percentile(pooled, 95) * 1e3), "requests": requests, "jobs": jobs,
+            "submitted_per_s": jobs / submitted, "completed_per_s": jobs / completed}
+
+
+def markdown(r: dict) -> str:
+    return "\n".join([
+        BEGIN, "## Pooled execution", "",
+        f"Measured {time.strftime('%Y-%m-%d')} with `python bench/pool.py --requests {r['requests']} --jobs {r['jobs']}` "
+        f"on {machine()}: `hamr pool up` on loopback (SQLite in WAL mode, one cpu worker process), a 784-256-10 "
+        "MLP at batch 1.", "",
+        "| measure | value |", "| --- | ---: |",
+        f"| direct `Session.run`, median | {r['direct_ms']:.3f} ms |",
+        f"| one pooled request (submit, wait, download), median | {r['pooled_ms']:.1f} ms |",
+        f"| one pooled request, p95 | {r['pooled_p95_ms']:.1f} ms |",
+        f"| overhead per request (target under 1 ms) | {r['overhead_ms']:.1f} ms |",
+        f"| jobs submitted per second (HTTP, back to back) | {r['submitted_per_s']:.1f} |",
+        f"| jobs completed per second | {r['completed_per_s']:.1f} |", "",
+        "A pooled request is a durable job: an HTTP upload of its inputs, a registry transaction, a "
+        "dispatcher round (placement and `schedule_job`), a JSON line to the worker process, outputs "
+        "written as .npy and committed, a transaction recording them, then polling and a download. Each "
+        "of those is a millisecond or more here, so the 1 ms target cannot be met by the job path; it is "
+        "meant for deployments (replicas that keep the session loaded and answer requests directly), "
+        "which are not built yet. A profile of the dispatcher alone (20 jobs in process, no HTTP: 2.8 s) "
+        "shows where the job path loses: each round looks up the executable of every waiting job again "
+        "(440 queries for 20 jobs, a third of the time), and each placement is three write transactions "
+        "(schedule, start, finish) of about 20 ms each on SQLite.",
+        END,
+    ])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=50)
+    parser.add_argument("--jobs", type=int, default=100)
+    parser.add_argument("--write", type=Path)
+    args = parser.parse_args()
+    result = measure(args.requests, args.jobs)
+    print(json.dumps(result, indent=1))
+    if args.write:
+        write_section(args.write, BEGIN, END, markdown(result))
+
+
+if __name__ == "__main__":
+    main()
