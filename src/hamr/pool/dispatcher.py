@@ -53,11 +53,30 @@ class Run:
     stale: bool = False  # the job was taken off this device: the reply, if any, is not the job's result
 
 
+class LocalWorkers:
+    """The default executor: a worker process per device on this machine (hamr/pool/worker.py).
+
+    An executor starts a device's worker (`start`; the worker has alive, submit, result, kill
+    and close, as WorkerProcess) and says which busy workers have a reply to read (`ready`).
+    hamr.pool.ray_cluster.RayNode is the other one: the workers are a Ray node's agent actor.
+    """
+
+    def start(self, local_id: str, env: dict | None) -> WorkerProcess:
+        return WorkerProcess(local_id, env=env)
+
+    def ready(self, workers: dict[str, WorkerProcess], wait: float) -> list[str]:
+        streams = {w.proc.stdout: device for device, w in workers.items()}
+        readable, _, _ = select.select(list(streams), [], [], wait)
+        return [streams[s] for s in readable]
+
+
 class Dispatcher:
     def __init__(self, registry: Registry, node_name: str, policy: str = "max_throughput",
                  reports: Iterable[DeviceReport] | None = None, throughput: ThroughputModel | None = None,
-                 worker_env: dict | None = None, stale_timeout_s: float = 60.0, address: str | None = None):
+                 worker_env: dict | None = None, stale_timeout_s: float = 60.0, address: str | None = None,
+                 executor=None):
         self.registry = registry
+        self.executor = executor or LocalWorkers()
         self.node = node_name
         self.address = address
         self.table = DeviceTable()
@@ -148,16 +167,14 @@ class Dispatcher:
 
     def _collect(self, wait: float, record: bool = True) -> int:
         """Read the replies that are there (waiting up to `wait` s for one); record them."""
-        pending = {self.workers[d].proc.stdout: d for d in self.runs if d in self.workers}
+        pending = {d: self.workers[d] for d in self.runs if d in self.workers}
         if not pending:
             return 0
         if not record:  # only wait for something to read; the next step reads it
-            select.select(list(pending), [], [], wait)
+            self.executor.ready(pending, wait)
             return 0
-        readable, _, _ = select.select(list(pending), [], [], wait)
         done = 0
-        for stream in readable:
-            device = pending[stream]
+        for device in self.executor.ready(pending, wait):
             run = self.runs.pop(device)
             try:
                 reply = self.workers[device].result(timeout=0)
@@ -318,7 +335,7 @@ class Dispatcher:
             worker.kill()
             worker = None
         if worker is None:
-            worker = self.workers[device] = WorkerProcess(self.local_ids[device], env=self.worker_env)
+            worker = self.workers[device] = self.executor.start(self.local_ids[device], self.worker_env)
         return worker
 
     # -- for operators and tests --
@@ -336,4 +353,4 @@ class Dispatcher:
         raise NotFound(f"node {self.node} has no device {local_id}")
 
 
-__all__ = ["Dispatcher", "Run"]
+__all__ = ["Dispatcher", "LocalWorkers", "Run"]
