@@ -51,23 +51,59 @@ def up(
     host: Annotated[str, typer.Option("--host", help="Address to listen on (loopback by default).")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=0, max=65535, help="0 picks a free port.")] = 8470,
     policy: Annotated[str, typer.Option("--policy", help="binpack, spread or max_throughput.")] = "max_throughput",
-    ray: Annotated[str | None, typer.Option("--ray", help="A Ray cluster address (not implemented yet).")] = None,
+    ray: Annotated[str | None, typer.Option("--ray", help="A Ray cluster's address (HEAD:PORT, or auto): an agent per Ray node.")] = None,
     heartbeat_timeout: Annotated[float, typer.Option("--heartbeat-timeout", min=0.5,
                                                      help="Seconds without a heartbeat before a node is lost.")] = 15.0,
 ) -> None:
     """Start the API, the scheduler, a local agent and SQLite in one process."""
-    import uvicorn
-
     from hamr.pool.dispatcher import Dispatcher
-    from hamr.pool.registry import open_registry
     from hamr.pool.scheduler import POLICIES
-    from hamr.pool.service import create_app
 
-    if ray is not None:
-        raise HamrError("hamr pool up --ray is not implemented yet; run the embedded pool without --ray")
     if policy not in POLICIES:
         raise HamrError(f"unknown policy '{policy}' (policies: {', '.join(POLICIES)})")
+    if ray is not None:
+        return _up_ray(ray, data_dir, host, port, policy, heartbeat_timeout)
     out, err = _console()
+    root, registry, port, url = _open_pool(data_dir, host, port)
+    dispatcher = Dispatcher(registry, socket.gethostname(), policy=policy, address=url)
+    devices = ", ".join(d.local_id for d in registry.list_devices())
+    _serve(registry, root, host, port, url, dispatcher, _agent_loop, heartbeat_timeout, {}, [
+        f"hamr pool: {url} (data: {root}; policy {policy})",
+        f"this node: {socket.gethostname()} with {devices or 'no devices'}",
+    ])
+
+
+def _serve(registry, root: Path, host: str, port: int, url: str, agent_of, loop, heartbeat_timeout: float,
+           extra: dict, lines: list[str]) -> None:
+    """Run `loop(agent_of, ...)` in a thread and the HTTP service here until it stops; then close it all."""
+    import uvicorn
+
+    from hamr.pool.service import create_app
+
+    out, _ = _console()
+    stop = threading.Event()
+    agent = threading.Thread(target=loop, args=(agent_of, stop, heartbeat_timeout), name="hamr-agent", daemon=True)
+    agent.start()
+    server = uvicorn.Server(uvicorn.Config(create_app(registry), host=host, port=port, log_level="warning"))
+    _private_write(root / "pool.json", json.dumps({"url": url, "pid": os.getpid(), **extra}) + "\n")
+    out.print(lines[0])
+    out.print(f"admin token: {root / 'admin.token'}; tenant 'default' token: {root / 'default.token'}")
+    for line in lines[1:]:
+        out.print(line)
+    try:
+        server.run()
+    finally:
+        stop.set()
+        agent.join(timeout=30)
+        agent_of.close()
+        (root / "pool.json").unlink(missing_ok=True)
+        registry.close()
+
+
+def _open_pool(data_dir: Path | None, host: str, port: int):
+    """(data directory, registry with its token files, port, URL) for `hamr pool up`; port 0 picks one."""
+    from hamr.pool.registry import open_registry
+
     root = _data_dir(data_dir)
     registry = open_registry(data_dir=root)
     _ensure_tokens(registry, root)
@@ -75,25 +111,26 @@ def up(
         with socket.socket() as probe:
             probe.bind((host, 0))
             port = probe.getsockname()[1]
-    url = f"http://{host}:{port}"
-    stop = threading.Event()
-    dispatcher = Dispatcher(registry, socket.gethostname(), policy=policy, address=url)
-    agent = threading.Thread(target=_agent_loop, args=(dispatcher, stop, heartbeat_timeout), name="hamr-agent", daemon=True)
-    agent.start()
-    server = uvicorn.Server(uvicorn.Config(create_app(registry), host=host, port=port, log_level="warning"))
-    _private_write(root / "pool.json", json.dumps({"url": url, "pid": os.getpid()}) + "\n")
-    out.print(f"hamr pool: {url} (data: {root}; policy {policy})")
-    out.print(f"admin token: {root / 'admin.token'}; tenant 'default' token: {root / 'default.token'}")
-    devices = ", ".join(d.local_id for d in registry.list_devices())
-    out.print(f"this node: {socket.gethostname()} with {devices or 'no devices'}")
+    return root, registry, port, f"http://{host}:{port}"
+
+
+def _up_ray(address: str, data_dir: Path | None, host: str, port: int, policy: str, heartbeat_timeout: float) -> None:
+    """`hamr pool up --ray ADDRESS`: the API and the registry here, a hamr agent actor on every Ray node."""
     try:
-        server.run()
-    finally:
-        stop.set()
-        agent.join(timeout=30)
-        dispatcher.close()
-        (root / "pool.json").unlink(missing_ok=True)
+        from hamr.pool.ray_cluster import RayPool
+    except ImportError as exc:
+        raise HamrError(f"hamr pool up --ray needs Ray: pip install 'hamr[ray]' ({exc})") from None
+    root, registry, port, url = _open_pool(data_dir, host, port)
+    try:
+        pool = RayPool(registry, address=address, policy=policy)
+        joined = pool.refresh()
+    except Exception as exc:  # noqa: BLE001 - ray.init's errors are many; one line says which
         registry.close()
+        raise HamrError(f"cannot join the Ray cluster at {address}: {type(exc).__name__}: {exc}") from None
+    _serve(registry, root, host, port, url, pool, _agent_loop, heartbeat_timeout, {"ray": address}, [
+        f"hamr pool: {url} (data: {root}; policy {policy}; Ray cluster {address})",
+        f"Ray nodes: {len(joined)} ({', '.join(joined) or 'none'}) with {len(registry.list_devices())} device(s)",
+    ])
 
 
 def _agent_loop(dispatcher, stop: threading.Event, heartbeat_timeout: float) -> None:
@@ -102,6 +139,8 @@ def _agent_loop(dispatcher, stop: threading.Event, heartbeat_timeout: float) -> 
     while not stop.is_set():
         try:
             if time.monotonic() - last > heartbeat_timeout / 3:
+                if hasattr(dispatcher, "refresh"):  # a RayPool: agents on joined nodes, and where one died
+                    dispatcher.refresh()
                 dispatcher.heartbeat()
                 dispatcher.registry.mark_lost_nodes(heartbeat_timeout)  # their devices take no more work
                 last = time.monotonic()

@@ -65,6 +65,9 @@ class LocalWorkers:
         return WorkerProcess(local_id, env=env)
 
     def ready(self, workers: dict[str, WorkerProcess], wait: float) -> list[str]:
+        buffered = [device for device, w in workers.items() if w.has_reply()]
+        if buffered:
+            return buffered
         streams = {w.proc.stdout: device for device, w in workers.items()}
         readable, _, _ = select.select(list(streams), [], [], wait)
         return [streams[s] for s in readable]

@@ -37,6 +37,10 @@ class WorkerProcess:
     def pid(self) -> int:
         return self.proc.pid
 
+    def has_reply(self) -> bool:
+        """A whole reply is already read from the pipe (select() on the pipe would not show it)."""
+        return b"\n" in self._pending
+
     def alive(self) -> bool:
         return self.proc.poll() is None
 
