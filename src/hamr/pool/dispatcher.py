@@ -80,6 +80,7 @@ class Dispatcher:
                  executor=None):
         self.registry = registry
         self.executor = executor or LocalWorkers()
+        self._executables: dict[int, object] = {}  # executable id -> its (immutable) record
         self.node = node_name
         self.address = address
         self.table = DeviceTable()
@@ -273,7 +274,7 @@ class Dispatcher:
             if job.n_devices != 1:
                 self._waits(job, "waiting: the dispatcher runs single-device jobs only (gangs are not dispatched yet)")
                 continue
-            record = self.registry.get_executable(ANY_TENANT, job.executable_id)
+            record = self._executable(job.executable_id)
             if record is None:
                 continue
             request = JobRequest(id=str(job.id), tenant=str(job.tenant_id), targets=tuple(record.targets),
@@ -296,6 +297,15 @@ class Dispatcher:
             if request.id not in started:
                 self._waits(jobs[request.id], self.scheduler.place(request, commit=False).reason)
         return placed
+
+    def _executable(self, executable_id: int):
+        """An executable's record; records never change once uploaded, so each is read once."""
+        record = self._executables.get(executable_id)
+        if record is None:
+            record = self.registry.get_executable(ANY_TENANT, executable_id)
+            if record is not None:
+                self._executables[executable_id] = record
+        return record
 
     def _waits(self, job: Job, reason: str) -> None:
         if self.reasons.get(job.id) != reason:
