@@ -8,6 +8,7 @@ find the server through --server, $HAMR_POOL_URL or that pool.json, and take the
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import socket
@@ -253,7 +254,7 @@ def submit(
     outputs = {}
     for name in job["outputs"]:
         data = client.call("GET", f"/v1/jobs/{job['id']}/outputs/{name}").content
-        outputs[name] = np.load(__import__("io").BytesIO(data), allow_pickle=False)
+        outputs[name] = np.load(io.BytesIO(data), allow_pickle=False)
     placements = client.call("GET", f"/v1/jobs/{job['id']}/placements").json()
     where = placements[-1]["device"] if placements else "?"
     if output_dir is not None:
@@ -266,8 +267,6 @@ def submit(
 
 
 def _npy_bytes(value) -> bytes:
-    import io
-
     import numpy as np
 
     buffer = io.BytesIO()
