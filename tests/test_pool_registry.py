@@ -14,7 +14,7 @@ import subprocess
 import sys
 import threading
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +43,8 @@ from hamr.pool.registry import (
 from hamr.pool.registry.models import Base, Event, ExecutableRecord, utcnow
 
 POSTGRES_URL = os.environ.get("HAMR_TEST_POSTGRES_URL")
-TABLES = {"nodes", "devices", "tenants", "api_tokens", "executables", "jobs", "placements", "events"}
+TABLES = {"nodes", "devices", "tenants", "api_tokens", "executables", "jobs", "placements", "events", "deployments",
+          "replicas"}
 
 
 # Fixtures: a backend (URL + data dir), a registry on it, executables, devices.
@@ -111,6 +112,25 @@ def all_rows_text(reg: Registry) -> str:
 # Schema and migrations.
 
 
+def test_upgrading_a_0001_database_keeps_its_rows(backend):
+    url, data_dir = backend
+    with open_registry(url, data_dir=data_dir, migrate=False) as reg:
+        database.upgrade(reg.engine, "0001")
+        with reg.engine.begin() as connection:  # rows as 0001 wrote them (the ORM models are 0002's)
+            connection.execute(text("INSERT INTO nodes (name, address, labels, state, last_heartbeat, created_at) "
+                                    "VALUES ('n1', '', '{}', 'up', :t, :t)"), {"t": datetime.now(UTC)})
+            connection.execute(text(
+                "INSERT INTO devices (uuid, node_id, driver, vendor, kind, architecture, memory_total, compute_units, "
+                "health, targets, local_id, details, last_seen, drained) SELECT 'd1', id, 'cpu', 'v', 'cpu', 'x', 1, 1, "
+                "'healthy', '[]', 'cpu', '{}', :t, false FROM nodes"), {"t": datetime.now(UTC)})  # fmt: skip
+        database.upgrade(reg.engine)
+        assert database.current_revision(reg.engine) == "0002"
+        device = reg.get_device("d1")
+        assert (device.local_id, device.busy_seconds) == ("cpu", 0.0)
+        reg.add_busy_seconds({"d1": 1.5})
+        assert reg.get_device("d1").busy_seconds == 1.5
+
+
 def test_migrations_create_the_schema_from_empty_and_downgrade_then_upgrade(backend):
     url, data_dir = backend
     with open_registry(url, data_dir=data_dir, migrate=False) as reg:
@@ -118,7 +138,7 @@ def test_migrations_create_the_schema_from_empty_and_downgrade_then_upgrade(back
         assert database.current_revision(reg.engine) is None
         database.upgrade(reg.engine)
         assert set(sa_inspect(reg.engine).get_table_names()) == TABLES | {"alembic_version"}
-        assert database.current_revision(reg.engine) == database.head_revision() == "0001"
+        assert database.current_revision(reg.engine) == database.head_revision() == "0002"
         tenant = reg.create_tenant("before-downgrade")
         database.downgrade(reg.engine, "base")
         assert set(sa_inspect(reg.engine).get_table_names()) <= {"alembic_version"}
@@ -526,7 +546,9 @@ def two_tenants(pool, other_hamr_bytes):
     registry.start_job(a, jobs["done"])
     registry.finish_job(a, jobs["done"], {"y": np.ones(2, np.float32)})
     _, token = registry.create_token(a)
-    return registry, a, b, dict(jobs, exe=exe, token=token.id)
+    deployment = registry.create_deployment(a, exe, 2).id
+    registry.add_replica(deployment, "d1", "test")
+    return registry, a, b, dict(jobs, exe=exe, token=token.id, deployment=deployment)
 
 
 NONE, EMPTY, MISSING = "none", "empty", "not found"
@@ -551,6 +573,12 @@ ISOLATION = {
     "list_tokens": (EMPTY, lambda r, t, o: r.list_tokens(t)),
     "revoke_token": (MISSING, lambda r, t, o: r.revoke_token(t, o["token"])),
     "list_events": (EMPTY, lambda r, t, o: [e for e in r.list_events(t) if e.subject == f"job:{o['queued']}"]),
+    "create_deployment": (MISSING, lambda r, t, o: r.create_deployment(t, o["exe"], 1)),
+    "get_deployment": (NONE, lambda r, t, o: r.get_deployment(t, o["deployment"])),
+    "list_deployments": (EMPTY, lambda r, t, o: [d for d in r.list_deployments(t) if d.id == o["deployment"]]),
+    "scale_deployment": (MISSING, lambda r, t, o: r.scale_deployment(t, o["deployment"], 3)),
+    "delete_deployment": (MISSING, lambda r, t, o: r.delete_deployment(t, o["deployment"])),
+    "list_replicas": (EMPTY, lambda r, t, o: r.list_replicas(t, o["deployment"])),
 }
 
 
@@ -684,4 +712,4 @@ def test_processes_opening_one_fresh_database_at_once_migrate_it_once(backend):
     outputs = [p.communicate(timeout=60) for p in processes]
     assert [(p.returncode, out.strip()) for p, (out, _) in zip(processes, outputs)] == [(0, "0")] * 3, outputs
     with open_registry(url, data_dir=data_dir, migrate=False) as reg:
-        assert database.current_revision(reg.engine) == "0001"
+        assert database.current_revision(reg.engine) == database.head_revision()

@@ -5,7 +5,10 @@ PostgreSQL URL and migrates it to the newest schema.
 """
 
 from hamr.pool.registry.errors import InvalidTransition, NotFound, QuotaExceeded, RegistryError, StaleAttempt
-from hamr.pool.registry.models import ApiToken, Device, Event, ExecutableRecord, Job, Node, Placement, Tenant
+from hamr.pool.registry.deployments import ReplicaView
+from hamr.pool.registry.models import (
+    ApiToken, Deployment, Device, Event, ExecutableRecord, Job, Node, Placement, Replica, Tenant,
+)  # fmt: skip
 from hamr.pool.registry.registry import Registry, open_registry
 from hamr.pool.registry.scope import ANY_TENANT
 from hamr.pool.registry.states import JOB_STATES, TRANSITIONS, check_transition
@@ -15,6 +18,7 @@ __all__ = [
     "JOB_STATES",
     "TRANSITIONS",
     "ApiToken",
+    "Deployment",
     "Device",
     "Event",
     "ExecutableRecord",
@@ -26,6 +30,8 @@ __all__ = [
     "QuotaExceeded",
     "Registry",
     "RegistryError",
+    "Replica",
+    "ReplicaView",
     "StaleAttempt",
     "Tenant",
     "check_transition",

@@ -15,6 +15,7 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     DateTime,
+    Float,
     ForeignKey,
     Integer,
     MetaData,
@@ -106,6 +107,7 @@ class Device(Base):
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)
     last_seen: Mapped[datetime] = mapped_column(default=utcnow)
     drained: Mapped[bool] = mapped_column(Boolean, default=False)
+    busy_seconds: Mapped[float] = mapped_column(Float, default=0.0)  # time spent running jobs and requests
 
 
 class Tenant(Base):
@@ -176,6 +178,49 @@ class Placement(Base):
     attempt: Mapped[int] = mapped_column(Integer)
     reason: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+DEPLOYMENT_ACTIVE, DEPLOYMENT_DELETED = "active", "deleted"
+DEPLOYMENT_STATES = (DEPLOYMENT_ACTIVE, DEPLOYMENT_DELETED)
+REPLICA_PENDING, REPLICA_READY, REPLICA_STOPPED, REPLICA_FAILED = "pending", "ready", "stopped", "failed"
+REPLICA_STATES = (REPLICA_PENDING, REPLICA_READY, REPLICA_STOPPED, REPLICA_FAILED)
+LIVE_REPLICA = (REPLICA_PENDING, REPLICA_READY)
+
+
+class Deployment(Base):
+    """N replicas of an executable, kept loaded on devices to serve requests."""
+
+    __tablename__ = "deployments"
+    __table_args__ = (
+        CheckConstraint(_in("state", DEPLOYMENT_STATES), name="state"),
+        CheckConstraint("replicas >= 0", name="replicas"),
+        CheckConstraint("share >= 1 AND share <= 1000", name="share"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    executable_id: Mapped[int] = mapped_column(ForeignKey("executables.id"), index=True)
+    name: Mapped[str] = mapped_column(String(255), default="")
+    replicas: Mapped[int] = mapped_column(Integer)  # how many the pool keeps live
+    share: Mapped[int] = mapped_column(Integer, default=500)  # thousandths of a device each replica reserves
+    state: Mapped[str] = mapped_column(String(16), default=DEPLOYMENT_ACTIVE, index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Replica(Base):
+    """One deployment's executable loaded on one device: pending, ready, then stopped or failed (final)."""
+
+    __tablename__ = "replicas"
+    __table_args__ = (CheckConstraint(_in("state", REPLICA_STATES), name="state"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    deployment_id: Mapped[int] = mapped_column(ForeignKey("deployments.id", ondelete="CASCADE"), index=True)
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id"), index=True)
+    state: Mapped[str] = mapped_column(String(16), default=REPLICA_PENDING, index=True)
+    reason: Mapped[str] = mapped_column(Text, default="")  # why it was placed there, or why it stopped
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
 class Event(Base):

@@ -9,6 +9,7 @@ from sqlalchemy.engine import URL, make_url
 
 from hamr.pool.registry.core import RegistryCore
 from hamr.pool.registry.database import create_registry_engine, upgrade
+from hamr.pool.registry.deployments import Deployments
 from hamr.pool.registry.executables import Executables
 from hamr.pool.registry.fleet import Fleet
 from hamr.pool.registry.jobs import Jobs
@@ -17,7 +18,7 @@ from hamr.pool.registry.tenancy import Tenancy
 DB_NAME = "pool.db"
 
 
-class Registry(Fleet, Tenancy, Executables, Jobs, RegistryCore):
+class Registry(Fleet, Tenancy, Executables, Jobs, Deployments, RegistryCore):
     """A thin API over one database and one blob store.
 
     Every method that reads or changes a tenant's objects takes the tenant first: a tenant id,
