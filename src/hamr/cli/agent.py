@@ -1,0 +1,49 @@
+"""`hamr agent --server URL --token T`: run this host's devices for a pool (hamr.pool.agent)."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from hamr.errors import HamrError
+
+HOLD_ENV = "HAMR_AGENT_HOLD_S"  # a drill knob: each job waits this long first, so a test can kill the agent mid-job
+
+
+def agent(
+    server: Annotated[str | None, typer.Option("--server", help="The pool's URL (default: $HAMR_POOL_URL).")] = None,
+    token: Annotated[str | None, typer.Option("--token", help="An admin token of the pool (default: $HAMR_TOKEN).")] = None,
+    name: Annotated[str | None, typer.Option("--name", help="This node's name in the pool (default: the host name).")] = None,
+    heartbeat: Annotated[float, typer.Option("--heartbeat", min=0.1, help="Seconds between heartbeats.")] = 5.0,
+    cache_dir: Annotated[Path | None, typer.Option("--cache-dir", help="Downloaded executables and runs (default: $HAMR_CACHE_DIR/agent).")] = None,
+    start_timeout: Annotated[float, typer.Option("--start-timeout", min=0.0,
+                                                 help="Seconds to keep trying to reach the pool at start.")] = 60.0,
+) -> None:
+    """Register this host's devices with a pool, heartbeat, and run the work it sends."""
+    from hamr.cli.app import err, out
+    from hamr.pool.agent import Agent
+
+    server = server or os.environ.get("HAMR_POOL_URL")
+    token = token or os.environ.get("HAMR_TOKEN")
+    if not server:
+        raise HamrError("no pool URL: pass --server URL or set HAMR_POOL_URL")
+    if not token:
+        raise HamrError("no token: pass --token or set HAMR_TOKEN (an admin token: the pool's admin.token)")
+    try:
+        hold_s = float(os.environ.get(HOLD_ENV) or 0)
+    except ValueError:
+        raise HamrError(f"${HOLD_ENV} must be a number of seconds, got {os.environ[HOLD_ENV]!r}") from None
+    node = Agent(server, token, name=name, heartbeat_s=heartbeat, cache_dir=cache_dir, start_timeout_s=start_timeout,
+                 hold_s=hold_s, say=err.print)
+    node.connect()
+    out.print(f"hamr agent: node {node.name} with {', '.join(node.devices) or 'no devices'} "
+              f"joined the pool at {node.link.url}; heartbeat every {heartbeat:g} s")
+    signal.signal(signal.SIGTERM, lambda *_: node.stop.set())
+    try:
+        node.serve()
+    except KeyboardInterrupt:
+        node.close()

@@ -1,0 +1,380 @@
+"""The remote node agent, `hamr agent --server URL --token T`: this host's devices, run for a pool.
+
+It discovers the devices (`drivers.discover()`), registers them and heartbeats
+(`POST /v1/agents/{node}/heartbeat`, listing the work it holds), long-polls for work
+(`POST /v1/agents/{node}/work`), and runs each item in a worker process of its device
+(hamr/pool/worker.py, one per device). Executables are downloaded once and cached by sha256;
+inputs are downloaded as .npy; both are checked against their sha256. Each result goes back
+with its latency (`POST /v1/agents/{node}/results`); a worker that dies is posted as `died`, so
+the pool requeues the job instead of failing it. The only transport is the pool's HTTP API, and
+nothing is pickled. docs/pool.md ("Remote agents").
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import queue
+import shutil
+import socket
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from urllib.parse import quote
+
+import httpx
+import numpy as np
+
+from hamr.errors import HamrError
+from hamr.pool.drivers import discover
+from hamr.pool.remote import check_node_name
+from hamr.pool.workers import WorkerDied, WorkerProcess
+from hamr.runtime.npy_io import read_outputs
+
+POLL_WAIT_S = 10.0  # a long poll; a stopping pool waits for its agents' polls to end
+MAX_BACKOFF_S = 10.0
+
+
+class Refused(HamrError):
+    """The pool answered with a 4xx: asking again will not change it."""
+
+    def __init__(self, method: str, path: str, status: int, detail: str):
+        super().__init__(f"the pool refused {method} {path} ({status}): {detail}")
+        self.status = status
+
+
+class Unreachable(HamrError):
+    """The pool did not answer, or answered 5xx."""
+
+
+class Stopped(Exception):
+    """The agent is stopping: give up what you were retrying."""
+
+
+def default_cache_dir() -> Path:
+    base = os.environ.get("HAMR_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "hamr")
+    return Path(base) / "agent"
+
+
+class Link:
+    """The agent's HTTP client. It logs one line when the pool becomes unreachable and one when it is back."""
+
+    def __init__(self, url: str, token: str, say: Callable[[str], None], stop: threading.Event):
+        try:
+            parsed = httpx.URL(url)
+        except (httpx.InvalidURL, TypeError) as exc:
+            raise HamrError(f"--server {url!r} is not a URL: {exc}") from None
+        if parsed.scheme not in ("http", "https") or not parsed.host:
+            raise HamrError(f"--server {url!r} is not an http(s) URL with a host (e.g. http://10.0.0.1:8470)")
+        self.url = str(parsed).rstrip("/")
+        self.say, self.stop = say, stop
+        self.http = httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {token}"}, timeout=60)
+        self._down = ""
+        self._lock = threading.Lock()
+        self.quiet = False  # while connecting: the error, if it comes to that, is the one line
+
+    def call(self, method: str, path: str, retry: bool = True, **kwargs) -> httpx.Response:
+        """The response (2xx); Refused on a 4xx; Unreachable (retry=False) or backing off up to 10 s (retry=True)."""
+        delay = 0.5
+        while True:
+            try:
+                response = self.http.request(method, path, **kwargs)
+                if response.status_code < 500:
+                    self._reached()
+                    if response.status_code >= 400:
+                        raise Refused(method, path, response.status_code, _detail(response))
+                    return response
+                problem = f"{response.status_code}: {_detail(response)}"
+            except httpx.TransportError as exc:
+                problem = f"{type(exc).__name__}: {str(exc) or 'no answer'}"
+            self._lost(problem)
+            if not retry:
+                raise Unreachable(f"cannot reach the pool at {self.url}: {problem}")
+            if self.stop.wait(delay):
+                raise Stopped
+            delay = min(delay * 2, MAX_BACKOFF_S)
+
+    def _lost(self, problem: str) -> None:
+        with self._lock:
+            if not self._down and not self.quiet:
+                self._down = problem
+                self.say(f"hamr agent: cannot reach the pool at {self.url} ({problem}); retrying with backoff")
+
+    def _reached(self) -> None:
+        with self._lock:
+            if self._down:
+                self._down = ""
+                self.say(f"hamr agent: reached the pool at {self.url} again")
+
+    def close(self) -> None:
+        self.http.close()
+
+
+def _detail(response: httpx.Response) -> str:
+    try:
+        detail = response.json().get("detail", response.text)
+    except (ValueError, AttributeError):
+        detail = response.text
+    return " ".join(str(detail).split())[:500] or response.reason_phrase
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class Corrupt(HamrError):
+    """A download whose sha256 is not the one the work item names."""
+
+
+class Files:
+    """Executables cached by sha256 (downloaded once), and a run's inputs as .npy files."""
+
+    def __init__(self, link: Link, root: Path):
+        self.link = link
+        self.executables = root / "executables"
+        self.executables.mkdir(parents=True, exist_ok=True)
+
+    def executable(self, executable_id: int, sha256: str) -> Path:
+        path = self.executables / f"{sha256}.hamr"
+        if path.is_file():
+            return path
+        data = self.link.call("GET", f"/v1/executables/{executable_id}/file").content
+        if _sha256(data) != sha256:
+            raise Corrupt(f"executable {executable_id} downloaded with sha256 {_sha256(data)}, not {sha256}")
+        _write_atomically(path, data)
+        return path
+
+    def inputs(self, job: int, digests: dict[str, str], directory: Path) -> dict[str, str]:
+        directory.mkdir(parents=True, exist_ok=True)
+        paths = {}
+        for i, (name, digest) in enumerate(sorted(digests.items())):
+            data = self.link.call("GET", f"/v1/jobs/{job}/inputs/{quote(name, safe='')}").content
+            if _sha256(data) != digest:
+                raise Corrupt(f"input '{name}' of job {job} downloaded with sha256 {_sha256(data)}, not {digest}")
+            path = directory / f"input-{i}.npy"
+            path.write_bytes(data)
+            paths[name] = str(path)
+        return paths
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".partial-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class DeviceRunner:
+    """One device: its worker process and the queue of work items for it, run one at a time in a thread."""
+
+    def __init__(self, agent: Agent, local_id: str):
+        self.agent, self.device = agent, local_id
+        self.queue: queue.Queue[dict] = queue.Queue()
+        self.worker: WorkerProcess | None = None
+        self.thread = threading.Thread(target=self._loop, name=f"hamr-agent-{local_id}", daemon=True)
+        self.thread.start()
+
+    def _loop(self) -> None:
+        while not self.agent.stop.is_set():
+            try:
+                item = self.queue.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            try:
+                self.agent.post_result(item, *self.run(item))
+            except Stopped:
+                return
+            except Refused as exc:
+                self.agent.fail(exc)
+                return
+            except Exception as exc:  # noqa: BLE001 - the runner must outlive one bad item; it says why
+                self.agent.say(f"hamr agent: job {item.get('job')} attempt {item.get('attempt')} on {self.device} "
+                               f"failed in the agent: {type(exc).__name__}: {exc}")
+            finally:
+                self.agent.release(item)
+
+    def run(self, item: dict) -> tuple[dict, dict]:
+        """(fields, outputs) of the result to post for one work item."""
+        job, attempt = item["job"], item["attempt"]
+        work = self.agent.runs_dir / f"job-{job}-attempt-{attempt}"
+        try:
+            if self.agent.hold_s:
+                self.agent.stop.wait(self.agent.hold_s)
+            executable = self.agent.files.executable(item["executable_id"], item["executable_sha256"])
+            inputs = self.agent.files.inputs(job, item["inputs"], work / "inputs")
+            request = {"job": job, "attempt": attempt, "executable": str(executable), "inputs": inputs,
+                       "outputs": str(work / "outputs")}
+            try:
+                reply = self._worker().run(request)
+            except (WorkerDied, OSError) as exc:
+                if self.worker is not None:
+                    self.worker.kill()
+                self.worker = None
+                return {"died": str(exc)}, {}
+            if not reply.get("ok"):
+                return {"ok": False, "error": reply.get("error") or "the worker gave no error"}, {}
+            outputs = read_outputs(Path(reply["outputs"]))
+            return {"ok": True, "latency_s": reply["latency_s"], "device": reply.get("device") or self.device,
+                    "target": reply.get("target") or ""}, outputs
+        except Corrupt as exc:
+            return {"ok": False, "error": str(exc)}, {}
+        except Refused as exc:
+            if exc.status in (401, 403):
+                raise
+            return {"died": f"could not download the job's files: {exc}"}, {}
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
+    def _worker(self) -> WorkerProcess:
+        if self.worker is not None and not self.worker.alive():
+            self.worker.kill()
+            self.worker = None
+        if self.worker is None:
+            self.worker = WorkerProcess(self.device, env=self.agent.worker_env)
+        return self.worker
+
+    def close(self) -> None:
+        if self.worker is not None:
+            self.worker.close()
+            self.worker = None
+
+
+class Agent:
+    def __init__(self, server: str, token: str, name: str | None = None, heartbeat_s: float = 5.0,
+                 cache_dir: Path | None = None, start_timeout_s: float = 60.0, hold_s: float = 0.0,
+                 say: Callable[[str], None] = print, worker_env: dict | None = None):
+        self.name = check_node_name(name or socket.gethostname())
+        self.stop = threading.Event()
+        self.link = Link(server, token, say, self.stop)
+        self.heartbeat_s, self.start_timeout_s, self.hold_s = heartbeat_s, start_timeout_s, hold_s
+        self.say, self.worker_env = say, worker_env
+        root = Path(cache_dir) if cache_dir else default_cache_dir()
+        try:
+            self.files = Files(self.link, root)
+        except OSError as exc:
+            raise HamrError(f"cannot use {root} as the agent's cache directory: {exc}") from None
+        self.runs_dir = root / "runs" / self.name
+        self.runners: dict[str, DeviceRunner] = {}
+        self.held: set[tuple[int, int]] = set()  # taken from the pool, result not posted yet
+        self._held_lock = threading.Lock()
+        self.fatal: HamrError | None = None
+        self.devices: list[str] = []
+
+    # -- the pool --
+
+    def heartbeat(self, retry_until: float | None = None) -> None:
+        """Report the devices and the work held. Unreachable: raises, or retries until `retry_until`."""
+        reports = discover().devices
+        self.devices = [r.local_id for r in reports]
+        while True:
+            with self._held_lock:
+                running = [{"job": j, "attempt": a} for j, a in sorted(self.held)]
+            body = {"devices": [r.to_json() for r in reports], "running": running}
+            try:
+                self.link.call("POST", f"/v1/agents/{self.name}/heartbeat", retry=False, json=body)
+                return
+            except Unreachable as exc:
+                if retry_until is None or time.monotonic() > retry_until:
+                    raise
+                if self.stop.wait(1.0):
+                    raise Stopped from exc
+
+    def connect(self) -> None:
+        """The first heartbeat; a refusal, or no answer within start_timeout_s, is one HamrError line."""
+        self.link.quiet = True
+        try:
+            self.heartbeat(retry_until=time.monotonic() + self.start_timeout_s)
+        except Unreachable as exc:
+            raise HamrError(f"{exc} (for {self.start_timeout_s:g} s; is `hamr pool up` running there?)") from None
+        finally:
+            self.link.quiet = False
+
+    def post_result(self, item: dict, fields: dict, outputs: dict) -> None:
+        job, attempt = item["job"], item["attempt"]
+        parts = [(k, (None, str(v).lower() if isinstance(v, bool) else str(v)))
+                 for k, v in {"job": job, "attempt": attempt, "ok": False, **fields}.items()]
+        parts += [(name, (f"{name}.npy", _npy_bytes(value), "application/octet-stream")) for name, value in outputs.items()]
+        try:
+            self.link.call("POST", f"/v1/agents/{self.name}/results", files=parts)
+        except Refused as exc:
+            if exc.status in (401, 403):
+                raise
+            if exc.status == 413 and outputs:
+                self.post_result(item, {"ok": False, "error": f"the outputs are over the pool's upload limit: {exc}"}, {})
+                return
+            # 409: the pool no longer wants it. Otherwise the next heartbeat no longer lists it, and it is requeued.
+            self.say(f"hamr agent: result of job {job} attempt {attempt} not taken: {exc}")
+
+    def release(self, item: dict) -> None:
+        with self._held_lock:
+            self.held.discard((item["job"], item["attempt"]))
+
+    def fail(self, exc: HamrError) -> None:
+        if self.fatal is None:
+            self.fatal = exc
+        self.stop.set()
+
+    # -- the loops --
+
+    def _poll(self) -> None:
+        while not self.stop.is_set():
+            try:
+                items = self.link.call("POST", f"/v1/agents/{self.name}/work", params={"wait": POLL_WAIT_S},
+                                       timeout=POLL_WAIT_S + 30).json()
+            except Stopped:
+                return
+            except Refused as exc:
+                if exc.status == 404:  # the pool restarted and does not know this node until the next heartbeat
+                    self.stop.wait(self.heartbeat_s)
+                    continue
+                self.fail(exc)
+                return
+            for item in items:
+                with self._held_lock:
+                    self.held.add((item["job"], item["attempt"]))
+                runner = self.runners.get(item["device"])
+                if runner is None:
+                    runner = self.runners[item["device"]] = DeviceRunner(self, item["device"])
+                runner.queue.put(item)
+
+    def serve(self) -> None:
+        """Poll for work and heartbeat until stopped; raises the error that stopped it, if one did."""
+        poller = threading.Thread(target=self._poll, name="hamr-agent-poll", daemon=True)
+        poller.start()
+        try:
+            while not self.stop.wait(self.heartbeat_s):
+                try:
+                    self.heartbeat()
+                except Unreachable:
+                    pass  # Link said so once; the next beat tries again
+                except Refused as exc:
+                    self.fail(exc)
+        except Stopped:
+            pass
+        finally:
+            self.stop.set()
+            self.close()
+        if self.fatal is not None:
+            raise self.fatal
+
+    def close(self) -> None:
+        self.stop.set()
+        for runner in list(self.runners.values()):
+            runner.close()
+        self.link.close()
+
+
+def _npy_bytes(value) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, np.asarray(value), allow_pickle=False)
+    return buffer.getvalue()
+
+
+__all__ = ["Agent", "Link", "Refused", "Unreachable", "default_cache_dir"]

@@ -1,0 +1,382 @@
+"""Remote node agents (`hamr agent`), the server's side: one Dispatcher per agent's node, over HTTP.
+
+    remote = RemoteAgents(registry, policy, heartbeat_timeout_s=15)
+    app = create_app(registry, remote=remote)   # the /v1/agents routes call heartbeat_from, take_work, deliver
+    remote.step()                                # in the agent loop, next to the local Dispatcher
+
+An agent heartbeats `POST /v1/agents/{node}/heartbeat` with its devices; the first one gives
+its node a `Dispatcher` whose executor is that node's `RemoteNode` (as ray_cluster.RayNode is
+for a Ray node). The Dispatcher is unchanged: it places, records `schedule_job`/`start_job`,
+and records each result once per (job, attempt). A `RemoteWorker.submit` puts a work item in
+its node's outbox, which the agent long-polls (`take_work`); the agent posts the result
+(`deliver`) and `RemoteWorker.result` writes its outputs as .npy into the run directory, as
+hamr/pool/worker.py does, so the Dispatcher reads them unchanged.
+
+Failure: a node whose heartbeats stop is marked lost (`heartbeat()`, `mark_lost_nodes`); its
+workers are then not alive and their replies are `WorkerDied`, so the Dispatcher requeues
+their jobs and they run on other nodes. So is a run the agent no longer holds: its heartbeat
+lists what it holds (`running`), and work delivered more than `LOST_WORK_GRACE_S` ago that the
+list leaves out (the agent restarted, or the reply carrying it was lost) is dead too.
+docs/pool.md ("Remote agents").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import shutil
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from hamr.errors import HamrError
+from hamr.pool.dispatcher import Dispatcher
+from hamr.pool.drivers import DeviceReport
+from hamr.pool.registry import ANY_TENANT, Node, NotFound, Registry
+from hamr.pool.registry.models import NODE_LOST, NODE_UP
+from hamr.pool.workers import WorkerDied
+from hamr.runtime.npy_io import write_outputs
+
+NODE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$")  # also a directory name: runs/<node>/
+LOST_WORK_GRACE_S = 10.0
+POLL_SLICE_S = 0.5  # how often a long poll looks whether its agent hung up
+
+
+class AgentConflict(HamrError):
+    """A heartbeat the pool refuses: the node name or a device is another node's."""
+
+
+def check_node_name(name: str) -> str:
+    if not NODE_NAME.match(name):
+        raise HamrError(f"node name {name!r} is not valid: letters, digits, '.', '_' and '-', "
+                        "starting with a letter or digit, at most 255 characters")
+    return name
+
+
+@dataclass
+class Assignment:
+    """One (job, attempt) sent to a node: the work item the agent takes, and what it posted back."""
+
+    item: dict
+    request: dict  # the Dispatcher's request (its "outputs" is where the outputs go)
+    delivered_at: float | None = None  # when the agent took it (monotonic)
+    reply: dict | None = None
+    died: str = ""
+
+    @property
+    def key(self) -> tuple[int, int]:
+        return self.item["job"], self.item["attempt"]
+
+
+class RemoteWorker:
+    """A device's worker on a remote node, as the Dispatcher sees it (WorkerProcess's interface)."""
+
+    def __init__(self, node: RemoteNode, local_id: str):
+        self.node, self.device = node, local_id
+        self.generation = node.generation
+        self.assignment: Assignment | None = None
+
+    def alive(self) -> bool:
+        return not self.node.lost and self.node.generation == self.generation
+
+    def has_reply(self) -> bool:
+        """A result or a death to read: the agent posted one, or the node is lost."""
+        a = self.assignment
+        return a is not None and (a.reply is not None or bool(a.died) or not self.alive())
+
+    def submit(self, request: dict) -> None:
+        if not self.alive():
+            raise WorkerDied(f"the agent of node {self.node.name} is gone: {self.node.lost or 'it reconnected'}")
+        assignment = Assignment(self.node.agents.work_item(request, self.device), request)
+        self.node.assign(assignment)
+        self.assignment = assignment
+
+    def result(self, timeout: float | None = None) -> dict:
+        if self.assignment is None:
+            raise WorkerDied(f"worker for {self.device} on {self.node.name} has no job")
+        with self.node.changed:
+            if not self.node.changed.wait_for(self.has_reply, timeout):
+                raise TimeoutError(f"worker for {self.device} on {self.node.name} gave no reply within {timeout} s")
+            assignment, self.assignment = self.assignment, None
+            self.node.runs.pop(assignment.key, None)
+        if assignment.reply is None:
+            raise WorkerDied(assignment.died or f"node {self.node.name} is lost: {self.node.lost or 'its agent reconnected'}")
+        return self._written(assignment)
+
+    def _written(self, assignment: Assignment) -> dict:
+        """The reply as a worker process gives it: outputs as .npy in OUTPUTS/attempt-N (via .partial)."""
+        job, attempt = assignment.key
+        reply = assignment.reply
+        out = {"job": job, "attempt": attempt, "ok": reply["ok"]}
+        if not reply["ok"]:
+            return {**out, "error": reply.get("error") or "the agent gave no error"}
+        final = Path(assignment.request["outputs"]) / f"attempt-{attempt}"
+        partial = final.with_name(final.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        write_outputs(reply["outputs"], partial)
+        shutil.rmtree(final, ignore_errors=True)
+        partial.rename(final)
+        return {**out, "latency_s": reply["latency_s"], "device": reply.get("device"), "target": reply.get("target"),
+                "outputs": str(final)}
+
+    def kill(self) -> None:
+        """Stop waiting for this attempt (stale, or its node gone); a late result for it is refused (409)."""
+        if self.assignment is not None:
+            self.node.withdraw(self.assignment)
+            self.assignment = None
+
+    close = kill
+
+
+class RemoteNode:
+    """One agent's node: the executor of its Dispatcher, and the outbox its agent long-polls."""
+
+    def __init__(self, agents: RemoteAgents, name: str):
+        self.agents, self.name = agents, name
+        self.changed = agents.changed  # a result posted, or the node lost (one for all nodes)
+        self.outbox: list[Assignment] = []  # not taken by the agent yet
+        self.runs: dict[tuple[int, int], Assignment] = {}  # (job, attempt) -> sent, no result read yet
+        self.lost = ""  # why, while the node is lost
+        self.generation = 0  # a lost node's workers stay dead after it comes back
+        self.closed = False
+        self._waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
+        self._waiters_lock = threading.Lock()
+
+    # -- the Dispatcher's side (the agent loop's thread) --
+
+    def start(self, local_id: str, env: dict | None) -> RemoteWorker:
+        if self.lost:
+            raise WorkerDied(f"node {self.name} is lost: {self.lost}")
+        return RemoteWorker(self, local_id)
+
+    def ready(self, workers: dict[str, RemoteWorker], wait: float) -> list[str]:
+        with self.changed:
+            self.changed.wait_for(lambda: any(w.has_reply() for w in workers.values()), wait)
+            return [device for device, w in workers.items() if w.has_reply()]
+
+    def assign(self, assignment: Assignment) -> None:
+        with self.changed:
+            self.runs[assignment.key] = assignment
+            self.outbox.append(assignment)
+        self._wake_takers()
+
+    def withdraw(self, assignment: Assignment) -> None:
+        with self.changed:
+            self.runs.pop(assignment.key, None)
+            if assignment in self.outbox:
+                self.outbox.remove(assignment)
+
+    # -- the agent's side (the HTTP routes' threads and event loop) --
+
+    def take(self) -> list[dict]:
+        with self.changed:
+            taken, self.outbox = self.outbox, []
+            now = time.monotonic()
+            for assignment in taken:
+                assignment.delivered_at = now
+        return [a.item for a in taken]
+
+    async def take_work(self, wait: float, gone: Callable[[], Awaitable[bool]] | None = None) -> list[dict]:
+        """The work waiting for this node; if none, wait up to `wait` s for some (a long poll).
+        `gone` says the agent hung up: a dead agent's poll does not hold up the server's shutdown."""
+        loop, event = asyncio.get_running_loop(), asyncio.Event()
+        waiter = (loop, event)
+        with self._waiters_lock:
+            self._waiters.add(waiter)
+        try:
+            deadline = time.monotonic() + wait
+            while True:
+                event.clear()
+                items = self.take()
+                left = deadline - time.monotonic()
+                if items or left <= 0 or self.closed:
+                    return items
+                try:
+                    await asyncio.wait_for(event.wait(), min(left, POLL_SLICE_S))
+                except TimeoutError:
+                    if gone is not None and await gone():
+                        return []
+        finally:
+            with self._waiters_lock:
+                self._waiters.discard(waiter)
+
+    def _wake_takers(self) -> None:
+        with self._waiters_lock:
+            waiters = list(self._waiters)
+        for loop, event in waiters:
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(event.set)
+
+    def deliver(self, job: int, attempt: int, reply: dict) -> str | None:
+        """The agent's result for (job, attempt): the local id of the device it ran on, or None when no run
+        of it waits here (stale, requeued, cancelled, already posted, or the pool restarted)."""
+        with self.changed:
+            assignment = self.runs.get((job, attempt))
+            if assignment is None or assignment.reply is not None or assignment.died:
+                return None
+            if reply.get("died"):
+                assignment.died = f"the worker for {assignment.item['device']} on {self.name} died: {reply['died']}"
+            else:
+                assignment.reply = reply
+            self.changed.notify_all()
+        return assignment.item["device"]
+
+    def held_by_agent(self, running: set[tuple[int, int]]) -> None:
+        """Work the agent took more than LOST_WORK_GRACE_S ago but no longer lists is dead."""
+        cutoff = time.monotonic() - LOST_WORK_GRACE_S
+        with self.changed:
+            for key, assignment in self.runs.items():
+                late = assignment.delivered_at is not None and assignment.delivered_at < cutoff
+                if late and key not in running and assignment.reply is None and not assignment.died:
+                    assignment.died = (f"the agent of {self.name} does not hold job {key[0]} attempt {key[1]} "
+                                       "(it restarted, or the work was lost on the way)")
+                    self.changed.notify_all()
+
+    def lose(self, why: str) -> None:
+        with self.changed:
+            if not self.lost:
+                self.lost = why
+                self.generation += 1
+                self.outbox.clear()
+                self.changed.notify_all()
+
+    def recover(self) -> None:
+        with self.changed:
+            self.lost = ""
+
+
+class RemoteAgents:
+    """The `hamr pool up` process's side of every remote agent: a RemoteNode and a Dispatcher per node."""
+
+    def __init__(self, registry: Registry, policy: str = "max_throughput", heartbeat_timeout_s: float = 15.0,
+                 reserved: set[str] | frozenset[str] = frozenset()):
+        self.registry, self.policy, self.heartbeat_timeout_s = registry, policy, heartbeat_timeout_s
+        self.reserved = set(reserved)  # node names the pool itself runs (its local node)
+        self.nodes: dict[str, RemoteNode] = {}
+        self.dispatchers: dict[str, Dispatcher] = {}
+        self.lock = threading.Lock()
+        self.changed = threading.Condition()
+        self._executables: dict[int, str] = {}  # executable id -> sha256 (records never change)
+
+    # -- the routes' side --
+
+    def heartbeat_from(self, name: str, reports: list[DeviceReport], address: str | None = None,
+                       labels: dict | None = None, running: set[tuple[int, int]] | None = None) -> Node:
+        """An agent's heartbeat: registers or refreshes its node; the first one gives the node a Dispatcher."""
+        check_node_name(name)
+        if name in self.reserved:
+            raise AgentConflict(f"node name '{name}' is the pool server's own node: start the agent with --name")
+        self._check_devices_are_its_own(name, reports)
+        with self.lock:
+            remote = self.nodes.get(name)
+            if remote is None:
+                remote = self.nodes[name] = RemoteNode(self, name)
+                self.dispatchers[name] = Dispatcher(self.registry, name, policy=self.policy, reports=reports,
+                                                    executor=remote, address=address)
+            node = self.registry.heartbeat(name, reports, address=address, labels=labels)  # after: the agent's labels
+            remote.recover()
+        if running is not None:
+            remote.held_by_agent(running)
+        return node
+
+    def _check_devices_are_its_own(self, name: str, reports: list[DeviceReport]) -> None:
+        reported = {r.uuid for r in reports}
+        nodes = {n.id: n for n in self.registry.list_nodes()}
+        for device in self.registry.list_devices():
+            owner = nodes.get(device.node_id)
+            if device.uuid in reported and owner is not None and owner.name != name and owner.state == NODE_UP:
+                raise AgentConflict(
+                    f"device {device.uuid} ({device.local_id}) is already reported by node {owner.name}, which is up: "
+                    "two hosts give one device id (set HAMR_HOST_ID to tell them apart)")
+
+    def node(self, name: str) -> RemoteNode:
+        remote = self.nodes.get(name)
+        if remote is None:
+            raise NotFound(f"node {name} has no agent here: POST /v1/agents/{name}/heartbeat first")
+        return remote
+
+    def work_item(self, request: dict, local_id: str) -> dict:
+        """What the agent needs to run a Dispatcher's request: ids and hashes to download, not paths."""
+        job = self.registry.get_job(ANY_TENANT, int(request["job"]))
+        if job is None:
+            raise WorkerDied(f"job {request['job']} is gone")
+        sha256 = self._executables.get(job.executable_id)
+        if sha256 is None:
+            sha256 = self._executables[job.executable_id] = self.registry.get_executable(ANY_TENANT, job.executable_id).sha256
+        return {"job": job.id, "attempt": int(request["attempt"]), "device": local_id, "executable_id": job.executable_id,
+                "executable_sha256": sha256, "inputs": dict(job.inputs)}
+
+    # -- the agent loop's side (as RayPool) --
+
+    def heartbeat(self) -> None:
+        """Mark nodes whose agents stopped heartbeating lost: their runs die and are requeued."""
+        self.registry.mark_lost_nodes(self.heartbeat_timeout_s)
+        for name, remote in list(self.nodes.items()):
+            node = self.registry.get_node(name)
+            if node is None or node.state == NODE_LOST:
+                remote.lose(f"no heartbeat from its agent for more than {self.heartbeat_timeout_s:g} s")
+
+    def step(self) -> int:
+        with self.lock:
+            active = [(self.nodes[n], d) for n, d in self.dispatchers.items()]
+        return sum(d.step() for remote, d in active if not remote.lost or d.busy())
+
+    def busy(self) -> bool:
+        return any(d.busy() for d in list(self.dispatchers.values()))
+
+    def wait_for_replies(self, timeout: float) -> None:
+        """Return when an agent posted a result (or a node with runs is lost), or after `timeout` s."""
+        def ready() -> bool:
+            return any(a.reply is not None or a.died or node.lost
+                       for node in list(self.nodes.values()) for a in node.runs.values())
+
+        with self.changed:
+            self.changed.wait_for(ready, timeout)
+
+    def close(self) -> None:
+        with self.lock:
+            for remote in self.nodes.values():
+                remote.closed = True
+                remote._wake_takers()
+            for dispatcher in self.dispatchers.values():
+                dispatcher.close()
+            self.dispatchers.clear()
+            self.nodes.clear()
+
+
+class LocalAndRemote:
+    """The local node's Dispatcher and the remote agents, driven as one by `hamr pool up`'s agent loop."""
+
+    def __init__(self, local: Dispatcher, remote: RemoteAgents):
+        self.local, self.remote = local, remote
+        self.registry = local.registry
+
+    @property
+    def replicas(self):
+        return getattr(self.local, "replicas", None)
+
+    def heartbeat(self) -> None:
+        self.local.heartbeat()
+        self.remote.heartbeat()
+
+    def step(self) -> int:
+        return self.local.step() + self.remote.step()
+
+    def busy(self) -> bool:
+        return self.local.busy() or self.remote.busy()
+
+    def wait_for_replies(self, timeout: float) -> None:
+        local_wait = getattr(self.local, "wait_for_replies", None)
+        if self.local.busy() and local_wait is not None:
+            local_wait(timeout)  # a remote result meanwhile is read in the next round
+        else:
+            self.remote.wait_for_replies(timeout)
+
+    def close(self) -> None:
+        self.remote.close()
+        self.local.close()
+
+
+__all__ = ["AgentConflict", "LocalAndRemote", "RemoteAgents", "RemoteNode", "RemoteWorker", "check_node_name"]

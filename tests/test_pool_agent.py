@@ -1,0 +1,388 @@
+"""Remote node agents: `hamr agent` against `hamr pool up`, both real processes on loopback, and the
+/v1/agents routes in process (hamr.pool.remote, hamr.pool.agent; docs/pool.md, "Remote agents")."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import httpx
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+import hamr
+from hamr.errors import HamrError
+from hamr.pool.agent import Agent
+from hamr.pool.registry import ANY_TENANT, open_registry
+from hamr.pool.remote import LOST_WORK_GRACE_S, RemoteAgents
+from hamr.pool.service import create_app
+from tests.test_cli_errors import one_error_line
+from tests.test_pool_registry import report
+from tests.test_runtime import mlp_model
+
+HAMR = [sys.executable, "-m", "hamr.cli.app"]
+
+
+def npy(array) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, np.asarray(array), allow_pickle=False)
+    return buffer.getvalue()
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def wait_until(what: str, check, timeout: float = 30.0, every: float = 0.1):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(every)
+
+
+def cli(env: dict, *args, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([*HAMR, *map(str, args)], capture_output=True, text=True, env=env, timeout=timeout)
+
+
+def start(env: dict, *args) -> subprocess.Popen:
+    """A long-running hamr command in a process group of its own (so a test can kill it and its workers)."""
+    return subprocess.Popen([*HAMR, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=env, start_new_session=True)
+
+
+def spawn(env: dict, *args) -> subprocess.Popen:
+    """A short hamr command, run alongside others; `finish` waits for it."""
+    return subprocess.Popen([*HAMR, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def finish(proc: subprocess.Popen, timeout: float = 60) -> subprocess.CompletedProcess:
+    out, err = proc.communicate(timeout=timeout)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def stop(proc: subprocess.Popen) -> str:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+    return proc.stdout.read() if proc.stdout else ""
+
+
+# -- end to end: two real processes ---------------------------------------------------
+
+
+def test_a_remote_agent_runs_jobs_and_a_killed_agent_loses_none(tmp_path):
+    root = tmp_path / "pool"
+    env = {k: v for k, v in os.environ.items() if k not in ("HAMR_TOKEN", "HAMR_POOL_URL", "HAMR_HOST_ID")}
+    env.update(HAMR_POOL_DIR=str(root), HAMR_CACHE_DIR=str(tmp_path / "cache"), NO_COLOR="1", COLUMNS="200")
+    server = start(env, "pool", "up", "--port", "0", "--heartbeat-timeout", "3")
+    agent = None
+    try:
+        wait_until("hamr pool up", lambda: (root / "pool.json").is_file() or server.poll() is not None, 60)
+        assert server.poll() is None, server.stdout.read()
+        url = json.loads((root / "pool.json").read_text())["url"]
+        admin_token = (root / "admin.token").read_text().strip()
+        admin = httpx.Client(base_url=url, headers=bearer(admin_token), timeout=30)
+        wait_until("the pool's API", lambda: _answers(admin, "/v1/nodes"))
+        local_node = socket.gethostname()
+        local = [d["uuid"] for d in admin.get("/v1/devices").json() if d["node"] == local_node]
+        assert local
+
+        # At once, to save time: the agent starts; one with a bad token, and one naming itself as the
+        # server's node, each exit with one error line; the server's own devices are drained (the first
+        # with `hamr pool drain`), so that the work must go to remote-1.
+        agent_env = {**env, "HAMR_HOST_ID": "remote-1", "HAMR_AGENT_HOLD_S": "2"}  # a drill: each job waits 2 s first
+        agent = start(agent_env, "agent", "--server", url, "--token", admin_token, "--name", "remote-1",
+                      "--heartbeat", "0.4", "--cache-dir", tmp_path / "agent")
+        refused = spawn(env, "agent", "--server", url, "--token", "hamr_not-a-token", "--name", "remote-2")
+        clash = spawn(agent_env, "agent", "--server", url, "--token", admin_token, "--name", local_node)
+        drain = spawn(env, "pool", "drain", local[0])
+        for uuid in local[1:]:
+            assert admin.post(f"/v1/devices/{uuid}/drain").status_code == 200
+        assert "(401)" in one_error_line(finish(refused))
+        assert "the pool server's own node" in one_error_line(finish(clash))
+        drained = finish(drain)
+        assert drained.returncode == 0 and drained.stdout.startswith("drained"), drained.stderr
+
+        def remote_devices():
+            nodes = {n["name"]: n["state"] for n in admin.get("/v1/nodes").json()}
+            devices = [d for d in admin.get("/v1/devices").json() if d["node"] == "remote-1"]
+            return devices if nodes.get("remote-1") == "up" and devices else None
+
+        remote_cpu = wait_until("remote-1 to register", remote_devices, 60)[0]["uuid"]
+        assert remote_cpu not in local
+
+        exe = hamr.compile(mlp_model(), targets=["cpu"]).save(tmp_path / "mlp.hamr")
+        x = np.random.default_rng(11).standard_normal((3, 16)).astype(np.float32)
+        np.save(tmp_path / "x.npy", x)
+        expected = hamr.Session(exe, device="cpu").run({"x": x})["y"]
+
+        ran = cli(env, "pool", "submit", exe, "--input", f"x={tmp_path / 'x.npy'}", "--output-dir", tmp_path / "out1")
+        assert ran.returncode == 0, ran.stdout + ran.stderr
+        assert f"succeeded on {remote_cpu} (attempt 1)" in ran.stderr
+        index = json.loads((tmp_path / "out1" / "outputs.json").read_text())
+        np.testing.assert_allclose(np.load(tmp_path / "out1" / index["y"]), expected, rtol=1e-6, atol=1e-7)
+        first = admin.get("/v1/jobs").json()[-1]
+        assert first["state"] == "succeeded" and first["attempts"] == 1
+        assert 'hamr_jobs{state="succeeded"} 1.0' in httpx.get(url + "/metrics").text
+
+        # Kill the agent (and its workers) while it holds a job: the node is lost, the job requeued, none lost.
+        pending = start(env, "pool", "submit", exe, "--input", f"x={tmp_path / 'x.npy'}", "--output-dir", tmp_path / "out2")
+        job = wait_until("the second job to run on remote-1", lambda: _running(admin, first["id"]), 60)
+        time.sleep(0.5)  # the agent takes it at once, then holds it for 2 s
+        os.killpg(agent.pid, signal.SIGKILL)
+        agent.wait(timeout=10)
+        wait_until("remote-1 to be lost", lambda: _node_state(admin, "remote-1") == "lost", 15)
+        requeued = wait_until("the job to be requeued", lambda: _state(admin, job) == "requeued" and _state(admin, job), 15)
+        assert requeued == "requeued"  # the server's devices are still drained: it waits, nothing fails
+        for uuid in local:
+            assert admin.post(f"/v1/devices/{uuid}/undrain").status_code == 200
+        out = pending.communicate(timeout=90)[0]
+        assert pending.returncode == 0, out
+        assert f"succeeded on {local[0]} (attempt 2)" in out
+        index = json.loads((tmp_path / "out2" / "outputs.json").read_text())
+        np.testing.assert_allclose(np.load(tmp_path / "out2" / index["y"]), expected, rtol=1e-6, atol=1e-7)
+        placements = admin.get(f"/v1/jobs/{job}/placements").json()
+        assert [(p["attempt"], p["device"]) for p in placements] == [(1, remote_cpu), (2, local[0])]
+    finally:
+        if agent is not None:
+            stop(agent)
+        log = stop(server)
+    assert "Traceback" not in log, log
+
+
+def _answers(client: httpx.Client, path: str) -> bool:
+    try:
+        return client.get(path).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _running(admin: httpx.Client, after: int) -> int | None:
+    jobs = [j for j in admin.get("/v1/jobs").json() if j["id"] > after and j["state"] == "running"]
+    return jobs[0]["id"] if jobs else None
+
+
+def _state(admin: httpx.Client, job: int) -> str:
+    return admin.get(f"/v1/jobs/{job}").json()["state"]
+
+
+def _node_state(admin: httpx.Client, name: str) -> str | None:
+    return {n["name"]: n["state"] for n in admin.get("/v1/nodes").json()}.get(name)
+
+
+def test_an_agent_that_cannot_reach_the_pool_at_start_is_one_error_line(tmp_path):
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "200"}
+    line = one_error_line(cli(env, "agent", "--server", f"http://127.0.0.1:{port}", "--token", "hamr_x",
+                              "--start-timeout", "0.5", "--cache-dir", tmp_path))
+    assert "cannot reach the pool" in line
+    with pytest.raises(HamrError, match="not an http"):
+        Agent("nowhere", "hamr_x", cache_dir=tmp_path)
+    with pytest.raises(HamrError, match="is not valid"):
+        Agent("http://127.0.0.1:1", "hamr_x", name="../etc", cache_dir=tmp_path)
+
+
+# -- the routes, in process -----------------------------------------------------------
+
+
+@pytest.fixture
+def agents(tmp_path):
+    with open_registry(data_dir=tmp_path / "pool") as registry:
+        remote = RemoteAgents(registry, "binpack", heartbeat_timeout_s=60)
+        client = TestClient(create_app(registry, remote=remote), raise_server_exceptions=False)
+        admin, _ = registry.create_token(None, admin=True)
+        tenant = registry.create_tenant("t")
+        token, _ = registry.create_token(tenant.id)
+        yield registry, remote, client, bearer(admin), bearer(token)
+        remote.close()
+
+
+def _detail(response) -> str:
+    body = response.json()
+    assert set(body) == {"detail"} and "\n" not in body["detail"], body
+    return body["detail"]
+
+
+def _beat(client, admin, node="remote-x", devices=None, **extra):
+    devices = devices if devices is not None else [report(f"{node}-cpu").to_json()]
+    return client.post(f"/v1/agents/{node}/heartbeat", headers=admin, json={"devices": devices, **extra})
+
+
+def _result(client, admin, job, attempt, node="remote-x", outputs=None, **fields):
+    parts = [(k, (None, str(v))) for k, v in {"job": job, "attempt": attempt, **fields}.items()]
+    parts += [(name, (f"{name}.npy", data, "application/octet-stream")) for name, data in (outputs or {}).items()]
+    return client.post(f"/v1/agents/{node}/results", headers=admin, files=parts)
+
+
+def _submit(client, tenant, exe_bytes: bytes, x) -> int:
+    exe = client.post("/v1/executables", headers=tenant, content=exe_bytes).json()["id"]
+    job = client.post("/v1/jobs", headers=tenant, data={"executable_id": str(exe)}, files={"x": ("x.npy", npy(x))})
+    assert job.status_code == 201, job.text
+    return job.json()["id"]
+
+
+@pytest.fixture(scope="module")
+def mlp_bytes() -> bytes:
+    return hamr.compile(mlp_model(), targets=["cpu"]).to_bytes()
+
+
+def test_work_goes_to_the_agent_and_its_result_is_recorded_once(agents, mlp_bytes):
+    registry, remote, client, admin, tenant = agents
+    assert _beat(client, admin, address="10.0.0.7", labels={"rack": "r1"}).status_code == 200
+    node = registry.get_node("remote-x")
+    assert (node.state, node.address, node.labels) == ("up", "10.0.0.7", {"rack": "r1"})
+    assert client.post("/v1/agents/remote-x/work", headers=admin).json() == []
+
+    x = np.arange(32, dtype=np.float32).reshape(2, 16) / 7
+    job = _submit(client, tenant, mlp_bytes, x)
+    remote.step()  # the remote node's Dispatcher places it on remote-x-cpu and sends it
+    items = client.post("/v1/agents/remote-x/work", headers=admin, params={"wait": 5}).json()
+    assert [(i["job"], i["attempt"], i["device"]) for i in items] == [(job, 1, "cpu")]
+    item = items[0]
+    downloaded = client.get(f"/v1/executables/{item['executable_id']}/file", headers=admin).content
+    assert downloaded == mlp_bytes and item["executable_sha256"] == registry.get_executable(ANY_TENANT, item["executable_id"]).sha256
+    feeds = {n: np.load(io.BytesIO(client.get(f"/v1/jobs/{job}/inputs/{n}", headers=admin).content)) for n in item["inputs"]}
+    y = hamr.Session(downloaded, device="cpu").run(feeds)["y"]
+
+    posted = _result(client, admin, job, 1, outputs={"y": npy(y)}, ok="true", latency_s=0.25, device="cpu", target="cpu")
+    assert posted.status_code == 200, posted.text
+    assert posted.json() == {"job": job, "attempt": 1, "accepted": True}
+    again = _result(client, admin, job, 1, outputs={"y": npy(y)}, ok="true", latency_s=0.25, device="cpu")
+    assert again.status_code == 409 and "not recorded" in _detail(again)
+    remote.step()
+    assert registry.get_job(ANY_TENANT, job).state == "succeeded"
+    np.testing.assert_array_equal(registry.job_outputs(ANY_TENANT, job)["y"], y)
+    assert not (registry.data_dir / "runs" / "remote-x" / f"job-{job}" / "attempt-1").exists()
+    assert _result(client, admin, job, 1, ok="false", error="late").status_code == 409
+
+
+def test_a_dead_worker_requeues_and_a_lost_node_requeues(agents, mlp_bytes):
+    registry, remote, client, admin, tenant = agents
+    _beat(client, admin)
+    job = _submit(client, tenant, mlp_bytes, np.zeros((1, 16), np.float32))
+    remote.step()
+    assert len(client.post("/v1/agents/remote-x/work", headers=admin).json()) == 1
+    assert _result(client, admin, job, 1, ok="false", died="exited with status -9").status_code == 200
+    remote.step()
+    job_row = registry.get_job(ANY_TENANT, job)
+    assert job_row.state in ("requeued", "running")  # requeued, and placed again at once on the same healthy device
+    remote.step()
+    assert registry.get_job(ANY_TENANT, job).attempts == 2
+    assert [i["attempt"] for i in client.post("/v1/agents/remote-x/work", headers=admin).json()] == [2]
+
+    remote.heartbeat_timeout_s = 0.0  # no heartbeat since: lost
+    time.sleep(0.01)
+    remote.heartbeat()
+    assert registry.get_node("remote-x").state == "lost"
+    remote.step()
+    assert registry.get_job(ANY_TENANT, job).state == "requeued"
+    assert _result(client, admin, job, 2, ok="false", error="too late").status_code == 409
+    remote.heartbeat_timeout_s = 60.0
+    assert _beat(client, admin).status_code == 200  # back: a fresh worker takes the job again
+    remote.step()
+    assert registry.get_node("remote-x").state == "up" and registry.get_job(ANY_TENANT, job).attempts == 3
+
+
+def test_work_the_agent_no_longer_holds_is_requeued(agents, mlp_bytes):
+    registry, remote, client, admin, tenant = agents
+    _beat(client, admin)
+    job = _submit(client, tenant, mlp_bytes, np.zeros((1, 16), np.float32))
+    remote.step()
+    assert len(client.post("/v1/agents/remote-x/work", headers=admin).json()) == 1
+    assert _beat(client, admin, running=[]).status_code == 200  # within the grace: it may be on its way
+    remote.step()
+    assert registry.get_job(ANY_TENANT, job).attempts == 1
+    remote.nodes["remote-x"].runs[(job, 1)].delivered_at -= LOST_WORK_GRACE_S + 1  # as if taken long ago
+    assert _beat(client, admin, running=[{"job": job, "attempt": 1}]).status_code == 200  # it still holds it
+    remote.step()
+    assert registry.get_job(ANY_TENANT, job).attempts == 1
+    assert _beat(client, admin, running=[]).status_code == 200  # restarted: it holds nothing
+    remote.step()  # requeued ...
+    assert registry.get_job(ANY_TENANT, job).state == "requeued"
+    remote.step()  # ... and placed again
+    assert registry.get_job(ANY_TENANT, job).attempts == 2
+
+
+def test_a_long_poll_returns_when_work_arrives(agents, mlp_bytes):
+    registry, remote, client, admin, tenant = agents
+    _beat(client, admin)
+    job = _submit(client, tenant, mlp_bytes, np.zeros((1, 16), np.float32))
+    timer = threading.Timer(0.3, remote.step)
+    timer.start()
+    begun = time.monotonic()
+    items = client.post("/v1/agents/remote-x/work", headers=admin, params={"wait": 20}).json()
+    assert [i["job"] for i in items] == [job] and time.monotonic() - begun < 10
+    timer.join()
+
+
+def test_bad_agent_requests_are_one_line_client_errors(agents, mlp_bytes):
+    registry, remote, client, admin, tenant = agents
+    assert _beat(client, tenant).status_code == 403
+    assert client.post("/v1/agents/remote-x/work", headers=tenant).status_code == 403
+    assert client.post("/v1/agents/remote-x/heartbeat", json={"devices": []}).status_code == 401
+    unknown = client.post("/v1/agents/remote-q/work", headers=admin)
+    assert unknown.status_code == 404 and "heartbeat first" in _detail(unknown)
+    assert _result(client, admin, 1, 1, node="remote-q", ok="true").status_code == 404
+    assert _beat(client, admin, node="..").status_code in (404, 422)
+    assert _beat(client, admin, node="a%2Fb").status_code in (404, 422)
+    assert client.post("/v1/agents/remote-x/work", headers=admin, params={"wait": 31}).status_code == 422
+    assert client.post("/v1/agents/remote-x/work", headers=admin, params={"wait": "nan"}).status_code == 422
+
+    taken = registry.heartbeat("other", [report("shared-cpu")])
+    assert taken.state == "up"
+    clash = _beat(client, admin, devices=[report("shared-cpu").to_json()])
+    assert clash.status_code == 409 and "HAMR_HOST_ID" in _detail(clash)
+    assert _beat(client, admin).status_code == 200
+    job = _submit(client, tenant, mlp_bytes, np.zeros((1, 16), np.float32))
+    remote.step()
+    client.post("/v1/agents/remote-x/work", headers=admin)
+
+    cases = [
+        ({"content": b"junk", "headers": {"Content-Type": "application/json"}}, 400),
+        ({"content": b"--x\r\nbroken", "headers": {"Content-Type": "multipart/form-data; boundary=x"}}, 422),
+        ({"files": [("job", (None, str(job))), ("attempt", (None, "1")), ("ok", (None, "maybe"))]}, 422),
+        ({"files": [("job", (None, "x")), ("attempt", (None, "1")), ("ok", (None, "true"))]}, 422),
+        ({"files": [("job", (None, str(job))), ("attempt", (None, "1")), ("ok", (None, "true"))]}, 422),  # no latency
+        ({"files": [("job", (None, str(job))), ("attempt", (None, "1")), ("ok", (None, "true")),
+                    ("latency_s", (None, "inf"))]}, 422),
+        ({"files": [("job", (None, str(job))), ("attempt", (None, "1")), ("ok", (None, "true")),
+                    ("latency_s", (None, "0.1")), ("y", ("y.npy", b"\x93NUMPY junk"))]}, 400),
+        ({"files": [("job", (None, str(job))), ("attempt", (None, "1")), ("ok", (None, "false")),
+                    ("y", ("y.npy", npy([1.0])))]}, 422),
+        ({"files": [("job", (None, str(job))), ("job", (None, str(job)))]}, 400),
+        ({"files": [("job", ("job.npy", npy([1])))]}, 400),
+        ({"files": [("bogus", (None, "1"))]}, 400),
+        ({"files": [("job", (None, str(job))), ("attempt", (None, "7")), ("ok", (None, "false"))]}, 409),
+    ]
+    for kwargs, status in cases:
+        response = client.post("/v1/agents/remote-x/results", headers=admin | kwargs.pop("headers", {}), **kwargs)
+        assert response.status_code == status, (kwargs, response.text)
+        _detail(response)
+    assert registry.get_job(ANY_TENANT, job).state == "running"  # none of it touched the job
+
+
+def test_without_remote_agents_the_routes_answer_503(tmp_path):
+    with open_registry(data_dir=tmp_path) as registry:
+        client = TestClient(create_app(registry), raise_server_exceptions=False)
+        admin, _ = registry.create_token(None, admin=True)
+        for path in ("/v1/agents/n/heartbeat", "/v1/agents/n/work", "/v1/agents/n/results"):
+            response = client.post(path, headers=bearer(admin), json={"devices": []})
+            assert response.status_code == 503 and "takes no remote agents" in _detail(response)
