@@ -7,7 +7,9 @@ One `Dispatcher` per node. Each `step()`:
 3. migrates: a job whose device is drained, unhealthy, missing or on a lost node is requeued
    (a new attempt will run elsewhere), and so is a job held by a device with no run here;
 4. places the waiting jobs (queued and requeued, every tenant) with the Scheduler, records each
-   placement (`schedule_job`, `start_job`) and sends the job to the device's worker process.
+   placement (`schedule_job`, `start_job`) and sends the job to the device's worker process;
+5. with `serve_replicas`, loads the deployment replicas placed on this node and drops stopped ones
+   (hamr/pool/replicas.py).
 
 Delivery: execution is at-least-once (a job whose worker died, or whose device was drained
 while it ran, runs again as a new attempt; the old attempt may still finish). Recorded results
@@ -26,11 +28,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hamr.pool.busy import BusyTime
+from hamr.pool.deployments import HOSTS_REPLICAS
 from hamr.pool.drivers import DeviceReport, discover
 from hamr.pool.registry import ANY_TENANT, InvalidTransition, Job, NotFound, Registry, RegistryError
 from hamr.pool.registry.fleet import USABLE_HEALTH
 from hamr.pool.registry.models import NODE_UP
 from hamr.pool.registry.states import ACTIVE, WAITING
+from hamr.pool.replicas import ReplicaHost
 from hamr.pool.scheduler import Decision, DeviceTable, JobRequest, Scheduler, ThroughputModel
 from hamr.pool.scheduler.request import WHOLE
 from hamr.pool.workers import WorkerDied, WorkerProcess
@@ -77,8 +82,12 @@ class Dispatcher:
     def __init__(self, registry: Registry, node_name: str, policy: str = "max_throughput",
                  reports: Iterable[DeviceReport] | None = None, throughput: ThroughputModel | None = None,
                  worker_env: dict | None = None, stale_timeout_s: float = 60.0, address: str | None = None,
-                 executor=None):
+                 executor=None, serve_replicas: bool = False, open_replica=None):
         self.registry = registry
+        self.busy_time = BusyTime(registry)
+        # Deployments' replicas on this node's devices, as Sessions in this process (hamr/pool/replicas.py).
+        self.replicas = (ReplicaHost(registry, node_name, busy=self.busy_time, opener=open_replica)
+                         if serve_replicas else None)  # fmt: skip
         self.executor = executor or LocalWorkers()
         self._executables: dict[int, object] = {}  # executable id -> its (immutable) record
         self.node = node_name
@@ -102,7 +111,8 @@ class Dispatcher:
     def heartbeat(self, reports: Iterable[DeviceReport] | None = None) -> None:
         """Register or refresh this node's devices: `reports`, else what the drivers discover now."""
         self.reports = list(reports) if reports is not None else discover().devices
-        self.registry.heartbeat(self.node, self.reports, address=self.address)
+        labels = {HOSTS_REPLICAS: True} if self.replicas is not None else {}
+        self.registry.heartbeat(self.node, self.reports, address=self.address, labels=labels)
 
     def sync(self) -> dict[str, int]:
         """The DeviceTable from the registry's view of this node; returns device uuid -> job holding it."""
@@ -137,10 +147,24 @@ class Dispatcher:
         done = self._collect(wait=0.0)
         done += self._migrate(held)
         done += self._place()
+        if self.replicas is not None:
+            done += self.replicas.sync()
+        self.busy_time.flush(force=False)
         return done
 
     def busy(self) -> bool:
         return bool(self.runs)
+
+    @property
+    def replica_hosts(self) -> list[ReplicaHost]:
+        return [self.replicas] if self.replicas is not None else []
+
+    def wait_for_replies(self, timeout: float) -> None:
+        """Return when a worker has a reply to read, or after `timeout` s."""
+        if self.runs:
+            self._collect(wait=timeout, record=False)
+        else:
+            time.sleep(timeout)
 
     def run_until_idle(self, timeout: float = 60.0) -> None:
         """Step until no run is in flight (stale ones included) and no waiting job can be placed."""
@@ -156,6 +180,9 @@ class Dispatcher:
             self._collect(wait=min(0.05, left), record=False)
 
     def close(self) -> None:
+        if self.replicas is not None:
+            self.replicas.close()
+        self.busy_time.flush()
         for worker in self.workers.values():
             worker.close()
         self.workers.clear()
@@ -203,6 +230,7 @@ class Dispatcher:
                 outputs = read_outputs(Path(reply["outputs"]))
                 self.registry.finish_job(ANY_TENANT, run.job, outputs, attempt=run.attempt)
                 self.throughput.observe(run.executable, run.architecture, float(reply["latency_s"]))
+                self.busy_time.add(run.device, float(reply["latency_s"]))
             else:
                 self.registry.fail_job(ANY_TENANT, run.job, str(reply.get("error", "the worker gave no error")),
                                        attempt=run.attempt)

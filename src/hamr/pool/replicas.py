@@ -1,0 +1,182 @@
+"""The replicas placed on one node's devices, loaded as Sessions in this process, serving requests.
+
+`ReplicaHost(registry, node)` belongs to that node's agent (the Dispatcher calls `sync()` each
+round). A pending replica is loaded on a loader thread (the Session, then one warm-up run on
+example inputs, so the first request does not pay for buffers and kernel builds) and turns
+ready; one that fails to load turns failed, with the error. A replica the reconciler stopped
+(drained device, lost node, scale-down, deleted deployment) is dropped from serving at the next
+sync; requests already running on it finish. `infer(deployment, feeds)` runs on a ready replica,
+round robin. Busy time is summed in memory and written to the registry about once a second.
+
+By default a replica is a Session in this process (the pool's own node). `opener` replaces that:
+hamr.pool.ray_cluster opens a replica in the agent actor of the Ray node owning the device, and
+its `run` goes there; a replica whose remote side is gone raises ReplicaGone, and the request
+goes to another replica.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import itertools
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from hamr.errors import HamrError
+from hamr.pool.busy import BusyTime
+from hamr.pool.registry import ANY_TENANT, InvalidTransition, NotFound, Registry, ReplicaView
+from hamr.pool.registry.models import REPLICA_FAILED, REPLICA_PENDING, REPLICA_READY
+
+
+class NoReplica(HamrError):
+    """No ready replica of the deployment is served here."""
+
+
+class ReplicaGone(HamrError):
+    """A replica's remote side (its agent, its node) is gone; the request can go to another replica."""
+
+
+INLINE_BELOW_S = 0.0005  # requests that run faster than this go on the caller's thread (no worker-thread hop)
+
+
+@dataclass
+class Hosted:
+    view: ReplicaView
+    session: object  # hamr.Session
+    served: int = 0
+    seconds: float = 1.0  # moving average of its run time; unknown (slow) until it has run
+
+
+@dataclass
+class ReplicaHost:
+    registry: Registry
+    node: str
+    busy: BusyTime | None = None  # shared with the node's Dispatcher, which feeds its jobs' time into it
+    warm: bool = True
+    opener: Callable[[ReplicaView], object] | None = None  # replica -> its session (run, target, close)
+    hosted: dict[int, Hosted] = field(default_factory=dict)  # replica id -> its loaded session
+    by_deployment: dict[int, list[int]] = field(default_factory=dict)  # deployment -> its ready replicas here
+    tenants: dict[int, int] = field(default_factory=dict)  # deployment -> its tenant (never changes)
+
+    def __post_init__(self) -> None:
+        self._loader = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=f"hamr-replicas-{self.node}")
+        self._loading: dict[int, concurrent.futures.Future] = {}
+        self._lock = threading.Lock()
+        self._turn = itertools.count()
+        self.busy = self.busy or BusyTime(self.registry)
+
+    # -- the agent's side --
+
+    def sync(self) -> int:
+        """Load what was placed here, drop what was stopped; returns how many replicas changed."""
+        live = {r.id: r for r in self.registry.list_replicas(ANY_TENANT, node=self.node)}
+        changed = 0
+        for replica_id, future in list(self._loading.items()):
+            if future.done():
+                del self._loading[replica_id]
+                changed += self._loaded(live.get(replica_id), replica_id, future)
+        for replica in live.values():
+            self.tenants[replica.deployment_id] = replica.tenant_id
+            if replica.id not in self.hosted and replica.id not in self._loading:
+                self._loading[replica.id] = self._loader.submit(self._load, replica)
+        for replica_id in [r for r in self.hosted if r not in live]:
+            self._drop(replica_id)
+            changed += 1
+        self.busy.flush(force=False)
+        return changed
+
+    def _load(self, replica: ReplicaView):
+        if self.opener is not None:
+            return self.opener(replica)
+        from hamr.runtime.example_feeds import example_feeds
+        from hamr.runtime.session import Session
+
+        session = Session(self.registry.executable_file(ANY_TENANT, replica.executable_id), device=replica.local_id)
+        if self.warm:
+            try:
+                session.run(example_feeds(session.signature))
+            except (HamrError, ValueError):  # inputs it cannot invent; the first request warms it instead
+                pass
+        return session
+
+    def _loaded(self, replica: ReplicaView | None, replica_id: int, future: concurrent.futures.Future) -> int:
+        try:
+            session = future.result()
+        except Exception as exc:  # noqa: BLE001 - any load error fails the replica, with its line
+            detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            self._move(replica_id, REPLICA_FAILED, f"loading failed: {detail}")
+            return 1
+        if replica is None:  # stopped while it loaded
+            session.close()
+            return 0
+        if replica.state == REPLICA_PENDING and not self._move(replica_id, REPLICA_READY,
+                                                               f"{replica.reason}; loaded as {session.target}"):  # fmt: skip
+            session.close()
+            return 0
+        with self._lock:
+            self.hosted[replica_id] = Hosted(replica, session)
+            self.by_deployment.setdefault(replica.deployment_id, []).append(replica_id)
+        return 1
+
+    def _move(self, replica_id: int, state: str, reason: str) -> bool:
+        try:
+            self.registry.set_replica_state(replica_id, state, reason)
+            return True
+        except (InvalidTransition, NotFound):  # stopped meanwhile
+            return False
+
+    def _drop(self, replica_id: int) -> None:
+        with self._lock:
+            hosted = self.hosted.pop(replica_id, None)
+            if hosted is None:
+                return
+            ready = self.by_deployment.get(hosted.view.deployment_id, [])
+            if replica_id in ready:
+                ready.remove(replica_id)
+        # The Session is not closed here: a request may still be running on it; it goes with its last reference.
+
+    def close(self) -> None:
+        self._loader.shutdown(wait=True, cancel_futures=True)
+        self.busy.flush()
+        with self._lock:
+            sessions = [h.session for h in self.hosted.values()]
+            self.hosted.clear()
+            self.by_deployment.clear()
+        for session in sessions:
+            session.close()
+
+    # -- serving --
+
+    def loading(self) -> bool:
+        return bool(self._loading)
+
+    def serves(self, deployment_id: int) -> bool:
+        return bool(self.by_deployment.get(deployment_id))
+
+    def quick(self, deployment_id: int) -> bool:
+        """The deployment's replicas here run in under INLINE_BELOW_S: a worker-thread hop would cost more than the run."""
+        ready = self.by_deployment.get(deployment_id) or ()
+        return bool(ready) and all(self.hosted[r].seconds < INLINE_BELOW_S for r in ready if r in self.hosted)
+
+    def infer(self, deployment_id: int, feeds: dict) -> tuple[dict, ReplicaView]:
+        """Run `feeds` on a ready replica of the deployment here (round robin); NoReplica when there is none."""
+        with self._lock:
+            ready = self.by_deployment.get(deployment_id) or []
+            if not ready:
+                raise NoReplica(f"deployment {deployment_id} has no ready replica on node {self.node}")
+            hosted = self.hosted[ready[next(self._turn) % len(ready)]]
+        start = time.perf_counter()
+        try:
+            outputs = hosted.session.run(feeds)
+        except ReplicaGone as exc:
+            self._drop(hosted.view.id)  # the reconciler stops it once its node's devices turn missing
+            raise NoReplica(f"replica {hosted.view.id} of deployment {deployment_id} is gone: {exc}") from exc
+        spent = time.perf_counter() - start
+        self.busy.add(hosted.view.device, spent)
+        hosted.served += 1
+        hosted.seconds = spent if hosted.served == 1 else 0.9 * hosted.seconds + 0.1 * spent
+        return outputs, hosted.view
+
+
+__all__ = ["Hosted", "NoReplica", "ReplicaGone", "ReplicaHost"]
