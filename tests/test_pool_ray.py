@@ -241,3 +241,65 @@ def test_a_killed_agent_requeues_its_job_to_the_other_node(pool):
     # refresh() starts a new agent there, and the node's devices come back
     assert ray_pool.refresh() == [node_name(victim)]
     assert any(d.health != "missing" for d in registry.list_devices(node=node_name(victim)))
+
+
+def test_deployment_replicas_spread_over_both_nodes_and_move_when_an_agent_dies(pool):
+    import threading
+
+    from fastapi.testclient import TestClient
+
+    from hamr.pool import tensors
+    from hamr.pool.deployments import Reconciler
+    from hamr.pool.service import create_app
+
+    ray_pool, registry, tenant, exe = pool
+    token, _ = registry.create_token(tenant)
+    client = TestClient(create_app(registry, replica_hosts=ray_pool.replica_hosts),
+                        headers={"Authorization": f"Bearer {token}"})
+    stop = threading.Event()
+    reconciler = Reconciler(registry)
+
+    def loop():
+        while not stop.is_set():
+            reconciler.step()
+            ray_pool.step()
+            time.sleep(0.05)
+
+    def deployment():
+        return client.get(f"/v1/deployments/{deployment_id}").json()
+
+    def wait_until(check, timeout=90.0):
+        deadline = time.monotonic() + timeout
+        while not check(d := deployment()):
+            assert time.monotonic() < deadline, d
+            time.sleep(0.1)
+        return d
+
+    def ask(seed):
+        x = np.random.default_rng(seed).standard_normal((2, 16)).astype(np.float32)
+        response = client.post(f"/v1/deployments/{deployment_id}/infer", content=tensors.encode({"x": x}),
+                               headers={"Content-Type": tensors.MEDIA_TYPE})  # fmt: skip
+        assert response.status_code == 200, response.text
+        np.testing.assert_allclose(tensors.decode(response.content)["y"], mlp_reference(x), **TOL)
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    try:
+        deployment_id = client.post("/v1/deployments", json={"executable_id": exe.id, "replicas": 2}).json()["id"]
+        d = wait_until(lambda d: d["ready"] == 2)
+        nodes = {r.node for r in registry.list_replicas(ANY_TENANT, deployment_id)}
+        assert nodes == {node_name(n) for n in ray_pool.nodes}  # one replica per node: spread across nodes
+        for seed in range(6):
+            ask(seed)
+        victim = next(iter(ray_pool.nodes))
+        ray.kill(ray_pool.agent(victim))
+        for seed in range(6, 16):  # requests keep being answered: by the other node's replica
+            ask(seed)
+        d = wait_until(lambda d: d["ready"] == 2 and {r.node for r in registry.list_replicas(ANY_TENANT, deployment_id)}
+                       == {node_name(n) for n in ray_pool.nodes if n != victim})  # fmt: skip
+        stopped = [r for r in registry.list_replicas(ANY_TENANT, deployment_id, live=False) if r.state in ("stopped", "failed")]
+        assert {r.node for r in stopped} == {node_name(victim)}
+        ask(99)
+    finally:
+        stop.set()
+        thread.join(timeout=30)

@@ -21,6 +21,10 @@ device). An agent that dies (killed, its node gone) fails its in-flight calls wi
 error: the job's worker is `WorkerDied`, the Dispatcher requeues it, and the node is heartbeaten
 with no devices (health 'missing'), so the next attempt runs elsewhere. `refresh()` starts a new
 agent on a node that lost its agent, and on nodes that joined. docs/pool.md ("Across machines on Ray").
+
+Deployment replicas on a Ray node live in its agent too: the node's Dispatcher hosts them with a
+ReplicaHost whose sessions are `RaySession`s (load and warm in the agent, each request one Ray
+call). A request to a replica whose agent died raises ReplicaGone and goes to another replica.
 """
 
 from __future__ import annotations
@@ -37,7 +41,9 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from hamr.pool.dispatcher import Dispatcher
 from hamr.pool.drivers import DeviceReport
-from hamr.pool.registry import Registry
+from hamr.errors import HamrError
+from hamr.pool.registry import ANY_TENANT, Registry, ReplicaView
+from hamr.pool.replicas import ReplicaGone, ReplicaHost
 from hamr.pool.workers import WorkerDied
 from hamr.runtime.npy_io import read_inputs, write_outputs
 
@@ -67,18 +73,38 @@ class HamrAgent:
 
         return [d.to_json() for d in discover().devices]
 
+    def _session(self, device: str, key: str, executable: bytes):
+        from hamr.runtime.session import Session
+
+        with self.lock:
+            session = self.sessions.get((key, device))
+            if session is None:
+                session = self.sessions[(key, device)] = Session(bytes(executable), device=device)
+        return session
+
+    def load(self, device: str, key: str, executable: bytes) -> dict:
+        """Load (and warm, on example inputs) a deployment replica's session; its target, or the error."""
+        from hamr.errors import HamrError
+        from hamr.runtime.example_feeds import example_feeds
+
+        try:
+            session = self._session(device, key, executable)
+        except (HamrError, OSError, ValueError) as exc:
+            return {"ok": False, "error": str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}
+        try:
+            session.run(example_feeds(session.signature))
+        except (HamrError, ValueError):  # inputs it cannot invent; the first request warms it instead
+            pass
+        return {"ok": True, "target": session.target}
+
     def run(self, device: str, key: str, executable: bytes, feeds: dict) -> dict:
         from hamr.errors import HamrError
-        from hamr.runtime.session import Session
 
         reply = {**self.where()}
         try:
             if self.hold_s:
                 time.sleep(self.hold_s)
-            with self.lock:
-                session = self.sessions.get((key, device))
-                if session is None:
-                    session = self.sessions[(key, device)] = Session(bytes(executable), device=device)
+            session = self._session(device, key, executable)
             start = time.perf_counter()
             outputs = session.run(feeds)
             latency = time.perf_counter() - start
@@ -144,6 +170,29 @@ class RayWorker:
         self.ref = None
 
 
+class RaySession:
+    """A deployment replica's session in a Ray node's agent, as a ReplicaHost uses one (run, target, close)."""
+
+    def __init__(self, node: RayNode, device: str, key: str, executable, target: str):
+        self.node, self.device, self.key, self.executable, self.target = node, device, key, executable, target
+
+    def run(self, feeds: dict) -> dict:
+        if self.node.dead:
+            raise ReplicaGone(f"the hamr agent of {self.node.name} is gone: {self.node.dead}")
+        try:
+            reply = ray.get(self.node.agent.run.remote(self.device, self.key, self.executable, feeds),
+                            timeout=self.node.pool.call_timeout_s)  # fmt: skip
+        except RayError as exc:
+            self.node.died(f"{type(exc).__name__}: a replica's request failed")
+            raise ReplicaGone(f"the hamr agent of {self.node.name} died: {type(exc).__name__}") from exc
+        if not reply["ok"]:
+            raise HamrError(reply.get("error", "the agent gave no error"))
+        return reply["outputs"]
+
+    def close(self) -> None:
+        pass  # the agent keeps the session for the node's jobs and replicas of the same executable
+
+
 class RayNode:
     """One Ray node of the pool: its agent actor, and the executor of its Dispatcher."""
 
@@ -168,6 +217,21 @@ class RayNode:
             ready, _ = ray.wait(list(refs), num_returns=len(refs), timeout=0)
         return [refs[r] for r in ready]
 
+    def open_replica(self, replica: ReplicaView) -> RaySession:
+        """A deployment replica, loaded and warmed in this node's agent (ReplicaHost's `opener`)."""
+        if self.dead:
+            raise ReplicaGone(f"the hamr agent of {self.name} is gone: {self.dead}")
+        key = str(self.pool.registry.executable_file(ANY_TENANT, replica.executable_id))
+        executable = self.pool.executable(key)
+        try:
+            loaded = ray.get(self.agent.load.remote(replica.local_id, key, executable), timeout=self.pool.call_timeout_s)
+        except RayError as exc:
+            self.died(f"{type(exc).__name__}: loading a replica failed")
+            raise ReplicaGone(f"the hamr agent of {self.name} died while loading a replica") from exc
+        if not loaded["ok"]:
+            raise HamrError(loaded["error"])
+        return RaySession(self, replica.local_id, key, executable, loaded["target"])
+
     def died(self, why: str) -> None:
         """The agent is gone: its devices take no placements (health 'missing') until a new agent reports."""
         if not self.dead:
@@ -187,6 +251,7 @@ class RayPool:
         self.call_timeout_s, self.heartbeat_timeout_s = call_timeout_s, heartbeat_timeout_s
         self.nodes: dict[str, RayNode] = {}  # Ray node id -> its node
         self.dispatchers: dict[str, Dispatcher] = {}
+        self.replica_hosts: list[ReplicaHost] = []  # one per node, for the service (kept as one list object)
         self.ran: dict[tuple[int, int], dict] = {}  # (job, attempt) -> where the agent ran it (node id, ip, device)
         self._executables: dict[str, object] = {}  # executable path -> its bytes in Ray's object store
 
@@ -218,10 +283,14 @@ class RayPool:
                 continue
             old = self.dispatchers.pop(node_id, None)
             if old is not None:
+                if old.replicas in self.replica_hosts:
+                    self.replica_hosts.remove(old.replicas)
                 old.close()
             self.nodes[node_id] = node
-            self.dispatchers[node_id] = Dispatcher(self.registry, node.name, policy=self.policy, reports=reports,
-                                                   executor=node, address=node.where.get("ip"))
+            dispatcher = Dispatcher(self.registry, node.name, policy=self.policy, reports=reports, executor=node,
+                                    address=node.where.get("ip"), serve_replicas=True, open_replica=node.open_replica)
+            self.dispatchers[node_id] = dispatcher
+            self.replica_hosts.append(dispatcher.replicas)
             joined.append(node.name)
         return joined
 
@@ -267,6 +336,7 @@ class RayPool:
                 except RayError:
                     pass
         self.dispatchers.clear()
+        self.replica_hosts.clear()
         self.nodes.clear()
 
     def __enter__(self):
@@ -276,4 +346,4 @@ class RayPool:
         self.close()
 
 
-__all__ = ["HamrAgent", "RayNode", "RayPool", "RayWorker", "node_name"]
+__all__ = ["HamrAgent", "RayNode", "RayPool", "RaySession", "RayWorker", "node_name"]

@@ -355,7 +355,11 @@ class LocalAndRemote:
 
     @property
     def replicas(self):
-        return getattr(self.local, "replicas", None)
+        return self.local.replicas
+
+    @property
+    def replica_hosts(self):
+        return self.local.replica_hosts  # remote agents host no replicas
 
     def heartbeat(self) -> None:
         self.local.heartbeat()
