@@ -19,6 +19,7 @@ from onnx import TensorProto, helper
 
 import hamr
 from hamr.pool.registry import ANY_TENANT, Registry, open_registry
+from hamr.pool.remote import RemoteAgents
 from hamr.pool.service import create_app
 from hamr.pool.service import openapi as service_openapi
 from tests.test_pool_registry import backend, report  # noqa: F401  (backend is a fixture)
@@ -61,6 +62,7 @@ class Pool:
     job_b: int
     hamr_a: bytes
     hamr_b: bytes
+    deployment_b: int = 0
 
     def submit(self, who: dict, exe: int, inputs: dict | None = None, **fields):
         files = {name: (f"{name}.npy", data, "application/octet-stream") for name, data in (inputs or {}).items()}
@@ -72,7 +74,8 @@ class Pool:
 def pool(backend, executables):  # noqa: F811
     url, data_dir = backend
     with open_registry(url, data_dir=data_dir) as registry:
-        client = TestClient(create_app(registry, max_upload_bytes=MAX_UPLOAD), raise_server_exceptions=False)
+        app = create_app(registry, max_upload_bytes=MAX_UPLOAD, remote=RemoteAgents(registry))
+        client = TestClient(app, raise_server_exceptions=False)
         admin, _ = registry.create_token(None, admin=True)
         tokens = {}
         for name in ("a", "b"):
@@ -87,6 +90,9 @@ def pool(backend, executables):  # noqa: F811
             ids[key] = response.json()["id"]
         p = Pool(registry, client, bearer(admin), a, b, ids["a"], ids["b"], 0, 0, *executables)
         p.job_a, p.job_b = (p.submit(who, ids[k]).json()["id"] for who, k in ((a, "a"), (b, "b")))
+        created = client.post("/v1/deployments", headers=b, json={"executable_id": ids["b"], "replicas": 1})
+        assert created.status_code == 201, created.text
+        p.deployment_b = created.json()["id"]
         yield p
 
 
@@ -114,6 +120,7 @@ def api_routes(app) -> list[tuple[str, str]]:
 ADMIN_ROUTES = [
     ("GET", "/v1/nodes"), ("POST", "/v1/nodes/heartbeat"), ("GET", "/v1/tenants"), ("POST", "/v1/tenants"),
     ("POST", "/v1/devices/dev-1/drain"), ("POST", "/v1/devices/dev-1/undrain"),
+    ("POST", "/v1/agents/node-9/heartbeat"), ("POST", "/v1/agents/node-9/work"), ("POST", "/v1/agents/node-9/results"),
 ]  # fmt: skip
 
 
@@ -297,15 +304,26 @@ def _isolation_cases(p: Pool):
         ("GET", "/v1/executables/{executable_id}/file"): ("GET", "/v1/executables/{}/file", exe),
         ("GET", "/v1/jobs/{job_id}"): ("GET", "/v1/jobs/{}", job),
         ("GET", "/v1/jobs/{job_id}/outputs/{name}"): ("GET", "/v1/jobs/{}/outputs/y", job),
+        ("GET", "/v1/jobs/{job_id}/inputs/{name}"): ("GET", "/v1/jobs/{}/inputs/x", job),
         ("GET", "/v1/jobs/{job_id}/placements"): ("GET", "/v1/jobs/{}/placements", job),
         ("POST", "/v1/jobs/{job_id}/cancel"): ("POST", "/v1/jobs/{}/cancel", job),
+        ("GET", "/v1/deployments/{deployment_id}"): ("GET", "/v1/deployments/{}", p.deployment_b),
+        ("PATCH", "/v1/deployments/{deployment_id}"): ("PATCH", "/v1/deployments/{}", p.deployment_b, {"json": {"replicas": 5}}),
+        ("DELETE", "/v1/deployments/{deployment_id}"): ("DELETE", "/v1/deployments/{}", p.deployment_b),
+        ("POST", "/v1/deployments/{deployment_id}/infer"): ("POST", "/v1/deployments/{}/infer?wait=0", p.deployment_b,
+                                                              {"content": b"x", "headers": {"Content-Type": "application/x-hamr-tensors"}}),
         # Devices belong to the pool, not to a tenant: changing them is admin-only.
         ("POST", "/v1/devices/{uuid}/drain"): ("POST", "/v1/devices/{}/drain", "dev-1"),
         ("POST", "/v1/devices/{uuid}/undrain"): ("POST", "/v1/devices/{}/undrain", "dev-1"),
+        # Remote agents' routes: admin tokens only (hamr agent); the node is the pool's, not a tenant's.
+        ("POST", "/v1/agents/{node}/heartbeat"): ("POST", "/v1/agents/{}/heartbeat", "node-1"),
+        ("POST", "/v1/agents/{node}/work"): ("POST", "/v1/agents/{}/work", "node-1"),
+        ("POST", "/v1/agents/{node}/results"): ("POST", "/v1/agents/{}/results", "node-1"),
     }
 
 
-ADMIN_ONLY_ID_ROUTES = {"/v1/devices/{uuid}/drain", "/v1/devices/{uuid}/undrain"}
+ADMIN_ONLY_ID_ROUTES = {"/v1/devices/{uuid}/drain", "/v1/devices/{uuid}/undrain", "/v1/agents/{node}/heartbeat",
+                        "/v1/agents/{node}/work", "/v1/agents/{node}/results"}
 
 
 def test_every_route_that_takes_an_id_has_an_isolation_case(tmp_path):
@@ -320,18 +338,23 @@ def test_another_tenants_objects_are_404_exactly_like_missing_ones(pool):
     pool.registry.start_job(ANY_TENANT, pool.job_b)
     pool.registry.finish_job(ANY_TENANT, pool.job_b, {"y": np.zeros(2, np.float32)})
     job_b = pool.client.get(f"/v1/jobs/{pool.job_b}", headers=pool.b).json()
-    for (method, route), (verb, template, own) in _isolation_cases(pool).items():
-        theirs = pool.client.request(verb, template.format(own), headers=pool.a)
-        missing = pool.client.request(verb, template.format(MISSING), headers=pool.a)
+    deployment_b = pool.client.get(f"/v1/deployments/{pool.deployment_b}", headers=pool.b).json()
+    for (method, route), (verb, template, own, *extra) in _isolation_cases(pool).items():
+        kwargs = extra[0] if extra else {}
+        headers = pool.a | kwargs.get("headers", {})
+        kwargs = {k: v for k, v in kwargs.items() if k != "headers"}
+        theirs = pool.client.request(verb, template.format(own), headers=headers, **kwargs)
+        missing = pool.client.request(verb, template.format(MISSING), headers=headers, **kwargs)
         if route in ADMIN_ONLY_ID_ROUTES:
             assert theirs.status_code == missing.status_code == 403, route
             continue
         assert theirs.status_code == missing.status_code == 404, (route, theirs.text, missing.text)
         assert detail(theirs).replace(str(own), "ID") == detail(missing).replace(str(MISSING), "ID"), route
-        owner = pool.client.request("GET" if verb == "GET" else "GET", template.format(own).removesuffix("/cancel"),
-                                    headers=pool.b)  # fmt: skip
+        own_path = template.format(own).split("?")[0].removesuffix("/cancel").removesuffix("/infer")
+        owner = pool.client.get(own_path, headers=pool.b)
         assert owner.status_code == 200, route  # the owner still sees it
     assert pool.client.get(f"/v1/jobs/{pool.job_b}", headers=pool.b).json() == job_b  # nothing changed
+    assert pool.client.get(f"/v1/deployments/{pool.deployment_b}", headers=pool.b).json() == deployment_b
     assert not pool.registry.get_device("dev-1").drained
     assert pool.submit(pool.a, pool.exe_b).status_code == 404  # b's executable, in a's job
 
@@ -400,8 +423,12 @@ def test_metrics_count_devices_jobs_and_the_queue(pool):
     assert 'hamr_jobs{state="queued"} 1.0' in text and 'hamr_jobs{state="scheduled"} 1.0' in text
     assert "hamr_queue_length 1.0" in text and "hamr_devices_busy 1.0" in text
     assert "# TYPE hamr_device_busy_seconds_total counter" in text
-    pool.client.app.state.metrics.busy_seconds.labels(device="dev-1").inc(2.5)
-    assert 'hamr_device_busy_seconds_total{device="dev-1"} 2.5' in pool.client.get("/metrics").text
+    pool.registry.add_busy_seconds({"dev-1": 2.5})
+    pool.registry.add_busy_seconds({"dev-1": 0.25, "dev-2": 1.0})
+    text = pool.client.get("/metrics").text
+    assert 'hamr_device_busy_seconds_total{device="dev-1",kind="cpu"} 2.75' in text
+    assert 'hamr_device_busy_seconds_total{device="dev-2",kind="gpu"} 1.0' in text
+    assert "hamr_deployments 1.0" in text and 'hamr_replicas{state="ready"} 0.0' in text
 
 
 def test_two_apps_have_metrics_registries_of_their_own(pool, tmp_path):

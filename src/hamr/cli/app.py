@@ -224,9 +224,14 @@ def demo(
     run_demo(model, runs, out, err)
 
 
+from hamr.cli import pool_deployments  # noqa: E402,F401 - registers the deployment commands on pool_app
 from hamr.cli.pool import pool_app  # noqa: E402
 
 app.add_typer(pool_app, name="pool")
+
+from hamr.cli.agent import agent as agent_command  # noqa: E402
+
+app.command("agent")(agent_command)
 
 
 def _usage_error(exc: Exception) -> bool:

@@ -58,6 +58,7 @@ def up(
 ) -> None:
     """Start the API, the scheduler, a local agent and SQLite in one process."""
     from hamr.pool.dispatcher import Dispatcher
+    from hamr.pool.remote import LocalAndRemote, RemoteAgents
     from hamr.pool.scheduler import POLICIES
 
     if policy not in POLICIES:
@@ -66,9 +67,10 @@ def up(
         return _up_ray(ray, data_dir, host, port, policy, heartbeat_timeout)
     out, err = _console()
     root, registry, port, url = _open_pool(data_dir, host, port)
-    dispatcher = Dispatcher(registry, socket.gethostname(), policy=policy, address=url)
-    devices = ", ".join(d.local_id for d in registry.list_devices())
-    _serve(registry, root, host, port, url, dispatcher, _agent_loop, heartbeat_timeout, {}, [
+    dispatcher = Dispatcher(registry, socket.gethostname(), policy=policy, address=url, serve_replicas=True)
+    remote = RemoteAgents(registry, policy, heartbeat_timeout_s=heartbeat_timeout, reserved={socket.gethostname()})
+    devices = ", ".join(d.local_id for d in registry.list_devices(node=socket.gethostname()))
+    _serve(registry, root, host, port, url, LocalAndRemote(dispatcher, remote), _agent_loop, heartbeat_timeout, {}, [
         f"hamr pool: {url} (data: {root}; policy {policy})",
         f"this node: {socket.gethostname()} with {devices or 'no devices'}",
     ])
@@ -82,10 +84,11 @@ def _serve(registry, root: Path, host: str, port: int, url: str, agent_of, loop,
     from hamr.pool.service import create_app
 
     out, _ = _console()
-    stop = threading.Event()
-    agent = threading.Thread(target=loop, args=(agent_of, stop, heartbeat_timeout), name="hamr-agent", daemon=True)
+    stop, wake = threading.Event(), threading.Event()
+    agent = threading.Thread(target=loop, args=(agent_of, stop, heartbeat_timeout, wake), name="hamr-agent", daemon=True)
     agent.start()
-    server = uvicorn.Server(uvicorn.Config(create_app(registry), host=host, port=port, log_level="warning"))
+    app = create_app(registry, replica_hosts=agent_of.replica_hosts, remote=getattr(agent_of, "remote", None), wake=wake.set)
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
     _private_write(root / "pool.json", json.dumps({"url": url, "pid": os.getpid(), **extra}) + "\n")
     out.print(lines[0])
     out.print(f"admin token: {root / 'admin.token'}; tenant 'default' token: {root / 'default.token'}")
@@ -134,22 +137,10 @@ def _up_ray(address: str, data_dir: Path | None, host: str, port: int, policy: s
     ])
 
 
-def _agent_loop(dispatcher, stop: threading.Event, heartbeat_timeout: float) -> None:
-    """The local agent's heartbeat (three per timeout), the lost-node check, and dispatch rounds."""
-    last = time.monotonic()
-    while not stop.is_set():
-        try:
-            if time.monotonic() - last > heartbeat_timeout / 3:
-                if hasattr(dispatcher, "refresh"):  # a RayPool: agents on joined nodes, and where one died
-                    dispatcher.refresh()
-                dispatcher.heartbeat()
-                dispatcher.registry.mark_lost_nodes(heartbeat_timeout)  # their devices take no more work
-                last = time.monotonic()
-            if dispatcher.step() == 0:
-                stop.wait(0.05)
-        except Exception as exc:  # noqa: BLE001 - the loop must outlive one bad round; it says why
-            _console()[1].print(f"hamr pool: dispatcher round failed: {type(exc).__name__}: {exc}")
-            stop.wait(1.0)
+def _agent_loop(agent, stop: threading.Event, heartbeat_timeout: float, wake: threading.Event) -> None:
+    from hamr.pool.loop import run_pool_loop
+
+    run_pool_loop(agent, stop, heartbeat_timeout, wake, report=lambda line: _console()[1].print(line))
 
 
 def _ensure_tokens(registry, root: Path) -> None:
@@ -328,7 +319,7 @@ def jobs(server: Server = None, token: Token = None, data_dir: DataDir = None,
 def drain(device: Annotated[str, typer.Argument(help="A device uuid, or its local id (cpu, opencl:0) when only one node has it.")],
           server: Server = None, token: Token = None, data_dir: DataDir = None,
           undo: Annotated[bool, typer.Option("--undo", help="Undrain instead.")] = False) -> None:
-    """Stop placing work on a device; its queued and running jobs move to other devices."""
+    """Stop placing work on a device; its queued and running jobs and its replicas move to other devices."""
     out, _ = _console()
     client = Client(server, token, admin=True, data_dir=data_dir)
     devices = client.call("GET", "/v1/devices").json()

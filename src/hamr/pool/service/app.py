@@ -7,16 +7,21 @@ from fastapi import FastAPI
 import hamr
 from hamr.pool.registry import Registry
 from hamr.pool.service import errors
+from hamr.pool.service.auth import TokenCache
 from hamr.pool.service.limits import BodyLimit
 from hamr.pool.service.metrics import Metrics
 from hamr.pool.service.metrics import router as metrics_router
-from hamr.pool.service.routes import devices, executables, jobs, nodes, tenants
+from hamr.pool.service.routes import agents, deployments, devices, executables, jobs, nodes, tenants
 from hamr.pool.service.schemas import ERRORS
 
 DEFAULT_MAX_UPLOAD_BYTES = 1 << 30  # 1 GiB: an executable with its weights, or a job's inputs
 
 
-def create_app(registry: Registry, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES) -> FastAPI:
+def create_app(registry: Registry, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES, replica_hosts=(),
+               remote=None, wake=lambda: None) -> FastAPI:
+    """`replica_hosts`: the ReplicaHosts of this process's agents, which serve the deployments' requests.
+    `remote`: the pool's RemoteAgents (hamr.pool.remote); without it /v1/agents answers 503.
+    `wake`: called after a request that gives the pool's loop work (a job, a deployment change, a drain)."""
     app = FastAPI(
         title="hamr pool",
         version=hamr.__version__,
@@ -25,9 +30,15 @@ def create_app(registry: Registry, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD
     app.state.registry = registry
     app.state.metrics = Metrics(registry)
     app.state.max_upload_bytes = max_upload_bytes
+    app.state.remote = remote
+    app.state.replica_hosts = replica_hosts  # kept as given: a RayPool's list grows as nodes join
+    app.state.tokens = TokenCache()
+    app.state.wake = wake
     errors.install(app)
     app.add_middleware(BodyLimit, max_bytes=max_upload_bytes)
-    for router in (nodes.router, devices.router, executables.router, jobs.router, tenants.router):
+    # deployments first: routes match in order, and its infer route is the one on the request path
+    for router in (deployments.router, nodes.router, devices.router, executables.router, jobs.router, tenants.router,
+                   agents.router):
         app.include_router(router, responses=ERRORS)
     app.include_router(metrics_router)
     return app

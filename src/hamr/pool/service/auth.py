@@ -3,17 +3,26 @@
 A missing, unknown or revoked token is 401; a tenant token on an admin route is 403. An admin
 token's scope is ANY_TENANT; a tenant token's is its tenant, so another tenant's objects read as
 missing (404), exactly as ids that do not exist.
+
+A token found valid is remembered (by its sha256) for TOKEN_CACHE_S seconds, so a request does
+not pay a database read for it; a token revoked in the registry stops working within that time.
 """
 
 from __future__ import annotations
 
+import threading
+import time
 from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
 
 from hamr.pool.registry import ANY_TENANT, ApiToken, Registry
+from hamr.pool.registry.tokens import hash_token
+
+TOKEN_CACHE_S = 2.0
 
 bearer = HTTPBearer(auto_error=False, description="an API token: `hamr_...` (admin or tenant)")
 CHALLENGE = {"WWW-Authenticate": "Bearer"}
@@ -39,18 +48,45 @@ class Caller:
         return self.token.tenant_id
 
 
-def registry_of(request: Request) -> Registry:
+class TokenCache:
+    """Valid tokens' rows by the token's sha256, each kept for `ttl_s` seconds."""
+
+    def __init__(self, ttl_s: float = TOKEN_CACHE_S):
+        self.ttl_s = ttl_s
+        self._rows: dict[str, tuple[ApiToken, float]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, digest: str) -> ApiToken | None:
+        hit = self._rows.get(digest)
+        if hit is None or hit[1] < time.monotonic():
+            return None
+        return hit[0]
+
+    def put(self, digest: str, token: ApiToken) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if len(self._rows) > 10_000:
+                self._rows = {k: v for k, v in self._rows.items() if v[1] >= now}
+            self._rows[digest] = (token, now + self.ttl_s)
+
+
+async def registry_of(request: Request) -> Registry:  # async: no worker thread for a lookup
     return request.app.state.registry
 
 
-def caller(
+async def caller(
     request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 ) -> Caller:
     if credentials is None:
         raise HTTPException(401, "missing bearer token (Authorization: Bearer hamr_...)", headers=CHALLENGE)
-    token = registry_of(request).authenticate(credentials.credentials)
+    cache: TokenCache = request.app.state.tokens
+    digest = hash_token(credentials.credentials)
+    token = cache.get(digest)
     if token is None:
-        raise HTTPException(401, "invalid or revoked token", headers=CHALLENGE)
+        token = await run_in_threadpool(request.app.state.registry.authenticate, credentials.credentials)
+        if token is None:
+            raise HTTPException(401, "invalid or revoked token", headers=CHALLENGE)
+        cache.put(digest, token)
     return Caller(token)
 
 

@@ -164,6 +164,40 @@ class TenantCreated(BaseModel):
     token: str = Field(description="the tenant's API token, shown this once (the registry keeps only its sha256)")
 
 
+class DeploymentIn(Strict):
+    executable_id: Annotated[int, Field(ge=1, le=MAX_ID)]
+    replicas: Annotated[int, Field(ge=0, le=1024)] = 1
+    name: Annotated[str, Field(max_length=255, pattern=TEXT)] = ""
+    share: Annotated[int, Field(ge=1, le=1000, description="thousandths of a device each replica reserves")] = 500
+
+
+class DeploymentScale(Strict):
+    replicas: Annotated[int, Field(ge=0, le=1024)]
+
+
+class ReplicaOut(BaseModel):
+    id: int
+    state: str  # pending, ready (serving), stopped, failed
+    device: str  # the device's uuid
+    kind: str
+    architecture: str
+    reason: str  # where the reconciler placed it and why, or why it stopped
+
+
+class DeploymentOut(BaseModel):
+    id: int
+    tenant_id: int
+    executable_id: int
+    name: str
+    replicas: int  # wanted
+    share: int
+    state: str
+    ready: int  # replicas serving now
+    replica_list: list[ReplicaOut] = Field(description="live replicas (pending or ready)")
+    created_at: datetime
+    updated_at: datetime
+
+
 def node_out(node) -> NodeOut:
     return NodeOut.model_validate(node, from_attributes=True)
 
@@ -187,6 +221,13 @@ def executable_out(record) -> ExecutableOut:
 def job_out(job) -> JobOut:
     fields = {name: getattr(job, name) for name in JobOut.model_fields if name not in ("inputs", "outputs")}
     return JobOut(**fields, inputs=sorted(job.inputs), outputs=sorted(job.outputs))
+
+
+def deployment_out(deployment, replicas) -> DeploymentOut:
+    listed = [ReplicaOut(id=r.id, state=r.state, device=r.device, kind=r.kind, architecture=r.architecture,
+                         reason=r.reason) for r in replicas]  # fmt: skip
+    fields = {name: getattr(deployment, name) for name in DeploymentOut.model_fields if name not in ("ready", "replica_list")}
+    return DeploymentOut(**fields, ready=sum(r.state == "ready" for r in listed), replica_list=listed)
 
 
 def tenant_out(tenant) -> TenantOut:

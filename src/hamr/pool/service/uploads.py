@@ -40,16 +40,16 @@ async def read_file_or_body(request: Request, field: str) -> bytes:
     return await part.read()
 
 
-def parse_npy(name: str, data: bytes) -> np.ndarray:
+def parse_npy(name: str, data: bytes, what: str = "input") -> np.ndarray:
     """A raw .npy file as an array: no .npz, no pickle (object arrays are refused)."""
     if not data.startswith(NPY_MAGIC):
-        raise HTTPException(400, f"input '{name}' is not a .npy file (it does not start with \\x93NUMPY)")
+        raise HTTPException(400, f"{what} '{name}' is not a .npy file (it does not start with \\x93NUMPY)")
     try:
         array = np.load(io.BytesIO(data), allow_pickle=False)
     except Exception as exc:  # numpy raises ValueError, EOFError, OSError... on malformed files
-        raise HTTPException(400, f"input '{name}' is a malformed .npy file: {exc}") from None
+        raise HTTPException(400, f"{what} '{name}' is a malformed .npy file: {exc}") from None
     if not isinstance(array, np.ndarray):
-        raise HTTPException(400, f"input '{name}' is not a single .npy array")
+        raise HTTPException(400, f"{what} '{name}' is not a single .npy array")
     return array
 
 

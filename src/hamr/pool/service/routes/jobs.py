@@ -1,4 +1,4 @@
-"""/v1/jobs: submit (multipart: fields executable_id, priority, n_devices; one .npy file part per input), status, outputs, cancel."""
+"""/v1/jobs: submit (multipart: fields executable_id, priority, n_devices; one .npy file part per input), status, inputs, outputs, cancel."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from hamr.pool.service.auth import Authed, Reg
 from hamr.pool.service.errors import one_line
 from hamr.pool.service.schemas import Id, JobForm, JobOut, JobState, PlacementOut, job_out
 from hamr.pool.service.uploads import BINARY, parse_npy, read_form, request_body
+from hamr.pool.service.wake import WAKES_POOL
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -24,7 +25,7 @@ SUBMIT_BODY = request_body(
 )  # fmt: skip
 
 
-@router.post("", response_model=JobOut, status_code=201, openapi_extra=SUBMIT_BODY, summary="Submit a job")
+@router.post("", response_model=JobOut, status_code=201, openapi_extra=SUBMIT_BODY, summary="Submit a job", dependencies=WAKES_POOL)
 async def submit(request: Request, registry: Reg, who: Authed) -> JobOut:
     owner = who.owner()
     form = await read_form(request)
@@ -92,6 +93,21 @@ def get_output(job_id: Id, name: Annotated[str, Path(min_length=1, max_length=25
     return Response(registry.blobs.get(digest), media_type="application/octet-stream", headers=headers)
 
 
-@router.post("/{job_id}/cancel", response_model=JobOut, summary="Cancel a job")
+@router.get(
+    "/{job_id}/inputs/{name}",
+    response_class=Response,
+    responses={200: {"content": {"application/octet-stream": {"schema": BINARY}}, "description": "the input as a .npy file"}},
+    summary="One input of a job, as .npy (what a remote agent runs it on)",
+)
+def get_input(job_id: Id, name: Annotated[str, Path(min_length=1, max_length=255)], registry: Reg, who: Authed) -> Response:
+    job = _job(registry, who, job_id)
+    digest = job.inputs.get(name)
+    if digest is None:
+        raise NotFound(f"job {job_id} has no input '{name}' (inputs: {', '.join(sorted(job.inputs)) or 'none'})")
+    headers = {"Content-Disposition": f'attachment; filename="job-{job_id}-input.npy"'}
+    return Response(registry.blobs.get(digest), media_type="application/octet-stream", headers=headers)
+
+
+@router.post("/{job_id}/cancel", response_model=JobOut, summary="Cancel a job", dependencies=WAKES_POOL)
 def cancel(job_id: Id, registry: Reg, who: Authed) -> JobOut:
     return job_out(registry.cancel_job(who.scope, job_id))

@@ -1,0 +1,136 @@
+"""/v1/deployments: N replicas of an executable kept loaded on devices, spread across kinds; and their requests.
+
+`POST /v1/deployments/{id}/infer` takes the inputs as `application/x-hamr-tensors`
+(hamr/pool/tensors.py) or as multipart .npy parts, and answers the outputs as
+`application/x-hamr-tensors`. It runs on a ready replica of this pool process, round robin,
+and waits up to `wait` seconds for one while replicas load or move.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query, Request, Response
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+
+from hamr.errors import HamrError
+from hamr.pool import tensors
+from hamr.pool.registry import NotFound
+from hamr.pool.replicas import NoReplica
+from hamr.pool.service.auth import Authed, Reg
+from hamr.pool.service.errors import one_line
+from hamr.pool.service.schemas import DeploymentIn, DeploymentOut, DeploymentScale, Id, deployment_out
+from hamr.pool.service.uploads import BINARY, is_multipart, parse_npy, read_form, request_body
+from hamr.pool.service.wake import WAKES_POOL
+
+router = APIRouter(prefix="/v1/deployments", tags=["deployments"])
+
+INFER_BODY = request_body(
+    "the inputs: named raw tensors (application/x-hamr-tensors), or one .npy file part per input",
+    {tensors.MEDIA_TYPE: BINARY, "multipart/form-data": {"type": "object", "additionalProperties": BINARY}},
+)
+POLL_S, RECHECK_S = 0.02, 1.0
+
+
+def _out(registry, who, deployment) -> DeploymentOut:
+    return deployment_out(deployment, registry.list_replicas(who.scope, deployment.id))
+
+
+def _deployment(registry, who, deployment_id: int):
+    deployment = registry.get_deployment(who.scope, deployment_id)
+    if deployment is None:
+        raise NotFound(f"deployment {deployment_id} not found")
+    return deployment
+
+
+@router.post("", response_model=DeploymentOut, status_code=201, summary="Deploy an executable as N replicas", dependencies=WAKES_POOL)
+def create(body: DeploymentIn, registry: Reg, who: Authed) -> DeploymentOut:
+    deployment = registry.create_deployment(who.owner(), body.executable_id, body.replicas, name=body.name, share=body.share)
+    return _out(registry, who, deployment)
+
+
+@router.get("", response_model=list[DeploymentOut], summary="List deployments")
+def list_deployments(registry: Reg, who: Authed) -> list[DeploymentOut]:
+    return [_out(registry, who, d) for d in registry.list_deployments(who.scope)]
+
+
+@router.get("/{deployment_id}", response_model=DeploymentOut, summary="A deployment and its live replicas")
+def get(deployment_id: Id, registry: Reg, who: Authed) -> DeploymentOut:
+    return _out(registry, who, _deployment(registry, who, deployment_id))
+
+
+@router.patch("/{deployment_id}", response_model=DeploymentOut, summary="Scale a deployment", dependencies=WAKES_POOL)
+def scale(deployment_id: Id, body: DeploymentScale, registry: Reg, who: Authed) -> DeploymentOut:
+    return _out(registry, who, registry.scale_deployment(who.scope, deployment_id, body.replicas))
+
+
+@router.delete("/{deployment_id}", response_model=DeploymentOut, summary="Delete a deployment; its replicas stop", dependencies=WAKES_POOL)
+def delete(deployment_id: Id, registry: Reg, who: Authed) -> DeploymentOut:
+    return _out(registry, who, registry.delete_deployment(who.scope, deployment_id))
+
+
+@router.post(
+    "/{deployment_id}/infer", response_class=Response, openapi_extra=INFER_BODY,
+    responses={200: {"content": {tensors.MEDIA_TYPE: {"schema": BINARY}}, "description": "the outputs"},
+               503: {"description": "no replica became ready within `wait` seconds"}},
+    summary="Run one request on a ready replica",
+)  # fmt: skip
+async def infer(deployment_id: Id, request: Request, who: Authed,
+                wait: Annotated[float, Query(ge=0, le=300, description="seconds to wait for a ready replica")] = 30.0,
+                ) -> Response:  # fmt: skip
+    registry, hosts = request.app.state.registry, request.app.state.replica_hosts
+    owner = next((h.tenants[deployment_id] for h in hosts if deployment_id in h.tenants), None)
+    if owner is None or (not who.admin and owner != who.scope):  # not (yet) served here, or another tenant's
+        await run_in_threadpool(_deployment, registry, who, deployment_id)
+    feeds = await _feeds(request)
+    deadline, checked = time.monotonic() + wait, 0.0
+    while True:
+        host = next((h for h in hosts if h.serves(deployment_id)), None)
+        if host is not None:
+            try:
+                if host.quick(deployment_id):  # shorter than a hop to a worker thread: run it here
+                    outputs, _ = host.infer(deployment_id, feeds)
+                else:
+                    outputs, _ = await run_in_threadpool(host.infer, deployment_id, feeds)
+                break
+            except NoReplica:  # its last replica here stopped between the two calls
+                continue
+            except HamrError as exc:  # wrong inputs (InputError), or a kernel refusing them (KernelError)
+                raise HTTPException(400, one_line(exc)) from None
+        if time.monotonic() - checked > RECHECK_S:  # waiting: a deployment deleted meanwhile is 404 at once
+            await run_in_threadpool(_deployment, registry, who, deployment_id)
+            checked = time.monotonic()
+        if time.monotonic() >= deadline:
+            raise HTTPException(503, await run_in_threadpool(_not_ready, registry, who, deployment_id, wait))
+        await asyncio.sleep(POLL_S)
+    return Response(tensors.encode(outputs), media_type=tensors.MEDIA_TYPE)
+
+
+async def _feeds(request: Request) -> dict:
+    if is_multipart(request):
+        feeds = {}
+        for key, value in (await read_form(request)).multi_items():
+            if not isinstance(value, UploadFile):
+                raise HTTPException(400, f"'{key}' is a field; every part of an inference is a .npy file part")
+            if key in feeds:
+                raise HTTPException(400, f"the multipart body has '{key}' twice")
+            feeds[key] = parse_npy(key, await value.read())
+        return feeds
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media != tensors.MEDIA_TYPE:
+        raise HTTPException(415, f"send the inputs as {tensors.MEDIA_TYPE} or multipart/form-data, not '{media or 'none'}'")
+    try:
+        return tensors.decode(await request.body())
+    except tensors.TensorsError as exc:
+        raise HTTPException(400, one_line(exc)) from None
+
+
+def _not_ready(registry, who, deployment_id: int, wait: float) -> str:
+    deployment = _deployment(registry, who, deployment_id)
+    replicas = registry.list_replicas(who.scope, deployment_id)
+    states = ", ".join(f"{r.state} on {r.kind} {r.architecture}" for r in replicas) or "none placed"
+    return (f"deployment {deployment_id} has no ready replica after {wait:g} s "
+            f"(wants {deployment.replicas}; live: {states})")  # fmt: skip

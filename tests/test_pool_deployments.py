@@ -1,0 +1,326 @@
+"""Deployments: replicas placed across device kinds, loaded on their devices, serving requests over the API,
+and moved when a device is drained or its node is lost, with no request lost."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import threading
+import time
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+import hamr
+from hamr.pool import tensors
+from hamr.pool.deployments import Reconciler
+from hamr.pool.dispatcher import Dispatcher
+from hamr.pool.registry import ANY_TENANT, InvalidTransition, NotFound, RegistryError, open_registry
+from hamr.pool.scheduler.replicas import Candidate, place_replicas
+from hamr.pool.service import create_app
+from tests.test_cli_errors import one_error_line
+from tests.test_pool_cli import pool as cli_pool  # noqa: F401 - the `hamr pool up` fixture
+from tests.test_pool_cli import run
+from tests.test_runtime import OPENCL, mlp_model, mlp_reference
+
+needs_opencl = pytest.mark.skipif(not OPENCL, reason="no OpenCL device (pip install pocl-binary-distribution)")
+TOL = {"rtol": 1e-4, "atol": 1e-5}
+
+
+# Placement: spread across kinds, then variants, architectures, devices, nodes.
+
+
+def fleet() -> list[Candidate]:
+    return [
+        Candidate("g1", "cuda:0", "n1", "gpu", "sm_90", ("cuda",)),
+        Candidate("g2", "cuda:1", "n1", "gpu", "sm_90", ("cuda",)),
+        Candidate("g3", "cuda:0", "n2", "gpu", "sm_80", ("cuda",)),
+        Candidate("c1", "cpu", "n1", "cpu", "x86-64-v4", ("cpu", "reference")),
+        Candidate("c2", "cpu", "n2", "cpu", "x86-64-v3", ("cpu", "reference")),
+        Candidate("o1", "opencl:0", "n1", "cpu", "pthread", ("opencl",)),
+        Candidate("p1", "npu:0", "n3", "npu", "x1", ("ascend",)),
+    ]
+
+
+def test_replicas_take_one_device_of_each_kind_before_a_second_of_any():
+    candidates = fleet()
+    placed, short = place_replicas(candidates, [], 2, ("cuda", "cpu"), share=500)
+    kinds = {c.uuid: c.kind for c in candidates}
+    assert sorted(kinds[p.device] for p in placed) == ["cpu", "gpu"] and short == ""
+    placed, _ = place_replicas(candidates, [], 4, ("cuda", "cpu", "opencl"), share=500)
+    chosen = [next(c for c in candidates if c.uuid == p.device) for p in placed]
+    by_kind = {k: sum(c.kind == k for c in chosen) for k in ("gpu", "cpu")}
+    assert by_kind == {"gpu": 2, "cpu": 2}  # the npu runs none of the variants
+    gpus = [c for c in chosen if c.kind == "gpu"]
+    assert len({c.architecture for c in gpus}) == 2  # then across architectures: sm_90 and sm_80
+    cpus = [c for c in chosen if c.kind == "cpu"]
+    assert len({p.target for p in placed if p.device in {c.uuid for c in cpus}}) == 2  # cpu and opencl variants
+    assert all(p.reason.startswith("spread: ") for p in placed)
+
+
+def test_existing_replicas_count_and_shares_limit_a_device():
+    candidates = [Candidate("g1", "cuda:0", "n1", "gpu", "sm_90", ("cuda",), reserved=600),
+                  Candidate("c1", "cpu", "n1", "cpu", "x", ("cpu",))]  # fmt: skip
+    placed, short = place_replicas(candidates, [candidates[1]], 3, ("cuda", "cpu"), share=400)
+    # the gpu fits one more (600 + 400); the cpu, already holding one, fits two more
+    assert [p.device for p in placed] == ["g1", "c1", "c1"] and short == ""
+    placed, short = place_replicas(candidates, [], 5, ("cuda", "cpu"), share=400)
+    assert len(placed) == 3 and short.startswith("waiting: 2 replica(s) do not fit")
+    placed, short = place_replicas(candidates, [], 1, ("rocm",), share=1)
+    assert placed == [] and "0 run one of rocm" in short
+
+
+# The wire: named raw tensors.
+
+
+def test_tensors_round_trip_with_aligned_offsets():
+    values = {"f": np.arange(12, dtype=np.float32).reshape(3, 4), "b": np.array([True, False]),
+              "i": np.arange(5, dtype=">i8"), "empty": np.zeros((0, 3), np.float16), "s": np.float64(2.5)}  # fmt: skip
+    body = tensors.encode(values)
+    header = json.loads(body[16 : 16 + int.from_bytes(body[8:12], "little")])
+    assert all(t["offset"] % 64 == 0 for t in header["tensors"])
+    decoded = tensors.decode(body)
+    assert list(decoded) == list(values)
+    for name, value in values.items():
+        np.testing.assert_array_equal(decoded[name], value)
+        assert decoded[name].dtype == np.asarray(value).dtype.newbyteorder("=")
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda b: b"", "shorter than"),
+    (lambda b: b"NOTMAGIC" + b[8:], "magic"),
+    (lambda b: b[:40], "does not fit"),
+    (lambda b: b[:-48], "runs past"),
+    (lambda b: b.replace(b'"<f4"', b'"|O8"'), "dtype"),
+    (lambda b: b.replace(b'"nbytes":24', b'"nbytes":28'), "28 bytes"),
+    (lambda b: b.replace(b'"offset":0', b'"offset":4'), "unaligned"),
+    (lambda b: b.replace(b'"tensors"', b'"tensorz"'), "bad tensors header"),
+    (lambda b: b.replace(b'"nbytes":24', b'"nbytes":-4'), "non-negative"),
+    (lambda b: b.replace(b'[2,3]', b'[2,9]'), "72 expected"),
+])  # fmt: skip
+def test_malformed_tensor_bodies_are_refused_with_one_line(mutate, message):
+    body = tensors.encode({"x": np.zeros((2, 3), np.float32)})
+    with pytest.raises(tensors.TensorsError, match=message):
+        tensors.decode(mutate(body))
+
+
+# The registry's deployments.
+
+
+@pytest.fixture
+def registry(tmp_path):
+    with open_registry(data_dir=tmp_path / "pool") as reg:
+        yield reg
+
+
+@pytest.fixture(scope="module")
+def exe_bytes(tmp_path_factory):
+    targets = ["cpu"] + (["opencl"] if OPENCL else [])
+    return hamr.compile(mlp_model(), targets=targets).save(tmp_path_factory.mktemp("exe") / "mlp.hamr").read_bytes()
+
+
+def test_a_deployment_never_gets_more_replicas_than_it_wants(registry, exe_bytes):
+    from hamr.pool.drivers import discover
+
+    tenant = registry.create_tenant("acme").id
+    exe = registry.upload_executable(tenant, exe_bytes)
+    registry.heartbeat("n1", discover().devices)
+    cpu = next(d for d in registry.list_devices() if d.local_id == "cpu")
+    deployment = registry.create_deployment(tenant, exe.id, 1, share=300)
+    first = registry.add_replica(deployment.id, cpu.uuid, "test")
+    with pytest.raises(RegistryError, match="already has 1 of 1"):
+        registry.add_replica(deployment.id, cpu.uuid, "test")
+    assert registry.replica_shares() == {cpu.uuid: 300}
+    registry.set_replica_state(first.id, "ready")
+    with pytest.raises(InvalidTransition, match="from ready to pending"):
+        registry.set_replica_state(first.id, "pending")
+    registry.scale_deployment(tenant, deployment.id, 2)
+    registry.add_replica(deployment.id, cpu.uuid, "test")
+    assert registry.replica_shares() == {cpu.uuid: 600}
+    with pytest.raises(RegistryError, match="replicas must be 0 to 1024"):
+        registry.scale_deployment(tenant, deployment.id, 5000)
+    registry.delete_deployment(tenant, deployment.id)
+    assert registry.list_replicas(ANY_TENANT, deployment.id) == [] and registry.replica_shares() == {}
+    states = [r.state for r in registry.list_replicas(ANY_TENANT, deployment.id, live=False)]
+    assert states == ["stopped", "stopped"]
+    with pytest.raises(NotFound):
+        registry.scale_deployment(tenant, deployment.id, 1)
+
+
+# End to end in one process: the reconciler, the node's replica host, and the API.
+
+
+class Served:
+    def __init__(self, registry, exe_bytes):
+        self.registry = registry
+        self.tenant = registry.create_tenant("acme").id
+        token, _ = registry.create_token(self.tenant)
+        other = registry.create_tenant("other").id
+        self.other_token, _ = registry.create_token(other)
+        self.exe = registry.upload_executable(self.tenant, exe_bytes)
+        self.dispatcher = Dispatcher(registry, "n1", serve_replicas=True)
+        self.reconciler = Reconciler(registry)
+        self.client = TestClient(create_app(registry, replica_hosts=[self.dispatcher.replicas]),
+                                 headers={"Authorization": f"Bearer {token}"}, raise_server_exceptions=False)  # fmt: skip
+        self.stop = threading.Event()
+        self.loop = threading.Thread(target=self._loop, daemon=True)
+        self.loop.start()
+
+    def _loop(self):
+        while not self.stop.is_set():
+            self.reconciler.step()
+            self.dispatcher.step()
+            time.sleep(0.02)
+
+    def deployment(self, deployment_id):
+        return self.client.get(f"/v1/deployments/{deployment_id}").json()
+
+    def wait_until(self, deployment_id, check, timeout=120.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            d = self.deployment(deployment_id)
+            if check(d):
+                return d
+            time.sleep(0.05)
+        raise AssertionError(f"deployment never got there: {d}")
+
+    def infer(self, deployment_id, x, wait=60):
+        response = self.client.post(f"/v1/deployments/{deployment_id}/infer?wait={wait}", content=tensors.encode({"x": x}),
+                                    headers={"Content-Type": tensors.MEDIA_TYPE})  # fmt: skip
+        return response
+
+    def close(self):
+        self.stop.set()
+        self.loop.join(timeout=30)
+        self.dispatcher.close()
+
+
+@pytest.fixture
+def served(registry, exe_bytes):
+    s = Served(registry, exe_bytes)
+    yield s
+    s.close()
+
+
+def ready_on(d) -> list[str]:
+    return sorted(r["architecture"] for r in d["replica_list"] if r["state"] == "ready")
+
+
+@needs_opencl
+def test_replicas_spread_over_cpu_and_opencl_serve_numpys_answer(served):
+    created = served.client.post("/v1/deployments", json={"executable_id": served.exe.id, "replicas": 2})
+    assert created.status_code == 201, created.text
+    deployment = created.json()["id"]
+    d = served.wait_until(deployment, lambda d: d["ready"] == 2)
+    devices = {r["device"] for r in d["replica_list"]}
+    local = {dev.uuid: dev.local_id for dev in served.registry.list_devices()}
+    assert sorted(local[u] for u in devices) == ["cpu", "opencl:0"]  # one per variant before two on either
+    for seed in range(6):  # round robin: both replicas answer
+        x = np.random.default_rng(seed).standard_normal((seed + 1, 16)).astype(np.float32)
+        response = served.infer(deployment, x)
+        assert response.status_code == 200, response.text
+        np.testing.assert_allclose(tensors.decode(response.content)["y"], mlp_reference(x), **TOL)
+    served_by = {h.view.local_id: h.served for h in served.dispatcher.replicas.hosted.values()}
+    assert served_by == {"cpu": 3, "opencl:0": 3}
+    served.dispatcher.busy_time.flush()
+    metrics = served.client.get("/metrics").text
+    busy = [line for line in metrics.splitlines() if line.startswith("hamr_device_busy_seconds_total")]
+    assert len(busy) == 2 and all(float(line.split()[-1]) > 0 for line in busy), busy
+
+
+@needs_opencl
+def test_draining_a_replicas_device_moves_it_and_loses_no_request(served):
+    deployment = served.client.post("/v1/deployments", json={"executable_id": served.exe.id, "replicas": 2}).json()["id"]
+    served.wait_until(deployment, lambda d: d["ready"] == 2)
+    cpu = next(d for d in served.registry.list_devices() if d.local_id == "cpu")
+    inputs = [np.random.default_rng(seed).standard_normal((2, 16)).astype(np.float32) for seed in range(60)]
+
+    def ask(x):
+        response = served.infer(deployment, x)
+        return response.status_code, response.content
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        futures = [pool.submit(ask, x) for x in inputs[:30]]
+        served.registry.set_drained(cpu.uuid)  # while requests are in flight
+        futures += [pool.submit(ask, x) for x in inputs[30:]]
+        answers = [f.result() for f in futures]
+    for x, (status, body) in zip(inputs, answers, strict=True):
+        assert status == 200, body
+        np.testing.assert_allclose(tensors.decode(body)["y"], mlp_reference(x), **TOL)
+    d = served.wait_until(deployment, lambda d: d["ready"] == 2 and all(r["architecture"] != cpu.architecture
+                                                                        for r in d["replica_list"]))  # fmt: skip
+    assert ready_on(d) == [served.registry.get_device(d["replica_list"][0]["device"]).architecture] * 2
+    stopped = [r for r in served.registry.list_replicas(ANY_TENANT, deployment, live=False) if r.state == "stopped"]
+    assert [r.local_id for r in stopped] == ["cpu"] and stopped[0].reason.startswith("migrating off cpu on n1: drained")
+
+
+def test_a_lost_node_leaves_the_deployment_waiting_with_a_reason(served):
+    deployment = served.client.post("/v1/deployments", json={"executable_id": served.exe.id, "replicas": 1}).json()["id"]
+    served.wait_until(deployment, lambda d: d["ready"] == 1)
+    x = np.ones((1, 16), np.float32)
+    assert served.infer(deployment, x).status_code == 200
+    served.registry.mark_lost_nodes(0.0)  # the only node: nowhere to move to
+    served.wait_until(deployment, lambda d: d["replica_list"] == [])
+    response = served.infer(deployment, x, wait=0.2)
+    assert response.status_code == 503
+    assert "has no ready replica after 0.2 s (wants 1; live: none placed)" in response.json()["detail"]
+    waiting = [e.payload["reason"] for e in served.registry.list_events(ANY_TENANT, kind="deployment.waiting")]
+    assert waiting and "0 have 500/1000 unreserved" in waiting[-1] or "0 schedulable" in waiting[-1], waiting
+    served.dispatcher.heartbeat()  # the node is back: a new replica is placed and loaded
+    served.wait_until(deployment, lambda d: d["ready"] == 1)
+    np.testing.assert_allclose(tensors.decode(served.infer(deployment, x).content)["y"], mlp_reference(x), **TOL)
+
+
+def test_scale_delete_bad_inputs_and_other_tenants(served):
+    deployment = served.client.post("/v1/deployments", json={"executable_id": served.exe.id, "replicas": 2}).json()["id"]
+    served.wait_until(deployment, lambda d: d["ready"] == 2)
+    assert served.client.patch(f"/v1/deployments/{deployment}", json={"replicas": 1}).status_code == 200
+    served.wait_until(deployment, lambda d: len(d["replica_list"]) == 1)
+    wrong = served.client.post(f"/v1/deployments/{deployment}/infer", content=tensors.encode({"x": np.ones((1, 3), np.float32)}),
+                               headers={"Content-Type": tensors.MEDIA_TYPE})  # fmt: skip
+    assert wrong.status_code == 400 and "x" in wrong.json()["detail"]
+    unknown = served.client.post(f"/v1/deployments/{deployment}/infer", content=b"{}", headers={"Content-Type": "application/json"})
+    assert unknown.status_code == 415
+    x = np.ones((1, 16), np.float32)
+    multipart = served.client.post(f"/v1/deployments/{deployment}/infer", files={"x": ("x.npy", _npy(x))})
+    np.testing.assert_allclose(tensors.decode(multipart.content)["y"], mlp_reference(x), **TOL)
+    theirs = served.client.post(f"/v1/deployments/{deployment}/infer", content=tensors.encode({"x": x}),
+                                headers={"Content-Type": tensors.MEDIA_TYPE, "Authorization": f"Bearer {served.other_token}"})  # fmt: skip
+    assert theirs.status_code == 404 and theirs.json()["detail"] == f"deployment {deployment} not found"
+    assert served.client.delete(f"/v1/deployments/{deployment}").status_code == 200
+    served.wait_until(deployment, lambda d: d.get("detail") == f"deployment {deployment} not found")
+    gone = served.infer(deployment, x, wait=0)
+    assert gone.status_code == 404
+
+
+def _npy(array) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    return buffer.getvalue()
+
+
+# The command line, against a real `hamr pool up` process.
+
+
+def test_deploy_infer_scale_and_undeploy_from_the_command_line(cli_pool, tmp_path):  # noqa: F811
+    root, env, url = cli_pool
+    exe = hamr.compile(mlp_model(), targets=["cpu"]).save(tmp_path / "mlp.hamr")
+    x = np.random.default_rng(7).standard_normal((4, 16)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    deployed = run(env, "pool", "deploy", exe, "--replicas", "1")
+    assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+    deployment = deployed.stdout.split()[1]
+    result = run(env, "pool", "infer", deployment, "--input", f"x={tmp_path / 'x.npy'}", "--output-dir", tmp_path / "out")
+    assert result.returncode == 0, result.stdout + result.stderr
+    index = json.loads((tmp_path / "out" / "outputs.json").read_text())
+    np.testing.assert_allclose(np.load(tmp_path / "out" / index["y"]), hamr.Session(exe, device="cpu").run({"x": x})["y"])
+    listed = json.loads(run(env, "pool", "deployments", "--json").stdout)
+    (mine,) = [d for d in listed if str(d["id"]) == deployment]
+    assert mine["ready"] == 1 and mine["replica_list"][0]["kind"] == "cpu"
+    assert run(env, "pool", "scale", deployment, "0").returncode == 0
+    assert run(env, "pool", "undeploy", deployment).returncode == 0
+    message = one_error_line(run(env, "pool", "infer", deployment, "--input", f"x={tmp_path / 'x.npy'}"))
+    assert f"(404): deployment {deployment} not found" in message
