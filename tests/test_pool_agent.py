@@ -26,19 +26,10 @@ from hamr.pool.remote import LOST_WORK_GRACE_S, RemoteAgents
 from hamr.pool.service import create_app
 from tests.test_cli_errors import one_error_line
 from tests.test_pool_registry import report
+from tests.test_pool_service import bearer, npy
 from tests.test_runtime import mlp_model
 
 HAMR = [sys.executable, "-m", "hamr.cli.app"]
-
-
-def npy(array) -> bytes:
-    buffer = io.BytesIO()
-    np.save(buffer, np.asarray(array), allow_pickle=False)
-    return buffer.getvalue()
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 def wait_until(what: str, check, timeout: float = 30.0, every: float = 0.1):

@@ -22,6 +22,7 @@ from hamr.pool.service import create_app
 from tests.test_cli_errors import one_error_line
 from tests.test_pool_cli import pool as cli_pool  # noqa: F401 - the `hamr pool up` fixture
 from tests.test_pool_cli import run
+from tests.test_pool_service import npy
 from tests.test_runtime import OPENCL, mlp_model, mlp_reference
 
 needs_opencl = pytest.mark.skipif(not OPENCL, reason="no OpenCL device (pip install pocl-binary-distribution)")
@@ -283,7 +284,7 @@ def test_scale_delete_bad_inputs_and_other_tenants(served):
     unknown = served.client.post(f"/v1/deployments/{deployment}/infer", content=b"{}", headers={"Content-Type": "application/json"})
     assert unknown.status_code == 415
     x = np.ones((1, 16), np.float32)
-    multipart = served.client.post(f"/v1/deployments/{deployment}/infer", files={"x": ("x.npy", _npy(x))})
+    multipart = served.client.post(f"/v1/deployments/{deployment}/infer", files={"x": ("x.npy", npy(x))})
     np.testing.assert_allclose(tensors.decode(multipart.content)["y"], mlp_reference(x), **TOL)
     theirs = served.client.post(f"/v1/deployments/{deployment}/infer", content=tensors.encode({"x": x}),
                                 headers={"Content-Type": tensors.MEDIA_TYPE, "Authorization": f"Bearer {served.other_token}"})  # fmt: skip
@@ -292,14 +293,6 @@ def test_scale_delete_bad_inputs_and_other_tenants(served):
     served.wait_until(deployment, lambda d: d.get("detail") == f"deployment {deployment} not found")
     gone = served.infer(deployment, x, wait=0)
     assert gone.status_code == 404
-
-
-def _npy(array) -> bytes:
-    import io
-
-    buffer = io.BytesIO()
-    np.save(buffer, array, allow_pickle=False)
-    return buffer.getvalue()
 
 
 # The command line, against a real `hamr pool up` process.

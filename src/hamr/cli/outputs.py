@@ -7,7 +7,7 @@ import numpy as np
 from hamr.errors import InputError
 from hamr.runtime.npy_io import output_file_name, read_inputs, write_outputs
 
-__all__ = ["output_file_name", "parse_inputs", "write_outputs"]
+__all__ = ["output_file_name", "parse_inputs", "report_outputs", "write_outputs"]
 
 
 def parse_inputs(specs: list[str]) -> dict[str, np.ndarray]:
@@ -18,3 +18,13 @@ def parse_inputs(specs: list[str]) -> dict[str, np.ndarray]:
             raise InputError(f"--input expects NAME=FILE.npy, got '{spec}'")
         files[name] = path
     return read_inputs(files)
+
+
+def report_outputs(outputs: dict, output_dir, out, err, done: str) -> None:
+    """The pool commands' ending: write the outputs to `output_dir` and say `done`, else list them."""
+    if output_dir is not None:
+        index = write_outputs(outputs, output_dir)
+        err.print(f"{done}; wrote {len(index)} output(s) to {output_dir}")
+        return
+    for name, value in outputs.items():
+        out.print(f"{name}: {value.dtype}{list(value.shape)}")

@@ -12,6 +12,7 @@ import io
 import json
 import os
 import socket
+import sys
 import threading
 import time
 from pathlib import Path
@@ -29,6 +30,8 @@ TERMINAL = {"succeeded", "failed", "cancelled"}
 Server = Annotated[str | None, typer.Option("--server", help="The pool's URL (default: $HAMR_POOL_URL, else the embedded pool's).")]
 Token = Annotated[str | None, typer.Option("--token", help="A bearer token (default: $HAMR_TOKEN, else the embedded pool's).")]
 DataDir = Annotated[Path | None, typer.Option("--data-dir", help="The embedded pool's directory (default: $HAMR_POOL_DIR, else ~/.local/share/hamr/pool).")]
+Inputs = Annotated[list[str] | None, typer.Option("--input", "-i", help="NAME=FILE.npy, once per input.")]
+OutputDir = Annotated[Path | None, typer.Option("--output-dir", help="Write one .npy per output and outputs.json.")]
 
 
 def _data_dir(data_dir: Path | None) -> Path:
@@ -88,7 +91,10 @@ def _serve(registry, root: Path, host: str, port: int, url: str, agent_of, loop,
     agent = threading.Thread(target=loop, args=(agent_of, stop, heartbeat_timeout, wake), name="hamr-agent", daemon=True)
     agent.start()
     app = create_app(registry, replica_hosts=agent_of.replica_hosts, remote=getattr(agent_of, "remote", None), wake=wake.set)
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+    # httptools and uvloop (dependencies) are uvicorn's fast path; no proxy in front by default
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", http="httptools",
+                                           loop="uvloop" if sys.platform != "win32" else "asyncio",
+                                           proxy_headers=False))  # fmt: skip
     _private_write(root / "pool.json", json.dumps({"url": url, "pid": os.getpid(), **extra}) + "\n")
     out.print(lines[0])
     out.print(f"admin token: {root / 'admin.token'}; tenant 'default' token: {root / 'default.token'}")
@@ -208,8 +214,8 @@ def _read_token(path: Path) -> str | None:
 @pool_app.command()
 def submit(
     executable: Annotated[Path, typer.Argument(help="A .hamr executable.")],
-    input: Annotated[list[str] | None, typer.Option("--input", "-i", help="NAME=FILE.npy, once per input.")] = None,
-    output_dir: Annotated[Path | None, typer.Option("--output-dir", help="Write one .npy per output and outputs.json.")] = None,
+    input: Inputs = None,
+    output_dir: OutputDir = None,
     priority: Annotated[int, typer.Option("--priority")] = 0,
     wait: Annotated[float, typer.Option("--timeout", help="Seconds to wait for the job.")] = 600.0,
     server: Server = None,
@@ -219,10 +225,9 @@ def submit(
     """Run an executable on the pool's best device; write the outputs as `hamr run` does."""
     import numpy as np
 
-    from hamr.cli.outputs import parse_inputs
+    from hamr.cli.outputs import parse_inputs, report_outputs
     from hamr.format.executable import load
     from hamr.runtime.feeds import validate_feeds
-    from hamr.runtime.npy_io import write_outputs
 
     out, err = _console()
     feeds = parse_inputs(input or [])
@@ -248,13 +253,7 @@ def submit(
         outputs[name] = np.load(io.BytesIO(data), allow_pickle=False)
     placements = client.call("GET", f"/v1/jobs/{job['id']}/placements").json()
     where = placements[-1]["device"] if placements else "?"
-    if output_dir is not None:
-        index = write_outputs(outputs, output_dir)
-        err.print(f"job {job['id']} succeeded on {where} (attempt {job['attempts']}); "
-                  f"wrote {len(index)} output(s) to {output_dir}")
-    else:
-        for name, value in outputs.items():
-            out.print(f"{name}: {value.dtype}{list(value.shape)}")
+    report_outputs(outputs, output_dir, out, err, f"job {job['id']} succeeded on {where} (attempt {job['attempts']})")
 
 
 def _npy_bytes(value) -> bytes:

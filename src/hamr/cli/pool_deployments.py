@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from hamr.cli.pool import Client, DataDir, Server, Token, _console, pool_app
+from hamr.cli.pool import Client, DataDir, Inputs, OutputDir, Server, Token, _console, pool_app
 
 DeploymentId = Annotated[int, typer.Argument(min=1, help="The deployment's id (hamr pool deployments).")]
 
@@ -84,27 +84,20 @@ def undeploy(deployment: DeploymentId, server: Server = None, token: Token = Non
 @pool_app.command()
 def infer(
     deployment: DeploymentId,
-    input: Annotated[list[str] | None, typer.Option("--input", "-i", help="NAME=FILE.npy, once per input.")] = None,
-    output_dir: Annotated[Path | None, typer.Option("--output-dir", help="Write one .npy per output and outputs.json.")] = None,
+    input: Inputs = None,
+    output_dir: OutputDir = None,
     wait: Annotated[float, typer.Option("--wait", min=0, max=300, help="Seconds to wait for a ready replica.")] = 60.0,
     server: Server = None,
     token: Token = None,
     data_dir: DataDir = None,
 ) -> None:
     """Run one request on a deployment; write the outputs as `hamr run` does."""
-    from hamr.cli.outputs import parse_inputs
+    from hamr.cli.outputs import parse_inputs, report_outputs
     from hamr.pool import tensors
-    from hamr.runtime.npy_io import write_outputs
 
     out, err = _console()
     feeds = parse_inputs(input or [])
     client = Client(server, token, data_dir=data_dir)
     response = client.call("POST", f"/v1/deployments/{deployment}/infer", params={"wait": wait},
                            content=tensors.encode(feeds), headers={"Content-Type": tensors.MEDIA_TYPE})  # fmt: skip
-    outputs = tensors.decode(response.content)
-    if output_dir is not None:
-        index = write_outputs(outputs, output_dir)
-        err.print(f"deployment {deployment} answered; wrote {len(index)} output(s) to {output_dir}")
-    else:
-        for name, value in outputs.items():
-            out.print(f"{name}: {value.dtype}{list(value.shape)}")
+    report_outputs(tensors.decode(response.content), output_dir, out, err, f"deployment {deployment} answered")

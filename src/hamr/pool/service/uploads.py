@@ -6,6 +6,7 @@ import io
 
 import numpy as np
 from fastapi import HTTPException, Request
+from pydantic import BaseModel, ValidationError
 from starlette.datastructures import FormData, UploadFile
 
 NPY_MAGIC = b"\x93NUMPY"
@@ -51,6 +52,36 @@ def parse_npy(name: str, data: bytes, what: str = "input") -> np.ndarray:
     if not isinstance(array, np.ndarray):
         raise HTTPException(400, f"{what} '{name}' is not a single .npy array")
     return array
+
+
+async def read_fields_and_arrays(request: Request, form: type[BaseModel] | None, what: str) -> tuple[BaseModel | None, dict]:
+    """A multipart body of `form`'s fields and one .npy file part per array (`what`: input, output).
+
+    Without `form`, every part must be a file part. Fields are validated by `form` (422 with
+    the first error's line); duplicates, unknown fields and misplaced parts are 400.
+    """
+    names = form.model_fields if form is not None else {}
+    fields, arrays = {}, {}
+    for key, value in (await read_form(request)).multi_items():
+        if key in fields or key in arrays:
+            raise HTTPException(400, f"the multipart body has '{key}' twice")
+        if isinstance(value, UploadFile):
+            if key in names:
+                raise HTTPException(400, f"'{key}' is a field, not a file part")
+            arrays[key] = parse_npy(key, await value.read(), what=what)
+        elif key in names:
+            fields[key] = value
+        elif names:
+            raise HTTPException(400, f"unknown field '{key}' (fields: {', '.join(names)}; {what}s are file parts)")
+        else:
+            raise HTTPException(400, f"'{key}' is a field; every part here is a .npy file part")
+    if form is None:
+        return None, arrays
+    try:
+        return form.model_validate(fields), arrays
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise HTTPException(422, f"{'.'.join(map(str, first['loc']))}: {' '.join(str(first['msg']).split())}") from None
 
 
 def npy_bytes(array: np.ndarray) -> bytes:

@@ -10,15 +10,13 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import UploadFile
 
 from hamr.pool.remote import NODE_NAME, AgentConflict, RemoteAgents
 from hamr.pool.service.auth import Admin
-from hamr.pool.service.errors import one_line
 from hamr.pool.service.schemas import MAX_ID, TEXT, DeviceReportIn, ErrorOut, NodeOut, Strict, node_out
-from hamr.pool.service.uploads import BINARY, parse_npy, read_form, request_body
+from hamr.pool.service.uploads import BINARY, read_fields_and_arrays, request_body
 from hamr.pool.service.wake import WAKES_POOL
 
 router = APIRouter(prefix="/v1/agents", tags=["agents"],
@@ -115,24 +113,7 @@ async def work(node: NodeName, request: Request, who: Admin, remote: Remote,
              dependencies=WAKES_POOL)
 async def results(node: NodeName, request: Request, who: Admin, remote: Remote) -> ResultOut:
     target = remote.node(node)
-    form = await read_form(request)
-    fields, outputs = {}, {}
-    for key, value in form.multi_items():
-        if key in fields or key in outputs:
-            raise HTTPException(400, f"the multipart body has '{key}' twice")
-        if isinstance(value, UploadFile):
-            if key in ResultForm.model_fields:
-                raise HTTPException(400, f"'{key}' is a field, not a file part")
-            outputs[key] = parse_npy(key, await value.read(), what="output")
-        elif key in ResultForm.model_fields:
-            fields[key] = value
-        else:
-            raise HTTPException(400, f"unknown field '{key}' (fields: {', '.join(ResultForm.model_fields)}; outputs are file parts)")
-    try:
-        result = ResultForm.model_validate(fields)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        raise HTTPException(422, f"{'.'.join(map(str, first['loc']))}: {one_line(first['msg'])}") from None
+    result, outputs = await read_fields_and_arrays(request, ResultForm, "output")
     if result.ok and (result.latency_s is None or result.died):
         raise HTTPException(422, "an ok result needs latency_s and no died")
     if not result.ok and outputs:

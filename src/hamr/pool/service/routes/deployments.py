@@ -14,7 +14,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import UploadFile
 
 from hamr.errors import HamrError
 from hamr.pool import tensors
@@ -23,7 +22,7 @@ from hamr.pool.replicas import NoReplica
 from hamr.pool.service.auth import Authed, Reg
 from hamr.pool.service.errors import one_line
 from hamr.pool.service.schemas import DeploymentIn, DeploymentOut, DeploymentScale, Id, deployment_out
-from hamr.pool.service.uploads import BINARY, is_multipart, parse_npy, read_form, request_body
+from hamr.pool.service.uploads import BINARY, is_multipart, read_fields_and_arrays, request_body
 from hamr.pool.service.wake import WAKES_POOL
 
 router = APIRouter(prefix="/v1/deployments", tags=["deployments"])
@@ -111,14 +110,7 @@ async def infer(deployment_id: Id, request: Request, who: Authed,
 
 async def _feeds(request: Request) -> dict:
     if is_multipart(request):
-        feeds = {}
-        for key, value in (await read_form(request)).multi_items():
-            if not isinstance(value, UploadFile):
-                raise HTTPException(400, f"'{key}' is a field; every part of an inference is a .npy file part")
-            if key in feeds:
-                raise HTTPException(400, f"the multipart body has '{key}' twice")
-            feeds[key] = parse_npy(key, await value.read())
-        return feeds
+        return (await read_fields_and_arrays(request, None, "input"))[1]
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media != tensors.MEDIA_TYPE:
         raise HTTPException(415, f"send the inputs as {tensors.MEDIA_TYPE} or multipart/form-data, not '{media or 'none'}'")

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Path, Query, Request, Response
-from pydantic import ValidationError
+from fastapi import APIRouter, Path, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import UploadFile
 
 from hamr.pool.registry import NotFound
 from hamr.pool.service.auth import Authed, Reg
-from hamr.pool.service.errors import one_line
 from hamr.pool.service.schemas import Id, JobForm, JobOut, JobState, PlacementOut, job_out
-from hamr.pool.service.uploads import BINARY, parse_npy, read_form, request_body
+from hamr.pool.service.uploads import BINARY, read_fields_and_arrays, request_body
 from hamr.pool.service.wake import WAKES_POOL
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -28,24 +25,7 @@ SUBMIT_BODY = request_body(
 @router.post("", response_model=JobOut, status_code=201, openapi_extra=SUBMIT_BODY, summary="Submit a job", dependencies=WAKES_POOL)
 async def submit(request: Request, registry: Reg, who: Authed) -> JobOut:
     owner = who.owner()
-    form = await read_form(request)
-    fields, inputs = {}, {}
-    for key, value in form.multi_items():
-        if key in fields or key in inputs:
-            raise HTTPException(400, f"the multipart body has '{key}' twice")
-        if isinstance(value, UploadFile):
-            if key in JobForm.model_fields:
-                raise HTTPException(400, f"'{key}' is a field, not a file part")
-            inputs[key] = parse_npy(key, await value.read())
-        elif key in JobForm.model_fields:
-            fields[key] = value
-        else:
-            raise HTTPException(400, f"unknown field '{key}' (fields: {', '.join(JobForm.model_fields)}; inputs are file parts)")
-    try:
-        params = JobForm.model_validate(fields)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        raise HTTPException(422, f"{'.'.join(map(str, first['loc']))}: {one_line(first['msg'])}") from None
+    params, inputs = await read_fields_and_arrays(request, JobForm, "input")
     job = await run_in_threadpool(
         registry.submit_job, owner, params.executable_id, inputs, priority=params.priority, n_devices=params.n_devices
     )
@@ -86,11 +66,7 @@ def get_placements(job_id: Id, registry: Reg, who: Authed) -> list[PlacementOut]
 )
 def get_output(job_id: Id, name: Annotated[str, Path(min_length=1, max_length=255)], registry: Reg, who: Authed) -> Response:
     job = _job(registry, who, job_id)
-    digest = job.outputs.get(name)
-    if digest is None:
-        raise NotFound(f"job {job_id} has no output '{name}' (state {job.state}; outputs: {', '.join(sorted(job.outputs)) or 'none'})")
-    headers = {"Content-Disposition": f'attachment; filename="job-{job_id}-output.npy"'}
-    return Response(registry.blobs.get(digest), media_type="application/octet-stream", headers=headers)
+    return _npy_response(registry, job, "output", job.outputs, name, context=f"state {job.state}; ")
 
 
 @router.get(
@@ -101,10 +77,15 @@ def get_output(job_id: Id, name: Annotated[str, Path(min_length=1, max_length=25
 )
 def get_input(job_id: Id, name: Annotated[str, Path(min_length=1, max_length=255)], registry: Reg, who: Authed) -> Response:
     job = _job(registry, who, job_id)
-    digest = job.inputs.get(name)
+    return _npy_response(registry, job, "input", job.inputs, name)
+
+
+def _npy_response(registry, job, what: str, stored: dict, name: str, context: str = "") -> Response:
+    """One of a job's stored arrays (`what`: input or output) as a .npy download."""
+    digest = stored.get(name)
     if digest is None:
-        raise NotFound(f"job {job_id} has no input '{name}' (inputs: {', '.join(sorted(job.inputs)) or 'none'})")
-    headers = {"Content-Disposition": f'attachment; filename="job-{job_id}-input.npy"'}
+        raise NotFound(f"job {job.id} has no {what} '{name}' ({context}{what}s: {', '.join(sorted(stored)) or 'none'})")
+    headers = {"Content-Disposition": f'attachment; filename="job-{job.id}-{what}.npy"'}
     return Response(registry.blobs.get(digest), media_type="application/octet-stream", headers=headers)
 
 
