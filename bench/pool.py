@@ -6,7 +6,7 @@ Starts `hamr pool up` (its own data directory, port chosen free), compiles a sma
 (784-256-10, batch 1) for cpu, and measures in one run:
 - direct: the median of `Session.run` on cpu in this process;
 - pooled: the median of one request through the pool (submit the job over HTTP, wait for
-  it to succeed, download its output), one request at a time; the overhead is pooled minus
+  it to succeed with a waiting GET, download its output), one request at a time; the overhead is pooled minus
   direct (target: under 1 ms);
 - throughput: `--jobs` jobs submitted back to back, then waited for: submissions per second
   and jobs completed per second;
@@ -107,9 +107,9 @@ def measure(requests: int, jobs: int) -> dict:
                     response.raise_for_status()
                     return response.json()["id"]
 
-                def wait(job: int) -> None:
-                    while http.get(f"/v1/jobs/{job}").json()["state"] != "succeeded":
-                        time.sleep(0.001)
+                def wait(job: int) -> None:  # a waiting GET: the server answers when the job is done
+                    while http.get(f"/v1/jobs/{job}", params={"wait": 10}).json()["state"] != "succeeded":
+                        pass
 
                 pooled = []
                 for i in range(requests + 2):

@@ -443,3 +443,23 @@ def test_the_committed_openapi_spec_is_current(pool):
     committed = service_openapi.DOCS_SPEC.read_text()
     assert json.loads(committed) == served
     assert committed == service_openapi.spec_text(), "docs/openapi.json is stale: python -m hamr.pool.service.openapi"
+
+
+def test_a_waiting_get_answers_when_the_job_is_final_or_after_wait(pool):
+    import threading
+    import time
+
+    start = time.monotonic()
+    queued = pool.client.get(f"/v1/jobs/{pool.job_a}?wait=0.3", headers=pool.a)
+    assert queued.json()["state"] == "queued" and time.monotonic() - start >= 0.3
+
+    def finish():
+        time.sleep(0.2)
+        pool.registry.schedule_job(ANY_TENANT, pool.job_a, ["dev-1"], start=True)
+        pool.registry.finish_job(ANY_TENANT, pool.job_a, {"y": np.zeros(2, np.float32)}, attempt=1)
+
+    threading.Thread(target=finish).start()
+    start = time.monotonic()
+    done = pool.client.get(f"/v1/jobs/{pool.job_a}?wait=30", headers=pool.a)
+    assert done.json()["state"] == "succeeded" and 0.2 <= time.monotonic() - start < 5
+    assert pool.client.get(f"/v1/jobs/{pool.job_a}?wait=61", headers=pool.a).status_code == 422

@@ -243,8 +243,8 @@ def submit(
         while job["state"] not in TERMINAL:
             if time.monotonic() > deadline:
                 raise HamrError(f"job {job['id']} is still {job['state']} after {wait:.0f} s (hamr pool jobs --explain)")
-            time.sleep(0.1)
-            job = client.call("GET", f"/v1/jobs/{job['id']}").json()
+            left = max(0.0, min(10.0, deadline - time.monotonic()))
+            job = client.call("GET", f"/v1/jobs/{job['id']}", params={"wait": left}).json()
     if job["state"] != "succeeded":
         raise HamrError(f"job {job['id']} {job['state']}: {job.get('error') or 'no error recorded'}")
     outputs = {}

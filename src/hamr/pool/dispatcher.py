@@ -7,7 +7,8 @@ One `Dispatcher` per node. Each `step()`:
 3. migrates: a job whose device is drained, unhealthy, missing or on a lost node is requeued
    (a new attempt will run elsewhere), and so is a job held by a device with no run here;
 4. places the waiting jobs (queued and requeued, every tenant) with the Scheduler, records each
-   placement (`schedule_job`, `start_job`) and sends the job to the device's worker process;
+   placement (`schedule_job(start=True)`: scheduled and running in one transaction) and sends the
+   job to the device's worker process;
 5. with `serve_replicas`, loads the deployment replicas placed on this node and drops stopped ones
    (hamr/pool/replicas.py).
 
@@ -343,29 +344,30 @@ class Dispatcher:
     def _start(self, job: Job, request: JobRequest, decision: Decision) -> bool:
         device = decision.devices[0]
         try:
-            scheduled = self.registry.schedule_job(ANY_TENANT, job.id, [device], reason=decision.reason)
-        except RegistryError as exc:  # quota, taken by another dispatcher, device busy or gone
+            worker = self._worker(device)
+        except (WorkerDied, TimeoutError, OSError) as exc:  # the worker did not start: the job waits
+            self.workers.pop(device, None)
+            self._waits(job, f"waiting: the worker for {self.local_ids.get(device, device)} did not start: {exc}")
+            return False
+        try:  # scheduled and running in one transaction
+            started = self.registry.schedule_job(ANY_TENANT, job.id, [device], reason=decision.reason, start=True)
+        except RegistryError as exc:  # quota, taken by another dispatcher, device busy or gone, cancelled
             self._waits(job, f"waiting: {exc}")
             return False
         self.reasons.pop(job.id, None)
-        attempt = scheduled.attempts
+        attempt = started.attempts
         run = Run(job.id, attempt, job.tenant_id, device, request.executable, self.table.architectures[self.table.index[device]])
         try:
-            worker = self._worker(device)
-            self.registry.start_job(ANY_TENANT, job.id, attempt=attempt)
             worker.submit({
                 "job": job.id, "attempt": attempt,
-                "executable": str(self.registry.executable_file(ANY_TENANT, job.executable_id)),
+                "executable": str(self.registry.blobs.root / self._executable(job.executable_id).path),
                 "inputs": {name: str(self.registry.blobs.path(digest)) for name, digest in job.inputs.items()},
                 "outputs": str(self.runs_dir / f"job-{job.id}"),
             })  # fmt: skip
-        except (WorkerDied, TimeoutError, OSError) as exc:  # the worker did not start, or is gone
-            stale = self.workers.pop(device, None)
-            if stale is not None:
-                stale.kill()
+        except (WorkerDied, OSError) as exc:  # the worker is gone
+            self.workers.pop(device, None)
+            worker.kill()
             self._requeue(run, f"worker for {self.local_ids.get(device, device)} did not take the job: {exc}")
-            return True
-        except (InvalidTransition, NotFound):  # cancelled between scheduling and starting
             return True
         self.runs[device] = run
         return True

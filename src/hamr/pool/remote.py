@@ -6,7 +6,7 @@
 
 An agent heartbeats `POST /v1/agents/{node}/heartbeat` with its devices; the first one gives
 its node a `Dispatcher` whose executor is that node's `RemoteNode` (as ray_cluster.RayNode is
-for a Ray node). The Dispatcher is unchanged: it places, records `schedule_job`/`start_job`,
+for a Ray node). The Dispatcher is unchanged: it places, records `schedule_job(start=True)`,
 and records each result once per (job, attempt). A `RemoteWorker.submit` puts a work item in
 its node's outbox, which the agent long-polls (`take_work`); the agent posts the result
 (`deliver`) and `RemoteWorker.result` writes its outputs as .npy into the run directory, as

@@ -85,8 +85,12 @@ class Jobs:
 
     # State changes. Each locks the job's row, checks the transition, and logs an event.
 
-    def schedule_job(self, tenant: Scope, job_id: int, device_uuids: list[str], reason: str = "") -> Job:
-        """Place a waiting job on `device_uuids` (all of a gang at once): a new attempt, one placement per device."""
+    def schedule_job(self, tenant: Scope, job_id: int, device_uuids: list[str], reason: str = "", start: bool = False) -> Job:
+        """Place a waiting job on `device_uuids` (all of a gang at once): a new attempt, one placement per device.
+
+        `start`: the job also goes on to running in the same transaction (a dispatcher that hands
+        it to a worker at once saves a transaction).
+        """
         with self.writing() as session:
             job = self._locked_job(session, tenant, job_id)
             check_transition(job.id, job.state, SCHEDULED)
@@ -95,10 +99,11 @@ class Jobs:
             self._check_quota(session, job)
             devices = self._lock_free_devices(session, job, device_uuids)
             job.attempts += 1
-            return self._move(
+            job = self._move(
                 session, job, SCHEDULED, devices=device_uuids, attempt=job.attempts, reason=reason,
                 placements=[Placement(job_id=job.id, device_id=d.id, attempt=job.attempts, reason=reason) for d in devices],
             )  # fmt: skip
+            return self._move(session, job, RUNNING, attempt=job.attempts) if start else job
 
     # `attempt` (optional) guards a move with the attempt it is about: the move happens only while that
     # attempt is the job's current one, checked under the job's row lock (StaleAttempt otherwise). This

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from hamr.pool.registry import NotFound
+from hamr.pool.registry.states import FINAL
 from hamr.pool.service.auth import Authed, Reg
 from hamr.pool.service.schemas import Id, JobForm, JobOut, JobState, PlacementOut, job_out
 from hamr.pool.service.uploads import BINARY, read_fields_and_arrays, request_body
 from hamr.pool.service.wake import WAKES_POOL
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+WAIT_FIRST_S, WAIT_LONGEST_S = 0.002, 0.01  # a waiting GET re-reads the job this often, backing off
 
 SUBMIT_BODY = request_body(
     "multipart: the fields of JobForm, and one raw .npy file part per input, named as the input",
@@ -45,8 +49,17 @@ def _job(registry, who, job_id: int):
 
 
 @router.get("/{job_id}", response_model=JobOut, summary="A job's status")
-def get_job(job_id: Id, registry: Reg, who: Authed) -> JobOut:
-    return job_out(_job(registry, who, job_id))
+async def get_job(job_id: Id, registry: Reg, who: Authed,
+                  wait: Annotated[float, Query(ge=0, le=60, description="seconds to wait for the job to finish")] = 0.0,
+                  ) -> JobOut:  # fmt: skip
+    """With `wait`, answers as soon as the job is succeeded, failed or cancelled, or after `wait` seconds."""
+    deadline, pause = time.monotonic() + wait, WAIT_FIRST_S
+    while True:
+        job = await run_in_threadpool(_job, registry, who, job_id)
+        if job.state in FINAL or time.monotonic() >= deadline:
+            return job_out(job)
+        await asyncio.sleep(min(pause, max(0.0, deadline - time.monotonic())))
+        pause = min(pause * 2, WAIT_LONGEST_S)
 
 
 @router.get("/{job_id}/placements", response_model=list[PlacementOut],
