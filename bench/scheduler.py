@@ -113,10 +113,10 @@ def markdown(result: dict) -> str:
     lines += [
         "", "Alibaba GPU v2023 (`../shared/data/alibaba-gpu-v2023`), the first 400 GPU nodes, pods in creation "
         "order without departures (CPU and memory of the nodes not modelled, `gpu_spec` ignored):", "",
-        "| pods | policy | placed | not placed | GPUs | GPUs whole free | GPUs partly used |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
-        *[f"| {r['trace']} | {r['policy']} | {r['placed']} | {r['unplaced']} | {r['gpus']} | {r['gpus_whole_free']} | "
-          f"{r['gpus_partly_used']} |" for r in result["alibaba"]],
+        "| pods | policy | placed | not placed | GPU share allocated (thousandths) | GPUs | GPUs whole free | GPUs partly used |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        *[f"| {r['trace']} | {r['policy']} | {r['placed']} | {r['unplaced']} | {r['allocated_total']:,} | {r['gpus']} | "
+          f"{r['gpus_whole_free']} | {r['gpus_partly_used']} |" for r in result["alibaba"]],
         END,
     ]
     return "\n".join(lines)
