@@ -202,3 +202,65 @@ def test_a_job_with_no_variant_for_any_device_waits_with_the_schedulers_reason(r
     reason = dispatcher.reasons[job.id]
     assert reason.startswith("waiting: needs 1 device(s), 0 fit. Of 1: 1 healthy and not drained, 0 of those run opencl")
     assert [e.payload["reason"] for e in events(registry, "job.waiting", job.id)] == [reason]  # logged once
+
+
+# Gang jobs: the batch split across the gang's devices, the outputs joined back.
+
+
+@needs_opencl
+def test_a_gang_job_splits_its_batch_over_cpu_and_opencl_and_joins_the_outputs(pool, cpu_report, opencl_report):
+    registry, tenant, exe = pool
+    x = np.random.default_rng(21).standard_normal((5, 16)).astype(np.float32)
+    job = registry.submit_job(tenant, exe.id, {"x": x}, n_devices=2)
+    with Dispatcher(registry, "node-a", reports=[cpu_report, opencl_report]) as dispatcher:
+        dispatcher.run_until_idle(120)
+    assert_one_result(registry, job.id, 1)
+    assert sorted(placed_on(registry, job.id)) == [("cpu", 1), ("opencl:0", 1)]  # both devices, one attempt
+    y = registry.job_outputs(tenant, job.id)["y"]
+    assert y.shape == (5, 24)
+    np.testing.assert_allclose(y, mlp_reference(x), **TOL)  # rows 0-2 from one device, 3-4 from the other
+
+
+@needs_opencl
+def test_a_gang_shard_whose_worker_dies_runs_the_whole_attempt_again(pool, cpu_report, opencl_report):
+    registry, tenant, exe = pool
+    x = np.random.default_rng(22).standard_normal((4, 16)).astype(np.float32)
+    with Dispatcher(registry, "node-a", reports=[cpu_report, opencl_report]) as dispatcher:
+        worker = dispatcher.worker("opencl:0")
+        os.kill(worker.pid, signal.SIGSTOP)  # its shard is taken but never finished
+        job = registry.submit_job(tenant, exe.id, {"x": x}, n_devices=2)
+        dispatcher.step()
+        assert registry.get_job(tenant, job.id).state == "running"
+        os.kill(worker.pid, signal.SIGKILL)
+        dispatcher.run_until_idle(120)
+    assert_one_result(registry, job.id, 2)
+    assert sorted(placed_on(registry, job.id)) == [("cpu", 1), ("cpu", 2), ("opencl:0", 1), ("opencl:0", 2)]
+    np.testing.assert_allclose(registry.job_outputs(tenant, job.id)["y"], mlp_reference(x), **TOL)
+    (requeued,) = events(registry, "job.requeued", job.id)
+    assert "worker died" in requeued.payload["reason"]
+
+
+def test_a_gang_job_whose_batch_cannot_be_split_fails_with_the_reason(pool, cpu_report):
+    registry, tenant, exe = pool
+    second = dataclasses.replace(cpu_report, uuid=cpu_report.uuid + "-2", local_id="cpu")
+    job = registry.submit_job(tenant, exe.id, {"x": np.ones((1, 16), np.float32)}, n_devices=2)
+    with Dispatcher(registry, "node-a", reports=[cpu_report, second]) as dispatcher:
+        dispatcher.run_until_idle(60)
+    record = registry.get_job(tenant, job.id)
+    assert record.state == "failed"
+    assert record.error == "a gang job of 2 devices needs a batch of at least 2 rows; its inputs have 1"
+
+
+def test_split_and_merge_keep_rows_in_order_and_refuse_what_is_not_batch_major():
+    from hamr.pool.gangs import GangError, merge_outputs, split_inputs
+
+    x = np.arange(7 * 3).reshape(7, 3)
+    shards = split_inputs({"x": x, "m": np.ones((7,), bool)}, 3)
+    assert [s["x"].shape[0] for s in shards] == [3, 2, 2]
+    np.testing.assert_array_equal(merge_outputs([{"y": s["x"] * 2} for s in shards], [3, 2, 2])["y"], x * 2)
+    with pytest.raises(GangError, match="one batch size"):
+        split_inputs({"x": x, "z": np.ones((6, 3))}, 2)
+    with pytest.raises(GangError, match="'s' is a scalar"):
+        split_inputs({"s": np.float32(1)}, 2)
+    with pytest.raises(GangError, match="output 'sum' of shard 0 has a scalar"):
+        merge_outputs([{"sum": np.float32(1)}, {"sum": np.float32(2)}], [1, 1])

@@ -32,6 +32,7 @@ from pathlib import Path
 from hamr.pool.busy import BusyTime
 from hamr.pool.deployments import HOSTS_REPLICAS
 from hamr.pool.drivers import DeviceReport, discover
+from hamr.pool.gangs import GangError, merge_outputs, split_inputs
 from hamr.pool.registry import ANY_TENANT, InvalidTransition, Job, NotFound, Registry, RegistryError
 from hamr.pool.registry.fleet import USABLE_HEALTH
 from hamr.pool.registry.models import NODE_UP
@@ -40,7 +41,7 @@ from hamr.pool.replicas import ReplicaHost
 from hamr.pool.scheduler import Decision, DeviceTable, JobRequest, Scheduler, ThroughputModel
 from hamr.pool.scheduler.request import WHOLE
 from hamr.pool.workers import WorkerDied, WorkerProcess
-from hamr.runtime.npy_io import read_outputs
+from hamr.runtime.npy_io import read_outputs, write_outputs
 
 UNKNOWN_MEMORY = 1 << 62  # a device whose driver cannot tell its free memory (OpenCL GPUs)
 
@@ -57,6 +58,19 @@ class Run:
     architecture: str
     started: float = field(default_factory=time.monotonic)
     stale: bool = False  # the job was taken off this device: the reply, if any, is not the job's result
+    gang: Gang | None = None  # the attempt of a gang job this run is one shard of
+    shard: int = 0
+
+
+@dataclass
+class Gang:
+    """One attempt of a gang job: its shards' replies, until all are in (hamr/pool/gangs.py)."""
+
+    job: int
+    attempt: int
+    rows: list[int]  # each shard's batch size
+    replies: dict[int, dict] = field(default_factory=dict)
+    over: bool = False  # recorded, failed or requeued: the shards still running are stale
 
 
 class LocalWorkers:
@@ -65,7 +79,10 @@ class LocalWorkers:
     An executor starts a device's worker (`start`; the worker has alive, submit, result, kill
     and close, as WorkerProcess) and says which busy workers have a reply to read (`ready`).
     hamr.pool.ray_cluster.RayNode is the other one: the workers are a Ray node's agent actor.
+    `gangs`: the executor runs several shards of one attempt at once (one per device).
     """
+
+    gangs = True
 
     def start(self, local_id: str, env: dict | None) -> WorkerProcess:
         return WorkerProcess(local_id, env=env)
@@ -222,6 +239,8 @@ class Dispatcher:
         return done
 
     def _record(self, run: Run, reply: dict) -> int:
+        if run.gang is not None:
+            return self._record_shard(run, reply)
         if (reply.get("job"), reply.get("attempt")) != (run.job, run.attempt):
             self.registry.record_event("job.result_discarded", f"job:{run.job}", run.tenant,
                                        {"attempt": run.attempt, "why": f"reply is for {reply.get('job')}/{reply.get('attempt')}"})
@@ -242,8 +261,55 @@ class Dispatcher:
             shutil.rmtree(self.runs_dir / f"job-{run.job}" / f"attempt-{run.attempt}", ignore_errors=True)
         return 1
 
+    def _record_shard(self, run: Run, reply: dict) -> int:
+        """One shard's reply; the job is recorded once all its shards are in, or failed at the first error."""
+        gang = run.gang
+        where = self.local_ids.get(run.device, run.device)
+        if run.stale or gang.over or (reply.get("job"), reply.get("attempt")) != (run.job, run.attempt):
+            self.registry.record_event("job.result_discarded", f"job:{run.job}", run.tenant,
+                                       {"attempt": run.attempt, "shard": run.shard, "why": "the attempt is over"})  # fmt: skip
+            return 1
+        if not reply.get("ok"):
+            self._end_gang(gang)
+            error = f"shard {run.shard} on {where}: {reply.get('error', 'the worker gave no error')}"
+            self._settle(run, lambda: self.registry.fail_job(ANY_TENANT, run.job, error, attempt=run.attempt))
+            return 1
+        gang.replies[run.shard] = reply
+        self.busy_time.add(run.device, float(reply["latency_s"]))
+        if len(gang.replies) < len(gang.rows):
+            return 1
+        gang.over = True
+        try:
+            shards = [read_outputs(Path(gang.replies[k]["outputs"])) for k in range(len(gang.rows))]
+            outputs = merge_outputs(shards, gang.rows)
+        except GangError as exc:
+            error = str(exc)
+            self._settle(run, lambda: self.registry.fail_job(ANY_TENANT, run.job, error, attempt=run.attempt))
+            return 1
+        self._settle(run, lambda: self.registry.finish_job(ANY_TENANT, run.job, outputs, attempt=run.attempt))
+        return 1
+
+    def _settle(self, run: Run, record) -> None:
+        """Record a gang attempt's end through the registry's attempt guard, then drop its run folder."""
+        try:
+            record()
+        except (InvalidTransition, NotFound) as exc:
+            self.registry.record_event("job.result_discarded", f"job:{run.job}", run.tenant,
+                                       {"attempt": run.attempt, "why": str(exc)})  # fmt: skip
+        finally:
+            shutil.rmtree(self.runs_dir / f"job-{run.job}" / f"attempt-{run.attempt}", ignore_errors=True)
+
+    def _end_gang(self, gang: Gang) -> None:
+        """The attempt is over: the shards still running are stale (their replies are discarded)."""
+        gang.over = True
+        for other in self.runs.values():
+            if other.gang is gang:
+                other.stale = True
+
     def _worker_died(self, run: Run, why: str) -> int:
-        if not run.stale:
+        if not run.stale and not (run.gang is not None and run.gang.over):
+            if run.gang is not None:
+                self._end_gang(run.gang)
             self._requeue(run, f"worker died: {why}")
         return 1
 
@@ -270,12 +336,15 @@ class Dispatcher:
         for device, run in self.runs.items():
             if not run.stale and not self.usable(device):
                 why = self._why_unusable(device)
+                if run.gang is not None:
+                    self._end_gang(run.gang)  # the whole attempt moves: every shard starts again elsewhere
                 run.stale = True  # stop waiting for it: its late reply, if any, is discarded
                 self._requeue(run, f"migrating off {self.local_ids.get(device, device)}: {why}")
                 moved += 1
+        running = {r.job for r in self.runs.values() if not r.stale}  # a gang's finished shard holds its device
         for device, job_id in held.items():  # held in the registry, but no run of ours: orphaned
             run = self.runs.get(device)
-            if run is None or run.job != job_id or run.stale:
+            if job_id not in running and (run is None or run.job != job_id or run.stale):
                 job = self.registry.get_job(ANY_TENANT, job_id)
                 if job is not None and job.state in ACTIVE:
                     try:
@@ -300,14 +369,14 @@ class Dispatcher:
         queue: list[JobRequest] = []
         jobs: dict[str, Job] = {}
         for job in self.registry.list_jobs(ANY_TENANT, states=sorted(WAITING)):
-            if job.n_devices != 1:
-                self._waits(job, "waiting: the dispatcher runs single-device jobs only (gangs are not dispatched yet)")
+            if job.n_devices != 1 and not getattr(self.executor, "gangs", False):
+                self._waits(job, "waiting: this node's agent runs no gang jobs (several devices at once)")
                 continue
             record = self._executable(job.executable_id)
             if record is None:
                 continue
             request = JobRequest(id=str(job.id), tenant=str(job.tenant_id), targets=tuple(record.targets),
-                                 executable=record.sha256, priority=job.priority)
+                                 executable=record.sha256, priority=job.priority, n_devices=job.n_devices)
             queue.append(request)
             jobs[request.id] = job
         if not queue:
@@ -342,35 +411,58 @@ class Dispatcher:
             self.registry.record_event("job.waiting", f"job:{job.id}", job.tenant_id, {"reason": reason})
 
     def _start(self, job: Job, request: JobRequest, decision: Decision) -> bool:
-        device = decision.devices[0]
+        devices = list(decision.devices)
         try:
-            worker = self._worker(device)
-        except (WorkerDied, TimeoutError, OSError) as exc:  # the worker did not start: the job waits
-            self.workers.pop(device, None)
-            self._waits(job, f"waiting: the worker for {self.local_ids.get(device, device)} did not start: {exc}")
+            workers = [self._worker(device) for device in devices]
+        except (WorkerDied, TimeoutError, OSError) as exc:  # a worker did not start: the job waits
+            where = ", ".join(self.local_ids.get(d, d) for d in devices)
+            self._waits(job, f"waiting: a worker for {where} did not start: {exc}")
             return False
         try:  # scheduled and running in one transaction
-            started = self.registry.schedule_job(ANY_TENANT, job.id, [device], reason=decision.reason, start=True)
+            started = self.registry.schedule_job(ANY_TENANT, job.id, devices, reason=decision.reason, start=True)
         except RegistryError as exc:  # quota, taken by another dispatcher, device busy or gone, cancelled
             self._waits(job, f"waiting: {exc}")
             return False
         self.reasons.pop(job.id, None)
         attempt = started.attempts
-        run = Run(job.id, attempt, job.tenant_id, device, request.executable, self.table.architectures[self.table.index[device]])
-        try:
-            worker.submit({
-                "job": job.id, "attempt": attempt,
-                "executable": str(self.registry.blobs.root / self._executable(job.executable_id).path),
-                "inputs": {name: str(self.registry.blobs.path(digest)) for name, digest in job.inputs.items()},
-                "outputs": str(self.runs_dir / f"job-{job.id}"),
-            })  # fmt: skip
-        except (WorkerDied, OSError) as exc:  # the worker is gone
-            self.workers.pop(device, None)
-            worker.kill()
-            self._requeue(run, f"worker for {self.local_ids.get(device, device)} did not take the job: {exc}")
-            return True
-        self.runs[device] = run
+        runs = [Run(job.id, attempt, job.tenant_id, d, request.executable, self.table.architectures[self.table.index[d]])
+                for d in devices]  # fmt: skip
+        if len(devices) == 1:
+            inputs = {name: str(self.registry.blobs.path(digest)) for name, digest in job.inputs.items()}
+            sends = [(inputs, self.runs_dir / f"job-{job.id}")]
+        else:
+            try:
+                sends = self._shards(job, attempt, runs)
+            except GangError as exc:
+                error = str(exc)
+                self._settle(runs[0], lambda: self.registry.fail_job(ANY_TENANT, job.id, error, attempt=attempt))
+                return True
+        executable = str(self.registry.blobs.root / self._executable(job.executable_id).path)
+        for run, worker, (inputs, outputs) in zip(runs, workers, sends, strict=True):
+            try:
+                worker.submit({"job": job.id, "attempt": attempt, "executable": executable, "inputs": inputs,
+                               "outputs": str(outputs)})  # fmt: skip
+            except (WorkerDied, OSError) as exc:  # the worker is gone
+                self.workers.pop(run.device, None)
+                worker.kill()
+                if run.gang is not None:
+                    self._end_gang(run.gang)
+                self._requeue(run, f"worker for {self.local_ids.get(run.device, run.device)} did not take the job: {exc}")
+                return True
+            self.runs[run.device] = run
         return True
+
+    def _shards(self, job: Job, attempt: int, runs: list[Run]) -> list[tuple[dict, Path]]:
+        """A gang attempt's inputs split across its devices, as .npy files; (inputs, outputs folder) per shard."""
+        shards = split_inputs(self.registry.job_inputs(ANY_TENANT, job.id), len(runs))
+        gang = Gang(job.id, attempt, [len(next(iter(shard.values()))) for shard in shards])
+        sends = []
+        for k, (run, shard) in enumerate(zip(runs, shards, strict=True)):
+            run.gang, run.shard = gang, k
+            folder = self.runs_dir / f"job-{job.id}" / f"attempt-{attempt}" / f"shard-{k}"
+            index = write_outputs(shard, folder / "inputs")
+            sends.append(({name: str(folder / "inputs" / file) for name, file in index.items()}, folder))
+        return sends
 
     def _worker(self, device: str) -> WorkerProcess:
         worker = self.workers.get(device)
@@ -396,4 +488,4 @@ class Dispatcher:
         raise NotFound(f"node {self.node} has no device {local_id}")
 
 
-__all__ = ["Dispatcher", "LocalWorkers", "Run"]
+__all__ = ["Dispatcher", "Gang", "LocalWorkers", "Run"]
