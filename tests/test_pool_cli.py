@@ -13,7 +13,7 @@ import pytest
 
 import hamr
 from tests.test_cli_errors import hamr_cli, one_error_line
-from tests.test_runtime import mlp_model, mlp_reference
+from tests.test_runtime import OPENCL, mlp_model, mlp_reference
 
 
 @pytest.fixture(scope="module")
@@ -123,3 +123,18 @@ def test_a_node_that_stops_heartbeating_is_lost(pool):
         time.sleep(0.1)
     assert states["remote-1"] == "lost"
     assert [s for name, s in states.items() if name != "remote-1"] == ["up"]
+
+
+@pytest.mark.skipif(not OPENCL, reason="no OpenCL device (pip install pocl-binary-distribution): a gang needs two devices")
+def test_submit_a_gang_job_over_two_devices(pool, tmp_path):
+    root, env, url = pool
+    exe = hamr.compile(mlp_model(), targets=["cpu", "opencl"]).save(tmp_path / "mlp.hamr")
+    x = np.random.default_rng(9).standard_normal((6, 16)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    result = run(env, "pool", "submit", exe, "--input", f"x={tmp_path / 'x.npy'}", "--devices", "2",
+                 "--output-dir", tmp_path / "out")
+    assert result.returncode == 0, result.stdout + result.stderr
+    index = json.loads((tmp_path / "out" / "outputs.json").read_text())
+    np.testing.assert_allclose(np.load(tmp_path / "out" / index["y"]), mlp_reference(x), rtol=1e-4, atol=1e-5)
+    job = json.loads(run(env, "pool", "jobs", "--json", "--explain").stdout)[-1]
+    assert job["n_devices"] == 2 and len(job["placements"]) == 2

@@ -217,6 +217,8 @@ def submit(
     input: Inputs = None,
     output_dir: OutputDir = None,
     priority: Annotated[int, typer.Option("--priority")] = 0,
+    devices: Annotated[int, typer.Option("--devices", min=1, max=4096,
+                                         help="A gang of N devices: the batch is split across them.")] = 1,
     wait: Annotated[float, typer.Option("--timeout", help="Seconds to wait for the job.")] = 600.0,
     server: Server = None,
     token: Token = None,
@@ -236,8 +238,8 @@ def submit(
     record = client.call("POST", "/v1/executables", content=executable.read_bytes(),
                          headers={"Content-Type": "application/octet-stream"}).json()
     files = {name: (f"{name}.npy", _npy_bytes(value), "application/octet-stream") for name, value in feeds.items()}
-    job = client.call("POST", "/v1/jobs", data={"executable_id": str(record["id"]), "priority": str(priority)},
-                      files=files).json()
+    fields = {"executable_id": str(record["id"]), "priority": str(priority), "n_devices": str(devices)}
+    job = client.call("POST", "/v1/jobs", data=fields, files=files).json()
     deadline = time.monotonic() + wait
     with err.status(f"job {job['id']} {job['state']}"):
         while job["state"] not in TERMINAL:
