@@ -43,6 +43,8 @@ from hamr.pool.scheduler.request import WHOLE
 from hamr.pool.workers import WorkerDied, WorkerProcess
 from hamr.runtime.npy_io import read_outputs, write_outputs
 
+REEXPLAIN_S = 1.0  # a waiting job's reason is worked out again at most this often
+
 UNKNOWN_MEMORY = 1 << 62  # a device whose driver cannot tell its free memory (OpenCL GPUs)
 
 
@@ -118,6 +120,7 @@ class Dispatcher:
         self.workers: dict[str, WorkerProcess] = {}  # device uuid -> its worker, started lazily, kept
         self.runs: dict[str, Run] = {}  # device uuid -> the attempt its worker is busy with
         self.reasons: dict[int, str] = {}  # waiting job -> why it waits (the scheduler's reason)
+        self._explained: dict[int, float] = {}  # waiting job -> when its reason was last worked out
         self.local_ids: dict[str, str] = {}  # device uuid -> the id a Session takes (cpu, opencl:0)
         self.passed_over: dict[str, int] = {}
         self.runs_dir = registry.data_dir / "runs" / node_name
@@ -391,8 +394,11 @@ class Dispatcher:
                 self.passed_over.pop(decision.job, None)
             else:
                 self.scheduler.release(decision, request)
-        for request in queue:
-            if request.id not in started:
+        now = time.monotonic()
+        for request in queue:  # why each job waits: new ones now, the others at most once a second
+            job_id = int(request.id)
+            if request.id not in started and now - self._explained.get(job_id, -REEXPLAIN_S) >= REEXPLAIN_S:
+                self._explained[job_id] = now
                 self._waits(jobs[request.id], self.scheduler.place(request, commit=False).reason)
         return placed
 
@@ -424,6 +430,7 @@ class Dispatcher:
             self._waits(job, f"waiting: {exc}")
             return False
         self.reasons.pop(job.id, None)
+        self._explained.pop(job.id, None)
         attempt = started.attempts
         runs = [Run(job.id, attempt, job.tenant_id, d, request.executable, self.table.architectures[self.table.index[d]])
                 for d in devices]  # fmt: skip

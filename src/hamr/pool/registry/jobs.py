@@ -161,6 +161,8 @@ class Jobs:
     @staticmethod
     def _check_quota(session: Session, job: Job) -> None:
         tenant = session.get(Tenant, job.tenant_id, with_for_update=True)  # serialises a tenant's schedulings
+        if tenant.max_running_jobs is None and tenant.max_devices is None:
+            return
         active = select(Job).where(Job.tenant_id == job.tenant_id, Job.state.in_(ACTIVE), Job.id != job.id).subquery()
         running = session.scalar(select(func.count()).select_from(active))
         if tenant.max_running_jobs is not None and running >= tenant.max_running_jobs:
