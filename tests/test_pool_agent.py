@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import io
 import json
 import os
@@ -20,14 +21,16 @@ from fastapi.testclient import TestClient
 
 import hamr
 from hamr.errors import HamrError
+from hamr.pool import remote_replicas, tensors
 from hamr.pool.agent import Agent
-from hamr.pool.registry import ANY_TENANT, open_registry
+from hamr.pool.registry import ANY_TENANT, ReplicaView, open_registry
 from hamr.pool.remote import LOST_WORK_GRACE_S, RemoteAgents
+from hamr.pool.replicas import ReplicaGone
 from hamr.pool.service import create_app
 from tests.test_cli_errors import one_error_line
 from tests.test_pool_registry import report
 from tests.test_pool_service import bearer, npy
-from tests.test_runtime import mlp_model
+from tests.test_runtime import mlp_model, mlp_reference
 
 HAMR = [sys.executable, "-m", "hamr.cli.app"]
 
@@ -155,6 +158,75 @@ def test_a_remote_agent_runs_jobs_and_a_killed_agent_loses_none(tmp_path):
             stop(agent)
         log = stop(server)
     assert "Traceback" not in log, log
+
+
+def test_deployment_replicas_on_a_remote_agent_serve_and_move_when_it_dies(tmp_path):
+    root = tmp_path / "pool"
+    env = {k: v for k, v in os.environ.items() if k not in ("HAMR_TOKEN", "HAMR_POOL_URL", "HAMR_HOST_ID")}
+    env.update(HAMR_POOL_DIR=str(root), HAMR_CACHE_DIR=str(tmp_path / "cache"), NO_COLOR="1", COLUMNS="200")
+    server = start(env, "pool", "up", "--port", "0", "--heartbeat-timeout", "3")
+    agent = None
+    try:
+        wait_until("hamr pool up", lambda: (root / "pool.json").is_file() or server.poll() is not None, 60)
+        assert server.poll() is None, server.stdout.read()
+        url = json.loads((root / "pool.json").read_text())["url"]
+        admin_token = (root / "admin.token").read_text().strip()
+        admin = httpx.Client(base_url=url, headers=bearer(admin_token), timeout=30)
+        tenant = httpx.Client(base_url=url, headers=bearer((root / "default.token").read_text().strip()), timeout=30)
+        wait_until("the pool's API", lambda: _answers(admin, "/v1/nodes"))
+        agent = start({**env, "HAMR_HOST_ID": "remote-1"}, "agent", "--server", url, "--token", admin_token,
+                      "--name", "remote-1", "--heartbeat", "0.4", "--cache-dir", tmp_path / "agent")
+        exe = tenant.post("/v1/executables", content=hamr.compile(mlp_model(), targets=["cpu"]).to_bytes()).json()["id"]
+        hosting = wait_until("remote-1 to host replicas", lambda: _node(admin, "remote-1").get("labels", {}), 60)
+        assert hosting == {"hosts_replicas": True}
+
+        deployment = tenant.post("/v1/deployments", json={"executable_id": exe, "replicas": 2}).json()["id"]
+
+        def replica_nodes(ready: int):
+            d = tenant.get(f"/v1/deployments/{deployment}").json()
+            node_of = {dev["uuid"]: dev["node"] for dev in admin.get("/v1/devices").json()}
+            return d["ready"] == ready and sorted(node_of[r["device"]] for r in d["replica_list"])
+
+        local_node = socket.gethostname()
+        assert wait_until("a ready replica on each node", lambda: replica_nodes(2), 60) == sorted([local_node, "remote-1"])
+
+        def ask(seed: int) -> None:
+            x = np.random.default_rng(seed).standard_normal((2, 16)).astype(np.float32)
+            response = tenant.post(f"/v1/deployments/{deployment}/infer", content=tensors.encode({"x": x}),
+                                   headers={"Content-Type": tensors.MEDIA_TYPE})  # fmt: skip
+            assert response.status_code == 200, response.text
+            np.testing.assert_allclose(tensors.decode(response.content)["y"], mlp_reference(x), rtol=1e-4, atol=1e-5)
+
+        for seed in range(20):  # the service takes the nodes' hosts in turn: half of them go to remote-1
+            ask(seed)
+        remote_cpu = next(d["uuid"] for d in admin.get("/v1/devices").json() if d["node"] == "remote-1" and d["kind"] == "cpu")
+        wait_until("remote-1's cpu to have served", lambda: _busy_seconds(url, remote_cpu) > 0, 10)
+        wrong = tenant.post(f"/v1/deployments/{deployment}/infer", content=tensors.encode({"x": np.zeros((2, 3), np.float32)}),
+                            headers={"Content-Type": tensors.MEDIA_TYPE})  # fmt: skip
+        assert wrong.status_code == 400 and "\n" not in wrong.json()["detail"]
+
+        os.killpg(agent.pid, signal.SIGKILL)
+        agent.wait(timeout=10)
+        for seed in range(20, 30):  # answered by the local replica, the first after failing over
+            ask(seed)
+        wait_until("both replicas on the local node", lambda: replica_nodes(2) == [local_node, local_node], 30)
+        assert _node(admin, "remote-1")["state"] == "lost"
+        ask(99)
+    finally:
+        if agent is not None:
+            stop(agent)
+        log = stop(server)
+    assert "Traceback" not in log, log
+
+
+def _busy_seconds(url: str, device: str) -> float:
+    lines = [line for line in httpx.get(url + "/metrics").text.splitlines()
+             if line.startswith("hamr_device_busy_seconds_total{") and f'device="{device}"' in line]  # fmt: skip
+    return float(lines[0].split()[-1]) if lines else 0.0
+
+
+def _node(admin: httpx.Client, name: str) -> dict:
+    return next((n for n in admin.get("/v1/nodes").json() if n["name"] == name), {})
 
 
 def _answers(client: httpx.Client, path: str) -> bool:
@@ -368,6 +440,79 @@ def test_bad_agent_requests_are_one_line_client_errors(agents, mlp_bytes):
         assert response.status_code == status, (kwargs, response.text)
         _detail(response)
     assert registry.get_job(ANY_TENANT, job).state == "running"  # none of it touched the job
+
+
+def test_replica_requests_go_to_the_agent_and_come_back_as_outputs_errors_or_gone(agents, mlp_bytes, monkeypatch):
+    registry, remote, client, admin, tenant = agents
+    monkeypatch.setattr(remote_replicas, "SILENT_AGENT_S", 60.0)  # no agent polls here but the test's own calls
+    _beat(client, admin)
+    node = remote.nodes["remote-x"]
+    exe = client.post("/v1/executables", headers=tenant, content=mlp_bytes).json()["id"]
+    view = ReplicaView(7, 1, 1, exe, "pending", "", "remote-x-cpu", "cpu", "remote-x", "cpu", "x86_64", 500)
+    x = np.ones((2, 16), np.float32)
+    tensors_body = {"headers": {"Content-Type": tensors.MEDIA_TYPE}}
+
+    def answer(request_id: int, **kwargs):
+        return client.post(f"/v1/agents/remote-x/requests/{request_id}", headers=admin | kwargs.pop("headers", {}), **kwargs)
+
+    def taken() -> dict:
+        items = client.post("/v1/agents/remote-x/work", headers=admin, params={"wait": 5}).json()
+        assert len(items) == 1, items
+        return items[0]
+
+    threads = concurrent.futures.ThreadPoolExecutor(2)
+    try:
+        loading = threads.submit(node.open_replica, view)
+        load = taken()
+        assert {k: load[k] for k in ("kind", "replica", "device", "executable_id")} == {
+            "kind": "load", "replica": 7, "device": "cpu", "executable_id": exe}
+        assert load["executable_sha256"] == registry.get_executable(ANY_TENANT, exe).sha256
+        assert client.get(f"/v1/agents/remote-x/requests/{load['request']}", headers=admin).status_code == 409
+        assert answer(load["request"], content=tensors.encode({"y": x}), **tensors_body).status_code == 422
+        assert answer(load["request"], json={"target": "cpu"}).status_code == 204
+        session = loading.result(timeout=10)
+        assert session.target == "cpu"
+        assert answer(load["request"], json={"target": "cpu"}).status_code == 409  # answered already
+
+        running = threads.submit(session.run, {"x": x})
+        infer = taken()
+        assert infer["kind"] == "infer" and infer["replica"] == 7
+        inputs = client.get(f"/v1/agents/remote-x/requests/{infer['request']}", headers=admin)
+        assert inputs.headers["content-type"] == tensors.MEDIA_TYPE
+        np.testing.assert_array_equal(tensors.decode(inputs.content)["x"], x)
+        for bad, status in [({"json": {"target": "cpu"}}, 422), ({"json": {}}, 422), ({"json": {"error": ""}}, 422),
+                            ({"json": {"error": "x", "more": 1}}, 422), ({"content": b"{"}, 422),
+                            ({"content": b"junk", **tensors_body}, 400),
+                            ({"content": b"hi", "headers": {"Content-Type": "text/plain"}}, 415)]:
+            response = answer(infer["request"], **({"headers": {"Content-Type": "application/json"}} | bad))
+            assert response.status_code == status, (bad, response.text)
+            _detail(response)
+        assert answer(infer["request"], content=tensors.encode({"y": 2 * x}), **tensors_body).status_code == 204
+        np.testing.assert_array_equal(running.result(timeout=10)["y"], 2 * x)
+
+        running = threads.submit(session.run, {"x": x})
+        assert answer(taken()["request"], json={"error": "input 'x' has shape [2, 3]"}).status_code == 204
+        with pytest.raises(HamrError, match=r"shape \[2, 3\]") as failed:
+            running.result(timeout=10)
+        assert not isinstance(failed.value, ReplicaGone)  # the infer route's 400
+
+        running = threads.submit(session.run, {"x": x})
+        gone = taken()["request"]
+        node.lose("no heartbeat")
+        with pytest.raises(ReplicaGone, match="no heartbeat"):  # the request goes to another replica
+            running.result(timeout=10)
+        assert answer(gone, json={"error": "late"}).status_code == 409
+        with pytest.raises(ReplicaGone):
+            session.run({"x": x})
+
+        _beat(client, admin)  # back; an agent that does not poll is gone after SILENT_AGENT_S
+        monkeypatch.setattr(remote_replicas, "SILENT_AGENT_S", 0.0)
+        with pytest.raises(ReplicaGone, match="has not polled"):
+            node.open_replica(view)
+        assert node.outbox == [] and node.requests.waiting == {}
+    finally:
+        node.lose("the test is over")  # a failed check leaves no request waiting
+        threads.shutdown(wait=True)
 
 
 def test_without_remote_agents_the_routes_answer_503(tmp_path):

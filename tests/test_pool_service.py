@@ -121,6 +121,7 @@ ADMIN_ROUTES = [
     ("GET", "/v1/nodes"), ("POST", "/v1/nodes/heartbeat"), ("GET", "/v1/tenants"), ("POST", "/v1/tenants"),
     ("POST", "/v1/devices/dev-1/drain"), ("POST", "/v1/devices/dev-1/undrain"),
     ("POST", "/v1/agents/node-9/heartbeat"), ("POST", "/v1/agents/node-9/work"), ("POST", "/v1/agents/node-9/results"),
+    ("GET", "/v1/agents/node-9/requests/1"), ("POST", "/v1/agents/node-9/requests/1"),
 ]  # fmt: skip
 
 
@@ -319,11 +320,14 @@ def _isolation_cases(p: Pool):
         ("POST", "/v1/agents/{node}/heartbeat"): ("POST", "/v1/agents/{}/heartbeat", "node-1"),
         ("POST", "/v1/agents/{node}/work"): ("POST", "/v1/agents/{}/work", "node-1"),
         ("POST", "/v1/agents/{node}/results"): ("POST", "/v1/agents/{}/results", "node-1"),
+        ("GET", "/v1/agents/{node}/requests/{request_id}"): ("GET", "/v1/agents/{}/requests/1", "node-1"),
+        ("POST", "/v1/agents/{node}/requests/{request_id}"): ("POST", "/v1/agents/{}/requests/1", "node-1",
+                                                               {"json": {"error": "x"}}),
     }
 
 
 ADMIN_ONLY_ID_ROUTES = {"/v1/devices/{uuid}/drain", "/v1/devices/{uuid}/undrain", "/v1/agents/{node}/heartbeat",
-                        "/v1/agents/{node}/work", "/v1/agents/{node}/results"}
+                        "/v1/agents/{node}/work", "/v1/agents/{node}/results", "/v1/agents/{node}/requests/{request_id}"}
 
 
 def test_every_route_that_takes_an_id_has_an_isolation_case(tmp_path):

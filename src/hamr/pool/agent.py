@@ -6,7 +6,8 @@ It discovers the devices (`drivers.discover()`), registers them and heartbeats
 (hamr/pool/worker.py, one per device). Executables are downloaded once and cached by sha256;
 inputs are downloaded as .npy; both are checked against their sha256. Each result goes back
 with its latency (`POST /v1/agents/{node}/results`); a worker that dies is posted as `died`, so
-the pool requeues the job instead of failing it. The only transport is the pool's HTTP API, and
+the pool requeues the job instead of failing it. Deployment replicas placed on the node are
+loaded and run in this process (hamr/pool/agent_replicas.py). The only transport is the pool's HTTP API, and
 nothing is pickled. docs/pool.md ("Remote agents").
 """
 
@@ -29,6 +30,7 @@ import httpx
 import numpy as np
 
 from hamr.errors import HamrError
+from hamr.pool.deployments import HOSTS_REPLICAS
 from hamr.pool.drivers import discover
 from hamr.pool.remote import check_node_name
 from hamr.pool.workers import WorkerDied, WorkerProcess
@@ -266,6 +268,9 @@ class Agent:
         self._held_lock = threading.Lock()
         self.fatal: HamrError | None = None
         self.devices: list[str] = []
+        from hamr.pool.agent_replicas import AgentReplicas  # it imports this module
+
+        self.replicas = AgentReplicas(self)
 
     # -- the pool --
 
@@ -276,7 +281,7 @@ class Agent:
         while True:
             with self._held_lock:
                 running = [{"job": j, "attempt": a} for j, a in sorted(self.held)]
-            body = {"devices": [r.to_json() for r in reports], "running": running}
+            body = {"devices": [r.to_json() for r in reports], "running": running, "labels": {HOSTS_REPLICAS: True}}
             try:
                 self.link.call("POST", f"/v1/agents/{self.name}/heartbeat", retry=False, json=body)
                 return
@@ -337,6 +342,9 @@ class Agent:
                 self.fail(exc)
                 return
             for item in items:
+                if item.get("kind", "job") != "job":
+                    self.replicas.submit(item)
+                    continue
                 with self._held_lock:
                     self.held.add((item["job"], item["attempt"]))
                 runner = self.runners.get(item["device"])
@@ -368,6 +376,7 @@ class Agent:
         self.stop.set()
         for runner in list(self.runners.values()):
             runner.close()
+        self.replicas.close()
         self.link.close()
 
 

@@ -12,6 +12,9 @@ its node's outbox, which the agent long-polls (`take_work`); the agent posts the
 (`deliver`) and `RemoteWorker.result` writes its outputs as .npy into the run directory, as
 hamr/pool/worker.py does, so the Dispatcher reads them unchanged.
 
+Deployment replicas placed on the node are loaded and run in the agent's own process
+(hamr/pool/remote_replicas.py): its Dispatcher serves replicas, with `open_replica` as opener.
+
 Failure: a node whose heartbeats stop is marked lost (`heartbeat()`, `mark_lost_nodes`); its
 workers are then not alive and their replies are `WorkerDied`, so the Dispatcher requeues
 their jobs and they run on other nodes. So is a run the agent no longer holds: its heartbeat
@@ -34,8 +37,10 @@ from pathlib import Path
 from hamr.errors import HamrError
 from hamr.pool.dispatcher import Dispatcher
 from hamr.pool.drivers import DeviceReport
-from hamr.pool.registry import ANY_TENANT, Node, NotFound, Registry
+from hamr.pool.registry import ANY_TENANT, Node, NotFound, Registry, ReplicaView
 from hamr.pool.registry.models import NODE_LOST, NODE_UP
+from hamr.pool.remote_replicas import RemoteSession, ReplicaRequest, ReplicaRequests, open_replica
+from hamr.pool.replicas import ReplicaHost
 from hamr.pool.workers import WorkerDied
 from hamr.runtime.npy_io import write_outputs
 
@@ -68,6 +73,9 @@ class Assignment:
     @property
     def key(self) -> tuple[int, int]:
         return self.item["job"], self.item["attempt"]
+
+    def took(self, now: float) -> None:
+        self.delivered_at = now
 
 
 class RemoteWorker:
@@ -136,13 +144,16 @@ class RemoteNode:
     def __init__(self, agents: RemoteAgents, name: str):
         self.agents, self.name = agents, name
         self.changed = agents.changed  # a result posted, or the node lost (one for all nodes)
-        self.outbox: list[Assignment] = []  # not taken by the agent yet
+        self.outbox: list[Assignment | ReplicaRequest] = []  # not taken by the agent yet
+        self.requests = ReplicaRequests(self)  # deployment replicas' loads and inferences, waiting for answers
         self.runs: dict[tuple[int, int], Assignment] = {}  # (job, attempt) -> sent, no result read yet
         self.lost = ""  # why, while the node is lost
         self.generation = 0  # a lost node's workers stay dead after it comes back
         self.closed = False
         self._waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
         self._waiters_lock = threading.Lock()
+        self._polls = 0  # long polls open now
+        self._last_poll = time.monotonic()
 
     # -- the Dispatcher's side (the agent loop's thread) --
 
@@ -168,6 +179,25 @@ class RemoteNode:
             if assignment in self.outbox:
                 self.outbox.remove(assignment)
 
+    # -- its ReplicaHost's side (a loader thread, the infer route's threads) --
+
+    def open_replica(self, replica: ReplicaView) -> RemoteSession:
+        return open_replica(self, replica)
+
+    def send(self, request: ReplicaRequest) -> None:
+        with self.changed:
+            self.outbox.append(request)
+        self._wake_takers()
+
+    def unsend(self, request: ReplicaRequest) -> None:
+        with self.changed:
+            if request in self.outbox:
+                self.outbox.remove(request)
+
+    def silent_s(self) -> float:
+        """Seconds since the agent last had a long poll open (0 while it has one)."""
+        return 0.0 if self._polls else time.monotonic() - self._last_poll
+
     # -- the agent's side (the HTTP routes' threads and event loop) --
 
     def take(self) -> list[dict]:
@@ -175,7 +205,7 @@ class RemoteNode:
             taken, self.outbox = self.outbox, []
             now = time.monotonic()
             for assignment in taken:
-                assignment.delivered_at = now
+                assignment.took(now)
         return [a.item for a in taken]
 
     async def take_work(self, wait: float, gone: Callable[[], Awaitable[bool]] | None = None) -> list[dict]:
@@ -185,6 +215,7 @@ class RemoteNode:
         waiter = (loop, event)
         with self._waiters_lock:
             self._waiters.add(waiter)
+            self._polls += 1
         try:
             deadline = time.monotonic() + wait
             while True:
@@ -201,6 +232,8 @@ class RemoteNode:
         finally:
             with self._waiters_lock:
                 self._waiters.discard(waiter)
+                self._polls -= 1
+                self._last_poll = time.monotonic()
 
     def _wake_takers(self) -> None:
         with self._waiters_lock:
@@ -241,6 +274,7 @@ class RemoteNode:
                 self.generation += 1
                 self.outbox.clear()
                 self.changed.notify_all()
+        self.requests.abandon_all(f"the agent of node {self.name} is gone: {why}")
 
     def recover(self) -> None:
         with self.changed:
@@ -256,6 +290,7 @@ class RemoteAgents:
         self.reserved = set(reserved)  # node names the pool itself runs (its local node)
         self.nodes: dict[str, RemoteNode] = {}
         self.dispatchers: dict[str, Dispatcher] = {}
+        self.replica_hosts: list[ReplicaHost] = []  # one per node, for the service (kept as one list object)
         self.lock = threading.Lock()
         self.changed = threading.Condition()
         self._executables: dict[int, str] = {}  # executable id -> sha256 (records never change)
@@ -273,8 +308,10 @@ class RemoteAgents:
             remote = self.nodes.get(name)
             if remote is None:
                 remote = self.nodes[name] = RemoteNode(self, name)
-                self.dispatchers[name] = Dispatcher(self.registry, name, policy=self.policy, reports=reports,
-                                                    executor=remote, address=address)
+                dispatcher = Dispatcher(self.registry, name, policy=self.policy, reports=reports, executor=remote,
+                                        address=address, serve_replicas=True, open_replica=remote.open_replica)
+                self.dispatchers[name] = dispatcher
+                self.replica_hosts.append(dispatcher.replicas)
             node = self.registry.heartbeat(name, reports, address=address, labels=labels)  # after: the agent's labels
             remote.recover()
         if running is not None:
@@ -302,11 +339,15 @@ class RemoteAgents:
         job = self.registry.get_job(ANY_TENANT, int(request["job"]))
         if job is None:
             raise WorkerDied(f"job {request['job']} is gone")
-        sha256 = self._executables.get(job.executable_id)
+        return {"kind": "job", "job": job.id, "attempt": int(request["attempt"]), "device": local_id,
+                "executable_id": job.executable_id, "executable_sha256": self.executable_sha256(job.executable_id),
+                "inputs": dict(job.inputs)}
+
+    def executable_sha256(self, executable_id: int) -> str:
+        sha256 = self._executables.get(executable_id)
         if sha256 is None:
-            sha256 = self._executables[job.executable_id] = self.registry.get_executable(ANY_TENANT, job.executable_id).sha256
-        return {"job": job.id, "attempt": int(request["attempt"]), "device": local_id, "executable_id": job.executable_id,
-                "executable_sha256": sha256, "inputs": dict(job.inputs)}
+            sha256 = self._executables[executable_id] = self.registry.get_executable(ANY_TENANT, executable_id).sha256
+        return sha256
 
     # -- the agent loop's side (as RayPool) --
 
@@ -343,6 +384,7 @@ class RemoteAgents:
             for dispatcher in self.dispatchers.values():
                 dispatcher.close()
             self.dispatchers.clear()
+            self.replica_hosts.clear()
             self.nodes.clear()
 
 
@@ -352,14 +394,15 @@ class LocalAndRemote:
     def __init__(self, local: Dispatcher, remote: RemoteAgents):
         self.local, self.remote = local, remote
         self.registry = local.registry
+        remote.replica_hosts[:0] = local.replica_hosts  # one list, the local host first; remote nodes' join it
+
+    @property
+    def replica_hosts(self) -> list[ReplicaHost]:
+        return self.remote.replica_hosts
 
     @property
     def replicas(self):
         return self.local.replicas
-
-    @property
-    def replica_hosts(self):
-        return self.local.replica_hosts  # remote agents host no replicas
 
     def heartbeat(self) -> None:
         self.local.heartbeat()

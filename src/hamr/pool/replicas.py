@@ -103,6 +103,8 @@ class ReplicaHost:
     def _loaded(self, replica: ReplicaView | None, replica_id: int, future: concurrent.futures.Future) -> int:
         try:
             session = future.result()
+        except ReplicaGone:  # its node's agent is gone: it stays pending (tried again, or moved once the node is lost)
+            return 0
         except Exception as exc:  # noqa: BLE001 - any load error fails the replica, with its line
             detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             self._move(replica_id, REPLICA_FAILED, f"loading failed: {detail}")

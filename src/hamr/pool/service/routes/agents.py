@@ -1,21 +1,26 @@
-"""/v1/agents/{node}: remote node agents (`hamr agent`, with an admin token): heartbeats, work, results.
+"""/v1/agents/{node}: remote node agents (`hamr agent`, with an admin token): heartbeats, work, results,
+and the requests of the deployment replicas they host.
 
 The pool's side is hamr.pool.remote.RemoteAgents (`create_app(..., remote=...)`); without it
 these routes answer 503. A result for a (job, attempt) that no run waits for (requeued,
-cancelled, already posted, or the pool restarted) is 409 and recorded nowhere.
+cancelled, already posted, or the pool restarted) is 409 and recorded nowhere; so is an answer
+to a replica request that no longer waits (hamr/pool/remote_replicas.py).
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
-from pydantic import BaseModel, Field
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
+from pydantic import BaseModel, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
+from hamr.pool import tensors
 from hamr.pool.remote import NODE_NAME, AgentConflict, RemoteAgents
+from hamr.pool.remote_replicas import ReplicaRequest
 from hamr.pool.service.auth import Admin
-from hamr.pool.service.schemas import MAX_ID, TEXT, DeviceReportIn, ErrorOut, NodeOut, Strict, node_out
+from hamr.pool.service.errors import one_line
+from hamr.pool.service.schemas import MAX_ID, TEXT, DeviceReportIn, ErrorOut, Id, NodeOut, Strict, node_out
 from hamr.pool.service.uploads import BINARY, read_fields_and_arrays, request_body
 from hamr.pool.service.wake import WAKES_POOL
 
@@ -53,12 +58,32 @@ class AgentHeartbeat(Strict):
 
 
 class WorkItem(BaseModel):
+    kind: Literal["job"] = "job"
     job: int
     attempt: int
     device: str = Field(description="the local id of the device to run it on (cpu, cuda:0)")
     executable_id: int = Field(description="download with GET /v1/executables/{id}/file")
     executable_sha256: str
     inputs: dict[str, str] = Field(description="input name -> sha256 of its .npy (GET /v1/jobs/{job}/inputs/{name})")
+
+
+class ReplicaItem(BaseModel):
+    kind: Literal["load", "infer"] = Field(description="load (and warm) a replica's session, or run one request on it")
+    request: int = Field(description="answer with POST /v1/agents/{node}/requests/{request}")
+    replica: int
+    device: str = Field(description="the local id of the device the replica is on")
+    executable_id: int = Field(description="download with GET /v1/executables/{id}/file")
+    executable_sha256: str = Field(description="with `device`, the key of the agent's session")
+
+
+AnyItem = Annotated[WorkItem | ReplicaItem, Field(discriminator="kind")]
+
+
+class ReplicaAnswer(Strict):
+    """A load's answer (`target` or `error`), or a failed inference's (`error`)."""
+
+    target: Annotated[str, Field(min_length=1, max_length=64, pattern=TEXT)] | None = None
+    error: Annotated[str, Field(min_length=1, max_length=4096, pattern=TEXT)] | None = None
 
 
 class ResultForm(Strict):
@@ -102,7 +127,7 @@ async def heartbeat(node: NodeName, body: AgentHeartbeat, request: Request, who:
     return node_out(row)
 
 
-@router.post("/{node}/work", response_model=list[WorkItem], summary="The work sent to a node (a long poll)")
+@router.post("/{node}/work", response_model=list[AnyItem], summary="The work sent to a node (a long poll)")
 async def work(node: NodeName, request: Request, who: Admin, remote: Remote,
                wait: Annotated[float, Query(ge=0, le=MAX_WAIT_S, allow_inf_nan=False,
                                             description="seconds to wait for work when there is none")] = 0.0):
@@ -123,3 +148,55 @@ async def results(node: NodeName, request: Request, who: Admin, remote: Remote) 
         raise HTTPException(409, f"no run of job {result.job} attempt {result.attempt} waits on node {node} "
                                  "(requeued, cancelled, already posted, or the pool restarted): not recorded")
     return ResultOut(job=result.job, attempt=result.attempt, accepted=True)
+
+
+ANSWER_BODY = request_body(
+    "an inference's outputs as raw tensors; or JSON: a load's target or error, a failed inference's error",
+    {tensors.MEDIA_TYPE: BINARY, "application/json": ReplicaAnswer.model_json_schema()},
+)
+EXPECTED_ANSWER = {"load": 'JSON {"target"} or {"error"}', "infer": f'its outputs ({tensors.MEDIA_TYPE}) or JSON {{"error"}}'}
+
+
+def _waiting(remote: RemoteAgents, node: str, request_id: int) -> ReplicaRequest:
+    request = remote.node(node).requests.get(request_id)
+    if request is None or request.done():
+        raise HTTPException(409, f"no replica request {request_id} waits on node {node} "
+                                 "(answered, timed out, or the pool restarted)")  # fmt: skip
+    return request
+
+
+@router.get("/{node}/requests/{request_id}", response_class=Response, summary="A replica inference's inputs",
+            responses={200: {"content": {tensors.MEDIA_TYPE: {"schema": BINARY}}, "description": "the inputs"},
+                       409: {"model": ErrorOut, "description": "no such request waits"}})
+async def request_inputs(node: NodeName, request_id: Id, who: Admin, remote: Remote) -> Response:
+    request = _waiting(remote, node, request_id)
+    if request.kind != "infer":
+        raise HTTPException(409, f"replica request {request_id} is a {request.kind}: it has no inputs")
+    return Response(request.inputs, media_type=tensors.MEDIA_TYPE)
+
+
+@router.post("/{node}/requests/{request_id}", status_code=204, response_class=Response, openapi_extra=ANSWER_BODY,
+             summary="The answer to a replica request", responses={409: {"model": ErrorOut, "description": "no such request waits"}})
+async def answer_request(node: NodeName, request_id: Id, request: Request, who: Admin, remote: Remote) -> Response:
+    waiting = _waiting(remote, node, request_id)
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    body = await request.body()
+    wrong = HTTPException(422, f"the answer to replica request {request_id}, a {waiting.kind}, is {EXPECTED_ANSWER[waiting.kind]}")
+    if media == tensors.MEDIA_TYPE:
+        if waiting.kind != "infer":
+            raise wrong
+        try:
+            waiting.answer(outputs=tensors.decode(body))
+        except tensors.TensorsError as exc:
+            raise HTTPException(400, one_line(exc)) from None
+        return Response(status_code=204)
+    if media != "application/json":
+        raise HTTPException(415, f"send {tensors.MEDIA_TYPE} or application/json, not '{media or 'none'}'")
+    try:
+        answer = ReplicaAnswer.model_validate_json(body)
+    except ValidationError as exc:
+        raise HTTPException(422, "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors())) from None
+    if (answer.target is None) == (answer.error is None) or (answer.target is not None and waiting.kind != "load"):
+        raise wrong
+    waiting.answer(target=answer.target or "", error=answer.error or "")
+    return Response(status_code=204)

@@ -2,13 +2,14 @@
 
 `POST /v1/deployments/{id}/infer` takes the inputs as `application/x-hamr-tensors`
 (hamr/pool/tensors.py) or as multipart .npy parts, and answers the outputs as
-`application/x-hamr-tensors`. It runs on a ready replica of this pool process, round robin,
-and waits up to `wait` seconds for one while replicas load or move.
+`application/x-hamr-tensors`. It runs on a ready replica of this pool process, round robin
+across the nodes' replica hosts and then within the host, and waits up to `wait` seconds for one while replicas load or move.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from typing import Annotated
 
@@ -32,6 +33,14 @@ INFER_BODY = request_body(
     {tensors.MEDIA_TYPE: BINARY, "multipart/form-data": {"type": "object", "additionalProperties": BINARY}},
 )
 POLL_S, RECHECK_S = 0.02, 1.0
+_turn = itertools.count()
+
+
+def _serving(hosts, deployment_id: int):
+    """A host with a ready replica of the deployment, each request starting from the next host."""
+    count = len(hosts)
+    start = next(_turn) if count > 1 else 0
+    return next((h for h in (hosts[(start + i) % count] for i in range(count)) if h.serves(deployment_id)), None)
 
 
 def _out(registry, who, deployment) -> DeploymentOut:
@@ -87,7 +96,7 @@ async def infer(deployment_id: Id, request: Request, who: Authed,
     feeds = await _feeds(request)
     deadline, checked = time.monotonic() + wait, 0.0
     while True:
-        host = next((h for h in hosts if h.serves(deployment_id)), None)
+        host = _serving(hosts, deployment_id)
         if host is not None:
             try:
                 if host.quick(deployment_id):  # shorter than a hop to a worker thread: run it here
