@@ -217,13 +217,16 @@ def test_replicas_spread_over_cpu_and_opencl_serve_numpys_answer(served):
     devices = {r["device"] for r in d["replica_list"]}
     local = {dev.uuid: dev.local_id for dev in served.registry.list_devices()}
     assert sorted(local[u] for u in devices) == ["cpu", "opencl:0"]  # one per variant before two on either
-    for seed in range(6):  # round robin: both replicas answer
+    for seed in range(6):  # each replica is tried first, then the one that finishes soonest answers
         x = np.random.default_rng(seed).standard_normal((seed + 1, 16)).astype(np.float32)
         response = served.infer(deployment, x)
         assert response.status_code == 200, response.text
         np.testing.assert_allclose(tensors.decode(response.content)["y"], mlp_reference(x), **TOL)
     served_by = {h.view.local_id: h.served for h in served.dispatcher.replicas.hosted.values()}
-    assert served_by == {"cpu": 3, "opencl:0": 3}
+    assert sum(served_by.values()) == 6 and min(served_by.values()) >= 1
+    seconds = {h.view.local_id: h.seconds for h in served.dispatcher.replicas.hosted.values()}
+    fastest = min(seconds, key=seconds.get)
+    assert served_by[fastest] == max(served_by.values())  # requests go where they finish soonest
     served.dispatcher.busy_time.flush()
     metrics = served.client.get("/metrics").text
     busy = [line for line in metrics.splitlines() if line.startswith("hamr_device_busy_seconds_total")]

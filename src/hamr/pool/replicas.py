@@ -5,8 +5,10 @@ round). A pending replica is loaded on a loader thread (the Session, then one wa
 example inputs, so the first request does not pay for buffers and kernel builds) and turns
 ready; one that fails to load turns failed, with the error. A replica the reconciler stopped
 (drained device, lost node, scale-down, deleted deployment) is dropped from serving at the next
-sync; requests already running on it finish. `infer(deployment, feeds)` runs on a ready replica,
-round robin. Busy time is summed in memory and written to the registry about once a second.
+sync; requests already running on it finish. `pick(deployment)` gives the ready replica that
+would finish a request soonest (requests running on it, plus one, times its moving-average run
+time; one not yet measured goes first), and `run` runs the request there. Busy time is summed
+in memory and written to the registry about once a second.
 
 By default a replica is a Session in this process (the pool's own node). `opener` replaces that:
 hamr.pool.ray_cluster opens a replica in the agent actor of the Ray node owning the device, and
@@ -17,7 +19,6 @@ goes to another replica.
 from __future__ import annotations
 
 import concurrent.futures
-import itertools
 import threading
 import time
 from collections.abc import Callable
@@ -45,7 +46,16 @@ class Hosted:
     view: ReplicaView
     session: object  # hamr.Session
     served: int = 0
-    seconds: float = 1.0  # moving average of its run time; unknown (slow) until it has run
+    seconds: float = 0.0  # moving average of its run time (0 until it has run: tried first)
+    running: int = 0  # requests on it now
+
+    def expected(self) -> float:
+        """When a request sent now would be done: the queue ahead of it and its own run."""
+        return (self.running + 1) * self.seconds
+
+    def quick(self) -> bool:
+        """Known to run in under INLINE_BELOW_S: a worker-thread hop would cost more than the run."""
+        return self.served > 0 and self.seconds < INLINE_BELOW_S
 
 
 @dataclass
@@ -63,7 +73,6 @@ class ReplicaHost:
         self._loader = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=f"hamr-replicas-{self.node}")
         self._loading: dict[int, concurrent.futures.Future] = {}
         self._lock = threading.Lock()
-        self._turn = itertools.count()
         self.busy = self.busy or BusyTime(self.registry)
 
     # -- the agent's side --
@@ -156,29 +165,42 @@ class ReplicaHost:
     def serves(self, deployment_id: int) -> bool:
         return bool(self.by_deployment.get(deployment_id))
 
-    def quick(self, deployment_id: int) -> bool:
-        """The deployment's replicas here run in under INLINE_BELOW_S: a worker-thread hop would cost more than the run."""
-        ready = self.by_deployment.get(deployment_id) or ()
-        return bool(ready) and all(self.hosted[r].seconds < INLINE_BELOW_S for r in ready if r in self.hosted)
+    def expected(self, deployment_id: int) -> float | None:
+        """The soonest a request sent here would be done (seconds), or None without a ready replica."""
+        ready = [self.hosted[r] for r in self.by_deployment.get(deployment_id) or () if r in self.hosted]
+        return min((h.expected() for h in ready), default=None)
 
-    def infer(self, deployment_id: int, feeds: dict) -> tuple[dict, ReplicaView]:
-        """Run `feeds` on a ready replica of the deployment here (round robin); NoReplica when there is none."""
+    def pick(self, deployment_id: int) -> Hosted:
+        """The ready replica that would finish a request soonest; NoReplica when there is none."""
         with self._lock:
-            ready = self.by_deployment.get(deployment_id) or []
+            ready = [self.hosted[r] for r in self.by_deployment.get(deployment_id) or () if r in self.hosted]
             if not ready:
                 raise NoReplica(f"deployment {deployment_id} has no ready replica on node {self.node}")
-            hosted = self.hosted[ready[next(self._turn) % len(ready)]]
+            hosted = min(ready, key=Hosted.expected)
+            hosted.running += 1
+        return hosted
+
+    def run(self, hosted: Hosted, feeds: dict) -> dict:
+        """Run a request on the replica `pick` gave."""
         start = time.perf_counter()
         try:
             outputs = hosted.session.run(feeds)
         except ReplicaGone as exc:
             self._drop(hosted.view.id)  # the reconciler stops it once its node's devices turn missing
-            raise NoReplica(f"replica {hosted.view.id} of deployment {deployment_id} is gone: {exc}") from exc
+            raise NoReplica(f"replica {hosted.view.id} of deployment {hosted.view.deployment_id} is gone: {exc}") from exc
+        finally:
+            with self._lock:
+                hosted.running -= 1
         spent = time.perf_counter() - start
         self.busy.add(hosted.view.device, spent)
-        hosted.served += 1
-        hosted.seconds = spent if hosted.served == 1 else 0.9 * hosted.seconds + 0.1 * spent
-        return outputs, hosted.view
+        with self._lock:
+            hosted.served += 1
+            hosted.seconds = spent if hosted.served == 1 else 0.9 * hosted.seconds + 0.1 * spent
+        return outputs
+
+    def infer(self, deployment_id: int, feeds: dict) -> tuple[dict, ReplicaView]:
+        hosted = self.pick(deployment_id)
+        return self.run(hosted, feeds), hosted.view
 
 
 __all__ = ["Hosted", "NoReplica", "ReplicaGone", "ReplicaHost"]

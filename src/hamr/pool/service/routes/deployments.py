@@ -2,14 +2,13 @@
 
 `POST /v1/deployments/{id}/infer` takes the inputs as `application/x-hamr-tensors`
 (hamr/pool/tensors.py) or as multipart .npy parts, and answers the outputs as
-`application/x-hamr-tensors`. It runs on a ready replica of this pool process, round robin
-across the nodes' replica hosts and then within the host, and waits up to `wait` seconds for one while replicas load or move.
+`application/x-hamr-tensors`. It runs on the ready replica, of every node's replica host, that
+would finish it soonest, and waits up to `wait` seconds for one while replicas load or move.
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import time
 from typing import Annotated
 
@@ -33,14 +32,14 @@ INFER_BODY = request_body(
     {tensors.MEDIA_TYPE: BINARY, "multipart/form-data": {"type": "object", "additionalProperties": BINARY}},
 )
 POLL_S, RECHECK_S = 0.02, 1.0
-_turn = itertools.count()
-
-
 def _serving(hosts, deployment_id: int):
-    """A host with a ready replica of the deployment, each request starting from the next host."""
-    count = len(hosts)
-    start = next(_turn) if count > 1 else 0
-    return next((h for h in (hosts[(start + i) % count] for i in range(count)) if h.serves(deployment_id)), None)
+    """The host whose best ready replica of the deployment would finish a request soonest, or None."""
+    best, soonest = None, None
+    for host in list(hosts):
+        expected = host.expected(deployment_id)
+        if expected is not None and (soonest is None or expected < soonest):
+            best, soonest = host, expected
+    return best
 
 
 def _out(registry, who, deployment) -> DeploymentOut:
@@ -99,10 +98,11 @@ async def infer(deployment_id: Id, request: Request, who: Authed,
         host = _serving(hosts, deployment_id)
         if host is not None:
             try:
-                if host.quick(deployment_id):  # shorter than a hop to a worker thread: run it here
-                    outputs, _ = host.infer(deployment_id, feeds)
+                replica = host.pick(deployment_id)
+                if replica.quick():  # shorter than a hop to a worker thread: run it here
+                    outputs = host.run(replica, feeds)
                 else:
-                    outputs, _ = await run_in_threadpool(host.infer, deployment_id, feeds)
+                    outputs = await run_in_threadpool(host.run, replica, feeds)
                 break
             except NoReplica:  # its last replica here stopped between the two calls
                 continue
