@@ -77,21 +77,28 @@ def stop(proc: subprocess.Popen) -> str:
     return proc.stdout.read() if proc.stdout else ""
 
 
-# -- end to end: two real processes ---------------------------------------------------
-
-
-def test_a_remote_agent_runs_jobs_and_a_killed_agent_loses_none(tmp_path):
+def start_pool(tmp_path):
+    """A real `hamr pool up` (heartbeat timeout 3 s) in tmp_path/pool, answering: (root, env, process, URL,
+    admin token, admin client)."""
     root = tmp_path / "pool"
     env = {k: v for k, v in os.environ.items() if k not in ("HAMR_TOKEN", "HAMR_POOL_URL", "HAMR_HOST_ID")}
     env.update(HAMR_POOL_DIR=str(root), HAMR_CACHE_DIR=str(tmp_path / "cache"), NO_COLOR="1", COLUMNS="200")
     server = start(env, "pool", "up", "--port", "0", "--heartbeat-timeout", "3")
+    wait_until("hamr pool up", lambda: (root / "pool.json").is_file() or server.poll() is not None, 60)
+    if server.poll() is not None:
+        raise AssertionError(server.stdout.read())
+    url = json.loads((root / "pool.json").read_text())["url"]
+    admin_token = (root / "admin.token").read_text().strip()
+    return root, env, server, url, admin_token, httpx.Client(base_url=url, headers=bearer(admin_token), timeout=30)
+
+
+# -- end to end: two real processes ---------------------------------------------------
+
+
+def test_a_remote_agent_runs_jobs_and_a_killed_agent_loses_none(tmp_path):
+    root, env, server, url, admin_token, admin = start_pool(tmp_path)
     agent = None
     try:
-        wait_until("hamr pool up", lambda: (root / "pool.json").is_file() or server.poll() is not None, 60)
-        assert server.poll() is None, server.stdout.read()
-        url = json.loads((root / "pool.json").read_text())["url"]
-        admin_token = (root / "admin.token").read_text().strip()
-        admin = httpx.Client(base_url=url, headers=bearer(admin_token), timeout=30)
         wait_until("the pool's API", lambda: _answers(admin, "/v1/nodes"))
         local_node = socket.gethostname()
         local = [d["uuid"] for d in admin.get("/v1/devices").json() if d["node"] == local_node]
@@ -161,17 +168,9 @@ def test_a_remote_agent_runs_jobs_and_a_killed_agent_loses_none(tmp_path):
 
 
 def test_deployment_replicas_on_a_remote_agent_serve_and_move_when_it_dies(tmp_path):
-    root = tmp_path / "pool"
-    env = {k: v for k, v in os.environ.items() if k not in ("HAMR_TOKEN", "HAMR_POOL_URL", "HAMR_HOST_ID")}
-    env.update(HAMR_POOL_DIR=str(root), HAMR_CACHE_DIR=str(tmp_path / "cache"), NO_COLOR="1", COLUMNS="200")
-    server = start(env, "pool", "up", "--port", "0", "--heartbeat-timeout", "3")
+    root, env, server, url, admin_token, admin = start_pool(tmp_path)
     agent = None
     try:
-        wait_until("hamr pool up", lambda: (root / "pool.json").is_file() or server.poll() is not None, 60)
-        assert server.poll() is None, server.stdout.read()
-        url = json.loads((root / "pool.json").read_text())["url"]
-        admin_token = (root / "admin.token").read_text().strip()
-        admin = httpx.Client(base_url=url, headers=bearer(admin_token), timeout=30)
         tenant = httpx.Client(base_url=url, headers=bearer((root / "default.token").read_text().strip()), timeout=30)
         wait_until("the pool's API", lambda: _answers(admin, "/v1/nodes"))
         agent = start({**env, "HAMR_HOST_ID": "remote-1"}, "agent", "--server", url, "--token", admin_token,
