@@ -22,6 +22,7 @@ from hamr.pool.service import create_app
 from tests.test_cli_errors import one_error_line
 from tests.test_pool_cli import pool as cli_pool  # noqa: F401 - the `hamr pool up` fixture
 from tests.test_pool_cli import run
+from tests.test_pool_registry import backend  # noqa: F401 - a fixture
 from tests.test_pool_service import npy
 from tests.test_runtime import OPENCL, mlp_model, mlp_reference
 
@@ -110,7 +111,14 @@ def test_malformed_tensor_bodies_are_refused_with_one_line(mutate, message):
 
 
 @pytest.fixture
-def registry(tmp_path):
+def registry(backend):  # noqa: F811 - SQLite, and PostgreSQL when HAMR_TEST_POSTGRES_URL is set
+    url, data_dir = backend
+    with open_registry(url, data_dir=data_dir) as reg:
+        yield reg
+
+
+@pytest.fixture
+def sqlite_registry(tmp_path):
     with open_registry(data_dir=tmp_path / "pool") as reg:
         yield reg
 
@@ -198,8 +206,8 @@ class Served:
 
 
 @pytest.fixture
-def served(registry, exe_bytes):
-    s = Served(registry, exe_bytes)
+def served(sqlite_registry, exe_bytes):
+    s = Served(sqlite_registry, exe_bytes)
     yield s
     s.close()
 
