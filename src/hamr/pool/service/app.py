@@ -8,6 +8,7 @@ import hamr
 from hamr.pool.registry import Registry
 from hamr.pool.service import errors
 from hamr.pool.service.auth import TokenCache
+from hamr.pool.service.fastpath import InferFastPath
 from hamr.pool.service.limits import BodyLimit
 from hamr.pool.service.metrics import Metrics
 from hamr.pool.service.metrics import router as metrics_router
@@ -34,8 +35,10 @@ def create_app(registry: Registry, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD
     app.state.replica_hosts = replica_hosts  # kept as given: a RayPool's list grows as nodes join
     app.state.tokens = TokenCache()
     app.state.wake = wake
+    app.state.fast_answers = 0  # deployment requests the fast path answered (fastpath.py)
     errors.install(app)
     app.add_middleware(BodyLimit, max_bytes=max_upload_bytes)
+    app.add_middleware(InferFastPath, state=app.state, max_bytes=max_upload_bytes)  # outermost: the data plane
     # deployments first: routes match in order, and its infer route is the one on the request path
     for router in (deployments.router, nodes.router, devices.router, executables.router, jobs.router, tenants.router,
                    agents.router):

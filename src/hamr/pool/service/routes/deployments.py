@@ -32,7 +32,7 @@ INFER_BODY = request_body(
     {tensors.MEDIA_TYPE: BINARY, "multipart/form-data": {"type": "object", "additionalProperties": BINARY}},
 )
 POLL_S, RECHECK_S = 0.02, 1.0
-def _serving(hosts, deployment_id: int):
+def serving(hosts, deployment_id: int):
     """The host whose best ready replica of the deployment would finish a request soonest, or None."""
     best, soonest = None, None
     for host in list(hosts):
@@ -40,6 +40,13 @@ def _serving(hosts, deployment_id: int):
         if expected is not None and (soonest is None or expected < soonest):
             best, soonest = host, expected
     return best
+
+
+def owner_allows(hosts, deployment_id: int, token) -> bool:
+    """The token may use the deployment, as far as this process's hosts know (they know its tenant
+    once they host a replica of it; that never changes). False: ask the registry."""
+    owner = next((h.tenants[deployment_id] for h in list(hosts) if deployment_id in h.tenants), None)
+    return owner is not None and (token.admin or owner == token.tenant_id)
 
 
 def _out(registry, who, deployment) -> DeploymentOut:
@@ -89,13 +96,12 @@ async def infer(deployment_id: Id, request: Request, who: Authed,
                 wait: Annotated[float, Query(ge=0, le=300, description="seconds to wait for a ready replica")] = 30.0,
                 ) -> Response:  # fmt: skip
     registry, hosts = request.app.state.registry, request.app.state.replica_hosts
-    owner = next((h.tenants[deployment_id] for h in hosts if deployment_id in h.tenants), None)
-    if owner is None or (not who.admin and owner != who.scope):  # not (yet) served here, or another tenant's
+    if not owner_allows(hosts, deployment_id, who.token):  # not (yet) served here, or another tenant's
         await run_in_threadpool(_deployment, registry, who, deployment_id)
     feeds = await _feeds(request)
     deadline, checked = time.monotonic() + wait, 0.0
     while True:
-        host = _serving(hosts, deployment_id)
+        host = serving(hosts, deployment_id)
         if host is not None:
             try:
                 replica = host.pick(deployment_id)
