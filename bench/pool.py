@@ -206,7 +206,8 @@ def markdown(r: dict) -> str:
         f"Deployment requests: {served['httpx']['requests']} per client, in {ROUNDS} rounds with the clients "
         "taking turns; the overhead of each round's median is in brackets.", "",
         "A deployment request is an HTTP POST of the inputs as raw tensors to a replica already loaded in "
-        "the pool's process: the token from a 2 s cache, the deployment's tenant from the host, `Session.run` "
+        "the pool's process, answered by the service's fast path (an ASGI middleware in front of FastAPI's "
+        "routing): the token from a 2 s cache, the deployment's tenant from the host, `Session.run` "
         "on the event loop's thread (a replica whose runs take over 0.5 ms runs on a worker thread instead), "
         "the outputs back as raw tensors. Serving uses uvicorn's httptools parser and uvloop. The rest of the overhead is the "
         "HTTP stack (uvicorn, FastAPI) and the client, which is why the two clients differ. A job is "
