@@ -51,7 +51,7 @@ class Reconciler:
                 for replica in newest:
                     changed += self._stop(replica.id, f"scaled down to {deployment.replicas}")
                     live[deployment.id].remove(replica)
-        reserved = self.registry.replica_shares() if changed else None
+        reserved = None  # device -> share held by live replicas, read once some deployment needs more
         for deployment in deployments:
             missing = deployment.replicas - len(live[deployment.id])
             if missing <= 0:

@@ -162,9 +162,6 @@ class ReplicaHost:
     def loading(self) -> bool:
         return bool(self._loading)
 
-    def serves(self, deployment_id: int) -> bool:
-        return bool(self.by_deployment.get(deployment_id))
-
     def expected(self, deployment_id: int) -> float | None:
         """The soonest a request sent here would be done (seconds), or None without a ready replica."""
         ready = [self.hosted[r] for r in self.by_deployment.get(deployment_id) or () if r in self.hosted]
@@ -198,9 +195,6 @@ class ReplicaHost:
             hosted.seconds = spent if hosted.served == 1 else 0.9 * hosted.seconds + 0.1 * spent
         return outputs
 
-    def infer(self, deployment_id: int, feeds: dict) -> tuple[dict, ReplicaView]:
-        hosted = self.pick(deployment_id)
-        return self.run(hosted, feeds), hosted.view
 
 
 __all__ = ["Hosted", "NoReplica", "ReplicaGone", "ReplicaHost"]

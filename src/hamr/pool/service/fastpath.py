@@ -5,20 +5,18 @@ replica of the deployment ready in this process is answered here, in a few tens 
 of Python instead of the framework's few hundred. Anything else, and any request that goes wrong
 here (bad inputs, a replica gone, no replica ready, a cache miss), goes on to the full app with
 its body replayed, and the route in routes/deployments.py answers it with its errors and waits.
-Both share the choice of replica (`serving`) and the ownership rule (`owner_allows`).
+Both share the choice of replica (`serving`, `run_on`) and the ownership rule (`owner_allows`).
 """
 
 from __future__ import annotations
 
 import re
 
-from starlette.concurrency import run_in_threadpool
-
 from hamr.errors import HamrError
 from hamr.pool import tensors
 from hamr.pool.registry.tokens import hash_token
 from hamr.pool.replicas import NoReplica
-from hamr.pool.service.routes.deployments import owner_allows, serving
+from hamr.pool.service.routes.deployments import owner_allows, run_on, serving
 
 PATH = re.compile(r"^/v1/deployments/([1-9][0-9]{0,9})/infer$")
 WAIT = re.compile(rb"^wait=([0-9]{1,3}(?:\.[0-9]{1,6})?)$")
@@ -70,12 +68,9 @@ class InferFastPath:
         if host is None:
             return None
         try:
-            replica = host.pick(deployment_id)
+            return await run_on(host, deployment_id, feeds)
         except NoReplica:
             return None
-        if replica.quick():
-            return host.run(replica, feeds)
-        return await run_in_threadpool(host.run, replica, feeds)
 
 
 def _plain_query(query: bytes) -> bool:
