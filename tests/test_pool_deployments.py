@@ -301,10 +301,24 @@ def test_scale_delete_bad_inputs_and_other_tenants(served):
     theirs = served.client.post(f"/v1/deployments/{deployment}/infer", content=tensors.encode({"x": x}),
                                 headers={"Content-Type": tensors.MEDIA_TYPE, "Authorization": f"Bearer {served.other_token}"})  # fmt: skip
     assert theirs.status_code == 404 and theirs.json()["detail"] == f"deployment {deployment} not found"
+    served.stop.set()  # the pool's loop, which would stop the replica here, is held back: the DELETE alone must do it
+    served.loop.join(timeout=30)
     assert served.client.delete(f"/v1/deployments/{deployment}").status_code == 200
-    served.wait_until(deployment, lambda d: d.get("detail") == f"deployment {deployment} not found")
     gone = served.infer(deployment, x, wait=0)
     assert gone.status_code == 404
+
+
+def test_a_retired_deployment_is_not_loaded_again_from_a_registry_read_before_its_deletion(served):
+    deployment = served.client.post("/v1/deployments", json={"executable_id": served.exe.id, "replicas": 1}).json()["id"]
+    served.wait_until(deployment, lambda d: d["ready"] == 1)
+    served.stop.set()
+    served.loop.join(timeout=30)
+    host = served.dispatcher.replicas
+    host.retire(deployment)  # the registry still lists its replica ready, as a sync racing the DELETE would read it
+    for _ in range(20):
+        host.sync()
+        time.sleep(0.05)
+    assert host.expected(deployment) is None and not host.loading()
 
 
 # The command line, against a real `hamr pool up` process.

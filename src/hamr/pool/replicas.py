@@ -4,8 +4,9 @@
 round). A pending replica is loaded on a loader thread (the Session, then one warm-up run on
 example inputs, so the first request does not pay for buffers and kernel builds) and turns
 ready; one that fails to load turns failed, with the error. A replica the reconciler stopped
-(drained device, lost node, scale-down, deleted deployment) is dropped from serving at the next
-sync; requests already running on it finish. `pick(deployment)` gives the ready replica that
+(drained device, lost node, scale-down) is dropped from serving at the next sync; a deleted
+deployment's replicas at once, when the service's DELETE calls `retire`. Requests already
+running on a dropped replica finish. `pick(deployment)` gives the ready replica that
 would finish a request soonest (requests running on it, plus one, times its moving-average run
 time; one not yet measured goes first), and `run` runs the request there. Busy time is summed
 in memory and written to the registry about once a second.
@@ -68,6 +69,7 @@ class ReplicaHost:
     hosted: dict[int, Hosted] = field(default_factory=dict)  # replica id -> its loaded session
     by_deployment: dict[int, list[int]] = field(default_factory=dict)  # deployment -> its ready replicas here
     tenants: dict[int, int] = field(default_factory=dict)  # deployment -> its tenant (never changes)
+    retired: set[int] = field(default_factory=set)  # deleted deployments (ids are never reused): never served again
 
     def __post_init__(self) -> None:
         self._loader = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=f"hamr-replicas-{self.node}")
@@ -86,6 +88,8 @@ class ReplicaHost:
                 del self._loading[replica_id]
                 changed += self._loaded(live.get(replica_id), replica_id, future)
         for replica in live.values():
+            if replica.deployment_id in self.retired:  # read before its deletion committed
+                continue
             self.tenants[replica.deployment_id] = replica.tenant_id
             if replica.id not in self.hosted and replica.id not in self._loading:
                 self._loading[replica.id] = self._loader.submit(self._load, replica)
@@ -118,7 +122,7 @@ class ReplicaHost:
             detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             self._move(replica_id, REPLICA_FAILED, f"loading failed: {detail}")
             return 1
-        if replica is None:  # stopped while it loaded
+        if replica is None or replica.deployment_id in self.retired:  # stopped while it loaded
             session.close()
             return 0
         if replica.state == REPLICA_PENDING and not self._move(replica_id, REPLICA_READY,
@@ -126,6 +130,9 @@ class ReplicaHost:
             session.close()
             return 0
         with self._lock:
+            if replica.deployment_id in self.retired:
+                session.close()
+                return 0
             self.hosted[replica_id] = Hosted(replica, session)
             self.by_deployment.setdefault(replica.deployment_id, []).append(replica_id)
         return 1
@@ -146,6 +153,14 @@ class ReplicaHost:
             if replica_id in ready:
                 ready.remove(replica_id)
         # The Session is not closed here: a request may still be running on it; it goes with its last reference.
+
+    def retire(self, deployment_id: int) -> None:
+        """The deployment was deleted: stop serving it now, not at the next sync (requests running on it finish)."""
+        with self._lock:
+            self.retired.add(deployment_id)
+            replica_ids = [r for r, h in self.hosted.items() if h.view.deployment_id == deployment_id]
+        for replica_id in replica_ids:
+            self._drop(replica_id)
 
     def close(self) -> None:
         self._loader.shutdown(wait=True, cancel_futures=True)

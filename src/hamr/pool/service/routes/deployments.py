@@ -90,8 +90,11 @@ def scale(deployment_id: Id, body: DeploymentScale, registry: Reg, who: Authed) 
 
 
 @router.delete("/{deployment_id}", response_model=DeploymentOut, summary="Delete a deployment; its replicas stop", dependencies=WAKES_POOL)
-def delete(deployment_id: Id, registry: Reg, who: Authed) -> DeploymentOut:
-    return _out(registry, who, registry.delete_deployment(who.scope, deployment_id))
+def delete(deployment_id: Id, request: Request, registry: Reg, who: Authed) -> DeploymentOut:
+    deployment = registry.delete_deployment(who.scope, deployment_id)
+    for host in list(request.app.state.replica_hosts):  # a request after this answer gets 404, not a stopping replica
+        host.retire(deployment_id)
+    return _out(registry, who, deployment)
 
 
 @router.post(
