@@ -259,10 +259,14 @@ def test_deployment_replicas_spread_over_both_nodes_and_move_when_an_agent_dies(
     stop = threading.Event()
     reconciler = Reconciler(registry)
 
-    def loop():
+    def loop():  # as hamr pool up's loop runs it, less refresh(), which would start a new agent on the victim
+        heartbeat_at = time.monotonic()
         while not stop.is_set():
             reconciler.step()
             ray_pool.step()
+            if time.monotonic() - heartbeat_at > 1.0:  # how a dead agent is found when no request goes to it
+                ray_pool.heartbeat()
+                heartbeat_at = time.monotonic()
             time.sleep(0.05)
 
     def deployment():
