@@ -343,3 +343,35 @@ def test_deploy_infer_scale_and_undeploy_from_the_command_line(cli_pool, tmp_pat
     assert run(env, "pool", "undeploy", deployment).returncode == 0
     message = one_error_line(run(env, "pool", "infer", deployment, "--input", f"x={tmp_path / 'x.npy'}"))
     assert f"(404): deployment {deployment} not found" in message
+
+
+def test_the_data_plane_client_keeps_one_connection_and_outlives_the_servers_idle_close(cli_pool, tmp_path):  # noqa: F811
+    from hamr.errors import HamrError
+    from hamr.pool.client import InferClient
+
+    root, env, url = cli_pool
+    exe = hamr.compile(mlp_model(), targets=["cpu"]).save(tmp_path / "mlp.hamr")
+    deployed = run(env, "pool", "deploy", exe, "--replicas", "1")
+    deployment = int(deployed.stdout.split()[1])
+    token = (root / "data" / "default.token").read_text().strip()
+    x = np.random.default_rng(8).standard_normal((2, 16)).astype(np.float32)
+    with InferClient(url, token) as client:
+        np.testing.assert_allclose(client.infer(deployment, {"x": x}, wait=60)["y"], mlp_reference(x), **TOL)
+        connection = client._connection
+        for _ in range(20):
+            np.testing.assert_allclose(client.infer(deployment, {"x": x})["y"], mlp_reference(x), **TOL)
+        assert client._connection is connection  # kept alive: one connection for every request
+        time.sleep(6)  # past uvicorn's 5 s keep-alive: the server has closed it
+        np.testing.assert_allclose(client.infer(deployment, {"x": x})["y"], mlp_reference(x), **TOL)
+        assert client._connection is not connection
+        with pytest.raises(HamrError, match=rf"\(400\): .*x"):
+            client.infer(deployment, {"x": np.ones((1, 3), np.float32)})
+        with pytest.raises(HamrError, match=rf"\(404\): deployment {deployment + 1000} not found"):
+            client.infer(deployment + 1000, {"x": x})
+    with InferClient(url, "not-a-token") as stranger, pytest.raises(HamrError, match=r"\(401\)"):
+        stranger.infer(deployment, {"x": x})
+    with InferClient("http://127.0.0.1:1", token) as nowhere, pytest.raises(HamrError, match="cannot reach the pool at"):
+        nowhere.infer(deployment, {"x": x})
+    with pytest.raises(HamrError, match="must be http"):
+        InferClient("ftp://example", token)
+    assert run(env, "pool", "undeploy", deployment).returncode == 0

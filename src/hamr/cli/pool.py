@@ -178,6 +178,7 @@ class Client:
         token = token or os.environ.get("HAMR_TOKEN") or _read_token(root / ("admin.token" if admin else "default.token"))
         if not token:
             raise HamrError("no token: pass --token or set HAMR_TOKEN (hamr pool tenant add NAME prints one)")
+        self.token = token
         self.http = httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {token}"}, timeout=120)
 
     def call(self, method: str, path: str, **kwargs):

@@ -93,11 +93,11 @@ def infer(
 ) -> None:
     """Run one request on a deployment; write the outputs as `hamr run` does."""
     from hamr.cli.outputs import parse_inputs, report_outputs
-    from hamr.pool import tensors
+    from hamr.pool.client import InferClient
 
     out, err = _console()
     feeds = parse_inputs(input or [])
     client = Client(server, token, data_dir=data_dir)
-    response = client.call("POST", f"/v1/deployments/{deployment}/infer", params={"wait": wait},
-                           content=tensors.encode(feeds), headers={"Content-Type": tensors.MEDIA_TYPE})  # fmt: skip
-    report_outputs(tensors.decode(response.content), output_dir, out, err, f"deployment {deployment} answered")
+    with InferClient(client.url, client.token) as data_plane:
+        outputs = data_plane.infer(deployment, feeds, wait=wait)
+    report_outputs(outputs, output_dir, out, err, f"deployment {deployment} answered")
