@@ -11,8 +11,9 @@ Starts `hamr pool up` (its own data directory, port chosen free), compiles a sma
 - throughput: `--jobs` jobs submitted back to back, then waited for: submissions per second
   and jobs completed per second;
 - served: a one-replica deployment of the same executable, `40 x --requests` requests one at a
-  time through httpx and through http.client, in 5 rounds with the clients taking turns; its overhead is the served median minus direct
-  (the target of under 1 ms is for this path).
+  time through hamr's data-plane client (hamr.pool.client.InferClient), through httpx and through
+  bare http.client, in 5 rounds with the clients taking turns; its overhead is the served median
+  minus direct (the target of under 1 ms is for this path).
 """
 
 from __future__ import annotations
@@ -150,44 +151,52 @@ def measure_deployment(api, url: str, auth: dict, exe: int, x: np.ndarray, expec
                        requests: int) -> dict[str, list[float]]:  # fmt: skip
     """A one-replica deployment of the executable: `requests` inferences one at a time, through each client.
 
-    httpx is the pool's own client; http.client (the standard library's, one kept-alive
-    connection) shows what is the server's and what is httpx's per-request cost.
+    InferClient is hamr's data-plane client (what `hamr pool infer` uses); httpx is a general
+    client, as an application might use; bare http.client (one kept-alive connection, no checks)
+    shows what is the server's and what is a client's per-request cost.
     """
     from http.client import HTTPConnection
 
     from hamr.pool import tensors
+    from hamr.pool.client import InferClient
 
     deployment = api.post("/v1/deployments", json={"executable_id": exe, "replicas": 1}).json()["id"]
     path = f"/v1/deployments/{deployment}/infer"
     body, headers = tensors.encode({"x": x}), {"Content-Type": tensors.MEDIA_TYPE}
     host, port = url.removeprefix("http://").split(":")
     connection = HTTPConnection(host, int(port))
+    client = InferClient(url, auth["Authorization"].removeprefix("Bearer "))
 
-    def with_httpx() -> bytes:
-        return api.post(path, content=body, headers=headers).content
+    def with_infer_client() -> dict:
+        return client.infer(deployment, {"x": x})
 
-    def with_http_client() -> bytes:
+    def with_httpx() -> dict:
+        return tensors.decode(api.post(path, content=body, headers=headers).content)
+
+    def with_http_client() -> dict:
         connection.request("POST", path, body=body, headers=headers | auth)
-        return connection.getresponse().read()
+        return tensors.decode(connection.getresponse().read())
 
-    for call in (with_httpx, with_http_client):  # the first requests wait for the replica to load
+    clients = (("InferClient", with_infer_client), ("httpx", with_httpx), ("http.client", with_http_client))
+    for _, call in clients:  # the first requests wait for the replica to load
         for _ in range(20):
-            np.testing.assert_allclose(tensors.decode(call())["y"], expected, rtol=1e-5, atol=1e-6)
-    times: dict[str, list[list[float]]] = {"httpx": [], "http.client": []}
-    for _ in range(ROUNDS):  # rounds, the clients taking turns: a noisy neighbour hits both alike
-        for client, call in (("httpx", with_httpx), ("http.client", with_http_client)):
-            times[client].append([])
+            np.testing.assert_allclose(call()["y"], expected, rtol=1e-5, atol=1e-6)
+    times: dict[str, list[list[float]]] = {name: [] for name, _ in clients}
+    for _ in range(ROUNDS):  # rounds, the clients taking turns: a noisy neighbour hits all alike
+        for name, call in clients:
+            times[name].append([])
             for _ in range(requests // ROUNDS):
                 start = time.perf_counter()
-                y = tensors.decode(call())["y"]
-                times[client][-1].append(time.perf_counter() - start)
-        np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-6)
+                y = call()["y"]
+                times[name][-1].append(time.perf_counter() - start)
+            np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-6)
     connection.close()
+    client.close()
     return times
 
 
 def markdown(r: dict) -> str:
-    served = {client: r[f"served[{client}]"] for client in ("httpx", "http.client")}
+    served = {client: r[f"served[{client}]"] for client in ("InferClient", "httpx", "http.client")}
     return "\n".join([
         BEGIN, "## Pooled execution", "",
         f"Measured {time.strftime('%Y-%m-%d')} with `python bench/pool.py --requests {r['requests']} --jobs {r['jobs']}` "
@@ -210,7 +219,9 @@ def markdown(r: dict) -> str:
         "routing): the token from a 2 s cache, the deployment's tenant from the host, `Session.run` "
         "on the event loop's thread (a replica whose runs take over 0.5 ms runs on a worker thread instead), "
         "the outputs back as raw tensors. Serving uses uvicorn's httptools parser and uvloop. The rest of the overhead is the "
-        "HTTP stack (uvicorn, FastAPI) and the client, which is why the two clients differ. A job is "
+        "HTTP stack (uvicorn, FastAPI) and the client, which is why the clients differ: InferClient is hamr's own "
+        "(hamr.pool.client: one kept-alive http.client connection, status and media type checked, "
+        "the answer decoded), httpx a general-purpose client, bare http.client the floor. A job is "
         "durable instead: an upload, a registry transaction, a dispatcher round, a JSON line to the worker "
         "process, outputs written and committed, then polling and a download; its overhead is that of a "
         "queue and a database, not of a request path.",
