@@ -23,7 +23,7 @@ ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'hamr
 import hamr  # noqa: E402
 from hamr.pool.ray_cluster import RayPool, node_name  # noqa: E402
 from hamr.pool.registry import ANY_TENANT, open_registry  # noqa: E402
-from tests.test_runtime import mlp_model, mlp_reference  # noqa: E402
+from tests.test_runtime import OPENCL, mlp_model, mlp_reference  # noqa: E402
 
 TOL = {"rtol": 1e-4, "atol": 1e-5}
 
@@ -241,6 +241,45 @@ def test_a_killed_agent_requeues_its_job_to_the_other_node(pool):
     # refresh() starts a new agent there, and the node's devices come back
     assert ray_pool.refresh() == [node_name(victim)]
     assert any(d.health != "missing" for d in registry.list_devices(node=node_name(victim)))
+
+
+def gang_on_cpu_and_opencl(registry, tenant, seed):
+    """A 2-device gang job of an executable with cpu and opencl variants: one node's cpu and opencl:0."""
+    exe = registry.upload_executable(tenant, hamr.compile(mlp_model(), targets=["cpu", "opencl"]).to_bytes())
+    x = np.random.default_rng(seed).standard_normal((5, 16)).astype(np.float32)
+    return registry.submit_job(tenant, exe.id, {"x": x}, n_devices=2), x
+
+
+def gang_placements(registry, job_id, attempt):
+    """(node, device) of each of the attempt's placements."""
+    devices = {d.id: d for d in registry.list_devices()}
+    nodes = {n.id: n.name for n in registry.list_nodes()}
+    return sorted((nodes[devices[p.device_id].node_id], devices[p.device_id].local_id)
+                  for p in registry.list_placements(ANY_TENANT, job_id) if p.attempt == attempt)  # fmt: skip
+
+
+@pytest.mark.skipif(not OPENCL, reason="no OpenCL device (pip install pocl-binary-distribution)")
+@pytest.mark.parametrize("pool", [1.5], indirect=True)  # each shard holds 1.5 s: time to kill its agent mid-gang
+def test_a_gang_job_splits_over_one_ray_nodes_devices_and_moves_whole_when_its_agent_dies(pool):
+    ray_pool, registry, tenant, _ = pool
+    job, x = gang_on_cpu_and_opencl(registry, tenant, 31)
+    deadline = time.monotonic() + 60
+    while registry.get_job(tenant, job.id).state != "running":
+        assert time.monotonic() < deadline, registry.get_job(tenant, job.id)
+        ray_pool.step()
+    (victim,) = [node_id for node_id, d in ray_pool.dispatchers.items() if d.busy()]
+    assert gang_placements(registry, job.id, 1) == [(node_name(victim), "cpu"), (node_name(victim), "opencl:0")]
+    ray.kill(ray_pool.agent(victim))
+    ray_pool.run_until_idle(120)
+    record = registry.get_job(tenant, job.id)
+    assert record.state == "succeeded", record.error
+    (survivor,) = [n for n in ray_pool.nodes if n != victim]
+    assert gang_placements(registry, job.id, record.attempts) == [(node_name(survivor), "cpu"),
+                                                                  (node_name(survivor), "opencl:0")]  # fmt: skip
+    y = registry.job_outputs(tenant, job.id)["y"]
+    assert y.shape == (5, 24)
+    np.testing.assert_allclose(y, mlp_reference(x), **TOL)  # rows 0-2 from one device, 3-4 from the other
+    assert ray_pool.ran[(job.id, record.attempts)]["node_id"] == survivor
 
 
 def test_deployment_replicas_spread_over_both_nodes_and_move_when_an_agent_dies(pool):

@@ -194,7 +194,12 @@ class RaySession:
 
 
 class RayNode:
-    """One Ray node of the pool: its agent actor, and the executor of its Dispatcher."""
+    """One Ray node of the pool: its agent actor, and the executor of its Dispatcher.
+
+    A gang job's shards run at once, one call per device (the agent takes up to 16 calls at a time).
+    """
+
+    gangs = True
 
     def __init__(self, pool: RayPool, node_id: str, agent):
         self.pool, self.node_id, self.agent = pool, node_id, agent
