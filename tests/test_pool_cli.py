@@ -103,6 +103,10 @@ def test_client_errors_are_one_line(pool, tmp_path):
     assert "no pool found" in message
     message = one_error_line(run(env, "pool", "drain", "tpu:7"))
     assert "names 0 devices" in message
+    port = url.rsplit(":", 1)[1]  # the running pool's: a second pool cannot take it, and says so before opening anything
+    message = one_error_line(run({**env, "HAMR_POOL_DIR": str(tmp_path / "second")}, "pool", "up", "--port", port))
+    assert message == f"error: cannot listen on 127.0.0.1:{port}: Address already in use"
+    assert not (tmp_path / "second" / "pool.json").exists()
 
 
 def test_a_node_that_stops_heartbeating_is_lost(pool):

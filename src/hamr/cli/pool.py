@@ -69,19 +69,19 @@ def up(
     if ray is not None:
         return _up_ray(ray, data_dir, host, port, policy, heartbeat_timeout)
     out, err = _console()
-    root, registry, port, url = _open_pool(data_dir, host, port)
+    root, registry, listener, url = _open_pool(data_dir, host, port)
     dispatcher = Dispatcher(registry, socket.gethostname(), policy=policy, address=url, serve_replicas=True)
     remote = RemoteAgents(registry, policy, heartbeat_timeout_s=heartbeat_timeout, reserved={socket.gethostname()})
     devices = ", ".join(d.local_id for d in registry.list_devices(node=socket.gethostname()))
-    _serve(registry, root, host, port, url, LocalAndRemote(dispatcher, remote), _agent_loop, heartbeat_timeout, {}, [
+    _serve(registry, root, listener, url, LocalAndRemote(dispatcher, remote), _agent_loop, heartbeat_timeout, {}, [
         f"hamr pool: {url} (data: {root}; policy {policy})",
         f"this node: {socket.gethostname()} with {devices or 'no devices'}",
     ])
 
 
-def _serve(registry, root: Path, host: str, port: int, url: str, agent_of, loop, heartbeat_timeout: float,
+def _serve(registry, root: Path, listener: socket.socket, url: str, agent_of, loop, heartbeat_timeout: float,
            extra: dict, lines: list[str]) -> None:
-    """Run `loop(agent_of, ...)` in a thread and the HTTP service here until it stops; then close it all."""
+    """Run `loop(agent_of, ...)` in a thread and the HTTP service on `listener` until it stops; then close it all."""
     import uvicorn
 
     from hamr.pool.service import create_app
@@ -92,6 +92,7 @@ def _serve(registry, root: Path, host: str, port: int, url: str, agent_of, loop,
     agent.start()
     app = create_app(registry, replica_hosts=agent_of.replica_hosts, remote=getattr(agent_of, "remote", None), wake=wake.set)
     # httptools and uvloop (dependencies) are uvicorn's fast path; no proxy in front by default
+    host, port = listener.getsockname()[:2]
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", http="httptools",
                                            loop="uvloop" if sys.platform != "win32" else "asyncio",
                                            proxy_headers=False))  # fmt: skip
@@ -101,8 +102,9 @@ def _serve(registry, root: Path, host: str, port: int, url: str, agent_of, loop,
     for line in lines[1:]:
         out.print(line)
     try:
-        server.run()
+        server.run(sockets=[listener])
     finally:
+        listener.close()
         stop.set()
         agent.join(timeout=30)
         agent_of.close()
@@ -111,17 +113,26 @@ def _serve(registry, root: Path, host: str, port: int, url: str, agent_of, loop,
 
 
 def _open_pool(data_dir: Path | None, host: str, port: int):
-    """(data directory, registry with its token files, port, URL) for `hamr pool up`; port 0 picks one."""
+    """(data directory, registry with its token files, listening socket, URL) for `hamr pool up`; port 0 picks one.
+
+    The socket is bound here and handed to uvicorn, so the port in the URL is the one served (a
+    port probed and closed could be taken before the server binds it)."""
     from hamr.pool.registry import open_registry
 
-    root = _data_dir(data_dir)
-    registry = open_registry(data_dir=root)
-    _ensure_tokens(registry, root)
-    if port == 0:
-        with socket.socket() as probe:
-            probe.bind((host, 0))
-            port = probe.getsockname()[1]
-    return root, registry, port, f"http://{host}:{port}"
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        listener = socket.create_server((host, port), family=family, backlog=2048)
+    except OSError as exc:
+        raise HamrError(f"cannot listen on {host}:{port}: {os.strerror(exc.errno) if exc.errno else exc}") from None
+    try:
+        root = _data_dir(data_dir)
+        registry = open_registry(data_dir=root)
+        _ensure_tokens(registry, root)
+    except BaseException:
+        listener.close()
+        raise
+    port = listener.getsockname()[1]
+    return root, registry, listener, f"http://{f'[{host}]' if family == socket.AF_INET6 else host}:{port}"
 
 
 def _up_ray(address: str, data_dir: Path | None, host: str, port: int, policy: str, heartbeat_timeout: float) -> None:
@@ -130,14 +141,15 @@ def _up_ray(address: str, data_dir: Path | None, host: str, port: int, policy: s
         from hamr.pool.ray_cluster import RayPool
     except ImportError as exc:
         raise HamrError(f"hamr pool up --ray needs Ray: pip install 'hamr[ray]' ({exc})") from None
-    root, registry, port, url = _open_pool(data_dir, host, port)
+    root, registry, listener, url = _open_pool(data_dir, host, port)
     try:
         pool = RayPool(registry, address=address, policy=policy)
         joined = pool.refresh()
     except Exception as exc:  # noqa: BLE001 - ray.init's errors are many; one line says which
+        listener.close()
         registry.close()
         raise HamrError(f"cannot join the Ray cluster at {address}: {type(exc).__name__}: {exc}") from None
-    _serve(registry, root, host, port, url, pool, _agent_loop, heartbeat_timeout, {"ray": address}, [
+    _serve(registry, root, listener, url, pool, _agent_loop, heartbeat_timeout, {"ray": address}, [
         f"hamr pool: {url} (data: {root}; policy {policy}; Ray cluster {address})",
         f"Ray nodes: {len(joined)} ({', '.join(joined) or 'none'}) with {len(registry.list_devices())} device(s)",
     ])
