@@ -172,6 +172,7 @@ class Served:
         self.reconciler = Reconciler(registry)
         self.client = TestClient(create_app(registry, replica_hosts=[self.dispatcher.replicas]),
                                  headers={"Authorization": f"Bearer {token}"}, raise_server_exceptions=False)  # fmt: skip
+        self.client.app.state.tokens.ttl_s = 600.0  # a token cached by one request stays for the test's next ones
         self.stop = threading.Event()
         self.loop = threading.Thread(target=self._loop, daemon=True)
         self.loop.start()
@@ -232,9 +233,14 @@ def test_replicas_spread_over_cpu_and_opencl_serve_numpys_answer(served):
         np.testing.assert_allclose(tensors.decode(response.content)["y"], mlp_reference(x), **TOL)
     served_by = {h.view.local_id: h.served for h in served.dispatcher.replicas.hosted.values()}
     assert sum(served_by.values()) == 6 and min(served_by.values()) >= 1
-    seconds = {h.view.local_id: h.seconds for h in served.dispatcher.replicas.hosted.values()}
-    fastest = min(seconds, key=seconds.get)
-    assert served_by[fastest] == max(served_by.values())  # requests go where they finish soonest
+    # requests go where they would finish soonest: (running + 1) x the replica's average run time
+    host = served.dispatcher.replicas
+    by_device = {h.view.local_id: h for h in host.hosted.values()}
+    by_device["cpu"].seconds, by_device["opencl:0"].seconds = 0.001, 0.005
+    assert host.pick(deployment) is by_device["cpu"]  # 1 x 1 ms against 1 x 5 ms; it now runs one
+    by_device["cpu"].running += 4
+    assert host.pick(deployment) is by_device["opencl:0"]  # 6 x 1 ms against 1 x 5 ms
+    by_device["cpu"].running, by_device["opencl:0"].running = 0, 0
     assert served.client.app.state.fast_answers == 6  # the token was cached by the GETs before: all took the fast path
     served.dispatcher.busy_time.flush()
     metrics = served.client.get("/metrics").text
@@ -275,6 +281,10 @@ def test_a_lost_node_leaves_the_deployment_waiting_with_a_reason(served):
     assert served.infer(deployment, x).status_code == 200
     served.registry.mark_lost_nodes(0.0)  # the only node: nowhere to move to
     served.wait_until(deployment, lambda d: d["replica_list"] == [])
+    deadline = time.monotonic() + 30  # the host drops the stopped replica at its next sync, after the registry says so
+    while served.dispatcher.replicas.expected(deployment) is not None:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
     response = served.infer(deployment, x, wait=0.2)
     assert response.status_code == 503
     assert "has no ready replica after 0.2 s (wants 1; live: none placed)" in response.json()["detail"]
@@ -361,7 +371,10 @@ def test_the_data_plane_client_keeps_one_connection_and_outlives_the_servers_idl
         for _ in range(20):
             np.testing.assert_allclose(client.infer(deployment, {"x": x})["y"], mlp_reference(x), **TOL)
         assert client._connection is connection  # kept alive: one connection for every request
-        time.sleep(6)  # past uvicorn's 5 s keep-alive: the server has closed it
+        deadline = time.monotonic() + 30  # uvicorn closes a connection idle for 5 s: wait until it has
+        while not _closed_by_peer(connection.sock):
+            assert time.monotonic() < deadline, "the server never closed the idle connection"
+            time.sleep(0.2)
         np.testing.assert_allclose(client.infer(deployment, {"x": x})["y"], mlp_reference(x), **TOL)
         assert client._connection is not connection
         with pytest.raises(HamrError, match=rf"\(400\): .*x"):
@@ -375,3 +388,11 @@ def test_the_data_plane_client_keeps_one_connection_and_outlives_the_servers_idl
     with pytest.raises(HamrError, match="must be http"):
         InferClient("ftp://example", token)
     assert run(env, "pool", "undeploy", deployment).returncode == 0
+
+
+def _closed_by_peer(sock) -> bool:
+    import select
+    import socket
+
+    readable, _, _ = select.select([sock], [], [], 0)
+    return bool(readable) and sock.recv(1, socket.MSG_PEEK) == b""

@@ -462,8 +462,8 @@ def test_a_waiting_get_answers_when_the_job_is_final_or_after_wait(pool):
         pool.registry.schedule_job(ANY_TENANT, pool.job_a, ["dev-1"], start=True)
         pool.registry.finish_job(ANY_TENANT, pool.job_a, {"y": np.zeros(2, np.float32)}, attempt=1)
 
-    threading.Thread(target=finish).start()
     start = time.monotonic()
+    threading.Thread(target=finish).start()
     done = pool.client.get(f"/v1/jobs/{pool.job_a}?wait=30", headers=pool.a)
     assert done.json()["state"] == "succeeded" and 0.2 <= time.monotonic() - start < 5
     assert pool.client.get(f"/v1/jobs/{pool.job_a}?wait=61", headers=pool.a).status_code == 422

@@ -15,6 +15,7 @@ class BusyTime:
     def __init__(self, registry: Registry):
         self.registry = registry
         self._lock = threading.Lock()
+        self._flushing = threading.Lock()
         self._pending: Counter = Counter()  # device uuid -> seconds not yet written
         self._flushed = time.monotonic()
 
@@ -25,10 +26,11 @@ class BusyTime:
     def flush(self, force: bool = True) -> None:
         if not force and time.monotonic() - self._flushed < FLUSH_EVERY_S:
             return
-        with self._lock:
-            pending, self._pending = dict(self._pending), Counter()
-        self._flushed = time.monotonic()
-        self.registry.add_busy_seconds(pending)
+        with self._flushing:  # a flush that returns has written everything added before it
+            with self._lock:
+                pending, self._pending = dict(self._pending), Counter()
+            self._flushed = time.monotonic()
+            self.registry.add_busy_seconds(pending)
 
 
 __all__ = ["BusyTime"]
