@@ -173,9 +173,11 @@ def _ensure_tokens(registry, root: Path) -> None:
 
 def _private_write(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    partial = path.with_name(path.name + ".partial")  # renamed into place: a reader never sees half of it
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(text)
+    os.replace(partial, path)
 
 
 # -- the client ----------------------------------------------------------------------

@@ -4,8 +4,10 @@ It discovers the devices (`drivers.discover()`), registers them and heartbeats
 (`POST /v1/agents/{node}/heartbeat`, listing the work it holds), long-polls for work
 (`POST /v1/agents/{node}/work`), and runs each item in a worker process of its device
 (hamr/pool/worker.py, one per device). Executables are downloaded once and cached by sha256;
-inputs are downloaded as .npy; both are checked against their sha256. Each result goes back
-with its latency (`POST /v1/agents/{node}/results`); a worker that dies is posted as `died`, so
+inputs are downloaded as .npy; both are checked against their sha256. A gang job's shard (an item
+with `shards` > 1) runs on its part of the inputs, `gangs.split_inputs(inputs, shards)[shard]`, the
+split the pool joins back; the heartbeat's `gangs` label says this agent does so. Each result goes
+back with its latency (`POST /v1/agents/{node}/results`); a worker that dies is posted as `died`, so
 the pool requeues the job instead of failing it. Deployment replicas placed on the node are
 loaded and run in this process (hamr/pool/agent_replicas.py). The only transport is the pool's HTTP API, and
 nothing is pickled. docs/pool.md ("Remote agents").
@@ -29,12 +31,13 @@ from urllib.parse import quote
 import httpx
 import numpy as np
 
-from hamr.errors import HamrError
+from hamr.errors import HamrError, InputError
 from hamr.pool.deployments import HOSTS_REPLICAS
 from hamr.pool.drivers import discover
-from hamr.pool.remote import check_node_name
+from hamr.pool.gangs import GangError, split_inputs
+from hamr.pool.remote import RUNS_GANGS, check_node_name
 from hamr.pool.workers import WorkerDied, WorkerProcess
-from hamr.runtime.npy_io import read_outputs
+from hamr.runtime.npy_io import read_inputs, read_outputs, write_outputs
 
 POLL_WAIT_S = 10.0  # a long poll; a stopping pool waits for its agents' polls to end
 MAX_BACKOFF_S = 10.0
@@ -123,6 +126,16 @@ def _detail(response: httpx.Response) -> str:
     return " ".join(str(detail).split())[:500] or response.reason_phrase
 
 
+def run_key(item: dict) -> tuple[int, int, int]:
+    """A work item's (job, attempt, shard); an item that names no shard is the whole job, shard 0."""
+    return item["job"], item["attempt"], item.get("shard", 0)
+
+
+def _run_ref(job: int, attempt: int, shard: int) -> dict:
+    """(job, attempt, shard) on the wire: shard 0 is left out, so a single-device job reads as before."""
+    return {"job": job, "attempt": attempt, **({"shard": shard} if shard else {})}
+
+
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -161,6 +174,14 @@ class Files:
             paths[name] = str(path)
         return paths
 
+    def shard(self, paths: dict[str, str], shard: int, shards: int, directory: Path) -> dict[str, str]:
+        """Part `shard` of `shards` of the downloaded inputs, as .npy files in `directory`."""
+        if not 0 <= shard < shards:
+            raise GangError(f"the work item names shard {shard} of {shards}")
+        part = split_inputs(read_inputs(paths), shards)[shard]
+        index = write_outputs(part, directory)
+        return {name: str(directory / file) for name, file in index.items()}
+
 
 def _write_atomically(path: Path, data: bytes) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".partial-")
@@ -197,20 +218,23 @@ class DeviceRunner:
                 self.agent.fail(exc)
                 return
             except Exception as exc:  # noqa: BLE001 - the runner must outlive one bad item; it says why
-                self.agent.say(f"hamr agent: job {item.get('job')} attempt {item.get('attempt')} on {self.device} "
+                self.agent.say(f"hamr agent: {_described(item)} on {self.device} "
                                f"failed in the agent: {type(exc).__name__}: {exc}")
             finally:
                 self.agent.release(item)
 
     def run(self, item: dict) -> tuple[dict, dict]:
         """(fields, outputs) of the result to post for one work item."""
-        job, attempt = item["job"], item["attempt"]
-        work = self.agent.runs_dir / f"job-{job}-attempt-{attempt}"
+        job, attempt, shard = run_key(item)
+        shards = item.get("shards", 1)
+        work = self.agent.runs_dir / f"job-{job}-attempt-{attempt}-shard-{shard}"  # two shards may run at once
         try:
             if self.agent.hold_s:
                 self.agent.stop.wait(self.agent.hold_s)
             executable = self.agent.files.executable(item["executable_id"], item["executable_sha256"])
             inputs = self.agent.files.inputs(job, item["inputs"], work / "inputs")
+            if shards != 1:
+                inputs = self.agent.files.shard(inputs, shard, shards, work / "shard")
             request = {"job": job, "attempt": attempt, "executable": str(executable), "inputs": inputs,
                        "outputs": str(work / "outputs")}
             try:
@@ -225,7 +249,7 @@ class DeviceRunner:
             outputs = read_outputs(Path(reply["outputs"]))
             return {"ok": True, "latency_s": reply["latency_s"], "device": reply.get("device") or self.device,
                     "target": reply.get("target") or ""}, outputs
-        except Corrupt as exc:
+        except (Corrupt, GangError, InputError) as exc:  # a bad download, or a shard's inputs that cannot be split
             return {"ok": False, "error": str(exc)}, {}
         except Refused as exc:
             if exc.status in (401, 403):
@@ -264,7 +288,7 @@ class Agent:
             raise HamrError(f"cannot use {root} as the agent's cache directory: {exc}") from None
         self.runs_dir = root / "runs" / self.name
         self.runners: dict[str, DeviceRunner] = {}
-        self.held: set[tuple[int, int]] = set()  # taken from the pool, result not posted yet
+        self.held: set[tuple[int, int, int]] = set()  # (job, attempt, shard)s taken from the pool, result not posted yet
         self._held_lock = threading.Lock()
         self.fatal: HamrError | None = None
         self.devices: list[str] = []
@@ -280,8 +304,9 @@ class Agent:
         self.devices = [r.local_id for r in reports]
         while True:
             with self._held_lock:
-                running = [{"job": j, "attempt": a} for j, a in sorted(self.held)]
-            body = {"devices": [r.to_json() for r in reports], "running": running, "labels": {HOSTS_REPLICAS: True}}
+                running = [_run_ref(*key) for key in sorted(self.held)]
+            body = {"devices": [r.to_json() for r in reports], "running": running,
+                    "labels": {HOSTS_REPLICAS: True, RUNS_GANGS: True}}
             try:
                 self.link.call("POST", f"/v1/agents/{self.name}/heartbeat", retry=False, json=body)
                 return
@@ -302,9 +327,8 @@ class Agent:
             self.link.quiet = False
 
     def post_result(self, item: dict, fields: dict, outputs: dict) -> None:
-        job, attempt = item["job"], item["attempt"]
         parts = [(k, (None, str(v).lower() if isinstance(v, bool) else str(v)))
-                 for k, v in {"job": job, "attempt": attempt, "ok": False, **fields}.items()]
+                 for k, v in {**_run_ref(*run_key(item)), "ok": False, **fields}.items()]
         parts += [(name, (f"{name}.npy", _npy_bytes(value), "application/octet-stream")) for name, value in outputs.items()]
         try:
             self.link.call("POST", f"/v1/agents/{self.name}/results", files=parts)
@@ -315,11 +339,11 @@ class Agent:
                 self.post_result(item, {"ok": False, "error": f"the outputs are over the pool's upload limit: {exc}"}, {})
                 return
             # 409: the pool no longer wants it. Otherwise the next heartbeat no longer lists it, and it is requeued.
-            self.say(f"hamr agent: result of job {job} attempt {attempt} not taken: {exc}")
+            self.say(f"hamr agent: result of {_described(item)} not taken: {exc}")
 
     def release(self, item: dict) -> None:
         with self._held_lock:
-            self.held.discard((item["job"], item["attempt"]))
+            self.held.discard(run_key(item))
 
     def fail(self, exc: HamrError) -> None:
         if self.fatal is None:
@@ -346,7 +370,7 @@ class Agent:
                     self.replicas.submit(item)
                     continue
                 with self._held_lock:
-                    self.held.add((item["job"], item["attempt"]))
+                    self.held.add(run_key(item))
                 runner = self.runners.get(item["device"])
                 if runner is None:
                     runner = self.runners[item["device"]] = DeviceRunner(self, item["device"])
@@ -378,6 +402,11 @@ class Agent:
             runner.close()
         self.replicas.close()
         self.link.close()
+
+
+def _described(item: dict) -> str:
+    job, attempt, shard = run_key(item)
+    return f"job {job} attempt {attempt}" + (f" shard {shard}" if item.get("shards", 1) != 1 else "")
 
 
 def _npy_bytes(value) -> bytes:

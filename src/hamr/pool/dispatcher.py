@@ -447,8 +447,8 @@ class Dispatcher:
         executable = str(self.registry.blobs.root / self._executable(job.executable_id).path)
         for run, worker, (inputs, outputs) in zip(runs, workers, sends, strict=True):
             try:
-                worker.submit({"job": job.id, "attempt": attempt, "executable": executable, "inputs": inputs,
-                               "outputs": str(outputs)})  # fmt: skip
+                worker.submit({"job": job.id, "attempt": attempt, "shard": run.shard, "shards": len(runs),
+                               "executable": executable, "inputs": inputs, "outputs": str(outputs)})  # fmt: skip
             except (WorkerDied, OSError) as exc:  # the worker is gone
                 self.workers.pop(run.device, None)
                 worker.kill()

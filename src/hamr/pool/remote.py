@@ -12,6 +12,11 @@ its node's outbox, which the agent long-polls (`take_work`); the agent posts the
 (`deliver`) and `RemoteWorker.result` writes its outputs as .npy into the run directory, as
 hamr/pool/worker.py does, so the Dispatcher reads them unchanged.
 
+Gang jobs: a node runs them only when its agent's heartbeat carries the label `gangs` (RUNS_GANGS),
+so an older agent never gets a shard it would run as the whole batch. Each shard is its own work
+item, keyed (job, attempt, shard): the agent downloads the job's inputs and runs
+`gangs.split_inputs(inputs, shards)[shard]`, the split the Dispatcher joins back.
+
 Deployment replicas placed on the node are loaded and run in the agent's own process
 (hamr/pool/remote_replicas.py): its Dispatcher serves replicas, with `open_replica` as opener.
 
@@ -47,6 +52,7 @@ from hamr.runtime.npy_io import write_outputs
 NODE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$")  # also a directory name: runs/<node>/
 LOST_WORK_GRACE_S = 10.0
 POLL_SLICE_S = 0.5  # how often a long poll looks whether its agent hung up
+RUNS_GANGS = "gangs"  # the heartbeat label of an agent that runs gang shards (splits the inputs itself)
 
 
 class AgentConflict(HamrError):
@@ -62,7 +68,7 @@ def check_node_name(name: str) -> str:
 
 @dataclass
 class Assignment:
-    """One (job, attempt) sent to a node: the work item the agent takes, and what it posted back."""
+    """One (job, attempt, shard) sent to a node: the work item the agent takes, and what it posted back."""
 
     item: dict
     request: dict  # the Dispatcher's request (its "outputs" is where the outputs go)
@@ -71,8 +77,8 @@ class Assignment:
     died: str = ""
 
     @property
-    def key(self) -> tuple[int, int]:
-        return self.item["job"], self.item["attempt"]
+    def key(self) -> tuple[int, int, int]:
+        return self.item["job"], self.item["attempt"], self.item["shard"]
 
     def took(self, now: float) -> None:
         self.delivered_at = now
@@ -115,9 +121,9 @@ class RemoteWorker:
 
     def _written(self, assignment: Assignment) -> dict:
         """The reply as a worker process gives it: outputs as .npy in OUTPUTS/attempt-N (via .partial)."""
-        job, attempt = assignment.key
+        job, attempt, shard = assignment.key
         reply = assignment.reply
-        out = {"job": job, "attempt": attempt, "ok": reply["ok"]}
+        out = {"job": job, "attempt": attempt, "shard": shard, "ok": reply["ok"]}
         if not reply["ok"]:
             return {**out, "error": reply.get("error") or "the agent gave no error"}
         final = Path(assignment.request["outputs"]) / f"attempt-{attempt}"
@@ -146,7 +152,8 @@ class RemoteNode:
         self.changed = agents.changed  # a result posted, or the node lost (one for all nodes)
         self.outbox: list[Assignment | ReplicaRequest] = []  # not taken by the agent yet
         self.requests = ReplicaRequests(self)  # deployment replicas' loads and inferences, waiting for answers
-        self.runs: dict[tuple[int, int], Assignment] = {}  # (job, attempt) -> sent, no result read yet
+        self.runs: dict[tuple[int, int, int], Assignment] = {}  # (job, attempt, shard) -> sent, no result read yet
+        self.labels: dict = {}  # of its agent's latest heartbeat
         self.lost = ""  # why, while the node is lost
         self.generation = 0  # a lost node's workers stay dead after it comes back
         self.closed = False
@@ -156,6 +163,11 @@ class RemoteNode:
         self._last_poll = time.monotonic()
 
     # -- the Dispatcher's side (the agent loop's thread) --
+
+    @property
+    def gangs(self) -> bool:
+        """The agent runs gang shards: it said so in its latest heartbeat (the Dispatcher's executor flag)."""
+        return self.labels.get(RUNS_GANGS) is True
 
     def start(self, local_id: str, env: dict | None) -> RemoteWorker:
         if self.lost:
@@ -201,12 +213,19 @@ class RemoteNode:
     # -- the agent's side (the HTTP routes' threads and event loop) --
 
     def take(self) -> list[dict]:
+        items = []
         with self.changed:
             taken, self.outbox = self.outbox, []
             now = time.monotonic()
             for assignment in taken:
                 assignment.took(now)
-        return [a.item for a in taken]
+                if isinstance(assignment, Assignment) and assignment.item["shards"] > 1 and not self.gangs:
+                    # its agent restarted as one that would run the whole batch: the attempt is requeued
+                    assignment.died = f"the agent of {self.name} no longer runs gang jobs (no '{RUNS_GANGS}' label)"
+                    self.changed.notify_all()
+                else:
+                    items.append(assignment.item)
+        return items
 
     async def take_work(self, wait: float, gone: Callable[[], Awaitable[bool]] | None = None) -> list[dict]:
         """The work waiting for this node; if none, wait up to `wait` s for some (a long poll).
@@ -242,11 +261,11 @@ class RemoteNode:
             if not loop.is_closed():
                 loop.call_soon_threadsafe(event.set)
 
-    def deliver(self, job: int, attempt: int, reply: dict) -> str | None:
-        """The agent's result for (job, attempt): the local id of the device it ran on, or None when no run
-        of it waits here (stale, requeued, cancelled, already posted, or the pool restarted)."""
+    def deliver(self, job: int, attempt: int, reply: dict, shard: int = 0) -> str | None:
+        """The agent's result for (job, attempt, shard): the local id of the device it ran on, or None when no
+        run of it waits here (stale, requeued, cancelled, already posted, or the pool restarted)."""
         with self.changed:
-            assignment = self.runs.get((job, attempt))
+            assignment = self.runs.get((job, attempt, shard))
             if assignment is None or assignment.reply is not None or assignment.died:
                 return None
             if reply.get("died"):
@@ -256,14 +275,15 @@ class RemoteNode:
             self.changed.notify_all()
         return assignment.item["device"]
 
-    def held_by_agent(self, running: set[tuple[int, int]]) -> None:
-        """Work the agent took more than LOST_WORK_GRACE_S ago but no longer lists is dead."""
+    def held_by_agent(self, running: set[tuple[int, int, int]]) -> None:
+        """Work the agent took more than LOST_WORK_GRACE_S ago but no longer lists (job, attempt, shard) is dead."""
         cutoff = time.monotonic() - LOST_WORK_GRACE_S
         with self.changed:
             for key, assignment in self.runs.items():
                 late = assignment.delivered_at is not None and assignment.delivered_at < cutoff
                 if late and key not in running and assignment.reply is None and not assignment.died:
-                    assignment.died = (f"the agent of {self.name} does not hold job {key[0]} attempt {key[1]} "
+                    held = f"job {key[0]} attempt {key[1]}" + (f" shard {key[2]}" if assignment.item["shards"] > 1 else "")
+                    assignment.died = (f"the agent of {self.name} does not hold {held} "
                                        "(it restarted, or the work was lost on the way)")
                     self.changed.notify_all()
 
@@ -298,7 +318,7 @@ class RemoteAgents:
     # -- the routes' side --
 
     def heartbeat_from(self, name: str, reports: list[DeviceReport], address: str | None = None,
-                       labels: dict | None = None, running: set[tuple[int, int]] | None = None) -> Node:
+                       labels: dict | None = None, running: set[tuple[int, int, int]] | None = None) -> Node:
         """An agent's heartbeat: registers or refreshes its node; the first one gives the node a Dispatcher."""
         check_node_name(name)
         if name in self.reserved:
@@ -313,6 +333,7 @@ class RemoteAgents:
                 self.dispatchers[name] = dispatcher
                 self.replica_hosts.append(dispatcher.replicas)
             node = self.registry.heartbeat(name, reports, address=address, labels=labels)  # after: the agent's labels
+            remote.labels = dict(labels or {})
             remote.recover()
         if running is not None:
             remote.held_by_agent(running)
@@ -335,13 +356,14 @@ class RemoteAgents:
         return remote
 
     def work_item(self, request: dict, local_id: str) -> dict:
-        """What the agent needs to run a Dispatcher's request: ids and hashes to download, not paths."""
+        """What the agent needs to run a Dispatcher's request: ids and hashes to download, not paths. A gang
+        shard names its shard and the gang's size: the agent downloads the whole inputs and splits them."""
         job = self.registry.get_job(ANY_TENANT, int(request["job"]))
         if job is None:
             raise WorkerDied(f"job {request['job']} is gone")
-        return {"kind": "job", "job": job.id, "attempt": int(request["attempt"]), "device": local_id,
-                "executable_id": job.executable_id, "executable_sha256": self.executable_sha256(job.executable_id),
-                "inputs": dict(job.inputs)}
+        return {"kind": "job", "job": job.id, "attempt": int(request["attempt"]), "shard": int(request.get("shard", 0)),
+                "shards": int(request.get("shards", 1)), "device": local_id, "executable_id": job.executable_id,
+                "executable_sha256": self.executable_sha256(job.executable_id), "inputs": dict(job.inputs)}
 
     def executable_sha256(self, executable_id: int) -> str:
         sha256 = self._executables.get(executable_id)

@@ -4,6 +4,7 @@
 
 The wire is JSON lines (never pickle). Each request on stdin:
     {"job": ID, "attempt": N, "executable": PATH.hamr, "inputs": {NAME: PATH.npy}, "outputs": DIR}
+(a gang job's shard also carries "shard": K, "shards": N; its inputs are already that shard's)
 and each reply on stdout:
     {"job": ID, "attempt": N, "ok": true, "latency_s": S, "device": D, "target": T, "outputs": DIR/attempt-N}
     {"job": ID, "attempt": N, "ok": false, "error": "one line"}

@@ -13,6 +13,8 @@ from hamr.pool.registry import JOB_STATES
 
 MAX_ID = 2**31 - 1  # ids are 32-bit integers on PostgreSQL
 MAX_BIG = 2**63 - 1
+MAX_DEVICES = 4096  # of a gang job
+MAX_SHARD = MAX_DEVICES - 1
 
 Id = Annotated[int, Path(ge=1, le=MAX_ID)]
 TEXT = r"^[^\x00]*$"  # PostgreSQL text holds no NUL bytes
@@ -140,7 +142,7 @@ class JobForm(Strict):
 
     executable_id: Annotated[int, Field(ge=1, le=MAX_ID)]
     priority: Annotated[int, Field(ge=-1000, le=1000)] = 0
-    n_devices: Annotated[int, Field(ge=1, le=4096)] = 1
+    n_devices: Annotated[int, Field(ge=1, le=MAX_DEVICES)] = 1
 
 
 class TenantIn(Strict):

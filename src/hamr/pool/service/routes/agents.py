@@ -2,7 +2,7 @@
 and the requests of the deployment replicas they host.
 
 The pool's side is hamr.pool.remote.RemoteAgents (`create_app(..., remote=...)`); without it
-these routes answer 503. A result for a (job, attempt) that no run waits for (requeued,
+these routes answer 503. A result for a (job, attempt, shard) that no run waits for (requeued,
 cancelled, already posted, or the pool restarted) is 409 and recorded nowhere; so is an answer
 to a replica request that no longer waits (hamr/pool/remote_replicas.py).
 """
@@ -20,7 +20,7 @@ from hamr.pool.remote import NODE_NAME, AgentConflict, RemoteAgents
 from hamr.pool.remote_replicas import ReplicaRequest
 from hamr.pool.service.auth import Admin
 from hamr.pool.service.errors import one_line
-from hamr.pool.service.schemas import MAX_ID, TEXT, DeviceReportIn, ErrorOut, Id, NodeOut, Strict, node_out
+from hamr.pool.service.schemas import MAX_ID, MAX_SHARD, TEXT, DeviceReportIn, ErrorOut, Id, NodeOut, Strict, node_out
 from hamr.pool.service.uploads import BINARY, read_fields_and_arrays, request_body
 from hamr.pool.service.wake import WAKES_POOL
 
@@ -31,6 +31,7 @@ MAX_WAIT_S = 30.0
 NodeName = Annotated[str, Path(min_length=1, max_length=255, pattern=NODE_NAME.pattern,
                                description="the agent's node name (letters, digits, '.', '_', '-')")]
 Count = Annotated[int, Field(ge=1, le=MAX_ID)]
+Shard = Annotated[int, Field(ge=0, le=MAX_SHARD, description="a gang job's shard (0 for any other job)")]
 Line = Annotated[str, Field(max_length=4096, pattern=TEXT)]
 
 
@@ -47,6 +48,7 @@ Remote = Annotated[RemoteAgents, Depends(remote_of)]
 class RunRef(Strict):
     job: Count
     attempt: Count
+    shard: Shard = 0
 
 
 class AgentHeartbeat(Strict):
@@ -54,13 +56,15 @@ class AgentHeartbeat(Strict):
     address: Annotated[str, Field(max_length=255, pattern=TEXT)] | None = None
     labels: dict[str, Any] | None = None
     running: Annotated[list[RunRef], Field(max_length=65536,
-                                           description="the (job, attempt)s the agent holds and has not posted yet")] | None = None
+                                           description="the (job, attempt, shard)s the agent holds and has not posted yet")] | None = None
 
 
 class WorkItem(BaseModel):
     kind: Literal["job"] = "job"
     job: int
     attempt: int
+    shard: int = Field(0, description="run this part of the inputs: gangs.split_inputs(inputs, shards)[shard]")
+    shards: int = Field(1, description="a gang job's size (1: the whole inputs)")
     device: str = Field(description="the local id of the device to run it on (cpu, cuda:0)")
     executable_id: int = Field(description="download with GET /v1/executables/{id}/file")
     executable_sha256: str
@@ -91,6 +95,7 @@ class ResultForm(Strict):
 
     job: Count
     attempt: Count
+    shard: Shard = 0
     ok: bool
     latency_s: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
     device: Annotated[str, Field(max_length=64, pattern=TEXT)] | None = None
@@ -109,6 +114,7 @@ RESULT_BODY = request_body(
     "multipart: the fields of ResultForm, and one raw .npy file part per output, named as the output",
     {"multipart/form-data": {"type": "object", "required": ["job", "attempt", "ok"], "additionalProperties": BINARY,
                              "properties": {"job": {"type": "integer"}, "attempt": {"type": "integer"},
+                                            "shard": {"type": "integer"},
                                             "ok": {"type": "boolean"}, "latency_s": {"type": "number"},
                                             **{k: {"type": "string"} for k in ("device", "target", "error", "died")}}}},
 )  # fmt: skip
@@ -118,7 +124,7 @@ RESULT_BODY = request_body(
              dependencies=WAKES_POOL)
 async def heartbeat(node: NodeName, body: AgentHeartbeat, request: Request, who: Admin, remote: Remote) -> NodeOut:
     reports = [d.report() for d in body.devices]
-    running = None if body.running is None else {(r.job, r.attempt) for r in body.running}
+    running = None if body.running is None else {(r.job, r.attempt, r.shard) for r in body.running}
     address = body.address or (request.client.host if request.client else None)
     try:
         row = await run_in_threadpool(remote.heartbeat_from, node, reports, address, body.labels, running)
@@ -144,8 +150,9 @@ async def results(node: NodeName, request: Request, who: Admin, remote: Remote) 
     if not result.ok and outputs:
         raise HTTPException(422, "a failed result has no outputs")
     reply = result.model_dump() | {"outputs": outputs}
-    if target.deliver(result.job, result.attempt, reply) is None:
-        raise HTTPException(409, f"no run of job {result.job} attempt {result.attempt} waits on node {node} "
+    if target.deliver(result.job, result.attempt, reply, shard=result.shard) is None:
+        run = f"job {result.job} attempt {result.attempt}" + (f" shard {result.shard}" if result.shard else "")
+        raise HTTPException(409, f"no run of {run} waits on node {node} "
                                  "(requeued, cancelled, already posted, or the pool restarted): not recorded")
     return ResultOut(job=result.job, attempt=result.attempt, accepted=True)
 
