@@ -22,6 +22,8 @@ def agent(
     cache_dir: Annotated[Path | None, typer.Option("--cache-dir", help="Downloaded executables and runs (default: $HAMR_CACHE_DIR/agent).")] = None,
     start_timeout: Annotated[float, typer.Option("--start-timeout", min=0.0,
                                                  help="Seconds to keep trying to reach the pool at start.")] = 60.0,
+    ca: Annotated[Path | None, typer.Option("--ca", help="The CA file to verify an https pool with (default: $HAMR_CA_FILE, "
+                                                         "else the system's authorities).")] = None,
 ) -> None:
     """Register this host's devices with a pool, heartbeat, and run the work it sends."""
     from hamr.cli.app import err, out
@@ -38,7 +40,7 @@ def agent(
     except ValueError:
         raise HamrError(f"${HOLD_ENV} must be a number of seconds, got {os.environ[HOLD_ENV]!r}") from None
     node = Agent(server, token, name=name, heartbeat_s=heartbeat, cache_dir=cache_dir, start_timeout_s=start_timeout,
-                 hold_s=hold_s, say=err.print)
+                 hold_s=hold_s, say=err.print, ca=ca)
     node.connect()
     out.print(f"hamr agent: node {node.name} with {', '.join(node.devices) or 'no devices'} "
               f"joined the pool at {node.link.url}; heartbeat every {heartbeat:g} s")

@@ -58,6 +58,8 @@ def up(
     ray: Annotated[str | None, typer.Option("--ray", help="A Ray cluster's address (HEAD:PORT, or auto): an agent per Ray node.")] = None,
     heartbeat_timeout: Annotated[float, typer.Option("--heartbeat-timeout", min=0.5,
                                                      help="Seconds without a heartbeat before a node is lost.")] = 15.0,
+    tls_cert: Annotated[Path | None, typer.Option("--tls-cert", help="Serve https with this certificate (PEM).")] = None,
+    tls_key: Annotated[Path | None, typer.Option("--tls-key", help="The certificate's private key (PEM).")] = None,
 ) -> None:
     """Start the API, the scheduler, a local agent and SQLite in one process."""
     from hamr.pool.dispatcher import Dispatcher
@@ -66,21 +68,24 @@ def up(
 
     if policy not in POLICIES:
         raise HamrError(f"unknown policy '{policy}' (policies: {', '.join(POLICIES)})")
+    from hamr.pool.tls import server_files
+
+    tls = server_files(tls_cert, tls_key)
     if ray is not None:
-        return _up_ray(ray, data_dir, host, port, policy, heartbeat_timeout)
+        return _up_ray(ray, data_dir, host, port, policy, heartbeat_timeout, tls)
     out, err = _console()
-    root, registry, listener, url = _open_pool(data_dir, host, port)
+    root, registry, listener, url = _open_pool(data_dir, host, port, tls)
     dispatcher = Dispatcher(registry, socket.gethostname(), policy=policy, address=url, serve_replicas=True)
     remote = RemoteAgents(registry, policy, heartbeat_timeout_s=heartbeat_timeout, reserved={socket.gethostname()})
     devices = ", ".join(d.local_id for d in registry.list_devices(node=socket.gethostname()))
-    _serve(registry, root, listener, url, LocalAndRemote(dispatcher, remote), _agent_loop, heartbeat_timeout, {}, [
+    _serve(registry, root, listener, url, tls, LocalAndRemote(dispatcher, remote), _agent_loop, heartbeat_timeout, {}, [
         f"hamr pool: {url} (data: {root}; policy {policy})",
         f"this node: {socket.gethostname()} with {devices or 'no devices'}",
     ])
 
 
-def _serve(registry, root: Path, listener: socket.socket, url: str, agent_of, loop, heartbeat_timeout: float,
-           extra: dict, lines: list[str]) -> None:
+def _serve(registry, root: Path, listener: socket.socket, url: str, tls: tuple[str, str] | None, agent_of, loop,
+           heartbeat_timeout: float, extra: dict, lines: list[str]) -> None:  # fmt: skip
     """Run `loop(agent_of, ...)` in a thread and the HTTP service on `listener` until it stops; then close it all."""
     import uvicorn
 
@@ -95,7 +100,8 @@ def _serve(registry, root: Path, listener: socket.socket, url: str, agent_of, lo
     host, port = listener.getsockname()[:2]
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", http="httptools",
                                            loop="uvloop" if sys.platform != "win32" else "asyncio",
-                                           proxy_headers=False))  # fmt: skip
+                                           proxy_headers=False, ssl_certfile=tls and tls[0],
+                                           ssl_keyfile=tls and tls[1]))  # fmt: skip
     _private_write(root / "pool.json", json.dumps({"url": url, "pid": os.getpid(), **extra}) + "\n")
     out.print(lines[0])
     out.print(f"admin token: {root / 'admin.token'}; tenant 'default' token: {root / 'default.token'}")
@@ -112,7 +118,7 @@ def _serve(registry, root: Path, listener: socket.socket, url: str, agent_of, lo
         registry.close()
 
 
-def _open_pool(data_dir: Path | None, host: str, port: int):
+def _open_pool(data_dir: Path | None, host: str, port: int, tls: tuple[str, str] | None):
     """(data directory, registry with its token files, listening socket, URL) for `hamr pool up`; port 0 picks one.
 
     The socket is bound here and handed to uvicorn, so the port in the URL is the one served (a
@@ -132,16 +138,18 @@ def _open_pool(data_dir: Path | None, host: str, port: int):
         listener.close()
         raise
     port = listener.getsockname()[1]
-    return root, registry, listener, f"http://{f'[{host}]' if family == socket.AF_INET6 else host}:{port}"
+    scheme = "https" if tls else "http"
+    return root, registry, listener, f"{scheme}://{f'[{host}]' if family == socket.AF_INET6 else host}:{port}"
 
 
-def _up_ray(address: str, data_dir: Path | None, host: str, port: int, policy: str, heartbeat_timeout: float) -> None:
+def _up_ray(address: str, data_dir: Path | None, host: str, port: int, policy: str, heartbeat_timeout: float,
+            tls: tuple[str, str] | None) -> None:  # fmt: skip
     """`hamr pool up --ray ADDRESS`: the API and the registry here, a hamr agent actor on every Ray node."""
     try:
         from hamr.pool.ray_cluster import RayPool
     except ImportError as exc:
         raise HamrError(f"hamr pool up --ray needs Ray: pip install 'hamr[ray]' ({exc})") from None
-    root, registry, listener, url = _open_pool(data_dir, host, port)
+    root, registry, listener, url = _open_pool(data_dir, host, port, tls)
     try:
         pool = RayPool(registry, address=address, policy=policy)
         joined = pool.refresh()
@@ -149,7 +157,7 @@ def _up_ray(address: str, data_dir: Path | None, host: str, port: int, policy: s
         listener.close()
         registry.close()
         raise HamrError(f"cannot join the Ray cluster at {address}: {type(exc).__name__}: {exc}") from None
-    _serve(registry, root, listener, url, pool, _agent_loop, heartbeat_timeout, {"ray": address}, [
+    _serve(registry, root, listener, url, tls, pool, _agent_loop, heartbeat_timeout, {"ray": address}, [
         f"hamr pool: {url} (data: {root}; policy {policy}; Ray cluster {address})",
         f"Ray nodes: {len(joined)} ({', '.join(joined) or 'none'}) with {len(registry.list_devices())} device(s)",
     ])
@@ -187,13 +195,16 @@ class Client:
     def __init__(self, server: str | None, token: str | None, admin: bool = False, data_dir: Path | None = None):
         import httpx
 
+        from hamr.pool.tls import httpx_verify
+
         root = _data_dir(data_dir)
         self.url = (server or os.environ.get("HAMR_POOL_URL") or _embedded_url(root)).rstrip("/")
         token = token or os.environ.get("HAMR_TOKEN") or _read_token(root / ("admin.token" if admin else "default.token"))
         if not token:
             raise HamrError("no token: pass --token or set HAMR_TOKEN (hamr pool tenant add NAME prints one)")
         self.token = token
-        self.http = httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {token}"}, timeout=120)
+        self.http = httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {token}"}, timeout=120,
+                                 verify=httpx_verify(self.url))  # fmt: skip
 
     def call(self, method: str, path: str, **kwargs):
         import httpx
@@ -201,7 +212,9 @@ class Client:
         try:
             response = self.http.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
-            raise HamrError(f"cannot reach the pool at {self.url}: {exc}") from None
+            from hamr.pool.tls import untrusted
+
+            raise HamrError(f"cannot reach the pool at {self.url}: {exc}{untrusted(exc)}") from None
         if response.status_code >= 400:
             try:
                 detail = response.json().get("detail", response.text)

@@ -36,6 +36,7 @@ from hamr.pool.deployments import HOSTS_REPLICAS
 from hamr.pool.drivers import discover
 from hamr.pool.gangs import GangError, split_inputs
 from hamr.pool.remote import RUNS_GANGS, check_node_name
+from hamr.pool.tls import httpx_verify, untrusted
 from hamr.pool.workers import WorkerDied, WorkerProcess
 from hamr.runtime.npy_io import read_inputs, read_outputs, write_outputs
 
@@ -64,10 +65,14 @@ def default_cache_dir() -> Path:
     return Path(base) / "agent"
 
 
+class Untrusted(HamrError):
+    """The pool's TLS certificate failed verification: fatal, as a refused token is."""
+
+
 class Link:
     """The agent's HTTP client. It logs one line when the pool becomes unreachable and one when it is back."""
 
-    def __init__(self, url: str, token: str, say: Callable[[str], None], stop: threading.Event):
+    def __init__(self, url: str, token: str, say: Callable[[str], None], stop: threading.Event, ca: Path | None = None):
         try:
             parsed = httpx.URL(url)
         except (httpx.InvalidURL, TypeError) as exc:
@@ -76,7 +81,8 @@ class Link:
             raise HamrError(f"--server {url!r} is not an http(s) URL with a host (e.g. http://10.0.0.1:8470)")
         self.url = str(parsed).rstrip("/")
         self.say, self.stop = say, stop
-        self.http = httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {token}"}, timeout=60)
+        self.http = httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {token}"}, timeout=60,
+                                 verify=httpx_verify(self.url, ca))  # fmt: skip
         self._down = ""
         self._lock = threading.Lock()
         self.quiet = False  # while connecting: the error, if it comes to that, is the one line
@@ -94,6 +100,8 @@ class Link:
                     return response
                 problem = f"{response.status_code}: {_detail(response)}"
             except httpx.TransportError as exc:
+                if untrusted(exc):  # no retry makes it trusted
+                    raise Untrusted(f"cannot reach the pool at {self.url}: {exc}{untrusted(exc)}") from None
                 problem = f"{type(exc).__name__}: {str(exc) or 'no answer'}"
             self._lost(problem)
             if not retry:
@@ -275,10 +283,10 @@ class DeviceRunner:
 class Agent:
     def __init__(self, server: str, token: str, name: str | None = None, heartbeat_s: float = 5.0,
                  cache_dir: Path | None = None, start_timeout_s: float = 60.0, hold_s: float = 0.0,
-                 say: Callable[[str], None] = print, worker_env: dict | None = None):
+                 say: Callable[[str], None] = print, worker_env: dict | None = None, ca: Path | None = None):
         self.name = check_node_name(name or socket.gethostname())
         self.stop = threading.Event()
-        self.link = Link(server, token, say, self.stop)
+        self.link = Link(server, token, say, self.stop, ca=ca)
         self.heartbeat_s, self.start_timeout_s, self.hold_s = heartbeat_s, start_timeout_s, hold_s
         self.say, self.worker_env = say, worker_env
         root = Path(cache_dir) if cache_dir else default_cache_dir()
@@ -365,6 +373,9 @@ class Agent:
                     continue
                 self.fail(exc)
                 return
+            except Untrusted as exc:
+                self.fail(exc)
+                return
             for item in items:
                 if item.get("kind", "job") != "job":
                     self.replicas.submit(item)
@@ -386,7 +397,7 @@ class Agent:
                     self.heartbeat()
                 except Unreachable:
                     pass  # Link said so once; the next beat tries again
-                except Refused as exc:
+                except (Refused, Untrusted) as exc:
                     self.fail(exc)
         except Stopped:
             pass

@@ -23,19 +23,23 @@ import numpy as np
 
 from hamr.errors import HamrError
 from hamr.pool import tensors
+from hamr.pool.tls import client_context, untrusted
 
 CLOSED_BY_SERVER = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
 
 
 class InferClient:
-    def __init__(self, url: str, token: str, timeout: float = 120.0):
+    def __init__(self, url: str, token: str, timeout: float = 120.0, ca: str | None = None):
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise HamrError(f"the pool's URL must be http://HOST:PORT or https://HOST:PORT, not '{url}'")
         self.url = url.rstrip("/")
         self._base = parts.path.rstrip("/")
-        self._connect = lambda: (http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection)(
-            parts.hostname, parts.port, timeout=timeout)  # fmt: skip
+        context = client_context(url, ca)  # https: the system's authorities, or `ca` / $HAMR_CA_FILE
+        if context is None:
+            self._connect = lambda: http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
+        else:
+            self._connect = lambda: http.client.HTTPSConnection(parts.hostname, parts.port, timeout=timeout, context=context)
         self._headers = {"Authorization": f"Bearer {token}", "Content-Type": tensors.MEDIA_TYPE}
         self._connection: http.client.HTTPConnection | None = None
         self._lock = threading.Lock()
@@ -71,7 +75,7 @@ class InferClient:
             raise self._unreachable(exc) from None
 
     def _unreachable(self, exc: Exception) -> HamrError:
-        return HamrError(f"cannot reach the pool at {self.url}: {exc or type(exc).__name__}")
+        return HamrError(f"cannot reach the pool at {self.url}: {exc or type(exc).__name__}{untrusted(exc)}")
 
     def _exchange(self, path: str, body: bytes) -> tuple[int, str, bytes]:
         if self._connection is None:
