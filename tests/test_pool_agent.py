@@ -120,7 +120,11 @@ def test_a_remote_agent_runs_jobs_and_a_killed_agent_loses_none(tmp_path):
         # server's node, each exit with one error line; the server's own devices are drained (the first
         # with `hamr pool drain`), so that the work must go to remote-1.
         agent_env = {**env, "HAMR_HOST_ID": "remote-1", "HAMR_AGENT_HOLD_S": "5"}  # a drill: each job waits 5 s first
-        agent = start(agent_env, "agent", "--server", url, "--token", admin_token, "--name", "remote-1",
+        made = cli(env, "pool", "agent-token", "remote-1")  # remote-1's agent gets a token for remote-1 only
+        assert made.returncode == 0, made.stderr
+        node_token = made.stdout.strip()
+        assert admin.get("/v1/nodes", headers=bearer(node_token)).status_code == 403
+        agent = start(agent_env, "agent", "--server", url, "--token", node_token, "--name", "remote-1",
                       "--heartbeat", "0.4", "--cache-dir", tmp_path / "agent")
         refused = spawn(env, "agent", "--server", url, "--token", "hamr_not-a-token", "--name", "remote-2")
         clash = spawn(agent_env, "agent", "--server", url, "--token", admin_token, "--name", local_node)
@@ -184,7 +188,8 @@ def test_deployment_replicas_on_a_remote_agent_serve_and_move_when_it_dies(tmp_p
     agent = None
     try:
         tenant = httpx.Client(base_url=url, headers=bearer((root / "default.token").read_text().strip()), timeout=30)
-        agent = start({**env, "HAMR_HOST_ID": "remote-1"}, "agent", "--server", url, "--token", admin_token,
+        node_token = admin.post("/v1/agents/remote-1/tokens").json()["token"]  # replicas load with it too
+        agent = start({**env, "HAMR_HOST_ID": "remote-1"}, "agent", "--server", url, "--token", node_token,
                       "--name", "remote-1", "--heartbeat", "0.4", "--cache-dir", tmp_path / "agent")
         exe = tenant.post("/v1/executables", content=hamr.compile(mlp_model(), targets=["cpu"]).to_bytes()).json()["id"]
         hosting = wait_until("remote-1 to host replicas", lambda: _node(admin, "remote-1").get("labels", {}), 60)
@@ -434,6 +439,39 @@ def test_work_the_agent_no_longer_holds_is_requeued(agents, mlp_bytes):
     assert registry.get_job(ANY_TENANT, job).state == "requeued"
     remote.step()  # ... and placed again
     assert registry.get_job(ANY_TENANT, job).attempts == 2
+
+
+def test_an_agent_token_serves_only_its_node_and_the_work_sent_to_it(agents, mlp_bytes):
+    registry, remote, client, admin, tenant = agents
+    assert client.post("/v1/agents/remote-x/tokens", headers=tenant).status_code == 403
+    created = client.post("/v1/agents/remote-x/tokens", headers=admin)
+    assert created.status_code == 201 and created.json()["node"] == "remote-x"
+    mine = bearer(created.json()["token"])
+    assert _beat(client, mine).status_code == 200  # its own node's routes
+    other = _beat(client, mine, node="remote-y")
+    assert other.status_code == 403 and _detail(other) == "this is the agent token of node remote-x, not of node remote-y"
+    for method, path in [("GET", "/v1/nodes"), ("GET", "/v1/jobs"), ("GET", "/v1/devices"), ("GET", "/v1/tenants"),
+                         ("GET", "/v1/deployments"), ("POST", "/v1/agents/remote-x/tokens")]:  # fmt: skip
+        refused = client.request(method, path, headers=mine)
+        assert refused.status_code == 403, (method, path, refused.text)
+        assert "agent token of node remote-x" in _detail(refused)
+    x = np.random.default_rng(4).standard_normal((1, 16)).astype(np.float32)
+    sent = _submit(client, tenant, mlp_bytes, x)
+    exe = registry.get_job(ANY_TENANT, sent).executable_id
+    before = client.get(f"/v1/jobs/{sent}/inputs/x", headers=mine)
+    assert before.status_code == 404 and _detail(before) == f"job {sent} not found"  # not sent to remote-x yet
+    assert client.get(f"/v1/executables/{exe}/file", headers=mine).status_code == 404
+    remote.step()
+    (item,) = client.post("/v1/agents/remote-x/work", headers=mine).json()
+    assert item["job"] == sent
+    np.testing.assert_array_equal(np.load(io.BytesIO(client.get(f"/v1/jobs/{sent}/inputs/x", headers=mine).content)), x)
+    assert client.get(f"/v1/executables/{exe}/file", headers=mine).content == mlp_bytes
+    kept = _submit(client, tenant, mlp_bytes, x)  # queued behind the first: not sent anywhere
+    assert client.get(f"/v1/jobs/{kept}/inputs/x", headers=mine).status_code == 404
+    assert _result(client, mine, sent, 1, ok="false", error="no").status_code == 200
+    remote.step()
+    assert registry.get_job(ANY_TENANT, sent).state == "failed"
+    assert client.get(f"/v1/jobs/{sent}/inputs/x", headers=mine).status_code == 404  # its work is over
 
 
 def _gang_node(client, admin, **extra):

@@ -41,6 +41,7 @@ from hamr.pool.registry import (
     open_registry,
 )
 from hamr.pool.registry.models import Base, Event, ExecutableRecord, utcnow
+from hamr.pool.registry.tokens import hash_token
 
 POSTGRES_URL = os.environ.get("HAMR_TEST_POSTGRES_URL")
 TABLES = {"nodes", "devices", "tenants", "api_tokens", "executables", "jobs", "placements", "events", "deployments",
@@ -116,7 +117,7 @@ def test_upgrading_a_0001_database_keeps_its_rows(backend):
     url, data_dir = backend
     with open_registry(url, data_dir=data_dir, migrate=False) as reg:
         database.upgrade(reg.engine, "0001")
-        with reg.engine.begin() as connection:  # rows as 0001 wrote them (the ORM models are 0002's)
+        with reg.engine.begin() as connection:  # rows as 0001 wrote them (the ORM models are head's)
             connection.execute(text("INSERT INTO nodes (name, address, labels, state, last_heartbeat, created_at) "
                                     "VALUES ('n1', '', '{}', 'up', :t, :t)"), {"t": datetime.now(UTC)})
             connection.execute(text(
@@ -124,11 +125,33 @@ def test_upgrading_a_0001_database_keeps_its_rows(backend):
                 "health, targets, local_id, details, last_seen, drained) SELECT 'd1', id, 'cpu', 'v', 'cpu', 'x', 1, 1, "
                 "'healthy', '[]', 'cpu', '{}', :t, false FROM nodes"), {"t": datetime.now(UTC)})  # fmt: skip
         database.upgrade(reg.engine)
-        assert database.current_revision(reg.engine) == "0002"
+        assert database.current_revision(reg.engine) == database.head_revision()
         device = reg.get_device("d1")
         assert (device.local_id, device.busy_seconds) == ("cpu", 0.0)
         reg.add_busy_seconds({"d1": 1.5})
         assert reg.get_device("d1").busy_seconds == 1.5
+
+
+def test_upgrading_a_0002_database_keeps_its_tokens_and_agent_tokens_need_a_node(backend):
+    url, data_dir = backend
+    with open_registry(url, data_dir=data_dir, migrate=False) as reg:
+        database.upgrade(reg.engine, "0002")
+        with reg.engine.begin() as connection:  # tokens as 0002 wrote them
+            connection.execute(text("INSERT INTO api_tokens (token_hash, admin, label, created_at) "
+                                    "VALUES (:h, true, 'old admin', :t)"), {"h": hash_token("hamr_old"), "t": datetime.now(UTC)})
+        database.upgrade(reg.engine)
+        old = reg.authenticate("hamr_old")
+        assert (old.admin, old.node, old.label) == (True, None, "old admin")
+        plaintext, row = reg.create_token(None, node="n1")
+        assert (reg.authenticate(plaintext).node, row.admin, row.tenant_id) == ("n1", False, None)
+        with pytest.raises(RegistryError, match="names a node"):
+            reg.create_token(reg.create_tenant("t").id, node="n1")
+        with pytest.raises(IntegrityError), reg.engine.begin() as connection:  # the database's rule, not only ours
+            connection.execute(text("INSERT INTO api_tokens (token_hash, admin, label, created_at) "
+                                    "VALUES ('x', false, 'no owner', :t)"), {"t": datetime.now(UTC)})
+        database.downgrade(reg.engine, "0002")  # the agent token goes (0002 has no such owner); the admin stays
+        with reg.engine.connect() as connection:
+            assert connection.execute(text("SELECT label FROM api_tokens")).scalars().all() == ["old admin"]
 
 
 def test_migrations_create_the_schema_from_empty_and_downgrade_then_upgrade(backend):
@@ -138,7 +161,7 @@ def test_migrations_create_the_schema_from_empty_and_downgrade_then_upgrade(back
         assert database.current_revision(reg.engine) is None
         database.upgrade(reg.engine)
         assert set(sa_inspect(reg.engine).get_table_names()) == TABLES | {"alembic_version"}
-        assert database.current_revision(reg.engine) == database.head_revision() == "0002"
+        assert database.current_revision(reg.engine) == database.head_revision() == "0003"
         tenant = reg.create_tenant("before-downgrade")
         database.downgrade(reg.engine, "base")
         assert set(sa_inspect(reg.engine).get_table_names()) <= {"alembic_version"}

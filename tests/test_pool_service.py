@@ -316,7 +316,8 @@ def _isolation_cases(p: Pool):
         # Devices belong to the pool, not to a tenant: changing them is admin-only.
         ("POST", "/v1/devices/{uuid}/drain"): ("POST", "/v1/devices/{}/drain", "dev-1"),
         ("POST", "/v1/devices/{uuid}/undrain"): ("POST", "/v1/devices/{}/undrain", "dev-1"),
-        # Remote agents' routes: admin tokens only (hamr agent); the node is the pool's, not a tenant's.
+        # Remote agents' routes: admin or the node's agent token (hamr agent); the node is the pool's, not a tenant's.
+        ("POST", "/v1/agents/{node}/tokens"): ("POST", "/v1/agents/{}/tokens", "node-1"),
         ("POST", "/v1/agents/{node}/heartbeat"): ("POST", "/v1/agents/{}/heartbeat", "node-1"),
         ("POST", "/v1/agents/{node}/work"): ("POST", "/v1/agents/{}/work", "node-1"),
         ("POST", "/v1/agents/{node}/results"): ("POST", "/v1/agents/{}/results", "node-1"),
@@ -326,7 +327,8 @@ def _isolation_cases(p: Pool):
     }
 
 
-ADMIN_ONLY_ID_ROUTES = {"/v1/devices/{uuid}/drain", "/v1/devices/{uuid}/undrain", "/v1/agents/{node}/heartbeat",
+ADMIN_ONLY_ID_ROUTES = {"/v1/devices/{uuid}/drain", "/v1/devices/{uuid}/undrain", "/v1/agents/{node}/tokens",
+                        "/v1/agents/{node}/heartbeat",
                         "/v1/agents/{node}/work", "/v1/agents/{node}/results", "/v1/agents/{node}/requests/{request_id}"}
 
 

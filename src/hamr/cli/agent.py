@@ -16,7 +16,7 @@ HOLD_ENV = "HAMR_AGENT_HOLD_S"  # a drill knob: each job waits this long first, 
 
 def agent(
     server: Annotated[str | None, typer.Option("--server", help="The pool's URL (default: $HAMR_POOL_URL).")] = None,
-    token: Annotated[str | None, typer.Option("--token", help="An admin token of the pool (default: $HAMR_TOKEN).")] = None,
+    token: Annotated[str | None, typer.Option("--token", help="This node's agent token (hamr pool agent-token NODE), or an admin token (default: $HAMR_TOKEN).")] = None,
     name: Annotated[str | None, typer.Option("--name", help="This node's name in the pool (default: the host name).")] = None,
     heartbeat: Annotated[float, typer.Option("--heartbeat", min=0.1, help="Seconds between heartbeats.")] = 5.0,
     cache_dir: Annotated[Path | None, typer.Option("--cache-dir", help="Downloaded executables and runs (default: $HAMR_CACHE_DIR/agent).")] = None,
@@ -34,7 +34,7 @@ def agent(
     if not server:
         raise HamrError("no pool URL: pass --server URL or set HAMR_POOL_URL")
     if not token:
-        raise HamrError("no token: pass --token or set HAMR_TOKEN (an admin token: the pool's admin.token)")
+        raise HamrError("no token: pass --token or set HAMR_TOKEN (hamr pool agent-token NODE prints one for this node)")
     try:
         hold_s = float(os.environ.get(HOLD_ENV) or 0)
     except ValueError:

@@ -361,6 +361,18 @@ def drain(device: Annotated[str, typer.Argument(help="A device uuid, or its loca
     out.print(f"{'undrained' if undo else 'drained'} {matches[0].get('local_id')} ({uuid})")
 
 
+@pool_app.command("agent-token")
+def agent_token(node: Annotated[str, typer.Argument(help="The node name its agent will use (hamr agent --name).")],
+                server: Server = None, token: Token = None, data_dir: DataDir = None) -> None:
+    """Create a token for one node's agent and print it (shown once): it serves only that node's
+    agent routes and the downloads of the work sent to it, not the rest of the API."""
+    from urllib.parse import quote
+
+    out, _ = _console()
+    client = Client(server, token, admin=True, data_dir=data_dir)
+    out.print(client.call("POST", f"/v1/agents/{quote(node, safe='')}/tokens").json()["token"])
+
+
 @tenant_app.command("add")
 def tenant_add(name: Annotated[str, typer.Argument(help="The tenant's name.")],
                server: Server = None, token: Token = None, data_dir: DataDir = None) -> None:

@@ -193,6 +193,15 @@ class RemoteNode:
 
     # -- its ReplicaHost's side (a loader thread, the infer route's threads) --
 
+    def sent(self, job: int | None = None, executable: int | None = None) -> bool:
+        """Work now sent to this node runs the job, or the executable (a job's, or a replica's it loads or runs):
+        what the node's agent token may download."""
+        with self.changed:
+            items = [a.item for a in self.runs.values()]
+        items += [r.item for r in self.requests.pending()]
+        return any((job is not None and item.get("job") == job)
+                   or (executable is not None and item.get("executable_id") == executable) for item in items)  # fmt: skip
+
     def open_replica(self, replica: ReplicaView) -> RemoteSession:
         return open_replica(self, replica)
 

@@ -108,6 +108,10 @@ class ReplicaRequests:
                 else:
                     request.settled.wait(WAIT_SLICE_S)
 
+    def pending(self) -> list[ReplicaRequest]:
+        with self._lock:
+            return list(self.waiting.values())
+
     def get(self, request_id: int) -> ReplicaRequest | None:
         with self._lock:
             return self.waiting.get(request_id)

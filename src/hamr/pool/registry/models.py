@@ -123,12 +123,13 @@ class Tenant(Base):
 
 class ApiToken(Base):
     __tablename__ = "api_tokens"
-    __table_args__ = (CheckConstraint("admin OR tenant_id IS NOT NULL", name="owner"),)
+    __table_args__ = (CheckConstraint("admin OR tenant_id IS NOT NULL OR node IS NOT NULL", name="owner"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)  # sha256 hex; never the token
     tenant_id: Mapped[int | None] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
     admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    node: Mapped[str | None] = mapped_column(String(255), index=True)  # an agent token: that node's agent only
     label: Mapped[str] = mapped_column(String(255), default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column()

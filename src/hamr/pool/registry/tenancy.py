@@ -53,19 +53,24 @@ class Tenancy:
 
     # Tokens: the plaintext exists only in create_token's return value.
 
-    def create_token(self, tenant_id: int | None, admin: bool = False, label: str = "") -> tuple[str, ApiToken]:
-        """A new token for the tenant (None: an admin token of no tenant). Returns (plaintext, row), once."""
-        if tenant_id is None and not admin:
+    def create_token(self, tenant_id: int | None, admin: bool = False, label: str = "",
+                     node: str | None = None) -> tuple[str, ApiToken]:  # fmt: skip
+        """A new token for the tenant (None: an admin token of no tenant), or, with `node`, the agent token
+        of that node (no tenant, not admin). Returns (plaintext, row), once."""
+        if node is not None and (tenant_id is not None or admin or not 0 < len(node) <= 255):
+            raise RegistryError("an agent token names a node (1 to 255 characters) and has no tenant and no admin scope")
+        if tenant_id is None and not admin and node is None:
             raise RegistryError("a token without a tenant must be an admin token")
         owner = None if tenant_id is None else require_tenant(tenant_id)
         plaintext = tokens.new_token()
         with self.writing() as session:
             if owner is not None and session.get(Tenant, owner) is None:
                 raise NotFound(f"tenant {owner} not found")
-            row = ApiToken(token_hash=tokens.hash_token(plaintext), tenant_id=owner, admin=admin, label=label)
+            row = ApiToken(token_hash=tokens.hash_token(plaintext), tenant_id=owner, admin=admin, label=label, node=node)
             session.add(row)
             session.flush()
-            self._event(session, "token.created", f"token:{row.id}", owner, admin=admin, label=label)
+            self._event(session, "token.created", f"token:{row.id}", owner, admin=admin, label=label,
+                        **({"node": node} if node else {}))  # fmt: skip
         return plaintext, row
 
     def authenticate(self, plaintext: str) -> ApiToken | None:

@@ -2,7 +2,9 @@
 
 A missing, unknown or revoked token is 401; a tenant token on an admin route is 403. An admin
 token's scope is ANY_TENANT; a tenant token's is its tenant, so another tenant's objects read as
-missing (404), exactly as ids that do not exist.
+missing (404), exactly as ids that do not exist. An agent token (`Registry.create_token(None,
+node=NAME)`) serves only node NAME's agent: the `/v1/agents/NAME/...` routes, and downloads of
+the executables and job inputs of work sent to NAME; anywhere else it is 403.
 
 A token found valid is remembered (by its sha256) for TOKEN_CACHE_S seconds, so a request does
 not pay a database read for it; a token revoked in the registry stops working within that time.
@@ -19,7 +21,7 @@ from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
-from hamr.pool.registry import ANY_TENANT, ApiToken, Registry
+from hamr.pool.registry import ANY_TENANT, ApiToken, NotFound, Registry
 from hamr.pool.registry.tokens import hash_token
 
 TOKEN_CACHE_S = 2.0
@@ -74,9 +76,7 @@ async def registry_of(request: Request) -> Registry:  # async: no worker thread 
     return request.app.state.registry
 
 
-async def caller(
-    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
-) -> Caller:
+async def _token(request: Request, credentials: HTTPAuthorizationCredentials | None) -> ApiToken:
     if credentials is None:
         raise HTTPException(401, "missing bearer token (Authorization: Bearer hamr_...)", headers=CHALLENGE)
     cache: TokenCache = request.app.state.tokens
@@ -87,7 +87,45 @@ async def caller(
         if token is None:
             raise HTTPException(401, "invalid or revoked token", headers=CHALLENGE)
         cache.put(digest, token)
+    return token
+
+
+async def caller(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+) -> Caller:
+    """A tenant's or an admin's token; an agent token is 403 here (it serves only its node's agent routes)."""
+    token = await _token(request, credentials)
+    if token.node is not None:
+        raise HTTPException(403, f"this is the agent token of node {token.node}: it serves only /v1/agents/{token.node}/...")
     return Caller(token)
+
+
+async def caller_or_agent(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+) -> Caller:
+    """Any valid token; a route that takes agent tokens checks what their node may read."""
+    return Caller(await _token(request, credentials))
+
+
+async def node_agent(node: str, who: Annotated[Caller, Depends(caller_or_agent)]) -> Caller:
+    """An admin token, or the agent token of the path's `node`."""
+    if who.admin or who.token.node == node:
+        return who
+    if who.token.node is not None:
+        raise HTTPException(403, f"this is the agent token of node {who.token.node}, not of node {node}")
+    raise HTTPException(403, f"this route needs an admin token or the agent token of node {node}")
+
+
+def read_scope(request: Request, who: Caller, job: int | None = None, executable: int | None = None):
+    """The scope `who` reads a job's inputs or an executable with: a tenant's or admin's own; an agent
+    token's is every tenant's, for work now sent to its node only (anything else reads as missing)."""
+    if who.token.node is None:
+        return who.scope
+    remote = request.app.state.remote
+    node = remote.nodes.get(who.token.node) if remote is not None else None
+    if node is None or not node.sent(job=job, executable=executable):
+        raise NotFound(f"job {job} not found" if job is not None else f"executable {executable} not found")
+    return ANY_TENANT
 
 
 def admin(who: Annotated[Caller, Depends(caller)]) -> Caller:
@@ -97,5 +135,7 @@ def admin(who: Annotated[Caller, Depends(caller)]) -> Caller:
 
 
 Authed = Annotated[Caller, Depends(caller)]
+AuthedOrAgent = Annotated[Caller, Depends(caller_or_agent)]
+NodeAgent = Annotated[Caller, Depends(node_agent)]
 Admin = Annotated[Caller, Depends(admin)]
 Reg = Annotated[Registry, Depends(registry_of)]

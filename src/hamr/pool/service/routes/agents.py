@@ -18,7 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from hamr.pool import tensors
 from hamr.pool.remote import NODE_NAME, AgentConflict, RemoteAgents
 from hamr.pool.remote_replicas import ReplicaRequest
-from hamr.pool.service.auth import Admin
+from hamr.pool.service.auth import Admin, NodeAgent, Reg
 from hamr.pool.service.errors import one_line
 from hamr.pool.service.schemas import MAX_ID, MAX_SHARD, TEXT, DeviceReportIn, ErrorOut, Id, NodeOut, Strict, node_out
 from hamr.pool.service.uploads import BINARY, read_fields_and_arrays, request_body
@@ -120,9 +120,21 @@ RESULT_BODY = request_body(
 )  # fmt: skip
 
 
+class AgentTokenOut(BaseModel):
+    node: str
+    token: str = Field(description="the node's agent token, shown this once (the registry keeps only its sha256)")
+
+
+@router.post("/{node}/tokens", response_model=AgentTokenOut, status_code=201,
+             summary="A token for this node's agent only (its /v1/agents routes and the downloads of its work)")
+def create_agent_token(node: NodeName, registry: Reg, who: Admin, remote: Remote) -> AgentTokenOut:
+    token, _ = registry.create_token(None, node=node, label=f"agent of node {node}")
+    return AgentTokenOut(node=node, token=token)
+
+
 @router.post("/{node}/heartbeat", response_model=NodeOut, summary="An agent's heartbeat: registers its node and devices",
              dependencies=WAKES_POOL)
-async def heartbeat(node: NodeName, body: AgentHeartbeat, request: Request, who: Admin, remote: Remote) -> NodeOut:
+async def heartbeat(node: NodeName, body: AgentHeartbeat, request: Request, who: NodeAgent, remote: Remote) -> NodeOut:
     reports = [d.report() for d in body.devices]
     running = None if body.running is None else {(r.job, r.attempt, r.shard) for r in body.running}
     address = body.address or (request.client.host if request.client else None)
@@ -134,7 +146,7 @@ async def heartbeat(node: NodeName, body: AgentHeartbeat, request: Request, who:
 
 
 @router.post("/{node}/work", response_model=list[AnyItem], summary="The work sent to a node (a long poll)")
-async def work(node: NodeName, request: Request, who: Admin, remote: Remote,
+async def work(node: NodeName, request: Request, who: NodeAgent, remote: Remote,
                wait: Annotated[float, Query(ge=0, le=MAX_WAIT_S, allow_inf_nan=False,
                                             description="seconds to wait for work when there is none")] = 0.0):
     return await remote.node(node).take_work(wait, gone=request.is_disconnected)
@@ -142,7 +154,7 @@ async def work(node: NodeName, request: Request, who: Admin, remote: Remote,
 
 @router.post("/{node}/results", response_model=ResultOut, openapi_extra=RESULT_BODY, summary="A run's result",
              dependencies=WAKES_POOL)
-async def results(node: NodeName, request: Request, who: Admin, remote: Remote) -> ResultOut:
+async def results(node: NodeName, request: Request, who: NodeAgent, remote: Remote) -> ResultOut:
     target = remote.node(node)
     result, outputs = await read_fields_and_arrays(request, ResultForm, "output")
     if result.ok and (result.latency_s is None or result.died):
@@ -175,7 +187,7 @@ def _waiting(remote: RemoteAgents, node: str, request_id: int) -> ReplicaRequest
 @router.get("/{node}/requests/{request_id}", response_class=Response, summary="A replica inference's inputs",
             responses={200: {"content": {tensors.MEDIA_TYPE: {"schema": BINARY}}, "description": "the inputs"},
                        409: {"model": ErrorOut, "description": "no such request waits"}})
-async def request_inputs(node: NodeName, request_id: Id, who: Admin, remote: Remote) -> Response:
+async def request_inputs(node: NodeName, request_id: Id, who: NodeAgent, remote: Remote) -> Response:
     request = _waiting(remote, node, request_id)
     if request.kind != "infer":
         raise HTTPException(409, f"replica request {request_id} is a {request.kind}: it has no inputs")
@@ -184,7 +196,7 @@ async def request_inputs(node: NodeName, request_id: Id, who: Admin, remote: Rem
 
 @router.post("/{node}/requests/{request_id}", status_code=204, response_class=Response, openapi_extra=ANSWER_BODY,
              summary="The answer to a replica request", responses={409: {"model": ErrorOut, "description": "no such request waits"}})
-async def answer_request(node: NodeName, request_id: Id, request: Request, who: Admin, remote: Remote) -> Response:
+async def answer_request(node: NodeName, request_id: Id, request: Request, who: NodeAgent, remote: Remote) -> Response:
     waiting = _waiting(remote, node, request_id)
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
     body = await request.body()

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from hamr.pool.registry import NotFound
-from hamr.pool.service.auth import Authed, Reg
+from hamr.pool.service.auth import Authed, AuthedOrAgent, Reg, read_scope
 from hamr.pool.service.schemas import ExecutableOut, Id, executable_out
 from hamr.pool.service.uploads import BINARY, read_file_or_body, request_body
 
@@ -49,7 +49,7 @@ def get_executable(executable_id: Id, registry: Reg, who: Authed) -> ExecutableO
     responses={200: {"content": {"application/octet-stream": {"schema": BINARY}}, "description": "the .hamr bytes as uploaded"}},
     summary="Download an executable",
 )
-def download(executable_id: Id, registry: Reg, who: Authed) -> Response:
-    data = registry.read_executable(who.scope, executable_id)
+def download(executable_id: Id, request: Request, registry: Reg, who: AuthedOrAgent) -> Response:
+    data = registry.read_executable(read_scope(request, who, executable=executable_id), executable_id)
     headers = {"Content-Disposition": f'attachment; filename="executable-{executable_id}.hamr"'}
     return Response(data, media_type="application/octet-stream", headers=headers)

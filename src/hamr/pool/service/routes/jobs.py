@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from hamr.pool.registry import NotFound
 from hamr.pool.registry.states import FINAL
-from hamr.pool.service.auth import Authed, Reg
+from hamr.pool.service.auth import Authed, AuthedOrAgent, Reg, read_scope
 from hamr.pool.service.schemas import Id, JobForm, JobOut, JobState, PlacementOut, job_out
 from hamr.pool.service.uploads import BINARY, read_fields_and_arrays, request_body
 from hamr.pool.service.wake import WAKES_POOL
@@ -41,8 +41,8 @@ def list_jobs(registry: Reg, who: Authed, state: Annotated[list[JobState] | None
     return [job_out(j) for j in registry.list_jobs(who.scope, states=state)]
 
 
-def _job(registry, who, job_id: int):
-    job = registry.get_job(who.scope, job_id)
+def _job(registry, who, job_id: int, scope=None):
+    job = registry.get_job(who.scope if scope is None else scope, job_id)
     if job is None:
         raise NotFound(f"job {job_id} not found")
     return job
@@ -88,8 +88,9 @@ def get_output(job_id: Id, name: Annotated[str, Path(min_length=1, max_length=25
     responses={200: {"content": {"application/octet-stream": {"schema": BINARY}}, "description": "the input as a .npy file"}},
     summary="One input of a job, as .npy (what a remote agent runs it on)",
 )
-def get_input(job_id: Id, name: Annotated[str, Path(min_length=1, max_length=255)], registry: Reg, who: Authed) -> Response:
-    job = _job(registry, who, job_id)
+def get_input(job_id: Id, name: Annotated[str, Path(min_length=1, max_length=255)], request: Request, registry: Reg,
+              who: AuthedOrAgent) -> Response:  # fmt: skip
+    job = _job(registry, who, job_id, scope=read_scope(request, who, job=job_id))
     return _npy_response(registry, job, "input", job.inputs, name)
 
 
