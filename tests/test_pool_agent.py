@@ -394,12 +394,19 @@ def test_work_goes_to_the_agent_and_its_result_is_recorded_once(agents, mlp_byte
     assert _result(client, admin, job, 1, ok="false", error="late").status_code == 409
 
 
-def test_a_dead_worker_requeues_and_a_lost_node_requeues(agents, mlp_bytes):
+def _taken_by_the_agent(agents, mlp_bytes) -> int:
+    """A job submitted, placed on remote-x, and taken by its agent (one work item)."""
     registry, remote, client, admin, tenant = agents
     _beat(client, admin)
     job = _submit(client, tenant, mlp_bytes, np.zeros((1, 16), np.float32))
     remote.step()
     assert len(client.post("/v1/agents/remote-x/work", headers=admin).json()) == 1
+    return job
+
+
+def test_a_dead_worker_requeues_and_a_lost_node_requeues(agents, mlp_bytes):
+    registry, remote, client, admin, tenant = agents
+    job = _taken_by_the_agent(agents, mlp_bytes)
     assert _result(client, admin, job, 1, ok="false", died="exited with status -9").status_code == 200
     remote.step()
     job_row = registry.get_job(ANY_TENANT, job)
@@ -423,10 +430,7 @@ def test_a_dead_worker_requeues_and_a_lost_node_requeues(agents, mlp_bytes):
 
 def test_work_the_agent_no_longer_holds_is_requeued(agents, mlp_bytes):
     registry, remote, client, admin, tenant = agents
-    _beat(client, admin)
-    job = _submit(client, tenant, mlp_bytes, np.zeros((1, 16), np.float32))
-    remote.step()
-    assert len(client.post("/v1/agents/remote-x/work", headers=admin).json()) == 1
+    job = _taken_by_the_agent(agents, mlp_bytes)
     assert _beat(client, admin, running=[]).status_code == 200  # within the grace: it may be on its way
     remote.step()
     assert registry.get_job(ANY_TENANT, job).attempts == 1
