@@ -56,17 +56,23 @@ class ContainerWriter:
         self._offset += len(data) + pad
         return entry
 
-    def to_bytes(self, manifest: dict) -> bytes:
+    def to_bytes(self, manifest: dict, seal=None) -> bytes:
+        """`seal(manifest)`, if given, returns the complete manifest with its signatures added."""
         manifest = dict(manifest, members=self.members)
+        if seal is not None:
+            manifest = seal(manifest)
         body = json.dumps(manifest, indent=1, sort_keys=True).encode()
         header = _HEADER.pack(MAGIC, FORMAT_VERSION, HEADER_SIZE, self._offset, len(body), hashlib.sha256(body).digest())
         return b"".join([header, *self._chunks, body])
 
-    def write(self, path: Path, manifest: dict) -> None:
-        data = self.to_bytes(manifest)
-        tmp = path.with_name(path.name + ".partial")
-        tmp.write_bytes(data)
-        tmp.replace(path)  # never leave a half-written file under the real name
+    def write(self, path: Path, manifest: dict, seal=None) -> None:
+        write_atomically(path, self.to_bytes(manifest, seal))
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".partial")
+    tmp.write_bytes(data)
+    tmp.replace(path)  # never leave a half-written file under the real name
 
 
 @dataclass
@@ -76,13 +82,29 @@ class Container:
     buffer: memoryview
     manifest: dict
     label: str
+    manifest_offset: int = 0
 
     def member(self, name: str) -> memoryview:
         try:
             entry = self.manifest["members"][name]
-        except KeyError:
+        except (KeyError, TypeError):
             raise FormatError(f"{self.label}: corrupt: the manifest has no member '{name}'") from None
         return self.buffer[entry["offset"] : entry["offset"] + entry["size"]]
+
+    def check(self, name: str) -> None:
+        """Check member `name` against its sha256 (FormatError if it differs)."""
+        if sha256(self.member(name)) != self.manifest["members"][name]["sha256"]:
+            raise FormatError(f"{self.label}: corrupt: member '{name}' does not match its sha256")
+
+    def with_manifest(self, manifest: dict) -> bytes:
+        """The file's bytes with its manifest replaced (members unchanged), e.g. to add a signature."""
+        body = json.dumps(manifest, indent=1, sort_keys=True).encode()
+        header = _HEADER.pack(MAGIC, FORMAT_VERSION, HEADER_SIZE, self.manifest_offset, len(body), hashlib.sha256(body).digest())
+        return b"".join([header, bytes(self.buffer[HEADER_SIZE : self.manifest_offset]), body])
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def open_container(source: str | Path | bytes, verify: bool = True) -> Container:
@@ -98,7 +120,8 @@ def open_container(source: str | Path | bytes, verify: bool = True) -> Container
                 buffer = memoryview(mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ))
             except ValueError:  # an empty file cannot be mapped
                 buffer = memoryview(b"")
-    return Container(buffer, read_manifest(buffer, label, verify), label)
+    manifest = read_manifest(buffer, label, verify)
+    return Container(buffer, manifest, label, _HEADER.unpack(bytes(buffer[:HEADER_SIZE]))[3])
 
 
 def read_manifest(buffer: memoryview, label: str, verify: bool = True) -> dict:
@@ -125,18 +148,26 @@ def read_manifest(buffer: memoryview, label: str, verify: bool = True) -> dict:
         manifest = json.loads(bytes(body))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise FormatError(f"{label}: corrupt: the manifest is not JSON ({exc})") from exc
+    except RecursionError:
+        raise FormatError(f"{label}: corrupt: the manifest is nested too deeply") from None
     if not isinstance(manifest, dict) or not isinstance(manifest.get("members"), dict):
         raise FormatError(f"{label}: corrupt: the manifest has no member table")
-    if manifest.get("format_version") != version:
+    if not _is_int(manifest.get("format_version")) or manifest["format_version"] != version:
         raise FormatError(f"{label}: corrupt: the manifest says format version {manifest.get('format_version')}, the header {version}")
+    spans = []
     for name, entry in manifest["members"].items():
-        if not isinstance(entry, dict) or not all(isinstance(entry.get(k), int) for k in ("offset", "size")) or not isinstance(entry.get("sha256"), str):
+        if not isinstance(entry, dict) or not all(_is_int(entry.get(k)) for k in ("offset", "size")) or not isinstance(entry.get("sha256"), str):
             raise FormatError(f"{label}: corrupt: member '{name}' lacks offset, size or sha256")
         if entry["offset"] % ALIGNMENT:
             raise FormatError(f"{label}: corrupt: member '{name}' is not {ALIGNMENT}-byte aligned")
         end = entry["offset"] + entry["size"]
-        if entry["offset"] < HEADER_SIZE or end > offset:
+        if entry["offset"] < HEADER_SIZE or entry["size"] < 0 or end > offset:
             raise FormatError(f"{label}: corrupt: member '{name}' lies outside the data area")
         if verify and sha256(buffer[entry["offset"] : end]) != entry["sha256"]:
             raise FormatError(f"{label}: corrupt: member '{name}' does not match its sha256")
+        spans.append((entry["offset"], end, name))
+    spans.sort()
+    for (_, end, first), (start, _, second) in zip(spans, spans[1:]):
+        if start < end:
+            raise FormatError(f"{label}: corrupt: members '{first}' and '{second}' overlap")
     return manifest
