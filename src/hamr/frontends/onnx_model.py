@@ -11,6 +11,7 @@ from google.protobuf.message import DecodeError
 from onnx import defs, version_converter
 
 from hamr.errors import ModelLoadError
+from hamr.format.external import all_tensors, is_external, location
 from hamr.ops.definition import STANDARD_DOMAINS
 from hamr.ops.registry import lookup
 
@@ -36,8 +37,14 @@ def read_onnx(source: ModelSource) -> onnx.ModelProto:
         if not path.is_file():
             raise ModelLoadError(f"model file not found: {path}")
         model = _parse(path.read_bytes(), label)
-        if _has_external_data(model):
-            onnx.load_external_data_for_model(model, str(path.parent))
+        if _external_tensors(model):
+            _load_external_data(model, path.parent, label)
+    external = _external_tensors(model)
+    if external:
+        where = "a model given as bytes or a ModelProto has no directory" if not isinstance(source, (str, Path)) \
+            else "onnx does not load external data of this kind of tensor"
+        raise ModelLoadError(f"{label}: tensor {external[0].name!r} takes its data from "
+                             f"{location(external[0])!r}; refused: {where} (save the model with its data inside)")
     if not model.HasField("graph"):
         raise ModelLoadError(f"{label} is not a valid ONNX model: it has no graph")
     _check_opset(model, label)
@@ -60,8 +67,18 @@ def _parse(data: bytes, label: str) -> onnx.ModelProto:
     return model
 
 
-def _has_external_data(model: onnx.ModelProto) -> bool:
-    return any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer)
+def _external_tensors(model: onnx.ModelProto) -> list[onnx.TensorProto]:
+    return [tensor for tensor, _ in all_tensors(model) if is_external(tensor)]
+
+
+def _load_external_data(model: onnx.ModelProto, directory: Path, label: str) -> None:
+    """Read external data from files under `directory` only: onnx's loader refuses absolute
+    locations, `..` and symbolic links (in the file or a directory on the way) that lead outside."""
+    try:
+        onnx.load_external_data_for_model(model, str(directory))
+    except (onnx.checker.ValidationError, OSError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelLoadError(f"{label}: cannot read its external data: {first}") from exc
 
 
 def default_opset(model: onnx.ModelProto) -> int | None:
