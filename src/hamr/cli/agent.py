@@ -24,11 +24,15 @@ def agent(
                                                  help="Seconds to keep trying to reach the pool at start.")] = 60.0,
     ca: Annotated[Path | None, typer.Option("--ca", help="The CA file to verify an https pool with (default: $HAMR_CA_FILE, "
                                                          "else the system's authorities).")] = None,
+    trusted_key: Annotated[list[Path] | None, typer.Option("--trusted-key", help="An ed25519 public key (.pub) whose signed .hamr files may "
+                                                         "run their shipped native code; repeatable (also $HAMR_TRUSTED_KEYS).")] = None,
 ) -> None:
     """Register this host's devices with a pool, heartbeat, and run the work it sends."""
     from hamr.cli.app import err, out
+    from hamr.format.signing import add_trusted_keys
     from hamr.pool.agent import Agent
 
+    add_trusted_keys(trusted_key or [])  # its workers and replicas inherit $HAMR_TRUSTED_KEYS
     server = server or os.environ.get("HAMR_POOL_URL")
     token = token or os.environ.get("HAMR_TOKEN")
     if not server:

@@ -46,13 +46,13 @@ def _starts_with(path: Path, prefix: bytes) -> bool:
         return f.read(len(prefix)) == prefix
 
 
-def _load_or_compile(model: Path, targets: list[str] | None = None):
+def _load_or_compile(model: Path, targets: list[str] | None = None, trust_binaries: bool = False):
     from hamr.compiler import compile_model
     from hamr.format.container import MAGIC
     from hamr.format.executable import load
 
     if model.suffix == ".hamr" or (model.is_file() and _starts_with(model, MAGIC)):
-        return load(model)
+        return load(model, trust_binaries=trust_binaries)
     return compile_model(model, targets)
 
 
@@ -61,18 +61,21 @@ def compile(
     model: Annotated[Path, typer.Argument(help="The ONNX model.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Where to write the .hamr file.")],
     target: Annotated[str | None, typer.Option("--target", help="Comma-separated targets (default: every target this machine can build).")] = None,
+    sign: Annotated[Path | None, typer.Option("--sign", help="Sign the file with this ed25519 private key (from `hamr keygen`).")] = None,
 ) -> None:
     """Compile an ONNX model into one .hamr executable."""
     import time
 
     from hamr.compiler import compile_model
+    from hamr.format.signing import load_private
 
     from hamr.compiler import fallback_ops
 
+    key = load_private(sign) if sign is not None else None  # a bad key fails before the compile
     start = time.perf_counter()
     with err.status(f"compiling {model.name}"):
         exe = compile_model(model, _targets(target))
-        path = exe.save(output)
+        path = exe.save(output, sign=key)
     elapsed = time.perf_counter() - start
     for name, variant in exe.variants.items():
         ops = fallback_ops(variant)
@@ -92,6 +95,7 @@ def run(
     device: Annotated[str, typer.Option("--device", help="auto, or a device id from `hamr devices`.")] = "auto",
     output_dir: Annotated[Path | None, typer.Option("--output-dir", help="Write one .npy per output and outputs.json.")] = None,
     profile: Annotated[Path | None, typer.Option("--profile", help="Write a Chrome-trace file of per-kernel timings (opens in Perfetto).")] = None,
+    trust_binaries: Annotated[bool, typer.Option("--trust-binaries", help="Load the native code shipped in this .hamr file even if no trusted key signed it.")] = False,
 ) -> None:
     """Run a model or executable on a device."""
     from hamr.cli.outputs import parse_inputs, write_outputs
@@ -99,7 +103,7 @@ def run(
     from hamr.runtime.session import Session
 
     feeds = parse_inputs(input or [])
-    exe = _load_or_compile(model)
+    exe = _load_or_compile(model, trust_binaries=trust_binaries)
     validate_feeds(exe.signature, feeds)  # before anything is loaded onto a device
     session = Session(exe, device=device)
     outputs = session.run(feeds, profile=profile is not None)
@@ -145,6 +149,31 @@ def inspect(
         render_profile(info["last_profile"], out)
     else:
         render(info, out)
+
+
+@app.command()
+def keygen(
+    private: Annotated[Path, typer.Argument(help="Where to write the ed25519 private key (PEM, mode 0600); the public key goes beside it as .pub.")],
+) -> None:
+    """Make a key pair for signing .hamr files (`hamr compile --sign`, `hamr sign`)."""
+    from hamr.format.signing import generate
+
+    public, kid = generate(private)
+    err.print(f"wrote {private} (private, 0600) and {public} (public); key id {kid}")
+
+
+@app.command()
+def sign(
+    file: Annotated[Path, typer.Argument(help="A .hamr executable, signed in place.")],
+    key: Annotated[Path, typer.Option("--key", help="The ed25519 private key (from `hamr keygen`).")],
+) -> None:
+    """Sign a .hamr file, so that pools and hosts trusting the key use its native code."""
+    from hamr.format.signing import key_id, load_private
+    from hamr.format.executable import sign_file
+
+    private = load_private(key)
+    sign_file(file, private)
+    err.print(f"signed {file} with key {key_id(private.public_key())}")
 
 
 @app.command()

@@ -39,6 +39,7 @@ def describe(exe: Executable, path: Path) -> dict:
         "weights_bytes": sum(m["size"] for m in weights),
         "op_histogram": exe.op_histogram(),
         "passes": exe.passes,
+        "trust": {**exe.trust.to_json(), "binaries": exe.trust.describe()} if exe.trust else None,
     }
 
 
@@ -65,6 +66,10 @@ def render(info: dict, console: Console) -> None:
             shape = "?" if dims is None else "[" + ", ".join("?" if d is None else str(d) for d in dims) + "]"
             sig.add_row(kind[:-1], spec["name"], f"{spec['dtype']}{shape}" if spec["kind"] == "tensor" else spec["kind"])
     console.print(sig)
+    trust = info.get("trust")
+    if trust:
+        signers = ", ".join(k[:16] for k in trust["signers"]) or "none"
+        console.print(f"signed by: {signers}; native code: {trust['binaries']}")
     variants = Table(title="variants")
     for column in ("target", "kind", "bytes", "kernels", "planned peak memory", "nodes by target"):
         variants.add_column(column)

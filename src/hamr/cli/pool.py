@@ -31,6 +31,8 @@ Server = Annotated[str | None, typer.Option("--server", help="The pool's URL (de
 Token = Annotated[str | None, typer.Option("--token", help="A bearer token (default: $HAMR_TOKEN, else the embedded pool's).")]
 DataDir = Annotated[Path | None, typer.Option("--data-dir", help="The embedded pool's directory (default: $HAMR_POOL_DIR, else ~/.local/share/hamr/pool).")]
 Inputs = Annotated[list[str] | None, typer.Option("--input", "-i", help="NAME=FILE.npy, once per input.")]
+TrustedKeys = Annotated[list[Path] | None, typer.Option("--trusted-key", help="An ed25519 public key (.pub) whose signed .hamr files may run "
+                                                       "their shipped native code; repeatable (also $HAMR_TRUSTED_KEYS).")]  # fmt: skip
 OutputDir = Annotated[Path | None, typer.Option("--output-dir", help="Write one .npy per output and outputs.json.")]
 
 
@@ -60,9 +62,13 @@ def up(
                                                      help="Seconds without a heartbeat before a node is lost.")] = 15.0,
     tls_cert: Annotated[Path | None, typer.Option("--tls-cert", help="Serve https with this certificate (PEM).")] = None,
     tls_key: Annotated[Path | None, typer.Option("--tls-key", help="The certificate's private key (PEM).")] = None,
+    trusted_key: TrustedKeys = None,
 ) -> None:
     """Start the API, the scheduler, a local agent and SQLite in one process."""
+    from hamr.format.signing import add_trusted_keys
     from hamr.pool.dispatcher import Dispatcher
+
+    add_trusted_keys(trusted_key or [])  # workers and replicas inherit $HAMR_TRUSTED_KEYS
     from hamr.pool.remote import LocalAndRemote, RemoteAgents
     from hamr.pool.scheduler import POLICIES
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -12,11 +13,15 @@ import onnx
 import onnx_ir as ir
 
 from hamr import __version__
-from hamr.errors import FormatError
-from hamr.format.container import ALIGNMENT, FORMAT_VERSION, ContainerWriter, open_container
+from hamr.errors import FormatError, HamrError
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from hamr.format import signing
+from hamr.format.container import ALIGNMENT, FORMAT_VERSION, ContainerWriter, open_container, write_atomically
+from hamr.format.external import WEIGHTS_LOCATION, check_external_data
+from hamr.format.trust import Trust, decide, is_native
 from hamr.ir.signature import Signature
 
-WEIGHTS_LOCATION = "hamr:weights"  # external-data location of weights that live in the weights member
 INLINE_BELOW = 256  # bytes; smaller tensors stay inside the graph protobuf
 
 
@@ -31,6 +36,7 @@ class Executable:
     members: dict[str, dict] = field(default_factory=dict)  # filled when loaded from a file
     producer: dict = field(default_factory=lambda: {"name": "hamr", "version": __version__})
     format_version: int = FORMAT_VERSION
+    trust: Trust | None = None  # set when loaded from a file: its signers and whether its native code is used
 
     @property
     def targets(self) -> list[str]:
@@ -54,15 +60,26 @@ class Executable:
             "passes": self.passes,
         }
 
-    def to_bytes(self) -> bytes:
+    def to_bytes(self, sign: Ed25519PrivateKey | None = None) -> bytes:
         writer, manifest = _pack(self)
-        return writer.to_bytes(manifest)
+        return writer.to_bytes(manifest, _sealer(sign))
 
-    def save(self, path: str | Path) -> Path:
+    def save(self, path: str | Path, sign: Ed25519PrivateKey | None = None) -> Path:
+        """Write the .hamr file; with `sign`, its manifest carries an ed25519 signature by that key."""
         path = Path(path)
         writer, manifest = _pack(self)
-        writer.write(path, manifest)
+        writer.write(path, manifest, _sealer(sign))
         return path
+
+
+def _sealer(key: Ed25519PrivateKey | None):
+    return None if key is None else (lambda manifest: signing.sign(manifest, key))
+
+
+def sign_file(path: str | Path, key: Ed25519PrivateKey) -> None:
+    """Add (or renew) a signature by `key` to the .hamr file at `path`, checking it first."""
+    container = open_container(path, verify=True)
+    write_atomically(Path(path), container.with_manifest(signing.sign(container.manifest, key)))
 
 
 def _media_type(fname: str) -> str:
@@ -123,36 +140,41 @@ def _pack(exe: Executable) -> tuple[ContainerWriter, dict]:
     return writer, manifest
 
 
-def load(source: str | Path | bytes, verify: bool = True) -> Executable:
-    """Open a .hamr file (memory-mapped) or bytes, checking version and hashes."""
+def load(source: str | Path | bytes, verify: bool = True, trust_binaries: bool = False) -> Executable:
+    """Open a .hamr file (memory-mapped) or bytes, checking version and hashes.
+
+    Native code in the file (the cpu variant's shared objects) is kept only when the file is
+    signed by a key in $HAMR_TRUSTED_KEYS or `trust_binaries` is true; otherwise it is dropped
+    and the targets build from the source they regenerate (see hamr/format/trust.py).
+    """
     container = open_container(source, verify=verify)
     manifest = container.manifest
     label = container.label
     try:
+        trust = decide(container, trust_binaries)
         proto = onnx.ModelProto.FromString(bytes(container.member("graph")))
+        index = manifest["weights"]["tensors"]
+        check_external_data(proto, set(index), label)
         model = ir.from_proto(proto)
         weights = container.member(manifest["weights"]["member"])
-        for name, entry in manifest["weights"]["tensors"].items():
-            dtype = ir.DataType[entry["dtype"]]
-            count = int(np.prod(entry["shape"], dtype=np.int64))
-            np_dtype = np.dtype(dtype.numpy()).newbyteorder("<")  # stored little-endian
-            if entry["offset"] % ALIGNMENT or entry["size"] != count * np_dtype.itemsize:
-                raise FormatError(f"{label}: corrupt: weight '{name}' has a bad offset or size in the manifest")
-            array = np.frombuffer(weights, dtype=np_dtype, count=count, offset=entry["offset"])
-            model.graph.initializers[name].const_value = ir.Tensor(array.reshape(entry["shape"]), dtype=dtype, name=name)
+        for name, entry in index.items():
+            model.graph.initializers[name].const_value = _weight(weights, name, entry, label)
         variants = {}
         for target, ref in manifest["variants"].items():
             variants[target] = json.loads(bytes(container.member(ref["member"])))
-            variants[target]["files"] = {f: container.member(m) for f, m in ref.get("files", {}).items()}
+            variants[target]["files"] = {f: container.member(m) for f, m in ref.get("files", {}).items()
+                                         if trust.binaries_used or not is_native(f)}
         signature = Signature.from_json(manifest["signature"])
         model_info = dict(manifest["model"])
-    except FormatError:
+        name = model_info.pop("name")
+    except HamrError:  # FormatError, or a bad trusted key file: already one line
         raise
-    except (KeyError, ValueError, TypeError, onnx.onnx_cpp2py_export.checker.ValidationError) as exc:
+    except (KeyError, ValueError, TypeError, AttributeError, onnx.onnx_cpp2py_export.checker.ValidationError) as exc:
         raise FormatError(f"{label}: corrupt: inconsistent manifest ({type(exc).__name__}: {exc})") from exc
+    except RecursionError:
+        raise FormatError(f"{label}: corrupt: the manifest or graph is nested too deeply") from None
     except Exception as exc:  # protobuf DecodeError and friends
         raise FormatError(f"{label}: corrupt: cannot read the graph ({type(exc).__name__}: {exc})") from exc
-    name = model_info.pop("name")
     return Executable(
         model=model,
         name=name,
@@ -163,4 +185,23 @@ def load(source: str | Path | bytes, verify: bool = True) -> Executable:
         members=manifest["members"],
         producer=manifest.get("producer", {}),
         format_version=manifest["format_version"],
+        trust=trust,
     )
+
+
+def _weight(weights: memoryview, name: str, entry: dict, label: str) -> ir.Tensor:
+    """One tensor of the weights member, as its index entry describes it (checked against the member)."""
+    dtype = ir.DataType[entry["dtype"]]
+    shape, offset, size = entry["shape"], entry["offset"], entry["size"]
+    if not isinstance(shape, list) or not all(_count(d) for d in shape) or not _count(offset) or not _count(size):
+        raise FormatError(f"{label}: corrupt: weight '{name}' has a bad shape, offset or size in the manifest")
+    np_dtype = np.dtype(dtype.numpy()).newbyteorder("<")  # stored little-endian
+    count = math.prod(shape)
+    if offset % ALIGNMENT or size != count * np_dtype.itemsize or offset + size > len(weights):
+        raise FormatError(f"{label}: corrupt: weight '{name}' has a bad offset or size in the manifest")
+    array = np.frombuffer(weights, dtype=np_dtype, count=count, offset=offset)
+    return ir.Tensor(array.reshape(shape), dtype=dtype, name=name)
+
+
+def _count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0

@@ -58,9 +58,10 @@ class _Active:
 
 
 class Session:
-    def __init__(self, executable: Executable | str | Path, device: str = "auto",
-                 state: dict[str, str] | None = None):
-        self.executable = executable if isinstance(executable, Executable) else load(executable)
+    def __init__(self, executable: Executable | str | Path | bytes, device: str = "auto",
+                 state: dict[str, str] | None = None, trust_binaries: bool = False):
+        """`trust_binaries`: for a file or bytes, load its native code even if no trusted key signed it."""
+        self.executable = executable if isinstance(executable, Executable) else load(executable, trust_binaries=trust_binaries)
         self.state_map = check_state_map(self.signature, state)
         self.input_names = [s.name for s in self.signature.inputs]
         self.output_names = [s.name for s in self.signature.outputs]
