@@ -1,0 +1,260 @@
+"""Attack: a tenant ships native code inside a .hamr and the pool (or `hamr run`) loads it.
+
+The trojan is the file's own generated C with a constructor appended, built as a shared object
+and swapped in for the cpu variant's `.so` members with every hash recomputed, as an attacker
+would: it computes the right answer, so only the marker file it writes shows that it ran.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+import hamr
+from hamr.pool import tensors
+from tests.security.forge import forge, manifest_of, member
+from tests.test_cli_errors import one_error_line
+from tests.test_pool_agent import cli, wait_until
+from tests.test_pool_service import npy
+from tests.test_runtime import OPENCL, mlp_model, mlp_reference
+
+X = np.random.default_rng(7).standard_normal((3, 16)).astype(np.float32)
+
+TROJAN = r"""
+#include <stdio.h>
+__attribute__((constructor)) static void hamr_test_trojan(void) {
+  FILE *f = fopen(MARKER, "w");
+  if (f) { fputs("the shipped shared object ran", f); fclose(f); }
+}
+"""
+
+
+def trojan_hamr(tmp_path: Path, marker: Path) -> bytes:
+    """A genuine cpu .hamr of the mlp whose .so members are replaced by a trojan writing `marker` when loaded."""
+    data = hamr.compile(mlp_model(), targets=["cpu"]).to_bytes()
+    manifest = manifest_of(data)
+    files = manifest["variants"]["cpu"]["files"]
+    source = tmp_path / f"trojan-{marker.name}.c"
+    source.write_text(member(data, files["kernels.c"]).decode() + TROJAN)
+    shared = tmp_path / f"trojan-{marker.name}.so"
+    subprocess.run(["cc", "-O1", "-fopenmp", "-fPIC", "-shared", "-std=gnu11", "-w", f'-DMARKER="{marker}"',
+                    str(source), "-o", str(shared)], check=True)  # fmt: skip
+    so = {m: shared.read_bytes() for f, m in files.items() if f.endswith(".so")}
+    assert so, "the cpu variant should ship shared objects"
+    return forge(data, so)
+
+
+def _env(tmp_path: Path, **extra) -> dict:
+    env = {k: v for k, v in os.environ.items() if k != "HAMR_TRUSTED_KEYS"}
+    env.update(HAMR_CACHE_DIR=str(tmp_path / "cache"), NO_COLOR="1", COLUMNS="200", **extra)
+    return env
+
+
+def _run(env: dict, exe: Path, out: Path, *extra) -> subprocess.CompletedProcess:
+    np.save(out.parent / "x.npy", X)
+    return cli(env, "run", exe, "--input", f"x={out.parent / 'x.npy'}", "--output-dir", out, *extra)
+
+
+def _y(out: Path) -> np.ndarray:
+    return np.load(out / "y.npy")
+
+
+# -- against a real pool: a job and a deployment ----------------------------------------
+
+
+def test_a_tenants_shared_object_never_runs_in_a_pool_job_and_the_job_still_succeeds(real_pool, tmp_path):
+    marker = tmp_path / "job-marker"
+    evil = trojan_hamr(tmp_path, marker)
+    client = real_pool.alice.client
+    uploaded = client.post("/v1/executables", content=evil)
+    assert uploaded.status_code == 201, uploaded.text
+    job = client.post("/v1/jobs", data={"executable_id": str(uploaded.json()["id"])}, files={"x": ("x.npy", npy(X))})
+    assert job.status_code == 201, job.text
+    job_id = job.json()["id"]
+    final = wait_until("the job to finish", lambda: (j := client.get(f"/v1/jobs/{job_id}").json())["state"]
+                       in ("succeeded", "failed", "cancelled") and j, 180)  # fmt: skip
+    assert not marker.exists(), "the tenant's shared object ran inside the pool"
+    assert final["state"] == "succeeded", final
+    y = np.load(io.BytesIO(client.get(f"/v1/jobs/{job_id}/outputs/y").content))
+    np.testing.assert_allclose(y, mlp_reference(X), rtol=1e-5, atol=1e-5)
+
+
+def test_a_tenants_shared_object_never_runs_in_a_pool_deployment(real_pool, tmp_path):
+    marker = tmp_path / "deployment-marker"
+    evil = trojan_hamr(tmp_path, marker)
+    client = real_pool.alice.client
+    exe_id = client.post("/v1/executables", content=evil).json()["id"]
+    deployment = client.post("/v1/deployments", json={"executable_id": exe_id, "replicas": 1})
+    assert deployment.status_code == 201, deployment.text
+    deployment_id = deployment.json()["id"]
+    try:
+        answer = client.post(f"/v1/deployments/{deployment_id}/infer?wait=120", content=tensors.encode({"x": X}),
+                             headers={"Content-Type": tensors.MEDIA_TYPE}, timeout=180)  # fmt: skip
+        assert not marker.exists(), "the tenant's shared object ran inside the pool"
+        assert answer.status_code == 200, answer.text
+        np.testing.assert_allclose(tensors.decode(answer.content)["y"], mlp_reference(X), rtol=1e-5, atol=1e-5)
+    finally:
+        client.delete(f"/v1/deployments/{deployment_id}")
+    time.sleep(0.5)
+    assert not marker.exists()
+
+
+# -- locally: hamr run, the opt-in, signatures -----------------------------------------
+
+
+def test_hamr_run_builds_from_source_unless_the_caller_trusts_the_files_binaries(tmp_path):
+    marker = tmp_path / "run-marker"
+    exe = tmp_path / "evil.hamr"
+    exe.write_bytes(trojan_hamr(tmp_path, marker))
+    env = _env(tmp_path)
+    ran = _run(env, exe, tmp_path / "out1")
+    assert ran.returncode == 0, ran.stderr
+    assert not marker.exists(), "hamr run loaded a shared object from the file without being asked to"
+    np.testing.assert_allclose(_y(tmp_path / "out1"), mlp_reference(X), rtol=1e-5, atol=1e-5)
+
+    trusted = _run(env, exe, tmp_path / "out2", "--trust-binaries")
+    assert trusted.returncode == 0, trusted.stderr
+    assert marker.exists(), "--trust-binaries should load the file's own shared object"
+
+
+def _keys(tmp_path: Path) -> tuple[Path, Path]:
+    made = cli(_env(tmp_path), "keygen", tmp_path / "signer.pem")
+    assert made.returncode == 0, made.stderr
+    private, public = tmp_path / "signer.pem", tmp_path / "signer.pub"
+    assert private.stat().st_mode & 0o777 == 0o600
+    return private, public
+
+
+def test_a_file_signed_by_a_trusted_key_uses_its_binary_and_an_untrusted_signer_does_not(tmp_path):
+    private, public = _keys(tmp_path)
+    marker = tmp_path / "signed-marker"
+    exe = tmp_path / "signed.hamr"
+    exe.write_bytes(trojan_hamr(tmp_path, marker))  # the signer vouches for whatever it signs
+    signed = cli(_env(tmp_path), "sign", exe, "--key", private)
+    assert signed.returncode == 0, signed.stderr
+
+    other = tmp_path / "other"
+    other.mkdir()
+    _, stranger = _keys(other)
+    untrusted = _run(_env(tmp_path, HAMR_TRUSTED_KEYS=str(stranger)), exe, tmp_path / "out1")
+    assert untrusted.returncode == 0, untrusted.stderr
+    assert not marker.exists(), "a signature by a key nobody trusts made the binary run"
+
+    trusted = _run(_env(tmp_path, HAMR_TRUSTED_KEYS=str(public)), exe, tmp_path / "out2")
+    assert trusted.returncode == 0, trusted.stderr
+    assert marker.exists(), "a file signed by a trusted key should use its shipped binary"
+    np.testing.assert_allclose(_y(tmp_path / "out2"), mlp_reference(X), rtol=1e-5, atol=1e-5)
+
+
+def test_a_signed_file_whose_shared_object_was_swapped_afterwards_is_refused(tmp_path, monkeypatch):
+    private, public = _keys(tmp_path)
+    genuine = tmp_path / "genuine.hamr"
+    onnx.save(mlp_model(), tmp_path / "mlp.onnx")
+    made = cli(_env(tmp_path), "compile", tmp_path / "mlp.onnx", "-o", genuine, "--target", "cpu", "--sign", private)
+    assert made.returncode == 0, made.stderr
+    marker = tmp_path / "swapped-marker"
+    trojan = trojan_hamr(tmp_path, marker)
+    files = manifest_of(trojan)["variants"]["cpu"]["files"]
+    swapped = {m: member(trojan, m) for f, m in files.items() if f.endswith(".so")}
+    env = _env(tmp_path, HAMR_TRUSTED_KEYS=str(public))
+
+    rehashed = tmp_path / "rehashed.hamr"  # hashes recomputed: the signature no longer matches the manifest
+    rehashed.write_bytes(forge(genuine.read_bytes(), swapped))
+    assert "does not verify" in one_error_line(_run(env, rehashed, tmp_path / "out1"))
+    monkeypatch.setenv("HAMR_TRUSTED_KEYS", str(public))
+    with pytest.raises(hamr.FormatError, match="does not verify"):
+        hamr.load(rehashed, verify=False)
+
+    # bytes swapped in place, manifest (and signature) untouched: caught by the native member's hash, even unverified
+    data = bytearray(genuine.read_bytes())
+    so_member = next(iter(swapped))
+    entry = manifest_of(bytes(data))["members"][so_member]
+    data[entry["offset"] + 100] ^= 0xFF
+    with pytest.raises(hamr.FormatError, match="does not match its sha256"):
+        hamr.load(bytes(data), verify=False)
+    assert not marker.exists()
+
+
+def test_key_and_signature_errors_are_one_line(tmp_path):
+    private, public = _keys(tmp_path)
+    env = _env(tmp_path)
+    assert "already exists" in one_error_line(cli(env, "keygen", private))
+    onnx.save(mlp_model(), tmp_path / "mlp.onnx")
+    assert "is not an unencrypted PEM private key" in one_error_line(
+        cli(env, "compile", tmp_path / "mlp.onnx", "-o", tmp_path / "m.hamr", "--sign", public))
+    exe = tmp_path / "m.hamr"
+    hamr.compile(mlp_model(), targets=["cpu"]).save(exe)
+    assert cli(env, "sign", exe, "--key", private).returncode == 0
+    assert "cannot read public key" in one_error_line(cli(_env(tmp_path, HAMR_TRUSTED_KEYS=str(tmp_path / "no.pub")), "inspect", exe))
+    assert "is not a PEM public key" in one_error_line(cli(env, "pool", "up", "--trusted-key", private, "--data-dir", tmp_path / "p"))
+    assert "is not a PEM public key" in one_error_line(cli(env, "agent", "--trusted-key", private, "--server", "http://127.0.0.1:9", "--token", "t"))
+    garbled = forge(exe.read_bytes(), {}, edit=lambda m: m["signatures"][0].update(signature="00" * 64))
+    (tmp_path / "garbled.hamr").write_bytes(garbled)
+    assert "does not verify" in one_error_line(cli(_env(tmp_path, HAMR_TRUSTED_KEYS=str(public)), "inspect", tmp_path / "garbled.hamr"))
+
+
+def test_inspect_shows_the_signer_and_whether_binaries_are_used(tmp_path):
+    private, public = _keys(tmp_path)
+    exe = tmp_path / "m.hamr"
+    hamr.compile(mlp_model(), targets=["cpu"]).save(exe)
+    plain = cli(_env(tmp_path), "inspect", exe)
+    assert "signed by: none; native code: dropped" in plain.stdout, plain.stdout
+    assert cli(_env(tmp_path), "sign", exe, "--key", private).returncode == 0
+    key_id = hamr.load(exe).trust.signers[0]
+    trusted = cli(_env(tmp_path, HAMR_TRUSTED_KEYS=str(public)), "inspect", exe)
+    assert f"signed by: {key_id[:16]}; native code: used (signed by trusted key {key_id[:16]})" in trusted.stdout, trusted.stdout
+
+
+# -- the regenerated source: names from the model never become code ---------------------
+
+PAYLOAD = '*/\n#include "/etc/passwd"\n__attribute__((constructor)) static void pwn(void){system("id");}\n/* "\\ %s {name} '
+W = np.random.default_rng(3).standard_normal((16, 24)).astype(np.float32)
+B = np.random.default_rng(4).standard_normal(24).astype(np.float32)
+
+
+def _named(name: str) -> str:
+    return PAYLOAD + name
+
+
+def crafted_names_model() -> onnx.ModelProto:
+    n = _named
+    nodes = [helper.make_node("MatMul", [n("x"), n("W")], [n("a")], name=n("matmul"), doc_string=PAYLOAD),
+             helper.make_node("Add", [n("a"), n("B")], [n("b")], name=n("add")),
+             helper.make_node("Relu", [n("b")], [n("r")], name=n("relu")),
+             helper.make_node("Softmax", [n("r")], [n("s")], name=n("softmax"), axis=-1),
+             helper.make_node("Transpose", [n("s")], [n("y")], name=n("transpose"), perm=[1, 0])]
+    graph = helper.make_graph(nodes, n("graph"), [helper.make_tensor_value_info(n("x"), TensorProto.FLOAT, [n("batch"), 16])],
+                              [helper.make_tensor_value_info(n("y"), TensorProto.FLOAT, [24, n("batch")])],
+                              [numpy_helper.from_array(W, n("W")), numpy_helper.from_array(B, n("B"))], doc_string=PAYLOAD)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8, doc_string=PAYLOAD,
+                             producer_name=PAYLOAD)
+
+
+def test_names_in_the_model_never_reach_the_generated_source(tmp_path):
+    targets = ["cpu"] + (["opencl"] if OPENCL else [])
+    exe = hamr.compile(crafted_names_model(), targets=targets)
+    for target in targets:
+        sources = [bytes(d).decode() for f, d in exe.variants[target]["files"].items() if f.endswith((".c", ".cl"))]
+        assert sources, target
+        for text in sources:
+            for fragment in ("passwd", "constructor", "pwn", "system(", "{name}", "%s"):
+                assert fragment not in text, (target, fragment)
+    expected = np.exp(np.maximum(X @ W + B, 0))
+    expected = (expected / expected.sum(-1, keepdims=True)).T
+    for target in targets:
+        session = hamr.Session(exe, device="cpu" if target == "cpu" else OPENCL[0])
+        assert session.target == target
+        np.testing.assert_allclose(session.run({_named("x"): X})[_named("y")], expected, rtol=1e-5, atol=1e-6)
+
+
+if __name__ == "__main__":
+    sys.exit(pytest.main([__file__, "-q"]))
