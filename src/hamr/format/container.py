@@ -88,13 +88,13 @@ class Container:
         try:
             entry = self.manifest["members"][name]
         except (KeyError, TypeError):
-            raise FormatError(f"{self.label}: corrupt: the manifest has no member '{name}'") from None
+            raise FormatError(f"{self.label}: corrupt: the manifest has no member {name!r}") from None
         return self.buffer[entry["offset"] : entry["offset"] + entry["size"]]
 
     def check(self, name: str) -> None:
         """Check member `name` against its sha256 (FormatError if it differs)."""
         if sha256(self.member(name)) != self.manifest["members"][name]["sha256"]:
-            raise FormatError(f"{self.label}: corrupt: member '{name}' does not match its sha256")
+            raise FormatError(f"{self.label}: corrupt: member {name!r} does not match its sha256")
 
     def with_manifest(self, manifest: dict) -> bytes:
         """The file's bytes with its manifest replaced (members unchanged), e.g. to add a signature."""
@@ -157,17 +157,17 @@ def read_manifest(buffer: memoryview, label: str, verify: bool = True) -> dict:
     spans = []
     for name, entry in manifest["members"].items():
         if not isinstance(entry, dict) or not all(_is_int(entry.get(k)) for k in ("offset", "size")) or not isinstance(entry.get("sha256"), str):
-            raise FormatError(f"{label}: corrupt: member '{name}' lacks offset, size or sha256")
+            raise FormatError(f"{label}: corrupt: member {name!r} lacks offset, size or sha256")
         if entry["offset"] % ALIGNMENT:
-            raise FormatError(f"{label}: corrupt: member '{name}' is not {ALIGNMENT}-byte aligned")
+            raise FormatError(f"{label}: corrupt: member {name!r} is not {ALIGNMENT}-byte aligned")
         end = entry["offset"] + entry["size"]
         if entry["offset"] < HEADER_SIZE or entry["size"] < 0 or end > offset:
-            raise FormatError(f"{label}: corrupt: member '{name}' lies outside the data area")
+            raise FormatError(f"{label}: corrupt: member {name!r} lies outside the data area")
         if verify and sha256(buffer[entry["offset"] : end]) != entry["sha256"]:
-            raise FormatError(f"{label}: corrupt: member '{name}' does not match its sha256")
+            raise FormatError(f"{label}: corrupt: member {name!r} does not match its sha256")
         spans.append((entry["offset"], end, name))
     spans.sort()
     for (_, end, first), (start, _, second) in zip(spans, spans[1:]):
         if start < end:
-            raise FormatError(f"{label}: corrupt: members '{first}' and '{second}' overlap")
+            raise FormatError(f"{label}: corrupt: members {first!r} and {second!r} overlap")
     return manifest

@@ -11,11 +11,10 @@ from pathlib import Path
 import numpy as np
 import onnx
 import onnx_ir as ir
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from hamr import __version__
 from hamr.errors import FormatError, HamrError
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
 from hamr.format import signing
 from hamr.format.container import ALIGNMENT, FORMAT_VERSION, ContainerWriter, open_container, write_atomically
 from hamr.format.external import WEIGHTS_LOCATION, check_external_data
@@ -170,11 +169,11 @@ def load(source: str | Path | bytes, verify: bool = True, trust_binaries: bool =
     except HamrError:  # FormatError, or a bad trusted key file: already one line
         raise
     except (KeyError, ValueError, TypeError, AttributeError, onnx.onnx_cpp2py_export.checker.ValidationError) as exc:
-        raise FormatError(f"{label}: corrupt: inconsistent manifest ({type(exc).__name__}: {exc})") from exc
+        raise FormatError(f"{label}: corrupt: inconsistent manifest ({_one_line(exc)})") from exc
     except RecursionError:
         raise FormatError(f"{label}: corrupt: the manifest or graph is nested too deeply") from None
     except Exception as exc:  # protobuf DecodeError and friends
-        raise FormatError(f"{label}: corrupt: cannot read the graph ({type(exc).__name__}: {exc})") from exc
+        raise FormatError(f"{label}: corrupt: cannot read the graph ({_one_line(exc)})") from exc
     return Executable(
         model=model,
         name=name,
@@ -189,16 +188,20 @@ def load(source: str | Path | bytes, verify: bool = True, trust_binaries: bool =
     )
 
 
+def _one_line(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+
+
 def _weight(weights: memoryview, name: str, entry: dict, label: str) -> ir.Tensor:
     """One tensor of the weights member, as its index entry describes it (checked against the member)."""
     dtype = ir.DataType[entry["dtype"]]
     shape, offset, size = entry["shape"], entry["offset"], entry["size"]
     if not isinstance(shape, list) or not all(_count(d) for d in shape) or not _count(offset) or not _count(size):
-        raise FormatError(f"{label}: corrupt: weight '{name}' has a bad shape, offset or size in the manifest")
+        raise FormatError(f"{label}: corrupt: weight {name!r} has a bad shape, offset or size in the manifest")
     np_dtype = np.dtype(dtype.numpy()).newbyteorder("<")  # stored little-endian
     count = math.prod(shape)
     if offset % ALIGNMENT or size != count * np_dtype.itemsize or offset + size > len(weights):
-        raise FormatError(f"{label}: corrupt: weight '{name}' has a bad offset or size in the manifest")
+        raise FormatError(f"{label}: corrupt: weight {name!r} has a bad offset or size in the manifest")
     array = np.frombuffer(weights, dtype=np_dtype, count=count, offset=offset)
     return ir.Tensor(array.reshape(shape), dtype=dtype, name=name)
 
