@@ -23,7 +23,7 @@ import hamr
 from hamr.pool import tensors
 from tests.security.forge import forge, manifest_of, member
 from tests.test_cli_errors import one_error_line
-from tests.test_pool_agent import cli, wait_until
+from tests.test_pool_agent import _pool_url, cli, start, stop, wait_until
 from tests.test_pool_service import npy
 from tests.test_runtime import OPENCL, mlp_model, mlp_reference
 
@@ -106,6 +106,45 @@ def test_a_tenants_shared_object_never_runs_in_a_pool_deployment(real_pool, tmp_
         client.delete(f"/v1/deployments/{deployment_id}")
     time.sleep(0.5)
     assert not marker.exists()
+
+
+def _job_state(client, executable: bytes) -> tuple[str, int]:
+    exe_id = client.post("/v1/executables", content=executable).json()["id"]
+    job_id = client.post("/v1/jobs", data={"executable_id": str(exe_id)}, files={"x": ("x.npy", npy(X))}).json()["id"]
+    final = wait_until("the job to finish", lambda: (j := client.get(f"/v1/jobs/{job_id}").json())["state"]
+                       in ("succeeded", "failed", "cancelled") and j, 180)  # fmt: skip
+    return final["state"], job_id
+
+
+def test_a_pool_with_a_trusted_key_runs_binaries_signed_by_it_in_its_workers_and_no_others(tmp_path):
+    import httpx
+
+    from tests.test_pool_service import bearer
+
+    private, public = _keys(tmp_path)
+    signed_marker, unsigned_marker = tmp_path / "signed-marker", tmp_path / "unsigned-marker"
+    signed = tmp_path / "signed.hamr"
+    signed.write_bytes(trojan_hamr(tmp_path, signed_marker))
+    assert cli(_env(tmp_path), "sign", signed, "--key", private).returncode == 0
+    root = tmp_path / "pool"
+    env = _env(tmp_path, HAMR_POOL_DIR=str(root))
+    for name in ("HAMR_TOKEN", "HAMR_POOL_URL", "HAMR_HOST_ID"):
+        env.pop(name, None)
+    server = start(env, "pool", "up", "--port", "0", "--heartbeat-timeout", "8", "--trusted-key", public)
+    try:
+        url = wait_until("hamr pool up", lambda: _pool_url(root) or server.poll() is not None, 60)
+        assert server.poll() is None, server.stdout.read()
+        client = httpx.Client(base_url=url, headers=bearer((root / "default.token").read_text().strip()), timeout=60)
+        assert _job_state(client, trojan_hamr(tmp_path, unsigned_marker))[0] == "succeeded"
+        assert not unsigned_marker.exists(), "an unsigned shared object ran in a pool that trusts a key"
+        state, job_id = _job_state(client, signed.read_bytes())
+        assert state == "succeeded"
+        assert signed_marker.exists(), "the pool's worker should use a binary signed by the key it trusts"
+        y = np.load(io.BytesIO(client.get(f"/v1/jobs/{job_id}/outputs/y").content))
+        np.testing.assert_allclose(y, mlp_reference(X), rtol=1e-5, atol=1e-5)
+    finally:
+        log = stop(server)
+    assert "Traceback" not in log, log
 
 
 # -- locally: hamr run, the opt-in, signatures -----------------------------------------
