@@ -21,10 +21,11 @@ from hamr.pool.remote_replicas import ReplicaRequest
 from hamr.pool.service.auth import Admin, NodeAgent, Reg
 from hamr.pool.service.errors import one_line
 from hamr.pool.service.schemas import MAX_ID, MAX_SHARD, TEXT, DeviceReportIn, ErrorOut, Id, NodeOut, Strict, node_out
+from hamr.pool.service.strict_json import StrictJsonRoute
 from hamr.pool.service.uploads import BINARY, read_fields_and_arrays, request_body
 from hamr.pool.service.wake import WAKES_POOL
 
-router = APIRouter(prefix="/v1/agents", tags=["agents"],
+router = APIRouter(prefix="/v1/agents", tags=["agents"], route_class=StrictJsonRoute,
                    responses={503: {"model": ErrorOut, "description": "this pool takes no remote agents"}})
 
 MAX_WAIT_S = 30.0

@@ -6,9 +6,10 @@ from fastapi import APIRouter
 
 from hamr.pool.service.auth import Admin, Authed, Reg
 from hamr.pool.service.schemas import DeviceOut, PublicDevice, Uuid, device_out, public_device
+from hamr.pool.service.strict_json import StrictJsonRoute
 from hamr.pool.service.wake import WAKES_POOL
 
-router = APIRouter(prefix="/v1/devices", tags=["devices"])
+router = APIRouter(prefix="/v1/devices", tags=["devices"], route_class=StrictJsonRoute)
 
 
 @router.get("", response_model=list[DeviceOut] | list[PublicDevice], summary="List devices")

@@ -13,10 +13,11 @@ from hamr.pool.registry import NotFound
 from hamr.pool.registry.states import FINAL
 from hamr.pool.service.auth import Authed, AuthedOrAgent, Reg, read_scope
 from hamr.pool.service.schemas import Id, JobForm, JobOut, JobState, PlacementOut, job_out
+from hamr.pool.service.strict_json import StrictJsonRoute
 from hamr.pool.service.uploads import BINARY, read_fields_and_arrays, request_body
 from hamr.pool.service.wake import WAKES_POOL
 
-router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"], route_class=StrictJsonRoute)
 WAIT_FIRST_S, WAIT_LONGEST_S = 0.002, 0.01  # a waiting GET re-reads the job this often, backing off
 
 SUBMIT_BODY = request_body(
