@@ -1,4 +1,8 @@
-"""/v1/jobs: submit (multipart: fields executable_id, priority, n_devices; one .npy file part per input), status, inputs, outputs, cancel."""
+"""/v1/jobs: submit (multipart: fields executable_id, priority, n_devices; one .npy file part per input), status, inputs, outputs, cancel.
+
+An input or output is named in the path as the model names it, `/` included (`save_infer_model/scale_0.tmp_1`);
+clients percent-encode the name.
+"""
 
 from __future__ import annotations
 
@@ -73,7 +77,7 @@ def get_placements(job_id: Id, registry: Reg, who: Authed) -> list[PlacementOut]
 
 
 @router.get(
-    "/{job_id}/outputs/{name}",
+    "/{job_id}/outputs/{name:path}",
     response_class=Response,
     responses={200: {"content": {"application/octet-stream": {"schema": BINARY}}, "description": "the output as a .npy file"}},
     summary="One output of a finished job, as .npy",
@@ -84,7 +88,7 @@ def get_output(job_id: Id, name: Annotated[str, Path(min_length=1, max_length=25
 
 
 @router.get(
-    "/{job_id}/inputs/{name}",
+    "/{job_id}/inputs/{name:path}",
     response_class=Response,
     responses={200: {"content": {"application/octet-stream": {"schema": BINARY}}, "description": "the input as a .npy file"}},
     summary="One input of a job, as .npy (what a remote agent runs it on)",
