@@ -18,25 +18,16 @@ from urllib.parse import urlsplit
 import numpy as np
 import pytest
 
-import hamr
 from hamr.pool import tensors
-from tests.test_pool_agent import wait_until
-from tests.test_runtime import mlp_model, mlp_reference
+from tests.security.fuzzing import ready_deployment
+from tests.test_runtime import mlp_reference
 
 X = np.linspace(-1, 1, 32, dtype=np.float32).reshape(2, 16)
 
 
 @pytest.fixture(scope="module")
 def deployment(real_pool) -> int:
-    """Alice's deployment of the MLP (reference target), with its replica ready: the fast path serves it."""
-    client = real_pool.alice.client
-    exe = client.post("/v1/executables", content=hamr.compile(mlp_model(), targets=["reference"]).to_bytes())
-    assert exe.status_code == 201, exe.text
-    made = client.post("/v1/deployments", json={"executable_id": exe.json()["id"], "replicas": 1})
-    assert made.status_code == 201, made.text
-    deployment_id = made.json()["id"]
-    wait_until("the replica to be ready", lambda: client.get(f"/v1/deployments/{deployment_id}").json()["ready"] >= 1, 120)
-    return deployment_id
+    return ready_deployment(real_pool.alice.client)
 
 
 def _connection(real_pool) -> http.client.HTTPConnection:
