@@ -118,7 +118,16 @@ JSON_SCALARS = st.one_of(st.none(), st.booleans(), st.integers(min_value=-(2**80
                          st.floats(), st.text(ANY_CHARACTER, max_size=8))  # fmt: skip
 JSON_VALUES = st.recursive(JSON_SCALARS, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
                            max_leaves=12)  # fmt: skip
-ENTRY_FIELDS = ("name", "dtype", "shape", "offset", "nbytes")
+EDGE_INTS = st.sampled_from([0, 1, 2, 3, 4, 64, 2**31, 2**32, 2**62, 2**63 - 1, 2**63, 2**64, 2**70, -1, -(2**63)])
+ODD_DTYPES = ["|O8", "V8", "<U4", "M8[s]", "(2,)f4", "f4,i4", "", "f4" * 20]
+ENTRY_FIELDS = {  # each field of a header entry: a plausible value, an edge, or any JSON value
+    "name": st.text(ANY_CHARACTER, max_size=8) | JSON_VALUES,
+    "dtype": st.sampled_from(DTYPES + ODD_DTYPES) | JSON_VALUES,
+    "shape": st.lists(st.integers(0, 4) | EDGE_INTS | st.booleans(), max_size=70) | JSON_VALUES,
+    "offset": st.integers(0, 256) | EDGE_INTS | JSON_VALUES,
+    "nbytes": st.integers(0, 256) | EDGE_INTS | JSON_VALUES,
+}
+DEEP_JSON = st.integers(1, 200_000).map(lambda depth: "[" * depth + "]" * depth)
 
 
 def _body(header: bytes, padding: int) -> bytes:
@@ -157,11 +166,16 @@ def mutated_bodies(draw, bodies=None):
 
 @st.composite
 def crafted_headers(draw):
-    """A well-framed body whose header holds entries of arbitrary JSON values (bools, huge ints, NaN, nesting)."""
-    entries = draw(st.lists(st.fixed_dictionaries({}, optional={k: JSON_VALUES for k in ENTRY_FIELDS})
-                            | st.fixed_dictionaries({k: JSON_VALUES for k in ENTRY_FIELDS}), max_size=3))  # fmt: skip
-    header = json.dumps({"tensors": entries} if draw(st.booleans()) else draw(JSON_VALUES)).encode("utf-8", "surrogatepass")
-    return _body(header, draw(st.integers(0, 512)))
+    """A well-framed body whose header is odd: entries with edge or arbitrary values (bools, huge ints, NaN,
+    lone surrogates), fields left out, any JSON value, or JSON nested deeper than any parser's stack."""
+    entries = st.lists(st.fixed_dictionaries(ENTRY_FIELDS) | st.fixed_dictionaries({}, optional=ENTRY_FIELDS), max_size=3)
+    kind = draw(st.sampled_from(["entries", "any", "deep"]))
+    if kind == "deep":
+        text = draw(DEEP_JSON)
+        text = text if draw(st.booleans()) else '{"tensors":' + text + "}"
+    else:
+        text = json.dumps({"tensors": draw(entries)} if kind == "entries" else draw(JSON_VALUES))
+    return _body(text.encode(), draw(st.integers(0, 512)))
 
 
 def tensor_bodies(accepted=None):
