@@ -12,14 +12,20 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
 import struct
 from urllib.parse import urlsplit
 
 import numpy as np
 import pytest
+from fastapi.testclient import TestClient
 
 from hamr.pool import tensors
+from hamr.pool.registry import open_registry
+from hamr.pool.remote import RemoteAgents
+from hamr.pool.service import create_app
 from tests.security.fuzzing import ready_deployment
+from tests.test_pool_service import bearer
 from tests.test_runtime import mlp_reference
 
 X = np.linspace(-1, 1, 32, dtype=np.float32).reshape(2, 16)
@@ -111,3 +117,25 @@ def test_a_json_body_no_answer_could_encode_is_refused_and_not_stored(real_pool,
         assert not [n for n in json.loads(nodes) if n["name"].startswith("evil-")]
     finally:
         conn.close()
+
+
+
+def test_every_json_body_is_parsed_strictly(tmp_path):
+    """Each route whose JSON body FastAPI parses refuses a lone surrogate (a router added without
+    `route_class=StrictJsonRoute` would store it); in process, every such route of the spec."""
+    with open_registry(data_dir=tmp_path / "pool") as registry:
+        remote = RemoteAgents(registry)
+        app = create_app(registry, remote=remote)
+        admin, _ = registry.create_token(None, admin=True)
+        client = TestClient(app, raise_server_exceptions=False)
+        sent = []
+        for path, methods in app.openapi()["paths"].items():
+            for method, operation in methods.items():
+                if list(operation.get("requestBody", {}).get("content", {})) != ["application/json"]:
+                    continue  # no body, or one the route reads itself
+                response = client.request(method, re.sub(r"{[^}]+}", "1", path), content=b'{"name":"\\ud800"}',
+                                          headers=bearer(admin) | {"Content-Type": "application/json"})  # fmt: skip
+                assert response.status_code == 422 and "not valid JSON" in response.json()["detail"], (method, path, response.text)
+                sent.append(f"{method} {path}")
+        remote.close()
+    assert len(sent) >= 5, sent
