@@ -677,8 +677,15 @@ def test_replica_requests_go_to_the_agent_and_come_back_as_outputs_errors_or_gon
             response = answer(infer["request"], **({"headers": {"Content-Type": "application/json"}} | bad))
             assert response.status_code == status, (bad, response.text)
             _detail(response)
-        assert answer(infer["request"], content=tensors.encode({"y": 2 * x}), **tensors_body).status_code == 204
-        np.testing.assert_array_equal(running.result(timeout=10)["y"], 2 * x)
+        y = np.full((2, 24), 2, np.float32)  # the model's output: float32[batch, 24]
+        assert answer(infer["request"], content=tensors.encode({"y": y}), **tensors_body).status_code == 204
+        np.testing.assert_array_equal(running.result(timeout=10)["y"], y)
+
+        running = threads.submit(session.run, {"x": x})
+        wrong = answer(taken()["request"], content=tensors.encode({"y": x}), **tensors_body)
+        assert wrong.status_code == 422 and "output 'y' is float32[2, 16]" in _detail(wrong)
+        with pytest.raises(HamrError, match="outputs the model does not give"):  # the request fails with that line
+            running.result(timeout=10)
 
         running = threads.submit(session.run, {"x": x})
         assert answer(taken()["request"], json={"error": "input 'x' has shape [2, 3]"}).status_code == 204

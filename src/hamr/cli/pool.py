@@ -17,6 +17,7 @@ import threading
 import time
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import quote
 
 import typer
 
@@ -285,7 +286,7 @@ def submit(
         raise HamrError(f"job {job['id']} {job['state']}: {job.get('error') or 'no error recorded'}")
     outputs = {}
     for name in job["outputs"]:
-        data = client.call("GET", f"/v1/jobs/{job['id']}/outputs/{name}").content
+        data = client.call("GET", f"/v1/jobs/{job['id']}/outputs/{quote(name, safe='')}").content
         outputs[name] = np.load(io.BytesIO(data), allow_pickle=False)
     placements = client.call("GET", f"/v1/jobs/{job['id']}/placements").json()
     where = placements[-1]["device"] if placements else "?"
@@ -363,7 +364,7 @@ def drain(device: Annotated[str, typer.Argument(help="A device uuid, or its loca
         known = ", ".join(f"{d.get('local_id')} ({d.get('uuid')})" for d in devices) or "none"
         raise HamrError(f"device '{device}' names {len(matches)} devices of the pool (devices: {known})")
     uuid = matches[0]["uuid"]
-    client.call("POST", f"/v1/devices/{uuid}/{'undrain' if undo else 'drain'}")
+    client.call("POST", f"/v1/devices/{quote(uuid, safe='')}/{'undrain' if undo else 'drain'}")
     out.print(f"{'undrained' if undo else 'drained'} {matches[0].get('local_id')} ({uuid})")
 
 
@@ -372,8 +373,6 @@ def agent_token(node: Annotated[str, typer.Argument(help="The node name its agen
                 server: Server = None, token: Token = None, data_dir: DataDir = None) -> None:
     """Create a token for one node's agent and print it (shown once): it serves only that node's
     agent routes and the downloads of the work sent to it, not the rest of the API."""
-    from urllib.parse import quote
-
     out, _ = _console()
     client = Client(server, token, admin=True, data_dir=data_dir)
     out.print(client.call("POST", f"/v1/agents/{quote(node, safe='')}/tokens").json()["token"])

@@ -40,8 +40,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hamr.errors import HamrError
+from hamr.ir.signature import Signature
 from hamr.pool.dispatcher import Dispatcher
 from hamr.pool.drivers import DeviceReport
+from hamr.pool.output_check import outputs_mismatch, signature_of_file
 from hamr.pool.registry import ANY_TENANT, Node, NotFound, Registry, ReplicaView
 from hamr.pool.registry.models import NODE_LOST, NODE_UP
 from hamr.pool.remote_replicas import RemoteSession, ReplicaRequest, ReplicaRequests, open_replica
@@ -323,6 +325,7 @@ class RemoteAgents:
         self.lock = threading.Lock()
         self.changed = threading.Condition()
         self._executables: dict[int, str] = {}  # executable id -> sha256 (records never change)
+        self._signatures: dict[int, Signature] = {}  # executable id -> its model's signature
 
     # -- the routes' side --
 
@@ -379,6 +382,28 @@ class RemoteAgents:
         if sha256 is None:
             sha256 = self._executables[executable_id] = self.registry.get_executable(ANY_TENANT, executable_id).sha256
         return sha256
+
+    def signature(self, executable_id: int) -> Signature:
+        signature = self._signatures.get(executable_id)
+        if signature is None:
+            path = self.registry.executable_file(ANY_TENANT, executable_id)
+            signature = self._signatures[executable_id] = signature_of_file(path)
+        return signature
+
+    def result_mismatch(self, name: str, job: int, attempt: int, shard: int, outputs: dict) -> str | None:
+        """Why an agent's outputs for (job, attempt, shard) are not what the job's model gives (None: they are,
+        or no run of it waits on the node, which `deliver` then says)."""
+        with self.changed:
+            assignment = self.node(name).runs.get((job, attempt, shard))
+        if assignment is None:
+            return None
+        why = outputs_mismatch(self.signature(assignment.item["executable_id"]), outputs)
+        return None if why is None else f"the agent of {name} sent outputs the model does not give: {why}"
+
+    def answer_mismatch(self, request: ReplicaRequest, outputs: dict) -> str | None:
+        """Why an agent's outputs for a replica's request are not what the deployment's model gives, or None."""
+        why = outputs_mismatch(self.signature(request.item["executable_id"]), outputs)
+        return None if why is None else f"the agent sent outputs the model does not give: {why}"
 
     # -- the agent loop's side (as RayPool) --
 

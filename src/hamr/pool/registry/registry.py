@@ -27,6 +27,21 @@ class Registry(Fleet, Tenancy, Executables, Jobs, Deployments, RegistryCore):
     """
 
 
+def keep_private(data_dir: Path, url: URL) -> None:
+    """The data directory 0700 and an SQLite database 0600, made so before anything is written in them:
+    they hold every tenant's data and the tokens' hashes. SQLite gives its -wal and -shm files the
+    database's mode; files a pool made before this are narrowed too."""
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    data_dir.chmod(0o700)
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return
+    database = Path(url.database)
+    os.close(os.open(database, os.O_WRONLY | os.O_CREAT, 0o600))  # SQLite takes an empty file for a new database
+    for path in (database, database.with_name(database.name + "-wal"), database.with_name(database.name + "-shm")):
+        if path.exists():
+            path.chmod(0o600)
+
+
 def default_data_dir() -> Path:
     return Path(os.environ.get("HAMR_POOL_DIR") or Path.home() / ".local" / "share" / "hamr" / "pool")
 
@@ -35,11 +50,11 @@ def open_registry(url: str | URL | None = None, data_dir: str | Path | None = No
     """Open the registry at `url` (default: SQLite in WAL mode at <data_dir>/pool.db), migrated to head.
 
     Blobs (executables, job inputs and outputs) live in <data_dir>/blobs. `data_dir` defaults to
-    $HAMR_POOL_DIR, else ~/.local/share/hamr/pool.
+    $HAMR_POOL_DIR, else ~/.local/share/hamr/pool. Only the pool's user may read either (keep_private).
     """
     data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
-    data_dir.mkdir(parents=True, exist_ok=True)
     url = make_url(url) if url is not None else URL.create("sqlite", database=str(data_dir / DB_NAME))
+    keep_private(data_dir, url)
     engine = create_registry_engine(url)
     try:
         if migrate:

@@ -18,8 +18,16 @@ log = logging.getLogger("hamr.pool.service")
 STATUS = ((NotFound, 404), (InvalidTransition, 409), (QuotaExceeded, 403), (FormatError, 400), (RegistryError, 400))
 
 
+MAX_DETAIL = 4096  # characters: an error echoes what was sent, never all of it
+
+
 def one_line(text: object) -> str:
-    return " ".join(str(text).split()) or "error"
+    """Any text as one line that renders as JSON: lone surrogates (from a request's JSON escapes,
+    or a file name) are escaped, since UTF-8 cannot encode them; long text is cut."""
+    line = " ".join(str(text).split()) or "error"
+    if len(line) > MAX_DETAIL:
+        line = line[: MAX_DETAIL - 1] + "…"
+    return line.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def error(status: int, detail: object, headers: dict[str, str] | None = None) -> JSONResponse:

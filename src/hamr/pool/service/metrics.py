@@ -8,6 +8,7 @@ second (the runs of jobs and of deployments' requests).
 from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
+from hamr.pool.service.strict_json import StrictJsonRoute
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from sqlalchemy import func, select
@@ -61,7 +62,7 @@ class Metrics:
         return generate_latest(self.prometheus)
 
 
-router = APIRouter(tags=["metrics"])
+router = APIRouter(tags=["metrics"], route_class=StrictJsonRoute)
 
 
 @router.get("/metrics", response_class=Response, summary="Prometheus metrics",

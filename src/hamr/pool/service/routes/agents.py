@@ -4,7 +4,9 @@ and the requests of the deployment replicas they host.
 The pool's side is hamr.pool.remote.RemoteAgents (`create_app(..., remote=...)`); without it
 these routes answer 503. A result for a (job, attempt, shard) that no run waits for (requeued,
 cancelled, already posted, or the pool restarted) is 409 and recorded nowhere; so is an answer
-to a replica request that no longer waits (hamr/pool/remote_replicas.py).
+to a replica request that no longer waits (hamr/pool/remote_replicas.py). Outputs that are not
+the model's (hamr/pool/output_check.py: a name it does not give, one missing, a wrong dtype or
+shape) are 422, and the attempt or request fails with that line; none of them is recorded.
 """
 
 from __future__ import annotations
@@ -21,10 +23,11 @@ from hamr.pool.remote_replicas import ReplicaRequest
 from hamr.pool.service.auth import Admin, NodeAgent, Reg
 from hamr.pool.service.errors import one_line
 from hamr.pool.service.schemas import MAX_ID, MAX_SHARD, TEXT, DeviceReportIn, ErrorOut, Id, NodeOut, Strict, node_out
+from hamr.pool.service.strict_json import StrictJsonRoute
 from hamr.pool.service.uploads import BINARY, read_fields_and_arrays, request_body
 from hamr.pool.service.wake import WAKES_POOL
 
-router = APIRouter(prefix="/v1/agents", tags=["agents"],
+router = APIRouter(prefix="/v1/agents", tags=["agents"], route_class=StrictJsonRoute,
                    responses={503: {"model": ErrorOut, "description": "this pool takes no remote agents"}})
 
 MAX_WAIT_S = 30.0
@@ -161,11 +164,18 @@ async def results(node: NodeName, request: Request, who: NodeAgent, remote: Remo
         raise HTTPException(422, "an ok result needs latency_s and no died")
     if not result.ok and outputs:
         raise HTTPException(422, "a failed result has no outputs")
+    mismatch = None
+    if result.ok:
+        mismatch = await run_in_threadpool(remote.result_mismatch, node, result.job, result.attempt, result.shard, outputs)
     reply = result.model_dump() | {"outputs": outputs}
+    if mismatch is not None:  # the attempt fails with that line; none of these outputs is recorded
+        reply = result.model_dump() | {"ok": False, "error": mismatch, "outputs": {}}
     if target.deliver(result.job, result.attempt, reply, shard=result.shard) is None:
         run = f"job {result.job} attempt {result.attempt}" + (f" shard {result.shard}" if result.shard else "")
         raise HTTPException(409, f"no run of {run} waits on node {node} "
                                  "(requeued, cancelled, already posted, or the pool restarted): not recorded")
+    if mismatch is not None:
+        raise HTTPException(422, f"{mismatch}: the attempt failed")
     return ResultOut(job=result.job, attempt=result.attempt, accepted=True)
 
 
@@ -205,9 +215,14 @@ async def answer_request(node: NodeName, request_id: Id, request: Request, who: 
         if waiting.kind != "infer":
             raise wrong
         try:
-            waiting.answer(outputs=tensors.decode(body))
+            outputs = tensors.decode(body)
         except tensors.TensorsError as exc:
             raise HTTPException(400, one_line(exc)) from None
+        mismatch = await run_in_threadpool(remote.answer_mismatch, waiting, outputs)
+        if mismatch is not None:  # the request fails with that line, as when the agent answers an error
+            waiting.answer(error=mismatch)
+            raise HTTPException(422, mismatch)
+        waiting.answer(outputs=outputs)
         return Response(status_code=204)
     if media != "application/json":
         raise HTTPException(415, f"send {tensors.MEDIA_TYPE} or application/json, not '{media or 'none'}'")

@@ -22,10 +22,11 @@ from hamr.pool.replicas import NoReplica
 from hamr.pool.service.auth import Authed, Reg
 from hamr.pool.service.errors import one_line
 from hamr.pool.service.schemas import DeploymentIn, DeploymentOut, DeploymentScale, Id, deployment_out
+from hamr.pool.service.strict_json import StrictJsonRoute
 from hamr.pool.service.uploads import BINARY, is_multipart, read_fields_and_arrays, request_body
 from hamr.pool.service.wake import WAKES_POOL
 
-router = APIRouter(prefix="/v1/deployments", tags=["deployments"])
+router = APIRouter(prefix="/v1/deployments", tags=["deployments"], route_class=StrictJsonRoute)
 
 INFER_BODY = request_body(
     "the inputs: named raw tensors (application/x-hamr-tensors), or one .npy file part per input",

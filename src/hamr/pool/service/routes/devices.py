@@ -6,9 +6,10 @@ from fastapi import APIRouter
 
 from hamr.pool.service.auth import Admin, Authed, Reg
 from hamr.pool.service.schemas import DeviceOut, PublicDevice, Uuid, device_out, public_device
+from hamr.pool.service.strict_json import StrictJsonRoute
 from hamr.pool.service.wake import WAKES_POOL
 
-router = APIRouter(prefix="/v1/devices", tags=["devices"])
+router = APIRouter(prefix="/v1/devices", tags=["devices"], route_class=StrictJsonRoute)
 
 
 @router.get("", response_model=list[DeviceOut] | list[PublicDevice], summary="List devices")
@@ -25,11 +26,11 @@ def _drain(registry, uuid: str, drained: bool) -> DeviceOut:
     return device_out(device, names)
 
 
-@router.post("/{uuid}/drain", response_model=DeviceOut, summary="Drain a device: it takes no new placements", dependencies=WAKES_POOL)
+@router.post("/{uuid:path}/drain", response_model=DeviceOut, summary="Drain a device: it takes no new placements", dependencies=WAKES_POOL)
 def drain(uuid: Uuid, registry: Reg, who: Admin) -> DeviceOut:
     return _drain(registry, uuid, True)
 
 
-@router.post("/{uuid}/undrain", response_model=DeviceOut, summary="Undrain a device", dependencies=WAKES_POOL)
+@router.post("/{uuid:path}/undrain", response_model=DeviceOut, summary="Undrain a device", dependencies=WAKES_POOL)
 def undrain(uuid: Uuid, registry: Reg, who: Admin) -> DeviceOut:
     return _drain(registry, uuid, False)

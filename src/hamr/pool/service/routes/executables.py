@@ -10,9 +10,10 @@ from starlette.concurrency import run_in_threadpool
 from hamr.pool.registry import NotFound
 from hamr.pool.service.auth import Authed, AuthedOrAgent, Reg, read_scope
 from hamr.pool.service.schemas import ExecutableOut, Id, executable_out
+from hamr.pool.service.strict_json import StrictJsonRoute
 from hamr.pool.service.uploads import BINARY, read_file_or_body, request_body
 
-router = APIRouter(prefix="/v1/executables", tags=["executables"])
+router = APIRouter(prefix="/v1/executables", tags=["executables"], route_class=StrictJsonRoute)
 
 UPLOAD_BODY = request_body(
     "the .hamr file: the raw body, or the multipart part `file`",

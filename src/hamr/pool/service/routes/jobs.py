@@ -1,4 +1,8 @@
-"""/v1/jobs: submit (multipart: fields executable_id, priority, n_devices; one .npy file part per input), status, inputs, outputs, cancel."""
+"""/v1/jobs: submit (multipart: fields executable_id, priority, n_devices; one .npy file part per input), status, inputs, outputs, cancel.
+
+An input or output is named in the path as the model names it, `/` included (`save_infer_model/scale_0.tmp_1`);
+clients percent-encode the name.
+"""
 
 from __future__ import annotations
 
@@ -13,10 +17,11 @@ from hamr.pool.registry import NotFound
 from hamr.pool.registry.states import FINAL
 from hamr.pool.service.auth import Authed, AuthedOrAgent, Reg, read_scope
 from hamr.pool.service.schemas import Id, JobForm, JobOut, JobState, PlacementOut, job_out
+from hamr.pool.service.strict_json import StrictJsonRoute
 from hamr.pool.service.uploads import BINARY, read_fields_and_arrays, request_body
 from hamr.pool.service.wake import WAKES_POOL
 
-router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"], route_class=StrictJsonRoute)
 WAIT_FIRST_S, WAIT_LONGEST_S = 0.002, 0.01  # a waiting GET re-reads the job this often, backing off
 
 SUBMIT_BODY = request_body(
@@ -72,7 +77,7 @@ def get_placements(job_id: Id, registry: Reg, who: Authed) -> list[PlacementOut]
 
 
 @router.get(
-    "/{job_id}/outputs/{name}",
+    "/{job_id}/outputs/{name:path}",
     response_class=Response,
     responses={200: {"content": {"application/octet-stream": {"schema": BINARY}}, "description": "the output as a .npy file"}},
     summary="One output of a finished job, as .npy",
@@ -83,7 +88,7 @@ def get_output(job_id: Id, name: Annotated[str, Path(min_length=1, max_length=25
 
 
 @router.get(
-    "/{job_id}/inputs/{name}",
+    "/{job_id}/inputs/{name:path}",
     response_class=Response,
     responses={200: {"content": {"application/octet-stream": {"schema": BINARY}}, "description": "the input as a .npy file"}},
     summary="One input of a job, as .npy (what a remote agent runs it on)",

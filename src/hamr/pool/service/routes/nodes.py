@@ -7,8 +7,9 @@ from starlette.concurrency import run_in_threadpool
 
 from hamr.pool.service.auth import Admin, Reg
 from hamr.pool.service.schemas import Heartbeat, NodeOut, node_out
+from hamr.pool.service.strict_json import StrictJsonRoute
 
-router = APIRouter(prefix="/v1/nodes", tags=["nodes"])
+router = APIRouter(prefix="/v1/nodes", tags=["nodes"], route_class=StrictJsonRoute)
 
 
 @router.get("", response_model=list[NodeOut], summary="List nodes")

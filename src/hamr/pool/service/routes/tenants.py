@@ -6,8 +6,9 @@ from fastapi import APIRouter, HTTPException
 
 from hamr.pool.service.auth import Admin, Reg
 from hamr.pool.service.schemas import TenantCreated, TenantIn, TenantOut, tenant_out
+from hamr.pool.service.strict_json import StrictJsonRoute
 
-router = APIRouter(prefix="/v1/tenants", tags=["tenants"])
+router = APIRouter(prefix="/v1/tenants", tags=["tenants"], route_class=StrictJsonRoute)
 
 
 @router.get("", response_model=list[TenantOut], summary="List tenants")
