@@ -8,6 +8,7 @@ after 20 s of grace; 8 large bodies at once.
 from __future__ import annotations
 
 import io
+import os
 import select
 import socket
 import threading
@@ -19,7 +20,7 @@ import pytest
 from onnx import TensorProto, helper
 
 import hamr
-from tests.test_pool_agent import wait_until
+from tests.test_pool_agent import _pool_url, start, stop, wait_until
 
 HEADER_TIMEOUT_S, BODY_GRACE_S, UPLOAD_SLOTS = 10.0, 20.0, 8
 BOUNDARY = b"hamr-upload-test"
@@ -153,7 +154,9 @@ def test_a_body_sent_too_slowly_is_cut_with_408_and_leaves_nothing(real_pool, ex
 def test_large_uploads_beyond_the_cap_are_503_with_retry_after(real_pool, executable_id):
     held = [_open_job_upload(real_pool, executable_id, 25_000_000, 256 * 1024) for _ in range(UPLOAD_SLOTS)]
     try:
-        wait_until("the held uploads to reach the pool", lambda: len(_partials(real_pool)) == UPLOAD_SLOTS, 10)
+        deadline = time.monotonic() + 10
+        while len(_partials(real_pool)) < UPLOAD_SLOTS and time.monotonic() < deadline:  # each is staging its input
+            time.sleep(0.1)
         head, zeros, tail = _job_body(executable_id, 1_000_000)  # 4 MB: a large body
         body = head + bytes(zeros) + tail
         headers = {"Content-Type": f"multipart/form-data; boundary={BOUNDARY.decode()}"}
@@ -217,3 +220,28 @@ def test_an_upload_cut_off_half_way_stores_nothing(real_pool, executable_id):
     assert not _partials(real_pool)
     assert real_pool.alice.client.get("/v1/jobs").json() == jobs
     assert _blob_files(real_pool) == blobs
+
+
+def test_the_deadlines_and_the_cap_are_options_of_pool_up(tmp_path):
+    root = tmp_path / "pool"
+    env = {k: v for k, v in os.environ.items() if k not in ("HAMR_TOKEN", "HAMR_POOL_URL", "HAMR_HOST_ID")}
+    env.update(HAMR_POOL_DIR=str(root), HAMR_CACHE_DIR=str(tmp_path / "cache"), NO_COLOR="1")
+    server = start(env, "pool", "up", "--port", "0", "--header-timeout", "1", "--body-timeout", "0.5",
+                   "--body-min-rate", "1000000", "--upload-slots", "1")  # fmt: skip
+    try:
+        url = wait_until("hamr pool up", lambda: _pool_url(root) or server.poll() is not None, 60)
+        assert server.poll() is None, server.stdout.read()
+        address = (urlsplit(url).hostname, urlsplit(url).port)
+        answers = []
+        for head in (b"GET /v1/nodes HTTP/1.1\r\nHost: pool\r\n",  # headers never finished
+                     b"POST /v1/executables HTTP/1.1\r\nHost: pool\r\nContent-Length: 100\r\n\r\n"):  # body never sent
+            with socket.create_connection(address) as sock:
+                sock.sendall(head)
+                sock.settimeout(10)
+                start_s = time.monotonic()
+                answers.append((sock.recv(65536), time.monotonic() - start_s))
+        (headers_cut, headers_s), (body_cut, body_s) = answers
+        assert headers_cut.startswith(b"HTTP/1.1 408 ") and b"within 1 s" in headers_cut and headers_s < 5
+        assert body_cut.startswith(b"HTTP/1.1 408 ") and b"1,000,000 bytes/s" in body_cut and body_s < 5
+    finally:
+        stop(server)

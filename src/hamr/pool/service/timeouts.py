@@ -73,7 +73,8 @@ class TimedHttpToolsProtocol(HttpToolsProtocol):
 
     def _headers_late(self) -> None:
         self._header_timer = None
-        self._cut(f"the request's headers did not arrive within {self.header_timeout:g} s")
+        waiting = self.cycle is None or self.cycle.response_complete  # no answer owed for an earlier request
+        self._cut(f"the request's headers did not arrive within {self.header_timeout:g} s", answer=waiting)
 
     # -- body --
 
@@ -91,18 +92,19 @@ class TimedHttpToolsProtocol(HttpToolsProtocol):
         owed = self.body_min_rate * (self._body_active_s - self.body_timeout)
         if self._body_bytes < owed:
             self._cut(f"the request's body arrived slower than {self.body_min_rate:,.0f} bytes/s "
-                      f"(after {self.body_timeout:g} s of grace): {self._body_bytes:,} bytes in {self._body_active_s:.1f} s")  # fmt: skip
+                      f"(after {self.body_timeout:g} s of grace): {self._body_bytes:,} bytes in {self._body_active_s:.1f} s",
+                      answer=not cycle.response_started)  # fmt: skip
             return
         self._body_timer = self.loop.call_later(self._body_tick_s, self._check_body)
 
     # -- cutting a connection --
 
-    def _cut(self, why: str) -> None:
-        """408 with `why` (unless an answer has started), then close the connection."""
+    def _cut(self, why: str, answer: bool) -> None:
+        """408 with `why` (if `answer`: nothing was answered yet), then close the connection."""
         if self.transport.is_closing():
             return
         cycle = self.cycle
-        if cycle is None or not cycle.response_started:
+        if answer:
             body = json.dumps({"detail": why}).encode()
             self.transport.write(b"".join([
                 STATUS_LINE[408], b"content-type: application/json\r\n",

@@ -59,15 +59,21 @@ def discard(staged) -> None:
             value.discard()
 
 
+def _write(staged: StagedBlob, pieces: list[bytes]) -> None:
+    for piece in pieces:
+        staged.write(piece)
+
+
 async def _stage_body(request: Request, staged: StagedBlob) -> None:
+    """The raw body into `staged`, written by a worker thread in batches of about FLUSH_BYTES."""
     pending, size = [], 0
     async for chunk in request.stream():
         pending.append(chunk)
         size += len(chunk)
         if size >= FLUSH_BYTES:
-            await run_in_threadpool(lambda batch=pending: [staged.write(piece) for piece in batch])
+            await run_in_threadpool(_write, staged, pending)
             pending, size = [], 0
-    await run_in_threadpool(lambda: [staged.write(piece) for piece in pending])
+    await run_in_threadpool(_write, staged, pending)
     staged.close()
 
 
