@@ -232,9 +232,10 @@ def test_the_deadlines_and_the_cap_are_options_of_pool_up(tmp_path):
         url = wait_until("hamr pool up", lambda: _pool_url(root) or server.poll() is not None, 60)
         assert server.poll() is None, server.stdout.read()
         address = (urlsplit(url).hostname, urlsplit(url).port)
+        auth = b"Authorization: Bearer " + (root / "default.token").read_text().strip().encode()
         answers = []
         for head in (b"GET /v1/nodes HTTP/1.1\r\nHost: pool\r\n",  # headers never finished
-                     b"POST /v1/executables HTTP/1.1\r\nHost: pool\r\nContent-Length: 100\r\n\r\n"):  # body never sent
+                     b"POST /v1/executables HTTP/1.1\r\nHost: pool\r\nContent-Length: 100\r\n" + auth + b"\r\n\r\n"):  # no body
             with socket.create_connection(address) as sock:
                 sock.sendall(head)
                 sock.settimeout(10)
