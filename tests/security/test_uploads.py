@@ -246,3 +246,16 @@ def test_the_deadlines_and_the_cap_are_options_of_pool_up(tmp_path):
         assert body_cut.startswith(b"HTTP/1.1 408 ") and b"1,000,000 bytes/s" in body_cut and body_s < 5
     finally:
         stop(server)
+
+
+def test_a_staged_upload_left_by_a_dead_pool_is_removed_when_the_store_opens(tmp_path):
+    from hamr.pool.registry.blobs import STALE_STAGED_S, BlobStore
+
+    store = BlobStore(tmp_path)
+    stale, live = store.stage(), store.stage()
+    stale.write(b"half an upload")
+    stale.close()
+    old = time.time() - STALE_STAGED_S - 60
+    os.utime(stale.path, (old, old))
+    BlobStore(tmp_path)
+    assert not stale.path.exists() and live.path.exists()

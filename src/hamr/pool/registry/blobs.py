@@ -10,6 +10,7 @@ import hashlib
 import io
 import os
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -70,10 +71,24 @@ class StagedBlob:
             self.path.unlink(missing_ok=True)
 
 
+STALE_STAGED_S = 24 * 3600  # a staged upload this old was left by a process that died mid-upload
+
+
 class BlobStore:
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
+        self._drop_stale_staged()
+
+    def _drop_stale_staged(self) -> None:
+        """Remove staged uploads that no live upload can still be writing (the process died mid-upload)."""
+        now = time.time()
+        for path in self.root.glob(".partial-*"):
+            try:
+                if now - path.stat().st_mtime > STALE_STAGED_S:
+                    path.unlink()
+            except FileNotFoundError:
+                pass
 
     def relative_path(self, digest: str) -> str:
         """Where a blob lives, relative to the store root: sha256/ab/abcd..."""
