@@ -64,6 +64,14 @@ def up(
     tls_cert: Annotated[Path | None, typer.Option("--tls-cert", help="Serve https with this certificate (PEM).")] = None,
     tls_key: Annotated[Path | None, typer.Option("--tls-key", help="The certificate's private key (PEM).")] = None,
     trusted_key: TrustedKeys = None,
+    header_timeout: Annotated[float, typer.Option("--header-timeout", min=0.1, max=3600,
+                                                  help="Seconds a request's headers may take; then 408 and the connection closes.")] = 10.0,
+    body_timeout: Annotated[float, typer.Option("--body-timeout", min=0.1, max=3600,
+                                                help="Seconds of grace before a body must keep to --body-min-rate.")] = 20.0,
+    body_min_rate: Annotated[int, typer.Option("--body-min-rate", min=1,
+                                               help="Bytes per second a body must average after the grace; else 408.")] = 64 * 1024,
+    upload_slots: Annotated[int, typer.Option("--upload-slots", min=1, max=100_000,
+                                              help="Large bodies (over 1 MiB) received at once; beyond, 503 with Retry-After.")] = 8,
 ) -> None:
     """Start the API, the scheduler, a local agent and SQLite in one process."""
     from hamr.format.signing import add_trusted_keys
@@ -78,34 +86,41 @@ def up(
     from hamr.pool.tls import server_files
 
     tls = server_files(tls_cert, tls_key)
+    intake = {"header_timeout": header_timeout, "body_timeout": body_timeout, "body_min_rate": body_min_rate,
+              "upload_slots": upload_slots}  # fmt: skip
     if ray is not None:
-        return _up_ray(ray, data_dir, host, port, policy, heartbeat_timeout, tls)
+        return _up_ray(ray, data_dir, host, port, policy, heartbeat_timeout, tls, intake)
     out, err = _console()
     root, registry, listener, url = _open_pool(data_dir, host, port, tls)
     dispatcher = Dispatcher(registry, socket.gethostname(), policy=policy, address=url, serve_replicas=True)
     remote = RemoteAgents(registry, policy, heartbeat_timeout_s=heartbeat_timeout, reserved={socket.gethostname()})
     devices = ", ".join(d.local_id for d in registry.list_devices(node=socket.gethostname()))
-    _serve(registry, root, listener, url, tls, LocalAndRemote(dispatcher, remote), _agent_loop, heartbeat_timeout, {}, [
+    _serve(registry, root, listener, url, tls, LocalAndRemote(dispatcher, remote), _agent_loop, heartbeat_timeout, intake, {}, [
         f"hamr pool: {url} (data: {root}; policy {policy})",
         f"this node: {socket.gethostname()} with {devices or 'no devices'}",
     ])
 
 
 def _serve(registry, root: Path, listener: socket.socket, url: str, tls: tuple[str, str] | None, agent_of, loop,
-           heartbeat_timeout: float, extra: dict, lines: list[str]) -> None:  # fmt: skip
-    """Run `loop(agent_of, ...)` in a thread and the HTTP service on `listener` until it stops; then close it all."""
+           heartbeat_timeout: float, intake: dict, extra: dict, lines: list[str]) -> None:  # fmt: skip
+    """Run `loop(agent_of, ...)` in a thread and the HTTP service on `listener` until it stops; then close it all.
+
+    `intake`: header_timeout, body_timeout, body_min_rate (service/timeouts.py) and upload_slots (service/limits.py)."""
     import uvicorn
 
     from hamr.pool.service import create_app
+    from hamr.pool.service.timeouts import timed_protocol
 
     out, _ = _console()
     stop, wake = threading.Event(), threading.Event()
     agent = threading.Thread(target=loop, args=(agent_of, stop, heartbeat_timeout, wake), name="hamr-agent", daemon=True)
     agent.start()
-    app = create_app(registry, replica_hosts=agent_of.replica_hosts, remote=getattr(agent_of, "remote", None), wake=wake.set)
-    # httptools and uvloop (dependencies) are uvicorn's fast path; no proxy in front by default
+    app = create_app(registry, upload_slots=intake["upload_slots"], replica_hosts=agent_of.replica_hosts,
+                     remote=getattr(agent_of, "remote", None), wake=wake.set)  # fmt: skip
+    # httptools and uvloop (dependencies) are uvicorn's fast path, httptools with our deadlines; no proxy in front by default
     host, port = listener.getsockname()[:2]
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", http="httptools",
+    http = timed_protocol(intake["header_timeout"], intake["body_timeout"], intake["body_min_rate"])
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", http=http,
                                            loop="uvloop" if sys.platform != "win32" else "asyncio",
                                            proxy_headers=False, ssl_certfile=tls and tls[0],
                                            ssl_keyfile=tls and tls[1]))  # fmt: skip
@@ -150,7 +165,7 @@ def _open_pool(data_dir: Path | None, host: str, port: int, tls: tuple[str, str]
 
 
 def _up_ray(address: str, data_dir: Path | None, host: str, port: int, policy: str, heartbeat_timeout: float,
-            tls: tuple[str, str] | None) -> None:  # fmt: skip
+            tls: tuple[str, str] | None, intake: dict) -> None:  # fmt: skip
     """`hamr pool up --ray ADDRESS`: the API and the registry here, a hamr agent actor on every Ray node."""
     try:
         from hamr.pool.ray_cluster import RayPool
@@ -164,7 +179,7 @@ def _up_ray(address: str, data_dir: Path | None, host: str, port: int, policy: s
         listener.close()
         registry.close()
         raise HamrError(f"cannot join the Ray cluster at {address}: {type(exc).__name__}: {exc}") from None
-    _serve(registry, root, listener, url, tls, pool, _agent_loop, heartbeat_timeout, {"ray": address}, [
+    _serve(registry, root, listener, url, tls, pool, _agent_loop, heartbeat_timeout, intake, {"ray": address}, [
         f"hamr pool: {url} (data: {root}; policy {policy}; Ray cluster {address})",
         f"Ray nodes: {len(joined)} ({', '.join(joined) or 'none'}) with {len(registry.list_devices())} device(s)",
     ])

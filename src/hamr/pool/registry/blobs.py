@@ -10,6 +10,7 @@ import hashlib
 import io
 import os
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -17,10 +18,77 @@ import numpy as np
 from hamr.pool.registry.errors import RegistryError
 
 
+class StagedBlob:
+    """A blob being received: written to a temporary file in the store while it is hashed, so it is
+    never whole in memory. `commit` names it by its sha256 (atomically); `discard` removes it.
+    Until committed it is no blob: a reader never sees it, and nothing refers to it."""
+
+    def __init__(self, store: BlobStore) -> None:
+        self.store = store
+        fd, name = tempfile.mkstemp(dir=store.root, prefix=".partial-")
+        self.path = Path(name)
+        self._file = os.fdopen(fd, "wb")
+        self._hash = hashlib.sha256()
+        self.size = 0
+        self.digest: str | None = None  # once closed
+        self.done = False
+
+    def write(self, data: bytes | memoryview) -> None:
+        self._hash.update(data)
+        self._file.write(data)
+        self.size += len(data)
+
+    def close(self) -> str:
+        """Finish writing; the sha256 of what was written."""
+        if self.digest is None:
+            self._file.close()
+            self.digest = self._hash.hexdigest()
+        return self.digest
+
+    def commit(self) -> str:
+        """Move the file into the store under its sha256 (once: the same bytes are the same file)."""
+        if self.done:
+            raise RegistryError(f"staged blob {self.path.name} was already committed or discarded")
+        digest = self.close()
+        path = self.store.path(digest)
+        try:
+            if path.exists():
+                self.path.unlink()
+            else:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(self.path, path)  # atomic: a reader never sees half a blob
+        except BaseException:
+            self.discard()
+            raise
+        self.done = True
+        return digest
+
+    def discard(self) -> None:
+        """Remove the temporary file (nothing, once committed)."""
+        if not self.done:
+            self.done = True
+            self._file.close()
+            self.path.unlink(missing_ok=True)
+
+
+STALE_STAGED_S = 24 * 3600  # a staged upload this old was left by a process that died mid-upload
+
+
 class BlobStore:
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
+        self._drop_stale_staged()
+
+    def _drop_stale_staged(self) -> None:
+        """Remove staged uploads that no live upload can still be writing (the process died mid-upload)."""
+        now = time.time()
+        for path in self.root.glob(".partial-*"):
+            try:
+                if now - path.stat().st_mtime > STALE_STAGED_S:
+                    path.unlink()
+            except FileNotFoundError:
+                pass
 
     def relative_path(self, digest: str) -> str:
         """Where a blob lives, relative to the store root: sha256/ab/abcd..."""
@@ -46,6 +114,10 @@ class BlobStore:
                 Path(tmp).unlink(missing_ok=True)
                 raise
         return digest
+
+    def stage(self) -> StagedBlob:
+        """A blob to write piece by piece (an upload as it arrives), then commit or discard."""
+        return StagedBlob(self)
 
     def get(self, digest: str) -> bytes:
         """The blob's bytes, checked against its name."""

@@ -9,41 +9,53 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from hamr.format.executable import load as load_executable
+from hamr.pool.registry.blobs import StagedBlob
 from hamr.pool.registry.errors import NotFound
 from hamr.pool.registry.models import ExecutableRecord, Tenant
 from hamr.pool.registry.scope import Scope, require_tenant, scoped
 
 
 class Executables:
-    def upload_executable(self, tenant: int, data: bytes, name: str | None = None) -> ExecutableRecord:
+    def upload_executable(self, tenant: int, data: bytes | StagedBlob, name: str | None = None) -> ExecutableRecord:
         """Verify `data` as a .hamr file (FormatError if it is not one), store it, record it.
 
-        The same bytes uploaded again by the same tenant return the existing record.
+        `data`: the bytes, or an upload staged in the blob store (verified memory-mapped from its
+        file, then committed; the caller discards it when this raises). The same bytes uploaded
+        again by the same tenant return the existing record.
         """
         owner = require_tenant(tenant)
-        data = bytes(data)
-        executable = load_executable(data)  # raises FormatError before anything is stored
-        digest = hashlib.sha256(data).hexdigest()
+        if isinstance(data, StagedBlob):
+            digest, size = data.close(), data.size
+            executable = load_executable(data.path)  # raises FormatError before anything is stored
+        else:
+            data = bytes(data)
+            digest, size = hashlib.sha256(data).hexdigest(), len(data)
+            executable = load_executable(data)
+        name, targets = (name or executable.name)[:255], list(executable.targets)
+        del executable  # its weights map the file: let it go before the file moves
         with self.reading() as session:
             if session.get(Tenant, owner) is None:
                 raise NotFound(f"tenant {owner} not found")
         existing = self._executable_by_digest(owner, digest)
         if existing is not None:
             return existing
-        self.blobs.put(data)
+        if isinstance(data, StagedBlob):
+            data.commit()
+        else:
+            self.blobs.put(data)
         record = ExecutableRecord(
             tenant_id=owner,
             sha256=digest,
-            name=(name or executable.name)[:255],
-            targets=list(executable.targets),
-            size=len(data),
+            name=name,
+            targets=targets,
+            size=size,
             path=self.blobs.relative_path(digest),
         )
         try:
             with self.writing() as session:
                 session.add(record)
                 session.flush()
-                self._event(session, "executable.uploaded", f"executable:{record.id}", owner, sha256=digest, size=len(data))
+                self._event(session, "executable.uploaded", f"executable:{record.id}", owner, sha256=digest, size=size)
         except IntegrityError:  # the same tenant uploaded the same bytes concurrently
             existing = self._executable_by_digest(owner, digest)
             if existing is None:

@@ -8,6 +8,7 @@ import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from hamr.pool.registry.blobs import StagedBlob
 from hamr.pool.registry.errors import NotFound, QuotaExceeded, RegistryError, StaleAttempt
 from hamr.pool.registry.fleet import USABLE_HEALTH, active_placements
 from hamr.pool.registry.models import NODE_UP, Device, Job, Node, Placement, Tenant
@@ -30,16 +31,19 @@ class Jobs:
         self,
         tenant: int,
         executable_id: int,
-        inputs: Mapping[str, np.ndarray] | None = None,
+        inputs: Mapping[str, np.ndarray | StagedBlob] | None = None,
         priority: int = 0,
         n_devices: int = 1,
     ) -> Job:
-        """Queue a run of one of the tenant's executables; the inputs are stored as .npy blobs."""
+        """Queue a run of one of the tenant's executables; the inputs are stored as .npy blobs.
+
+        An input is an array, or a .npy file staged in the blob store (an upload, checked by the caller)."""
         owner = require_tenant(tenant)
         if n_devices < 1:
             raise RegistryError(f"n_devices must be at least 1, got {n_devices}")
         self._require_executable(owner, executable_id)  # another tenant's executable reads as missing
-        stored = {name: self.blobs.put_array(array) for name, array in (inputs or {}).items()}
+        stored = {name: value.commit() if isinstance(value, StagedBlob) else self.blobs.put_array(value)
+                  for name, value in (inputs or {}).items()}
         with self.writing() as session:
             row = session.get(Tenant, owner)
             if row.max_devices is not None and n_devices > row.max_devices:

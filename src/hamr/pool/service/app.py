@@ -9,18 +9,22 @@ from hamr.pool.registry import Registry
 from hamr.pool.service import errors
 from hamr.pool.service.auth import TokenCache
 from hamr.pool.service.fastpath import InferFastPath
-from hamr.pool.service.limits import BodyLimit
+from hamr.pool.service.limits import BodyLimit, UploadSlots
 from hamr.pool.service.metrics import Metrics
 from hamr.pool.service.metrics import router as metrics_router
 from hamr.pool.service.routes import agents, deployments, devices, executables, jobs, nodes, tenants
 from hamr.pool.service.schemas import ERRORS
 
-DEFAULT_MAX_UPLOAD_BYTES = 1 << 30  # 1 GiB: an executable with its weights, or a job's inputs
+DEFAULT_MAX_UPLOAD_BYTES = 1 << 30  # 1 GiB: an executable with its weights, or a job's inputs (streamed to disk)
+DEFAULT_MAX_BODY_BYTES = 64 << 20  # any other body, held in memory: a deployment request's tensors, JSON
+DEFAULT_UPLOAD_SLOTS = 8  # large bodies received at once (limits.UploadSlots)
 
 
-def create_app(registry: Registry, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES, replica_hosts=(),
-               remote=None, wake=lambda: None) -> FastAPI:
-    """`replica_hosts`: the ReplicaHosts of this process's agents, which serve the deployments' requests.
+def create_app(registry: Registry, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
+               max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, upload_slots: int = DEFAULT_UPLOAD_SLOTS,
+               replica_hosts=(), remote=None, wake=lambda: None) -> FastAPI:  # fmt: skip
+    """`max_upload_bytes`, `max_body_bytes`, `upload_slots`: the body limits of limits.py.
+    `replica_hosts`: the ReplicaHosts of this process's agents, which serve the deployments' requests.
     `remote`: the pool's RemoteAgents (hamr.pool.remote); without it /v1/agents answers 503.
     `wake`: called after a request that gives the pool's loop work (a job, a deployment change, a drain)."""
     app = FastAPI(
@@ -37,8 +41,9 @@ def create_app(registry: Registry, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD
     app.state.wake = wake
     app.state.fast_answers = 0  # deployment requests the fast path answered (fastpath.py)
     errors.install(app)
-    app.add_middleware(BodyLimit, max_bytes=max_upload_bytes)
-    app.add_middleware(InferFastPath, state=app.state, max_bytes=max_upload_bytes)  # outermost: the data plane
+    app.add_middleware(BodyLimit, max_upload_bytes=max_upload_bytes, max_body_bytes=max_body_bytes)
+    app.add_middleware(InferFastPath, state=app.state, max_bytes=max_body_bytes)  # the data plane
+    app.add_middleware(UploadSlots, slots=upload_slots)  # outermost
     # deployments first: routes match in order, and its infer route is the one on the request path
     for router in (deployments.router, nodes.router, devices.router, executables.router, jobs.router, tenants.router,
                    agents.router):

@@ -9,6 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from hamr.errors import FormatError
 from hamr.pool.registry import InvalidTransition, NotFound, QuotaExceeded, RegistryError
@@ -56,6 +57,11 @@ def install(app: FastAPI) -> None:
         # A value the schemas let through but the database refuses (PostgreSQL: a NUL byte in text).
         reason = str(exc.orig).splitlines()[0] if exc.orig is not None else "invalid value"
         return error(400, f"the registry's database refused a value: {reason}")
+
+    @app.exception_handler(ClientDisconnect)
+    async def gone(request: Request, exc: ClientDisconnect) -> JSONResponse:
+        # cut off mid-body (or timed out: service/timeouts.py); the answer goes nowhere, but is not an internal error
+        return error(400, "the client disconnected before sending the whole request body")
 
     for kind, status in STATUS:
         app.add_exception_handler(kind, lambda request, exc, status=status: error(status, exc))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
+import numpy as np
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
 from pydantic import BaseModel, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
@@ -24,7 +25,7 @@ from hamr.pool.service.auth import Admin, NodeAgent, Reg
 from hamr.pool.service.errors import one_line
 from hamr.pool.service.schemas import MAX_ID, MAX_SHARD, TEXT, DeviceReportIn, ErrorOut, Id, NodeOut, Strict, node_out
 from hamr.pool.service.strict_json import StrictJsonRoute
-from hamr.pool.service.uploads import BINARY, read_fields_and_arrays, request_body
+from hamr.pool.service.uploads import BINARY, discard, read_fields_and_arrays, request_body
 from hamr.pool.service.wake import WAKES_POOL
 
 router = APIRouter(prefix="/v1/agents", tags=["agents"], route_class=StrictJsonRoute,
@@ -159,11 +160,16 @@ async def work(node: NodeName, request: Request, who: NodeAgent, remote: Remote,
              dependencies=WAKES_POOL)
 async def results(node: NodeName, request: Request, who: NodeAgent, remote: Remote) -> ResultOut:
     target = remote.node(node)
-    result, outputs = await read_fields_and_arrays(request, ResultForm, "output")
-    if result.ok and (result.latency_s is None or result.died):
-        raise HTTPException(422, "an ok result needs latency_s and no died")
-    if not result.ok and outputs:
-        raise HTTPException(422, "a failed result has no outputs")
+    result, staged = await read_fields_and_arrays(request, ResultForm, "output", blobs=request.app.state.registry.blobs)
+    try:
+        if result.ok and (result.latency_s is None or result.died):
+            raise HTTPException(422, "an ok result needs latency_s and no died")
+        if not result.ok and staged:
+            raise HTTPException(422, "a failed result has no outputs")
+        # memory-mapped: the run reads them from these files (still mapped once removed, on Linux)
+        outputs = {name: np.load(blob.path, mmap_mode="r", allow_pickle=False) for name, blob in staged.items()}
+    finally:
+        discard(staged)
     mismatch = None
     if result.ok:
         mismatch = await run_in_threadpool(remote.result_mismatch, node, result.job, result.attempt, result.shard, outputs)

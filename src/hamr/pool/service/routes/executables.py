@@ -11,7 +11,7 @@ from hamr.pool.registry import NotFound
 from hamr.pool.service.auth import Authed, AuthedOrAgent, Reg, read_scope
 from hamr.pool.service.schemas import ExecutableOut, Id, executable_out
 from hamr.pool.service.strict_json import StrictJsonRoute
-from hamr.pool.service.uploads import BINARY, read_file_or_body, request_body
+from hamr.pool.service.uploads import BINARY, request_body, stage_file_or_body
 
 router = APIRouter(prefix="/v1/executables", tags=["executables"], route_class=StrictJsonRoute)
 
@@ -26,8 +26,11 @@ async def upload(
     request: Request, registry: Reg, who: Authed, name: Annotated[str | None, Query(max_length=255)] = None
 ) -> ExecutableOut:
     owner = who.owner()
-    data = await read_file_or_body(request, "file")
-    record = await run_in_threadpool(registry.upload_executable, owner, data, name or None)
+    staged = await stage_file_or_body(request, "file", registry.blobs)
+    try:
+        record = await run_in_threadpool(registry.upload_executable, owner, staged, name or None)
+    finally:
+        staged.discard()  # nothing once committed
     return executable_out(record)
 
 

@@ -18,7 +18,7 @@ from hamr.pool.registry.states import FINAL
 from hamr.pool.service.auth import Authed, AuthedOrAgent, Reg, read_scope
 from hamr.pool.service.schemas import Id, JobForm, JobOut, JobState, PlacementOut, job_out
 from hamr.pool.service.strict_json import StrictJsonRoute
-from hamr.pool.service.uploads import BINARY, read_fields_and_arrays, request_body
+from hamr.pool.service.uploads import BINARY, discard, read_fields_and_arrays, request_body
 from hamr.pool.service.wake import WAKES_POOL
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], route_class=StrictJsonRoute)
@@ -34,10 +34,13 @@ SUBMIT_BODY = request_body(
 @router.post("", response_model=JobOut, status_code=201, openapi_extra=SUBMIT_BODY, summary="Submit a job", dependencies=WAKES_POOL)
 async def submit(request: Request, registry: Reg, who: Authed) -> JobOut:
     owner = who.owner()
-    params, inputs = await read_fields_and_arrays(request, JobForm, "input")
-    job = await run_in_threadpool(
-        registry.submit_job, owner, params.executable_id, inputs, priority=params.priority, n_devices=params.n_devices
-    )
+    params, inputs = await read_fields_and_arrays(request, JobForm, "input", blobs=registry.blobs)
+    try:
+        job = await run_in_threadpool(
+            registry.submit_job, owner, params.executable_id, inputs, priority=params.priority, n_devices=params.n_devices
+        )
+    finally:
+        discard(inputs)  # nothing once committed
     return job_out(job)
 
 
