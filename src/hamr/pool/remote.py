@@ -169,7 +169,8 @@ class RemoteNode:
         """The agent runs gang shards: it said so in its latest heartbeat (the Dispatcher's executor flag)."""
         return self.labels.get(RUNS_GANGS) is True
 
-    def start(self, local_id: str, env: dict | None) -> RemoteWorker:
+    def start(self, local_id: str, env: dict | None, staging=None, protect=None) -> RemoteWorker:
+        # staging, protect: a local worker's sandbox; this node's jobs run elsewhere (docs/pool.md)
         if self.lost:
             raise WorkerDied(f"node {self.name} is lost: {self.lost}")
         return RemoteWorker(self, local_id)
