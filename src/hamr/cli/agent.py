@@ -28,6 +28,7 @@ def agent(
     """Register this host's devices with a pool, heartbeat, and run the work it sends."""
     from hamr.cli.app import err, out
     from hamr.pool.agent import Agent
+    from hamr.pool.sandbox import containment_line
 
     server = server or os.environ.get("HAMR_POOL_URL")
     token = token or os.environ.get("HAMR_TOKEN")
@@ -44,6 +45,7 @@ def agent(
     node.connect()
     out.print(f"hamr agent: node {node.name} with {', '.join(node.devices) or 'no devices'} "
               f"joined the pool at {node.link.url}; heartbeat every {heartbeat:g} s")
+    out.print(containment_line())
     signal.signal(signal.SIGTERM, lambda *_: node.stop.set())
     try:
         node.serve()

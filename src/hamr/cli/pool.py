@@ -64,6 +64,7 @@ def up(
     """Start the API, the scheduler, a local agent and SQLite in one process."""
     from hamr.pool.dispatcher import Dispatcher
     from hamr.pool.remote import LocalAndRemote, RemoteAgents
+    from hamr.pool.sandbox import containment_line
     from hamr.pool.scheduler import POLICIES
 
     if policy not in POLICIES:
@@ -81,6 +82,7 @@ def up(
     _serve(registry, root, listener, url, tls, LocalAndRemote(dispatcher, remote), _agent_loop, heartbeat_timeout, {}, [
         f"hamr pool: {url} (data: {root}; policy {policy})",
         f"this node: {socket.gethostname()} with {devices or 'no devices'}",
+        containment_line(),
     ])
 
 
@@ -315,6 +317,9 @@ def status(server: Server = None, token: Token = None, data_dir: DataDir = None,
                       d.get("architecture", ""), d.get("health", ""), str(d.get("drained", "")),
                       ", ".join(d.get("targets", [])), d.get("uuid", ""))
     out.print(table)
+    for node in nodes:
+        contained = (node.get("labels") or {}).get("sandbox")
+        out.print(f"node {node.get('name')}: job sandbox: {contained or 'none reported (not contained)'}")
 
 
 @pool_app.command()

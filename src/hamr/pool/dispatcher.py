@@ -46,6 +46,7 @@ from hamr.pool.registry.states import ACTIVE, WAITING
 from hamr.pool.replicas import ReplicaHost
 from hamr.pool.scheduler import Decision, DeviceTable, JobRequest, Scheduler, ThroughputModel
 from hamr.pool.scheduler.request import WHOLE
+from hamr.pool import sandbox
 from hamr.pool.staging import Staging
 from hamr.pool.workers import WorkerDied, WorkerProcess
 from hamr.runtime.npy_io import read_outputs, write_outputs
@@ -148,6 +149,8 @@ class Dispatcher:
         """Register or refresh this node's devices: `reports`, else what the drivers discover now."""
         self.reports = list(reports) if reports is not None else discover().devices
         labels = {HOSTS_REPLICAS: True} if self.replicas is not None else {}
+        if isinstance(self.executor, LocalWorkers):
+            labels[sandbox.LABEL] = sandbox.describe()
         self.registry.heartbeat(self.node, self.reports, address=self.address, labels=labels)
 
     def sync(self) -> dict[str, int]:

@@ -371,7 +371,8 @@ class RemoteAgents:
         job = self.registry.get_job(ANY_TENANT, int(request["job"]))
         if job is None:
             raise WorkerDied(f"job {request['job']} is gone")
-        return {"kind": "job", "job": job.id, "attempt": int(request["attempt"]), "shard": int(request.get("shard", 0)),
+        return {"kind": "job", "job": job.id, "tenant": job.tenant_id, "attempt": int(request["attempt"]),
+                "shard": int(request.get("shard", 0)),
                 "shards": int(request.get("shards", 1)), "device": local_id, "executable_id": job.executable_id,
                 "executable_sha256": self.executable_sha256(job.executable_id), "inputs": dict(job.inputs)}
 

@@ -34,6 +34,7 @@ LANDLOCK_RULE_PATH_BENEATH = 1
 PR_SET_PDEATHSIG, PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS, PR_CAP_AMBIENT = 1, 24, 38, 47
 PR_CAP_AMBIENT_CLEAR_ALL = 4
 CAPABILITY_VERSION_3 = 0x20080522
+LABEL = "sandbox"  # the node label that says how its job workers are contained (describe())
 
 # Landlock filesystem access rights (linux/landlock.h), by the ABI version that added them
 EXECUTE, WRITE_FILE, READ_FILE, READ_DIR = 1 << 0, 1 << 1, 1 << 2, 1 << 3
@@ -105,6 +106,14 @@ def describe() -> str:
     """One word or line for status: how this host contains job workers."""
     abi = landlock_abi()
     return f"landlock (ABI {abi})" if abi else f"none: {available()}"
+
+
+def containment_line() -> str:
+    """What `hamr pool up` and `hamr agent` say at start about their job workers."""
+    why = available()
+    if why:
+        return f"warning: jobs are NOT contained: {why}; a tenant's job can read what this process can (docs/pool.md)"
+    return f"jobs run contained (Landlock ABI {landlock_abi()}): each tenant's worker sees only its tenant's files"
 
 
 def die_with_parent(parent: int) -> None:
@@ -202,5 +211,5 @@ def drop_capabilities(libc=None) -> None:
         raise SandboxError(f"capset failed: {os.strerror(ctypes.get_errno())}")
 
 
-__all__ = ["Policy", "SandboxError", "available", "describe", "die_with_parent", "drop_capabilities",
+__all__ = ["LABEL", "Policy", "SandboxError", "available", "containment_line", "describe", "die_with_parent", "drop_capabilities",
            "landlock_abi", "restrict", "worker_policy"]

@@ -62,17 +62,18 @@ class Staging:
         folder.mkdir(parents=True, exist_ok=True)
         return {name: str(link(blob, folder / f"input-{i}.npy")) for i, (name, blob) in enumerate(sorted(blobs.items()))}
 
-    def drop_run(self, job: int, attempt: int) -> None:
-        shutil.rmtree(self.inbox / f"job-{job}" / f"attempt-{attempt}", ignore_errors=True)
-        outputs = self.outbox / f"job-{job}"
-        for name in (f"attempt-{attempt}", f"attempt-{attempt}.partial"):
-            shutil.rmtree(outputs / name, ignore_errors=True)
-        for shard in outputs.glob("shard-*"):
-            shutil.rmtree(shard / f"attempt-{attempt}", ignore_errors=True)
-            shutil.rmtree(shard / f"attempt-{attempt}.partial", ignore_errors=True)
-        for folder in (self.inbox / f"job-{job}", *outputs.glob("shard-*"), outputs):
+    def drop_run(self, job: int, attempt: int, shard: int | None = None) -> None:
+        """Remove a run's files: one shard's, or (shard None) the whole attempt's, every shard included."""
+        jobs_out = self.outbox / f"job-{job}"
+        outputs = [self.run_outputs(job, attempt, shard)] if shard is not None else [jobs_out, *jobs_out.glob("shard-*")]
+        shutil.rmtree(self.run_inputs(job, attempt, shard), ignore_errors=True)
+        for folder in outputs:
+            for name in (f"attempt-{attempt}", f"attempt-{attempt}.partial"):
+                shutil.rmtree(folder / name, ignore_errors=True)
+        attempt_in = self.run_inputs(job, attempt)
+        for folder in (*outputs, jobs_out, attempt_in, attempt_in.parent):
             try:
-                folder.rmdir()  # only once empty: another attempt may still use it
+                folder.rmdir()  # only once empty: another attempt or shard may still use it
             except OSError:
                 pass
 

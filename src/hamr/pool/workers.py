@@ -26,6 +26,17 @@ class WorkerDied(HamrError):
     """The worker process exited before it replied."""
 
 
+PASSED_ENV = ("PATH", "LANG", "LC_", "TZ", "PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "LD_LIBRARY_PATH", "CC", "OMP_",
+              "OPENBLAS_", "MKL_", "OCL_", "POCL_", "CUDA_", "ROCR_", "HIP_", "HSA_", "GPU_", "HAMR_")
+KEPT_BACK_ENV = ("HAMR_TOKEN",)
+
+
+def worker_environment(extra: dict) -> dict[str, str]:
+    """A tenant worker's environment: what runtimes need from ours (no tokens, no other secrets), and `extra`."""
+    passed = {k: v for k, v in os.environ.items() if k.startswith(PASSED_ENV) and k not in KEPT_BACK_ENV}
+    return {**passed, "HOME": extra.get("TMPDIR", "/"), **extra}
+
+
 def contained() -> bool:
     """Workers started here contain themselves (Landlock); the pool says at start when they cannot."""
     from hamr.pool.sandbox import available
@@ -41,16 +52,16 @@ class WorkerProcess:
         self._pending = b""
         # -P: the worker's current folder is not on its import path (it may hold the pool's data)
         command = [sys.executable, "-P", "-m", "hamr.pool.worker", device, "--parent", str(os.getpid())]
-        extra = {}
+        environment = {**os.environ, **(env or {})}
         if staging is not None:
-            extra = staging.env()
+            environment = worker_environment({**(env or {}), **staging.env()})
             if contained():
                 command += ["--sandbox", str(staging.dir)]
                 command += [arg for folder in protect or [] for arg in ("--protect", str(folder))]
         self.proc = subprocess.Popen(
             command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
             cwd=staging.tmp if staging is not None else None,
-            env={**os.environ, **(env or {}), **extra, "PYTHONUNBUFFERED": "1"},
+            env={**environment, "PYTHONUNBUFFERED": "1"},
         )
         try:
             ready = self._read(ready_timeout)
