@@ -1,8 +1,8 @@
 """A tenant's staging folders: the only files of the pool its sandboxed job worker sees.
 
     ROOT/tenant-T/in/executables/SHA256.hamr      the tenant's executables (read-only to its worker)
-    ROOT/tenant-T/in/job-J/attempt-A/...           a run's inputs (read-only to its worker)
-    ROOT/tenant-T/out/job-J/attempt-A              a run's outputs (the worker writes them)
+    ROOT/tenant-T/in/job-J-attempt-A/[shard-K/]    a run's inputs (read-only to its worker)
+    ROOT/tenant-T/out/job-J-attempt-A/[shard-K/]   a run's outputs, in attempt-A (the worker writes them)
     ROOT/tenant-T/cache, ROOT/tenant-T/tmp         its build caches ($HAMR_CACHE_DIR, PoCL's) and temp files
 
 Blobs are hard-linked in (copied where the store is on another file system), so staging costs no
@@ -48,12 +48,12 @@ class Staging:
         return link(blob, self.inbox / "executables" / f"{sha256}.hamr")
 
     def run_inputs(self, job: int, attempt: int, shard: int | None = None) -> Path:
-        folder = self.inbox / f"job-{job}" / f"attempt-{attempt}"
+        folder = self.inbox / f"job-{job}-attempt-{attempt}"
         return folder / f"shard-{shard}" if shard is not None else folder
 
     def run_outputs(self, job: int, attempt: int, shard: int | None = None) -> Path:
         """The folder the worker writes `attempt-A` into (as hamr/pool/worker.py does)."""
-        folder = self.outbox / f"job-{job}"
+        folder = self.outbox / f"job-{job}-attempt-{attempt}"
         return folder / f"shard-{shard}" if shard is not None else folder
 
     def inputs(self, job: int, attempt: int, blobs: dict[str, Path]) -> dict[str, str]:
@@ -64,19 +64,13 @@ class Staging:
 
     def drop_run(self, job: int, attempt: int, shard: int | None = None) -> None:
         """Remove a run's files: one shard's, or (shard None) the whole attempt's, every shard included."""
-        jobs_out = self.outbox / f"job-{job}"
-        outputs = [self.run_outputs(job, attempt, shard)] if shard is not None else [jobs_out, *jobs_out.glob("shard-*")]
-        shutil.rmtree(self.run_inputs(job, attempt, shard), ignore_errors=True)
-        for folder in outputs:
-            for name in (f"attempt-{attempt}", f"attempt-{attempt}.partial"):
-                shutil.rmtree(folder / name, ignore_errors=True)
-        attempt_in = self.run_inputs(job, attempt)
-        for folder in (*outputs, jobs_out, attempt_in, attempt_in.parent):
-            try:
-                folder.rmdir()  # only once empty: another attempt or shard may still use it
-            except OSError:
-                pass
-
+        for folder in (self.run_inputs(job, attempt, shard), self.run_outputs(job, attempt, shard)):
+            shutil.rmtree(folder, ignore_errors=True)
+            if shard is not None:
+                try:
+                    folder.parent.rmdir()  # the attempt's folder, once its last shard is gone
+                except OSError:
+                    pass
 
 def link(source: Path, target: Path) -> Path:
     if target.exists():
