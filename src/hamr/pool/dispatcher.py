@@ -290,6 +290,7 @@ class Dispatcher:
         if run.stale or gang.over or (reply.get("job"), reply.get("attempt")) != (run.job, run.attempt):
             self.registry.record_event("job.result_discarded", f"job:{run.job}", run.tenant,
                                        {"attempt": run.attempt, "shard": run.shard, "why": "the attempt is over"})  # fmt: skip
+            self._drop(run)
             return 1
         if not reply.get("ok"):
             self._end_gang(gang)
@@ -333,7 +334,12 @@ class Dispatcher:
             if run.gang is not None:
                 self._end_gang(run.gang)
             self._requeue(run, f"worker died: {why}")
+        self._drop(run)
         return 1
+
+    def _drop(self, run: Run) -> None:
+        """Remove the staged files of a run that is over: its shard's alone, for a gang job."""
+        self.staging(run.tenant).drop_run(run.job, run.attempt, run.shard if run.gang is not None else None)
 
     def _reap_stale(self) -> int:
         """A worker stuck on a stale attempt past stale_timeout_s is killed; a new one starts when needed."""
@@ -342,6 +348,7 @@ class Dispatcher:
             if run.stale and now - run.started > self.stale_timeout_s:
                 del self.runs[device]
                 self.workers.pop(device).kill()
+                self._drop(run)
                 reaped += 1
         return reaped
 
@@ -477,6 +484,7 @@ class Dispatcher:
                 if run.gang is not None:
                     self._end_gang(run.gang)
                 self._requeue(run, f"worker for {self.local_ids.get(run.device, run.device)} did not take the job: {exc}")
+                self._drop(run)
                 return True
             self.runs[run.device] = run
         return True
