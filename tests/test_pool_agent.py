@@ -21,7 +21,7 @@ from fastapi.testclient import TestClient
 
 import hamr
 from hamr.errors import HamrError
-from hamr.pool import remote_replicas, tensors
+from hamr.pool import remote_replicas, sandbox, tensors
 from hamr.pool.agent import Agent
 from hamr.pool.registry import ANY_TENANT, ReplicaView, open_registry
 from hamr.pool.remote import LOST_WORK_GRACE_S, RemoteAgents
@@ -193,7 +193,7 @@ def test_deployment_replicas_on_a_remote_agent_serve_and_move_when_it_dies(tmp_p
                       "--name", "remote-1", "--heartbeat", "0.4", "--cache-dir", tmp_path / "agent")
         exe = tenant.post("/v1/executables", content=hamr.compile(mlp_model(), targets=["cpu"]).to_bytes()).json()["id"]
         hosting = wait_until("remote-1 to host replicas", lambda: _node(admin, "remote-1").get("labels", {}), 60)
-        assert hosting == {"hosts_replicas": True, "gangs": True}
+        assert hosting == {"hosts_replicas": True, "gangs": True, "sandbox": sandbox.describe()}
 
         deployment = tenant.post("/v1/deployments", json={"executable_id": exe, "replicas": 2}).json()["id"]
 

@@ -99,7 +99,7 @@ def test_a_worker_killed_mid_job_runs_again_with_one_recorded_result(pool, cpu_r
         first, x = submit(registry, tenant, exe, seed=7)
         dispatcher.run_until_idle(60)
         expected = registry.job_outputs(tenant, first.id)["y"]
-        worker = dispatcher.worker("cpu")
+        worker = dispatcher.worker("cpu", tenant)
         os.kill(worker.pid, signal.SIGSTOP)  # the worker takes the job but never finishes it
         job = registry.submit_job(tenant, exe.id, {"x": x})
         dispatcher.step()
@@ -122,7 +122,7 @@ def test_a_dead_worker_on_a_device_now_unhealthy_moves_its_job_to_opencl(pool, c
     with Dispatcher(registry, "node-a", reports=[cpu_report, opencl_report]) as dispatcher:
         dispatcher.throughput.set(exe.sha256, cpu_report.architecture, 1000.0)  # cpu first while it is healthy
         dispatcher.throughput.set(exe.sha256, opencl_report.architecture, 1.0)
-        worker = dispatcher.worker("cpu")
+        worker = dispatcher.worker("cpu", tenant)
         os.kill(worker.pid, signal.SIGSTOP)
         job, x = submit(registry, tenant, exe, seed=11)
         dispatcher.step()
@@ -141,7 +141,7 @@ def test_draining_the_cpu_moves_its_running_and_queued_jobs_to_opencl(pool, cpu_
     with Dispatcher(registry, "node-a", reports=[cpu_report, opencl_report]) as dispatcher:
         dispatcher.throughput.set(exe.sha256, cpu_report.architecture, 1000.0)
         dispatcher.throughput.set(exe.sha256, opencl_report.architecture, 1.0)
-        worker = dispatcher.worker("cpu")
+        worker = dispatcher.worker("cpu", tenant)
         os.kill(worker.pid, signal.SIGSTOP)  # the cpu's job stays running until the drain
         jobs = [submit(registry, tenant, exe, seed) for seed in (21, 22, 23)]
         (j1, _), (j2, _), (j3, _) = jobs
@@ -226,7 +226,7 @@ def test_a_gang_shard_whose_worker_dies_runs_the_whole_attempt_again(pool, cpu_r
     registry, tenant, exe = pool
     x = np.random.default_rng(22).standard_normal((4, 16)).astype(np.float32)
     with Dispatcher(registry, "node-a", reports=[cpu_report, opencl_report]) as dispatcher:
-        worker = dispatcher.worker("opencl:0")
+        worker = dispatcher.worker("opencl:0", tenant)
         os.kill(worker.pid, signal.SIGSTOP)  # its shard is taken but never finished
         job = registry.submit_job(tenant, exe.id, {"x": x}, n_devices=2)
         dispatcher.step()

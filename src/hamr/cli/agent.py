@@ -31,6 +31,7 @@ def agent(
     from hamr.cli.app import err, out
     from hamr.format.signing import add_trusted_keys
     from hamr.pool.agent import Agent
+    from hamr.pool.sandbox import containment_line
 
     add_trusted_keys(trusted_key or [])  # its workers and replicas inherit $HAMR_TRUSTED_KEYS
     server = server or os.environ.get("HAMR_POOL_URL")
@@ -48,6 +49,7 @@ def agent(
     node.connect()
     out.print(f"hamr agent: node {node.name} with {', '.join(node.devices) or 'no devices'} "
               f"joined the pool at {node.link.url}; heartbeat every {heartbeat:g} s")
+    out.print(containment_line())
     signal.signal(signal.SIGTERM, lambda *_: node.stop.set())
     try:
         node.serve()

@@ -79,6 +79,7 @@ def up(
 
     add_trusted_keys(trusted_key or [])  # workers and replicas inherit $HAMR_TRUSTED_KEYS
     from hamr.pool.remote import LocalAndRemote, RemoteAgents
+    from hamr.pool.sandbox import containment_line
     from hamr.pool.scheduler import POLICIES
 
     if policy not in POLICIES:
@@ -98,6 +99,7 @@ def up(
     _serve(registry, root, listener, url, tls, LocalAndRemote(dispatcher, remote), _agent_loop, heartbeat_timeout, intake, {}, [
         f"hamr pool: {url} (data: {root}; policy {policy})",
         f"this node: {socket.gethostname()} with {devices or 'no devices'}",
+        containment_line(),
     ])
 
 
@@ -337,6 +339,9 @@ def status(server: Server = None, token: Token = None, data_dir: DataDir = None,
                       d.get("architecture", ""), d.get("health", ""), str(d.get("drained", "")),
                       ", ".join(d.get("targets", [])), d.get("uuid", ""))
     out.print(table)
+    for node in nodes:
+        contained = (node.get("labels") or {}).get("sandbox")
+        out.print(f"node {node.get('name')}: job sandbox: {contained or 'none reported (not contained)'}")
 
 
 @pool_app.command()

@@ -2,8 +2,10 @@
 
 It discovers the devices (`drivers.discover()`), registers them and heartbeats
 (`POST /v1/agents/{node}/heartbeat`, listing the work it holds), long-polls for work
-(`POST /v1/agents/{node}/work`), and runs each item in a worker process of its device
-(hamr/pool/worker.py, one per device). Executables are downloaded once and cached by sha256;
+(`POST /v1/agents/{node}/work`), and runs each item in a worker process of its device and the
+job's tenant (hamr/pool/worker.py), contained as the pool's own are (hamr/pool/sandbox.py): it
+reads only that tenant's staging folder (hamr/pool/staging.py) under the cache directory, never
+the rest of it, nor the agent's token. Executables are downloaded once and cached by sha256;
 inputs are downloaded as .npy; both are checked against their sha256. A gang job's shard (an item
 with `shards` > 1) runs on its part of the inputs, `gangs.split_inputs(inputs, shards)[shard]`, the
 split the pool joins back; the heartbeat's `gangs` label says this agent does so. Each result goes
@@ -19,11 +21,11 @@ import hashlib
 import io
 import os
 import queue
-import shutil
 import socket
 import tempfile
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import quote
@@ -35,11 +37,14 @@ from hamr.errors import HamrError, InputError
 from hamr.pool.deployments import HOSTS_REPLICAS
 from hamr.pool.drivers import discover
 from hamr.pool.gangs import GangError, split_inputs
+from hamr.pool import sandbox
 from hamr.pool.remote import RUNS_GANGS, check_node_name
+from hamr.pool.staging import Staging
 from hamr.pool.tls import httpx_verify, untrusted
 from hamr.pool.workers import WorkerDied, WorkerProcess
 from hamr.runtime.npy_io import read_inputs, read_outputs, write_outputs
 
+IDLE_WORKERS = 8  # workers of a device kept for tenants other than the one it last ran
 POLL_WAIT_S = 10.0  # a long poll; a stopping pool waits for its agents' polls to end
 MAX_BACKOFF_S = 10.0
 
@@ -203,12 +208,13 @@ def _write_atomically(path: Path, data: bytes) -> None:
 
 
 class DeviceRunner:
-    """One device: its worker process and the queue of work items for it, run one at a time in a thread."""
+    """One device: its workers (one per tenant, the least recently used closed past IDLE_WORKERS) and the
+    queue of work items for it, run one at a time in a thread."""
 
     def __init__(self, agent: Agent, local_id: str):
         self.agent, self.device = agent, local_id
         self.queue: queue.Queue[dict] = queue.Queue()
-        self.worker: WorkerProcess | None = None
+        self.workers: OrderedDict[int, WorkerProcess] = OrderedDict()  # tenant -> its worker, most recent last
         self.thread = threading.Thread(target=self._loop, name=f"hamr-agent-{local_id}", daemon=True)
         self.thread.start()
 
@@ -235,26 +241,30 @@ class DeviceRunner:
         """(fields, outputs) of the result to post for one work item."""
         job, attempt, shard = run_key(item)
         shards = item.get("shards", 1)
-        work = self.agent.runs_dir / f"job-{job}-attempt-{attempt}-shard-{shard}"  # two shards may run at once
+        tenant = int(item.get("tenant", 0))
+        staging = self.agent.staging(tenant)
+        work = staging.run_inputs(job, attempt, shard)  # per shard: two shards of a job may run here at once
         try:
             if self.agent.hold_s:
                 self.agent.stop.wait(self.agent.hold_s)
             executable = self.agent.files.executable(item["executable_id"], item["executable_sha256"])
+            executable = staging.executable(executable, item["executable_sha256"])
             inputs = self.agent.files.inputs(job, item["inputs"], work / "inputs")
             if shards != 1:
                 inputs = self.agent.files.shard(inputs, shard, shards, work / "shard")
+            outputs_dir = staging.run_outputs(job, attempt, shard)
             request = {"job": job, "attempt": attempt, "executable": str(executable), "inputs": inputs,
-                       "outputs": str(work / "outputs")}
+                       "outputs": str(outputs_dir)}
             try:
-                reply = self._worker().run(request)
+                reply = self._worker(tenant).run(request)
             except (WorkerDied, OSError) as exc:
-                if self.worker is not None:
-                    self.worker.kill()
-                self.worker = None
+                worker = self.workers.pop(tenant, None)
+                if worker is not None:
+                    worker.kill()
                 return {"died": str(exc)}, {}
             if not reply.get("ok"):
                 return {"ok": False, "error": reply.get("error") or "the worker gave no error"}, {}
-            outputs = read_outputs(Path(reply["outputs"]))
+            outputs = read_outputs(outputs_dir / f"attempt-{attempt}")  # where we said, whatever the reply says
             return {"ok": True, "latency_s": reply["latency_s"], "device": reply.get("device") or self.device,
                     "target": reply.get("target") or ""}, outputs
         except (Corrupt, GangError, InputError) as exc:  # a bad download, or a shard's inputs that cannot be split
@@ -264,20 +274,26 @@ class DeviceRunner:
                 raise
             return {"died": f"could not download the job's files: {exc}"}, {}
         finally:
-            shutil.rmtree(work, ignore_errors=True)
+            staging.drop_run(job, attempt, shard)
 
-    def _worker(self) -> WorkerProcess:
-        if self.worker is not None and not self.worker.alive():
-            self.worker.kill()
-            self.worker = None
-        if self.worker is None:
-            self.worker = WorkerProcess(self.device, env=self.agent.worker_env)
-        return self.worker
+    def _worker(self, tenant: int) -> WorkerProcess:
+        worker = self.workers.pop(tenant, None)
+        if worker is not None and not worker.alive():
+            worker.kill()
+            worker = None
+        if worker is None:
+            worker = WorkerProcess(self.device, env=self.agent.worker_env, staging=self.agent.staging(tenant),
+                                   protect=[self.agent.root])  # fmt: skip
+        self.workers[tenant] = worker
+        while len(self.workers) > IDLE_WORKERS + 1:
+            _, oldest = self.workers.popitem(last=False)
+            oldest.close()
+        return worker
 
     def close(self) -> None:
-        if self.worker is not None:
-            self.worker.close()
-            self.worker = None
+        while self.workers:
+            _, worker = self.workers.popitem()
+            worker.close()
 
 
 class Agent:
@@ -294,7 +310,10 @@ class Agent:
             self.files = Files(self.link, root)
         except OSError as exc:
             raise HamrError(f"cannot use {root} as the agent's cache directory: {exc}") from None
-        self.runs_dir = root / "runs" / self.name
+        self.root = root
+        self.runs_dir = root / "runs" / self.name  # the tenants' staging folders
+        self._staging: dict[int, Staging] = {}
+        self._staging_lock = threading.Lock()
         self.runners: dict[str, DeviceRunner] = {}
         self.held: set[tuple[int, int, int]] = set()  # (job, attempt, shard)s taken from the pool, result not posted yet
         self._held_lock = threading.Lock()
@@ -303,6 +322,13 @@ class Agent:
         from hamr.pool.agent_replicas import AgentReplicas  # it imports this module
 
         self.replicas = AgentReplicas(self)
+
+    def staging(self, tenant: int) -> Staging:
+        with self._staging_lock:  # one runner thread per device
+            staging = self._staging.get(tenant)
+            if staging is None:
+                staging = self._staging[tenant] = Staging(self.runs_dir, tenant)
+            return staging
 
     # -- the pool --
 
@@ -314,7 +340,7 @@ class Agent:
             with self._held_lock:
                 running = [_run_ref(*key) for key in sorted(self.held)]
             body = {"devices": [r.to_json() for r in reports], "running": running,
-                    "labels": {HOSTS_REPLICAS: True, RUNS_GANGS: True}}
+                    "labels": {HOSTS_REPLICAS: True, RUNS_GANGS: True, sandbox.LABEL: sandbox.describe()}}
             try:
                 self.link.call("POST", f"/v1/agents/{self.name}/heartbeat", retry=False, json=body)
                 return

@@ -12,6 +12,12 @@ One `Dispatcher` per node. Each `step()`:
 5. with `serve_replicas`, loads the deployment replicas placed on this node and drops stopped ones
    (hamr/pool/replicas.py).
 
+Workers: one per (device, tenant), started when first needed and kept; a device runs one job at a
+time, so its other tenants' workers wait parked (at most IDLE_WORKERS of them on the node, the least
+recently used closed first). A tenant's worker is contained to that tenant's staging folders
+(hamr/pool/staging.py, hamr/pool/sandbox.py): the job's executable and inputs are linked in before it
+is sent, and its outputs are read back from the folder the dispatcher chose, whatever the worker says.
+
 Delivery: execution is at-least-once (a job whose worker died, or whose device was drained
 while it ran, runs again as a new attempt; the old attempt may still finish). Recorded results
 are exactly-once, keyed by (job, attempt): a result is recorded only while its attempt is the
@@ -23,8 +29,8 @@ logged as a `job.result_discarded` event. docs/pool.md ("Dispatcher and migratio
 from __future__ import annotations
 
 import select
-import shutil
 import time
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,12 +46,16 @@ from hamr.pool.registry.states import ACTIVE, WAITING
 from hamr.pool.replicas import ReplicaHost
 from hamr.pool.scheduler import Decision, DeviceTable, JobRequest, Scheduler, ThroughputModel
 from hamr.pool.scheduler.request import WHOLE
+from hamr.pool import sandbox
+from hamr.pool.staging import Staging
 from hamr.pool.workers import WorkerDied, WorkerProcess
 from hamr.runtime.npy_io import read_outputs, write_outputs
 
 REEXPLAIN_S = 1.0  # a waiting job's reason is worked out again at most this often
 
 UNKNOWN_MEMORY = 1 << 62  # a device whose driver cannot tell its free memory (OpenCL GPUs)
+
+IDLE_WORKERS = 8  # parked workers (of tenants other than the one a device last ran) kept per node
 
 
 @dataclass
@@ -62,6 +72,7 @@ class Run:
     stale: bool = False  # the job was taken off this device: the reply, if any, is not the job's result
     gang: Gang | None = None  # the attempt of a gang job this run is one shard of
     shard: int = 0
+    outputs: Path | None = None  # the folder its worker writes attempt-N into
 
 
 @dataclass
@@ -71,6 +82,7 @@ class Gang:
     job: int
     attempt: int
     rows: list[int]  # each shard's batch size
+    outputs: list[Path] = field(default_factory=list)  # each shard's outputs folder
     replies: dict[int, dict] = field(default_factory=dict)
     over: bool = False  # recorded, failed or requeued: the shards still running are stale
 
@@ -86,8 +98,9 @@ class LocalWorkers:
 
     gangs = True
 
-    def start(self, local_id: str, env: dict | None) -> WorkerProcess:
-        return WorkerProcess(local_id, env=env)
+    def start(self, local_id: str, env: dict | None, staging: Staging | None = None,
+              protect: list[Path] | None = None) -> WorkerProcess:
+        return WorkerProcess(local_id, env=env, staging=staging, protect=protect)
 
     def ready(self, workers: dict[str, WorkerProcess], wait: float) -> list[str]:
         buffered = [device for device, w in workers.items() if w.has_reply()]
@@ -117,13 +130,16 @@ class Dispatcher:
         self.scheduler = Scheduler(self.table, policy, self.throughput)
         self.worker_env = worker_env
         self.stale_timeout_s = stale_timeout_s
-        self.workers: dict[str, WorkerProcess] = {}  # device uuid -> its worker, started lazily, kept
+        self.workers: dict[str, WorkerProcess] = {}  # device uuid -> the worker on it (busy, or the last used)
+        self.worker_tenants: dict[str, int] = {}  # device uuid -> the tenant its worker in `workers` serves
+        self.parked: OrderedDict[tuple[str, int], WorkerProcess] = OrderedDict()  # (device, tenant), oldest first
         self.runs: dict[str, Run] = {}  # device uuid -> the attempt its worker is busy with
         self.reasons: dict[int, str] = {}  # waiting job -> why it waits (the scheduler's reason)
         self._explained: dict[int, float] = {}  # waiting job -> when its reason was last worked out
         self.local_ids: dict[str, str] = {}  # device uuid -> the id a Session takes (cpu, opencl:0)
         self.passed_over: dict[str, int] = {}
-        self.runs_dir = registry.data_dir / "runs" / node_name
+        self.runs_dir = registry.data_dir / "runs" / node_name  # the tenants' staging folders
+        self._staging: dict[int, Staging] = {}
         self.reports: list[DeviceReport] = []
         self.heartbeat(reports)
 
@@ -133,6 +149,8 @@ class Dispatcher:
         """Register or refresh this node's devices: `reports`, else what the drivers discover now."""
         self.reports = list(reports) if reports is not None else discover().devices
         labels = {HOSTS_REPLICAS: True} if self.replicas is not None else {}
+        if isinstance(self.executor, LocalWorkers):
+            labels[sandbox.LABEL] = sandbox.describe()
         self.registry.heartbeat(self.node, self.reports, address=self.address, labels=labels)
 
     def sync(self) -> dict[str, int]:
@@ -204,9 +222,10 @@ class Dispatcher:
         if self.replicas is not None:
             self.replicas.close()
         self.busy_time.flush()
-        for worker in self.workers.values():
+        for worker in [*self.workers.values(), *self.parked.values()]:
             worker.close()
         self.workers.clear()
+        self.parked.clear()
         self.runs.clear()
 
     def __enter__(self):
@@ -250,7 +269,7 @@ class Dispatcher:
             return 1
         try:
             if reply.get("ok"):
-                outputs = read_outputs(Path(reply["outputs"]))
+                outputs = read_outputs(run.outputs / f"attempt-{run.attempt}")
                 self.registry.finish_job(ANY_TENANT, run.job, outputs, attempt=run.attempt)
                 self.throughput.observe(run.executable, run.architecture, float(reply["latency_s"]))
                 self.busy_time.add(run.device, float(reply["latency_s"]))
@@ -261,7 +280,7 @@ class Dispatcher:
             self.registry.record_event("job.result_discarded", f"job:{run.job}", run.tenant,
                                        {"attempt": run.attempt, "why": str(exc)})
         finally:
-            shutil.rmtree(self.runs_dir / f"job-{run.job}" / f"attempt-{run.attempt}", ignore_errors=True)
+            self.staging(run.tenant).drop_run(run.job, run.attempt)
         return 1
 
     def _record_shard(self, run: Run, reply: dict) -> int:
@@ -271,6 +290,7 @@ class Dispatcher:
         if run.stale or gang.over or (reply.get("job"), reply.get("attempt")) != (run.job, run.attempt):
             self.registry.record_event("job.result_discarded", f"job:{run.job}", run.tenant,
                                        {"attempt": run.attempt, "shard": run.shard, "why": "the attempt is over"})  # fmt: skip
+            self._drop(run)
             return 1
         if not reply.get("ok"):
             self._end_gang(gang)
@@ -283,7 +303,7 @@ class Dispatcher:
             return 1
         gang.over = True
         try:
-            shards = [read_outputs(Path(gang.replies[k]["outputs"])) for k in range(len(gang.rows))]
+            shards = [read_outputs(gang.outputs[k] / f"attempt-{run.attempt}") for k in range(len(gang.rows))]
             outputs = merge_outputs(shards, gang.rows)
         except GangError as exc:
             error = str(exc)
@@ -300,7 +320,7 @@ class Dispatcher:
             self.registry.record_event("job.result_discarded", f"job:{run.job}", run.tenant,
                                        {"attempt": run.attempt, "why": str(exc)})  # fmt: skip
         finally:
-            shutil.rmtree(self.runs_dir / f"job-{run.job}" / f"attempt-{run.attempt}", ignore_errors=True)
+            self.staging(run.tenant).drop_run(run.job, run.attempt)
 
     def _end_gang(self, gang: Gang) -> None:
         """The attempt is over: the shards still running are stale (their replies are discarded)."""
@@ -314,7 +334,12 @@ class Dispatcher:
             if run.gang is not None:
                 self._end_gang(run.gang)
             self._requeue(run, f"worker died: {why}")
+        self._drop(run)
         return 1
+
+    def _drop(self, run: Run) -> None:
+        """Remove the staged files of a run that is over: its shard's alone, for a gang job."""
+        self.staging(run.tenant).drop_run(run.job, run.attempt, run.shard if run.gang is not None else None)
 
     def _reap_stale(self) -> int:
         """A worker stuck on a stale attempt past stale_timeout_s is killed; a new one starts when needed."""
@@ -323,6 +348,7 @@ class Dispatcher:
             if run.stale and now - run.started > self.stale_timeout_s:
                 del self.runs[device]
                 self.workers.pop(device).kill()
+                self._drop(run)
                 reaped += 1
         return reaped
 
@@ -419,7 +445,7 @@ class Dispatcher:
     def _start(self, job: Job, request: JobRequest, decision: Decision) -> bool:
         devices = list(decision.devices)
         try:
-            workers = [self._worker(device) for device in devices]
+            workers = [self._worker(device, job.tenant_id) for device in devices]
         except (WorkerDied, TimeoutError, OSError) as exc:  # a worker did not start: the job waits
             where = ", ".join(self.local_ids.get(d, d) for d in devices)
             self._waits(job, f"waiting: a worker for {where} did not start: {exc}")
@@ -434,18 +460,21 @@ class Dispatcher:
         attempt = started.attempts
         runs = [Run(job.id, attempt, job.tenant_id, d, request.executable, self.table.architectures[self.table.index[d]])
                 for d in devices]  # fmt: skip
-        if len(devices) == 1:
-            inputs = {name: str(self.registry.blobs.path(digest)) for name, digest in job.inputs.items()}
-            sends = [(inputs, self.runs_dir / f"job-{job.id}")]
-        else:
-            try:
-                sends = self._shards(job, attempt, runs)
-            except GangError as exc:
-                error = str(exc)
-                self._settle(runs[0], lambda: self.registry.fail_job(ANY_TENANT, job.id, error, attempt=attempt))
-                return True
-        executable = str(self.registry.blobs.root / self._executable(job.executable_id).path)
+        staging = self.staging(job.tenant_id)
+        record = self._executable(job.executable_id)
+        try:  # the executable and inputs linked into the tenant's staging, where its worker can read them
+            executable = str(staging.executable(self.registry.blobs.root / record.path, record.sha256))
+            if len(devices) == 1:
+                blobs = {name: self.registry.blobs.path(digest) for name, digest in job.inputs.items()}
+                sends = [(staging.inputs(job.id, attempt, blobs), staging.run_outputs(job.id, attempt))]
+            else:
+                sends = self._shards(job, attempt, runs, staging)
+        except (GangError, OSError, RegistryError) as exc:
+            error = str(exc) if isinstance(exc, GangError) else f"cannot stage the job's files: {exc}"
+            self._settle(runs[0], lambda: self.registry.fail_job(ANY_TENANT, job.id, error, attempt=attempt))
+            return True
         for run, worker, (inputs, outputs) in zip(runs, workers, sends, strict=True):
+            run.outputs = outputs
             try:
                 worker.submit({"job": job.id, "attempt": attempt, "shard": run.shard, "shards": len(runs),
                                "executable": executable, "inputs": inputs, "outputs": str(outputs)})  # fmt: skip
@@ -455,30 +484,57 @@ class Dispatcher:
                 if run.gang is not None:
                     self._end_gang(run.gang)
                 self._requeue(run, f"worker for {self.local_ids.get(run.device, run.device)} did not take the job: {exc}")
+                self._drop(run)
                 return True
             self.runs[run.device] = run
         return True
 
-    def _shards(self, job: Job, attempt: int, runs: list[Run]) -> list[tuple[dict, Path]]:
+    def _shards(self, job: Job, attempt: int, runs: list[Run], staging: Staging) -> list[tuple[dict, Path]]:
         """A gang attempt's inputs split across its devices, as .npy files; (inputs, outputs folder) per shard."""
         shards = split_inputs(self.registry.job_inputs(ANY_TENANT, job.id), len(runs))
         gang = Gang(job.id, attempt, [len(next(iter(shard.values()))) for shard in shards])
         sends = []
         for k, (run, shard) in enumerate(zip(runs, shards, strict=True)):
             run.gang, run.shard = gang, k
-            folder = self.runs_dir / f"job-{job.id}" / f"attempt-{attempt}" / f"shard-{k}"
-            index = write_outputs(shard, folder / "inputs")
-            sends.append(({name: str(folder / "inputs" / file) for name, file in index.items()}, folder))
+            folder = staging.run_inputs(job.id, attempt, shard=k)
+            index = write_outputs(shard, folder)
+            gang.outputs.append(staging.run_outputs(job.id, attempt, shard=k))
+            sends.append(({name: str(folder / file) for name, file in index.items()}, gang.outputs[-1]))
         return sends
 
-    def _worker(self, device: str) -> WorkerProcess:
+    def staging(self, tenant: int) -> Staging:
+        staging = self._staging.get(tenant)
+        if staging is None:
+            staging = self._staging[tenant] = Staging(self.runs_dir, tenant)
+        return staging
+
+    def _worker(self, device: str, tenant: int) -> WorkerProcess:
+        """The device's worker for the tenant: the one on it, a parked one, or a new one."""
         worker = self.workers.get(device)
+        if worker is not None and self.worker_tenants.get(device) != tenant:
+            self._park(device, self.worker_tenants.get(device), worker)  # idle: nothing runs on a device being placed
+            worker = None
+        if worker is None:
+            worker = self.parked.pop((device, tenant), None)
         if worker is not None and not worker.alive():
             worker.kill()
             worker = None
         if worker is None:
-            worker = self.workers[device] = self.executor.start(self.local_ids[device], self.worker_env)
+            self.workers.pop(device, None)
+            worker = self.executor.start(self.local_ids[device], self.worker_env, staging=self.staging(tenant),
+                                         protect=[self.registry.data_dir])  # fmt: skip
+        self.workers[device], self.worker_tenants[device] = worker, tenant
         return worker
+
+    def _park(self, device: str, tenant: int | None, worker: WorkerProcess) -> None:
+        del self.workers[device]
+        if tenant is None:
+            worker.close()
+            return
+        self.parked[(device, tenant)] = worker
+        while len(self.parked) > IDLE_WORKERS:
+            _, oldest = self.parked.popitem(last=False)
+            oldest.close()
 
     # -- for operators and tests --
 
@@ -486,12 +542,13 @@ class Dispatcher:
         job = self.registry.get_job(ANY_TENANT, job_id)
         return job.state if job is not None else "missing"
 
-    def worker(self, local_id: str) -> WorkerProcess:
-        """The worker process of a device of this node (`cpu`, `opencl:0`), started if it is not."""
+    def worker(self, local_id: str, tenant: int | None = None) -> WorkerProcess:
+        """The worker process of a device of this node (`cpu`, `opencl:0`) for a tenant (default: the last it
+        served, else tenant 0), started if it is not."""
         self.sync()
         for uuid, lid in self.local_ids.items():
             if lid == local_id:
-                return self._worker(uuid)
+                return self._worker(uuid, tenant if tenant is not None else self.worker_tenants.get(uuid, 0))
         raise NotFound(f"node {self.node} has no device {local_id}")
 
 

@@ -207,7 +207,8 @@ class RayNode:
         self.dead = ""  # why the agent is gone, once it is
         self.where: dict = {}
 
-    def start(self, local_id: str, env: dict | None) -> RayWorker:
+    def start(self, local_id: str, env: dict | None, staging=None, protect=None) -> RayWorker:
+        # staging, protect: a local worker's sandbox; this node's jobs run elsewhere (docs/pool.md)
         if self.dead:
             raise WorkerDied(f"the hamr agent of {self.name} is gone: {self.dead}")
         return RayWorker(self, local_id)

@@ -171,7 +171,8 @@ class RemoteNode:
         """The agent runs gang shards: it said so in its latest heartbeat (the Dispatcher's executor flag)."""
         return self.labels.get(RUNS_GANGS) is True
 
-    def start(self, local_id: str, env: dict | None) -> RemoteWorker:
+    def start(self, local_id: str, env: dict | None, staging=None, protect=None) -> RemoteWorker:
+        # staging, protect: a local worker's sandbox; this node's jobs run elsewhere (docs/pool.md)
         if self.lost:
             raise WorkerDied(f"node {self.name} is lost: {self.lost}")
         return RemoteWorker(self, local_id)
@@ -373,7 +374,8 @@ class RemoteAgents:
         job = self.registry.get_job(ANY_TENANT, int(request["job"]))
         if job is None:
             raise WorkerDied(f"job {request['job']} is gone")
-        return {"kind": "job", "job": job.id, "attempt": int(request["attempt"]), "shard": int(request.get("shard", 0)),
+        return {"kind": "job", "job": job.id, "tenant": job.tenant_id, "attempt": int(request["attempt"]),
+                "shard": int(request.get("shard", 0)),
                 "shards": int(request.get("shards", 1)), "device": local_id, "executable_id": job.executable_id,
                 "executable_sha256": self.executable_sha256(job.executable_id), "inputs": dict(job.inputs)}
 

@@ -1,6 +1,11 @@
 """A worker process for one device: runs the jobs it is sent through a Session, one at a time.
 
-    python -m hamr.pool.worker DEVICE
+    python -m hamr.pool.worker DEVICE [--parent PID] [--sandbox TENANT_DIR [--protect DIR]...]
+
+With --parent it dies with that process (hamr/pool/sandbox.py die_with_parent), so a worker never
+outlives its pool; it also exits when its stdin closes. With --sandbox it contains itself before it
+reads any work: it sees the system, the Python installation and that tenant's staging folders
+(hamr/pool/staging.py) and nothing else; if it cannot, it says so on its ready line and exits.
 
 The wire is JSON lines (never pickle). Each request on stdin:
     {"job": ID, "attempt": N, "executable": PATH.hamr, "inputs": {NAME: PATH.npy}, "outputs": DIR}
@@ -16,6 +21,7 @@ executable path, so a deployment's replica loads its executable once.
 
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
 import sys
@@ -52,13 +58,44 @@ def run_one(request: dict, device: str, sessions: dict) -> dict:
         return {**reply, "ok": False, "error": f"{type(exc).__name__}: {detail}" if not isinstance(exc, HamrError) else detail}
 
 
+def _arguments(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m hamr.pool.worker")
+    parser.add_argument("device")
+    parser.add_argument("--parent", type=int, help="die with this process (the pool or agent that started it)")
+    parser.add_argument("--sandbox", type=Path, help="contain this worker to one tenant's staging folder")
+    parser.add_argument("--protect", type=Path, action="append", default=[],
+                        help="a folder no rule may open wholesale (the pool's data directory)")
+    return parser.parse_args(argv)
+
+
+def contain(tenant_dir: Path, protected: list[Path]) -> int:
+    """Import what running a job needs while it can be read, then restrict this process; the Landlock ABI."""
+    import numpy  # noqa: F401
+
+    import hamr.runtime.session  # noqa: F401
+    from hamr.pool.sandbox import restrict, worker_policy
+
+    return restrict(worker_policy(tenant_dir, protected))
+
+
 def main(argv: list[str]) -> int:
-    if len(argv) != 1:
-        print("usage: python -m hamr.pool.worker DEVICE", file=sys.stderr)
-        return 2
-    device = argv[0]
+    args = _arguments(argv)
+    device = args.device
+    if args.parent is not None:
+        from hamr.pool.sandbox import die_with_parent
+
+        die_with_parent(args.parent)
+    ready: dict = {"ready": device}
+    if args.sandbox is not None:
+        from hamr.pool.sandbox import SandboxError
+
+        try:
+            ready["landlock"] = contain(args.sandbox, args.protect)
+        except (SandboxError, OSError) as exc:
+            print(json.dumps({"ready": None, "error": f"cannot contain the worker: {exc}"}), flush=True)
+            return 1
     sessions: dict = {}
-    print(json.dumps({"ready": device}), flush=True)
+    print(json.dumps(ready), flush=True)
     for line in sys.stdin:
         if not line.strip():
             continue

@@ -2,6 +2,10 @@
 
 A worker that dies (killed, crashed, out of memory) raises `WorkerDied` from `result`; the
 caller requeues the job for another attempt. Nothing crosses the pipe but JSON lines.
+
+Every worker dies with the process that started it (--parent). A worker for a tenant's `Staging`
+contains itself to it (--sandbox, hamr/pool/sandbox.py) where `contained()` says this host can;
+`protect` names the folders that hold the secrets (the pool's data directory, an agent's cache).
 """
 
 from __future__ import annotations
@@ -12,26 +16,61 @@ import select
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from hamr.errors import HamrError
+from hamr.pool.staging import Staging
 
 
 class WorkerDied(HamrError):
     """The worker process exited before it replied."""
 
 
+PASSED_ENV = ("PATH", "LANG", "LC_", "TZ", "PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "LD_LIBRARY_PATH", "CC", "OMP_",
+              "OPENBLAS_", "MKL_", "OCL_", "POCL_", "CUDA_", "ROCR_", "HIP_", "HSA_", "GPU_", "HAMR_")
+KEPT_BACK_ENV = ("HAMR_TOKEN",)
+
+
+def worker_environment(extra: dict) -> dict[str, str]:
+    """A tenant worker's environment: what runtimes need from ours (no tokens, no other secrets), and `extra`."""
+    passed = {k: v for k, v in os.environ.items() if k.startswith(PASSED_ENV) and k not in KEPT_BACK_ENV}
+    return {**passed, "HOME": extra.get("TMPDIR", "/"), **extra}
+
+
+def contained() -> bool:
+    """Workers started here contain themselves (Landlock); the pool says at start when they cannot."""
+    from hamr.pool.sandbox import available
+
+    return not available()
+
+
 class WorkerProcess:
-    def __init__(self, device: str, env: dict | None = None, ready_timeout: float = 60.0):
+    def __init__(self, device: str, env: dict | None = None, ready_timeout: float = 60.0,
+                 staging: Staging | None = None, protect: list[Path] | None = None):
         self.device = device
+        self.staging = staging
         self._pending = b""
+        # -P: the worker's current folder is not on its import path (it may hold the pool's data)
+        command = [sys.executable, "-P", "-m", "hamr.pool.worker", device, "--parent", str(os.getpid())]
+        environment = {**os.environ, **(env or {})}
+        if staging is not None:
+            environment = worker_environment({**(env or {}), **staging.env()})
+            if contained():
+                command += ["--sandbox", str(staging.dir)]
+                command += [arg for folder in protect or [] for arg in ("--protect", str(folder))]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "hamr.pool.worker", device],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-            env={**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"},
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            cwd=staging.tmp if staging is not None else None,
+            env={**environment, "PYTHONUNBUFFERED": "1"},
         )
-        ready = self._read(ready_timeout)
+        try:
+            ready = self._read(ready_timeout)
+        except WorkerDied as exc:
+            raise WorkerDied(f"worker for {device} did not start: {exc}") from None
         if ready.get("ready") != device:
-            raise WorkerDied(f"worker for {device} did not start: {ready}")
+            self.kill()
+            raise WorkerDied(f"worker for {device} did not start: {ready.get('error') or ready}")
+        self.landlock = int(ready.get("landlock") or 0)  # the ABI it is contained with; 0: not contained
 
     @property
     def pid(self) -> int:
