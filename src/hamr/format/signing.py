@@ -80,14 +80,15 @@ def load_public(path: Path) -> Ed25519PublicKey:
     return key
 
 
+def trusted_key_files() -> list[Path]:
+    """The files named by $HAMR_TRUSTED_KEYS."""
+    return [Path(e.strip()) for e in os.environ.get(TRUSTED_KEYS_ENV, "").split(os.pathsep) if e.strip()]
+
+
 def trusted_keys() -> dict[str, Ed25519PublicKey]:
     """The keys named by $HAMR_TRUSTED_KEYS, by key id (read at each call: a pool may add keys)."""
-    found = {}
-    for entry in os.environ.get(TRUSTED_KEYS_ENV, "").split(os.pathsep):
-        if entry.strip():
-            key = load_public(Path(entry.strip()))
-            found[key_id(key)] = key
-    return found
+    keys = [load_public(path) for path in trusted_key_files()]
+    return {key_id(key): key for key in keys}
 
 
 def add_trusted_keys(paths: list[Path]) -> list[str]:

@@ -140,11 +140,13 @@ def worker_policy(tenant_dir: Path, protected: list[Path]) -> Policy:
     """The policy of a job worker of one tenant: its staging folders (hamr/pool/staging.py) and the system.
 
     `protected`: the folders no rule may open wholesale (the pool's data directory, an agent's cache)."""
+    from hamr.format.signing import trusted_key_files
     from hamr.pool.staging import Staging
 
     staging = Staging.at(tenant_dir)
     devices = [p for pattern in DEVICES for p in glob.glob(pattern)]
-    return Policy(read=SYSTEM_READ + python_paths([Path(p).resolve() for p in protected]) + [str(staging.inbox)],
+    keys = [str(path) for path in trusted_key_files()]  # public keys: a worker checks signed files itself
+    return Policy(read=SYSTEM_READ + python_paths([Path(p).resolve() for p in protected]) + [str(staging.inbox)] + keys,
                   write=[str(staging.outbox), str(staging.cache), str(staging.tmp)], devices=devices)
 
 
