@@ -47,6 +47,9 @@ class BlobStore:
                 raise
         return digest
 
+    def size(self, digest: str) -> int:
+        return self.path(digest).stat().st_size
+
     def get(self, digest: str) -> bytes:
         """The blob's bytes, checked against its name."""
         try:

@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from hamr.format.executable import load as load_executable
+from hamr.pool.registry import accounting
 from hamr.pool.registry.errors import NotFound
 from hamr.pool.registry.models import ExecutableRecord, Tenant
 from hamr.pool.registry.scope import Scope, require_tenant, scoped
@@ -25,11 +26,13 @@ class Executables:
         executable = load_executable(data)  # raises FormatError before anything is stored
         digest = hashlib.sha256(data).hexdigest()
         with self.reading() as session:
-            if session.get(Tenant, owner) is None:
+            row = session.get(Tenant, owner)
+            if row is None:
                 raise NotFound(f"tenant {owner} not found")
-        existing = self._executable_by_digest(owner, digest)
-        if existing is not None:
-            return existing
+            existing = self._executable_by_digest(owner, digest)
+            if existing is not None:
+                return existing
+            accounting.check_storage(session, row, len(data))  # before the blob is written
         self.blobs.put(data)
         record = ExecutableRecord(
             tenant_id=owner,
@@ -41,6 +44,7 @@ class Executables:
         )
         try:
             with self.writing() as session:
+                accounting.check_storage(session, session.get(Tenant, owner, with_for_update=True), len(data))
                 session.add(record)
                 session.flush()
                 self._event(session, "executable.uploaded", f"executable:{record.id}", owner, sha256=digest, size=len(data))
