@@ -11,11 +11,13 @@ from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hamr.errors import FormatError
-from hamr.pool.registry import InvalidTransition, NotFound, QuotaExceeded, RegistryError
+from hamr.pool.registry import InvalidTransition, NotFound, QueueFull, QuotaExceeded, RegistryError, StorageFull
 
 log = logging.getLogger("hamr.pool.service")
 
-STATUS = ((NotFound, 404), (InvalidTransition, 409), (QuotaExceeded, 403), (FormatError, 400), (RegistryError, 400))
+STATUS = ((NotFound, 404), (InvalidTransition, 409), (QueueFull, 429), (StorageFull, 413), (QuotaExceeded, 403),
+          (FormatError, 400), (RegistryError, 400))  # subclasses before their bases
+HEADERS = {429: {"Retry-After": "5"}}  # a full job queue: its jobs take seconds to start
 
 
 def one_line(text: object) -> str:
@@ -50,7 +52,7 @@ def install(app: FastAPI) -> None:
         return error(400, f"the registry's database refused a value: {reason}")
 
     for kind, status in STATUS:
-        app.add_exception_handler(kind, lambda request, exc, status=status: error(status, exc))
+        app.add_exception_handler(kind, lambda request, exc, status=status: error(status, exc, HEADERS.get(status)))
 
     @app.exception_handler(Exception)
     async def internal(request: Request, exc: Exception) -> JSONResponse:

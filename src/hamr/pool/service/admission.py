@@ -1,0 +1,155 @@
+"""Admission for the data plane: deployment requests wait their turn, in bounded queues, on threads of their own.
+
+Each request takes a slot of its tenant (the deployment's owner: `max_inflight_requests` running,
+`max_queued_requests` waiting, the tenant's columns, cached for LIMITS_CACHE_S) and then one of
+its deployment (`deployment_inflight`, `deployment_queue`: the pool's settings). A request that
+finds both the running slots and the queue full is refused at once with `Busy` (the service's
+429, with Retry-After); one that waits is let in first come, first served. A running request
+holds a thread of `limiter` (DATA_PLANE_THREADS), never one of the threads that the API's other
+routes and the agents' heartbeats run on (anyio's default limiter), so a flood of requests
+cannot make the control plane wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections import deque
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+import anyio
+from starlette.concurrency import run_in_threadpool
+
+from hamr.errors import HamrError
+
+DATA_PLANE_THREADS = 32
+DEPLOYMENT_INFLIGHT, DEPLOYMENT_QUEUE = 8, 64
+LIMITS_CACHE_S = 2.0
+
+
+class Busy(HamrError):
+    def __init__(self, line: str, retry_after_s: float):
+        super().__init__(line)
+        self.retry_after = max(1, math.ceil(retry_after_s))
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
+
+
+@dataclass
+class Gate:
+    """`limit` slots (None: any number), then a FIFO queue of `queue` waiters (None: any number)."""
+
+    limit: int | None = None
+    queue: int | None = None
+    running: int = 0
+    waiters: deque = field(default_factory=deque)
+
+    def idle(self) -> bool:
+        return self.running == 0 and not self.waiters
+
+    async def enter(self) -> bool:
+        """Take a slot, waiting in the queue for one; False at once when the queue is full too."""
+        if (self.limit is None or self.running < self.limit) and not self.waiters:
+            self.running += 1
+            return True
+        if self.queue is not None and len(self.waiters) >= self.queue:
+            return False
+        turn = asyncio.get_running_loop().create_future()
+        self.waiters.append(turn)
+        try:
+            await turn
+        except asyncio.CancelledError:
+            if turn.done() and not turn.cancelled():  # the slot was handed over as we were cancelled
+                self.leave()
+            else:
+                self.waiters.remove(turn)
+            raise
+        return True
+
+    def leave(self) -> None:
+        """Hand the slot to the first waiter, or free it."""
+        while self.waiters:
+            turn = self.waiters.popleft()
+            if not turn.done():
+                turn.set_result(None)
+                return
+        self.running -= 1
+
+
+@dataclass
+class TenantLimits:
+    name: str
+    inflight: int | None
+    queued: int | None
+    until: float
+
+
+class Admission:
+    def __init__(self, registry, deployment_inflight: int | None = DEPLOYMENT_INFLIGHT,
+                 deployment_queue: int | None = DEPLOYMENT_QUEUE, threads: int = DATA_PLANE_THREADS):
+        self.registry = registry
+        self.deployment_inflight, self.deployment_queue, self.threads = deployment_inflight, deployment_queue, threads
+        self.tenants: dict[int, Gate] = {}
+        self.deployments: dict[int, Gate] = {}
+        self._limits: dict[int, TenantLimits] = {}
+        self._limiter: anyio.CapacityLimiter | None = None
+
+    @property
+    def limiter(self) -> anyio.CapacityLimiter:
+        """The data plane's threads (made in the event loop, at the first request)."""
+        if self._limiter is None:
+            self._limiter = anyio.CapacityLimiter(self.threads)
+        return self._limiter
+
+    def forget(self, tenant_id: int) -> None:
+        """The tenant's limits changed: read them again at its next request."""
+        self._limits.pop(tenant_id, None)
+
+    async def _tenant_limits(self, tenant_id: int) -> TenantLimits:
+        known = self._limits.get(tenant_id)
+        if known is None or known.until < time.monotonic():
+            row = await run_in_threadpool(self.registry.get_tenant, tenant_id)
+            known = TenantLimits(row.name if row else str(tenant_id), row.max_inflight_requests if row else 0,
+                                 row.max_queued_requests if row else 0, time.monotonic() + LIMITS_CACHE_S)  # fmt: skip
+            self._limits[tenant_id] = known
+        return known
+
+    @asynccontextmanager
+    async def slot(self, tenant_id: int, deployment_id: int, expected_s: float | None = None):
+        """Hold a slot of the tenant and of the deployment while the request runs; Busy when both are full.
+        `expected_s`: when a request sent now would be done (the serving replica's estimate), for Retry-After."""
+        limits = await self._tenant_limits(tenant_id)
+        tenant = self.tenants.setdefault(tenant_id, Gate())
+        tenant.limit, tenant.queue = limits.inflight, limits.queued
+        retry = expected_s or 1.0
+        if not await tenant.enter():
+            self._drop_idle(tenant_id, deployment_id)
+            raise Busy(f"tenant {limits.name} has {tenant.running} deployment request(s) running and "
+                       f"{len(tenant.waiters)} waiting, its limits (max_inflight_requests {limits.inflight}, "
+                       f"max_queued_requests {limits.queued}); retry after {math.ceil(retry)} s", retry)  # fmt: skip
+        try:
+            deployment = self.deployments.setdefault(deployment_id, Gate(self.deployment_inflight, self.deployment_queue))
+            if not await deployment.enter():
+                raise Busy(f"deployment {deployment_id} has {deployment.running} request(s) running and "
+                           f"{len(deployment.waiters)} waiting, the pool's limits ({self.deployment_inflight} and "
+                           f"{self.deployment_queue}); retry after {math.ceil(retry)} s", retry)  # fmt: skip
+            try:
+                yield
+            finally:
+                deployment.leave()
+        finally:
+            tenant.leave()
+            self._drop_idle(tenant_id, deployment_id)
+
+    def _drop_idle(self, tenant_id: int, deployment_id: int) -> None:
+        for gates, key in ((self.tenants, tenant_id), (self.deployments, deployment_id)):
+            gate = gates.get(key)
+            if gate is not None and gate.idle():
+                del gates[key]
+
+
+__all__ = ["DATA_PLANE_THREADS", "Admission", "Busy", "Gate"]
