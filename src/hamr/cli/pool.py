@@ -409,7 +409,7 @@ def tenant_set(name: Annotated[str, typer.Argument(help="The tenant's name.")],
     if tenant is None:
         raise HamrError(f"no tenant named '{name}' (hamr pool tenant add {name} creates it)")
     changed = client.call("PATCH", f"/v1/tenants/{tenant['id']}", json=body).json()
-    out.print(json.dumps({k: v for k, v in changed.items() if k.startswith("max_") or k == "weight"}))
+    out.print_json(json.dumps({k: v for k, v in changed.items() if k.startswith("max_") or k == "weight"}))
 
 
 def _limit(field: str, value: str) -> int | None:
