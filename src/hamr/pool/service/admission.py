@@ -2,31 +2,54 @@
 
 Each request takes a slot of its tenant (the deployment's owner: `max_inflight_requests` running,
 `max_queued_requests` waiting, the tenant's columns, cached for LIMITS_CACHE_S) and then one of
-its deployment (`deployment_inflight`, `deployment_queue`: the pool's settings). A request that
+its deployment (`per_replica` running per ready replica, since more would only contend for the
+same device, and `deployment_queue` waiting: the pool's settings). A request that
 finds both the running slots and the queue full is refused at once with `Busy` (the service's
-429, with Retry-After); one that waits is let in first come, first served. A running request
-holds a thread of `limiter` (DATA_PLANE_THREADS), never one of the threads that the API's other
-routes and the agents' heartbeats run on (anyio's default limiter), so a flood of requests
-cannot make the control plane wait.
+429, with Retry-After); one that waits is let in first come, first served. A running request runs
+on `executor`, the data plane's own DATA_PLANE_THREADS threads, never on the threads that the
+API's other routes and the agents' heartbeats run on (anyio's default limiter), so a flood of
+requests cannot make the control plane wait for a thread; and the data plane's threads run at a
+lower CPU priority (nice DATA_PLANE_NICE, Linux), so the control plane waits less for a core too.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import math
+import os
+import threading
 import time
 from collections import deque
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
-import anyio
 from starlette.concurrency import run_in_threadpool
 
 from hamr.errors import HamrError
 
 DATA_PLANE_THREADS = 32
-DEPLOYMENT_INFLIGHT, DEPLOYMENT_QUEUE = 8, 64
+DATA_PLANE_NICE = 10
+PER_REPLICA, DEPLOYMENT_QUEUE = 2, 64
 LIMITS_CACHE_S = 2.0
+
+
+def _lower_priority() -> None:
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), DATA_PLANE_NICE)  # this thread only, on Linux
+    except (AttributeError, OSError):  # elsewhere the threads keep the process's priority
+        pass
+
+
+async def run_in(executor: concurrent.futures.Executor, fn, *args):
+    """`fn(*args)` on the executor. A caller cancelled meanwhile (its client went away) still waits
+    for the thread to finish before it lets go of its admission slot."""
+    future = asyncio.get_running_loop().run_in_executor(executor, fn, *args)
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        await asyncio.wait([future])
+        raise
 
 
 class Busy(HamrError):
@@ -89,21 +112,15 @@ class TenantLimits:
 
 
 class Admission:
-    def __init__(self, registry, deployment_inflight: int | None = DEPLOYMENT_INFLIGHT,
-                 deployment_queue: int | None = DEPLOYMENT_QUEUE, threads: int = DATA_PLANE_THREADS):
+    def __init__(self, registry, per_replica: int = PER_REPLICA, deployment_queue: int | None = DEPLOYMENT_QUEUE,
+                 threads: int = DATA_PLANE_THREADS):
         self.registry = registry
-        self.deployment_inflight, self.deployment_queue, self.threads = deployment_inflight, deployment_queue, threads
+        self.per_replica, self.deployment_queue, self.threads = per_replica, deployment_queue, threads
         self.tenants: dict[int, Gate] = {}
         self.deployments: dict[int, Gate] = {}
         self._limits: dict[int, TenantLimits] = {}
-        self._limiter: anyio.CapacityLimiter | None = None
-
-    @property
-    def limiter(self) -> anyio.CapacityLimiter:
-        """The data plane's threads (made in the event loop, at the first request)."""
-        if self._limiter is None:
-            self._limiter = anyio.CapacityLimiter(self.threads)
-        return self._limiter
+        self.executor = concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="hamr-data-plane",
+                                                              initializer=_lower_priority)  # fmt: skip
 
     def forget(self, tenant_id: int) -> None:
         """The tenant's limits changed: read them again at its next request."""
@@ -119,9 +136,10 @@ class Admission:
         return known
 
     @asynccontextmanager
-    async def slot(self, tenant_id: int, deployment_id: int, expected_s: float | None = None):
+    async def slot(self, tenant_id: int, deployment_id: int, replicas: int = 1, expected_s: float | None = None):
         """Hold a slot of the tenant and of the deployment while the request runs; Busy when both are full.
-        `expected_s`: when a request sent now would be done (the serving replica's estimate), for Retry-After."""
+        `replicas`: the deployment's ready replicas; `expected_s`: when a request sent now would be done
+        (the serving replica's estimate), for Retry-After."""
         limits = await self._tenant_limits(tenant_id)
         tenant = self.tenants.setdefault(tenant_id, Gate())
         tenant.limit, tenant.queue = limits.inflight, limits.queued
@@ -132,11 +150,13 @@ class Admission:
                        f"{len(tenant.waiters)} waiting, its limits (max_inflight_requests {limits.inflight}, "
                        f"max_queued_requests {limits.queued}); retry after {math.ceil(retry)} s", retry)  # fmt: skip
         try:
-            deployment = self.deployments.setdefault(deployment_id, Gate(self.deployment_inflight, self.deployment_queue))
+            deployment = self.deployments.setdefault(deployment_id, Gate(queue=self.deployment_queue))
+            deployment.limit = self.per_replica * max(replicas, 1)
             if not await deployment.enter():
                 raise Busy(f"deployment {deployment_id} has {deployment.running} request(s) running and "
-                           f"{len(deployment.waiters)} waiting, the pool's limits ({self.deployment_inflight} and "
-                           f"{self.deployment_queue}); retry after {math.ceil(retry)} s", retry)  # fmt: skip
+                           f"{len(deployment.waiters)} waiting, the pool's limits ({deployment.limit} running for "
+                           f"{max(replicas, 1)} replica(s), {self.deployment_queue} waiting); retry after "
+                           f"{math.ceil(retry)} s", retry)  # fmt: skip
             try:
                 yield
             finally:
@@ -152,4 +172,4 @@ class Admission:
                 del gates[key]
 
 
-__all__ = ["DATA_PLANE_THREADS", "Admission", "Busy", "Gate"]
+__all__ = ["DATA_PLANE_THREADS", "Admission", "Busy", "Gate", "run_in"]

@@ -20,7 +20,9 @@ from hamr.pool.registry.tokens import hash_token
 from hamr.pool.replicas import NoReplica
 from hamr.pool.service.admission import Busy
 from hamr.pool.service.errors import one_line
-from hamr.pool.service.routes.deployments import expected_s, owner_allows, owner_of, run_on, serving
+from hamr.pool.service.routes.deployments import (
+    expected_s, owner_allows, owner_of, ready_replicas, run_on, serving,
+)  # fmt: skip
 
 PATH = re.compile(r"^/v1/deployments/([1-9][0-9]{0,9})/infer$")
 WAIT = re.compile(rb"^wait=([0-9]{1,3}(?:\.[0-9]{1,6})?)$")
@@ -48,10 +50,11 @@ class InferFastPath:
             return await self.app(scope, receive, send)
         admission = self.state.admission
         try:
-            async with admission.slot(owner_of(hosts, deployment_id), deployment_id, expected_s(hosts, deployment_id)):
+            async with admission.slot(owner_of(hosts, deployment_id), deployment_id, ready_replicas(hosts, deployment_id),
+                                      expected_s(hosts, deployment_id)):
                 body, more = await _read(receive, int(length))
                 try:
-                    outputs = await self._run(hosts, deployment_id, tensors.decode(body), admission.limiter)
+                    outputs = await self._run(hosts, deployment_id, tensors.decode(body), admission.executor)
                 except (tensors.TensorsError, HamrError):  # the route says what went wrong, with its status
                     outputs = None
         except Busy as exc:
@@ -71,12 +74,12 @@ class InferFastPath:
         return self.state.tokens.get(hash_token(credentials.strip()))
 
     @staticmethod
-    async def _run(hosts, deployment_id: int, feeds: dict, limiter) -> dict | None:
+    async def _run(hosts, deployment_id: int, feeds: dict, executor) -> dict | None:
         host = serving(hosts, deployment_id)
         if host is None:
             return None
         try:
-            return await run_on(host, deployment_id, feeds, limiter)
+            return await run_on(host, deployment_id, feeds, executor)
         except NoReplica:
             return None
 

@@ -14,7 +14,6 @@ import asyncio
 import time
 from typing import Annotated
 
-import anyio
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
@@ -22,7 +21,7 @@ from hamr.errors import HamrError
 from hamr.pool import tensors
 from hamr.pool.registry import NotFound
 from hamr.pool.replicas import NoReplica
-from hamr.pool.service.admission import Busy
+from hamr.pool.service.admission import Busy, run_in
 from hamr.pool.service.auth import Authed, Reg
 from hamr.pool.service.errors import one_line
 from hamr.pool.service.schemas import DeploymentIn, DeploymentOut, DeploymentScale, ErrorOut, Id, deployment_out
@@ -46,13 +45,13 @@ def serving(hosts, deployment_id: int):
     return best
 
 
-async def run_on(host, deployment_id: int, feeds: dict, limiter) -> dict:
+async def run_on(host, deployment_id: int, feeds: dict, executor) -> dict:
     """Run a request on the host's replica that would finish it soonest (NoReplica when it has none),
-    on a thread of `limiter`: the data plane's (service/admission.py), not the API's."""
+    on a thread of `executor`: the data plane's (service/admission.py), not the API's."""
     replica = host.pick(deployment_id)
     if replica.quick():  # shorter than a hop to a worker thread: run it here
         return host.run(replica, feeds)
-    return await anyio.to_thread.run_sync(host.run, replica, feeds, limiter=limiter)
+    return await run_in(executor, host.run, replica, feeds)
 
 
 def owner_of(hosts, deployment_id: int) -> int | None:
@@ -65,6 +64,10 @@ def owner_allows(hosts, deployment_id: int, token) -> bool:
     """The token may use the deployment, as far as this process's hosts know. False: ask the registry."""
     owner = owner_of(hosts, deployment_id)
     return owner is not None and (token.admin or owner == token.tenant_id)
+
+
+def ready_replicas(hosts, deployment_id: int) -> int:
+    return sum(len(h.by_deployment.get(deployment_id) or ()) for h in list(hosts))
 
 
 def expected_s(hosts, deployment_id: int) -> float | None:
@@ -130,20 +133,20 @@ async def infer(deployment_id: Id, request: Request, who: Authed,
     if not owner_allows(hosts, deployment_id, who.token):  # not (yet) served here, or another tenant's
         owner = (await run_in_threadpool(_deployment, registry, who, deployment_id)).tenant_id
     try:
-        async with admission.slot(owner, deployment_id, expected_s(hosts, deployment_id)):
-            return await _serve(request, registry, hosts, who, deployment_id, wait, admission.limiter)
+        async with admission.slot(owner, deployment_id, ready_replicas(hosts, deployment_id), expected_s(hosts, deployment_id)):
+            return await _serve(request, registry, hosts, who, deployment_id, wait, admission.executor)
     except Busy as exc:
         raise HTTPException(429, str(exc), headers=exc.headers) from None
 
 
-async def _serve(request: Request, registry, hosts, who, deployment_id: int, wait: float, limiter) -> Response:
+async def _serve(request: Request, registry, hosts, who, deployment_id: int, wait: float, executor) -> Response:
     feeds = await _feeds(request)
     deadline, checked = time.monotonic() + wait, 0.0
     while True:
         host = serving(hosts, deployment_id)
         if host is not None:
             try:
-                outputs = await run_on(host, deployment_id, feeds, limiter)
+                outputs = await run_on(host, deployment_id, feeds, executor)
                 break
             except NoReplica:  # its last replica here stopped between the two calls
                 continue
