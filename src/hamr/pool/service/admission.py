@@ -64,43 +64,55 @@ class Busy(HamrError):
 
 @dataclass
 class Gate:
-    """`limit` slots (None: any number), then a FIFO queue of `queue` waiters (None: any number)."""
+    """`limit` slots (None: any number), then a FIFO queue of `queue` waiters (None: any number).
+
+    Thread-safe, and a waiter may wait on another event loop than the one that frees its slot
+    (uvicorn has one loop; a TestClient has one per request): the slot is handed over on the
+    waiter's own loop."""
 
     limit: int | None = None
     queue: int | None = None
     running: int = 0
+    users: int = 0  # requests holding, waiting for, or about to ask for a slot (Admission drops it at 0)
     waiters: deque = field(default_factory=deque)
-
-    def idle(self) -> bool:
-        return self.running == 0 and not self.waiters
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
     async def enter(self) -> bool:
         """Take a slot, waiting in the queue for one; False at once when the queue is full too."""
-        if (self.limit is None or self.running < self.limit) and not self.waiters:
-            self.running += 1
-            return True
-        if self.queue is not None and len(self.waiters) >= self.queue:
-            return False
-        turn = asyncio.get_running_loop().create_future()
-        self.waiters.append(turn)
+        with self.lock:
+            if (self.limit is None or self.running < self.limit) and not self.waiters:
+                self.running += 1
+                return True
+            if self.queue is not None and len(self.waiters) >= self.queue:
+                return False
+            turn = asyncio.get_running_loop().create_future()
+            self.waiters.append(turn)
         try:
             await turn
         except asyncio.CancelledError:
-            if turn.done() and not turn.cancelled():  # the slot was handed over as we were cancelled
+            with self.lock:
+                queued = turn in self.waiters
+                if queued:
+                    self.waiters.remove(turn)
+            if not queued and turn.done() and not turn.cancelled():  # handed over just before the cancel: ours
                 self.leave()
-            else:
-                self.waiters.remove(turn)
-            raise
+            raise  # (a turn cancelled after it left the queue is passed on by _hand)
         return True
 
     def leave(self) -> None:
         """Hand the slot to the first waiter, or free it."""
-        while self.waiters:
-            turn = self.waiters.popleft()
-            if not turn.done():
-                turn.set_result(None)
+        with self.lock:
+            if not self.waiters:
+                self.running -= 1
                 return
-        self.running -= 1
+            turn = self.waiters.popleft()
+        turn.get_loop().call_soon_threadsafe(self._hand, turn)
+
+    def _hand(self, turn: asyncio.Future) -> None:
+        if turn.done():  # its request was cancelled meanwhile: the slot goes on to the next
+            self.leave()
+        else:
+            turn.set_result(None)
 
 
 @dataclass
@@ -118,6 +130,7 @@ class Admission:
         self.per_replica, self.deployment_queue, self.threads = per_replica, deployment_queue, threads
         self.tenants: dict[int, Gate] = {}
         self.deployments: dict[int, Gate] = {}
+        self._gates = threading.Lock()
         self._limits: dict[int, TenantLimits] = {}
         self.executor = concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="hamr-data-plane",
                                                               initializer=_lower_priority)  # fmt: skip
@@ -141,35 +154,42 @@ class Admission:
         `replicas`: the deployment's ready replicas; `expected_s`: when a request sent now would be done
         (the serving replica's estimate), for Retry-After."""
         limits = await self._tenant_limits(tenant_id)
-        tenant = self.tenants.setdefault(tenant_id, Gate())
-        tenant.limit, tenant.queue = limits.inflight, limits.queued
-        retry = expected_s or 1.0
-        if not await tenant.enter():
-            self._drop_idle(tenant_id, deployment_id)
-            raise Busy(f"tenant {limits.name} has {tenant.running} deployment request(s) running and "
-                       f"{len(tenant.waiters)} waiting, its limits (max_inflight_requests {limits.inflight}, "
-                       f"max_queued_requests {limits.queued}); retry after {math.ceil(retry)} s", retry)  # fmt: skip
-        try:
+        with self._gates:
+            tenant = self.tenants.setdefault(tenant_id, Gate())
             deployment = self.deployments.setdefault(deployment_id, Gate(queue=self.deployment_queue))
+            tenant.limit, tenant.queue = limits.inflight, limits.queued
             deployment.limit = self.per_replica * max(replicas, 1)
-            if not await deployment.enter():
-                raise Busy(f"deployment {deployment_id} has {deployment.running} request(s) running and "
-                           f"{len(deployment.waiters)} waiting, the pool's limits ({deployment.limit} running for "
-                           f"{max(replicas, 1)} replica(s), {self.deployment_queue} waiting); retry after "
-                           f"{math.ceil(retry)} s", retry)  # fmt: skip
+            tenant.users += 1
+            deployment.users += 1
+        retry = expected_s or 1.0
+        try:
+            if not await tenant.enter():
+                raise Busy(f"tenant {limits.name} has {tenant.running} deployment request(s) running and "
+                           f"{len(tenant.waiters)} waiting, its limits (max_inflight_requests {limits.inflight}, "
+                           f"max_queued_requests {limits.queued}); retry after {math.ceil(retry)} s", retry)  # fmt: skip
             try:
-                yield
+                if not await deployment.enter():
+                    raise Busy(f"deployment {deployment_id} has {deployment.running} request(s) running and "
+                               f"{len(deployment.waiters)} waiting, the pool's limits ({deployment.limit} running for "
+                               f"{max(replicas, 1)} replica(s), {self.deployment_queue} waiting); retry after "
+                               f"{math.ceil(retry)} s", retry)  # fmt: skip
+                try:
+                    yield
+                finally:
+                    deployment.leave()
             finally:
-                deployment.leave()
+                tenant.leave()
         finally:
-            tenant.leave()
-            self._drop_idle(tenant_id, deployment_id)
+            self._done(tenant_id, deployment_id)
 
-    def _drop_idle(self, tenant_id: int, deployment_id: int) -> None:
-        for gates, key in ((self.tenants, tenant_id), (self.deployments, deployment_id)):
-            gate = gates.get(key)
-            if gate is not None and gate.idle():
-                del gates[key]
+    def _done(self, tenant_id: int, deployment_id: int) -> None:
+        """A request is through with its gates: drop the gates no request uses any more."""
+        with self._gates:
+            for gates, key in ((self.tenants, tenant_id), (self.deployments, deployment_id)):
+                gate = gates[key]
+                gate.users -= 1
+                if gate.users == 0:
+                    del gates[key]
 
 
 __all__ = ["DATA_PLANE_THREADS", "Admission", "Busy", "Gate", "run_in"]
