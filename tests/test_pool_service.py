@@ -9,6 +9,8 @@ from __future__ import annotations
 import io
 import json
 import re
+import threading
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -486,3 +488,38 @@ def test_a_waiting_get_answers_when_the_job_is_final_or_after_wait(pool):
     done = pool.client.get(f"/v1/jobs/{pool.job_a}?wait=30", headers=pool.a)
     assert done.json()["state"] == "succeeded" and 0.2 <= time.monotonic() - start < 5
     assert pool.client.get(f"/v1/jobs/{pool.job_a}?wait=61", headers=pool.a).status_code == 422
+
+
+def test_an_admission_gate_hands_its_slot_to_a_waiter_on_another_event_loop_and_skips_a_cancelled_one():
+    import asyncio
+
+    from hamr.pool.service.admission import Gate
+
+    gate = Gate(limit=1, queue=2)
+    order: list[str] = []
+
+    async def take(name: str, hold: float) -> None:
+        assert await gate.enter()
+        order.append(name)
+        await asyncio.sleep(hold)
+        gate.leave()
+
+    async def first_then_a_cancelled_waiter() -> None:
+        holder = asyncio.create_task(take("first", 0.3))
+        await asyncio.sleep(0.05)
+        cancelled = asyncio.create_task(take("cancelled", 0))
+        await asyncio.sleep(0.05)
+        cancelled.cancel()  # it waits in the queue, then gives up: its turn must go on to the next
+        await holder
+
+    other = threading.Thread(target=lambda: (time.sleep(0.2), asyncio.run(take("other loop", 0))))
+    other.start()
+    asyncio.run(first_then_a_cancelled_waiter())
+    other.join(timeout=5)
+    assert not other.is_alive() and order == ["first", "other loop"]
+    assert (gate.running, len(gate.waiters)) == (0, 0)
+    assert asyncio.run(_full(Gate(limit=0, queue=0))) is False  # no room and no queue: refused at once
+
+
+async def _full(gate) -> bool:
+    return await gate.enter()
