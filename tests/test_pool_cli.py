@@ -90,6 +90,13 @@ def test_tenants_status_and_drain(pool, tmp_path):
     # another tenant sees none of default's jobs
     theirs = run({**env, "HAMR_TOKEN": token}, "pool", "jobs", "--json")
     assert theirs.returncode == 0 and json.loads(theirs.stdout) == []
+    limits = run(env, "pool", "tenant", "set", "acme", "--max-priority", "10", "--weight", "3", "--max-queued-jobs", "none",
+                 "--max-inflight-requests", "4")  # fmt: skip
+    assert limits.returncode == 0, limits.stderr
+    shown = json.loads(limits.stdout)
+    assert (shown["max_priority"], shown["weight"], shown["max_queued_jobs"], shown["max_inflight_requests"]) == (10, 3, None, 4)
+    assert "no tenant named 'nobody'" in one_error_line(run(env, "pool", "tenant", "set", "nobody", "--weight", "2"))
+    assert "takes a number or 'none'" in one_error_line(run(env, "pool", "tenant", "set", "acme", "--max-queued-jobs", "lots"))
     drained = run(env, "pool", "drain", "cpu")
     assert drained.returncode == 0 and drained.stdout.startswith("drained cpu")
     assert run(env, "pool", "drain", "cpu", "--undo").returncode == 0

@@ -154,6 +154,29 @@ def test_upgrading_a_0002_database_keeps_its_tokens_and_agent_tokens_need_a_node
             assert connection.execute(text("SELECT label FROM api_tokens")).scalars().all() == ["old admin"]
 
 
+def test_upgrading_a_0003_database_keeps_its_tenants_and_their_priority_becomes_max_priority(backend):
+    url, data_dir = backend
+    with open_registry(url, data_dir=data_dir, migrate=False) as reg:
+        database.upgrade(reg.engine, "0003")
+        with reg.engine.begin() as connection:  # rows as 0003 wrote them
+            connection.execute(text("INSERT INTO tenants (name, max_devices, priority, created_at) VALUES ('old', 2, 7, :t)"),
+                               {"t": datetime.now(UTC)})  # fmt: skip
+            connection.execute(text("INSERT INTO api_tokens (token_hash, tenant_id, admin, label, created_at) "
+                                    "SELECT :h, id, false, 'old token', :t FROM tenants"),
+                               {"h": hash_token("hamr_old"), "t": datetime.now(UTC)})  # fmt: skip
+        database.upgrade(reg.engine)
+        old = reg.get_tenant_by_name("old")
+        assert (old.max_devices, old.max_priority, old.weight, old.usage_seconds) == (2, 7, 1, 0.0)
+        assert (old.max_queued_jobs, old.max_stored_bytes, old.max_inflight_requests, old.max_queued_requests) == (
+            1000, 10 << 30, 8, 32)  # the pool's defaults, written out
+        assert reg.authenticate("hamr_old").tenant_id == old.id  # nothing that refers to the tenant was lost
+        reg.set_quota(old.id, max_priority=9)
+        database.downgrade(reg.engine, "0003")
+        with reg.engine.connect() as connection:
+            assert connection.execute(text("SELECT name, priority FROM tenants")).all() == [("old", 9)]
+            assert connection.execute(text("SELECT label FROM api_tokens")).scalars().all() == ["old token"]
+
+
 def test_migrations_create_the_schema_from_empty_and_downgrade_then_upgrade(backend):
     url, data_dir = backend
     with open_registry(url, data_dir=data_dir, migrate=False) as reg:
@@ -161,7 +184,7 @@ def test_migrations_create_the_schema_from_empty_and_downgrade_then_upgrade(back
         assert database.current_revision(reg.engine) is None
         database.upgrade(reg.engine)
         assert set(sa_inspect(reg.engine).get_table_names()) == TABLES | {"alembic_version"}
-        assert database.current_revision(reg.engine) == database.head_revision() == "0003"
+        assert database.current_revision(reg.engine) == database.head_revision() == "0004"
         tenant = reg.create_tenant("before-downgrade")
         database.downgrade(reg.engine, "base")
         assert set(sa_inspect(reg.engine).get_table_names()) <= {"alembic_version"}
@@ -319,7 +342,7 @@ def test_a_blob_corrupted_on_disk_is_detected(registry, hamr_bytes):
 @pytest.fixture
 def pool(registry, hamr_bytes):
     """A tenant with an executable, on one node with three devices."""
-    tenant = registry.create_tenant("a")
+    tenant = registry.create_tenant("a", max_priority=5)
     exe = registry.upload_executable(tenant.id, hamr_bytes)
     registry.heartbeat("node-1", [report("d1"), report("d2"), report("d3")], address="10.0.0.1:7070")
     return registry, tenant.id, exe.id

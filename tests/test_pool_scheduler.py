@@ -150,3 +150,17 @@ def test_the_alibaba_trace_fills_the_cluster_without_overcommitting(policy):
     assert 0 <= result["allocated_max"] <= 1000
     assert result["allocated_total"] == result["placed_share"]  # every placed thousandth is held exactly once
     assert result["gpus_whole_free"] + result["gpus_partly_used"] <= result["gpus"]
+
+
+def test_fair_order_alternates_tenants_and_puts_the_least_used_first_whatever_the_priority():
+    from hamr.pool.scheduler.fairshare import decayed, fair_order
+
+    flood = [job(i, tenant="alice", priority=1000) for i in range(1, 5)]
+    queue = flood + [job(5, tenant="bob", priority=0), job(6, tenant="bob", priority=3)]
+    # equal usage: they alternate, alice first (her job came first); bob's own priority 3 before his 0
+    assert [j.id for j in fair_order(queue)] == ["j1", "j6", "j2", "j5", "j3", "j4"]
+    # alice used 10 device-seconds lately: bob's jobs go first
+    assert [j.id for j in fair_order(queue, usage={"alice": 10.0})] == ["j6", "j5", "j1", "j2", "j3", "j4"]
+    # ... unless her weight is 10 times bob's: 10/10 = 1 s, as one of bob's jobs
+    assert [j.id for j in fair_order(queue, {"alice": 10.0}, {"alice": 10.0})] == ["j6", "j1", "j5", "j2", "j3", "j4"]
+    assert decayed(8.0, 3600.0) == 4.0 and decayed(8.0, 7200.0) == 2.0

@@ -9,6 +9,8 @@ from __future__ import annotations
 import io
 import json
 import re
+import threading
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -79,7 +81,7 @@ def pool(backend, executables):  # noqa: F811
         admin, _ = registry.create_token(None, admin=True)
         tokens = {}
         for name in ("a", "b"):
-            tenant = registry.create_tenant(name)
+            tenant = registry.create_tenant(name, max_priority=3)
             tokens[name], _ = registry.create_token(tenant.id)
         registry.heartbeat("node-1", [report("dev-1"), report("dev-2", kind="gpu", targets=("cuda",))], address="10.0.0.1")
         a, b = bearer(tokens["a"]), bearer(tokens["b"])
@@ -119,7 +121,7 @@ def api_routes(app) -> list[tuple[str, str]]:
 
 ADMIN_ROUTES = [
     ("GET", "/v1/nodes"), ("POST", "/v1/nodes/heartbeat"), ("GET", "/v1/tenants"), ("POST", "/v1/tenants"),
-    ("POST", "/v1/devices/dev-1/drain"), ("POST", "/v1/devices/dev-1/undrain"),
+    ("POST", "/v1/devices/dev-1/drain"), ("POST", "/v1/devices/dev-1/undrain"), ("PATCH", "/v1/tenants/1"),
     ("POST", "/v1/agents/node-9/heartbeat"), ("POST", "/v1/agents/node-9/work"), ("POST", "/v1/agents/node-9/results"),
     ("GET", "/v1/agents/node-9/requests/1"), ("POST", "/v1/agents/node-9/requests/1"),
 ]  # fmt: skip
@@ -142,6 +144,20 @@ def test_a_tenant_token_on_an_admin_route_is_403(pool, method, path):
     assert response.status_code == 403, response.text
     assert "admin" in detail(response)
     assert not pool.registry.get_device("dev-1").drained and pool.registry.get_tenant_by_name("x") is None
+
+
+def test_admins_set_a_tenants_limits_and_a_job_above_its_max_priority_is_refused(pool):
+    a = pool.registry.get_tenant_by_name("a").id
+    changed = pool.client.patch(f"/v1/tenants/{a}", headers=pool.admin, json={"max_priority": 1, "max_queued_jobs": None})
+    assert changed.status_code == 200, changed.text
+    assert (changed.json()["max_priority"], changed.json()["max_queued_jobs"], changed.json()["weight"]) == (1, None, 1)
+    refused = pool.submit(pool.a, pool.exe_a, priority=2)
+    assert refused.status_code == 403 and "may ask for priority up to 1" in detail(refused)
+    assert pool.submit(pool.a, pool.exe_a, priority=1).status_code == 201
+    assert pool.client.patch(f"/v1/tenants/{MISSING}", headers=pool.admin, json={"weight": 2}).status_code == 404
+    no_null = pool.client.patch(f"/v1/tenants/{a}", headers=pool.admin, json={"max_priority": None})
+    assert no_null.status_code == 400 and "max_priority takes a number" in detail(no_null)
+    assert pool.client.patch(f"/v1/tenants/{a}", headers=pool.admin, json={"weight": 0}).status_code == 422
 
 
 def test_tenants_are_created_by_admins_with_a_token_shown_once(pool):
@@ -316,6 +332,8 @@ def _isolation_cases(p: Pool):
         # Devices belong to the pool, not to a tenant: changing them is admin-only.
         ("POST", "/v1/devices/{uuid}/drain"): ("POST", "/v1/devices/{}/drain", "dev-1"),
         ("POST", "/v1/devices/{uuid}/undrain"): ("POST", "/v1/devices/{}/undrain", "dev-1"),
+        # Tenants' limits are the admins' to set.
+        ("PATCH", "/v1/tenants/{tenant_id}"): ("PATCH", "/v1/tenants/{}", 2, {"json": {"max_priority": 1000}}),
         # Remote agents' routes: admin or the node's agent token (hamr agent); the node is the pool's, not a tenant's.
         ("POST", "/v1/agents/{node}/tokens"): ("POST", "/v1/agents/{}/tokens", "node-1"),
         ("POST", "/v1/agents/{node}/heartbeat"): ("POST", "/v1/agents/{}/heartbeat", "node-1"),
@@ -328,6 +346,7 @@ def _isolation_cases(p: Pool):
 
 
 ADMIN_ONLY_ID_ROUTES = {"/v1/devices/{uuid}/drain", "/v1/devices/{uuid}/undrain", "/v1/agents/{node}/tokens",
+                        "/v1/tenants/{tenant_id}",
                         "/v1/agents/{node}/heartbeat",
                         "/v1/agents/{node}/work", "/v1/agents/{node}/results", "/v1/agents/{node}/requests/{request_id}"}
 
@@ -469,3 +488,38 @@ def test_a_waiting_get_answers_when_the_job_is_final_or_after_wait(pool):
     done = pool.client.get(f"/v1/jobs/{pool.job_a}?wait=30", headers=pool.a)
     assert done.json()["state"] == "succeeded" and 0.2 <= time.monotonic() - start < 5
     assert pool.client.get(f"/v1/jobs/{pool.job_a}?wait=61", headers=pool.a).status_code == 422
+
+
+def test_an_admission_gate_hands_its_slot_to_a_waiter_on_another_event_loop_and_skips_a_cancelled_one():
+    import asyncio
+
+    from hamr.pool.service.admission import Gate
+
+    gate = Gate(limit=1, queue=2)
+    order: list[str] = []
+
+    async def take(name: str, hold: float) -> None:
+        assert await gate.enter()
+        order.append(name)
+        await asyncio.sleep(hold)
+        gate.leave()
+
+    async def first_then_a_cancelled_waiter() -> None:
+        holder = asyncio.create_task(take("first", 0.3))
+        await asyncio.sleep(0.05)
+        cancelled = asyncio.create_task(take("cancelled", 0))
+        await asyncio.sleep(0.05)
+        cancelled.cancel()  # it waits in the queue, then gives up: its turn must go on to the next
+        await holder
+
+    other = threading.Thread(target=lambda: (time.sleep(0.2), asyncio.run(take("other loop", 0))))
+    other.start()
+    asyncio.run(first_then_a_cancelled_waiter())
+    other.join(timeout=5)
+    assert not other.is_alive() and order == ["first", "other loop"]
+    assert (gate.running, len(gate.waiters)) == (0, 0)
+    assert asyncio.run(_full(Gate(limit=0, queue=0))) is False  # no room and no queue: refused at once
+
+
+async def _full(gate) -> bool:
+    return await gate.enter()

@@ -406,3 +406,44 @@ def tenant_add(name: Annotated[str, typer.Argument(help="The tenant's name.")],
     client = Client(server, token, admin=True, data_dir=data_dir)
     created = client.call("POST", "/v1/tenants", json={"name": name}).json()
     out.print(created["token"])
+
+
+Limit = Annotated[str | None, typer.Option(help="A number, or 'none' for no limit.")]
+
+
+@tenant_app.command("set")
+def tenant_set(name: Annotated[str, typer.Argument(help="The tenant's name.")],
+               max_priority: Annotated[int | None, typer.Option("--max-priority", min=-1000, max=1000,
+                                                                help="The highest priority its jobs may ask for.")] = None,
+               weight: Annotated[int | None, typer.Option("--weight", min=1, max=1000,
+                                                          help="Its fair share against the other tenants' weights.")] = None,
+               max_queued_jobs: Limit = None, max_stored_bytes: Limit = None, max_inflight_requests: Limit = None,
+               max_queued_requests: Limit = None, max_devices: Limit = None, max_running_jobs: Limit = None,
+               server: Server = None, token: Token = None, data_dir: DataDir = None) -> None:
+    """Change a tenant's limits, max priority or fair-share weight (admin); prints the tenant's limits."""
+    out, _ = _console()
+    limits = {"max_queued_jobs": max_queued_jobs, "max_stored_bytes": max_stored_bytes,
+              "max_inflight_requests": max_inflight_requests, "max_queued_requests": max_queued_requests,
+              "max_devices": max_devices, "max_running_jobs": max_running_jobs}  # fmt: skip
+    body = {field: _limit(field, value) for field, value in limits.items() if value is not None}
+    body |= {k: v for k, v in (("max_priority", max_priority), ("weight", weight)) if v is not None}
+    if not body:
+        raise HamrError("nothing to change: pass --max-priority, --weight or a --max-... option")
+    client = Client(server, token, admin=True, data_dir=data_dir)
+    tenant = next((t for t in client.call("GET", "/v1/tenants").json() if t["name"] == name), None)
+    if tenant is None:
+        raise HamrError(f"no tenant named '{name}' (hamr pool tenant add {name} creates it)")
+    changed = client.call("PATCH", f"/v1/tenants/{tenant['id']}", json=body).json()
+    out.print_json(json.dumps({k: v for k, v in changed.items() if k.startswith("max_") or k == "weight"}))
+
+
+def _limit(field: str, value: str) -> int | None:
+    if value.strip().lower() == "none":
+        return None
+    try:
+        number = int(value)
+    except ValueError:
+        raise HamrError(f"--{field.replace('_', '-')} takes a number or 'none', not '{value}'") from None
+    if number < 0:
+        raise HamrError(f"--{field.replace('_', '-')} takes a number of 0 or more, or 'none', not {number}")
+    return number

@@ -6,8 +6,9 @@ One `Dispatcher` per node. Each `step()`:
 2. collects the replies of the worker processes and records them;
 3. migrates: a job whose device is drained, unhealthy, missing or on a lost node is requeued
    (a new attempt will run elsewhere), and so is a job held by a device with no run here;
-4. places the waiting jobs (queued and requeued, every tenant) with the Scheduler, records each
-   placement (`schedule_job(start=True)`: scheduled and running in one transaction) and sends the
+4. places the waiting jobs (queued and requeued, every tenant) with the Scheduler, in fair-share
+   order (scheduler/fairshare.py: the tenant with the least decayed device-seconds per weight
+   first, then priority within a tenant) and within the tenants' quotas; records each placement (`schedule_job(start=True)`: scheduled and running in one transaction) and sends the
    job to the device's worker process;
 5. with `serve_replicas`, loads the deployment replicas placed on this node and drops stopped ones
    (hamr/pool/replicas.py).
@@ -41,12 +42,13 @@ from hamr.pool.drivers import DeviceReport, discover
 from hamr.pool.gangs import GangError, merge_outputs, split_inputs
 from hamr.pool.registry import ANY_TENANT, InvalidTransition, Job, NotFound, Registry, RegistryError
 from hamr.pool.registry.fleet import USABLE_HEALTH
-from hamr.pool.registry.models import NODE_UP
+from hamr.pool.registry.models import NODE_UP, utcnow
 from hamr.pool.registry.states import ACTIVE, WAITING
 from hamr.pool.replicas import ReplicaHost
 from hamr.pool.scheduler import Decision, DeviceTable, JobRequest, Scheduler, ThroughputModel
-from hamr.pool.scheduler.request import WHOLE
 from hamr.pool import sandbox
+from hamr.pool.scheduler.fairshare import decayed, fair_order
+from hamr.pool.scheduler.request import WHOLE, TenantLimits
 from hamr.pool.staging import Staging
 from hamr.pool.workers import WorkerDied, WorkerProcess
 from hamr.runtime.npy_io import read_outputs, write_outputs
@@ -411,7 +413,9 @@ class Dispatcher:
         if not queue:
             return 0
         placed = 0
-        decisions = self.scheduler.start_waiting(queue, passed_over=self.passed_over)
+        limits, usage, weights = self._tenants()
+        queue = fair_order(queue, usage, weights)
+        decisions = self.scheduler.start_waiting(queue, limits, passed_over=self.passed_over, ranked=True)
         started = {d.job for d in decisions}
         for decision in decisions:
             request = next(r for r in queue if r.id == decision.job)
@@ -419,14 +423,32 @@ class Dispatcher:
                 placed += 1
                 self.passed_over.pop(decision.job, None)
             else:
-                self.scheduler.release(decision, request)
+                self.scheduler.release(decision, request, limits.get(request.tenant))
         now = time.monotonic()
         for request in queue:  # why each job waits: new ones now, the others at most once a second
             job_id = int(request.id)
             if request.id not in started and now - self._explained.get(job_id, -REEXPLAIN_S) >= REEXPLAIN_S:
                 self._explained[job_id] = now
-                self._waits(jobs[request.id], self.scheduler.place(request, commit=False).reason)
+                self._waits(jobs[request.id], self.scheduler.place(request, limits.get(request.tenant), commit=False).reason)
         return placed
+
+    def _tenants(self) -> tuple[dict[str, TenantLimits], dict[str, float], dict[str, float]]:
+        """Every tenant's quota (with what its active jobs hold now), fair-share usage and weight, by tenant id."""
+        now = utcnow()
+        limits, usage, weights = {}, {}, {}
+        for tenant in self.registry.list_tenants():
+            key = str(tenant.id)
+            limits[key] = TenantLimits(tenant.max_devices, tenant.max_running_jobs)
+            since = (now - tenant.usage_at).total_seconds() if tenant.usage_at is not None else 0.0
+            usage[key] = decayed(tenant.usage_seconds, since)
+            weights[key] = float(tenant.weight)
+        for job in self.registry.list_jobs(ANY_TENANT, states=sorted(ACTIVE)):  # every node's, not only this one's
+            key = str(job.tenant_id)
+            if key in limits:
+                limits[key].running_jobs += 1
+                limits[key].in_use_devices += job.n_devices
+                usage[key] += max((now - job.updated_at).total_seconds(), 0.0) * job.n_devices
+        return limits, usage, weights
 
     def _executable(self, executable_id: int):
         """An executable's record; records never change once uploaded, so each is read once."""

@@ -4,7 +4,9 @@ See docs/pool.md ("Registry"). `open_registry()` opens the embedded SQLite datab
 PostgreSQL URL and migrates it to the newest schema.
 """
 
-from hamr.pool.registry.errors import InvalidTransition, NotFound, QuotaExceeded, RegistryError, StaleAttempt
+from hamr.pool.registry.errors import (
+    InvalidTransition, NotFound, QueueFull, QuotaExceeded, RegistryError, StaleAttempt, StorageFull,
+)  # fmt: skip
 from hamr.pool.registry.deployments import ReplicaView
 from hamr.pool.registry.models import (
     ApiToken, Deployment, Device, Event, ExecutableRecord, Job, Node, Placement, Replica, Tenant,
@@ -27,12 +29,14 @@ __all__ = [
     "Node",
     "NotFound",
     "Placement",
+    "QueueFull",
     "QuotaExceeded",
     "Registry",
     "RegistryError",
     "Replica",
     "ReplicaView",
     "StaleAttempt",
+    "StorageFull",
     "Tenant",
     "check_transition",
     "open_registry",

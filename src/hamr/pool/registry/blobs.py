@@ -119,6 +119,9 @@ class BlobStore:
         """A blob to write piece by piece (an upload as it arrives), then commit or discard."""
         return StagedBlob(self)
 
+    def size(self, digest: str) -> int:
+        return self.path(digest).stat().st_size
+
     def get(self, digest: str) -> bytes:
         """The blob's bytes, checked against its name."""
         try:

@@ -21,3 +21,11 @@ class StaleAttempt(InvalidTransition):
 
 class QuotaExceeded(RegistryError):
     """A request goes beyond the tenant's quota."""
+
+
+class QueueFull(QuotaExceeded):
+    """The tenant has as many jobs waiting as it may (max_queued_jobs): try again once some have started."""
+
+
+class StorageFull(QuotaExceeded):
+    """Storing this would take the tenant beyond max_stored_bytes."""

@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from hamr.format.executable import load as load_executable
+from hamr.pool.registry import accounting
 from hamr.pool.registry.blobs import StagedBlob
 from hamr.pool.registry.errors import NotFound
 from hamr.pool.registry.models import ExecutableRecord, Tenant
@@ -34,11 +35,13 @@ class Executables:
         name, targets = (name or executable.name)[:255], list(executable.targets)
         del executable  # its weights map the file: let it go before the file moves
         with self.reading() as session:
-            if session.get(Tenant, owner) is None:
+            row = session.get(Tenant, owner)
+            if row is None:
                 raise NotFound(f"tenant {owner} not found")
-        existing = self._executable_by_digest(owner, digest)
-        if existing is not None:
-            return existing
+            existing = self._executable_by_digest(owner, digest)
+            if existing is not None:
+                return existing
+            accounting.check_storage(session, row, size)  # before the blob is written
         if isinstance(data, StagedBlob):
             data.commit()
         else:
@@ -53,6 +56,7 @@ class Executables:
         )
         try:
             with self.writing() as session:
+                accounting.check_storage(session, session.get(Tenant, owner, with_for_update=True), size)
                 session.add(record)
                 session.flush()
                 self._event(session, "executable.uploaded", f"executable:{record.id}", owner, sha256=digest, size=size)

@@ -8,10 +8,11 @@ import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from hamr.pool.registry import accounting
 from hamr.pool.registry.blobs import StagedBlob
 from hamr.pool.registry.errors import NotFound, QuotaExceeded, RegistryError, StaleAttempt
 from hamr.pool.registry.fleet import USABLE_HEALTH, active_placements
-from hamr.pool.registry.models import NODE_UP, Device, Job, Node, Placement, Tenant
+from hamr.pool.registry.models import NODE_UP, Device, Job, Node, Placement, Tenant, utcnow
 from hamr.pool.registry.scope import Scope, require_tenant, scoped
 from hamr.pool.registry.states import (
     ACTIVE,
@@ -42,20 +43,31 @@ class Jobs:
         if n_devices < 1:
             raise RegistryError(f"n_devices must be at least 1, got {n_devices}")
         self._require_executable(owner, executable_id)  # another tenant's executable reads as missing
+        inputs = inputs or {}
+        incoming = sum(v.size if isinstance(v, StagedBlob) else np.asarray(v).nbytes for v in inputs.values())
+        with self.reading() as session:  # refused before any blob is written (checked again below, locked)
+            self._admit(session, session.get(Tenant, owner), priority, n_devices, incoming)
         stored = {name: value.commit() if isinstance(value, StagedBlob) else self.blobs.put_array(value)
-                  for name, value in (inputs or {}).items()}
+                  for name, value in inputs.items()}
+        size = sum(self.blobs.size(digest) for digest in stored.values())
         with self.writing() as session:
-            row = session.get(Tenant, owner)
-            if row.max_devices is not None and n_devices > row.max_devices:
-                raise QuotaExceeded(f"tenant {row.name}: a job of {n_devices} devices exceeds max_devices {row.max_devices}")
+            self._admit(session, session.get(Tenant, owner, with_for_update=True), priority, n_devices, size)
             job = Job(
                 tenant_id=owner, executable_id=executable_id, state=QUEUED, inputs=stored,
-                priority=priority, n_devices=n_devices, attempts=0, outputs={},
+                priority=priority, n_devices=n_devices, attempts=0, outputs={}, stored_bytes=size,
             )  # fmt: skip
             session.add(job)
             session.flush()
             self._event(session, "job.queued", f"job:{job.id}", owner, executable=executable_id, n_devices=n_devices)
         return job
+
+    @staticmethod
+    def _admit(session: Session, row: Tenant, priority: int, n_devices: int, size: int) -> None:
+        if row.max_devices is not None and n_devices > row.max_devices:
+            raise QuotaExceeded(f"tenant {row.name}: a job of {n_devices} devices exceeds max_devices {row.max_devices}")
+        accounting.check_priority(row, priority)
+        accounting.check_queue(session, row)
+        accounting.check_storage(session, row, size)
 
     def get_job(self, tenant: Scope, job_id: int) -> Job | None:
         return self._one(scoped(select(Job), Job.tenant_id, tenant).where(Job.id == job_id))
@@ -118,7 +130,8 @@ class Jobs:
 
     def finish_job(self, tenant: Scope, job_id: int, outputs: Mapping[str, np.ndarray], attempt: int | None = None) -> Job:
         stored = {name: self.blobs.put_array(array) for name, array in outputs.items()}
-        return self._change(tenant, job_id, SUCCEEDED, attempt=attempt, outputs=stored)
+        size = sum(self.blobs.size(digest) for digest in stored.values())  # counted, never refused: the pool made them
+        return self._change(tenant, job_id, SUCCEEDED, attempt=attempt, outputs=stored, output_bytes=size)
 
     def fail_job(self, tenant: Scope, job_id: int, error: str, attempt: int | None = None) -> Job:
         return self._change(tenant, job_id, FAILED, attempt=attempt, error=error)
@@ -144,9 +157,12 @@ class Jobs:
     def _move(self, session: Session, job: Job, new: str, placements=(), **details) -> Job:
         old = job.state
         check_transition(job.id, old, new)
+        if old in ACTIVE and new not in ACTIVE:
+            accounting.charge(session, job, utcnow())
         job.state = new
         if "outputs" in details:
             job.outputs = details["outputs"]
+            job.stored_bytes += details.pop("output_bytes", 0)
         if "error" in details:
             job.error = details["error"]
         session.add_all(placements)

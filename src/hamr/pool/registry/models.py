@@ -38,6 +38,11 @@ NAMING = {
     "pk": "pk_%(table_name)s",
 }
 
+DEFAULT_MAX_QUEUED_JOBS = 1000
+DEFAULT_MAX_STORED_BYTES = 10 << 30
+DEFAULT_MAX_INFLIGHT_REQUESTS = 8
+DEFAULT_MAX_QUEUED_REQUESTS = 32
+
 NODE_UP, NODE_LOST = "up", "lost"
 NODE_STATES = (NODE_UP, NODE_LOST)
 MISSING = "missing"  # device health when its node's last heartbeat did not report it
@@ -117,7 +122,17 @@ class Tenant(Base):
     name: Mapped[str] = mapped_column(String(255), unique=True)
     max_devices: Mapped[int | None] = mapped_column(Integer)  # None: no limit
     max_running_jobs: Mapped[int | None] = mapped_column(Integer)  # None: no limit
-    priority: Mapped[int] = mapped_column(Integer, default=0)
+    max_priority: Mapped[int] = mapped_column(Integer, default=0)  # the highest priority its jobs may ask for
+    # Admission (docs/pool.md, "Fairness"); None: no limit. The defaults are the migration's too.
+    max_queued_jobs: Mapped[int | None] = mapped_column(Integer, default=DEFAULT_MAX_QUEUED_JOBS)
+    max_stored_bytes: Mapped[int | None] = mapped_column(BigInteger, default=DEFAULT_MAX_STORED_BYTES)
+    max_inflight_requests: Mapped[int | None] = mapped_column(Integer, default=DEFAULT_MAX_INFLIGHT_REQUESTS)
+    max_queued_requests: Mapped[int | None] = mapped_column(Integer, default=DEFAULT_MAX_QUEUED_REQUESTS)
+    # Fair share: `weight` against other tenants; `usage_seconds` the device-seconds of its finished
+    # attempts, decayed (half-life FAIR_SHARE_HALF_LIFE_S) as of `usage_at`.
+    weight: Mapped[int] = mapped_column(Integer, default=1)
+    usage_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    usage_at: Mapped[datetime | None] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -165,6 +180,7 @@ class Job(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)  # times scheduled
     priority: Mapped[int] = mapped_column(Integer, default=0)
     n_devices: Mapped[int] = mapped_column(Integer, default=1)  # > 1: a gang, placed all at once
+    stored_bytes: Mapped[int] = mapped_column(BigInteger, default=0)  # its input and output blobs (max_stored_bytes)
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

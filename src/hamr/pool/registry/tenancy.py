@@ -10,16 +10,18 @@ from hamr.pool.registry.errors import NotFound, RegistryError
 from hamr.pool.registry.models import ApiToken, Tenant, utcnow
 from hamr.pool.registry.scope import Scope, require_tenant, scoped
 
-QUOTA_FIELDS = ("max_devices", "max_running_jobs", "priority")
+QUOTA_FIELDS = ("max_devices", "max_running_jobs", "max_priority", "max_queued_jobs", "max_stored_bytes",
+                "max_inflight_requests", "max_queued_requests", "weight")
+NOT_NULL = ("max_priority", "weight")  # the other fields take None: no limit
 
 
 class Tenancy:
-    def create_tenant(
-        self, name: str, max_devices: int | None = None, max_running_jobs: int | None = None, priority: int = 0
-    ) -> Tenant:
+    def create_tenant(self, name: str, **quota: int | None) -> Tenant:
+        """A tenant with the pool's default limits (models.DEFAULT_*), changed by `quota` (QUOTA_FIELDS)."""
+        _check_quota_fields(quota)
         try:
             with self.writing() as session:
-                tenant = Tenant(name=name, max_devices=max_devices, max_running_jobs=max_running_jobs, priority=priority)
+                tenant = Tenant(name=name, **quota)
                 session.add(tenant)
                 session.flush()
                 self._event(session, "tenant.created", f"tenant:{name}", tenant.id)
@@ -38,10 +40,8 @@ class Tenancy:
         return self._all(select(Tenant).order_by(Tenant.id))
 
     def set_quota(self, tenant_id: int, **quota: int | None) -> Tenant:
-        """Change max_devices, max_running_jobs or priority (None lifts a max_* limit)."""
-        unknown = set(quota) - set(QUOTA_FIELDS)
-        if unknown:
-            raise RegistryError(f"unknown quota field(s) {', '.join(sorted(unknown))} (known: {', '.join(QUOTA_FIELDS)})")
+        """Change any of QUOTA_FIELDS (None lifts a max_* limit; max_priority and weight take a number)."""
+        _check_quota_fields(quota)
         with self.writing() as session:
             row = session.get(Tenant, require_tenant(tenant_id), with_for_update=True)
             if row is None:
@@ -94,3 +94,12 @@ class Tenancy:
                 row.revoked_at = utcnow()
                 self._event(session, "token.revoked", f"token:{row.id}", row.tenant_id)
         return row
+
+
+def _check_quota_fields(quota: dict) -> None:
+    unknown = set(quota) - set(QUOTA_FIELDS)
+    if unknown:
+        raise RegistryError(f"unknown quota field(s) {', '.join(sorted(unknown))} (known: {', '.join(QUOTA_FIELDS)})")
+    for field in NOT_NULL:
+        if field in quota and quota[field] is None:
+            raise RegistryError(f"{field} takes a number, not null")

@@ -81,17 +81,23 @@ class Scheduler:
         return [self.place(queue[i], limits.get(queue[i].tenant)) for i in order]
 
     def start_waiting(self, queue: list[JobRequest], limits: dict[str, TenantLimits] | None = None,
-                      passed_over: dict[str, int] | None = None, window: int = 16, patience: int = 8) -> list[Decision]:
+                      passed_over: dict[str, int] | None = None, window: int = 16, patience: int = 8,
+                      ranked: bool = False) -> list[Decision]:
         """Place what can start now from a waiting queue (in arrival order); returns the placed decisions.
 
         binpack and spread take jobs by priority, then arrival. max_throughput looks at the first
         `window` waiting jobs of the highest priority and starts the one that gains most from the
         free devices (comparative advantage), again and again; a job passed over `patience` times
-        starts first, so none starves. `passed_over` carries those counts between calls."""
+        starts first, so none starves. `passed_over` carries those counts between calls.
+        `ranked`: the queue is already in the order to take (fairshare.fair_order), which replaces
+        priority and arrival; max_throughput then looks at its first `window` jobs.
+        A tenant at its `limits` (TenantLimits by tenant) is passed over; the others still start."""
         limits = limits or {}
         passed_over = passed_over if passed_over is not None else {}
-        waiting = sorted(range(len(queue)), key=lambda i: (-queue[i].priority, i))
-        waiting = [queue[i] for i in waiting]
+        if ranked:
+            waiting = list(queue)
+        else:
+            waiting = [queue[i] for i in sorted(range(len(queue)), key=lambda i: (-queue[i].priority, i))]
         placed: list[Decision] = []
         while waiting:
             if self.policy != "max_throughput":
@@ -101,7 +107,7 @@ class Scheduler:
                         placed.append(decision)
                 return placed
             top = waiting[0].priority
-            candidates = [j for j in waiting if j.priority == top][:window]
+            candidates = waiting[:window] if ranked else [j for j in waiting if j.priority == top][:window]
             best = None
             for job in candidates:
                 decision = self.place(job, limits.get(job.tenant), commit=False)
@@ -111,7 +117,7 @@ class Scheduler:
                 if best is None or key > best[0]:
                     best = (key, job)
             if best is None:
-                lower = [j for j in waiting if j.priority != top]
+                lower = waiting[len(candidates):] if ranked else [j for j in waiting if j.priority != top]
                 if not lower or len(lower) == len(waiting):
                     return placed
                 waiting = lower

@@ -7,6 +7,7 @@ from fastapi import FastAPI
 import hamr
 from hamr.pool.registry import Registry
 from hamr.pool.service import errors
+from hamr.pool.service.admission import Admission
 from hamr.pool.service.auth import TokenCache
 from hamr.pool.service.fastpath import InferFastPath
 from hamr.pool.service.limits import BodyLimit, UploadSlots
@@ -22,8 +23,9 @@ DEFAULT_UPLOAD_SLOTS = 8  # large bodies received at once (limits.UploadSlots)
 
 def create_app(registry: Registry, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
                max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, upload_slots: int = DEFAULT_UPLOAD_SLOTS,
-               replica_hosts=(), remote=None, wake=lambda: None) -> FastAPI:  # fmt: skip
+               replica_hosts=(), remote=None, wake=lambda: None, admission: Admission | None = None) -> FastAPI:  # fmt: skip
     """`max_upload_bytes`, `max_body_bytes`, `upload_slots`: the body limits of limits.py.
+    `admission`: the data plane's limits and threads (service/admission.py; the pool's defaults without it).
     `replica_hosts`: the ReplicaHosts of this process's agents, which serve the deployments' requests.
     `remote`: the pool's RemoteAgents (hamr.pool.remote); without it /v1/agents answers 503.
     `wake`: called after a request that gives the pool's loop work (a job, a deployment change, a drain)."""
@@ -39,6 +41,7 @@ def create_app(registry: Registry, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD
     app.state.replica_hosts = replica_hosts  # kept as given: a RayPool's list grows as nodes join
     app.state.tokens = TokenCache()
     app.state.wake = wake
+    app.state.admission = admission or Admission(registry)
     app.state.fast_answers = 0  # deployment requests the fast path answered (fastpath.py)
     errors.install(app)
     app.add_middleware(BodyLimit, max_upload_bytes=max_upload_bytes, max_body_bytes=max_body_bytes)

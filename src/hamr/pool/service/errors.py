@@ -12,11 +12,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from hamr.errors import FormatError
-from hamr.pool.registry import InvalidTransition, NotFound, QuotaExceeded, RegistryError
+from hamr.pool.registry import InvalidTransition, NotFound, QueueFull, QuotaExceeded, RegistryError, StorageFull
 
 log = logging.getLogger("hamr.pool.service")
 
-STATUS = ((NotFound, 404), (InvalidTransition, 409), (QuotaExceeded, 403), (FormatError, 400), (RegistryError, 400))
+STATUS = ((NotFound, 404), (InvalidTransition, 409), (QueueFull, 429), (StorageFull, 413), (QuotaExceeded, 403),
+          (FormatError, 400), (RegistryError, 400))  # subclasses before their bases
+HEADERS = {429: {"Retry-After": "5"}}  # a full job queue: its jobs take seconds to start
 
 
 MAX_DETAIL = 4096  # characters: an error echoes what was sent, never all of it
@@ -64,7 +66,7 @@ def install(app: FastAPI) -> None:
         return error(400, "the client disconnected before sending the whole request body")
 
     for kind, status in STATUS:
-        app.add_exception_handler(kind, lambda request, exc, status=status: error(status, exc))
+        app.add_exception_handler(kind, lambda request, exc, status=status: error(status, exc, HEADERS.get(status)))
 
     @app.exception_handler(Exception)
     async def internal(request: Request, exc: Exception) -> JSONResponse:

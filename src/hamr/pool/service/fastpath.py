@@ -5,18 +5,24 @@ replica of the deployment ready in this process is answered here, in a few tens 
 of Python instead of the framework's few hundred. Anything else, and any request that goes wrong
 here (bad inputs, a replica gone, no replica ready, a cache miss), goes on to the full app with
 its body replayed, and the route in routes/deployments.py answers it with its errors and waits.
-Both share the choice of replica (`serving`, `run_on`) and the ownership rule (`owner_allows`).
+Both share the choice of replica (`serving`, `run_on`), the ownership rule (`owner_allows`) and
+admission (service/admission.py: a slot of the tenant and of the deployment, or 429 at once).
 """
 
 from __future__ import annotations
 
+import json
 import re
 
 from hamr.errors import HamrError
 from hamr.pool import tensors
 from hamr.pool.registry.tokens import hash_token
 from hamr.pool.replicas import NoReplica
-from hamr.pool.service.routes.deployments import owner_allows, run_on, serving
+from hamr.pool.service.admission import Busy
+from hamr.pool.service.errors import one_line
+from hamr.pool.service.routes.deployments import (
+    expected_s, owner_allows, owner_of, ready_replicas, run_on, serving,
+)  # fmt: skip
 
 PATH = re.compile(r"^/v1/deployments/([1-9][0-9]{0,9})/infer$")
 WAIT = re.compile(rb"^wait=([0-9]{1,3}(?:\.[0-9]{1,6})?)$")
@@ -42,14 +48,19 @@ class InferFastPath:
                 or not length.isdigit() or int(length) > self.max_bytes
                 or not owner_allows(hosts, deployment_id, token)):  # fmt: skip
             return await self.app(scope, receive, send)
-        body, more = await _read(receive, int(length))
-        replay = _replay(body, more, receive)
+        admission = self.state.admission
         try:
-            outputs = await self._run(hosts, deployment_id, tensors.decode(body))
-        except (tensors.TensorsError, HamrError):  # the route says what went wrong, with its status
-            outputs = None
-        if outputs is None:
-            return await self.app(scope, replay, send)
+            async with admission.slot(owner_of(hosts, deployment_id), deployment_id, ready_replicas(hosts, deployment_id),
+                                      expected_s(hosts, deployment_id)):
+                body, more = await _read(receive, int(length))
+                try:
+                    outputs = await self._run(hosts, deployment_id, tensors.decode(body), admission.executor)
+                except (tensors.TensorsError, HamrError):  # the route says what went wrong, with its status
+                    outputs = None
+        except Busy as exc:
+            return await _send_json(send, 429, str(exc), exc.headers)
+        if outputs is None:  # the route is admitted again, once this request's slot is free
+            return await self.app(scope, _replay(body, more, receive), send)
         answer = tensors.encode(outputs)
         self.state.fast_answers += 1
         await send({"type": "http.response.start", "status": 200,
@@ -63,14 +74,22 @@ class InferFastPath:
         return self.state.tokens.get(hash_token(credentials.strip()))
 
     @staticmethod
-    async def _run(hosts, deployment_id: int, feeds: dict) -> dict | None:
+    async def _run(hosts, deployment_id: int, feeds: dict, executor) -> dict | None:
         host = serving(hosts, deployment_id)
         if host is None:
             return None
         try:
-            return await run_on(host, deployment_id, feeds)
+            return await run_on(host, deployment_id, feeds, executor)
         except NoReplica:
             return None
+
+
+async def _send_json(send, status: int, detail: str, headers: dict[str, str]) -> None:
+    body = json.dumps({"detail": one_line(detail)}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                            *((k.lower().encode(), v.encode()) for k, v in headers.items())]})  # fmt: skip
+    await send({"type": "http.response.body", "body": body})
 
 
 def _plain_query(query: bytes) -> bool:

@@ -10,6 +10,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from hamr.pool.drivers.base import DEGRADED, HEALTHY, UNHEALTHY, DeviceReport
 from hamr.pool.registry import JOB_STATES
+from hamr.pool.registry.models import (
+    DEFAULT_MAX_INFLIGHT_REQUESTS, DEFAULT_MAX_QUEUED_JOBS, DEFAULT_MAX_QUEUED_REQUESTS, DEFAULT_MAX_STORED_BYTES,
+)  # fmt: skip
 
 MAX_ID = 2**31 - 1  # ids are 32-bit integers on PostgreSQL
 MAX_BIG = 2**63 - 1
@@ -38,8 +41,10 @@ ERRORS = {
     for status, why in (
         (400, "malformed upload, or a request the registry refuses"), (401, "missing, invalid or revoked token"),
         (403, "an admin route with a tenant token, or beyond a quota"), (404, "no such object for this token"),
-        (409, "the job state machine or a unique name refuses it"), (413, "the body is over the upload limit"),
+        (409, "the job state machine or a unique name refuses it"),
+        (413, "the body is over the upload limit, or storing it would exceed the tenant's max_stored_bytes"),
         (422, "the request does not match its schema"),
+        (429, "the tenant's waiting jobs are at max_queued_jobs (Retry-After says when to try again)"),
     )
 }  # fmt: skip
 
@@ -145,11 +150,33 @@ class JobForm(Strict):
     n_devices: Annotated[int, Field(ge=1, le=MAX_DEVICES)] = 1
 
 
-class TenantIn(Strict):
+Count = Annotated[int, Field(ge=0, le=MAX_ID)]
+Priority = Annotated[int, Field(ge=-1000, le=1000, description="the highest priority the tenant's jobs may ask for")]
+Weight = Annotated[int, Field(ge=1, le=1000, description="its fair share against the other tenants' weights")]
+
+
+class TenantLimitsIn(Strict):
+    """A tenant's quotas and limits (docs/pool.md, "Fairness"); null lifts a max_* limit."""
+
+    max_devices: Count | None = None
+    max_running_jobs: Count | None = None
+    max_priority: Priority = 0
+    max_queued_jobs: Count | None = DEFAULT_MAX_QUEUED_JOBS
+    max_stored_bytes: Annotated[int, Field(ge=0, le=MAX_BIG)] | None = DEFAULT_MAX_STORED_BYTES
+    max_inflight_requests: Count | None = DEFAULT_MAX_INFLIGHT_REQUESTS
+    max_queued_requests: Count | None = DEFAULT_MAX_QUEUED_REQUESTS
+    weight: Weight = 1
+
+
+class TenantIn(TenantLimitsIn):
     name: Name
-    max_devices: Annotated[int, Field(ge=0, le=MAX_ID)] | None = None
-    max_running_jobs: Annotated[int, Field(ge=0, le=MAX_ID)] | None = None
-    priority: Annotated[int, Field(ge=-1000, le=1000)] = 0
+
+
+class TenantPatch(TenantLimitsIn):
+    """Only the fields sent change."""
+
+    max_priority: Priority | None = None  # type: ignore[assignment]
+    weight: Weight | None = None  # type: ignore[assignment]
 
 
 class TenantOut(BaseModel):
@@ -157,7 +184,14 @@ class TenantOut(BaseModel):
     name: str
     max_devices: int | None
     max_running_jobs: int | None
-    priority: int
+    max_priority: int
+    max_queued_jobs: int | None
+    max_stored_bytes: int | None
+    max_inflight_requests: int | None
+    max_queued_requests: int | None
+    weight: int
+    usage_seconds: float = Field(description="device-seconds of its jobs, decayed (half-life 1 h) as of usage_at")
+    usage_at: datetime | None
     created_at: datetime
 
 

@@ -4,6 +4,8 @@
 (hamr/pool/tensors.py) or as multipart .npy parts, and answers the outputs as
 `application/x-hamr-tensors`. It runs on the ready replica, of every node's replica host, that
 would finish it soonest, and waits up to `wait` seconds for one while replicas load or move.
+It is admitted first (service/admission.py): beyond the tenant's and the deployment's running and
+waiting requests, 429 with Retry-After.
 """
 
 from __future__ import annotations
@@ -19,9 +21,10 @@ from hamr.errors import HamrError
 from hamr.pool import tensors
 from hamr.pool.registry import NotFound
 from hamr.pool.replicas import NoReplica
+from hamr.pool.service.admission import Busy, run_in
 from hamr.pool.service.auth import Authed, Reg
 from hamr.pool.service.errors import one_line
-from hamr.pool.service.schemas import DeploymentIn, DeploymentOut, DeploymentScale, Id, deployment_out
+from hamr.pool.service.schemas import DeploymentIn, DeploymentOut, DeploymentScale, ErrorOut, Id, deployment_out
 from hamr.pool.service.strict_json import StrictJsonRoute
 from hamr.pool.service.uploads import BINARY, is_multipart, read_fields_and_arrays, request_body
 from hamr.pool.service.wake import WAKES_POOL
@@ -43,19 +46,35 @@ def serving(hosts, deployment_id: int):
     return best
 
 
-async def run_on(host, deployment_id: int, feeds: dict) -> dict:
-    """Run a request on the host's replica that would finish it soonest (NoReplica when it has none)."""
+async def run_on(host, deployment_id: int, feeds: dict, executor) -> dict:
+    """Run a request on the host's replica that would finish it soonest (NoReplica when it has none),
+    on a thread of `executor`: the data plane's (service/admission.py), not the API's."""
     replica = host.pick(deployment_id)
     if replica.quick():  # shorter than a hop to a worker thread: run it here
         return host.run(replica, feeds)
-    return await run_in_threadpool(host.run, replica, feeds)
+    return await run_in(executor, host.run, replica, feeds)
+
+
+def owner_of(hosts, deployment_id: int) -> int | None:
+    """The deployment's tenant, as far as this process's hosts know (they know it once they host a
+    replica of it; that never changes)."""
+    return next((h.tenants[deployment_id] for h in list(hosts) if deployment_id in h.tenants), None)
 
 
 def owner_allows(hosts, deployment_id: int, token) -> bool:
-    """The token may use the deployment, as far as this process's hosts know (they know its tenant
-    once they host a replica of it; that never changes). False: ask the registry."""
-    owner = next((h.tenants[deployment_id] for h in list(hosts) if deployment_id in h.tenants), None)
+    """The token may use the deployment, as far as this process's hosts know. False: ask the registry."""
+    owner = owner_of(hosts, deployment_id)
     return owner is not None and (token.admin or owner == token.tenant_id)
+
+
+def ready_replicas(hosts, deployment_id: int) -> int:
+    return sum(len(h.by_deployment.get(deployment_id) or ()) for h in list(hosts))
+
+
+def expected_s(hosts, deployment_id: int) -> float | None:
+    """When a request sent now would be done on the deployment's best replica here (for Retry-After)."""
+    host = serving(hosts, deployment_id)
+    return host.expected(deployment_id) if host is not None else None
 
 
 def _out(registry, who, deployment) -> DeploymentOut:
@@ -101,6 +120,8 @@ def delete(deployment_id: Id, request: Request, registry: Reg, who: Authed) -> D
 @router.post(
     "/{deployment_id}/infer", response_class=Response, openapi_extra=INFER_BODY,
     responses={200: {"content": {tensors.MEDIA_TYPE: {"schema": BINARY}}, "description": "the outputs"},
+               429: {"model": ErrorOut, "description": "the tenant's or the deployment's requests are at their limits "
+                                                       "(running and waiting); Retry-After says when to try again"},
                503: {"description": "no replica became ready within `wait` seconds"}},
     summary="Run one request on a ready replica",
 )  # fmt: skip
@@ -108,15 +129,25 @@ async def infer(deployment_id: Id, request: Request, who: Authed,
                 wait: Annotated[float, Query(ge=0, le=300, description="seconds to wait for a ready replica")] = 30.0,
                 ) -> Response:  # fmt: skip
     registry, hosts = request.app.state.registry, request.app.state.replica_hosts
+    admission = request.app.state.admission
+    owner = owner_of(hosts, deployment_id)
     if not owner_allows(hosts, deployment_id, who.token):  # not (yet) served here, or another tenant's
-        await run_in_threadpool(_deployment, registry, who, deployment_id)
+        owner = (await run_in_threadpool(_deployment, registry, who, deployment_id)).tenant_id
+    try:
+        async with admission.slot(owner, deployment_id, ready_replicas(hosts, deployment_id), expected_s(hosts, deployment_id)):
+            return await _serve(request, registry, hosts, who, deployment_id, wait, admission.executor)
+    except Busy as exc:
+        raise HTTPException(429, str(exc), headers=exc.headers) from None
+
+
+async def _serve(request: Request, registry, hosts, who, deployment_id: int, wait: float, executor) -> Response:
     feeds = await _feeds(request)
     deadline, checked = time.monotonic() + wait, 0.0
     while True:
         host = serving(hosts, deployment_id)
         if host is not None:
             try:
-                outputs = await run_on(host, deployment_id, feeds)
+                outputs = await run_on(host, deployment_id, feeds, executor)
                 break
             except NoReplica:  # its last replica here stopped between the two calls
                 continue
