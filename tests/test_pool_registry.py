@@ -294,6 +294,8 @@ def test_upload_stores_a_verified_executable_content_addressed(registry, hamr_by
     assert registry.executable_file(tenant.id, record.id).read_bytes() == hamr_bytes
     assert registry.executable_file(tenant.id, record.id).name == digest
     assert registry.read_executable(tenant.id, record.id) == hamr_bytes
+    size, pieces = registry.executable_chunks(tenant.id, record.id)
+    assert (size, b"".join(pieces)) == (len(hamr_bytes), hamr_bytes)
     assert hamr.load(registry.executable_file(tenant.id, record.id)).name == "relu"
 
 
@@ -334,6 +336,10 @@ def test_a_blob_corrupted_on_disk_is_detected(registry, hamr_bytes):
     path.write_bytes(hamr_bytes[:-1] + b"\0")
     with pytest.raises(RegistryError, match="corrupt"):
         registry.read_executable(tenant.id, record.id)
+    size, pieces = registry.blobs.read_chunks(record.sha256, chunk=64)  # a download: piece by piece
+    assert size == len(hamr_bytes)
+    with pytest.raises(RegistryError, match="corrupt"):
+        b"".join(pieces)
 
 
 # Jobs and the state machine.

@@ -174,16 +174,28 @@ def test_large_uploads_beyond_the_cap_are_503_with_retry_after(real_pool, execut
     real_pool.alice.client.post(f"/v1/jobs/{accepted.json()['id']}/cancel")
 
 
-def test_a_300_mb_job_input_does_not_show_in_the_pools_memory(real_pool, executable_id):
-    floats = 75_000_000  # 300 MB
-    head, zeros, tail = _job_body(executable_id, floats)
-    pid, peak, done = real_pool.server.pid, [0], threading.Event()
-    idle = _rss_kib(pid)
+def _rss_growth_mb(pid: int, action):
+    """`action()`'s answer, and how far the process `pid`'s RSS rose above its level before, at the peak."""
+    idle, peak, done = _rss_kib(pid), [0], threading.Event()
 
     def poll():
         while not done.is_set():
             peak[0] = max(peak[0], _rss_kib(pid))
             time.sleep(0.01)
+
+    poller = threading.Thread(target=poll, daemon=True)
+    poller.start()
+    try:
+        answer = action()
+    finally:
+        done.set()
+        poller.join()
+    return answer, (peak[0] - idle) / 1024
+
+
+def test_a_300_mb_job_input_does_not_show_in_the_pools_memory_going_in_or_out(real_pool, executable_id):
+    floats = 75_000_000  # 300 MB
+    head, zeros, tail = _job_body(executable_id, floats)
 
     def body():
         yield head
@@ -192,22 +204,26 @@ def test_a_300_mb_job_input_does_not_show_in_the_pools_memory(real_pool, executa
             yield chunk[: min(len(chunk), zeros - offset)]
         yield tail
 
-    poller = threading.Thread(target=poll, daemon=True)
-    poller.start()
-    try:
-        headers = {"Content-Type": f"multipart/form-data; boundary={BOUNDARY.decode()}",
-                   "Content-Length": str(len(head) + zeros + len(tail))}  # fmt: skip
-        response = real_pool.alice.client.post("/v1/jobs", content=body(), headers=headers, timeout=300)
-    finally:
-        done.set()
-        poller.join()
+    headers = {"Content-Type": f"multipart/form-data; boundary={BOUNDARY.decode()}",
+               "Content-Length": str(len(head) + zeros + len(tail))}  # fmt: skip
+    client = real_pool.alice.client
+    response, grew_mb = _rss_growth_mb(real_pool.server.pid,
+                                       lambda: client.post("/v1/jobs", content=body(), headers=headers, timeout=300))
     assert response.status_code == 201, response.text
     job = response.json()
-    real_pool.alice.client.post(f"/v1/jobs/{job['id']}/cancel")
+    client.post(f"/v1/jobs/{job['id']}/cancel")
     npy_size = len(head) - head.rindex(b"\x93NUMPY") + zeros  # the .npy as sent
     assert any(p.stat().st_size == npy_size for p in (real_pool.root / "blobs").rglob("*") if p.is_file())
-    grew_mb = (peak[0] - idle) / 1024
     assert grew_mb < 100, f"the pool's RSS grew by {grew_mb:.0f} MB receiving a 300 MB upload"
+
+    def download() -> int:
+        with client.stream("GET", f"/v1/jobs/{job['id']}/inputs/x", timeout=300) as streamed:
+            assert streamed.status_code == 200
+            return sum(len(piece) for piece in streamed.iter_bytes())
+
+    received, grew_mb = _rss_growth_mb(real_pool.server.pid, download)
+    assert received == npy_size
+    assert grew_mb < 100, f"the pool's RSS grew by {grew_mb:.0f} MB sending a 300 MB download"
 
 
 def test_an_upload_cut_off_half_way_stores_nothing(real_pool, executable_id):

@@ -11,6 +11,7 @@ import io
 import os
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -131,6 +132,28 @@ class BlobStore:
         if hashlib.sha256(data).hexdigest() != digest:
             raise RegistryError(f"blob {digest} in {self.root} is corrupt (its sha256 differs)")
         return data
+
+    def read_chunks(self, digest: str, chunk: int = 1 << 20) -> tuple[int, Iterator[bytes]]:
+        """The blob's size and its bytes piece by piece, for a download that holds one piece at a time.
+
+        They are checked against the blob's name as they are read: a corrupt blob raises
+        RegistryError after its last piece, so the download is cut short rather than completed."""
+        try:
+            f = self.path(digest).open("rb")
+        except FileNotFoundError:
+            raise RegistryError(f"blob {digest} is missing from {self.root}") from None
+        size = os.fstat(f.fileno()).st_size
+
+        def pieces() -> Iterator[bytes]:
+            hashed = hashlib.sha256()
+            with f:
+                while piece := f.read(chunk):
+                    hashed.update(piece)
+                    yield piece
+            if hashed.hexdigest() != digest:
+                raise RegistryError(f"blob {digest} in {self.root} is corrupt (its sha256 differs)")
+
+        return size, pieces()
 
     def put_array(self, array: np.ndarray) -> str:
         buffer = io.BytesIO()

@@ -92,3 +92,7 @@ class Executables:
     def read_executable(self, tenant: Scope, executable_id: int) -> bytes:
         """The uploaded bytes, checked against their sha256."""
         return self.blobs.get(self._require_executable(tenant, executable_id).sha256)
+
+    def executable_chunks(self, tenant: Scope, executable_id: int):
+        """The uploaded file's size and bytes piece by piece (BlobStore.read_chunks)."""
+        return self.blobs.read_chunks(self._require_executable(tenant, executable_id).sha256)

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from hamr.pool.registry import NotFound
+from hamr.pool.service.downloads import blob_response
 from hamr.pool.service.auth import Authed, AuthedOrAgent, Reg, read_scope
 from hamr.pool.service.schemas import ExecutableOut, Id, executable_out
 from hamr.pool.service.strict_json import StrictJsonRoute
@@ -54,6 +55,5 @@ def get_executable(executable_id: Id, registry: Reg, who: Authed) -> ExecutableO
     summary="Download an executable",
 )
 def download(executable_id: Id, request: Request, registry: Reg, who: AuthedOrAgent) -> Response:
-    data = registry.read_executable(read_scope(request, who, executable=executable_id), executable_id)
-    headers = {"Content-Disposition": f'attachment; filename="executable-{executable_id}.hamr"'}
-    return Response(data, media_type="application/octet-stream", headers=headers)
+    chunks = registry.executable_chunks(read_scope(request, who, executable=executable_id), executable_id)
+    return blob_response(chunks, f"executable-{executable_id}.hamr")

@@ -15,6 +15,7 @@ from starlette.concurrency import run_in_threadpool
 
 from hamr.pool.registry import NotFound
 from hamr.pool.registry.states import FINAL
+from hamr.pool.service.downloads import blob_response
 from hamr.pool.service.auth import Authed, AuthedOrAgent, Reg, read_scope
 from hamr.pool.service.schemas import Id, JobForm, JobOut, JobState, PlacementOut, job_out
 from hamr.pool.service.strict_json import StrictJsonRoute
@@ -107,8 +108,7 @@ def _npy_response(registry, job, what: str, stored: dict, name: str, context: st
     digest = stored.get(name)
     if digest is None:
         raise NotFound(f"job {job.id} has no {what} '{name}' ({context}{what}s: {', '.join(sorted(stored)) or 'none'})")
-    headers = {"Content-Disposition": f'attachment; filename="job-{job.id}-{what}.npy"'}
-    return Response(registry.blobs.get(digest), media_type="application/octet-stream", headers=headers)
+    return blob_response(registry.blobs.read_chunks(digest), f"job-{job.id}-{what}.npy")
 
 
 @router.post("/{job_id}/cancel", response_model=JobOut, summary="Cancel a job", dependencies=WAKES_POOL)
