@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import multiprocessing
-import os
 import subprocess
 import sys
 import tempfile
@@ -31,45 +29,24 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-import onnx
-from onnx import TensorProto, helper, numpy_helper
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(1, str(Path(__file__).resolve().parents[1]))  # the slow model of tests/security/test_fairness.py
 
 import hamr  # noqa: E402
 from hamr.pool import tensors  # noqa: E402
 from models import machine  # noqa: E402
-from pool import small_mlp  # noqa: E402
+from pool import launch_pool, small_mlp  # noqa: E402
 from sections import write_section  # noqa: E402
+from tests.security.test_fairness import slow_model  # noqa: E402
 
 BEGIN, END = "<!-- fairness:begin -->", "<!-- fairness:end -->"
 MEDIA = {"Content-Type": tensors.MEDIA_TYPE}
 
 
-def slow_model(layers: int = 10, width: int = 1024, batch: int = 128) -> onnx.ModelProto:
-    rng = np.random.default_rng(0)
-    w = numpy_helper.from_array((rng.standard_normal((width, width)) / math.sqrt(width)).astype(np.float32), "w")
-    nodes, previous = [], "x"
-    for i in range(layers):
-        nodes.append(helper.make_node("MatMul", [previous, "w"], [f"h{i}"]))
-        previous = f"h{i}"
-    nodes.append(helper.make_node("Tanh", [previous], ["y"]))
-    graph = helper.make_graph(nodes, "slow", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, width])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, width])], [w])  # fmt: skip
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-
-
 def start_pool(root: Path) -> tuple[subprocess.Popen, str, str]:
-    env = {**os.environ, "HAMR_POOL_DIR": str(root / "pool"), "NO_COLOR": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "hamr.cli.app", "pool", "up", "--port", "0"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)  # fmt: skip
-    deadline = time.monotonic() + 120
-    while not (root / "pool" / "pool.json").is_file():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise SystemExit("hamr pool up did not start")
-        time.sleep(0.1)
-    url = json.loads((root / "pool" / "pool.json").read_text())["url"]
-    return proc, url, (root / "pool" / "admin.token").read_text().strip()
+    proc, url, pool = launch_pool(root)
+    return proc, url, (pool / "admin.token").read_text().strip()
 
 
 def tenant(admin: httpx.Client, url: str, name: str) -> tuple[int, httpx.Client]:

@@ -60,17 +60,25 @@ def _npy(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def start_pool(root: Path) -> tuple[subprocess.Popen, str, dict]:
-    env = {**os.environ, "HAMR_POOL_DIR": str(root / "pool"), "NO_COLOR": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "hamr.cli.app", "pool", "up", "--port", "0"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+def launch_pool(root: Path, code: str | None = None, env: dict | None = None) -> tuple[subprocess.Popen, str, Path]:
+    """A `hamr pool up` in root/pool, with `code` (another checkout's src, to compare) first on the
+    import path: the process, its URL and its directory."""
+    env = {**os.environ, "HAMR_POOL_DIR": str(root / "pool"), "NO_COLOR": "1", **(env or {})}
+    if code:
+        env["PYTHONPATH"] = os.pathsep.join([code, env.get("PYTHONPATH", "")])
+    proc = subprocess.Popen([sys.executable, "-m", "hamr.cli.app", "pool", "up", "--port", "0"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
     deadline = time.monotonic() + 120
     while not (root / "pool" / "pool.json").is_file():
         if proc.poll() is not None or time.monotonic() > deadline:
             raise SystemExit("hamr pool up did not start")
         time.sleep(0.1)
-    url = json.loads((root / "pool" / "pool.json").read_text())["url"]
-    token = (root / "pool" / "default.token").read_text().strip()
+    return proc, json.loads((root / "pool" / "pool.json").read_text())["url"], root / "pool"
+
+
+def start_pool(root: Path) -> tuple[subprocess.Popen, str, dict]:
+    proc, url, pool = launch_pool(root)
+    token = (pool / "default.token").read_text().strip()
     return proc, url, {"Authorization": f"Bearer {token}"}
 
 

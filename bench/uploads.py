@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -40,24 +39,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import hamr  # noqa: E402
 from models import machine  # noqa: E402
+from pool import launch_pool  # noqa: E402
 
 BOUNDARY = "hamr-bench-uploads"
 MB = 1 << 20
 
 
 def start_pool(root: Path, code: str | None) -> tuple[subprocess.Popen, str, str]:
-    env = {**os.environ, "HAMR_POOL_DIR": str(root / "pool"), "HAMR_CACHE_DIR": str(root / "cache"), "NO_COLOR": "1"}
-    if code:
-        env["PYTHONPATH"] = os.pathsep.join([code, env.get("PYTHONPATH", "")])
-    proc = subprocess.Popen([sys.executable, "-m", "hamr.cli.app", "pool", "up", "--port", "0"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
-    deadline = time.monotonic() + 60
-    while not (root / "pool" / "pool.json").is_file():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise SystemExit("hamr pool up did not start")
-        time.sleep(0.1)
-    url = json.loads((root / "pool" / "pool.json").read_text())["url"]
-    return proc, url, (root / "pool" / "default.token").read_text().strip()
+    proc, url, pool = launch_pool(root, code, {"HAMR_CACHE_DIR": str(root / "cache")})
+    return proc, url, (pool / "default.token").read_text().strip()
 
 
 def status_kib(pid: int) -> dict[str, int]:
