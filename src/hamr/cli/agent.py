@@ -44,6 +44,9 @@ def agent(
         hold_s = float(os.environ.get(HOLD_ENV) or 0)
     except ValueError:
         raise HamrError(f"${HOLD_ENV} must be a number of seconds, got {os.environ[HOLD_ENV]!r}") from None
+    from hamr.pool.service.admission import compute_on_request_threads
+
+    compute_on_request_threads()  # its replicas serve requests side by side
     node = Agent(server, token, name=name, heartbeat_s=heartbeat, cache_dir=cache_dir, start_timeout_s=start_timeout,
                  hold_s=hold_s, say=err.print, ca=ca)
     node.connect()

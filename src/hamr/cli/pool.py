@@ -111,8 +111,10 @@ def _serve(registry, root: Path, listener: socket.socket, url: str, tls: tuple[s
     import uvicorn
 
     from hamr.pool.service import create_app
+    from hamr.pool.service.admission import compute_on_request_threads
     from hamr.pool.service.timeouts import timed_protocol
 
+    compute_on_request_threads()
     out, _ = _console()
     stop, wake = threading.Event(), threading.Event()
     agent = threading.Thread(target=loop, args=(agent_of, stop, heartbeat_timeout, wake), name="hamr-agent", daemon=True)

@@ -41,6 +41,17 @@ def _lower_priority() -> None:
         pass
 
 
+def compute_on_request_threads() -> None:
+    """For a process that serves deployment requests: numpy's BLAS computes on the calling thread.
+
+    BLAS's own worker threads run at the process's priority, above the data plane's lowered
+    threads, so one tenant's large MatMuls would outrank every other request; and requests already
+    run side by side. Measured with bench/fairness.py (docs/performance.md)."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1, user_api="blas")
+
+
 async def run_in(executor: concurrent.futures.Executor, fn, *args):
     """`fn(*args)` on the executor. A caller cancelled meanwhile (its client went away) still waits
     for the thread to finish before it lets go of its admission slot."""
