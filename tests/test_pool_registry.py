@@ -622,6 +622,7 @@ ISOLATION = {
     "list_executables": (EMPTY, lambda r, t, o: [e for e in r.list_executables(t) if e.name == "relu"]),
     "executable_file": (MISSING, lambda r, t, o: r.executable_file(t, o["exe"])),
     "read_executable": (MISSING, lambda r, t, o: r.read_executable(t, o["exe"])),
+    "executable_chunks": (MISSING, lambda r, t, o: r.executable_chunks(t, o["exe"])),
     "list_tokens": (EMPTY, lambda r, t, o: r.list_tokens(t)),
     "revoke_token": (MISSING, lambda r, t, o: r.revoke_token(t, o["token"])),
     "list_events": (EMPTY, lambda r, t, o: [e for e in r.list_events(t) if e.subject == f"job:{o['queued']}"]),
