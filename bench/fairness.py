@@ -1,13 +1,14 @@
 """Fairness under load: tenant A floods its deployment while tenant B works; B's latencies, idle and flooded.
 
-    python bench/fairness.py [--seconds 10] [--flood 60] [--write docs/performance.md]
+    python bench/fairness.py [--seconds 5] [--rounds 3] [--flood 60] [--write docs/performance.md]
 
 Starts `hamr pool up` (its own data directory, port chosen free) and two tenants with the pool's
 default limits. A deploys a slow model (a chain of 1024x1024 MatMuls at batch 128 on the reference
 target, about 0.3 s a request here); B deploys a 784-256-10 MLP (cpu target, batch 1). B's work is
 a loop: `GET /v1/jobs`, then one deployment request, then 20 ms of pause.
 
-Three phases of `--seconds` each: idle (B alone); flooded (A keeps `--flood` requests in flight
+Three phases, in blocks of `--seconds` that alternate for `--rounds` rounds with a pause between
+blocks (each phase's samples pooled across its rounds): idle (B alone); flooded (A keeps `--flood` requests in flight
 from as many threads, in a process of its own; a refused one is sent again after its Retry-After,
 or with `--hostile` after 100 ms); and flooded with A's admission limits lifted (only the data
 plane's own threads and the deployment's limits hold). Reports B's `GET /v1/jobs` p50/p99 and B's inference p50/p99 per
@@ -42,6 +43,8 @@ from tests.security.test_fairness import slow_model  # noqa: E402
 
 BEGIN, END = "<!-- fairness:begin -->", "<!-- fairness:end -->"
 MEDIA = {"Content-Type": tensors.MEDIA_TYPE}
+PHASES = ("idle", "flooded", "flooded, A's limits lifted")
+PAUSE_S = 2.0  # between blocks
 
 
 def start_pool(root: Path) -> tuple[subprocess.Popen, str, str]:
@@ -111,7 +114,21 @@ def summary(reads: list[float], infers: list[float]) -> dict:
             "samples": len(reads)}  # fmt: skip
 
 
-def measure(seconds: float, threads: int, hostile: bool) -> dict:
+def flooded(url: str, a: httpx.Client, deployment: int, body: bytes, threads: int, hostile: bool, work):
+    """`work()`'s answer while A floods `deployment` from a process of its own, and A's status counts."""
+    context = multiprocessing.get_context("spawn")
+    with context.Manager() as manager:
+        stop, shared = manager.Event(), manager.dict()
+        flooder = context.Process(target=flood, args=(url, dict(a.headers), deployment, body, threads, hostile, stop, shared))
+        flooder.start()
+        time.sleep(2.0)  # the flood builds up
+        got = work()
+        stop.set()
+        flooder.join(timeout=300)
+        return got, dict(shared)
+
+
+def measure(seconds: float, threads: int, hostile: bool, rounds: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         slow = hamr.compile(slow_model(), targets=["reference"]).to_bytes()
@@ -133,25 +150,32 @@ def measure(seconds: float, threads: int, hostile: bool) -> dict:
             fast_body = tensors.encode({"x": np.random.default_rng(1).standard_normal((1, 784)).astype(np.float32)})
             b_works(b, fast_deployment, fast_body, 1.0)  # warm
             a.post(f"/v1/deployments/{slow_deployment}/infer", content=slow_body, headers=MEDIA).raise_for_status()
-            result = {"seconds": seconds, "flood": threads, "hostile": hostile, "limits": limits, "phases": {}}
-            result["phases"]["idle"] = summary(*b_works(b, fast_deployment, fast_body, seconds))
-            for phase in ("flooded", "flooded, A's limits lifted"):
-                if phase != "flooded":
-                    admin.patch(f"/v1/tenants/{a_id}", json={"max_inflight_requests": None, "max_queued_requests": None})
-                context = multiprocessing.get_context("spawn")
-                with context.Manager() as manager:
-                    stop, shared = manager.Event(), manager.dict()
-                    flooder = context.Process(target=flood, args=(url, dict(a.headers), slow_deployment, slow_body,
-                                                                  threads, hostile, stop, shared))  # fmt: skip
-                    flooder.start()
-                    time.sleep(2.0)  # the flood builds up
-                    result["phases"][phase] = summary(*b_works(b, fast_deployment, fast_body, seconds))
-                    stop.set()
-                    flooder.join(timeout=300)
-                    counts = dict(shared)
-                result["phases"][phase]["a_answered"] = counts.get(200, 0)
-                result["phases"][phase]["a_refused_429"] = counts.get(429, 0)
-                result["phases"][phase]["a_other"] = {s: n for s, n in counts.items() if s not in (200, 429)}
+            result = {"seconds": seconds, "flood": threads, "hostile": hostile, "rounds": rounds, "limits": limits,
+                      "phases": {}}  # fmt: skip
+            own = {k: limits[k] for k in ("max_inflight_requests", "max_queued_requests")}
+            samples = {phase: ([], []) for phase in PHASES}
+            counts = {phase: {} for phase in PHASES}
+            for _ in range(rounds):  # the phases alternate, with a pause between blocks
+                for phase in PHASES:
+                    lifted = phase == "flooded, A's limits lifted"
+                    admin.patch(f"/v1/tenants/{a_id}", json={k: None for k in own} if lifted else own).raise_for_status()
+                    time.sleep(PAUSE_S)
+                    reads, infers = samples[phase]
+                    if phase == "idle":
+                        got = b_works(b, fast_deployment, fast_body, seconds)
+                    else:
+                        got, seen = flooded(url, a, slow_deployment, slow_body, threads, hostile,
+                                            lambda: b_works(b, fast_deployment, fast_body, seconds))  # fmt: skip
+                        for status, n in seen.items():
+                            counts[phase][status] = counts[phase].get(status, 0) + n
+                    reads += got[0]
+                    infers += got[1]
+            for phase in PHASES:
+                result["phases"][phase] = summary(*samples[phase])
+                if phase != "idle":
+                    seen = counts[phase]
+                    result["phases"][phase].update(a_answered=seen.get(200, 0), a_refused_429=seen.get(429, 0),
+                                                   a_other={s: n for s, n in seen.items() if s not in (200, 429)})  # fmt: skip
             idle = result["phases"]["idle"]
             for phase in result["phases"].values():
                 phase["get_p99_x_idle"] = phase["get_p99_ms"] / idle["get_p99_ms"]
@@ -168,7 +192,7 @@ def markdown(r: dict) -> str:
             f"{p.get('a_answered', '')} | {p.get('a_refused_429', '')} |" for name, p in r["phases"].items()]  # fmt: skip
     return "\n".join([
         BEGIN, "## Fairness under load", "",
-        f"Measured {time.strftime('%Y-%m-%d')} with `python bench/fairness.py --seconds {r['seconds']:g} --flood {r['flood']}` "
+        f"Measured {time.strftime('%Y-%m-%d')} with `python bench/fairness.py --seconds {r['seconds']:g} --rounds {r['rounds']} --flood {r['flood']}` "
         f"{' --hostile' if r['hostile'] else ''} on {machine()}: tenant A keeps {r['flood']} requests in flight to a "
         "deployment of about 0.3 s a request (a refused one again after "
         f"{'100 ms' if r['hostile'] else 'its Retry-After'}), while "
@@ -183,13 +207,14 @@ def markdown(r: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--seconds", type=float, default=5.0, help="of each block")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of the three phases, alternating")
     parser.add_argument("--flood", type=int, default=60)
     parser.add_argument("--hostile", action="store_true", help="A sends a refused request again after 100 ms, "
                         "not after its Retry-After")
     parser.add_argument("--write", type=Path)
     args = parser.parse_args()
-    result = measure(args.seconds, args.flood, args.hostile)
+    result = measure(args.seconds, args.flood, args.hostile, args.rounds)
     print(json.dumps(result, indent=1))
     if args.write:
         write_section(args.write, BEGIN, END, markdown(result))
