@@ -122,16 +122,16 @@ def open_container(source: str | Path | bytes, verify: bool = True) -> Container
                 mapped = b""
         buffer = memoryview(mapped)
         if verify and isinstance(mapped, mmap.mmap):
-            _verify_members(mapped, label)
-            verify = False  # done above, without keeping the file's pages mapped in
+            manifest = read_manifest(buffer, label, verify=False)
+            _verify_members(mapped, manifest, label)  # without keeping the file's pages mapped in
+            return Container(buffer, manifest, label, _HEADER.unpack(bytes(buffer[:HEADER_SIZE]))[3])
     manifest = read_manifest(buffer, label, verify)
     return Container(buffer, manifest, label, _HEADER.unpack(bytes(buffer[:HEADER_SIZE]))[3])
 
 
-def _verify_members(mapped: mmap.mmap, label: str) -> None:
+def _verify_members(mapped: mmap.mmap, manifest: dict, label: str) -> None:
     """Check every member's sha256, giving the pages back as it goes: verifying a 1 GiB upload must
     not leave 1 GiB of the file resident in this process."""
-    manifest = read_manifest(memoryview(mapped), label, verify=False)
     step = 16 << 20
     for name, entry in manifest["members"].items():
         digest = hashlib.sha256()

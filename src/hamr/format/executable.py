@@ -150,7 +150,7 @@ def load(source: str | Path | bytes, verify: bool = True, trust_binaries: bool =
     manifest = container.manifest
     label = container.label
     try:
-        trust = decide(container, trust_binaries)
+        trust = decide(container, trust_binaries, verified=verify)
         proto = onnx.ModelProto.FromString(bytes(container.member("graph")))
         index = manifest["weights"]["tensors"]
         check_external_data(proto, set(index), label)

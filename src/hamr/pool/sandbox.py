@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import functools
 import glob
 import os
 import platform
@@ -80,10 +81,12 @@ class Policy:
     devices: list[str] = field(default_factory=list)
 
 
+@functools.cache
 def _libc():
     return ctypes.CDLL(None, use_errno=True)
 
 
+@functools.cache
 def landlock_abi() -> int:
     """The kernel's Landlock ABI version; 0 where there is none (not Linux, too old, or disabled)."""
     if not sys.platform.startswith("linux"):

@@ -36,6 +36,10 @@ class TimedHttpToolsProtocol(HttpToolsProtocol):
     body_timeout = DEFAULT_BODY_TIMEOUT_S
     body_min_rate = DEFAULT_BODY_MIN_RATE
 
+    @property
+    def _body_tick_s(self) -> float:
+        return min(1.0, max(0.05, self.body_timeout / 4))
+
     def connection_made(self, transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._header_timer = None
@@ -68,8 +72,17 @@ class TimedHttpToolsProtocol(HttpToolsProtocol):
             self._header_timer = None
         super().on_headers_complete()
         self._body_bytes, self._body_active_s = 0, 0.0
-        self._body_tick_s = min(1.0, max(0.05, self.body_timeout / 4))
+        self._cancel_body_timer()  # one timer per connection: a kept-alive one starts its next request's here
         self._body_timer = self.loop.call_later(self._body_tick_s, self._check_body)
+
+    def on_message_complete(self) -> None:
+        self._cancel_body_timer()  # the whole body came
+        super().on_message_complete()
+
+    def _cancel_body_timer(self) -> None:
+        if self._body_timer is not None:
+            self._body_timer.cancel()
+            self._body_timer = None
 
     def _headers_late(self) -> None:
         self._header_timer = None
