@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import hamr  # noqa: E402
 from hamr.models import installed_models  # noqa: E402
-from hamr.runtime.example_feeds import example_feeds  # noqa: E402
+from hamr.ir.example_feeds import example_feeds  # noqa: E402
 from sections import write_section  # noqa: E402
 from models import machine, opencl_device  # noqa: E402
 

@@ -8,7 +8,7 @@ import pytest
 import hamr
 from hamr import models
 from hamr.runtime.devices import available_devices
-from hamr.runtime.example_feeds import example_feeds
+from hamr.ir.example_feeds import example_feeds
 from tests.conftest import require
 
 RTOL, ATOL = 1e-3, 1e-4

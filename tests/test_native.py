@@ -8,7 +8,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import hamr
-from hamr.lowering.memory import Buffer, plan_memory
+from hamr.targets.native.memory import Buffer, plan_memory
 from hamr.runtime.devices import available_devices
 
 OPENCL = [d.id for d in available_devices() if d.id.startswith("opencl:")]

@@ -566,7 +566,7 @@ def test_opencl_pci_addresses_from_the_nvidia_and_amd_extensions():
 def test_opencl_without_pyopencl_is_not_present(monkeypatch):
     from hamr.targets.opencl import devices
 
-    monkeypatch.setattr(devices, "_pyopencl", lambda: None)
+    monkeypatch.setattr(devices, "pyopencl_module", lambda: None)
     assert OpenclDriver().present() == (False, "pyopencl does not import (pip install pyopencl)")
     assert OpenclDriver().discover() == []
 

@@ -153,10 +153,10 @@ def test_an_absent_opencl_driver_means_no_devices_not_an_error(monkeypatch):
             raise RuntimeError("clGetPlatformIDs failed: PLATFORM_NOT_FOUND_KHR")
 
     cl_devices.cl_devices.cache_clear()
-    monkeypatch.setattr(cl_devices, "_pyopencl", lambda: NoPlatform())
+    monkeypatch.setattr(cl_devices, "pyopencl_module", lambda: NoPlatform())
     try:
         assert [d.id for d in hamr.devices()] == ["cpu"]
-        monkeypatch.setattr(cl_devices, "_pyopencl", lambda: None)
+        monkeypatch.setattr(cl_devices, "pyopencl_module", lambda: None)
         cl_devices.cl_devices.cache_clear()
         assert [d.id for d in hamr.devices()] == ["cpu"]
     finally:

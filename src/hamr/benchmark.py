@@ -46,7 +46,7 @@ def bench_model(model: Path, device: str = "auto", compare: str | None = "onnxru
                 runs: int = 20, warmup: int = 3, dims: dict[str, int] | None = None, threads: int | None = None) -> dict:
     from hamr.compiler import compile_model
     from hamr.format.executable import load
-    from hamr.runtime.example_feeds import example_feeds
+    from hamr.ir.example_feeds import example_feeds
     from hamr.runtime.session import Session
 
     threads = threads or os.cpu_count() or 1

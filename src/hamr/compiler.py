@@ -13,6 +13,7 @@ from hamr.errors import UnsupportedOpError
 from hamr.format.executable import Executable
 from hamr.frontends import import_onnx
 from hamr.frontends.onnx_model import ModelSource
+from hamr.ir.domains import is_onnx_domain
 from hamr.ir.passes import optimise
 from hamr.ir.signature import signature_of
 from hamr.targets import get_target
@@ -66,7 +67,7 @@ def unsupported_nodes(model: ir.Model, target) -> list[tuple[str, str]]:
     for node in ir.traversal.RecursiveGraphIterator(model.graph):
         version = node.version or opsets.get(node.domain, opsets.get("", 1))
         if not target.supports(node, version, functions):
-            label = node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}::{node.op_type}"
+            label = node.op_type if is_onnx_domain(node.domain) else f"{node.domain}::{node.op_type}"
             missing.append((label, node.name or "?"))
     return missing
 

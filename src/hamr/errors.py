@@ -36,3 +36,12 @@ class KernelError(HamrError):
         super().__init__(message)
         self.node = node
         self.device = device
+
+
+def first_line(exc: BaseException, *, with_type: bool = True) -> str:
+    """The first line of an exception's message, as ``Type: line`` (the bare line with
+    ``with_type=False``); the type's name alone when the message is empty."""
+    text = str(exc).strip()
+    if not text:
+        return type(exc).__name__
+    return f"{type(exc).__name__}: {text.splitlines()[0]}" if with_type else text.splitlines()[0]

@@ -18,7 +18,7 @@ from hamr.models import installed_models
 def run_demo(model: Path | None, runs: int, out: Console, err: Console) -> None:
     from hamr.compiler import compile_model
     from hamr.format.executable import load
-    from hamr.runtime.example_feeds import example_feeds
+    from hamr.ir.example_feeds import example_feeds
     from hamr.runtime.devices import available_devices
     from hamr.runtime.session import Session
 

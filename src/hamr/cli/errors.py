@@ -8,7 +8,7 @@ import traceback
 from rich.console import Console
 from rich.text import Text
 
-from hamr.errors import HamrError
+from hamr.errors import HamrError, first_line
 
 EXIT_USAGE = 2
 stderr = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
@@ -20,7 +20,7 @@ def report(exc: BaseException, debug: bool) -> int:
     if isinstance(exc, HamrError):
         message = str(exc)
     else:
-        message = f"internal error: {type(exc).__name__}: {exc}".splitlines()[0]
+        message = f"internal error: {first_line(exc)}"
         if not debug:
             message += " (run with --debug for the traceback)"
     stderr.print(Text("error: ", style="bold red") + Text(message))

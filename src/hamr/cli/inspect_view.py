@@ -104,7 +104,7 @@ def render(info: dict, console: Console) -> None:
 
 def describe_profile(exe: Executable) -> dict | None:
     """The last profile recorded for this executable (by `hamr run --profile` or `Session(..., profile=True)`)."""
-    from hamr.runtime.profiling import load_last
+    from hamr.runtime.last_profile import load_last
 
     profile = load_last(exe)
     if profile is None:

@@ -18,7 +18,7 @@ import numpy as np
 import onnx
 from onnx import defs, numpy_helper
 
-from hamr.errors import UnsupportedOpError
+from hamr.errors import UnsupportedOpError, first_line
 
 PASSED, FAILED, UNSUPPORTED = "passed", "failed", "unsupported"
 PASSED_WITH_FALLBACK = "passed_with_fallback"  # correct, but some node ran on the reference fallback
@@ -151,7 +151,7 @@ def run_case(case, target: str) -> CaseResult:
     except UnsupportedOpError as exc:
         return CaseResult(case.name, op, UNSUPPORTED, str(exc))
     except Exception as exc:
-        detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        detail = first_line(exc, with_type=False)[:300]
         return CaseResult(case.name, op, FAILED, f"{type(exc).__name__}: {detail}")
     if fallback:
         ops = sorted({entry["op"] for entry in fallback.values()})

@@ -19,6 +19,7 @@ from hamr.format import signing
 from hamr.format.container import ALIGNMENT, FORMAT_VERSION, ContainerWriter, open_container, write_atomically
 from hamr.format.external import WEIGHTS_LOCATION, check_external_data
 from hamr.format.trust import Trust, decide, is_native
+from hamr.ir.domains import is_onnx_domain
 from hamr.ir.signature import Signature
 
 INLINE_BELOW = 256  # bytes; smaller tensors stay inside the graph protobuf
@@ -43,7 +44,7 @@ class Executable:
 
     def op_histogram(self) -> dict[str, int]:
         counts = collections.Counter(
-            f"{n.domain}::{n.op_type}" if n.domain not in ("", "ai.onnx") else n.op_type
+            f"{n.domain}::{n.op_type}" if not is_onnx_domain(n.domain) else n.op_type
             for n in ir.traversal.RecursiveGraphIterator(self.model.graph)
         )
         return dict(counts.most_common())

@@ -10,8 +10,9 @@ import onnx_ir as ir
 from google.protobuf.message import DecodeError
 from onnx import defs, version_converter
 
-from hamr.errors import ModelLoadError
+from hamr.errors import ModelLoadError, first_line
 from hamr.format.external import all_tensors, is_external, location
+from hamr.ir.domains import is_onnx_domain
 from hamr.ops.definition import STANDARD_DOMAINS
 from hamr.ops.registry import lookup
 
@@ -20,7 +21,6 @@ log = logging.getLogger(__name__)
 #: Every model is converted up to this opset on import, so that targets implement
 #: one version of each op. It is the newest opset the installed onnx package knows.
 CANONICAL_OPSET = defs.onnx_opset_version()
-DEFAULT_DOMAINS = ("", "ai.onnx")
 
 ModelSource = str | Path | bytes | onnx.ModelProto
 
@@ -51,7 +51,7 @@ def read_onnx(source: ModelSource) -> onnx.ModelProto:
     try:
         onnx.checker.check_model(model)
     except onnx.checker.ValidationError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc, with_type=False)
         raise ModelLoadError(f"{label} is not a valid ONNX model: {first}") from exc
     return model
 
@@ -77,12 +77,12 @@ def _load_external_data(model: onnx.ModelProto, directory: Path, label: str) -> 
     try:
         onnx.load_external_data_for_model(model, str(directory))
     except (onnx.checker.ValidationError, OSError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc, with_type=False)
         raise ModelLoadError(f"{label}: cannot read its external data: {first}") from exc
 
 
 def default_opset(model: onnx.ModelProto) -> int | None:
-    versions = [o.version for o in model.opset_import if o.domain in DEFAULT_DOMAINS]
+    versions = [o.version for o in model.opset_import if is_onnx_domain(o.domain)]
     return max(versions) if versions else None
 
 
@@ -108,7 +108,7 @@ def normalise_opset(model: onnx.ModelProto) -> tuple[onnx.ModelProto, str]:
     try:
         converted = version_converter.convert_version(_with_custom_types(model), CANONICAL_OPSET)
     except Exception as exc:  # the converter raises bare RuntimeErrors and asserts
-        note = f"opset {version} kept: converter refused ({str(exc).splitlines()[0][:120]})"
+        note = f"opset {version} kept: converter refused ({first_line(exc, with_type=False)[:120]})"
         log.info(note)
         return model, note
     return converted, f"opset {version} -> {CANONICAL_OPSET}"

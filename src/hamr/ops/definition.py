@@ -26,7 +26,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from hamr.errors import CustomOpError
+from hamr.errors import CustomOpError, first_line
 
 #: Domains onnx itself defines; custom ops may not claim them.
 STANDARD_DOMAINS = frozenset({"", "ai.onnx", "ai.onnx.ml", "ai.onnx.preview", "ai.onnx.preview.training", "experimental"})
@@ -38,11 +38,6 @@ Dim = int | str | None
 Shape = tuple[Dim, ...] | None
 TypeAndShape = tuple[str | None, Shape]
 InferFn = Callable[[list[str | None], list[Shape], dict[str, Any]], Sequence[TypeAndShape]]
-
-
-def first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
 
 
 def broadcast_shape(*shapes: Shape) -> Shape:

@@ -17,8 +17,8 @@ import importlib.metadata
 import threading
 from typing import Iterable
 
-from hamr.errors import CustomOpError, UnsupportedOpError
-from hamr.ops.definition import STANDARD_DOMAINS, CustomOp, first_line
+from hamr.errors import CustomOpError, UnsupportedOpError, first_line
+from hamr.ops.definition import STANDARD_DOMAINS, CustomOp
 
 ENTRY_POINT_GROUP = "hamr.ops"
 

@@ -62,7 +62,7 @@ class AgentReplicas:
         key = (item["executable_sha256"], item["device"])
         session = self.sessions.get(key)
         if session is None:
-            from hamr.runtime.example_feeds import example_feeds
+            from hamr.ir.example_feeds import example_feeds
             from hamr.runtime.session import Session
 
             with self._loading:

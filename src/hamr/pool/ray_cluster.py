@@ -41,7 +41,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from hamr.pool.dispatcher import Dispatcher
 from hamr.pool.drivers import DeviceReport
-from hamr.errors import HamrError
+from hamr.errors import HamrError, first_line
 from hamr.pool.registry import ANY_TENANT, Registry, ReplicaView
 from hamr.pool.replicas import ReplicaGone, ReplicaHost
 from hamr.pool.workers import WorkerDied
@@ -85,12 +85,12 @@ class HamrAgent:
     def load(self, device: str, key: str, executable: bytes) -> dict:
         """Load (and warm, on example inputs) a deployment replica's session; its target, or the error."""
         from hamr.errors import HamrError
-        from hamr.runtime.example_feeds import example_feeds
+        from hamr.ir.example_feeds import example_feeds
 
         try:
             session = self._session(device, key, executable)
         except (HamrError, OSError, ValueError) as exc:
-            return {"ok": False, "error": str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}
+            return {"ok": False, "error": first_line(exc, with_type=False)}
         try:
             session.run(example_feeds(session.signature))
         except (HamrError, ValueError):  # inputs it cannot invent; the first request warms it instead
@@ -111,7 +111,7 @@ class HamrAgent:
             return {**reply, "ok": True, "latency_s": latency, "device": session.device.id, "target": session.target,
                     "outputs": {name: value for name, value in outputs.items()}}
         except (HamrError, KeyError, TypeError, ValueError, OSError) as exc:
-            detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            detail = first_line(exc, with_type=False)
             return {**reply, "ok": False, "error": detail if isinstance(exc, HamrError) else f"{type(exc).__name__}: {detail}"}
 
 
@@ -144,7 +144,7 @@ class RayWorker:
             raise TimeoutError(f"worker for {self.device} on {self.node.name} gave no reply within {timeout} s") from None
         except RayError as exc:  # the actor died, its node is gone, or the call failed
             self.ref = None
-            self.node.died(f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}")
+            self.node.died(first_line(exc))
             raise WorkerDied(f"the hamr agent of {self.node.name} died while running {self.device}: {type(exc).__name__}") from exc
         self.ref = None
         job, attempt = request["job"], int(request["attempt"])
@@ -285,7 +285,7 @@ class RayPool:
                 reports = self._reports(node)
             except RayError as exc:
                 ray.kill(agent)
-                self.registry.record_event("node.agent_failed", f"node:{node.name}", None, {"why": str(exc).splitlines()[0]})
+                self.registry.record_event("node.agent_failed", f"node:{node.name}", None, {"why": first_line(exc, with_type=False)})
                 continue
             old = self.dispatchers.pop(node_id, None)
             if old is not None:

@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from hamr.errors import HamrError
+from hamr.errors import HamrError, first_line
 from hamr.pool.busy import BusyTime
 from hamr.pool.registry import ANY_TENANT, InvalidTransition, NotFound, Registry, ReplicaView
 from hamr.pool.registry.models import REPLICA_FAILED, REPLICA_PENDING, REPLICA_READY
@@ -102,7 +102,7 @@ class ReplicaHost:
     def _load(self, replica: ReplicaView):
         if self.opener is not None:
             return self.opener(replica)
-        from hamr.runtime.example_feeds import example_feeds
+        from hamr.ir.example_feeds import example_feeds
         from hamr.runtime.session import Session
 
         session = Session(self.registry.executable_file(ANY_TENANT, replica.executable_id), device=replica.local_id)
@@ -119,7 +119,7 @@ class ReplicaHost:
         except ReplicaGone:  # its node's agent is gone: it stays pending (tried again, or moved once the node is lost)
             return 0
         except Exception as exc:  # noqa: BLE001 - any load error fails the replica, with its line
-            detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            detail = first_line(exc, with_type=False)
             self._move(replica_id, REPLICA_FAILED, f"loading failed: {detail}")
             return 1
         if replica is None or replica.deployment_id in self.retired:  # stopped while it loaded

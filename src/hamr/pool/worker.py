@@ -28,7 +28,7 @@ import sys
 import time
 from pathlib import Path
 
-from hamr.errors import HamrError
+from hamr.errors import HamrError, first_line
 from hamr.runtime.npy_io import read_inputs, write_outputs
 
 
@@ -54,7 +54,7 @@ def run_one(request: dict, device: str, sessions: dict) -> dict:
         return {**reply, "ok": True, "latency_s": latency, "device": session.device.id, "target": session.target,
                 "outputs": str(final)}
     except (HamrError, KeyError, TypeError, ValueError, OSError) as exc:
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        detail = first_line(exc, with_type=False)
         return {**reply, "ok": False, "error": f"{type(exc).__name__}: {detail}" if not isinstance(exc, HamrError) else detail}
 
 

@@ -49,7 +49,7 @@ def _memory_total() -> int | None:
         return None
 
 
-def _memory_available() -> int | None:
+def memory_available() -> int | None:
     """MemAvailable from /proc/meminfo (what can be allocated without swapping)."""
     try:
         with open("/proc/meminfo") as f:
@@ -71,7 +71,7 @@ def _cpu_times() -> tuple[int, int] | None:
     return sum(fields), idle
 
 
-def _cpu_utilisation(window: float = 0.05) -> float | None:
+def cpu_utilisation(window: float = 0.05) -> float | None:
     """Share of CPU time not idle over a short window, from /proc/stat."""
     first = _cpu_times()
     if first is None:
@@ -93,7 +93,7 @@ def host_cpu(utilisation: float | None = None) -> Device:
         compute_units=os.cpu_count() or 1,
         memory_total=_memory_total(),
         targets=("cpu", "reference"),
-        memory_free=_memory_available(),
+        memory_free=memory_available(),
         utilisation=utilisation,
         driver="host",
     )
@@ -126,7 +126,7 @@ def opencl_devices(host_free: int | None = None) -> list[Device]:
 
 def available_devices(utilisation: bool = False) -> list[Device]:
     """Most preferred first: accelerators, then the host CPU, then OpenCL devices that are CPUs."""
-    cpu = host_cpu(_cpu_utilisation() if utilisation else None)
+    cpu = host_cpu(cpu_utilisation() if utilisation else None)
     opencl = opencl_devices(cpu.memory_free)
     accelerators = [d for d in opencl if d.kind != "cpu"]
     return accelerators + [cpu] + [d for d in opencl if d.kind == "cpu"]

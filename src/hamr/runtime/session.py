@@ -20,9 +20,10 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from hamr.errors import HamrError, KernelError
+from hamr.errors import HamrError, KernelError, first_line
 from hamr.format.executable import Executable, load
-from hamr.runtime import measurements, profiling
+from hamr import profiling
+from hamr.runtime import last_profile, measurements
 from hamr.runtime.binding import IOBinding
 from hamr.runtime.devices import Device
 from hamr.runtime.feeds import validate_feeds
@@ -152,7 +153,7 @@ class Session:
         except HamrError:
             raise
         except Exception as exc:  # a driver or runtime error below the program
-            detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            detail = first_line(exc, with_type=False)
             raise KernelError(f"run failed on {active.device.id} [{active.target}]: {detail}",
                               device=active.device.id) from exc
         elapsed = profiling.now() - start
@@ -220,7 +221,7 @@ class Session:
             with self._lock:
                 self._profiling = outer
             self.last_profile = collected
-            profiling.save_last(self.executable, collected)
+            last_profile.save_last(self.executable, collected)
 
     def _keep_profile(self, prof: profiling.Profile) -> None:
         collecting = self._profiling
@@ -228,7 +229,7 @@ class Session:
             collecting.extend(prof)
         else:
             self.last_profile = prof
-            profiling.save_last(self.executable, prof)
+            last_profile.save_last(self.executable, prof)
 
     # -- lifetime --
 

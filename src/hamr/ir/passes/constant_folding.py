@@ -9,7 +9,8 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
-from hamr.targets.reference.kernels import NONDETERMINISTIC, evaluate_node
+from hamr.ir.domains import is_onnx_domain
+from hamr.ir.onnx_reference.kernels import NONDETERMINISTIC, evaluate_node
 
 SMALL_RESULT = 4096  # elements that always fold
 MAX_RESULT = 1 << 24
@@ -22,7 +23,7 @@ def _static_size(value: ir.Value) -> int | None:
 
 
 def _foldable(node: ir.Node) -> bool:
-    if node.domain not in ("", "ai.onnx") or node.op_type in NONDETERMINISTIC:
+    if not is_onnx_domain(node.domain) or node.op_type in NONDETERMINISTIC:
         return False
     if any(a.type in (ir.AttributeType.GRAPH, ir.AttributeType.GRAPHS) for a in node.attributes.values()):
         return False
@@ -33,7 +34,7 @@ def _foldable(node: ir.Node) -> bool:
 
 def _shape_of(node: ir.Node) -> np.ndarray | None:
     """Shape(x) folds when x's shape is static, even though x itself is not constant."""
-    if node.op_type != "Shape" or node.domain not in ("", "ai.onnx") or node.outputs[0].is_graph_output():
+    if node.op_type != "Shape" or not is_onnx_domain(node.domain) or node.outputs[0].is_graph_output():
         return None
     source = node.inputs[0]
     if source is None or source.shape is None or not all(isinstance(d, int) for d in source.shape):

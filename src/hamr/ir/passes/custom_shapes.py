@@ -15,7 +15,7 @@ import onnx_ir.passes.common as common
 
 from hamr.ops.definition import STANDARD_DOMAINS, CustomOp
 from hamr.ops.registry import lookup
-from hamr.targets.native.node_view import NodeView, value_dtype, value_shape
+from hamr.ir.node_view import NodeView, value_dtype, value_shape
 
 
 def _set_type(value: ir.Value, dtype: str | None, shape) -> bool:

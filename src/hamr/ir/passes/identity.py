@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import onnx_ir as ir
 
+from hamr.ir.domains import is_onnx_domain
+
 
 class IdentityEliminationPass(ir.passes.InPlacePass):
     def call(self, model: ir.Model) -> ir.passes.PassResult:
         graph = model.graph
         modified = False
         for node in list(graph):
-            if node.op_type != "Identity" or node.domain not in ("", "ai.onnx"):
+            if node.op_type != "Identity" or not is_onnx_domain(node.domain):
                 continue
             source, out = node.inputs[0], node.outputs[0]
             if source is None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import onnx_ir as ir
 
+from hamr.ir.domains import is_onnx_domain
+
 
 def _unused(value: ir.Value | None) -> bool:
     return value is None or (not value.uses() and not value.is_graph_output())
@@ -16,7 +18,7 @@ def _static_dims(shape: ir.Shape | None) -> list[int] | None:
 
 
 def is_noop(node: ir.Node) -> bool:
-    if node.domain not in ("", "ai.onnx"):
+    if not is_onnx_domain(node.domain):
         return False
     op = node.op_type
     if op == "Dropout":

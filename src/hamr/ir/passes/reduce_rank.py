@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import onnx_ir as ir
 
+from hamr.ir.domains import is_onnx_domain
+
 
 def _output_rank(node: ir.Node) -> int | None:
     data = node.inputs[0] if node.inputs else None
@@ -36,7 +38,7 @@ class ReduceRankPass(ir.passes.InPlacePass):
     def call(self, model: ir.Model) -> ir.passes.PassResult:
         modified = False
         for node in model.graph:
-            if node.domain not in ("", "ai.onnx") or not node.op_type.startswith("Reduce") or len(node.inputs) < 2:
+            if not is_onnx_domain(node.domain) or not node.op_type.startswith("Reduce") or len(node.inputs) < 2:
                 continue
             output = node.outputs[0]
             if output.shape is not None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 
-from hamr.ops.definition import first_line
+from hamr.errors import first_line
 from hamr.pool.drivers.base import DeviceReport
 from hamr.pool.drivers.common import LibraryDriver, Probe, import_library, opened, pci_address, text
 

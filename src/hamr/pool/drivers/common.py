@@ -19,7 +19,7 @@ import socket
 import uuid
 from typing import Callable
 
-from hamr.ops.definition import first_line
+from hamr.errors import first_line
 from hamr.pool.drivers.base import DEGRADED, HEALTHY, UNHEALTHY, DeviceReport
 
 log = logging.getLogger(__name__)

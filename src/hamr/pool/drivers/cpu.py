@@ -50,10 +50,10 @@ class CpuDriver:
         return True, ""
 
     def discover(self) -> list[DeviceReport]:
-        from hamr.runtime.devices import _cpu_utilisation, host_cpu
+        from hamr.runtime.devices import cpu_utilisation, host_cpu
         from hamr.targets.cpu import isa
 
-        host = host_cpu(_cpu_utilisation())
+        host = host_cpu(cpu_utilisation())
         model = cpu_model()
         levels = isa.host_levels()
         return [DeviceReport(

@@ -14,7 +14,7 @@ import importlib.metadata
 import logging
 from dataclasses import asdict, dataclass, field, replace
 
-from hamr.ops.definition import first_line
+from hamr.errors import first_line
 from hamr.ops.registry import _label
 from hamr.pool.drivers.base import DeviceReport, Driver
 

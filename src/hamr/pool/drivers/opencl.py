@@ -38,9 +38,9 @@ class OpenclDriver:
     name = "opencl"
 
     def present(self) -> tuple[bool, str]:
-        from hamr.targets.opencl.devices import _pyopencl, cl_devices
+        from hamr.targets.opencl.devices import pyopencl_module, cl_devices
 
-        cl = _pyopencl()
+        cl = pyopencl_module()
         if cl is None:
             return False, "pyopencl does not import (pip install pyopencl)"
         if cl_devices():
@@ -53,16 +53,16 @@ class OpenclDriver:
         return False, f"no OpenCL device on the platforms present ({names})"
 
     def discover(self) -> list[DeviceReport]:
-        from hamr.runtime.devices import _memory_available, opencl_devices
-        from hamr.targets.opencl.devices import _pyopencl, cl_devices
+        from hamr.runtime.devices import memory_available, opencl_devices
+        from hamr.targets.opencl.devices import pyopencl_module, cl_devices
 
-        cl = _pyopencl()
+        cl = pyopencl_module()
         if cl is None:
             return []
         host = host_id()
         reports = []
         # opencl_devices() walks cl_devices() in the same order: index N is opencl:N in both
-        for index, (seen, device) in enumerate(zip(opencl_devices(_memory_available()), cl_devices())):
+        for index, (seen, device) in enumerate(zip(opencl_devices(memory_available()), cl_devices())):
             available = bool(device.available)
             reports.append(DeviceReport(
                 uuid=device_uuid(device, cl, index, host),

@@ -11,7 +11,7 @@ from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
-from hamr.errors import FormatError
+from hamr.errors import FormatError, first_line
 from hamr.pool.registry import InvalidTransition, NotFound, QueueFull, QuotaExceeded, RegistryError, StorageFull
 
 log = logging.getLogger("hamr.pool.service")
@@ -57,7 +57,7 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(DataError)
     async def refused_value(request: Request, exc: DataError) -> JSONResponse:
         # A value the schemas let through but the database refuses (PostgreSQL: a NUL byte in text).
-        reason = str(exc.orig).splitlines()[0] if exc.orig is not None else "invalid value"
+        reason = first_line(exc.orig, with_type=False) if exc.orig is not None else "invalid value"
         return error(400, f"the registry's database refused a value: {reason}")
 
     @app.exception_handler(ClientDisconnect)

@@ -7,7 +7,7 @@ import ctypes
 import numpy as np
 import onnx_ir as ir
 
-from hamr.runtime.profiling import Profile
+from hamr.profiling import Profile
 from hamr.targets.native.assemble import Lowered
 from hamr.targets.native.plan import SegmentPlan
 from hamr.targets.native.program import NativeProgram

@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 
 import onnx_ir as ir
 
-from hamr.lowering.partition import Item, Partition
-from hamr.targets.native.dtypes import ctype
+from hamr.targets.native.partition import Item, Partition
+from hamr.ir.dtypes import ctype
 from hamr.targets.native.fusion import fuse_body
-from hamr.targets.native.node_view import NodeView, captured_names, value_dtype
+from hamr.ir.node_view import NodeView, captured_names, value_dtype
 from hamr.targets.native.ops.base import Kernel, numel
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from hamr.targets.native.assemble import Launch, Lowered, Segment
-from hamr.targets.native.dtypes import ctype
+from hamr.ir.dtypes import ctype
 
 COMMON = r"""
 #define H_MAX(a, b) ((a) > (b) ? (a) : (b))

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from hamr.targets.native.dtypes import ctype
-from hamr.targets.native.node_view import NodeView
+from hamr.ir.dtypes import ctype
+from hamr.ir.node_view import NodeView
 from hamr.targets.native.ops.base import broadcast_strides, numel, static_equal
-from hamr.targets.native.ops.registry import lowering_for
+from hamr.targets.native.ops import lowering_for
 
 
 def _index_mode(shape, domain) -> str:

@@ -14,12 +14,12 @@ import numpy as np
 import onnx_ir as ir
 
 from hamr.errors import KernelError
-from hamr.lowering.memory import Buffer, plan_memory
+from hamr.targets.native.memory import Buffer, plan_memory
 from hamr.targets.native.assemble import Lowered, Segment
-from hamr.targets.native.dtypes import itemsize
+from hamr.ir.dtypes import itemsize
 from hamr.targets.native.ops import lowering_for
 from hamr.targets.native.ops.base import numel
-from hamr.targets.reference.kernels import evaluate_node
+from hamr.ir.onnx_reference.kernels import evaluate_node
 
 
 class PlanContext:

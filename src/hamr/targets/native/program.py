@@ -15,15 +15,15 @@ import onnx
 import onnx_ir as ir
 from onnx.reference import ReferenceEvaluator
 
-from hamr.errors import KernelError
-from hamr.lowering.partition import Item
+from hamr.errors import KernelError, first_line
+from hamr.targets.native.partition import Item
 from hamr.targets.native.assemble import Lowered, Segment
-from hamr.targets.native.node_view import captured_names
+from hamr.ir.node_view import captured_names
 from hamr.targets.native.plan import SegmentPlan, make_plan, materialise_constants, plan_key
-from hamr.runtime.profiling import Profile, now
+from hamr.profiling import Profile, now
 from hamr.targets.base import HostMemory
 from hamr.targets.native.target import loaded
-from hamr.targets.reference.overrides import reference_ops
+from hamr.ir.onnx_reference.overrides import reference_ops
 
 
 class FallbackNode:
@@ -53,7 +53,7 @@ class FallbackNode:
         try:
             results = self.evaluator.run(None, {n: env[n] for n in self.feeds})
         except Exception as exc:
-            detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            detail = first_line(exc, with_type=False)
             raise KernelError(
                 f"node '{self.name}' ({self.op}) failed on {device} [reference fallback]: {detail}",
                 node=self.name, device=device,

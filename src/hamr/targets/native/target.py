@@ -11,9 +11,9 @@ import numpy as np
 import onnx_ir as ir
 
 from hamr.ir.signature import signature_of
-from hamr.lowering.partition import Partition, partition
+from hamr.targets.native.partition import Partition, partition
 from hamr.targets.native.assemble import Lowered, assemble
-from hamr.targets.native.node_view import NodeView, value_shape
+from hamr.ir.node_view import NodeView, value_shape
 from hamr.ops.registry import require_registered
 from hamr.targets.native.ops import lowering_for
 from hamr.targets.native.ops.custom import CustomLowering, lowering_target
@@ -102,7 +102,7 @@ class NativeTarget:
 
 def estimate_memory(model: ir.Model, lowered: Lowered) -> dict | None:
     """Planned peak for example shapes (symbolic dims: 1 for batch-like names, else 16)."""
-    from hamr.runtime.example_feeds import example_feeds
+    from hamr.ir.example_feeds import example_feeds
 
     if any(segment.keyed for segment in lowered.segments):
         return None  # sizes depend on input values that invented inputs would only guess

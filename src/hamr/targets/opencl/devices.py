@@ -8,7 +8,8 @@ import logging
 log = logging.getLogger(__name__)
 
 
-def _pyopencl():
+def pyopencl_module():
+    """The pyopencl module, or None where it does not import (no ICD loader, no library)."""
     try:
         import pyopencl
     except Exception as exc:  # ImportError, or an ICD loader that fails to initialise
@@ -20,7 +21,7 @@ def _pyopencl():
 @functools.lru_cache(maxsize=1)
 def cl_devices() -> tuple:
     """Every OpenCL device of every platform, in a stable order (index = N of opencl:N)."""
-    cl = _pyopencl()
+    cl = pyopencl_module()
     if cl is None:
         return ()
     try:
@@ -38,7 +39,7 @@ def cl_devices() -> tuple:
 
 
 def device_kind(device) -> str:
-    cl = _pyopencl()
+    cl = pyopencl_module()
     if device.type & cl.device_type.GPU:
         return "gpu"
     if device.type & cl.device_type.ACCELERATOR:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import onnx_ir as ir
 
-from hamr.runtime.profiling import Profile, now
+from hamr.profiling import Profile, now
 from hamr.targets.native.assemble import Lowered
 from hamr.targets.native.plan import SegmentPlan
 from hamr.targets.native.program import NativeProgram

@@ -9,7 +9,7 @@ import onnx_ir as ir
 from hamr.errors import FormatError
 from hamr.targets.native.codegen import cl_source
 from hamr.targets.native.target import NativeTarget
-from hamr.targets.opencl.devices import _pyopencl, get_device
+from hamr.targets.opencl.devices import pyopencl_module, get_device
 from hamr.targets.opencl.program import OpenCLProgram
 
 
@@ -18,7 +18,7 @@ class OpenCLTarget(NativeTarget):
     devices = ("opencl",)
 
     def available(self) -> bool:
-        return _pyopencl() is not None
+        return pyopencl_module() is not None
 
     def compile(self, model: ir.Model) -> dict:
         part, lowered = self.lower(model)

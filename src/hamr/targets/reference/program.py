@@ -14,10 +14,10 @@ import numpy as np
 import onnx_ir as ir
 from onnx.reference import ReferenceEvaluator
 
-from hamr.errors import KernelError
-from hamr.runtime.profiling import Profile, now
+from hamr.errors import KernelError, first_line
+from hamr.profiling import Profile, now
 from hamr.targets.base import HostMemory
-from hamr.targets.reference.overrides import reference_ops
+from hamr.ir.onnx_reference.overrides import reference_ops
 
 
 class ReferenceProgram(HostMemory):
@@ -50,7 +50,7 @@ class ReferenceProgram(HostMemory):
                         outputs = node.run(*inputs)
                 except Exception as exc:
                     name = node.onnx_node.name or node.op_type
-                    detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                    detail = first_line(exc, with_type=False)
                     raise KernelError(
                         f"node '{name}' ({node.op_type}) failed on {self.device} [reference]: {detail}",
                         node=name,

@@ -6,7 +6,7 @@ import onnx_ir as ir
 
 from hamr.ops.definition import STANDARD_DOMAINS
 from hamr.ops.registry import lookup, require_registered
-from hamr.targets.reference.kernels import has_kernel
+from hamr.ir.onnx_reference.kernels import has_kernel
 from hamr.targets.reference.program import ReferenceProgram
 
 

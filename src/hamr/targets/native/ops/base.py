@@ -23,8 +23,8 @@ from typing import Callable, Protocol
 
 import numpy as np
 
-from hamr.targets.native.dtypes import NUMERIC
-from hamr.targets.native.node_view import NodeView
+from hamr.ir.dtypes import NUMERIC
+from hamr.ir.node_view import NodeView
 
 Shape = tuple[int, ...]
 

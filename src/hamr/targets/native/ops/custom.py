@@ -19,8 +19,8 @@ import numbers
 
 from hamr.ops.definition import CustomOp, Elementwise, broadcast_shape
 from hamr.ops.registry import lookup
-from hamr.targets.native.dtypes import ctype
-from hamr.targets.native.node_view import NodeView
+from hamr.ir.dtypes import ctype
+from hamr.ir.node_view import NodeView
 from hamr.targets.native.ops.elementwise import Elementwise as ElementwiseLowering
 from hamr.targets.native.ops.elementwise import lit
 

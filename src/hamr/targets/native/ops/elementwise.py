@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from hamr.targets.native.dtypes import CTYPES, FLOATS, INTEGERS, SIGNED, ctype, itemsize
+from hamr.ir.dtypes import CTYPES, FLOATS, INTEGERS, SIGNED, ctype, itemsize
 from hamr.targets.native.ops.base import Lowering, broadcast_shapes
 from hamr.targets.native.ops.registry import register
 

@@ -7,7 +7,7 @@ Other dtypes run a plain map kernel (one output element per work item).
 
 from __future__ import annotations
 
-from hamr.targets.native.dtypes import NUMERIC, ctype
+from hamr.ir.dtypes import NUMERIC, ctype
 from hamr.targets.native.ops.base import Kernel, Lowering, broadcast_shapes, broadcast_strides, numel
 from hamr.targets.native.ops.elementwise import lit
 from hamr.targets.native.ops.registry import register

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 
-from hamr.targets.native.dtypes import CTYPES, FLOATS, NUMERIC, ctype
+from hamr.ir.dtypes import CTYPES, FLOATS, NUMERIC, ctype
 from hamr.targets.native.ops.base import (
     Kernel,
     Lowering,

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 
-from hamr.targets.native.dtypes import FLOATS, NUMERIC, ctype
+from hamr.ir.dtypes import FLOATS, NUMERIC, ctype
 from hamr.targets.native.ops.base import Kernel, Lowering, numel
 from hamr.targets.native.ops.elementwise import lit
 from hamr.targets.native.ops.registry import register

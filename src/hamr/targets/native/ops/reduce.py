@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from hamr.targets.native.dtypes import FLOATS, NUMERIC, SIGNED, ctype
+from hamr.ir.dtypes import FLOATS, NUMERIC, SIGNED, ctype
 from hamr.targets.native.ops.base import (
     Kernel,
     Lowering,

@@ -13,10 +13,3 @@ def register(lowering_cls: type[Lowering]) -> type[Lowering]:
         LOWERINGS[op] = instance
     return lowering_cls
 
-
-def lowering_for(domain: str, op_type: str) -> Lowering | None:
-    if domain not in ("", "ai.onnx"):
-        from hamr.targets.native.ops.custom import custom_lowering  # custom.py imports the lowerings
-
-        return custom_lowering(domain, op_type)  # a registered custom op (None for onnx's other domains)
-    return LOWERINGS.get(op_type)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from hamr.targets.native.dtypes import CTYPES
+from hamr.ir.dtypes import CTYPES
 from hamr.targets.native.ops.base import Lowering, normalize_axis, numel
 from hamr.targets.native.ops.registry import register
 

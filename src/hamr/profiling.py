@@ -1,5 +1,8 @@
 """Per-kernel timings of session runs, and their Chrome-trace form (opens in Perfetto).
 
+This module sits below the targets, which record into a `Profile`; `hamr.Profile` is this
+class, and `runtime/last_profile.py` keeps the last profile of each executable.
+
 Times are seconds on the monotonic clock (CLOCK_MONOTONIC, which `time.perf_counter`,
 the generated C code's timer and the host side of OpenCL events all read), so events
 from Python, C and the OpenCL queue line up on one timeline.
@@ -8,7 +11,6 @@ from Python, C and the OpenCL queue line up on one timeline.
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -96,31 +98,3 @@ class Profile:
         path.write_text(json.dumps(self.chrome_trace()))
         return path
 
-
-def _profiles_dir() -> Path:
-    base = os.environ.get("HAMR_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "hamr")
-    return Path(base) / "profiles"
-
-
-def save_last(exe, profile: Profile) -> Path | None:
-    """Keep the last profile of an executable, for `hamr inspect --profile`."""
-    from hamr.runtime.measurements import executable_key
-
-    path = _profiles_dir() / f"{executable_key(exe)}.json"
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(profile.to_json()))
-        os.replace(tmp, path)
-    except OSError:
-        return None
-    return path
-
-
-def load_last(exe) -> Profile | None:
-    from hamr.runtime.measurements import executable_key
-
-    try:
-        return Profile.from_json(json.loads((_profiles_dir() / f"{executable_key(exe)}.json").read_text()))
-    except (OSError, ValueError, TypeError):
-        return None

@@ -12,6 +12,8 @@ from onnx.reference import ReferenceEvaluator
 from onnx.reference.op_run import RuntimeContextError
 from onnx.reference.ops import load_op
 
+from hamr.ir.domains import is_onnx_domain
+
 #: Ops whose results change between runs; never folded into constants.
 NONDETERMINISTIC = frozenset(
     {"RandomNormal", "RandomNormalLike", "RandomUniform", "RandomUniformLike", "Multinomial", "Bernoulli"}
@@ -33,7 +35,7 @@ def has_kernel(domain: str, op_type: str, version: int) -> bool:
     Ops defined by a context-dependent function (Gelu, GroupNormalization, ...) count:
     ReferenceEvaluator expands them once input types are known.
     """
-    if domain in ("", "ai.onnx"):
+    if is_onnx_domain(domain):
         loader = load_op
         domain = ""
     elif domain in _DOMAIN_LOADERS:
@@ -68,6 +70,6 @@ def evaluate_node(node: onnx.NodeProto, opsets: dict[str, int], inputs: list[Any
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid(d, v) for d, v in opsets.items()])
     feeds = {n: v for n, v in zip(node.input, inputs) if n}
-    from hamr.targets.reference.overrides import reference_ops
+    from hamr.ir.onnx_reference.overrides import reference_ops
 
     return ReferenceEvaluator(model, new_ops=reference_ops(model)).run(None, feeds)

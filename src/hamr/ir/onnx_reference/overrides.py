@@ -11,7 +11,7 @@ import numpy as np
 import onnx
 from onnx.reference.op_run import OpRun
 
-from hamr.targets.reference.custom import custom_op_runs
+from hamr.ir.onnx_reference.custom import custom_op_runs
 
 
 class GlobalMaxPool(OpRun):

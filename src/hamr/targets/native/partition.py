@@ -19,11 +19,12 @@ from typing import Callable
 
 import onnx_ir as ir
 
-from hamr.targets.native.dtypes import FLOATS, INTEGERS
-from hamr.targets.native.node_view import NodeView, value_dtype
+from hamr.ir.dtypes import FLOATS, INTEGERS
+from hamr.ir.domains import is_onnx_domain
+from hamr.ir.node_view import NodeView, value_dtype
 from hamr.targets.native.ops import lowering_for
 from hamr.targets.native.ops.base import Kernel, Lowering, static_equal
-from hamr.targets.reference.kernels import NONDETERMINISTIC, has_kernel
+from hamr.ir.onnx_reference.kernels import NONDETERMINISTIC, has_kernel
 
 HOST_DTYPES = INTEGERS | {"bool"}
 
@@ -84,7 +85,7 @@ def partition(model: ir.Model, accepts: Callable[[NodeView, Lowering], str | Non
 
     def host_evaluable(view: NodeView) -> bool:
         return (
-            view.domain in ("", "ai.onnx")
+            is_onnx_domain(view.domain)
             and view.op not in NONDETERMINISTIC
             and not _has_subgraph(view.node)
             and all(value_dtype(o) in HOST_DTYPES for o in view.node.outputs)
@@ -117,7 +118,7 @@ def partition(model: ir.Model, accepts: Callable[[NodeView, Lowering], str | Non
     def constant(view: NodeView) -> bool:
         """Depends on weights only: computed once when the program loads."""
         return (
-            view.domain in ("", "ai.onnx")
+            is_onnx_domain(view.domain)
             and view.op not in NONDETERMINISTIC
             and not _has_subgraph(view.node)
             and (view.op == "Constant" or (view.inputs and all(i == "" or i in constants for i in view.inputs)))

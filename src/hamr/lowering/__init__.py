@@ -1,1 +1,0 @@
-"""Lowering: placement per node, fused kernel groups, schedule and static memory plan."""
