@@ -35,11 +35,11 @@ def _summary(times: list[float]) -> dict:
 
 def target_for(device: str) -> list[str] | None:
     """The variant a benchmark on `device` needs (None: every buildable target, for auto)."""
-    if device == "cpu":
-        return ["cpu"]
-    if device.startswith("opencl"):
-        return ["opencl"]
-    return None
+    from hamr.plugins import REFERENCE_TARGET
+    from hamr.targets import targets_for
+
+    native = [name for name in targets_for(device.split(":")[0]) if name != REFERENCE_TARGET]
+    return native or None
 
 
 def bench_model(model: Path, device: str = "auto", compare: str | None = "onnxruntime",

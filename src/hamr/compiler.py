@@ -16,18 +16,13 @@ from hamr.frontends.onnx_model import ModelSource
 from hamr.ir.domains import is_onnx_domain
 from hamr.ir.passes import optimise
 from hamr.ir.signature import signature_of
-from hamr.targets import get_target
+from hamr.targets import get_target, target_names
 
 log = logging.getLogger(__name__)
 
-PREFERENCE = ("cpu", "opencl", "reference")  # the order variants are built and preferred in
-
-
 def default_targets() -> list[str]:
-    """Every target this machine can build."""
-    from hamr.targets import TARGETS
-
-    return [name for name in PREFERENCE if getattr(TARGETS[name], "available", lambda: True)()]
+    """Every target this machine can build, in the order variants are built and preferred in."""
+    return [name for name in target_names() if get_target(name).available()]
 
 
 def compile_model(source: ModelSource, targets: list[str] | None = None) -> Executable:

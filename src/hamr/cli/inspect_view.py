@@ -44,9 +44,9 @@ def describe(exe: Executable, path: Path) -> dict:
 
 
 def _preferred(exe: Executable) -> dict:
-    from hamr.compiler import PREFERENCE
+    from hamr.targets import target_names
 
-    for target in PREFERENCE:
+    for target in target_names():
         if target in exe.variants:
             return exe.variants[target]
     return next(iter(exe.variants.values()), {})

@@ -6,18 +6,19 @@ it from a package under the ``hamr.ops`` entry-point group. docs/api.md ("Custom
 describes the contract.
 """
 
-from hamr.ops.definition import NATIVE_TARGETS, STANDARD_DOMAINS, CustomOp, Elementwise, broadcast, broadcast_shape
+from hamr.ops.definition import STANDARD_DOMAINS, CustomOp, Elementwise, broadcast, broadcast_shape
 from hamr.ops.registry import ENTRY_POINT_GROUP, lookup, register, registered, reload, unregister
+from hamr.plugins import native_target_names  # the targets a kernel may be for
 
 __all__ = [
     "ENTRY_POINT_GROUP",
-    "NATIVE_TARGETS",
     "STANDARD_DOMAINS",
     "CustomOp",
     "Elementwise",
     "broadcast",
     "broadcast_shape",
     "lookup",
+    "native_target_names",
     "register",
     "registered",
     "reload",

@@ -27,11 +27,10 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from hamr.errors import CustomOpError, first_line
+from hamr.plugins import native_target_names
 
 #: Domains onnx itself defines; custom ops may not claim them.
 STANDARD_DOMAINS = frozenset({"", "ai.onnx", "ai.onnx.ml", "ai.onnx.preview", "ai.onnx.preview.training", "experimental"})
-#: The targets a custom op may bring a native kernel for.
-NATIVE_TARGETS = ("cpu", "opencl")
 FLOAT_DTYPES = frozenset({"float32", "float64"})
 
 Dim = int | str | None
@@ -177,8 +176,10 @@ class CustomOp:
             raise CustomOpError(f"{label}: reference and infer must be callables")
         kernels = {}
         for target, kernel in dict(self.kernels).items():
-            if target not in NATIVE_TARGETS:
-                raise CustomOpError(f"{label}: kernel for unknown target {target!r} (known: {', '.join(NATIVE_TARGETS)})")
+            if target not in native_target_names():
+                raise CustomOpError(
+                    f"{label}: kernel for unknown target {target!r} (known: {', '.join(native_target_names())})"
+                )
             kernel = Elementwise(kernel) if isinstance(kernel, str) else kernel
             if not isinstance(kernel, Elementwise):
                 raise CustomOpError(f"{label}: the {target} kernel must be an Elementwise, not {type(kernel).__name__}")

@@ -19,6 +19,7 @@ from typing import Iterable
 
 from hamr.errors import CustomOpError, UnsupportedOpError, first_line
 from hamr.ops.definition import STANDARD_DOMAINS, CustomOp
+from hamr.plugins import entry_point_label
 
 ENTRY_POINT_GROUP = "hamr.ops"
 
@@ -30,14 +31,8 @@ _plugins: dict[Key, tuple[CustomOp, str]] | None = None  # None: entry points no
 _plugin_error: str | None = None
 
 
-def _label(ep: importlib.metadata.EntryPoint) -> str:
-    dist = getattr(ep, "dist", None)
-    source = f" (from {dist.name} {dist.version})" if dist is not None else ""
-    return f"'{ep.name} = {ep.value}'{source}"
-
-
 def _resolve(ep: importlib.metadata.EntryPoint) -> list[CustomOp]:
-    where = f"custom op entry point {_label(ep)} of group '{ENTRY_POINT_GROUP}'"
+    where = f"custom op entry point {entry_point_label(ep)} of group '{ENTRY_POINT_GROUP}'"
     try:
         obj = ep.load()
         if callable(obj):  # a factory: CustomOp instances and lists are not callable
@@ -63,8 +58,8 @@ def _scan() -> dict[Key, tuple[CustomOp, str]]:
         for op in _resolve(ep):
             other = found.get(op.key)
             if other is not None and other[0] is not op:
-                raise CustomOpError(f"custom op {op.label} is defined by two entry points: {other[1]} and {_label(ep)}")
-            found[op.key] = (op, _label(ep))
+                raise CustomOpError(f"custom op {op.label} is defined by two entry points: {other[1]} and {entry_point_label(ep)}")
+            found[op.key] = (op, entry_point_label(ep))
     return found
 
 

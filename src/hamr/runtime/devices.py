@@ -83,6 +83,7 @@ def cpu_utilisation(window: float = 0.05) -> float | None:
 
 
 def host_cpu(utilisation: float | None = None) -> Device:
+    from hamr.targets import targets_for
     from hamr.targets.cpu import isa
 
     return Device(
@@ -92,7 +93,7 @@ def host_cpu(utilisation: float | None = None) -> Device:
         architecture=f"{platform.machine()} ({isa.host_levels()[0]})",
         compute_units=os.cpu_count() or 1,
         memory_total=_memory_total(),
-        targets=("cpu", "reference"),
+        targets=targets_for("cpu"),
         memory_free=memory_available(),
         utilisation=utilisation,
         driver="host",
@@ -100,6 +101,7 @@ def host_cpu(utilisation: float | None = None) -> Device:
 
 
 def opencl_devices(host_free: int | None = None) -> list[Device]:
+    from hamr.targets import targets_for
     from hamr.targets.opencl.devices import cl_devices, device_kind
 
     found = []
@@ -116,7 +118,7 @@ def opencl_devices(host_free: int | None = None) -> list[Device]:
                 architecture=dev.name.strip(),
                 compute_units=int(dev.max_compute_units),
                 memory_total=total,
-                targets=("opencl",),
+                targets=targets_for("opencl"),
                 memory_free=free,
                 driver=f"opencl ({dev.platform.name.strip()} {dev.driver_version.strip()})",
             )

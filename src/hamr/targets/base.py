@@ -13,6 +13,7 @@ class Program(Protocol):
 
     target: str
     device: str
+    host_is_device: bool  # device values are host arrays (cpu, reference); False: they live on the device (opencl)
 
     def run(self, feeds: dict[str, Any], keep_on_device: frozenset = frozenset(), profile=None) -> list[Any]:
         """Outputs in signature order; those named in `keep_on_device` come back as device values."""
@@ -25,6 +26,10 @@ class Program(Protocol):
         ...
 
     def to_host(self, value: Any) -> Any: ...
+
+    def copy_device(self, value: Any) -> Any:
+        """A copy of a device value of this program, in its device memory."""
+        ...
 
     def warm(self) -> None:
         """Make the program ready to run at once (weights resident on the device)."""
@@ -62,6 +67,10 @@ class HostMemory:
 class Target(Protocol):
     name: str
     devices: tuple[str, ...]  # device kinds this target's variants run on
+
+    def available(self) -> bool:
+        """Can this machine build this target's variants (a C compiler, pyopencl ...)?"""
+        ...
 
     def supports(self, node: ir.Node, opset: int, functions: frozenset = frozenset()) -> bool:
         """Can this target run `node`? (GetCapability, per node; `functions` are the model's own.)"""

@@ -15,7 +15,7 @@ import logging
 from dataclasses import asdict, dataclass, field, replace
 
 from hamr.errors import first_line
-from hamr.ops.registry import _label
+from hamr.plugins import entry_point_label
 from hamr.pool.drivers.base import DeviceReport, Driver
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,7 @@ def is_driver(obj) -> bool:
 
 def _resolve(ep: importlib.metadata.EntryPoint) -> Driver:
     """The entry point's driver; raises ValueError with the one line that says why it gives none."""
-    where = f"driver entry point {_label(ep)} of group '{ENTRY_POINT_GROUP}'"
+    where = f"driver entry point {entry_point_label(ep)} of group '{ENTRY_POINT_GROUP}'"
     try:
         obj = ep.load()
         if not is_driver(obj) and callable(obj):  # a class or a factory
@@ -81,7 +81,7 @@ def _load() -> tuple[list[tuple[Driver, str]], list[DriverStatus]]:
         if (ep.name, ep.value) in seen:  # the same distribution on sys.path twice
             continue
         seen.add((ep.name, ep.value))
-        source = _label(ep)
+        source = entry_point_label(ep)
         try:
             driver = _resolve(ep)
             if driver.name in names:

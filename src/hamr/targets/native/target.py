@@ -15,6 +15,7 @@ from hamr.targets.native.partition import Partition, partition
 from hamr.targets.native.assemble import Lowered, assemble
 from hamr.ir.node_view import NodeView, value_shape
 from hamr.ops.registry import require_registered
+from hamr.plugins import REFERENCE_TARGET
 from hamr.targets.native.ops import lowering_for
 from hamr.targets.native.ops.custom import CustomLowering, lowering_target
 from hamr.targets.native.plan import make_plan, materialise_constants
@@ -81,7 +82,7 @@ class NativeTarget:
         raise NotImplementedError
 
     def placement(self, part: Partition) -> dict[str, str]:
-        return {node: (self.name if where != "fallback" else "reference") for node, where in part.placement.items()}
+        return {node: (self.name if where != "fallback" else REFERENCE_TARGET) for node, where in part.placement.items()}
 
     def describe(self, model: ir.Model, part: Partition, lowered: Lowered, source: str) -> dict:
         fallback = {item.node.name: item.node.op for item in part.items if item.kind == "fallback"}

@@ -14,6 +14,9 @@ class ReferenceTarget:
     name = "reference"
     devices = ("cpu",)
 
+    def available(self) -> bool:
+        return True  # onnx.reference runs wherever hamr does
+
     def supports(self, node: ir.Node, opset: int, functions: frozenset = frozenset()) -> bool:
         if (node.domain, node.op_type, node.overload) in functions:
             return True
