@@ -311,8 +311,8 @@ class RayPool:
 
     def wait_for_replies(self, timeout: float) -> None:
         """Return when a node actor's call for a job is done, or after `timeout` s."""
-        refs = [w.ref for node_id, d in list(self.dispatchers.items()) for device, w in list(d.workers.items())
-                if device in d.runs and getattr(w, "ref", None) is not None]  # fmt: skip
+        refs = [w.ref for d in list(self.dispatchers.values()) for device, w in list(d.workers.items())
+                if device in d.runs and w.ref is not None]  # fmt: skip
         if refs:
             ray.wait(refs, num_returns=1, timeout=timeout)
         else:

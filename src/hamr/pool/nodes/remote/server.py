@@ -8,7 +8,7 @@
 (hamr/pool/contracts.py). The agent's side is agent.py, agent_link.py and agent_replicas.py.
 
 An agent heartbeats `POST /v1/agents/{node}/heartbeat` with its devices; the first one gives
-its node a `Dispatcher` whose executor is that node's `RemoteNode` (as ray_cluster.RayNode is
+its node a `Dispatcher` whose executor is that node's `RemoteNode` (as nodes.ray.cluster.RayNode is
 for a Ray node). The Dispatcher is unchanged: it places, records `schedule_job(start=True)`,
 and records each result once per (job, attempt). A `RemoteWorker.submit` puts a work item in
 its node's outbox, which the agent long-polls (`take_work`); the agent posts the result

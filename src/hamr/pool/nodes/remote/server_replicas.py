@@ -1,7 +1,7 @@
 """Deployment replicas on a remote agent's node: loaded and run in the `hamr agent` process, over HTTP.
 
 The node's Dispatcher hosts them with a ReplicaHost whose `opener` is `RemoteNode.open_replica`
-(as ray_cluster.RayNode's is for a Ray node). Each thing asked of the agent is a `ReplicaRequest`
+(as nodes.ray.cluster.RayNode's is for a Ray node). Each thing asked of the agent is a `ReplicaRequest`
 with an id, put in the node's outbox as a work item:
 
 - "load" (replica id, device local id, executable id and sha256): the agent loads and warms a
