@@ -135,3 +135,16 @@ def test_instances_are_their_protocols(tmp_path):
         finally:
             remote.close()
             dispatcher.close()
+
+
+def test_no_import_cycle_inside_the_pool():
+    """No module of hamr.pool imports itself back, through module-level, function-level or type-only imports."""
+    grimp = pytest.importorskip("grimp")
+    graph = grimp.build_graph("hamr", include_external_packages=False, cache_dir=None)
+    cycles = []
+    for module in sorted(m for m in graph.modules if m.startswith("hamr.pool.")):
+        for imported in graph.find_modules_directly_imported_by(module):
+            back = graph.find_shortest_chain(importer=imported, imported=module) if imported.startswith("hamr.pool.") else None
+            if back:
+                cycles.append(" -> ".join([module, *back]))
+    assert cycles == []
