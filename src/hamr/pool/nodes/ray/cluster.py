@@ -12,7 +12,7 @@ Each node actor (`NodeActor`) is a Ray actor pinned to its node with
 `NodeAffinitySchedulingStrategy(node_id, soft=False)`. It discovers the node's devices with
 hamr's drivers (`discover()`) and runs jobs there through `hamr.Session`. The driver process
 (`hamr pool up --ray`) keeps the registry: it registers each node (name `ray-<node id>`) and
-heartbeats it with what the agent reports, and runs one `Dispatcher` per node whose executor
+heartbeats it with what the node actor reports, and runs one `Dispatcher` per node whose executor
 is that node's `RayNode`. Ray is the only transport between machines: the executable goes as
 bytes in Ray's object store, inputs and outputs as numpy arrays in Ray calls; the driver writes
 the outputs to the run directory as .npy (never pickle in our files), so the Dispatcher records
@@ -20,15 +20,15 @@ them as it records a local worker's.
 
 Devices are not Ray custom resources: hamr's scheduler already picks the device, and Ray's part
 is to run the work on the node that owns it, which node affinity does with no `ray start
---resources` on any node. An agent owns its node's devices (the registry holds one job per
-device). An agent that dies (killed, its node gone) fails its in-flight calls with a Ray actor
+--resources` on any node. A node actor owns its node's devices (the registry holds one job per
+device). A node actor that dies (killed, its node gone) fails its in-flight calls with a Ray actor
 error: the job's worker is `WorkerDied`, the Dispatcher requeues it, and the node is heartbeaten
 with no devices (health 'missing'), so the next attempt runs elsewhere. `refresh()` starts a new
-agent on a node that lost its agent, and on nodes that joined. docs/pool.md ("Across machines on Ray").
+node actor on a node that lost its node actor, and on nodes that joined. docs/pool.md ("Across machines on Ray").
 
-Deployment replicas on a Ray node live in its agent too: the node's Dispatcher hosts them with a
-ReplicaHost whose sessions are `RaySession`s (load and warm in the agent, each request one Ray
-call). A request to a replica whose agent died raises ReplicaGone and goes to another replica.
+Deployment replicas on a Ray node live in its node actor too: the node's Dispatcher hosts them with a
+ReplicaHost whose sessions are `RaySession`s (load and warm in the node actor, each request one Ray
+call). A request to a replica whose node actor died raises ReplicaGone and goes to another replica.
 """
 
 from __future__ import annotations
@@ -152,7 +152,7 @@ class RayWorker:
 
 
 class RaySession:
-    """A deployment replica's session in a Ray node's agent, as a ReplicaHost uses one (run, target, close)."""
+    """A deployment replica's session in a Ray node's node actor, as a ReplicaHost uses one (run, target, close)."""
 
     def __init__(self, node: RayNode, device: str, key: str, executable, target: str):
         self.node, self.device, self.key, self.executable, self.target = node, device, key, executable, target
@@ -171,13 +171,13 @@ class RaySession:
         return reply["outputs"]
 
     def close(self) -> None:
-        pass  # the agent keeps the session for the node's jobs and replicas of the same executable
+        pass  # the node actor keeps the session for the node's jobs and replicas of the same executable
 
 
 class RayNode:
-    """One Ray node of the pool: its agent actor, and the executor of its Dispatcher.
+    """One Ray node of the pool: its node actor, and the executor of its Dispatcher.
 
-    A gang job's shards run at once, one call per device (the agent takes up to 16 calls at a time).
+    A gang job's shards run at once, one call per device (the node actor takes up to 16 calls at a time).
     """
 
     gangs = True
@@ -185,7 +185,7 @@ class RayNode:
     def __init__(self, pool: RayPool, node_id: str, actor):
         self.pool, self.node_id, self.actor = pool, node_id, actor
         self.name = node_name(node_id)
-        self.dead = ""  # why the agent is gone, once it is
+        self.dead = ""  # why the node actor is gone, once it is
         self.where: dict = {}
 
     def start(self, local_id: str, env: dict | None, staging=None, protect=None) -> RayWorker:
@@ -208,7 +208,7 @@ class RayNode:
         return [refs[r] for r in ready]
 
     def open_replica(self, replica: ReplicaView) -> RaySession:
-        """A deployment replica, loaded and warmed in this node's agent (ReplicaHost's `opener`)."""
+        """A deployment replica, loaded and warmed in this node's node actor (ReplicaHost's `opener`)."""
         if self.dead:
             raise ReplicaGone(f"the hamr agent of {self.name} is gone: {self.dead}")
         key = str(self.pool.registry.executable_file(ANY_TENANT, replica.executable_id))
@@ -223,7 +223,7 @@ class RayNode:
         return RaySession(self, replica.local_id, key, executable, loaded["target"])
 
     def died(self, why: str) -> None:
-        """The agent is gone: its devices take no placements (health 'missing') until a new agent reports."""
+        """The node actor is gone: its devices take no placements (health 'missing') until a new node actor reports."""
         if not self.dead:
             self.dead = why or "actor died"
             self.pool.registry.heartbeat(self.name, [], address=self.where.get("ip"))
@@ -231,7 +231,7 @@ class RayNode:
 
 
 class RayPool:
-    """The registry's side of a Ray cluster: an agent per Ray node, a Dispatcher per node."""
+    """The registry's side of a Ray cluster: a node actor per Ray node, a Dispatcher per node."""
 
     def __init__(self, registry: Registry, address: str | None = None, policy: str = "max_throughput",
                  hold_s: float = 0.0, call_timeout_s: float = 120.0, heartbeat_timeout_s: float = 10.0):
@@ -242,7 +242,7 @@ class RayPool:
         self.nodes: dict[str, RayNode] = {}  # Ray node id -> its node
         self.dispatchers: dict[str, Dispatcher] = {}
         self.replica_hosts: list[ReplicaHost] = []  # one per node, for the service (kept as one list object)
-        self.ran: dict[tuple[int, int], dict] = {}  # (job, attempt) -> where the agent ran it (node id, ip, device)
+        self.ran: dict[tuple[int, int], dict] = {}  # (job, attempt) -> where the node actor ran it (node id, ip, device)
         self._executables: dict[str, object] = {}  # executable path -> its bytes in Ray's object store
 
     def executable(self, path: str):
@@ -254,7 +254,7 @@ class RayPool:
     # -- nodes --
 
     def refresh(self) -> list[str]:
-        """An agent on every alive Ray node lacking a live one; returns the names of the nodes (re)joined."""
+        """A node actor on every alive Ray node lacking a live one; returns the names of the nodes (re)joined."""
         joined = []
         for info in ray.nodes():
             node_id = info["NodeID"]
@@ -289,13 +289,13 @@ class RayPool:
         return [DeviceReport(**{**d, "targets": tuple(d["targets"])}) for d in found]
 
     def heartbeat(self) -> None:
-        """Each live agent reports its node's devices again; an agent that does not answer is dead."""
+        """Each live node actor reports its node's devices again; a node actor that does not answer is dead."""
         for node_id, node in self.nodes.items():
             if node.dead:
                 continue
             try:
                 self.dispatchers[node_id].heartbeat(self._reports(node, self.heartbeat_timeout_s))
-            except RayError as exc:  # GetTimeoutError included: an agent that does not answer is taken for dead
+            except RayError as exc:  # GetTimeoutError included: a node actor that does not answer is taken for dead
                 node.died(f"{type(exc).__name__}: heartbeat failed")
 
     # -- the pool loop's side (contracts.NodeGroup) --
@@ -329,10 +329,10 @@ class RayPool:
         """The node actor (NodeActor) of a Ray node."""
         return self.nodes[node_id].actor
 
-    def close(self, kill_agents: bool = True) -> None:
+    def close(self, kill_actors: bool = True) -> None:
         for dispatcher in self.dispatchers.values():
             dispatcher.close()
-        if kill_agents:
+        if kill_actors:
             for node in self.nodes.values():
                 try:
                     ray.kill(node.actor)
