@@ -15,7 +15,7 @@ import textwrap
 import pytest
 
 from hamr.pool.contracts import DeviceWorker, Executor, NodeGroup, ReplicaSession
-from hamr.pool.control.loop import LocalAndRemote
+from hamr.pool.control.groups import LocalAndRemote
 from hamr.pool.dispatch.dispatcher import Dispatcher
 from hamr.pool.nodes.local.workers import LocalWorkers, WorkerProcess
 from hamr.pool.nodes.remote.server import RemoteNode, RemoteNodes, RemoteWorker

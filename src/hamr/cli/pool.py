@@ -78,7 +78,7 @@ def up(
     from hamr.pool.dispatch.dispatcher import Dispatcher
 
     add_trusted_keys(trusted_key or [])  # workers and replicas inherit $HAMR_TRUSTED_KEYS
-    from hamr.pool.control.loop import LocalAndRemote
+    from hamr.pool.control.groups import LocalAndRemote
     from hamr.pool.nodes.remote.server import RemoteNodes
     from hamr.pool.nodes.local.sandbox import containment_line
     from hamr.pool.scheduler import POLICIES
