@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(1, str(Path(__file__).resolve().parents[1]))  # the slow model of tests/security/test_fairness.py
 
 import hamr  # noqa: E402
-from hamr.pool import tensors  # noqa: E402
+from hamr.pool.wire import tensors  # noqa: E402
 from models import machine  # noqa: E402
 from pool import launch_pool, small_mlp  # noqa: E402
 from sections import write_section  # noqa: E402

@@ -5,7 +5,7 @@
 Starts `hamr pool up` (its own data directory, port chosen free) with tenants alice and bob,
 and alice's deployment of a small MLP, then runs in turn:
 - decode: `--decodes` raw tensor bodies (well-formed, mutated, crafted headers, any bytes) through
-  hamr.pool.tensors.decode in this process: each decodes as its header says or is a TensorsError;
+  hamr.pool.wire.tensors.decode in this process: each decodes as its header says or is a TensorsError;
 - infer: `--bodies` such bodies, and the MLP's own inputs with their mutations, POSTed to the
   deployment on one kept-alive connection;
 - schemathesis over docs/openapi.json, positive and negative cases, `--api-examples` per operation

@@ -11,7 +11,7 @@ Starts `hamr pool up` (its own data directory, port chosen free), compiles a sma
 - throughput: `--jobs` jobs submitted back to back, then waited for: submissions per second
   and jobs completed per second;
 - served: a one-replica deployment of the same executable, `40 x --requests` requests one at a
-  time through hamr's data-plane client (hamr.pool.client.InferClient), through httpx and through
+  time through hamr's data-plane client (hamr.pool.wire.client.InferClient), through httpx and through
   bare http.client, in 5 rounds with the clients taking turns; its overhead is the served median
   minus direct (the target of under 1 ms is for this path).
 """
@@ -165,8 +165,8 @@ def measure_deployment(api, url: str, auth: dict, exe: int, x: np.ndarray, expec
     """
     from http.client import HTTPConnection
 
-    from hamr.pool import tensors
-    from hamr.pool.client import InferClient
+    from hamr.pool.wire import tensors
+    from hamr.pool.wire.client import InferClient
 
     deployment = api.post("/v1/deployments", json={"executable_id": exe, "replicas": 1}).json()["id"]
     path = f"/v1/deployments/{deployment}/infer"
@@ -228,7 +228,7 @@ def markdown(r: dict) -> str:
         "on the event loop's thread (a replica whose runs take over 0.5 ms runs on a worker thread instead), "
         "the outputs back as raw tensors. Serving uses uvicorn's httptools parser and uvloop. The rest of the overhead is the "
         "HTTP stack (uvicorn, FastAPI) and the client, which is why the clients differ: InferClient is hamr's own "
-        "(hamr.pool.client: one kept-alive http.client connection, status and media type checked, "
+        "(hamr.pool.wire.client: one kept-alive http.client connection, status and media type checked, "
         "the answer decoded), httpx a general-purpose client, bare http.client the floor. A job is "
         "durable instead: an upload, a registry transaction, a dispatcher round, a JSON line to the worker "
         "process, outputs written and committed, then polling and a download; its overhead is that of a "

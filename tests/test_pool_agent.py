@@ -1,5 +1,5 @@
 """Remote node agents: `hamr agent` against `hamr pool up`, both real processes on loopback, and the
-/v1/agents routes in process (hamr.pool.remote, hamr.pool.agent; docs/pool.md, "Remote agents")."""
+/v1/agents routes in process (hamr.pool.nodes.remote.server, hamr.pool.nodes.remote.agent; docs/pool.md, "Remote agents")."""
 
 from __future__ import annotations
 
@@ -21,11 +21,13 @@ from fastapi.testclient import TestClient
 
 import hamr
 from hamr.errors import HamrError
-from hamr.pool import remote_replicas, sandbox, tensors
-from hamr.pool.agent import Agent
+from hamr.pool.nodes.local import sandbox
+from hamr.pool.nodes.remote import server_replicas as remote_replicas
+from hamr.pool.wire import tensors
+from hamr.pool.nodes.remote.agent import Agent
 from hamr.pool.registry import ANY_TENANT, ReplicaView, open_registry
-from hamr.pool.remote import LOST_WORK_GRACE_S, RemoteAgents
-from hamr.pool.replicas import ReplicaGone
+from hamr.pool.nodes.remote.server import LOST_WORK_GRACE_S, RemoteNodes
+from hamr.pool.dispatch.replicas import ReplicaGone
 from hamr.pool.service import create_app
 from tests.test_cli_errors import one_error_line
 from tests.test_pool_registry import report
@@ -325,7 +327,7 @@ def test_an_agent_that_cannot_reach_the_pool_at_start_is_one_error_line(tmp_path
 @pytest.fixture
 def agents(tmp_path):
     with open_registry(data_dir=tmp_path / "pool") as registry:
-        remote = RemoteAgents(registry, "binpack", heartbeat_timeout_s=60)
+        remote = RemoteNodes(registry, "binpack", heartbeat_timeout_s=60)
         client = TestClient(create_app(registry, remote=remote), raise_server_exceptions=False)
         admin, _ = registry.create_token(None, admin=True)
         tenant = registry.create_tenant("t")
@@ -485,7 +487,7 @@ def _gang_node(client, admin, **extra):
 
 
 def test_gang_shards_go_to_the_agent_as_items_of_their_own_and_join_once(agents, mlp_bytes):
-    from hamr.pool.gangs import split_inputs
+    from hamr.pool.dispatch.gangs import split_inputs
 
     registry, remote, client, admin, tenant = agents
     assert _gang_node(client, admin, labels={"gangs": True}).status_code == 200

@@ -13,9 +13,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 import hamr
-from hamr.pool import tensors
-from hamr.pool.deployments import Reconciler
-from hamr.pool.dispatcher import Dispatcher
+from hamr.pool.wire import tensors
+from hamr.pool.control.deployments import Reconciler
+from hamr.pool.dispatch.dispatcher import Dispatcher
 from hamr.pool.registry import ANY_TENANT, InvalidTransition, NotFound, RegistryError, open_registry
 from hamr.pool.scheduler.replicas import Candidate, place_replicas
 from hamr.pool.service import create_app
@@ -357,7 +357,7 @@ def test_deploy_infer_scale_and_undeploy_from_the_command_line(cli_pool, tmp_pat
 
 def test_the_data_plane_client_keeps_one_connection_and_outlives_the_servers_idle_close(cli_pool, tmp_path):  # noqa: F811
     from hamr.errors import HamrError
-    from hamr.pool.client import InferClient
+    from hamr.pool.wire.client import InferClient
 
     root, env, url = cli_pool
     exe = hamr.compile(mlp_model(), targets=["cpu"]).save(tmp_path / "mlp.hamr")
@@ -377,7 +377,7 @@ def test_the_data_plane_client_keeps_one_connection_and_outlives_the_servers_idl
             time.sleep(0.2)
         np.testing.assert_allclose(client.infer(deployment, {"x": x})["y"], mlp_reference(x), **TOL)
         assert client._connection is not connection
-        with pytest.raises(HamrError, match=rf"\(400\): .*x"):
+        with pytest.raises(HamrError, match=r"\(400\): .*x"):
             client.infer(deployment, {"x": np.ones((1, 3), np.float32)})
         with pytest.raises(HamrError, match=rf"\(404\): deployment {deployment + 1000} not found"):
             client.infer(deployment + 1000, {"x": x})

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import hamr
-from hamr.pool.dispatcher import Dispatcher
+from hamr.pool.dispatch.dispatcher import Dispatcher
 from hamr.pool.drivers import discover
 from hamr.pool.registry import ANY_TENANT, InvalidTransition, StaleAttempt, open_registry
 from tests.test_runtime import OPENCL, mlp_model, mlp_reference
@@ -252,7 +252,7 @@ def test_a_gang_job_whose_batch_cannot_be_split_fails_with_the_reason(pool, cpu_
 
 
 def test_split_and_merge_keep_rows_in_order_and_refuse_what_is_not_batch_major():
-    from hamr.pool.gangs import GangError, merge_outputs, split_inputs
+    from hamr.pool.dispatch.gangs import GangError, merge_outputs, split_inputs
 
     x = np.arange(7 * 3).reshape(7, 3)
     shards = split_inputs({"x": x, "m": np.ones((7,), bool)}, 3)

@@ -21,7 +21,7 @@ import pytest
 ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'hamr[ray]')")
 
 import hamr  # noqa: E402
-from hamr.pool.ray_cluster import RayPool, node_name  # noqa: E402
+from hamr.pool.nodes.ray.cluster import RayPool, node_name  # noqa: E402
 from hamr.pool.registry import ANY_TENANT, open_registry  # noqa: E402
 from tests.test_runtime import OPENCL, mlp_model, mlp_reference  # noqa: E402
 
@@ -226,7 +226,7 @@ def test_a_killed_agent_requeues_its_job_to_the_other_node(pool):
         ray_pool.step()
     (victim,) = [node_id for node_id, d in ray_pool.dispatchers.items() if d.busy()]
     assert registry.get_job(tenant, job.id).state == "running"
-    ray.kill(ray_pool.agent(victim))
+    ray.kill(ray_pool.actor(victim))
     ray_pool.run_until_idle(60)
     record = registry.get_job(tenant, job.id)
     assert record.state == "succeeded", record.error
@@ -269,7 +269,7 @@ def test_a_gang_job_splits_over_one_ray_nodes_devices_and_moves_whole_when_its_a
         ray_pool.step()
     (victim,) = [node_id for node_id, d in ray_pool.dispatchers.items() if d.busy()]
     assert gang_placements(registry, job.id, 1) == [(node_name(victim), "cpu"), (node_name(victim), "opencl:0")]
-    ray.kill(ray_pool.agent(victim))
+    ray.kill(ray_pool.actor(victim))
     ray_pool.run_until_idle(120)
     record = registry.get_job(tenant, job.id)
     assert record.state == "succeeded", record.error
@@ -287,8 +287,8 @@ def test_deployment_replicas_spread_over_both_nodes_and_move_when_an_agent_dies(
 
     from fastapi.testclient import TestClient
 
-    from hamr.pool import tensors
-    from hamr.pool.deployments import Reconciler
+    from hamr.pool.wire import tensors
+    from hamr.pool.control.deployments import Reconciler
     from hamr.pool.service import create_app
 
     ray_pool, registry, tenant, exe = pool
@@ -335,10 +335,10 @@ def test_deployment_replicas_spread_over_both_nodes_and_move_when_an_agent_dies(
         for seed in range(6):
             ask(seed)
         victim = next(iter(ray_pool.nodes))
-        ray.kill(ray_pool.agent(victim))
+        ray.kill(ray_pool.actor(victim))
         for seed in range(6, 16):  # requests keep being answered: by the other node's replica
             ask(seed)
-        d = wait_until(lambda d: d["ready"] == 2 and {r.node for r in registry.list_replicas(ANY_TENANT, deployment_id)}
+        wait_until(lambda d: d["ready"] == 2 and {r.node for r in registry.list_replicas(ANY_TENANT, deployment_id)}
                        == {node_name(n) for n in ray_pool.nodes if n != victim})  # fmt: skip
         stopped = [r for r in registry.list_replicas(ANY_TENANT, deployment_id, live=False) if r.state in ("stopped", "failed")]
         assert {r.node for r in stopped} == {node_name(victim)}

@@ -21,7 +21,7 @@ from onnx import TensorProto, helper
 
 import hamr
 from hamr.pool.registry import ANY_TENANT, Registry, open_registry
-from hamr.pool.remote import RemoteAgents
+from hamr.pool.nodes.remote.server import RemoteNodes
 from hamr.pool.service import create_app
 from hamr.pool.service import openapi as service_openapi
 from tests.test_pool_registry import backend, report  # noqa: F401  (backend is a fixture)
@@ -76,7 +76,7 @@ class Pool:
 def pool(backend, executables):  # noqa: F811
     url, data_dir = backend
     with open_registry(url, data_dir=data_dir) as registry:
-        app = create_app(registry, max_upload_bytes=MAX_UPLOAD, remote=RemoteAgents(registry))
+        app = create_app(registry, max_upload_bytes=MAX_UPLOAD, remote=RemoteNodes(registry))
         client = TestClient(app, raise_server_exceptions=False)
         admin, _ = registry.create_token(None, admin=True)
         tokens = {}

@@ -13,7 +13,7 @@ import pytest
 
 import hamr
 from hamr.errors import HamrError
-from hamr.pool.client import InferClient
+from hamr.pool.wire.client import InferClient
 from tests.test_cli_errors import one_error_line
 from tests.test_pool_agent import cli, finish, spawn, start, stop, wait_until
 from tests.test_runtime import mlp_model, mlp_reference

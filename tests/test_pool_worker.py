@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import hamr
-from hamr.pool.workers import WorkerDied, WorkerProcess
+from hamr.pool.nodes.local.workers import WorkerDied, WorkerProcess
 from hamr.runtime.npy_io import read_outputs
 from tests.test_runtime import OPENCL, mlp_model, mlp_reference
 

@@ -1,4 +1,4 @@
-"""Fuzzing the pool: schemathesis over docs/openapi.json, and hypothesis's raw tensor bodies (hamr/pool/tensors.py).
+"""Fuzzing the pool: schemathesis over docs/openapi.json, and hypothesis's raw tensor bodies (hamr/pool/wire/tensors.py).
 
 tests/security/test_fuzz_api.py runs a few cases of each in CI; bench/fuzz.py runs many and
 prints the counts for docs/security.md. A run never stops at the first 5xx: it tallies every
@@ -24,7 +24,7 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 
 import hamr
-from hamr.pool import tensors
+from hamr.pool.wire import tensors
 from tests.test_pool_agent import wait_until
 from tests.test_runtime import mlp_model
 

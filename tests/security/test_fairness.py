@@ -20,7 +20,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import hamr
-from hamr.pool import tensors
+from hamr.pool.wire import tensors
 from tests.test_pool_agent import wait_until
 from tests.test_pool_service import npy
 from tests.test_runtime import mlp_model, mlp_reference

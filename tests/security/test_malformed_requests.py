@@ -20,9 +20,9 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from hamr.pool import tensors
+from hamr.pool.wire import tensors
 from hamr.pool.registry import open_registry
-from hamr.pool.remote import RemoteAgents
+from hamr.pool.nodes.remote.server import RemoteNodes
 from hamr.pool.service import create_app
 from tests.security.fuzzing import ready_deployment
 from tests.test_pool_service import bearer
@@ -124,7 +124,7 @@ def test_every_json_body_is_parsed_strictly(tmp_path):
     """Each route whose JSON body FastAPI parses refuses a lone surrogate (a router added without
     `route_class=StrictJsonRoute` would store it); in process, every such route of the spec."""
     with open_registry(data_dir=tmp_path / "pool") as registry:
-        remote = RemoteAgents(registry)
+        remote = RemoteNodes(registry)
         app = create_app(registry, remote=remote)
         admin, _ = registry.create_token(None, admin=True)
         client = TestClient(app, raise_server_exceptions=False)

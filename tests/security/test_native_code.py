@@ -20,7 +20,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import hamr
-from hamr.pool import tensors
+from hamr.pool.wire import tensors
 from tests.security.forge import forge, manifest_of, member
 from tests.test_cli_errors import one_error_line
 from tests.test_pool_agent import _pool_url, cli, start, stop, wait_until

@@ -2,7 +2,7 @@
 and no worker outlives its pool (docs/pool.md, "Sandboxed workers").
 
 The attack runs inside the sandbox the pool builds for tenant alice: the same `contain()` call the
-worker makes at start (hamr/pool/worker.py), in a process of its own, then tries to read what a
+worker makes at start (hamr/pool/nodes/local/worker.py), in a process of its own, then tries to read what a
 job that took over its worker would want. The pool's own workers are checked to run under it.
 """
 
@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 
 import hamr
-from hamr.pool import sandbox
+from hamr.pool.nodes.local import sandbox
 from tests.test_pool_agent import start_pool, stop, wait_until
 from tests.test_pool_service import npy
 from tests.test_runtime import mlp_model, mlp_reference
@@ -34,7 +34,7 @@ needs_linux = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="P
 PROBE = """
 import json, sys
 from pathlib import Path
-from hamr.pool.worker import contain
+from hamr.pool.nodes.local.worker import contain
 
 contain(Path(sys.argv[1]), [Path(sys.argv[2])])
 
@@ -104,7 +104,7 @@ def _tenant_dir(pool, tenant) -> Path:
 
 
 def _workers_of(pid: int) -> list[int]:
-    """The worker processes a process started (hamr.pool.worker in their command line)."""
+    """The worker processes a process started (hamr.pool.nodes.local.worker in their command line)."""
     found = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -114,7 +114,7 @@ def _workers_of(pid: int) -> list[int]:
             except OSError:
                 continue
             ppid = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("PPid:"))
-            if ppid == pid and b"hamr.pool.worker" in cmdline:
+            if ppid == pid and b"hamr.pool.nodes.local.worker" in cmdline:
                 found.append(int(entry.name))
     return found
 

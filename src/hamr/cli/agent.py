@@ -1,4 +1,4 @@
-"""`hamr agent --server URL --token T`: run this host's devices for a pool (hamr.pool.agent)."""
+"""`hamr agent --server URL --token T`: run this host's devices for a pool (hamr.pool.nodes.remote.agent)."""
 
 from __future__ import annotations
 
@@ -30,8 +30,8 @@ def agent(
     """Register this host's devices with a pool, heartbeat, and run the work it sends."""
     from hamr.cli.app import err, out
     from hamr.format.signing import add_trusted_keys
-    from hamr.pool.agent import Agent
-    from hamr.pool.sandbox import containment_line
+    from hamr.pool.nodes.remote.agent import Agent
+    from hamr.pool.nodes.local.sandbox import containment_line
 
     add_trusted_keys(trusted_key or [])  # its workers and replicas inherit $HAMR_TRUSTED_KEYS
     server = server or os.environ.get("HAMR_POOL_URL")

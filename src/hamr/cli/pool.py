@@ -75,16 +75,17 @@ def up(
 ) -> None:
     """Start the API, the scheduler, a local agent and SQLite in one process."""
     from hamr.format.signing import add_trusted_keys
-    from hamr.pool.dispatcher import Dispatcher
+    from hamr.pool.dispatch.dispatcher import Dispatcher
 
     add_trusted_keys(trusted_key or [])  # workers and replicas inherit $HAMR_TRUSTED_KEYS
-    from hamr.pool.remote import LocalAndRemote, RemoteAgents
-    from hamr.pool.sandbox import containment_line
+    from hamr.pool.control.groups import LocalAndRemote
+    from hamr.pool.nodes.remote.server import RemoteNodes
+    from hamr.pool.nodes.local.sandbox import containment_line
     from hamr.pool.scheduler import POLICIES
 
     if policy not in POLICIES:
         raise HamrError(f"unknown policy '{policy}' (policies: {', '.join(POLICIES)})")
-    from hamr.pool.tls import server_files
+    from hamr.pool.wire.tls import server_files
 
     tls = server_files(tls_cert, tls_key)
     intake = {"header_timeout": header_timeout, "body_timeout": body_timeout, "body_min_rate": body_min_rate,
@@ -94,7 +95,7 @@ def up(
     out, err = _console()
     root, registry, listener, url = _open_pool(data_dir, host, port, tls)
     dispatcher = Dispatcher(registry, socket.gethostname(), policy=policy, address=url, serve_replicas=True)
-    remote = RemoteAgents(registry, policy, heartbeat_timeout_s=heartbeat_timeout, reserved={socket.gethostname()})
+    remote = RemoteNodes(registry, policy, heartbeat_timeout_s=heartbeat_timeout, reserved={socket.gethostname()})
     devices = ", ".join(d.local_id for d in registry.list_devices(node=socket.gethostname()))
     _serve(registry, root, listener, url, tls, LocalAndRemote(dispatcher, remote), _agent_loop, heartbeat_timeout, intake, {}, [
         f"hamr pool: {url} (data: {root}; policy {policy})",
@@ -172,7 +173,7 @@ def _up_ray(address: str, data_dir: Path | None, host: str, port: int, policy: s
             tls: tuple[str, str] | None, intake: dict) -> None:  # fmt: skip
     """`hamr pool up --ray ADDRESS`: the API and the registry here, a hamr agent actor on every Ray node."""
     try:
-        from hamr.pool.ray_cluster import RayPool
+        from hamr.pool.nodes.ray.cluster import RayPool
     except ImportError as exc:
         raise HamrError(f"hamr pool up --ray needs Ray: pip install 'hamr[ray]' ({exc})") from None
     root, registry, listener, url = _open_pool(data_dir, host, port, tls)
@@ -190,7 +191,7 @@ def _up_ray(address: str, data_dir: Path | None, host: str, port: int, policy: s
 
 
 def _agent_loop(agent, stop: threading.Event, heartbeat_timeout: float, wake: threading.Event) -> None:
-    from hamr.pool.loop import run_pool_loop
+    from hamr.pool.control.loop import run_pool_loop
 
     run_pool_loop(agent, stop, heartbeat_timeout, wake, report=lambda line: _console()[1].print(line))
 
@@ -221,7 +222,7 @@ class Client:
     def __init__(self, server: str | None, token: str | None, admin: bool = False, data_dir: Path | None = None):
         import httpx
 
-        from hamr.pool.tls import httpx_verify
+        from hamr.pool.wire.tls import httpx_verify
 
         root = _data_dir(data_dir)
         self.url = (server or os.environ.get("HAMR_POOL_URL") or _embedded_url(root)).rstrip("/")
@@ -238,7 +239,7 @@ class Client:
         try:
             response = self.http.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
-            from hamr.pool.tls import untrusted
+            from hamr.pool.wire.tls import untrusted
 
             raise HamrError(f"cannot reach the pool at {self.url}: {exc}{untrusted(exc)}") from None
         if response.status_code >= 400:

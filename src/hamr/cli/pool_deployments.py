@@ -93,7 +93,7 @@ def infer(
 ) -> None:
     """Run one request on a deployment; write the outputs as `hamr run` does."""
     from hamr.cli.outputs import parse_inputs, report_outputs
-    from hamr.pool.client import InferClient
+    from hamr.pool.wire.client import InferClient
 
     out, err = _console()
     feeds = parse_inputs(input or [])

@@ -7,7 +7,6 @@ ReferenceEvaluator hamr builds takes its `new_ops` from there.
 
 from __future__ import annotations
 
-import numpy as np
 import onnx
 from onnx.reference.op_run import OpRun
 

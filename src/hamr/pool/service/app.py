@@ -27,7 +27,7 @@ def create_app(registry: Registry, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD
     """`max_upload_bytes`, `max_body_bytes`, `upload_slots`: the body limits of limits.py.
     `admission`: the data plane's limits and threads (service/admission.py; the pool's defaults without it).
     `replica_hosts`: the ReplicaHosts of this process's agents, which serve the deployments' requests.
-    `remote`: the pool's RemoteAgents (hamr.pool.remote); without it /v1/agents answers 503.
+    `remote`: the pool's RemoteNodes (hamr.pool.nodes.remote.server); without it /v1/agents answers 503.
     `wake`: called after a request that gives the pool's loop work (a job, a deployment change, a drain)."""
     app = FastAPI(
         title="hamr pool",

@@ -15,9 +15,9 @@ import json
 import re
 
 from hamr.errors import HamrError
-from hamr.pool import tensors
+from hamr.pool.wire import tensors
 from hamr.pool.registry.tokens import hash_token
-from hamr.pool.replicas import NoReplica
+from hamr.pool.dispatch.replicas import NoReplica
 from hamr.pool.service.admission import Busy
 from hamr.pool.service.errors import one_line
 from hamr.pool.service.routes.deployments import (

@@ -1,4 +1,4 @@
-"""`WAKES_POOL`: a route dependency that wakes the pool's loop once the request is handled (hamr/pool/loop.py)."""
+"""`WAKES_POOL`: a route dependency that wakes the pool's loop once the request is handled (hamr/pool/control/loop.py)."""
 
 from __future__ import annotations
 

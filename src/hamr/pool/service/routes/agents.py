@@ -1,11 +1,11 @@
 """/v1/agents/{node}: remote node agents (`hamr agent`, with an admin token): heartbeats, work, results,
 and the requests of the deployment replicas they host.
 
-The pool's side is hamr.pool.remote.RemoteAgents (`create_app(..., remote=...)`); without it
+The pool's side is hamr.pool.nodes.remote.server.RemoteNodes (`create_app(..., remote=...)`); without it
 these routes answer 503. A result for a (job, attempt, shard) that no run waits for (requeued,
 cancelled, already posted, or the pool restarted) is 409 and recorded nowhere; so is an answer
-to a replica request that no longer waits (hamr/pool/remote_replicas.py). Outputs that are not
-the model's (hamr/pool/output_check.py: a name it does not give, one missing, a wrong dtype or
+to a replica request that no longer waits (hamr/pool/nodes/remote/server_replicas.py). Outputs that are not
+the model's (hamr/pool/nodes/remote/output_check.py: a name it does not give, one missing, a wrong dtype or
 shape) are 422, and the attempt or request fails with that line; none of them is recorded.
 """
 
@@ -18,9 +18,10 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Res
 from pydantic import BaseModel, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from hamr.pool import tensors
-from hamr.pool.remote import NODE_NAME, AgentConflict, RemoteAgents
-from hamr.pool.remote_replicas import ReplicaRequest
+from hamr.pool.wire import tensors
+from hamr.pool.nodes.remote.names import NODE_NAME
+from hamr.pool.nodes.remote.server import AgentConflict, RemoteNodes
+from hamr.pool.nodes.remote.server_replicas import ReplicaRequest
 from hamr.pool.service.auth import Admin, NodeAgent, Reg
 from hamr.pool.service.errors import one_line
 from hamr.pool.service.schemas import MAX_ID, MAX_SHARD, TEXT, DeviceReportIn, ErrorOut, Id, NodeOut, Strict, node_out
@@ -39,14 +40,14 @@ Shard = Annotated[int, Field(ge=0, le=MAX_SHARD, description="a gang job's shard
 Line = Annotated[str, Field(max_length=4096, pattern=TEXT)]
 
 
-def remote_of(request: Request) -> RemoteAgents:
+def remote_of(request: Request) -> RemoteNodes:
     remote = request.app.state.remote
     if remote is None:
         raise HTTPException(503, "this pool takes no remote agents (it was started without them)")
     return remote
 
 
-Remote = Annotated[RemoteAgents, Depends(remote_of)]
+Remote = Annotated[RemoteNodes, Depends(remote_of)]
 
 
 class RunRef(Strict):
@@ -192,7 +193,7 @@ ANSWER_BODY = request_body(
 EXPECTED_ANSWER = {"load": 'JSON {"target"} or {"error"}', "infer": f'its outputs ({tensors.MEDIA_TYPE}) or JSON {{"error"}}'}
 
 
-def _waiting(remote: RemoteAgents, node: str, request_id: int) -> ReplicaRequest:
+def _waiting(remote: RemoteNodes, node: str, request_id: int) -> ReplicaRequest:
     request = remote.node(node).requests.get(request_id)
     if request is None or request.done():
         raise HTTPException(409, f"no replica request {request_id} waits on node {node} "

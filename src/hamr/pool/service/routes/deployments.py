@@ -1,7 +1,7 @@
 """/v1/deployments: N replicas of an executable kept loaded on devices, spread across kinds; and their requests.
 
 `POST /v1/deployments/{id}/infer` takes the inputs as `application/x-hamr-tensors`
-(hamr/pool/tensors.py) or as multipart .npy parts, and answers the outputs as
+(hamr/pool/wire/tensors.py) or as multipart .npy parts, and answers the outputs as
 `application/x-hamr-tensors`. It runs on the ready replica, of every node's replica host, that
 would finish it soonest, and waits up to `wait` seconds for one while replicas load or move.
 It is admitted first (service/admission.py): beyond the tenant's and the deployment's running and
@@ -18,9 +18,9 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from hamr.errors import HamrError
-from hamr.pool import tensors
+from hamr.pool.wire import tensors
 from hamr.pool.registry import NotFound
-from hamr.pool.replicas import NoReplica
+from hamr.pool.dispatch.replicas import NoReplica
 from hamr.pool.service.admission import Busy, run_in
 from hamr.pool.service.auth import Authed, Reg
 from hamr.pool.service.errors import one_line

@@ -1,7 +1,7 @@
 """TLS for the pool's HTTP API: the server's certificate, and which certificates its clients trust.
 
 `hamr pool up --tls-cert FILE --tls-key FILE` serves https. Clients (the `hamr pool` commands,
-`hamr agent`, hamr.pool.client.InferClient) verify the server against the system's certificate
+`hamr agent`, hamr.pool.wire.client.InferClient) verify the server against the system's certificate
 authorities, or against the CA file in `$HAMR_CA_FILE` (`hamr agent --ca FILE`), which is how a
 self-signed certificate is trusted. A plain http:// URL uses none of this.
 """

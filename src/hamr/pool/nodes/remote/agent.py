@@ -3,16 +3,16 @@
 It discovers the devices (`drivers.discover()`), registers them and heartbeats
 (`POST /v1/agents/{node}/heartbeat`, listing the work it holds), long-polls for work
 (`POST /v1/agents/{node}/work`), and runs each item in a worker process of its device and the
-job's tenant (hamr/pool/worker.py), contained as the pool's own are (hamr/pool/sandbox.py): it
-reads only that tenant's staging folder (hamr/pool/staging.py) under the cache directory, never
+job's tenant (hamr/pool/nodes/local/worker.py), contained as the pool's own are (hamr/pool/nodes/local/sandbox.py): it
+reads only that tenant's staging folder (hamr/pool/nodes/local/staging.py) under the cache directory, never
 the rest of it, nor the agent's token. Executables are downloaded once and cached by sha256;
 inputs are downloaded as .npy; both are checked against their sha256. A gang job's shard (an item
 with `shards` > 1) runs on its part of the inputs, `gangs.split_inputs(inputs, shards)[shard]`, the
 split the pool joins back; the heartbeat's `gangs` label says this agent does so. Each result goes
 back with its latency (`POST /v1/agents/{node}/results`); a worker that dies is posted as `died`, so
 the pool requeues the job instead of failing it. Deployment replicas placed on the node are
-loaded and run in this process (hamr/pool/agent_replicas.py). The only transport is the pool's HTTP API, and
-nothing is pickled. docs/pool.md ("Remote agents").
+loaded and run in this process (hamr/pool/nodes/remote/agent_replicas.py). The only transport is the pool's HTTP API
+(hamr/pool/nodes/remote/agent_link.py), and nothing is pickled. docs/pool.md ("Remote agents").
 """
 
 from __future__ import annotations
@@ -30,113 +30,27 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import quote
 
-import httpx
 import numpy as np
 
 from hamr.errors import HamrError, InputError
-from hamr.pool.deployments import HOSTS_REPLICAS
+from hamr.pool.control.deployments import HOSTS_REPLICAS
 from hamr.pool.drivers import discover
-from hamr.pool.gangs import GangError, split_inputs
-from hamr.pool import sandbox
-from hamr.pool.remote import RUNS_GANGS, check_node_name
-from hamr.pool.staging import Staging
-from hamr.pool.tls import httpx_verify, untrusted
-from hamr.pool.workers import WorkerDied, WorkerProcess
+from hamr.pool.dispatch.gangs import GangError, split_inputs
+from hamr.pool.nodes.local import sandbox
+from hamr.pool.nodes.local.staging import Staging
+from hamr.pool.nodes.local.workers import WorkerDied, WorkerProcess
+from hamr.pool.nodes.remote.agent_link import Link, Refused, Stopped, Unreachable, Untrusted
+from hamr.pool.nodes.remote.agent_replicas import AgentReplicas
+from hamr.pool.nodes.remote.names import RUNS_GANGS, check_node_name
 from hamr.runtime.npy_io import read_inputs, read_outputs, write_outputs
 
 IDLE_WORKERS = 8  # workers of a device kept for tenants other than the one it last ran
 POLL_WAIT_S = 10.0  # a long poll; a stopping pool waits for its agents' polls to end
-MAX_BACKOFF_S = 10.0
-
-
-class Refused(HamrError):
-    """The pool answered with a 4xx: asking again will not change it."""
-
-    def __init__(self, method: str, path: str, status: int, detail: str):
-        super().__init__(f"the pool refused {method} {path} ({status}): {detail}")
-        self.status = status
-
-
-class Unreachable(HamrError):
-    """The pool did not answer, or answered 5xx."""
-
-
-class Stopped(Exception):
-    """The agent is stopping: give up what you were retrying."""
 
 
 def default_cache_dir() -> Path:
     base = os.environ.get("HAMR_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "hamr")
     return Path(base) / "agent"
-
-
-class Untrusted(HamrError):
-    """The pool's TLS certificate failed verification: fatal, as a refused token is."""
-
-
-class Link:
-    """The agent's HTTP client. It logs one line when the pool becomes unreachable and one when it is back."""
-
-    def __init__(self, url: str, token: str, say: Callable[[str], None], stop: threading.Event, ca: Path | None = None):
-        try:
-            parsed = httpx.URL(url)
-        except (httpx.InvalidURL, TypeError) as exc:
-            raise HamrError(f"--server {url!r} is not a URL: {exc}") from None
-        if parsed.scheme not in ("http", "https") or not parsed.host:
-            raise HamrError(f"--server {url!r} is not an http(s) URL with a host (e.g. http://10.0.0.1:8470)")
-        self.url = str(parsed).rstrip("/")
-        self.say, self.stop = say, stop
-        self.http = httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {token}"}, timeout=60,
-                                 verify=httpx_verify(self.url, ca))  # fmt: skip
-        self._down = ""
-        self._lock = threading.Lock()
-        self.quiet = False  # while connecting: the error, if it comes to that, is the one line
-
-    def call(self, method: str, path: str, retry: bool = True, **kwargs) -> httpx.Response:
-        """The response (2xx); Refused on a 4xx; Unreachable (retry=False) or backing off up to 10 s (retry=True)."""
-        delay = 0.5
-        while True:
-            try:
-                response = self.http.request(method, path, **kwargs)
-                if response.status_code < 500:
-                    self._reached()
-                    if response.status_code >= 400:
-                        raise Refused(method, path, response.status_code, _detail(response))
-                    return response
-                problem = f"{response.status_code}: {_detail(response)}"
-            except httpx.TransportError as exc:
-                if untrusted(exc):  # no retry makes it trusted
-                    raise Untrusted(f"cannot reach the pool at {self.url}: {exc}{untrusted(exc)}") from None
-                problem = f"{type(exc).__name__}: {str(exc) or 'no answer'}"
-            self._lost(problem)
-            if not retry:
-                raise Unreachable(f"cannot reach the pool at {self.url}: {problem}")
-            if self.stop.wait(delay):
-                raise Stopped
-            delay = min(delay * 2, MAX_BACKOFF_S)
-
-    def _lost(self, problem: str) -> None:
-        with self._lock:
-            if not self._down and not self.quiet:
-                self._down = problem
-                self.say(f"hamr agent: cannot reach the pool at {self.url} ({problem}); retrying with backoff")
-
-    def _reached(self) -> None:
-        with self._lock:
-            if self._down:
-                self._down = ""
-                self.say(f"hamr agent: reached the pool at {self.url} again")
-
-    def close(self) -> None:
-        self.http.close()
-
-
-def _detail(response: httpx.Response) -> str:
-    try:
-        detail = response.json().get("detail", response.text)
-    except (ValueError, AttributeError):
-        detail = response.text
-    return " ".join(str(detail).split())[:500] or response.reason_phrase
 
 
 def run_key(item: dict) -> tuple[int, int, int]:
@@ -319,8 +233,6 @@ class Agent:
         self._held_lock = threading.Lock()
         self.fatal: HamrError | None = None
         self.devices: list[str] = []
-        from hamr.pool.agent_replicas import AgentReplicas  # it imports this module
-
         self.replicas = AgentReplicas(self)
 
     def staging(self, tenant: int) -> Staging:
@@ -452,4 +364,4 @@ def _npy_bytes(value) -> bytes:
     return buffer.getvalue()
 
 
-__all__ = ["Agent", "Link", "Refused", "Unreachable", "default_cache_dir"]
+__all__ = ["Agent", "default_cache_dir"]

@@ -11,12 +11,16 @@ One `Dispatcher` per node. Each `step()`:
    first, then priority within a tenant) and within the tenants' quotas; records each placement (`schedule_job(start=True)`: scheduled and running in one transaction) and sends the
    job to the device's worker process;
 5. with `serve_replicas`, loads the deployment replicas placed on this node and drops stopped ones
-   (hamr/pool/replicas.py).
+   (hamr/pool/dispatch/replicas.py).
+
+A Dispatcher is one node's `NodeGroup` (hamr/pool/contracts.py); it runs jobs through the node's
+`Executor` (the local node kind's `LocalWorkers` by default; `RemoteNode`, `RayNode`), whose
+workers are `DeviceWorker`s.
 
 Workers: one per (device, tenant), started when first needed and kept; a device runs one job at a
 time, so its other tenants' workers wait parked (at most IDLE_WORKERS of them on the node, the least
 recently used closed first). A tenant's worker is contained to that tenant's staging folders
-(hamr/pool/staging.py, hamr/pool/sandbox.py): the job's executable and inputs are linked in before it
+(hamr/pool/nodes/local/staging.py, hamr/pool/nodes/local/sandbox.py): the job's executable and inputs are linked in before it
 is sent, and its outputs are read back from the folder the dispatcher chose, whatever the worker says.
 
 Delivery: execution is at-least-once (a job whose worker died, or whose device was drained
@@ -29,28 +33,27 @@ logged as a `job.result_discarded` event. docs/pool.md ("Dispatcher and migratio
 
 from __future__ import annotations
 
-import select
 import time
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hamr.pool.busy import BusyTime
-from hamr.pool.deployments import HOSTS_REPLICAS
+from hamr.pool.contracts import DeviceWorker, Executor, ReplicaOpener
+from hamr.pool.control.deployments import HOSTS_REPLICAS
+from hamr.pool.dispatch.busy import BusyTime
+from hamr.pool.dispatch.gangs import GangError, merge_outputs, split_inputs
+from hamr.pool.dispatch.replicas import ReplicaHost
 from hamr.pool.drivers import DeviceReport, discover
-from hamr.pool.gangs import GangError, merge_outputs, split_inputs
+from hamr.pool.nodes.local.staging import Staging
+from hamr.pool.nodes.local.workers import LocalWorkers, WorkerDied
 from hamr.pool.registry import ANY_TENANT, InvalidTransition, Job, NotFound, Registry, RegistryError
 from hamr.pool.registry.fleet import USABLE_HEALTH
 from hamr.pool.registry.models import NODE_UP, utcnow
 from hamr.pool.registry.states import ACTIVE, WAITING
-from hamr.pool.replicas import ReplicaHost
 from hamr.pool.scheduler import Decision, DeviceTable, JobRequest, Scheduler, ThroughputModel
-from hamr.pool import sandbox
 from hamr.pool.scheduler.fairshare import decayed, fair_order
 from hamr.pool.scheduler.request import WHOLE, TenantLimits
-from hamr.pool.staging import Staging
-from hamr.pool.workers import WorkerDied, WorkerProcess
 from hamr.runtime.npy_io import read_outputs, write_outputs
 
 REEXPLAIN_S = 1.0  # a waiting job's reason is worked out again at most this often
@@ -79,7 +82,7 @@ class Run:
 
 @dataclass
 class Gang:
-    """One attempt of a gang job: its shards' replies, until all are in (hamr/pool/gangs.py)."""
+    """One attempt of a gang job: its shards' replies, until all are in (hamr/pool/dispatch/gangs.py)."""
 
     job: int
     attempt: int
@@ -89,41 +92,18 @@ class Gang:
     over: bool = False  # recorded, failed or requeued: the shards still running are stale
 
 
-class LocalWorkers:
-    """The default executor: a worker process per device on this machine (hamr/pool/worker.py).
-
-    An executor starts a device's worker (`start`; the worker has alive, submit, result, kill
-    and close, as WorkerProcess) and says which busy workers have a reply to read (`ready`).
-    hamr.pool.ray_cluster.RayNode is the other one: the workers are a Ray node's agent actor.
-    `gangs`: the executor runs several shards of one attempt at once (one per device).
-    """
-
-    gangs = True
-
-    def start(self, local_id: str, env: dict | None, staging: Staging | None = None,
-              protect: list[Path] | None = None) -> WorkerProcess:
-        return WorkerProcess(local_id, env=env, staging=staging, protect=protect)
-
-    def ready(self, workers: dict[str, WorkerProcess], wait: float) -> list[str]:
-        buffered = [device for device, w in workers.items() if w.has_reply()]
-        if buffered:
-            return buffered
-        streams = {w.proc.stdout: device for device, w in workers.items()}
-        readable, _, _ = select.select(list(streams), [], [], wait)
-        return [streams[s] for s in readable]
-
-
 class Dispatcher:
     def __init__(self, registry: Registry, node_name: str, policy: str = "max_throughput",
                  reports: Iterable[DeviceReport] | None = None, throughput: ThroughputModel | None = None,
                  worker_env: dict | None = None, stale_timeout_s: float = 60.0, address: str | None = None,
-                 executor=None, serve_replicas: bool = False, open_replica=None):
+                 executor: Executor | None = None, serve_replicas: bool = False,
+                 open_replica: ReplicaOpener | None = None):  # fmt: skip
         self.registry = registry
         self.busy_time = BusyTime(registry)
-        # Deployments' replicas on this node's devices, as Sessions in this process (hamr/pool/replicas.py).
+        # Deployments' replicas on this node's devices, as Sessions in this process (hamr/pool/dispatch/replicas.py).
         self.replicas = (ReplicaHost(registry, node_name, busy=self.busy_time, opener=open_replica)
                          if serve_replicas else None)  # fmt: skip
-        self.executor = executor or LocalWorkers()
+        self.executor: Executor = executor if executor is not None else LocalWorkers()
         self._executables: dict[int, object] = {}  # executable id -> its (immutable) record
         self.node = node_name
         self.address = address
@@ -132,9 +112,9 @@ class Dispatcher:
         self.scheduler = Scheduler(self.table, policy, self.throughput)
         self.worker_env = worker_env
         self.stale_timeout_s = stale_timeout_s
-        self.workers: dict[str, WorkerProcess] = {}  # device uuid -> the worker on it (busy, or the last used)
+        self.workers: dict[str, DeviceWorker] = {}  # device uuid -> the worker on it (busy, or the last used)
         self.worker_tenants: dict[str, int] = {}  # device uuid -> the tenant its worker in `workers` serves
-        self.parked: OrderedDict[tuple[str, int], WorkerProcess] = OrderedDict()  # (device, tenant), oldest first
+        self.parked: OrderedDict[tuple[str, int], DeviceWorker] = OrderedDict()  # (device, tenant), oldest first
         self.runs: dict[str, Run] = {}  # device uuid -> the attempt its worker is busy with
         self.reasons: dict[int, str] = {}  # waiting job -> why it waits (the scheduler's reason)
         self._explained: dict[int, float] = {}  # waiting job -> when its reason was last worked out
@@ -151,8 +131,7 @@ class Dispatcher:
         """Register or refresh this node's devices: `reports`, else what the drivers discover now."""
         self.reports = list(reports) if reports is not None else discover().devices
         labels = {HOSTS_REPLICAS: True} if self.replicas is not None else {}
-        if isinstance(self.executor, LocalWorkers):
-            labels[sandbox.LABEL] = sandbox.describe()
+        labels.update(self.executor.node_labels())
         self.registry.heartbeat(self.node, self.reports, address=self.address, labels=labels)
 
     def sync(self) -> dict[str, int]:
@@ -195,6 +174,13 @@ class Dispatcher:
 
     def busy(self) -> bool:
         return bool(self.runs)
+
+    def loading(self) -> bool:
+        return self.replicas is not None and self.replicas.loading()
+
+    def refresh(self) -> list[str]:
+        """One node, heartbeaten by `heartbeat`: no node joins it."""
+        return []
 
     @property
     def replica_hosts(self) -> list[ReplicaHost]:
@@ -400,7 +386,7 @@ class Dispatcher:
         queue: list[JobRequest] = []
         jobs: dict[str, Job] = {}
         for job in self.registry.list_jobs(ANY_TENANT, states=sorted(WAITING)):
-            if job.n_devices != 1 and not getattr(self.executor, "gangs", False):
+            if job.n_devices != 1 and not self.executor.gangs:
                 self._waits(job, "waiting: this node's agent runs no gang jobs (several devices at once)")
                 continue
             record = self._executable(job.executable_id)
@@ -530,7 +516,7 @@ class Dispatcher:
             staging = self._staging[tenant] = Staging(self.runs_dir, tenant)
         return staging
 
-    def _worker(self, device: str, tenant: int) -> WorkerProcess:
+    def _worker(self, device: str, tenant: int) -> DeviceWorker:
         """The device's worker for the tenant: the one on it, a parked one, or a new one."""
         worker = self.workers.get(device)
         if worker is not None and self.worker_tenants.get(device) != tenant:
@@ -548,7 +534,7 @@ class Dispatcher:
         self.workers[device], self.worker_tenants[device] = worker, tenant
         return worker
 
-    def _park(self, device: str, tenant: int | None, worker: WorkerProcess) -> None:
+    def _park(self, device: str, tenant: int | None, worker: DeviceWorker) -> None:
         del self.workers[device]
         if tenant is None:
             worker.close()
@@ -564,7 +550,7 @@ class Dispatcher:
         job = self.registry.get_job(ANY_TENANT, job_id)
         return job.state if job is not None else "missing"
 
-    def worker(self, local_id: str, tenant: int | None = None) -> WorkerProcess:
+    def worker(self, local_id: str, tenant: int | None = None) -> DeviceWorker:
         """The worker process of a device of this node (`cpu`, `opencl:0`) for a tenant (default: the last it
         served, else tenant 0), started if it is not."""
         self.sync()
@@ -574,4 +560,4 @@ class Dispatcher:
         raise NotFound(f"node {self.node} has no device {local_id}")
 
 
-__all__ = ["Dispatcher", "Gang", "LocalWorkers", "Run"]
+__all__ = ["Dispatcher", "Gang", "Run"]

@@ -1,11 +1,11 @@
 """A deployment's data-plane client: requests over one kept-alive HTTP connection, raw tensors both ways.
 
-    from hamr.pool.client import InferClient
+    from hamr.pool.wire.client import InferClient
     with InferClient("http://127.0.0.1:8470", token) as client:
         outputs = client.infer(deployment_id, {"x": x})
 
 It speaks only `POST /v1/deployments/{id}/infer` with `application/x-hamr-tensors` bodies
-(hamr/pool/tensors.py), on the standard library's http.client: a general HTTP client spends
+(hamr/pool/wire/tensors.py), on the standard library's http.client: a general HTTP client spends
 about a millisecond per request on this path (docs/performance.md), several times what the
 pool itself adds. A request whose kept-alive connection the server had closed is sent once
 more on a new one; a deployment request has no effect beyond its answer, so this is safe.
@@ -22,8 +22,8 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from hamr.errors import HamrError
-from hamr.pool import tensors
-from hamr.pool.tls import client_context, untrusted
+from hamr.pool.wire import tensors
+from hamr.pool.wire.tls import client_context, untrusted
 
 CLOSED_BY_SERVER = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
 

@@ -1,7 +1,7 @@
 """Deployment replicas on a remote agent's node: loaded and run in the `hamr agent` process, over HTTP.
 
 The node's Dispatcher hosts them with a ReplicaHost whose `opener` is `RemoteNode.open_replica`
-(as ray_cluster.RayNode's is for a Ray node). Each thing asked of the agent is a `ReplicaRequest`
+(as nodes.ray.cluster.RayNode's is for a Ray node). Each thing asked of the agent is a `ReplicaRequest`
 with an id, put in the node's outbox as a work item:
 
 - "load" (replica id, device local id, executable id and sha256): the agent loads and warms a
@@ -18,15 +18,12 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from hamr.errors import HamrError
-from hamr.pool import tensors
+from hamr.pool.dispatch.replicas import ReplicaGone
 from hamr.pool.registry import ReplicaView
-from hamr.pool.replicas import ReplicaGone
-
-if TYPE_CHECKING:
-    from hamr.pool.remote import RemoteNode
+from hamr.pool.wire import tensors
 
 LOAD_TIMEOUT_S = 120.0
 INFER_TIMEOUT_S = 120.0
@@ -34,6 +31,22 @@ SILENT_AGENT_S = 2.0  # an agent with no long poll open for this long is taken f
 WAIT_SLICE_S = 0.25
 
 _request_ids = itertools.count(1)
+
+
+class RemoteNode(Protocol):
+    """What replica requests use of their node (server.RemoteNode; a protocol, so neither module imports the other)."""
+
+    name: str
+    lost: str
+    generation: int
+    requests: ReplicaRequests
+    group: object  # its RemoteNodes: executable_sha256(executable id)
+
+    def send(self, request: ReplicaRequest) -> None: ...
+
+    def unsend(self, request: ReplicaRequest) -> None: ...
+
+    def silent_s(self) -> float: ...
 
 
 class ReplicaRequest:
@@ -147,7 +160,7 @@ def open_replica(node: RemoteNode, replica: ReplicaView) -> RemoteSession:
     if node.lost:
         raise ReplicaGone(f"the agent of node {node.name} is gone: {node.lost}")
     item = {"replica": replica.id, "device": replica.local_id, "executable_id": replica.executable_id,
-            "executable_sha256": node.agents.executable_sha256(replica.executable_id)}
+            "executable_sha256": node.group.executable_sha256(replica.executable_id)}
     answer = node.requests.ask({**item, "kind": "load"}, LOAD_TIMEOUT_S)
     if answer.error:
         raise HamrError(answer.error)

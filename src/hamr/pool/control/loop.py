@@ -13,16 +13,18 @@ import threading
 import time
 from collections.abc import Callable
 
-from hamr.pool.deployments import Reconciler
+from hamr.pool.contracts import NodeGroup
+from hamr.pool.control.deployments import Reconciler
 
 RECONCILE_EVERY_S = 0.5
 FIRST_WAIT_S, LONGEST_WAIT_S, BUSY_WAIT_S = 0.01, 0.5, 0.05
 
 
-def run_pool_loop(agent, stop: threading.Event, heartbeat_timeout: float, wake: threading.Event,
+def run_pool_loop(nodes: NodeGroup, stop: threading.Event, heartbeat_timeout: float, wake: threading.Event,
                   report: Callable[[str], None] = print) -> None:  # fmt: skip
-    """`agent`: a Dispatcher, a RayPool, or the local and remote agents together (step, heartbeat, busy)."""
-    reconciler = Reconciler(agent.registry)
+    """`nodes`: a Dispatcher (one node), a RayPool, RemoteNodes, or the local and remote nodes together
+    (LocalAndRemote): the NodeGroup contract (hamr/pool/contracts.py)."""
+    reconciler = Reconciler(nodes.registry)
     heartbeat_at = reconciled_at = time.monotonic()
     idle = 0
     while not stop.is_set():
@@ -34,31 +36,25 @@ def run_pool_loop(agent, stop: threading.Event, heartbeat_timeout: float, wake: 
                 done += reconciler.step()
                 reconciled_at = time.monotonic()
             if time.monotonic() - heartbeat_at > heartbeat_timeout / 3:
-                if hasattr(agent, "refresh"):  # a RayPool: agents on joined nodes, and where one died
-                    agent.refresh()
-                agent.heartbeat()
-                agent.registry.mark_lost_nodes(heartbeat_timeout)  # their devices take no more work
+                nodes.refresh()  # a RayPool: actors on joined nodes, and where one died
+                nodes.heartbeat()
+                nodes.registry.mark_lost_nodes(heartbeat_timeout)  # their devices take no more work
                 heartbeat_at = time.monotonic()
-            done += agent.step()
+            done += nodes.step()
             if done:
                 idle = 0
                 continue
             idle += 1
             wait = min(FIRST_WAIT_S * 2 ** min(idle, 16), LONGEST_WAIT_S)
-            if agent.busy() and hasattr(agent, "wait_for_replies"):
-                agent.wait_for_replies(min(wait, BUSY_WAIT_S))
+            if nodes.busy():
+                nodes.wait_for_replies(min(wait, BUSY_WAIT_S))
                 continue
-            if agent.busy() or _loading(agent):
+            if nodes.loading():
                 wait = min(wait, BUSY_WAIT_S)
             wake.wait(wait)
         except Exception as exc:  # noqa: BLE001 - the loop must outlive one bad round; it says why
             report(f"hamr pool: dispatcher round failed: {type(exc).__name__}: {exc}")
             stop.wait(1.0)
-
-
-def _loading(agent) -> bool:
-    replicas = getattr(agent, "replicas", None)
-    return replicas is not None and replicas.loading()
 
 
 __all__ = ["run_pool_loop"]

@@ -3,22 +3,33 @@
 A "load" work item loads (and warms, on example inputs) a Session, keyed by (executable
 sha256, device), and answers its target; an "infer" item fetches its inputs as raw tensors
 (`GET /v1/agents/{node}/requests/{id}`), runs, and posts the outputs as raw tensors, or a JSON
-error line (`POST` to the same path). Items run on a small thread pool, so the agent keeps
-long-polling meanwhile. hamr/pool/remote_replicas.py is the pool's side.
+error line (`POST` to the same path). Sessions are loaded, warmed and kept by hamr/pool/sessions.py.
+Items run on a small thread pool, so the agent keeps long-polling meanwhile. hamr/pool/nodes/remote/server_replicas.py is the pool's side.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
-import threading
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
 
 from hamr.errors import HamrError
-from hamr.pool import tensors
-from hamr.pool.agent import Refused, Stopped, Unreachable
+from hamr.pool.nodes.remote.agent_link import Link, Refused, Stopped, Unreachable
+from hamr.pool.sessions import SessionCache
+from hamr.pool.wire import tensors
 
-if TYPE_CHECKING:
-    from hamr.pool.agent import Agent
+
+class Agent(Protocol):
+    """What the replicas use of their `hamr agent` (agent.Agent; a protocol, so neither module imports the other)."""
+
+    name: str
+    link: Link
+    files: object  # agent.Files: executable(executable id, sha256) -> its cached path
+    say: Callable[[str], None]
+
+    def fail(self, exc: HamrError) -> None: ...
+
 
 THREADS = 4
 
@@ -32,8 +43,7 @@ def _line(exc: BaseException) -> str:
 class AgentReplicas:
     def __init__(self, agent: Agent, threads: int = THREADS):
         self.agent = agent
-        self.sessions: dict[tuple[str, str], object] = {}  # (executable sha256, device) -> hamr.Session
-        self._loading = threading.Lock()
+        self.sessions = SessionCache()  # (executable sha256, device) -> hamr.Session, loaded and warmed once
         self._threads = concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="hamr-agent-replicas")
 
     def submit(self, item: dict) -> None:
@@ -59,23 +69,10 @@ class AgentReplicas:
         return f"/v1/agents/{self.agent.name}/requests/{item['request']}"
 
     def _session(self, item: dict):
-        key = (item["executable_sha256"], item["device"])
-        session = self.sessions.get(key)
-        if session is None:
-            from hamr.ir.example_feeds import example_feeds
-            from hamr.runtime.session import Session
+        def executable() -> Path:
+            return self.agent.files.executable(item["executable_id"], item["executable_sha256"])
 
-            with self._loading:
-                session = self.sessions.get(key)
-                if session is None:
-                    executable = self.agent.files.executable(item["executable_id"], item["executable_sha256"])
-                    session = Session(executable, device=item["device"])
-                    try:
-                        session.run(example_feeds(session.signature))
-                    except (HamrError, ValueError):  # inputs it cannot invent; the first request warms it instead
-                        pass
-                    self.sessions[key] = session
-        return session
+        return self.sessions.get((item["executable_sha256"], item["device"]), executable, item["device"], warm=True)
 
     def _load(self, item: dict) -> None:
         try:
@@ -100,9 +97,7 @@ class AgentReplicas:
 
     def close(self) -> None:
         self._threads.shutdown(wait=False, cancel_futures=True)
-        sessions, self.sessions = list(self.sessions.values()), {}
-        for session in sessions:
-            session.close()
+        self.sessions.close()
 
 
 __all__ = ["AgentReplicas"]

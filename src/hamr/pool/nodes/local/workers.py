@@ -1,10 +1,13 @@
-"""The pool's side of a worker process (hamr/pool/worker.py): start it, send a job, read the reply.
+"""The pool's side of a worker process (hamr/pool/nodes/local/worker.py): start it, send a job, read the reply.
+
+`LocalWorkers` is the local node kind's executor (contracts.Executor): a `WorkerProcess`
+(contracts.DeviceWorker) per device and tenant on this machine.
 
 A worker that dies (killed, crashed, out of memory) raises `WorkerDied` from `result`; the
 caller requeues the job for another attempt. Nothing crosses the pipe but JSON lines.
 
 Every worker dies with the process that started it (--parent). A worker for a tenant's `Staging`
-contains itself to it (--sandbox, hamr/pool/sandbox.py) where `contained()` says this host can;
+contains itself to it (--sandbox, hamr/pool/nodes/local/sandbox.py) where `contained()` says this host can;
 `protect` names the folders that hold the secrets (the pool's data directory, an agent's cache).
 """
 
@@ -19,7 +22,7 @@ import time
 from pathlib import Path
 
 from hamr.errors import HamrError
-from hamr.pool.staging import Staging
+from hamr.pool.nodes.local.staging import Staging
 
 
 class WorkerDied(HamrError):
@@ -39,7 +42,7 @@ def worker_environment(extra: dict) -> dict[str, str]:
 
 def contained() -> bool:
     """Workers started here contain themselves (Landlock); the pool says at start when they cannot."""
-    from hamr.pool.sandbox import available
+    from hamr.pool.nodes.local.sandbox import available
 
     return not available()
 
@@ -51,7 +54,7 @@ class WorkerProcess:
         self.staging = staging
         self._pending = b""
         # -P: the worker's current folder is not on its import path (it may hold the pool's data)
-        command = [sys.executable, "-P", "-m", "hamr.pool.worker", device, "--parent", str(os.getpid())]
+        command = [sys.executable, "-P", "-m", "hamr.pool.nodes.local.worker", device, "--parent", str(os.getpid())]
         environment = {**os.environ, **(env or {})}
         if staging is not None:
             environment = worker_environment({**(env or {}), **staging.env()})
@@ -134,3 +137,36 @@ class WorkerProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(timeout=10)
+
+
+class LocalWorkers:
+    """The default executor: a worker process per device on this machine (hamr/pool/nodes/local/worker.py).
+
+    An executor starts a device's worker (`start`; the worker has alive, submit, result, kill
+    and close, as WorkerProcess) and says which busy workers have a reply to read (`ready`).
+    hamr.pool.nodes.remote.server.RemoteNode and hamr.pool.nodes.ray.cluster.RayNode are the others
+    (hamr/pool/contracts.py). `gangs`: the executor runs several shards of one attempt at once (one per device).
+    """
+
+    gangs = True
+
+    def start(self, local_id: str, env: dict | None, staging: Staging | None = None,
+              protect: list[Path] | None = None) -> WorkerProcess:
+        return WorkerProcess(local_id, env=env, staging=staging, protect=protect)
+
+    def ready(self, workers: dict[str, WorkerProcess], wait: float) -> list[str]:
+        buffered = [device for device, w in workers.items() if w.has_reply()]
+        if buffered:
+            return buffered
+        streams = {w.proc.stdout: device for device, w in workers.items()}
+        readable, _, _ = select.select(list(streams), [], [], wait)
+        return [streams[s] for s in readable]
+
+    def node_labels(self) -> dict:
+        """Its node says how its workers are contained (the sandbox label)."""
+        from hamr.pool.nodes.local import sandbox
+
+        return {sandbox.LABEL: sandbox.describe()}
+
+
+__all__ = ["LocalWorkers", "WorkerDied", "WorkerProcess", "contained", "worker_environment"]

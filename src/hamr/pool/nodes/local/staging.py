@@ -52,7 +52,7 @@ class Staging:
         return folder / f"shard-{shard}" if shard is not None else folder
 
     def run_outputs(self, job: int, attempt: int, shard: int | None = None) -> Path:
-        """The folder the worker writes `attempt-A` into (as hamr/pool/worker.py does)."""
+        """The folder the worker writes `attempt-A` into (as hamr/pool/nodes/local/worker.py does)."""
         folder = self.outbox / f"job-{job}-attempt-{attempt}"
         return folder / f"shard-{shard}" if shard is not None else folder
 

@@ -1,16 +1,19 @@
-"""Remote node agents (`hamr agent`), the server's side: one Dispatcher per agent's node, over HTTP.
+"""Remote nodes, the server's side (in `hamr pool up`): one Dispatcher per `hamr agent`'s node, over HTTP.
 
-    remote = RemoteAgents(registry, policy, heartbeat_timeout_s=15)
+    remote = RemoteNodes(registry, policy, heartbeat_timeout_s=15)
     app = create_app(registry, remote=remote)   # the /v1/agents routes call heartbeat_from, take_work, deliver
-    remote.step()                                # in the agent loop, next to the local Dispatcher
+    remote.step()                                # in the pool loop, next to the local Dispatcher
+
+`RemoteNodes` is a NodeGroup, `RemoteNode` an Executor and `RemoteWorker` a DeviceWorker
+(hamr/pool/contracts.py). The agent's side is agent.py, agent_link.py and agent_replicas.py.
 
 An agent heartbeats `POST /v1/agents/{node}/heartbeat` with its devices; the first one gives
-its node a `Dispatcher` whose executor is that node's `RemoteNode` (as ray_cluster.RayNode is
+its node a `Dispatcher` whose executor is that node's `RemoteNode` (as nodes.ray.cluster.RayNode is
 for a Ray node). The Dispatcher is unchanged: it places, records `schedule_job(start=True)`,
 and records each result once per (job, attempt). A `RemoteWorker.submit` puts a work item in
 its node's outbox, which the agent long-polls (`take_work`); the agent posts the result
 (`deliver`) and `RemoteWorker.result` writes its outputs as .npy into the run directory, as
-hamr/pool/worker.py does, so the Dispatcher reads them unchanged.
+hamr/pool/nodes/local/worker.py does, so the Dispatcher reads them unchanged.
 
 Gang jobs: a node runs them only when its agent's heartbeat carries the label `gangs` (RUNS_GANGS),
 so an older agent never gets a shard it would run as the whole batch. Each shard is its own work
@@ -18,7 +21,7 @@ item, keyed (job, attempt, shard): the agent downloads the job's inputs and runs
 `gangs.split_inputs(inputs, shards)[shard]`, the split the Dispatcher joins back.
 
 Deployment replicas placed on the node are loaded and run in the agent's own process
-(hamr/pool/remote_replicas.py): its Dispatcher serves replicas, with `open_replica` as opener.
+(hamr/pool/nodes/remote/server_replicas.py): its Dispatcher serves replicas, with `open_replica` as opener.
 
 Failure: a node whose heartbeats stop is marked lost (`heartbeat()`, `mark_lost_nodes`); its
 workers are then not alive and their replies are `WorkerDied`, so the Dispatcher requeues
@@ -31,41 +34,30 @@ docs/pool.md ("Remote agents").
 from __future__ import annotations
 
 import asyncio
-import re
-import shutil
 import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 from hamr.errors import HamrError
 from hamr.ir.signature import Signature
-from hamr.pool.dispatcher import Dispatcher
+from hamr.pool.dispatch.dispatcher import Dispatcher
+from hamr.pool.dispatch.replicas import ReplicaHost
 from hamr.pool.drivers import DeviceReport
-from hamr.pool.output_check import outputs_mismatch, signature_of_file
+from hamr.pool.nodes.local.workers import WorkerDied
+from hamr.pool.nodes.remote.names import RUNS_GANGS, check_node_name
+from hamr.pool.nodes.remote.output_check import outputs_mismatch, signature_of_file
+from hamr.pool.nodes.remote.server_replicas import RemoteSession, ReplicaRequest, ReplicaRequests, open_replica
 from hamr.pool.registry import ANY_TENANT, Node, NotFound, Registry, ReplicaView
 from hamr.pool.registry.models import NODE_LOST, NODE_UP
-from hamr.pool.remote_replicas import RemoteSession, ReplicaRequest, ReplicaRequests, open_replica
-from hamr.pool.replicas import ReplicaHost
-from hamr.pool.workers import WorkerDied
-from hamr.runtime.npy_io import write_outputs
+from hamr.pool.sessions import job_done, job_failed
 
-NODE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$")  # also a directory name: runs/<node>/
 LOST_WORK_GRACE_S = 10.0
 POLL_SLICE_S = 0.5  # how often a long poll looks whether its agent hung up
-RUNS_GANGS = "gangs"  # the heartbeat label of an agent that runs gang shards (splits the inputs itself)
 
 
 class AgentConflict(HamrError):
     """A heartbeat the pool refuses: the node name or a device is another node's."""
-
-
-def check_node_name(name: str) -> str:
-    if not NODE_NAME.match(name):
-        raise HamrError(f"node name {name!r} is not valid: letters, digits, '.', '_' and '-', "
-                        "starting with a letter or digit, at most 255 characters")
-    return name
 
 
 @dataclass
@@ -105,7 +97,7 @@ class RemoteWorker:
     def submit(self, request: dict) -> None:
         if not self.alive():
             raise WorkerDied(f"the agent of node {self.node.name} is gone: {self.node.lost or 'it reconnected'}")
-        assignment = Assignment(self.node.agents.work_item(request, self.device), request)
+        assignment = Assignment(self.node.group.work_item(request, self.device), request)
         self.node.assign(assignment)
         self.assignment = assignment
 
@@ -122,20 +114,13 @@ class RemoteWorker:
         return self._written(assignment)
 
     def _written(self, assignment: Assignment) -> dict:
-        """The reply as a worker process gives it: outputs as .npy in OUTPUTS/attempt-N (via .partial)."""
+        """The reply as a worker process gives it: outputs as .npy in OUTPUTS/attempt-N (hamr/pool/sessions.py)."""
         job, attempt, shard = assignment.key
         reply = assignment.reply
-        out = {"job": job, "attempt": attempt, "shard": shard, "ok": reply["ok"]}
         if not reply["ok"]:
-            return {**out, "error": reply.get("error") or "the agent gave no error"}
-        final = Path(assignment.request["outputs"]) / f"attempt-{attempt}"
-        partial = final.with_name(final.name + ".partial")
-        shutil.rmtree(partial, ignore_errors=True)
-        write_outputs(reply["outputs"], partial)
-        shutil.rmtree(final, ignore_errors=True)
-        partial.rename(final)
-        return {**out, "latency_s": reply["latency_s"], "device": reply.get("device"), "target": reply.get("target"),
-                "outputs": str(final)}
+            return job_failed(job, attempt, reply.get("error") or "the agent gave no error", shard=shard)
+        return job_done(job, attempt, assignment.request["outputs"], reply["outputs"], reply["latency_s"],
+                        reply.get("device"), reply.get("target"), shard=shard)  # fmt: skip
 
     def kill(self) -> None:
         """Stop waiting for this attempt (stale, or its node gone); a late result for it is refused (409)."""
@@ -149,9 +134,9 @@ class RemoteWorker:
 class RemoteNode:
     """One agent's node: the executor of its Dispatcher, and the outbox its agent long-polls."""
 
-    def __init__(self, agents: RemoteAgents, name: str):
-        self.agents, self.name = agents, name
-        self.changed = agents.changed  # a result posted, or the node lost (one for all nodes)
+    def __init__(self, group: RemoteNodes, name: str):
+        self.group, self.name = group, name  # group: the RemoteNodes it is one of
+        self.changed = group.changed  # a result posted, or the node lost (one for all nodes)
         self.outbox: list[Assignment | ReplicaRequest] = []  # not taken by the agent yet
         self.requests = ReplicaRequests(self)  # deployment replicas' loads and inferences, waiting for answers
         self.runs: dict[tuple[int, int, int], Assignment] = {}  # (job, attempt, shard) -> sent, no result read yet
@@ -176,6 +161,9 @@ class RemoteNode:
         if self.lost:
             raise WorkerDied(f"node {self.name} is lost: {self.lost}")
         return RemoteWorker(self, local_id)
+
+    def node_labels(self) -> dict:
+        return {}  # its agent's heartbeat carries its own (how its workers are contained)
 
     def ready(self, workers: dict[str, RemoteWorker], wait: float) -> list[str]:
         with self.changed:
@@ -313,7 +301,7 @@ class RemoteNode:
             self.lost = ""
 
 
-class RemoteAgents:
+class RemoteNodes:
     """The `hamr pool up` process's side of every remote agent: a RemoteNode and a Dispatcher per node."""
 
     def __init__(self, registry: Registry, policy: str = "max_throughput", heartbeat_timeout_s: float = 15.0,
@@ -407,7 +395,7 @@ class RemoteAgents:
         why = outputs_mismatch(self.signature(request.item["executable_id"]), outputs)
         return None if why is None else f"the agent sent outputs the model does not give: {why}"
 
-    # -- the agent loop's side (as RayPool) --
+    # -- the pool loop's side (contracts.NodeGroup, as RayPool) --
 
     def heartbeat(self) -> None:
         """Mark nodes whose agents stopped heartbeating lost: their runs die and are requeued."""
@@ -424,6 +412,13 @@ class RemoteAgents:
 
     def busy(self) -> bool:
         return any(d.busy() for d in list(self.dispatchers.values()))
+
+    def loading(self) -> bool:
+        return False  # its replicas load in the agents; the loop does not wait on them
+
+    def refresh(self) -> list[str]:
+        """Remote nodes join by heartbeating (`heartbeat_from`), not here."""
+        return []
 
     def wait_for_replies(self, timeout: float) -> None:
         """Return when an agent posted a result (or a node with runs is lost), or after `timeout` s."""
@@ -446,42 +441,4 @@ class RemoteAgents:
             self.nodes.clear()
 
 
-class LocalAndRemote:
-    """The local node's Dispatcher and the remote agents, driven as one by `hamr pool up`'s agent loop."""
-
-    def __init__(self, local: Dispatcher, remote: RemoteAgents):
-        self.local, self.remote = local, remote
-        self.registry = local.registry
-        remote.replica_hosts[:0] = local.replica_hosts  # one list, the local host first; remote nodes' join it
-
-    @property
-    def replica_hosts(self) -> list[ReplicaHost]:
-        return self.remote.replica_hosts
-
-    @property
-    def replicas(self):
-        return self.local.replicas
-
-    def heartbeat(self) -> None:
-        self.local.heartbeat()
-        self.remote.heartbeat()
-
-    def step(self) -> int:
-        return self.local.step() + self.remote.step()
-
-    def busy(self) -> bool:
-        return self.local.busy() or self.remote.busy()
-
-    def wait_for_replies(self, timeout: float) -> None:
-        local_wait = getattr(self.local, "wait_for_replies", None)
-        if self.local.busy() and local_wait is not None:
-            local_wait(timeout)  # a remote result meanwhile is read in the next round
-        else:
-            self.remote.wait_for_replies(timeout)
-
-    def close(self) -> None:
-        self.remote.close()
-        self.local.close()
-
-
-__all__ = ["AgentConflict", "LocalAndRemote", "RemoteAgents", "RemoteNode", "RemoteWorker", "check_node_name"]
+__all__ = ["AgentConflict", "RemoteNode", "RemoteNodes", "RemoteWorker", "check_node_name"]

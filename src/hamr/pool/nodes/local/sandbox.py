@@ -8,7 +8,7 @@ no capability (so, even as root, it can load no kernel module, mount nothing, an
 Landlock still applies to root; file ownership does not matter to it.
 
 `worker_policy(tenant_dir)` is the one policy the pool's job workers run under: the system and
-Python installation read-only, the tenant's staging (hamr/pool/staging.py) and nothing else of the
+Python installation read-only, the tenant's staging (hamr/pool/nodes/local/staging.py) and nothing else of the
 pool's data directory. `die_with_parent(pid)` makes the kernel kill the process when its parent
 dies. docs/pool.md ("Sandboxed workers").
 """
@@ -140,11 +140,11 @@ def python_paths(protected: list[Path]) -> list[str]:
 
 
 def worker_policy(tenant_dir: Path, protected: list[Path]) -> Policy:
-    """The policy of a job worker of one tenant: its staging folders (hamr/pool/staging.py) and the system.
+    """The policy of a job worker of one tenant: its staging folders (hamr/pool/nodes/local/staging.py) and the system.
 
     `protected`: the folders no rule may open wholesale (the pool's data directory, an agent's cache)."""
     from hamr.format.signing import trusted_key_files
-    from hamr.pool.staging import Staging
+    from hamr.pool.nodes.local.staging import Staging
 
     staging = Staging.at(tenant_dir)
     devices = [p for pattern in DEVICES for p in glob.glob(pattern)]

@@ -1,6 +1,6 @@
 """The replicas placed on one node's devices, loaded as Sessions in this process, serving requests.
 
-`ReplicaHost(registry, node)` belongs to that node's agent (the Dispatcher calls `sync()` each
+`ReplicaHost(registry, node)` belongs to that node's Dispatcher (which calls `sync()` each
 round). A pending replica is loaded on a loader thread (the Session, then one warm-up run on
 example inputs, so the first request does not pay for buffers and kernel builds) and turns
 ready; one that fails to load turns failed, with the error. A replica the reconciler stopped
@@ -11,9 +11,10 @@ would finish a request soonest (requests running on it, plus one, times its movi
 time; one not yet measured goes first), and `run` runs the request there. Busy time is summed
 in memory and written to the registry about once a second.
 
-By default a replica is a Session in this process (the pool's own node). `opener` replaces that:
-hamr.pool.ray_cluster opens a replica in the agent actor of the Ray node owning the device, and
-its `run` goes there; a replica whose remote side is gone raises ReplicaGone, and the request
+By default a replica is a Session in this process (the pool's own node; hamr/pool/sessions.py
+loads and warms it). `opener` (contracts.ReplicaOpener) replaces that: hamr.pool.nodes.ray.cluster
+opens a replica in the node actor of the Ray node owning the device, and hamr.pool.nodes.remote in
+the node's `hamr agent`; its `run` goes there; a replica whose remote side is gone raises ReplicaGone, and the request
 goes to another replica.
 """
 
@@ -22,13 +23,14 @@ from __future__ import annotations
 import concurrent.futures
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from hamr.errors import HamrError, first_line
-from hamr.pool.busy import BusyTime
+from hamr.pool.contracts import ReplicaOpener, ReplicaSession
+from hamr.pool.dispatch.busy import BusyTime
 from hamr.pool.registry import ANY_TENANT, InvalidTransition, NotFound, Registry, ReplicaView
 from hamr.pool.registry.models import REPLICA_FAILED, REPLICA_PENDING, REPLICA_READY
+from hamr.pool.sessions import open_session
 
 
 class NoReplica(HamrError):
@@ -45,7 +47,7 @@ INLINE_BELOW_S = 0.0005  # requests that run faster than this go on the caller's
 @dataclass
 class Hosted:
     view: ReplicaView
-    session: object  # hamr.Session
+    session: ReplicaSession  # hamr.Session, or a node kind's (RemoteSession, RaySession)
     served: int = 0
     seconds: float = 0.0  # moving average of its run time (0 until it has run: tried first)
     running: int = 0  # requests on it now
@@ -65,7 +67,7 @@ class ReplicaHost:
     node: str
     busy: BusyTime | None = None  # shared with the node's Dispatcher, which feeds its jobs' time into it
     warm: bool = True
-    opener: Callable[[ReplicaView], object] | None = None  # replica -> its session (run, target, close)
+    opener: ReplicaOpener | None = None  # replica -> its session (run, target, close)
     hosted: dict[int, Hosted] = field(default_factory=dict)  # replica id -> its loaded session
     by_deployment: dict[int, list[int]] = field(default_factory=dict)  # deployment -> its ready replicas here
     tenants: dict[int, int] = field(default_factory=dict)  # deployment -> its tenant (never changes)
@@ -99,19 +101,11 @@ class ReplicaHost:
         self.busy.flush(force=False)
         return changed
 
-    def _load(self, replica: ReplicaView):
+    def _load(self, replica: ReplicaView) -> ReplicaSession:
         if self.opener is not None:
             return self.opener(replica)
-        from hamr.ir.example_feeds import example_feeds
-        from hamr.runtime.session import Session
-
-        session = Session(self.registry.executable_file(ANY_TENANT, replica.executable_id), device=replica.local_id)
-        if self.warm:
-            try:
-                session.run(example_feeds(session.signature))
-            except (HamrError, ValueError):  # inputs it cannot invent; the first request warms it instead
-                pass
-        return session
+        return open_session(self.registry.executable_file(ANY_TENANT, replica.executable_id), replica.local_id,
+                            warm=self.warm)  # fmt: skip
 
     def _loaded(self, replica: ReplicaView | None, replica_id: int, future: concurrent.futures.Future) -> int:
         try:

@@ -1,0 +1,1 @@
+"""The pool's data-plane wire: the raw-tensors body, the data-plane client, and TLS."""
