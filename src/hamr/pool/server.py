@@ -82,10 +82,11 @@ class PoolServer:
         """Bind, open the registry and its token files, build the dispatchers (once)."""
         if self.registry is not None:
             return self
+        ray_pool = _ray_pool_class() if self.ray is not None else None  # before anything is opened
         self._open_pool()
         try:
-            if self.ray is not None:
-                self._join_ray()
+            if ray_pool is not None:
+                self._join_ray(ray_pool)
             else:
                 self._local_and_remote()
         except BaseException:
@@ -138,12 +139,8 @@ class PoolServer:
             containment_line(),
         ]
 
-    def _join_ray(self) -> None:
+    def _join_ray(self, RayPool) -> None:  # noqa: N803 - the class
         """`--ray ADDRESS`: the API and the registry here, a hamr agent actor on every Ray node."""
-        try:
-            from hamr.pool.ray_cluster import RayPool
-        except ImportError as exc:
-            raise HamrError(f"hamr pool up --ray needs Ray: pip install 'hamr[ray]' ({exc})") from None
         address = self.ray
         try:
             pool = RayPool(self.registry, address=address, policy=self.policy)
@@ -249,6 +246,14 @@ class PoolServer:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def _ray_pool_class():
+    try:
+        from hamr.pool.ray_cluster import RayPool
+    except ImportError as exc:
+        raise HamrError(f"hamr pool up --ray needs Ray: pip install 'hamr[ray]' ({exc})") from None
+    return RayPool
 
 
 def _ensure_tokens(registry, root: Path) -> None:
