@@ -35,6 +35,16 @@ from tests.test_pool_service import bearer, npy
 from tests.test_runtime import OPENCL, mlp_model, mlp_reference
 
 HAMR = [sys.executable, "-m", "hamr.cli.app"]
+# `hamr agent` whose every job first waits argv[1] seconds (a drill: a test kills it mid-job), patched in
+# here: hamr itself has no such knob. Run as [sys.executable, "-c", HELD_AGENT, SECONDS, "agent", ...].
+HELD_AGENT = """
+import sys
+from hamr.cli.app import main
+from hamr.pool.nodes.remote.agent import DeviceRunner
+hold_s, run = float(sys.argv.pop(1)), DeviceRunner.run
+DeviceRunner.run = lambda self, item: (self.agent.stop.wait(hold_s), run(self, item))[1]
+main()
+"""
 
 
 def wait_until(what: str, check, timeout: float = 30.0, every: float = 0.1):
@@ -52,9 +62,9 @@ def cli(env: dict, *args, timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run([*HAMR, *map(str, args)], capture_output=True, text=True, env=env, timeout=timeout)
 
 
-def start(env: dict, *args) -> subprocess.Popen:
+def start(env: dict, *args, command: list[str] = HAMR) -> subprocess.Popen:
     """A long-running hamr command in a process group of its own (so a test can kill it and its workers)."""
-    return subprocess.Popen([*HAMR, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    return subprocess.Popen([*command, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env=env, start_new_session=True)
 
 
@@ -121,13 +131,13 @@ def test_a_remote_agent_runs_jobs_and_a_killed_agent_loses_none(tmp_path):
         # At once, to save time: the agent starts; one with a bad token, and one naming itself as the
         # server's node, each exit with one error line; the server's own devices are drained (the first
         # with `hamr pool drain`), so that the work must go to remote-1.
-        agent_env = {**env, "HAMR_HOST_ID": "remote-1", "HAMR_AGENT_HOLD_S": "5"}  # a drill: each job waits 5 s first
+        agent_env = {**env, "HAMR_HOST_ID": "remote-1"}
         made = cli(env, "pool", "agent-token", "remote-1")  # remote-1's agent gets a token for remote-1 only
         assert made.returncode == 0, made.stderr
         node_token = made.stdout.strip()
         assert admin.get("/v1/nodes", headers=bearer(node_token)).status_code == 403
-        agent = start(agent_env, "agent", "--server", url, "--token", node_token, "--name", "remote-1",
-                      "--heartbeat", "0.4", "--cache-dir", tmp_path / "agent")
+        agent = start(agent_env, "agent", "--server", url, "--token", node_token, "--name", "remote-1",  # each job waits 5 s first
+                      "--heartbeat", "0.4", "--cache-dir", tmp_path / "agent", command=[sys.executable, "-c", HELD_AGENT, "5"])
         refused = spawn(env, "agent", "--server", url, "--token", "hamr_not-a-token", "--name", "remote-2")
         clash = spawn(agent_env, "agent", "--server", url, "--token", admin_token, "--name", local_node)
         drain = spawn(env, "pool", "drain", local[0])

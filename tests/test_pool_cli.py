@@ -1,17 +1,18 @@
-"""`hamr pool up` then `hamr pool submit`, as the README says: a real server process on loopback."""
+"""`hamr pool submit` and the other client commands, as the README says, as real `hamr` processes against a
+pool on loopback: one started in this process (PoolServer, as `hamr pool up` builds it). A real `hamr pool up`
+process is tested end to end in tests/test_pool_agent.py and tests/security/."""
 
 from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import time
 
 import numpy as np
 import pytest
 
 import hamr
+from hamr.pool.server import PoolServer
 from tests.test_cli_errors import hamr_cli, one_error_line
 from tests.test_runtime import OPENCL, mlp_model, mlp_reference
 
@@ -20,33 +21,11 @@ from tests.test_runtime import OPENCL, mlp_model, mlp_reference
 def pool(tmp_path_factory):
     root = tmp_path_factory.mktemp("pool")
     env = {**os.environ, "HAMR_POOL_DIR": str(root / "data"), "HAMR_CACHE_DIR": str(root / "cache"), "NO_COLOR": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "hamr.cli.app", "pool", "up", "--port", "0", "--heartbeat-timeout", "2"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-    deadline = time.monotonic() + 90
-    while not (root / "data" / "pool.json").is_file():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"hamr pool up did not start: {proc.stdout.read()}")
-        time.sleep(0.2)
-    url = json.loads((root / "data" / "pool.json").read_text())["url"]
-    _wait_for(url)
-    yield root, env, url
-    proc.terminate()
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-
-
-def _wait_for(url: str) -> None:
-    import httpx
-
-    for _ in range(200):
-        try:
-            httpx.get(url + "/metrics", timeout=2)
-            return
-        except httpx.HTTPError:
-            time.sleep(0.1)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HAMR_CACHE_DIR", str(root / "cache"))  # as `hamr pool up` had it in env
+        with PoolServer(data_dir=root / "data", port=0, heartbeat_timeout=2) as server:  # started: it answers
+            assert json.loads((root / "data" / "pool.json").read_text())["url"] == server.url
+            yield root, env, server.url
 
 
 def run(env, *args):

@@ -4,6 +4,7 @@ a killed agent's job is requeued and succeeds on the other node."""
 
 from __future__ import annotations
 
+import functools
 import os
 import secrets
 import shutil
@@ -152,11 +153,11 @@ def exe_bytes(tmp_path_factory):
 @pytest.fixture
 def pool(cluster, tmp_path, exe_bytes, request):
     """(RayPool, registry, tenant id, executable record); the pool's agents are killed after the test."""
-    hold_s = getattr(request, "param", 0.0)
+    hold_s = getattr(request, "param", 0.0)  # each agent sleeps this long before a run
     with open_registry(data_dir=tmp_path / "pool") as registry:
         tenant = registry.create_tenant("acme").id
         exe = registry.upload_executable(tenant, exe_bytes)
-        ray_pool = RayPool(registry, hold_s=hold_s)
+        ray_pool = RayPool(registry, before_run=functools.partial(time.sleep, hold_s) if hold_s else None)
         try:
             ray_pool.refresh()
             yield ray_pool, registry, tenant, exe
@@ -329,7 +330,7 @@ def test_deployment_replicas_spread_over_both_nodes_and_move_when_an_agent_dies(
     thread.start()
     try:
         deployment_id = client.post("/v1/deployments", json={"executable_id": exe.id, "replicas": 2}).json()["id"]
-        d = wait_until(lambda d: d["ready"] == 2)
+        wait_until(lambda d: d["ready"] == 2)
         nodes = {r.node for r in registry.list_replicas(ANY_TENANT, deployment_id)}
         assert nodes == {node_name(n) for n in ray_pool.nodes}  # one replica per node: spread across nodes
         for seed in range(6):

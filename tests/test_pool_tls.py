@@ -1,5 +1,6 @@
 """https for the pool: `hamr pool up --tls-cert/--tls-key`, and clients that verify it (the `hamr pool`
-commands, `hamr agent --ca`, InferClient), against a real server with a self-signed certificate."""
+commands, `hamr agent --ca`, InferClient), against a pool in this process (PoolServer, as `hamr pool up`
+builds it) with a self-signed certificate; the bad options against a real `hamr pool up`."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import pytest
 import hamr
 from hamr.errors import HamrError
 from hamr.pool.wire.client import InferClient
+from hamr.pool.server import PoolServer
 from tests.test_cli_errors import one_error_line
 from tests.test_pool_agent import cli, finish, spawn, start, stop, wait_until
 from tests.test_runtime import mlp_model, mlp_reference
@@ -35,22 +37,10 @@ def https_pool(tmp_path_factory):
     cert, key = certificate(tmp, "pool")
     env = {"HAMR_POOL_DIR": str(tmp / "pool"), "HAMR_CACHE_DIR": str(tmp / "cache"), "NO_COLOR": "1", "COLUMNS": "200"}
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("HAMR_")}, **env}
-    server = start(env, "pool", "up", "--port", "0", "--tls-cert", cert, "--tls-key", key)
-    url = wait_until("hamr pool up over https", lambda: _url(tmp / "pool") or server.poll() is not None, 60)
-    if server.poll() is not None:
-        raise AssertionError(server.stdout.read())
-    trusted = {**env, "HAMR_CA_FILE": str(cert)}
-    wait_until("the https API", lambda: cli(trusted, "pool", "status").returncode == 0, 60, every=0.3)
-    yield tmp, env, trusted, url, cert
-    log = stop(server)
-    assert "Traceback" not in log, log
-
-
-def _url(root):
-    try:
-        return json.loads((root / "pool.json").read_text())["url"]
-    except (OSError, ValueError, KeyError):
-        return None
+    with PoolServer(data_dir=tmp / "pool", port=0, tls_cert=cert, tls_key=key) as server:
+        trusted = {**env, "HAMR_CA_FILE": str(cert)}
+        assert cli(trusted, "pool", "status").returncode == 0
+        yield tmp, env, trusted, server.url, cert
 
 
 def test_the_pool_serves_https_and_clients_verify_it(https_pool):

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import signal
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from hamr.cli.console import err, out
 from hamr.errors import HamrError
-
-HOLD_ENV = "HAMR_AGENT_HOLD_S"  # a drill knob: each job waits this long first, so a test can kill the agent mid-job
 
 
 def agent(
@@ -28,27 +26,24 @@ def agent(
                                                          "run their shipped native code; repeatable (also $HAMR_TRUSTED_KEYS).")] = None,
 ) -> None:
     """Register this host's devices with a pool, heartbeat, and run the work it sends."""
-    from hamr.cli.app import err, out
     from hamr.format.signing import add_trusted_keys
     from hamr.pool.nodes.remote.agent import Agent
     from hamr.pool.nodes.local.sandbox import containment_line
+    from hamr.settings import settings
 
     add_trusted_keys(trusted_key or [])  # its workers and replicas inherit $HAMR_TRUSTED_KEYS
-    server = server or os.environ.get("HAMR_POOL_URL")
-    token = token or os.environ.get("HAMR_TOKEN")
+    env = settings()
+    server = server or env.pool_url
+    token = token or env.token
     if not server:
         raise HamrError("no pool URL: pass --server URL or set HAMR_POOL_URL")
     if not token:
         raise HamrError("no token: pass --token or set HAMR_TOKEN (hamr pool agent-token NODE prints one for this node)")
-    try:
-        hold_s = float(os.environ.get(HOLD_ENV) or 0)
-    except ValueError:
-        raise HamrError(f"${HOLD_ENV} must be a number of seconds, got {os.environ[HOLD_ENV]!r}") from None
     from hamr.pool.service.admission import compute_on_request_threads
 
     compute_on_request_threads()  # its replicas serve requests side by side
     node = Agent(server, token, name=name, heartbeat_s=heartbeat, cache_dir=cache_dir, start_timeout_s=start_timeout,
-                 hold_s=hold_s, say=err.print, ca=ca)
+                 say=err.print, ca=ca)
     node.connect()
     out.print(f"hamr agent: node {node.name} with {', '.join(node.devices) or 'no devices'} "
               f"joined the pool at {node.link.url}; heartbeat every {heartbeat:g} s")

@@ -8,9 +8,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
+from hamr.cli.agent import agent as agent_command
+from hamr.cli.console import err, out
+from hamr.cli.console import state as _state
 from hamr.cli.errors import report
+from hamr.cli.pool import pool_app
 from hamr.errors import HamrError
 
 app = typer.Typer(
@@ -19,10 +22,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="hamr: compile a model once into one .hamr executable, run it on any device.",
 )
-# markup is off everywhere: model, node and shape names contain brackets
-out = Console(highlight=False, soft_wrap=True, markup=False)
-err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
-_state = {"debug": False}
 
 
 @app.callback()
@@ -253,13 +252,7 @@ def demo(
     run_demo(model, runs, out, err)
 
 
-from hamr.cli import pool_deployments  # noqa: E402,F401 - registers the deployment commands on pool_app
-from hamr.cli.pool import pool_app  # noqa: E402
-
 app.add_typer(pool_app, name="pool")
-
-from hamr.cli.agent import agent as agent_command  # noqa: E402
-
 app.command("agent")(agent_command)
 
 

@@ -1,4 +1,6 @@
-"""`hamr pool deploy | deployments | scale | undeploy | infer`: deployments of the pool, through its HTTP API."""
+"""`hamr pool deploy | deployments | scale | undeploy | infer`: deployments of the pool, through its HTTP API.
+
+cli/pool.py registers these functions on its pool_app (this module does not import it)."""
 
 from __future__ import annotations
 
@@ -8,7 +10,8 @@ from typing import Annotated
 
 import typer
 
-from hamr.cli.pool import Client, DataDir, Inputs, OutputDir, Server, Token, _console, pool_app
+from hamr.cli.console import err, out
+from hamr.cli.pool_client import Client, DataDir, Inputs, OutputDir, Server, Token
 
 DeploymentId = Annotated[int, typer.Argument(min=1, help="The deployment's id (hamr pool deployments).")]
 
@@ -23,7 +26,6 @@ def _describe(d: dict) -> str:
     return f"deployment {d['id']}: {d['ready']} of {d['replicas']} replica(s) ready: {where}"
 
 
-@pool_app.command()
 def deploy(
     executable: Annotated[Path, typer.Argument(help="A .hamr executable.")],
     replicas: Annotated[int, typer.Option("--replicas", "-n", min=0, max=1024, help="Replicas to keep loaded.")] = 2,
@@ -36,7 +38,6 @@ def deploy(
     """Keep N replicas of an executable loaded, spread across device kinds, to serve requests."""
     from hamr.format.executable import load
 
-    out, _ = _console()
     load(executable)  # a bad file fails here, before anything is uploaded
     client = Client(server, token, data_dir=data_dir)
     record = _upload(client, executable)
@@ -46,11 +47,9 @@ def deploy(
               f"(hamr pool deployments shows where they run)")  # fmt: skip
 
 
-@pool_app.command()
 def deployments(server: Server = None, token: Token = None, data_dir: DataDir = None,
                 as_json: Annotated[bool, typer.Option("--json")] = False) -> None:  # fmt: skip
     """The deployments this token may see, with each live replica and why it is where it is."""
-    out, _ = _console()
     listed = Client(server, token, data_dir=data_dir).call("GET", "/v1/deployments").json()
     if as_json:
         out.print_json(json.dumps(listed))
@@ -63,25 +62,20 @@ def deployments(server: Server = None, token: Token = None, data_dir: DataDir = 
             out.print(f"  replica {r['id']} {r['state']} on {r['device']}: {r['reason']}")
 
 
-@pool_app.command()
 def scale(deployment: DeploymentId, replicas: Annotated[int, typer.Argument(min=0, max=1024)],
           server: Server = None, token: Token = None, data_dir: DataDir = None) -> None:  # fmt: skip
     """Change how many replicas a deployment keeps."""
-    out, _ = _console()
     changed = Client(server, token, data_dir=data_dir).call("PATCH", f"/v1/deployments/{deployment}",
                                                             json={"replicas": replicas}).json()  # fmt: skip
     out.print(_describe(changed))
 
 
-@pool_app.command()
 def undeploy(deployment: DeploymentId, server: Server = None, token: Token = None, data_dir: DataDir = None) -> None:
     """Delete a deployment: its replicas stop."""
-    out, _ = _console()
     Client(server, token, data_dir=data_dir).call("DELETE", f"/v1/deployments/{deployment}")
     out.print(f"deployment {deployment} deleted")
 
 
-@pool_app.command()
 def infer(
     deployment: DeploymentId,
     input: Inputs = None,
@@ -95,7 +89,6 @@ def infer(
     from hamr.cli.outputs import parse_inputs, report_outputs
     from hamr.pool.wire.client import InferClient
 
-    out, err = _console()
     feeds = parse_inputs(input or [])
     client = Client(server, token, data_dir=data_dir)
     with InferClient(client.url, client.token) as data_plane:

@@ -82,7 +82,9 @@ def load_public(path: Path) -> Ed25519PublicKey:
 
 def trusted_key_files() -> list[Path]:
     """The files named by $HAMR_TRUSTED_KEYS."""
-    return [Path(e.strip()) for e in os.environ.get(TRUSTED_KEYS_ENV, "").split(os.pathsep) if e.strip()]
+    from hamr.settings import settings
+
+    return [Path(e.strip()) for e in settings().trusted_keys.split(os.pathsep) if e.strip()]
 
 
 def trusted_keys() -> dict[str, Ed25519PublicKey]:
@@ -94,7 +96,9 @@ def trusted_keys() -> dict[str, Ed25519PublicKey]:
 def add_trusted_keys(paths: list[Path]) -> list[str]:
     """Check `paths` and add them to $HAMR_TRUSTED_KEYS of this process (its children inherit it)."""
     ids = [key_id(load_public(Path(p))) for p in paths]
-    entries = [e for e in os.environ.get(TRUSTED_KEYS_ENV, "").split(os.pathsep) if e]
+    from hamr.settings import settings
+
+    entries = [e for e in settings().trusted_keys.split(os.pathsep) if e]
     entries += [str(Path(p).resolve()) for p in paths]
     if entries:
         os.environ[TRUSTED_KEYS_ENV] = os.pathsep.join(entries)

@@ -10,8 +10,9 @@ from hamr.profiling import Profile
 
 
 def _profiles_dir() -> Path:
-    base = os.environ.get("HAMR_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "hamr")
-    return Path(base) / "profiles"
+    from hamr.settings import settings
+
+    return settings().cache_dir / "profiles"
 
 
 def save_last(exe, profile: Profile) -> Path | None:

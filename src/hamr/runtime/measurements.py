@@ -18,8 +18,9 @@ _lock = threading.Lock()
 
 
 def _root() -> Path:
-    base = os.environ.get("HAMR_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "hamr")
-    return Path(base) / "latency"
+    from hamr.settings import settings
+
+    return settings().cache_dir / "latency"
 
 
 def executable_key(exe) -> str:

@@ -14,7 +14,6 @@ import hashlib
 import importlib
 import io
 import logging
-import os
 import socket
 import uuid
 from typing import Callable
@@ -24,14 +23,14 @@ from hamr.pool.drivers.base import DEGRADED, HEALTHY, UNHEALTHY, DeviceReport
 
 log = logging.getLogger(__name__)
 
-#: the environment variable that names this host when /etc/machine-id is shared or missing (containers)
-HOST_ID_ENV = "HAMR_HOST_ID"
 MACHINE_ID_FILES = ("/etc/machine-id", "/var/lib/dbus/machine-id")
 
 
 def host_id() -> str:
     """This host's stable identity: $HAMR_HOST_ID, else the systemd machine id, else the host name."""
-    explicit = os.environ.get(HOST_ID_ENV, "").strip()
+    from hamr.settings import settings
+
+    explicit = (settings().host_id or "").strip()
     if explicit:
         return explicit
     for path in MACHINE_ID_FILES:

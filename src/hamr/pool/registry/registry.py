@@ -43,7 +43,9 @@ def keep_private(data_dir: Path, url: URL) -> None:
 
 
 def default_data_dir() -> Path:
-    return Path(os.environ.get("HAMR_POOL_DIR") or Path.home() / ".local" / "share" / "hamr" / "pool")
+    from hamr.settings import settings
+
+    return settings().pool_dir
 
 
 def open_registry(url: str | URL | None = None, data_dir: str | Path | None = None, migrate: bool = True) -> Registry:

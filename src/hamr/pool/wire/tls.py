@@ -8,7 +8,6 @@ self-signed certificate is trusted. A plain http:// URL uses none of this.
 
 from __future__ import annotations
 
-import os
 import ssl
 from pathlib import Path
 
@@ -38,7 +37,9 @@ def client_context(url: str, ca: Path | str | None = None) -> ssl.SSLContext | N
     authorities, or only the CA file `ca` (default $HAMR_CA_FILE)."""
     if not url.lower().startswith("https://"):
         return None
-    ca = ca or os.environ.get(CA_ENV) or None
+    from hamr.settings import settings  # here: importing the data-plane client stays light
+
+    ca = ca or settings().ca_file or None
     try:
         return ssl.create_default_context(cafile=str(ca) if ca else None)
     except FileNotFoundError:

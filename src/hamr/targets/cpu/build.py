@@ -17,8 +17,9 @@ BASE_FLAGS = ["-O3", "-fno-math-errno", "-fopenmp", "-fPIC", "-shared", "-std=gn
 
 
 def cache_dir() -> Path:
-    root = os.environ.get("HAMR_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "hamr")
-    path = Path(root) / "cpu"
+    from hamr.settings import settings
+
+    path = settings().cache_dir / "cpu"
     path.mkdir(parents=True, exist_ok=True)
     return path
 

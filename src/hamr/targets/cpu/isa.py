@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import os
 import platform
 
 #: x86-64 micro-architecture levels, best first, with the cpuinfo flags each needs
@@ -46,7 +45,9 @@ def build_levels() -> list[str]:
     HAMR_CPU_ISA=host builds the host's level only (the conformance sweep uses it).
     """
     levels = host_levels()
-    if os.environ.get("HAMR_CPU_ISA") == "host":
+    from hamr.settings import settings
+
+    if settings().cpu_isa == "host":
         return levels[:1]
     return list(dict.fromkeys([levels[0], levels[-1]]))
 

@@ -19,7 +19,9 @@ log = logging.getLogger(__name__)
 
 
 def thread_count() -> int:
-    return int(os.environ.get("HAMR_NUM_THREADS") or os.cpu_count() or 1)
+    from hamr.settings import settings
+
+    return int(settings().num_threads or os.cpu_count() or 1)
 
 
 class CpuTarget(NativeTarget):

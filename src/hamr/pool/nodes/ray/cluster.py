@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import ray
@@ -63,8 +64,8 @@ class NodeActor:
     """hamr on one Ray node: its devices, and the jobs sent to them (one at a time per device). The Ray
     kind's counterpart of a `hamr agent` (not called an agent in the code: that name is the process's)."""
 
-    def __init__(self, hold_s: float = 0.0):
-        self.hold_s = hold_s  # a drill knob: each run waits this long first, so a test can kill it mid-job
+    def __init__(self, before_run: Callable[[], None] | None = None):
+        self.before_run = before_run  # RayPool's: called before each run
         self.sessions = SessionCache()  # (executable path, device) -> hamr.Session
 
     def where(self) -> dict:
@@ -91,8 +92,8 @@ class NodeActor:
     def run(self, device: str, key: str, executable: bytes, feeds: dict) -> dict:
         reply = {**self.where()}
         try:
-            if self.hold_s:
-                time.sleep(self.hold_s)
+            if self.before_run is not None:
+                self.before_run()
             session = self._session(device, key, executable)
             start = time.perf_counter()
             outputs = session.run(feeds)
@@ -231,13 +232,17 @@ class RayNode:
 
 
 class RayPool:
-    """The registry's side of a Ray cluster: a node actor per Ray node, a Dispatcher per node."""
+    """The registry's side of a Ray cluster: a node actor per Ray node, a Dispatcher per node.
+
+    `before_run`, if given, is sent to each node actor, which calls it before every run (the
+    tests pass a sleep, to kill an actor mid-job)."""
 
     def __init__(self, registry: Registry, address: str | None = None, policy: str = "max_throughput",
-                 hold_s: float = 0.0, call_timeout_s: float = 120.0, heartbeat_timeout_s: float = 10.0):
+                 before_run: Callable[[], None] | None = None, call_timeout_s: float = 120.0,
+                 heartbeat_timeout_s: float = 10.0):  # fmt: skip
         if not ray.is_initialized():
             ray.init(address=address, log_to_driver=False)
-        self.registry, self.policy, self.hold_s = registry, policy, hold_s
+        self.registry, self.policy, self.before_run = registry, policy, before_run
         self.call_timeout_s, self.heartbeat_timeout_s = call_timeout_s, heartbeat_timeout_s
         self.nodes: dict[str, RayNode] = {}  # Ray node id -> its node
         self.dispatchers: dict[str, Dispatcher] = {}
@@ -262,7 +267,7 @@ class RayPool:
                 continue
             actor = NodeActor.options(
                 scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False), max_restarts=0,
-            ).remote(self.hold_s)
+            ).remote(self.before_run)
             node = RayNode(self, node_id, actor)
             try:
                 node.where = ray.get(actor.where.remote(), timeout=self.call_timeout_s)

@@ -49,8 +49,9 @@ POLL_WAIT_S = 10.0  # a long poll; a stopping pool waits for its agents' polls t
 
 
 def default_cache_dir() -> Path:
-    base = os.environ.get("HAMR_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "hamr")
-    return Path(base) / "agent"
+    from hamr.settings import settings
+
+    return settings().cache_dir / "agent"
 
 
 def run_key(item: dict) -> tuple[int, int, int]:
@@ -159,8 +160,6 @@ class DeviceRunner:
         staging = self.agent.staging(tenant)
         work = staging.run_inputs(job, attempt, shard)  # per shard: two shards of a job may run here at once
         try:
-            if self.agent.hold_s:
-                self.agent.stop.wait(self.agent.hold_s)
             executable = self.agent.files.executable(item["executable_id"], item["executable_sha256"])
             executable = staging.executable(executable, item["executable_sha256"])
             inputs = self.agent.files.inputs(job, item["inputs"], work / "inputs")
@@ -212,12 +211,12 @@ class DeviceRunner:
 
 class Agent:
     def __init__(self, server: str, token: str, name: str | None = None, heartbeat_s: float = 5.0,
-                 cache_dir: Path | None = None, start_timeout_s: float = 60.0, hold_s: float = 0.0,
+                 cache_dir: Path | None = None, start_timeout_s: float = 60.0,
                  say: Callable[[str], None] = print, worker_env: dict | None = None, ca: Path | None = None):
         self.name = check_node_name(name or socket.gethostname())
         self.stop = threading.Event()
         self.link = Link(server, token, say, self.stop, ca=ca)
-        self.heartbeat_s, self.start_timeout_s, self.hold_s = heartbeat_s, start_timeout_s, hold_s
+        self.heartbeat_s, self.start_timeout_s = heartbeat_s, start_timeout_s
         self.say, self.worker_env = say, worker_env
         root = Path(cache_dir) if cache_dir else default_cache_dir()
         try:
