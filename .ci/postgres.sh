@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A private PostgreSQL server for the registry tests (tests/test_pool_registry.py).
+# A private PostgreSQL server for the registry tests (tests/pool/unit/test_pool_registry.py).
 #
 # Idempotent on a fresh Debian machine: installs Debian's postgresql when it is missing,
 # runs initdb when the data directory is empty, starts the server when it is not running,

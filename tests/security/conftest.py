@@ -12,8 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.test_pool_agent import start_pool, stop
-from tests.test_pool_service import bearer
+from tests.pool.integration.test_pool_agent import start_pool, stop
+from tests.pool.unit.test_pool_service import bearer
 
 
 @dataclass

@@ -15,8 +15,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 import hamr
 from tests.security.forge import forge, member
-from tests.test_cli_errors import hamr_cli, one_error_line
-from tests.test_pool_service import npy
+from tests.cli.test_cli_errors import hamr_cli, one_error_line
+from tests.pool.unit.test_pool_service import npy
 
 
 def _externalise(tensor: TensorProto, location: str, length: int) -> TensorProto:

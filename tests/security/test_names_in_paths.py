@@ -11,8 +11,8 @@ import numpy as np
 from onnx import TensorProto, helper
 
 import hamr
-from tests.test_pool_agent import cli
-from tests.test_runtime import _model
+from tests.pool.integration.test_pool_agent import cli
+from tests.runtime.test_runtime import _model
 
 INPUT, OUTPUT = "feed/x", "save_infer_model/scale_0.tmp_1"
 

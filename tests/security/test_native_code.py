@@ -22,10 +22,10 @@ from onnx import TensorProto, helper, numpy_helper
 import hamr
 from hamr.pool import tensors
 from tests.security.forge import forge, manifest_of, member
-from tests.test_cli_errors import one_error_line
-from tests.test_pool_agent import _pool_url, cli, start, stop, wait_until
-from tests.test_pool_service import npy
-from tests.test_runtime import OPENCL, mlp_model, mlp_reference
+from tests.cli.test_cli_errors import one_error_line
+from tests.pool.integration.test_pool_agent import _pool_url, cli, start, stop, wait_until
+from tests.pool.unit.test_pool_service import npy
+from tests.runtime.test_runtime import OPENCL, mlp_model, mlp_reference
 
 X = np.random.default_rng(7).standard_normal((3, 16)).astype(np.float32)
 
@@ -134,7 +134,7 @@ def _job_state(client, executable: bytes) -> tuple[str, int]:
 def test_a_pool_with_a_trusted_key_runs_binaries_signed_by_it_in_its_workers_and_no_others(tmp_path):
     import httpx
 
-    from tests.test_pool_service import bearer
+    from tests.pool.unit.test_pool_service import bearer
 
     private, public = _keys(tmp_path)
     signed_marker, unsigned_marker = tmp_path / "signed-marker", tmp_path / "unsigned-marker"

@@ -8,8 +8,8 @@ import stat
 import numpy as np
 
 import hamr
-from tests.test_pool_service import npy
-from tests.test_runtime import mlp_model
+from tests.pool.unit.test_pool_service import npy
+from tests.runtime.test_runtime import mlp_model
 
 
 def _mode(path) -> int:

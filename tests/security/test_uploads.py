@@ -20,7 +20,7 @@ import pytest
 from onnx import TensorProto, helper
 
 import hamr
-from tests.test_pool_agent import _pool_url, start, stop, wait_until
+from tests.pool.integration.test_pool_agent import _pool_url, start, stop, wait_until
 
 HEADER_TIMEOUT_S, BODY_GRACE_S, UPLOAD_SLOTS = 10.0, 20.0, 8
 BOUNDARY = b"hamr-upload-test"

@@ -27,10 +27,10 @@ from hamr.pool.registry import ANY_TENANT, ReplicaView, open_registry
 from hamr.pool.remote import LOST_WORK_GRACE_S, RemoteAgents
 from hamr.pool.replicas import ReplicaGone
 from hamr.pool.service import create_app
-from tests.test_cli_errors import one_error_line
-from tests.test_pool_registry import report
-from tests.test_pool_service import bearer, npy
-from tests.test_runtime import OPENCL, mlp_model, mlp_reference
+from tests.cli.test_cli_errors import one_error_line
+from tests.pool.unit.test_pool_registry import report
+from tests.pool.unit.test_pool_service import bearer, npy
+from tests.runtime.test_runtime import OPENCL, mlp_model, mlp_reference
 
 HAMR = [sys.executable, "-m", "hamr.cli.app"]
 

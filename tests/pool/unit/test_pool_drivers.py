@@ -31,8 +31,8 @@ from hamr.pool.drivers.cpu import CpuDriver
 from hamr.pool.drivers.nvidia import NvidiaDriver
 from hamr.pool.drivers.opencl import OpenclDriver, device_uuid, pci_bus_id
 
-DATA = Path(__file__).parent / "data" / "drivers"
-PLUGIN = Path(__file__).parent / "plugins" / "hamr_testdriver"
+DATA = Path(__file__).parents[2] / "data" / "drivers"
+PLUGIN = Path(__file__).parents[2] / "plugins" / "hamr_testdriver"
 BUILTIN = {"cpu", "opencl", "nvidia", "amd"}
 REPORT_FIELDS = ("uuid", "driver", "vendor", "kind", "architecture", "memory_total", "memory_free", "compute_units",
                  "health", "targets", "local_id")

@@ -14,9 +14,9 @@ import pytest
 import hamr
 from hamr.errors import HamrError
 from hamr.pool.client import InferClient
-from tests.test_cli_errors import one_error_line
-from tests.test_pool_agent import cli, finish, spawn, start, stop, wait_until
-from tests.test_runtime import mlp_model, mlp_reference
+from tests.cli.test_cli_errors import one_error_line
+from tests.pool.integration.test_pool_agent import cli, finish, spawn, start, stop, wait_until
+from tests.runtime.test_runtime import mlp_model, mlp_reference
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="no openssl command to make a test certificate")
 

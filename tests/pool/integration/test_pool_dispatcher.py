@@ -14,7 +14,7 @@ import hamr
 from hamr.pool.dispatcher import Dispatcher
 from hamr.pool.drivers import discover
 from hamr.pool.registry import ANY_TENANT, InvalidTransition, StaleAttempt, open_registry
-from tests.test_runtime import OPENCL, mlp_model, mlp_reference
+from tests.runtime.test_runtime import OPENCL, mlp_model, mlp_reference
 
 needs_opencl = pytest.mark.skipif(not OPENCL, reason="no OpenCL device (pip install pocl-binary-distribution)")
 TOL = {"rtol": 1e-4, "atol": 1e-5}

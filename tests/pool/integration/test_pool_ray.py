@@ -23,7 +23,7 @@ ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'hamr
 import hamr  # noqa: E402
 from hamr.pool.ray_cluster import RayPool, node_name  # noqa: E402
 from hamr.pool.registry import ANY_TENANT, open_registry  # noqa: E402
-from tests.test_runtime import OPENCL, mlp_model, mlp_reference  # noqa: E402
+from tests.runtime.test_runtime import OPENCL, mlp_model, mlp_reference  # noqa: E402
 
 TOL = {"rtol": 1e-4, "atol": 1e-5}
 

@@ -10,7 +10,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from hamr.runtime.devices import available_devices
-from tests.test_cli_errors import hamr_cli
+from tests.cli.test_cli_errors import hamr_cli
 
 OPENCL = any(d.id == "opencl:0" for d in available_devices())
 

@@ -24,7 +24,7 @@ from hamr.pool.registry import ANY_TENANT, Registry, open_registry
 from hamr.pool.remote import RemoteAgents
 from hamr.pool.service import create_app
 from hamr.pool.service import openapi as service_openapi
-from tests.test_pool_registry import backend, report  # noqa: F401  (backend is a fixture)
+from tests.pool.unit.test_pool_registry import backend, report  # noqa: F401  (backend is a fixture)
 
 MAX_UPLOAD = 1 << 20
 

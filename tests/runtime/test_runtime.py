@@ -13,7 +13,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 import hamr
 from hamr.runtime import measurements
-from tests.test_cli_errors import hamr_cli
+from tests.cli.test_cli_errors import hamr_cli
 
 OPENCL = [d.id for d in hamr.devices() if d.id.startswith("opencl:")]
 DEVICES = ["cpu"] + OPENCL[:1]

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import hamr
-from tests.test_format import tiny_model
+from tests.format.test_format import tiny_model
 
 HEADER = struct.Struct("<8sIIQQ32s")
 # $HAMR_FUZZ_EXAMPLES makes a longer run (a benchmark); CI keeps 200 per property

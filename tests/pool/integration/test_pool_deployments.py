@@ -19,12 +19,12 @@ from hamr.pool.dispatcher import Dispatcher
 from hamr.pool.registry import ANY_TENANT, InvalidTransition, NotFound, RegistryError, open_registry
 from hamr.pool.scheduler.replicas import Candidate, place_replicas
 from hamr.pool.service import create_app
-from tests.test_cli_errors import one_error_line
-from tests.test_pool_cli import pool as cli_pool  # noqa: F401 - the `hamr pool up` fixture
-from tests.test_pool_cli import run
-from tests.test_pool_registry import backend  # noqa: F401 - a fixture
-from tests.test_pool_service import npy
-from tests.test_runtime import OPENCL, mlp_model, mlp_reference
+from tests.cli.test_cli_errors import one_error_line
+from tests.pool.integration.test_pool_cli import pool as cli_pool  # noqa: F401 - the `hamr pool up` fixture
+from tests.pool.integration.test_pool_cli import run
+from tests.pool.unit.test_pool_registry import backend  # noqa: F401 - a fixture
+from tests.pool.unit.test_pool_service import npy
+from tests.runtime.test_runtime import OPENCL, mlp_model, mlp_reference
 
 needs_opencl = pytest.mark.skipif(not OPENCL, reason="no OpenCL device (pip install pocl-binary-distribution)")
 TOL = {"rtol": 1e-4, "atol": 1e-5}

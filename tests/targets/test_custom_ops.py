@@ -27,7 +27,7 @@ from hamr.ops import CustomOp, Elementwise
 from hamr.runtime.devices import available_devices
 from hamr.targets import get_target
 
-PLUGIN = Path(__file__).parent / "plugins" / "hamr_testops"
+PLUGIN = Path(__file__).parents[1] / "plugins" / "hamr_testops"
 DOMAIN = "com.example.testops"
 OPENCL = [d.id for d in available_devices() if d.id.startswith("opencl:")]
 needs_opencl = pytest.mark.skipif(not OPENCL, reason="no OpenCL device (pip install pocl-binary-distribution)")

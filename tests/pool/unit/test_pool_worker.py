@@ -12,7 +12,7 @@ import pytest
 import hamr
 from hamr.pool.workers import WorkerDied, WorkerProcess
 from hamr.runtime.npy_io import read_outputs
-from tests.test_runtime import OPENCL, mlp_model, mlp_reference
+from tests.runtime.test_runtime import OPENCL, mlp_model, mlp_reference
 
 DEVICES = ["cpu"] + OPENCL[:1]
 

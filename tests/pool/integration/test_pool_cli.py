@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 import hamr
-from tests.test_cli_errors import hamr_cli, one_error_line
-from tests.test_runtime import OPENCL, mlp_model, mlp_reference
+from tests.cli.test_cli_errors import hamr_cli, one_error_line
+from tests.runtime.test_runtime import OPENCL, mlp_model, mlp_reference
 
 
 @pytest.fixture(scope="module")
