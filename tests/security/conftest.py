@@ -12,8 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.pool.integration.test_pool_agent import start_pool, stop
-from tests.pool.unit.test_pool_service import bearer
+from tests.helpers import bearer, start_pool, stop
 
 
 @dataclass

@@ -21,9 +21,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 import hamr
 from hamr.pool import tensors
-from tests.pool.integration.test_pool_agent import wait_until
-from tests.pool.unit.test_pool_service import npy
-from tests.runtime.test_runtime import mlp_model, mlp_reference
+from tests.helpers import mlp_model, mlp_reference, npy, wait_until
 
 SLOW_BATCH, SLOW_WIDTH = 128, 1024
 

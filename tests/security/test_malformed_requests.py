@@ -25,8 +25,7 @@ from hamr.pool.registry import open_registry
 from hamr.pool.remote import RemoteAgents
 from hamr.pool.service import create_app
 from tests.security.fuzzing import ready_deployment
-from tests.pool.unit.test_pool_service import bearer
-from tests.runtime.test_runtime import mlp_reference
+from tests.helpers import bearer, mlp_reference
 
 X = np.linspace(-1, 1, 32, dtype=np.float32).reshape(2, 16)
 

@@ -1,7 +1,7 @@
 """The pool's HTTP service (hamr.pool.service): auth and scopes, tenant isolation on every route
 that takes an id, uploads and their limits, malformed requests, metrics, the committed OpenAPI spec.
 
-Runs on SQLite and, when HAMR_TEST_POSTGRES_URL is set, on PostgreSQL (the registry tests' `backend`).
+Runs on SQLite and on PostgreSQL (the `backend` fixture, tests/pool/conftest.py).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from hamr.pool.registry import ANY_TENANT, Registry, open_registry
 from hamr.pool.remote import RemoteAgents
 from hamr.pool.service import create_app
 from hamr.pool.service import openapi as service_openapi
-from tests.pool.unit.test_pool_registry import backend, report  # noqa: F401  (backend is a fixture)
+from tests.helpers import bearer, npy, report
 
 MAX_UPLOAD = 1 << 20
 
@@ -39,16 +39,6 @@ def _hamr_bytes(graph_name: str) -> bytes:
 @pytest.fixture(scope="session")
 def executables() -> tuple[bytes, bytes]:
     return _hamr_bytes("relu"), _hamr_bytes("relu_b")
-
-
-def npy(array) -> bytes:
-    buffer = io.BytesIO()
-    np.save(buffer, np.asarray(array), allow_pickle=False)
-    return buffer.getvalue()
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 @dataclass
@@ -73,7 +63,7 @@ class Pool:
 
 
 @pytest.fixture
-def pool(backend, executables):  # noqa: F811
+def pool(backend, executables):
     url, data_dir = backend
     with open_registry(url, data_dir=data_dir) as registry:
         app = create_app(registry, max_upload_bytes=MAX_UPLOAD, remote=RemoteAgents(registry))
