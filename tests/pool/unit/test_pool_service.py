@@ -240,7 +240,9 @@ def test_an_admin_token_without_a_tenant_cannot_own_uploads(pool):
 # Jobs.
 
 
-def test_a_job_is_submitted_runs_and_its_outputs_download_as_npy(pool):
+def test_a_submitted_job_is_queued_and_the_outputs_the_registry_records_download_as_npy(pool):
+    """The service's side only: the job is moved through its states here, by the registry calls a node makes
+    (running it for real is test_pool_dispatcher.py's and test_pool_cli.py's)."""
     x = np.array([1.5, -2.0], np.float32)
     response = pool.submit(pool.a, pool.exe_a, {"x": npy(x)}, priority=3)
     assert response.status_code == 201, response.text
@@ -249,7 +251,7 @@ def test_a_job_is_submitted_runs_and_its_outputs_download_as_npy(pool):
     np.testing.assert_array_equal(pool.registry.job_inputs(ANY_TENANT, job["id"])["x"], x)
     not_yet = pool.client.get(f"/v1/jobs/{job['id']}/outputs/y", headers=pool.a)
     assert not_yet.status_code == 404 and "state queued" in detail(not_yet)
-    pool.registry.schedule_job(ANY_TENANT, job["id"], ["dev-1"])
+    pool.registry.schedule_job(ANY_TENANT, job["id"], ["dev-1"])  # as a node's dispatcher would
     pool.registry.start_job(ANY_TENANT, job["id"])
     pool.registry.finish_job(ANY_TENANT, job["id"], {"y": np.maximum(x, 0)})
     status = pool.client.get(f"/v1/jobs/{job['id']}", headers=pool.a).json()
@@ -494,16 +496,26 @@ def test_an_admission_gate_hands_its_slot_to_a_waiter_on_another_event_loop_and_
         await asyncio.sleep(hold)
         gate.leave()
 
-    async def first_then_a_cancelled_waiter() -> None:
-        holder = asyncio.create_task(take("first", 0.3))
-        await asyncio.sleep(0.05)
-        cancelled = asyncio.create_task(take("cancelled", 0))
-        await asyncio.sleep(0.05)
-        cancelled.cancel()  # it waits in the queue, then gives up: its turn must go on to the next
-        await holder
+    async def until(what: str, check) -> None:  # a wait on the gate's state, not on the clock
+        for _ in range(2000):
+            if check():
+                return
+            await asyncio.sleep(0.005)
+        raise AssertionError(f"timed out waiting for {what}")
 
-    other = threading.Thread(target=lambda: (time.sleep(0.2), asyncio.run(take("other loop", 0))))
-    other.start()
+    other = threading.Thread(target=lambda: asyncio.run(take("other loop", 0)))
+
+    async def first_then_a_cancelled_waiter() -> None:
+        assert await gate.enter()
+        order.append("first")
+        cancelled = asyncio.create_task(take("cancelled", 0))
+        await until("the second waiter to queue", lambda: len(gate.waiters) == 1)
+        cancelled.cancel()  # it waits in the queue, then gives up: its turn must go on to the next
+        await until("the cancelled waiter to leave the queue", lambda: len(gate.waiters) == 0)
+        other.start()
+        await until("the other loop's waiter to queue", lambda: len(gate.waiters) == 1)
+        gate.leave()
+
     asyncio.run(first_then_a_cancelled_waiter())
     other.join(timeout=5)
     assert not other.is_alive() and order == ["first", "other loop"]
