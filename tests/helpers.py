@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import signal
+import ssl
 import struct
 import subprocess
 import sys
@@ -307,7 +308,8 @@ def start_pool(tmp_path: Path, *args, heartbeat_timeout: float = 8, ca: Path | N
         if server.poll() is not None:
             raise AssertionError(f"hamr pool up exited with {server.returncode}: {server.stdout.read()}")
         admin_token = (root / "admin.token").read_text().strip()
-        admin = httpx.Client(base_url=url, headers=bearer(admin_token), timeout=30, verify=str(ca) if ca else True)
+        verify = ssl.create_default_context(cafile=str(ca)) if ca else True
+        admin = httpx.Client(base_url=url, headers=bearer(admin_token), timeout=30, verify=verify)
         wait_until("the pool's API", lambda: _answers(admin, "/v1/nodes"), 60)
     except BaseException:
         stop(server)

@@ -342,7 +342,7 @@ def test_the_data_plane_client_keeps_one_connection_and_outlives_the_servers_idl
     exe = hamr.compile(mlp_model(), targets=["cpu"]).save(tmp_path / "mlp.hamr")
     deployed = hamr_cli("pool", "deploy", exe, "--replicas", "1", env=env)
     deployment = int(deployed.stdout.split()[1])
-    token = (root / "data" / "default.token").read_text().strip()
+    token = (root / "default.token").read_text().strip()
     x = np.random.default_rng(8).standard_normal((2, 16)).astype(np.float32)
     with InferClient(url, token) as client:
         np.testing.assert_allclose(client.infer(deployment, {"x": x}, wait=60)["y"], mlp_reference(x), **TOL)
