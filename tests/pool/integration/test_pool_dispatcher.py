@@ -1,5 +1,6 @@
-"""The dispatcher: queued jobs in a real registry (SQLite; the first two tests on PostgreSQL too) run on real worker processes, and migrate
-(a new attempt) when a worker dies or a device is drained, with exactly one recorded result each."""
+"""The dispatcher: queued jobs in a real registry (SQLite; the first two tests on PostgreSQL too) run on
+real worker processes, and migrate (a new attempt) when a worker dies or a device is drained, with
+exactly one recorded result each."""
 
 from __future__ import annotations
 
