@@ -26,8 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.security.fuzzing import Tally, fuzz_api, fuzz_decode, fuzz_infer, ready_deployment  # noqa: E402
-from tests.test_pool_agent import start_pool, stop  # noqa: E402
-from tests.test_pool_service import bearer  # noqa: E402
+from tests.helpers import bearer, start_pool, stop  # noqa: E402
 
 
 def _report(name: str, tally: Tally, seconds: float) -> int:

@@ -1,37 +1,50 @@
-import contextlib
+"""The suite's markers at work, and the session's PostgreSQL server.
+
+Markers (registered in pyproject.toml): `opencl` tests are skipped where this machine has no OpenCL
+device (found when the first such test runs, never at import); `integration` marks everything
+under tests/pool/integration; `postgres` marks the PostgreSQL half of the `backend` fixture
+(tests/pool/conftest.py); `ray` the Ray cluster tests; `slow` the sweeps left out by default.
+"""
+
 import os
-import shutil
-import subprocess
-import sys
 import warnings
 from pathlib import Path
 
 import pytest
 
+from tests import helpers
+
 warnings.filterwarnings("ignore", category=RuntimeWarning, module="onnx.backend.test.case")
 
-
-def require(module: str):
-    """Import an optional package or skip the test with the reason."""
-    return pytest.importorskip(module, reason=f"{module} is not installed (pip install -e '.[test]')")
+INTEGRATION = Path(__file__).parent / "pool" / "integration"
 
 
-@contextlib.contextmanager
-def installed_plugin(source: Path, module: str, root: Path):
-    """pip-install a test plugin distribution into a private folder (offline) and put it on sys.path:
-    its entry points are then found as an installed package's are."""
-    copy, site = root / "src", root / "site"
-    shutil.copytree(source, copy, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
-    env = dict(os.environ, PIP_NO_INDEX="1", PIP_DISABLE_PIP_VERSION_CHECK="1")
-    proc = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--quiet", "--target", str(site),
-         str(copy)],
-        capture_output=True, text=True, env=env, timeout=120,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    sys.path.insert(0, str(site))
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if INTEGRATION in Path(item.path).parents:
+            item.add_marker(pytest.mark.integration)
+
+
+def pytest_runtest_setup(item):
+    if item.get_closest_marker("opencl") is not None and not helpers.opencl_devices():
+        pytest.skip(helpers.NO_OPENCL)
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A PostgreSQL URL for the registry: $HAMR_TEST_POSTGRES_URL when set, else a private server of this
+    session (tests/postgres.py) from the installed PostgreSQL binaries; skips when there are none."""
+    url = os.environ.get("HAMR_TEST_POSTGRES_URL")
+    if url:
+        yield url
+        return
+    from tests import postgres
+
+    bin_dir = postgres.binaries()
+    if bin_dir is None:
+        pytest.skip(postgres.NOT_INSTALLED)
+    server = postgres.Server(bin_dir)
     try:
-        yield site
+        yield server.url
     finally:
-        sys.path.remove(str(site))
-        sys.modules.pop(module, None)
+        server.close()

@@ -12,8 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.test_pool_agent import start_pool, stop
-from tests.test_pool_service import bearer
+from tests.helpers import bearer, start_pool, stop
 
 
 @dataclass

@@ -25,8 +25,7 @@ from schemathesis import GenerationMode
 
 import hamr
 from hamr.pool.wire import tensors
-from tests.test_pool_agent import wait_until
-from tests.test_runtime import mlp_model
+from tests.helpers import mlp_model, wait_until
 
 SPEC = Path(__file__).resolve().parents[2] / "docs" / "openapi.json"
 TIMEOUT_S = 15.0

@@ -15,9 +15,7 @@ import numpy as np
 import pytest
 
 import hamr
-from tests.test_pool_agent import wait_until
-from tests.test_pool_service import bearer, npy
-from tests.test_runtime import mlp_model, mlp_reference
+from tests.helpers import bearer, mlp_model, mlp_reference, npy, wait_until
 
 NODE = "evil-agent"
 DEVICE = {"uuid": "evil-agent-cpu", "driver": "cpu", "vendor": "Acme", "kind": "cpu", "architecture": "x86-64",

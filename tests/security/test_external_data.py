@@ -15,8 +15,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 import hamr
 from tests.security.forge import forge, member
-from tests.test_cli_errors import hamr_cli, one_error_line
-from tests.test_pool_service import npy
+from tests.helpers import hamr_cli, npy, one_error_line
 
 
 def _externalise(tensor: TensorProto, location: str, length: int) -> TensorProto:

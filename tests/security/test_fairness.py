@@ -21,9 +21,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 import hamr
 from hamr.pool.wire import tensors
-from tests.test_pool_agent import wait_until
-from tests.test_pool_service import npy
-from tests.test_runtime import mlp_model, mlp_reference
+from tests.helpers import mlp_model, mlp_reference, npy, wait_until
 
 SLOW_BATCH, SLOW_WIDTH = 128, 1024
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 import pytest
 
 import hamr
-from tests.test_format import tiny_model
-from tests.test_format_fuzz import CASES, split, with_manifest
+from tests.helpers import MANIFEST_CASES as CASES
+from tests.helpers import split, tiny_model, with_manifest
 
 NESTED = b'{"members": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
 

@@ -25,8 +25,7 @@ from hamr.pool.registry import open_registry
 from hamr.pool.nodes.remote.server import RemoteNodes
 from hamr.pool.service import create_app
 from tests.security.fuzzing import ready_deployment
-from tests.test_pool_service import bearer
-from tests.test_runtime import mlp_reference
+from tests.helpers import bearer, mlp_reference
 
 X = np.linspace(-1, 1, 32, dtype=np.float32).reshape(2, 16)
 

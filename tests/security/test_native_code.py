@@ -22,10 +22,8 @@ from onnx import TensorProto, helper, numpy_helper
 import hamr
 from hamr.pool.wire import tensors
 from tests.security.forge import forge, manifest_of, member
-from tests.test_cli_errors import one_error_line
-from tests.test_pool_agent import _pool_url, cli, start, stop, wait_until
-from tests.test_pool_service import npy
-from tests.test_runtime import OPENCL, mlp_model, mlp_reference
+from tests.helpers import (hamr_cli, mlp_model, mlp_reference, native_targets, npy, one_error_line, opencl_devices,
+                           start_pool, stop, wait_until)
 
 X = np.random.default_rng(7).standard_normal((3, 16)).astype(np.float32)
 
@@ -76,7 +74,7 @@ def _env(tmp_path: Path, **extra) -> dict:
 
 def _run(env: dict, exe: Path, out: Path, *extra) -> subprocess.CompletedProcess:
     np.save(out.parent / "x.npy", X)
-    return cli(env, "run", exe, "--input", f"x={out.parent / 'x.npy'}", "--output-dir", out, *extra)
+    return hamr_cli("run", exe, "--input", f"x={out.parent / 'x.npy'}", "--output-dir", out, *extra, env=env)
 
 
 def _y(out: Path) -> np.ndarray:
@@ -134,21 +132,15 @@ def _job_state(client, executable: bytes) -> tuple[str, int]:
 def test_a_pool_with_a_trusted_key_runs_binaries_signed_by_it_in_its_workers_and_no_others(tmp_path):
     import httpx
 
-    from tests.test_pool_service import bearer
+    from tests.helpers import bearer
 
     private, public = _keys(tmp_path)
     signed_marker, unsigned_marker = tmp_path / "signed-marker", tmp_path / "unsigned-marker"
     signed = tmp_path / "signed.hamr"
     signed.write_bytes(trojan_hamr(tmp_path, signed_marker))
-    assert cli(_env(tmp_path), "sign", signed, "--key", private).returncode == 0
-    root = tmp_path / "pool"
-    env = _env(tmp_path, HAMR_POOL_DIR=str(root))
-    for name in ("HAMR_TOKEN", "HAMR_POOL_URL", "HAMR_HOST_ID"):
-        env.pop(name, None)
-    server = start(env, "pool", "up", "--port", "0", "--heartbeat-timeout", "8", "--trusted-key", public)
+    assert hamr_cli("sign", signed, "--key", private, env=_env(tmp_path)).returncode == 0
+    root, _, server, url, _, admin = start_pool(tmp_path, "--trusted-key", public)
     try:
-        url = wait_until("hamr pool up", lambda: _pool_url(root) or server.poll() is not None, 60)
-        assert server.poll() is None, server.stdout.read()
         client = httpx.Client(base_url=url, headers=bearer((root / "default.token").read_text().strip()), timeout=60)
         assert _job_state(client, trojan_hamr(tmp_path, unsigned_marker))[0] == "succeeded"
         assert not trojan_ran(unsigned_marker, root), "an unsigned shared object ran in a pool that trusts a key"
@@ -158,6 +150,7 @@ def test_a_pool_with_a_trusted_key_runs_binaries_signed_by_it_in_its_workers_and
         y = np.load(io.BytesIO(client.get(f"/v1/jobs/{job_id}/outputs/y").content))
         np.testing.assert_allclose(y, mlp_reference(X), rtol=1e-5, atol=1e-5)
     finally:
+        admin.close()
         log = stop(server)
     assert "Traceback" not in log, log
 
@@ -181,7 +174,7 @@ def test_hamr_run_builds_from_source_unless_the_caller_trusts_the_files_binaries
 
 
 def _keys(tmp_path: Path) -> tuple[Path, Path]:
-    made = cli(_env(tmp_path), "keygen", tmp_path / "signer.pem")
+    made = hamr_cli("keygen", tmp_path / "signer.pem", env=_env(tmp_path))
     assert made.returncode == 0, made.stderr
     private, public = tmp_path / "signer.pem", tmp_path / "signer.pub"
     assert private.stat().st_mode & 0o777 == 0o600
@@ -193,7 +186,7 @@ def test_a_file_signed_by_a_trusted_key_uses_its_binary_and_an_untrusted_signer_
     marker = tmp_path / "signed-marker"
     exe = tmp_path / "signed.hamr"
     exe.write_bytes(trojan_hamr(tmp_path, marker))  # the signer vouches for whatever it signs
-    signed = cli(_env(tmp_path), "sign", exe, "--key", private)
+    signed = hamr_cli("sign", exe, "--key", private, env=_env(tmp_path))
     assert signed.returncode == 0, signed.stderr
 
     other = tmp_path / "other"
@@ -213,7 +206,7 @@ def test_a_signed_file_whose_shared_object_was_swapped_afterwards_is_refused(tmp
     private, public = _keys(tmp_path)
     genuine = tmp_path / "genuine.hamr"
     onnx.save(mlp_model(), tmp_path / "mlp.onnx")
-    made = cli(_env(tmp_path), "compile", tmp_path / "mlp.onnx", "-o", genuine, "--target", "cpu", "--sign", private)
+    made = hamr_cli("compile", tmp_path / "mlp.onnx", "-o", genuine, "--target", "cpu", "--sign", private, env=_env(tmp_path))
     assert made.returncode == 0, made.stderr
     marker = tmp_path / "swapped-marker"
     trojan = trojan_hamr(tmp_path, marker)
@@ -241,30 +234,30 @@ def test_a_signed_file_whose_shared_object_was_swapped_afterwards_is_refused(tmp
 def test_key_and_signature_errors_are_one_line(tmp_path):
     private, public = _keys(tmp_path)
     env = _env(tmp_path)
-    assert "already exists" in one_error_line(cli(env, "keygen", private))
+    assert "already exists" in one_error_line(hamr_cli("keygen", private, env=env))
     onnx.save(mlp_model(), tmp_path / "mlp.onnx")
     assert "is not an unencrypted PEM private key" in one_error_line(
-        cli(env, "compile", tmp_path / "mlp.onnx", "-o", tmp_path / "m.hamr", "--sign", public))
+        hamr_cli("compile", tmp_path / "mlp.onnx", "-o", tmp_path / "m.hamr", "--sign", public, env=env))
     exe = tmp_path / "m.hamr"
     hamr.compile(mlp_model(), targets=["cpu"]).save(exe)
-    assert cli(env, "sign", exe, "--key", private).returncode == 0
-    assert "cannot read public key" in one_error_line(cli(_env(tmp_path, HAMR_TRUSTED_KEYS=str(tmp_path / "no.pub")), "inspect", exe))
-    assert "is not a PEM public key" in one_error_line(cli(env, "pool", "up", "--trusted-key", private, "--data-dir", tmp_path / "p"))
-    assert "is not a PEM public key" in one_error_line(cli(env, "agent", "--trusted-key", private, "--server", "http://127.0.0.1:9", "--token", "t"))
+    assert hamr_cli("sign", exe, "--key", private, env=env).returncode == 0
+    assert "cannot read public key" in one_error_line(hamr_cli("inspect", exe, env=_env(tmp_path, HAMR_TRUSTED_KEYS=str(tmp_path / "no.pub"))))
+    assert "is not a PEM public key" in one_error_line(hamr_cli("pool", "up", "--trusted-key", private, "--data-dir", tmp_path / "p", env=env))
+    assert "is not a PEM public key" in one_error_line(hamr_cli("agent", "--trusted-key", private, "--server", "http://127.0.0.1:9", "--token", "t", env=env))
     garbled = forge(exe.read_bytes(), {}, edit=lambda m: m["signatures"][0].update(signature="00" * 64))
     (tmp_path / "garbled.hamr").write_bytes(garbled)
-    assert "does not verify" in one_error_line(cli(_env(tmp_path, HAMR_TRUSTED_KEYS=str(public)), "inspect", tmp_path / "garbled.hamr"))
+    assert "does not verify" in one_error_line(hamr_cli("inspect", tmp_path / "garbled.hamr", env=_env(tmp_path, HAMR_TRUSTED_KEYS=str(public))))
 
 
 def test_inspect_shows_the_signer_and_whether_binaries_are_used(tmp_path):
     private, public = _keys(tmp_path)
     exe = tmp_path / "m.hamr"
     hamr.compile(mlp_model(), targets=["cpu"]).save(exe)
-    plain = cli(_env(tmp_path), "inspect", exe)
+    plain = hamr_cli("inspect", exe, env=_env(tmp_path))
     assert "signed by: none; native code: dropped" in plain.stdout, plain.stdout
-    assert cli(_env(tmp_path), "sign", exe, "--key", private).returncode == 0
+    assert hamr_cli("sign", exe, "--key", private, env=_env(tmp_path)).returncode == 0
     key_id = hamr.load(exe).trust.signers[0]
-    trusted = cli(_env(tmp_path, HAMR_TRUSTED_KEYS=str(public)), "inspect", exe)
+    trusted = hamr_cli("inspect", exe, env=_env(tmp_path, HAMR_TRUSTED_KEYS=str(public)))
     assert f"signed by: {key_id[:16]}; native code: used (signed by trusted key {key_id[:16]})" in trusted.stdout, trusted.stdout
 
 
@@ -294,7 +287,7 @@ def crafted_names_model() -> onnx.ModelProto:
 
 
 def test_names_in_the_model_never_reach_the_generated_source(tmp_path):
-    targets = ["cpu"] + (["opencl"] if OPENCL else [])
+    targets = native_targets()
     exe = hamr.compile(crafted_names_model(), targets=targets)
     for target in targets:
         sources = [bytes(d).decode() for f, d in exe.variants[target]["files"].items() if f.endswith((".c", ".cl"))]
@@ -305,7 +298,7 @@ def test_names_in_the_model_never_reach_the_generated_source(tmp_path):
     expected = np.exp(np.maximum(X @ W + B, 0))
     expected = (expected / expected.sum(-1, keepdims=True)).T
     for target in targets:
-        session = hamr.Session(exe, device="cpu" if target == "cpu" else OPENCL[0])
+        session = hamr.Session(exe, device="cpu" if target == "cpu" else opencl_devices()[0])
         assert session.target == target
         np.testing.assert_allclose(session.run({_named("x"): X})[_named("y")], expected, rtol=1e-5, atol=1e-6)
 

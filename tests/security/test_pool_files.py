@@ -8,8 +8,7 @@ import stat
 import numpy as np
 
 import hamr
-from tests.test_pool_service import npy
-from tests.test_runtime import mlp_model
+from tests.helpers import mlp_model, npy
 
 
 def _mode(path) -> int:

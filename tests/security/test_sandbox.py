@@ -24,9 +24,7 @@ import pytest
 
 import hamr
 from hamr.pool.nodes.local import sandbox
-from tests.test_pool_agent import start_pool, stop, wait_until
-from tests.test_pool_service import npy
-from tests.test_runtime import mlp_model, mlp_reference
+from tests.helpers import mlp_model, mlp_reference, npy, start_pool, stop, wait_until
 
 needs_landlock = pytest.mark.skipif(bool(sandbox.available()), reason=f"no sandbox here: {sandbox.available()}")
 needs_linux = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")

@@ -20,7 +20,7 @@ import pytest
 from onnx import TensorProto, helper
 
 import hamr
-from tests.test_pool_agent import _pool_url, start, stop, wait_until
+from tests.helpers import start_pool, stop, wait_until
 
 HEADER_TIMEOUT_S, BODY_GRACE_S, UPLOAD_SLOTS = 10.0, 20.0, 8
 BOUNDARY = b"hamr-upload-test"
@@ -239,14 +239,10 @@ def test_an_upload_cut_off_half_way_stores_nothing(real_pool, executable_id):
 
 
 def test_the_deadlines_and_the_cap_are_options_of_pool_up(tmp_path):
-    root = tmp_path / "pool"
-    env = {k: v for k, v in os.environ.items() if k not in ("HAMR_TOKEN", "HAMR_POOL_URL", "HAMR_HOST_ID")}
-    env.update(HAMR_POOL_DIR=str(root), HAMR_CACHE_DIR=str(tmp_path / "cache"), NO_COLOR="1")
-    server = start(env, "pool", "up", "--port", "0", "--header-timeout", "1", "--body-timeout", "0.5",
-                   "--body-min-rate", "1000000", "--upload-slots", "1")  # fmt: skip
+    root, _, server, url, _, admin = start_pool(tmp_path, "--header-timeout", "1", "--body-timeout", "0.5",
+                                                "--body-min-rate", "1000000", "--upload-slots", "1")  # fmt: skip
+    admin.close()
     try:
-        url = wait_until("hamr pool up", lambda: _pool_url(root) or server.poll() is not None, 60)
-        assert server.poll() is None, server.stdout.read()
         address = (urlsplit(url).hostname, urlsplit(url).port)
         auth = b"Authorization: Bearer " + (root / "default.token").read_text().strip().encode()
         answers = []

@@ -11,6 +11,7 @@ import numpy as np
 from hamr.errors import InputError
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+_NPY_MAGIC = b"\x93NUMPY"
 
 
 def output_file_name(name: str) -> str:
@@ -26,8 +27,19 @@ def read_inputs(files: dict[str, str | Path]) -> dict[str, np.ndarray]:
         try:
             feeds[name] = np.load(file, allow_pickle=False)
         except (ValueError, OSError, EOFError) as exc:
-            raise InputError(f"input file for '{name}' is not a readable .npy file: {file} ({exc})") from exc
+            raise InputError(f"input file for '{name}' is not a readable .npy file: {file} ({_why(file, exc)})") from exc
     return feeds
+
+
+def _why(file: Path, exc: Exception) -> str:
+    """Why np.load refused the file. NumPy reads a file without the .npy magic as a pickle, and so calls
+    any such file "pickled (object) data": say what it is instead."""
+    try:
+        with open(file, "rb") as f:
+            magic = f.read(len(_NPY_MAGIC))
+    except OSError:
+        return str(exc)
+    return str(exc) if magic == _NPY_MAGIC else "it does not start with the .npy magic \\x93NUMPY"
 
 
 def write_outputs(outputs: dict, directory: Path) -> dict[str, str]:

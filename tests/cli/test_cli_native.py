@@ -9,10 +9,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from hamr.runtime.devices import available_devices
-from tests.test_cli_errors import hamr_cli
-
-OPENCL = any(d.id == "opencl:0" for d in available_devices())
+from tests.helpers import hamr_cli, opencl_devices
 
 
 def save(tmp_path, nodes, inputs, outputs, inits=()):
@@ -42,7 +39,7 @@ def test_one_file_runs_on_every_device(mlp, tmp_path):
     x = np.array([[1, -2, 3, 0.5]], np.float32)
     np.save(tmp_path / "x.npy", x)
     expected = np.maximum(x @ (np.arange(12, dtype=np.float32).reshape(4, 3) / 10), 0)
-    devices = ["auto", "cpu"] + (["opencl:0"] if OPENCL else [])
+    devices = ["auto", "cpu"] + (["opencl:0"] if "opencl:0" in opencl_devices() else [])
     for device in devices:
         result = hamr_cli("run", out, "--device", device, "--input", f"x={tmp_path / 'x.npy'}",
                           "--output-dir", tmp_path / device.replace(":", "_"))
@@ -83,7 +80,7 @@ def test_unknown_device_is_one_line(mlp, tmp_path):
     assert "opencl:7" in result.stderr
 
 
-@pytest.mark.skipif(not OPENCL, reason="no OpenCL device (pip install pocl-binary-distribution)")
+@pytest.mark.opencl
 def test_devices_lists_the_opencl_device():
     result = hamr_cli("devices", "--json")
     assert result.returncode == 0, result.stderr

@@ -12,15 +12,12 @@ import pytest
 import hamr
 from hamr.pool.nodes.local.workers import WorkerDied, WorkerProcess
 from hamr.runtime.npy_io import read_outputs
-from tests.test_runtime import OPENCL, mlp_model, mlp_reference
-
-DEVICES = ["cpu"] + OPENCL[:1]
+from tests.helpers import DEVICES, mlp_model, mlp_reference, native_targets
 
 
 @pytest.fixture(scope="module")
 def executable(tmp_path_factory):
-    targets = ["cpu"] + (["opencl"] if OPENCL else [])
-    return hamr.compile(mlp_model(), targets=targets).save(tmp_path_factory.mktemp("exe") / "mlp.hamr")
+    return hamr.compile(mlp_model(), targets=native_targets()).save(tmp_path_factory.mktemp("exe") / "mlp.hamr")
 
 
 def request(job, attempt, executable, tmp_path, x):

@@ -9,7 +9,6 @@ import json
 import os
 import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -29,12 +28,25 @@ from hamr.pool.registry import ANY_TENANT, ReplicaView, open_registry
 from hamr.pool.nodes.remote.server import LOST_WORK_GRACE_S, RemoteNodes
 from hamr.pool.dispatch.replicas import ReplicaGone
 from hamr.pool.service import create_app
-from tests.test_cli_errors import one_error_line
-from tests.test_pool_registry import report
-from tests.test_pool_service import bearer, npy
-from tests.test_runtime import OPENCL, mlp_model, mlp_reference
+from tests.helpers import (
+    BACKENDS,
+    bearer,
+    finish,
+    hamr_cli,
+    mlp_hamr,
+    mlp_model,
+    mlp_reference,
+    npy,
+    one_error_line,
+    registry_for,
+    report,
+    spawn,
+    start,
+    start_pool,
+    stop,
+    wait_until,
+)
 
-HAMR = [sys.executable, "-m", "hamr.cli.app"]
 # `hamr agent` whose every job first waits argv[1] seconds (a drill: a test kills it mid-job), patched in
 # here: hamr itself has no such knob. Run as [sys.executable, "-c", HELD_AGENT, SECONDS, "agent", ...].
 HELD_AGENT = """
@@ -45,76 +57,6 @@ hold_s, run = float(sys.argv.pop(1)), DeviceRunner.run
 DeviceRunner.run = lambda self, item: (self.agent.stop.wait(hold_s), run(self, item))[1]
 main()
 """
-
-
-def wait_until(what: str, check, timeout: float = 30.0, every: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(every)
-
-
-def cli(env: dict, *args, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([*HAMR, *map(str, args)], capture_output=True, text=True, env=env, timeout=timeout)
-
-
-def start(env: dict, *args, command: list[str] = HAMR) -> subprocess.Popen:
-    """A long-running hamr command in a process group of its own (so a test can kill it and its workers)."""
-    return subprocess.Popen([*command, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env=env, start_new_session=True)
-
-
-def spawn(env: dict, *args) -> subprocess.Popen:
-    """A short hamr command, run alongside others; `finish` waits for it."""
-    return subprocess.Popen([*HAMR, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-
-
-def finish(proc: subprocess.Popen, timeout: float = 60) -> subprocess.CompletedProcess:
-    out, err = proc.communicate(timeout=timeout)
-    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
-
-
-def stop(proc: subprocess.Popen) -> str:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
-    return proc.stdout.read() if proc.stdout else ""
-
-
-def start_pool(tmp_path):
-    """A real `hamr pool up` (heartbeat timeout 8 s) in tmp_path/pool, answering: (root, env, process, URL,
-    admin token, admin client)."""
-    root = tmp_path / "pool"
-    env = {k: v for k, v in os.environ.items() if k not in ("HAMR_TOKEN", "HAMR_POOL_URL", "HAMR_HOST_ID")}
-    env.update(HAMR_POOL_DIR=str(root), HAMR_CACHE_DIR=str(tmp_path / "cache"), NO_COLOR="1", COLUMNS="200")
-    server = start(env, "pool", "up", "--port", "0", "--heartbeat-timeout", "8")  # slack for a loaded 2-core machine
-    url = wait_until("hamr pool up", lambda: _pool_url(root) or server.poll() is not None, 60)
-    if server.poll() is not None:
-        raise AssertionError(server.stdout.read())
-    admin_token = (root / "admin.token").read_text().strip()
-    admin = httpx.Client(base_url=url, headers=bearer(admin_token), timeout=30)
-    try:
-        wait_until("the pool's API", lambda: _answers(admin, "/v1/nodes"))
-    except AssertionError:
-        stop(server)
-        raise
-    return root, env, server, url, admin_token, admin
-
-
-def _pool_url(root) -> str | None:
-    """The URL in pool.json, once it is there."""
-    try:
-        return json.loads((root / "pool.json").read_text())["url"]
-    except (OSError, ValueError, KeyError):
-        return None
 
 
 # -- end to end: two real processes ---------------------------------------------------
@@ -132,7 +74,7 @@ def test_a_remote_agent_runs_jobs_and_a_killed_agent_loses_none(tmp_path):
         # server's node, each exit with one error line; the server's own devices are drained (the first
         # with `hamr pool drain`), so that the work must go to remote-1.
         agent_env = {**env, "HAMR_HOST_ID": "remote-1"}
-        made = cli(env, "pool", "agent-token", "remote-1")  # remote-1's agent gets a token for remote-1 only
+        made = hamr_cli("pool", "agent-token", "remote-1", env=env)  # remote-1's agent gets a token for remote-1 only
         assert made.returncode == 0, made.stderr
         node_token = made.stdout.strip()
         assert admin.get("/v1/nodes", headers=bearer(node_token)).status_code == 403
@@ -159,13 +101,12 @@ def test_a_remote_agent_runs_jobs_and_a_killed_agent_loses_none(tmp_path):
         exe = hamr.compile(mlp_model(), targets=["cpu"]).save(tmp_path / "mlp.hamr")
         x = np.random.default_rng(11).standard_normal((3, 16)).astype(np.float32)
         np.save(tmp_path / "x.npy", x)
-        expected = hamr.Session(exe, device="cpu").run({"x": x})["y"]
 
-        ran = cli(env, "pool", "submit", exe, "--input", f"x={tmp_path / 'x.npy'}", "--output-dir", tmp_path / "out1")
+        ran = hamr_cli("pool", "submit", exe, "--input", f"x={tmp_path / 'x.npy'}", "--output-dir", tmp_path / "out1", env=env)
         assert ran.returncode == 0, ran.stdout + ran.stderr
         assert f"succeeded on {remote_cpu} (attempt 1)" in ran.stderr
         index = json.loads((tmp_path / "out1" / "outputs.json").read_text())
-        np.testing.assert_allclose(np.load(tmp_path / "out1" / index["y"]), expected, rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(np.load(tmp_path / "out1" / index["y"]), mlp_reference(x), rtol=1e-4, atol=1e-5)
         first = admin.get("/v1/jobs").json()[-1]
         assert first["state"] == "succeeded" and first["attempts"] == 1
         assert 'hamr_jobs{state="succeeded"} 1.0' in httpx.get(url + "/metrics").text
@@ -185,7 +126,7 @@ def test_a_remote_agent_runs_jobs_and_a_killed_agent_loses_none(tmp_path):
         assert pending.returncode == 0, out
         assert f"succeeded on {local[0]} (attempt 2)" in out
         index = json.loads((tmp_path / "out2" / "outputs.json").read_text())
-        np.testing.assert_allclose(np.load(tmp_path / "out2" / index["y"]), expected, rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(np.load(tmp_path / "out2" / index["y"]), mlp_reference(x), rtol=1e-4, atol=1e-5)
         placements = admin.get(f"/v1/jobs/{job}/placements").json()
         assert [(p["attempt"], p["device"]) for p in placements] == [(1, remote_cpu), (2, local[0])]
     finally:
@@ -246,7 +187,7 @@ def test_deployment_replicas_on_a_remote_agent_serve_and_move_when_it_dies(tmp_p
     assert "Traceback" not in log, log
 
 
-@pytest.mark.skipif(not OPENCL, reason="no OpenCL device (pip install pocl-binary-distribution)")
+@pytest.mark.opencl
 def test_a_remote_agent_runs_a_gang_job_across_its_cpu_and_opencl_devices(tmp_path):
     root, env, server, url, admin_token, admin = start_pool(tmp_path)
     agent = None
@@ -267,8 +208,8 @@ def test_a_remote_agent_runs_a_gang_job_across_its_cpu_and_opencl_devices(tmp_pa
         x = np.random.default_rng(12).standard_normal((5, 16)).astype(np.float32)  # splits 3 + 2
         np.save(tmp_path / "x.npy", x)
 
-        ran = cli(env, "pool", "submit", exe, "--devices", 2, "--input", f"x={tmp_path / 'x.npy'}",
-                  "--output-dir", tmp_path / "out")
+        ran = hamr_cli("pool", "submit", exe, "--devices", 2, "--input", f"x={tmp_path / 'x.npy'}",
+                  "--output-dir", tmp_path / "out", env=env)
         assert ran.returncode == 0, ran.stdout + ran.stderr
         assert "(attempt 1)" in ran.stderr
         index = json.loads((tmp_path / "out" / "outputs.json").read_text())
@@ -297,13 +238,6 @@ def _node(admin: httpx.Client, name: str) -> dict:
     return next((n for n in admin.get("/v1/nodes").json() if n["name"] == name), {})
 
 
-def _answers(client: httpx.Client, path: str) -> bool:
-    try:
-        return client.get(path).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
 def _running(admin: httpx.Client, after: int) -> int | None:
     jobs = [j for j in admin.get("/v1/jobs").json() if j["id"] > after and j["state"] == "running"]
     return jobs[0]["id"] if jobs else None
@@ -322,8 +256,8 @@ def test_an_agent_that_cannot_reach_the_pool_at_start_is_one_error_line(tmp_path
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "200"}
-    line = one_error_line(cli(env, "agent", "--server", f"http://127.0.0.1:{port}", "--token", "hamr_x",
-                              "--start-timeout", "0.5", "--cache-dir", tmp_path))
+    line = one_error_line(hamr_cli("agent", "--server", f"http://127.0.0.1:{port}", "--token", "hamr_x",
+                              "--start-timeout", "0.5", "--cache-dir", tmp_path, env=env))
     assert "cannot reach the pool" in line
     with pytest.raises(HamrError, match="not an http"):
         Agent("nowhere", "hamr_x", cache_dir=tmp_path)
@@ -335,8 +269,10 @@ def test_an_agent_that_cannot_reach_the_pool_at_start_is_one_error_line(tmp_path
 
 
 @pytest.fixture
-def agents(tmp_path):
-    with open_registry(data_dir=tmp_path / "pool") as registry:
+def agents(request, tmp_path):
+    """(registry, RemoteNodes, client, admin header, tenant header); the registry on SQLite, and on
+    PostgreSQL too where a test is parametrised with BACKENDS."""
+    with registry_for(request, tmp_path) as registry:
         remote = RemoteNodes(registry, "binpack", heartbeat_timeout_s=60)
         client = TestClient(create_app(registry, remote=remote), raise_server_exceptions=False)
         admin, _ = registry.create_token(None, admin=True)
@@ -373,9 +309,10 @@ def _submit(client, tenant, exe_bytes: bytes, x, n_devices: int = 1) -> int:
 
 @pytest.fixture(scope="module")
 def mlp_bytes() -> bytes:
-    return hamr.compile(mlp_model(), targets=["cpu"]).to_bytes()
+    return mlp_hamr(("cpu",))
 
 
+@pytest.mark.parametrize("agents", BACKENDS, indirect=True)
 def test_work_goes_to_the_agent_and_its_result_is_recorded_once(agents, mlp_bytes):
     registry, remote, client, admin, tenant = agents
     assert _beat(client, admin, address="10.0.0.7", labels={"rack": "r1"}).status_code == 200
@@ -416,6 +353,7 @@ def _taken_by_the_agent(agents, mlp_bytes) -> int:
     return job
 
 
+@pytest.mark.parametrize("agents", BACKENDS, indirect=True)
 def test_a_dead_worker_requeues_and_a_lost_node_requeues(agents, mlp_bytes):
     registry, remote, client, admin, tenant = agents
     job = _taken_by_the_agent(agents, mlp_bytes)

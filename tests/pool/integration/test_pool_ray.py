@@ -24,7 +24,9 @@ ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'hamr
 import hamr  # noqa: E402
 from hamr.pool.nodes.ray.cluster import RayPool, node_name  # noqa: E402
 from hamr.pool.registry import ANY_TENANT, open_registry  # noqa: E402
-from tests.test_runtime import OPENCL, mlp_model, mlp_reference  # noqa: E402
+from tests.helpers import mlp_hamr, mlp_model, mlp_reference  # noqa: E402
+
+pytestmark = pytest.mark.ray
 
 TOL = {"rtol": 1e-4, "atol": 1e-5}
 
@@ -146,8 +148,9 @@ def cluster():
 
 
 @pytest.fixture(scope="module")
-def exe_bytes(tmp_path_factory):
-    return hamr.compile(mlp_model(), targets=["cpu"]).save(tmp_path_factory.mktemp("exe") / "mlp.hamr").read_bytes()
+def exe_bytes():
+    """The MLP with a cpu variant only: each Ray node has one cpu, so that jobs and replicas spread over the nodes."""
+    return mlp_hamr(("cpu",))
 
 
 @pytest.fixture
@@ -207,7 +210,7 @@ def test_jobs_run_on_the_node_owning_their_device(pool):
         assert owner == node_name(where["node_id"])  # the Ray worker that ran it is on the device's node
         assert where["ip"] == ray_pool.nodes[where["node_id"]].where["ip"]
         ran_on.add(where["node_id"])
-    assert len(ran_on) >= 1
+    assert ran_on == set(ray_pool.nodes), "4 jobs, 2 nodes with a free cpu each: both nodes run some"
     # both nodes take work: one job per node's cpu at once
     first = [submit(registry, tenant, exe, seed) for seed in (5, 6)]
     ray_pool.step()
@@ -259,7 +262,7 @@ def gang_placements(registry, job_id, attempt):
                   for p in registry.list_placements(ANY_TENANT, job_id) if p.attempt == attempt)  # fmt: skip
 
 
-@pytest.mark.skipif(not OPENCL, reason="no OpenCL device (pip install pocl-binary-distribution)")
+@pytest.mark.opencl
 @pytest.mark.parametrize("pool", [1.5], indirect=True)  # each shard holds 1.5 s: time to kill its agent mid-gang
 def test_a_gang_job_splits_over_one_ray_nodes_devices_and_moves_whole_when_its_agent_dies(pool):
     ray_pool, registry, tenant, _ = pool

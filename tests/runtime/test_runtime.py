@@ -13,23 +13,12 @@ from onnx import TensorProto, helper, numpy_helper
 
 import hamr
 from hamr.runtime import measurements
-from tests.test_cli_errors import hamr_cli
+from tests.helpers import DEVICES, U, W, hamr_cli, mlp_model, mlp_reference, native_targets, opencl_devices
+from tests.helpers import model as _model
 
-OPENCL = [d.id for d in hamr.devices() if d.id.startswith("opencl:")]
-DEVICES = ["cpu"] + OPENCL[:1]
-needs_opencl = pytest.mark.skipif(not OPENCL, reason="no OpenCL device (pip install pocl-binary-distribution)")
+OPENCL0 = "opencl:0"  # the first OpenCL device, in the tests marked opencl
 TOL = dict(rtol=1e-4, atol=1e-5)
-
-RNG = np.random.default_rng(11)
-U = (RNG.standard_normal((4, 8)) * 0.4).astype(np.float32)
-W = (RNG.standard_normal((8, 8)) * 0.4).astype(np.float32)
-M1 = (RNG.standard_normal((16, 24)) * 0.3).astype(np.float32)
-B1 = RNG.standard_normal(24).astype(np.float32)
-
-
-def _model(nodes, inputs, outputs, inits, name="g") -> onnx.ModelProto:
-    graph = helper.make_graph(nodes, name, inputs, outputs, inits)
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+RNG = np.random.default_rng(12)  # inputs
 
 
 def rnn_model() -> onnx.ModelProto:
@@ -75,22 +64,6 @@ def cache_model() -> onnx.ModelProto:
     )
 
 
-def mlp_model() -> onnx.ModelProto:
-    f = TensorProto.FLOAT
-    return _model(
-        [helper.make_node("MatMul", ["x", "m1"], ["a"]), helper.make_node("Add", ["a", "b1"], ["b"]),
-         helper.make_node("Relu", ["b"], ["y"])],
-        [helper.make_tensor_value_info("x", f, ["batch", 16])],
-        [helper.make_tensor_value_info("y", f, ["batch", 24])],
-        [numpy_helper.from_array(M1, "m1"), numpy_helper.from_array(B1, "b1")],
-        "mlp",
-    )
-
-
-def mlp_reference(x):
-    return np.maximum(x @ M1 + B1, 0)
-
-
 def reshape_model() -> onnx.ModelProto:
     """Reshape to a shape given at run time: a bad shape fails while planning, on the device."""
     return _model(
@@ -110,7 +83,7 @@ def only(exe, target: str) -> hamr.Executable:
 
 
 def _targets():
-    return ["cpu", "reference"] + (["opencl"] if OPENCL else [])
+    return native_targets() + ["reference"]
 
 
 @pytest.fixture(scope="module")
@@ -187,11 +160,33 @@ def test_prefer_accelerator_takes_the_most_preferred_device(mlp_exe):
     assert hamr.Session(mlp_exe, device="auto").device.id == expected.id
 
 
-@needs_opencl
+def test_prefer_accelerator_picks_a_gpu_kind_device_and_the_cpu_when_there_is_none(monkeypatch):
+    from types import SimpleNamespace
+
+    from hamr.runtime import devices, placement
+
+    def device(id, kind):
+        return devices.Device(id, kind, "Acme", "fake", 8, 1 << 30, ("opencl",))
+
+    gpu, cl_cpu = device("opencl:1", "gpu"), device("opencl:0", "cpu")
+    both = SimpleNamespace(targets=["cpu", "opencl"], variants={"cpu": {}, "opencl": {}})
+    cpu_only = SimpleNamespace(targets=["cpu"], variants={"cpu": {}})
+    monkeypatch.setattr(devices, "opencl_devices", lambda host_free=None: [cl_cpu, gpu])  # a pocl cpu, then a GPU
+    for policy in ("prefer_accelerator", "auto"):
+        choice = placement.choose(policy, both)
+        assert (choice.device.id, choice.device.kind, choice.target) == ("opencl:1", "gpu", "opencl"), choice
+        choice = placement.choose(policy, cpu_only)  # no variant for the GPU: the host cpu
+        assert (choice.device.id, choice.target) == ("cpu", "cpu"), choice
+    monkeypatch.setattr(devices, "opencl_devices", lambda host_free=None: [cl_cpu])  # no accelerator
+    choice = placement.choose("prefer_accelerator", both)
+    assert (choice.device.id, choice.target) == ("cpu", "cpu"), choice  # the host cpu before an OpenCL cpu
+
+
+@pytest.mark.opencl
 def test_max_performance_follows_measured_latencies(mlp_exe, cache_dir):
-    measurements.record(mlp_exe, OPENCL[0], "opencl", [0.001] * 5)
+    measurements.record(mlp_exe, OPENCL0, "opencl", [0.001] * 5)
     measurements.record(mlp_exe, "cpu", "cpu", [0.004] * 5)
-    assert hamr.Session(mlp_exe, device="max_performance").device.id == OPENCL[0]
+    assert hamr.Session(mlp_exe, device="max_performance").device.id == OPENCL0
     measurements.record(mlp_exe, "cpu", "cpu", [0.0001] * 500)  # cpu measured much faster since
     assert hamr.Session(mlp_exe, device="max_performance").target == "cpu"
 
@@ -205,13 +200,13 @@ def test_closing_a_session_records_its_latency(mlp_exe, cache_dir):
     assert stored["cpu/cpu"]["runs"] == 4 and stored["cpu/cpu"]["median_ms"] > 0
 
 
-@needs_opencl
+@pytest.mark.opencl
 def test_min_memory_picks_the_smallest_planned_peak(mlp_exe):
     variants = {t: dict(v) for t, v in mlp_exe.variants.items()}
     variants["cpu"]["memory"] = {"peak_bytes": 10_000}
     variants["opencl"]["memory"] = {"peak_bytes": 2_000}
     exe = hamr.Executable(mlp_exe.model, "mlp", mlp_exe.signature, variants, source=mlp_exe.source)
-    assert hamr.Session(exe, device="min_memory").device.id == OPENCL[0]
+    assert hamr.Session(exe, device="min_memory").device.id == OPENCL0
     variants["opencl"]["memory"] = {"peak_bytes": 1 << 62}  # does not fit in the device's free memory
     assert hamr.Session(exe, device="min_memory").target == "cpu"
 
@@ -236,7 +231,7 @@ def test_run_async_returns_futures_with_the_results(mlp_exe, device):
 @pytest.mark.parametrize("device", DEVICES)
 def test_threads_share_one_session_and_several_sessions_run_at_once(mlp_exe, device):
     shared = hamr.Session(mlp_exe, device=device)
-    others = [hamr.Session(mlp_exe, device=d) for d in DEVICES]
+    others = [hamr.Session(mlp_exe, device=d) for d in ["cpu", *opencl_devices()[:1]]]
     failures = []
 
     def worker(seed: int, session) -> None:
@@ -344,12 +339,12 @@ def test_bad_state_bindings_are_refused(rnn_exe):
 # -- 5. live migration ------------------------------------------------------------------
 
 
-@needs_opencl
+@pytest.mark.opencl
 def test_state_survives_migration_cpu_opencl_and_back(rnn_exe):
     xs = [RNG.standard_normal((2, 4)).astype(np.float32) for _ in range(9)]
     steady = hamr.Session(rnn_exe, device="cpu", state={"h_next": "h"})
     moving = hamr.Session(rnn_exe, device="cpu", state={"h_next": "h"})
-    route = {3: OPENCL[0], 6: "cpu"}
+    route = {3: OPENCL0, 6: "cpu"}
     for i, x in enumerate(xs):
         if i in route:
             report = moving.migrate(route[i])
@@ -361,7 +356,7 @@ def test_state_survives_migration_cpu_opencl_and_back(rnn_exe):
     np.testing.assert_allclose(moving.state["h"], rnn_reference(xs)[1], **TOL)
 
 
-@needs_opencl
+@pytest.mark.opencl
 def test_bindings_move_with_the_session(mlp_exe):
     session = hamr.Session(mlp_exe, device="cpu")
     x = RNG.standard_normal((4, 16)).astype(np.float32)
@@ -369,7 +364,7 @@ def test_bindings_move_with_the_session(mlp_exe):
     binding.bind_input("x", x)
     binding.bind_output("y")
     session.run_with_binding(binding)
-    session.migrate(OPENCL[0])
+    session.migrate(OPENCL0)
     assert session.program.is_device_value(binding.output("y"))
     assert session.program.is_device_value(binding.inputs["x"])
     np.testing.assert_allclose(binding.outputs()["y"], mlp_reference(x), **TOL)

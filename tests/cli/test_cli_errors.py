@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import struct
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,34 +12,11 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import hamr
+from tests.helpers import hamr_cli, one_error_line
 
 W = np.random.default_rng(7).standard_normal((4, 3)).astype(np.float32)
 B = np.array([0.5, -1.0, 2.0], np.float32)
 OUT_NAME = "y/out:0"
-
-
-def hamr_cli(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "PY_COLORS", "CLICOLOR_FORCE")}
-    env.update(NO_COLOR="1", COLUMNS="60", TERM="dumb")  # narrow: a long message must still be one line
-    return subprocess.run(
-        [sys.executable, "-m", "hamr.cli.app", *map(str, args)],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=cwd,
-        timeout=60,
-    )
-
-
-def one_error_line(result: subprocess.CompletedProcess) -> str:
-    assert result.returncode == 2, (result.returncode, result.stdout, result.stderr)
-    assert "Traceback" not in result.stderr, result.stderr
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, result.stderr
-    assert result.stdout.strip() == "", result.stdout
-    line = lines[0]
-    assert line.startswith("error: "), line
-    return line
 
 
 def save_model(path: Path, graph: onnx.GraphProto, *, check: bool = True, extra_opsets=()) -> Path:
@@ -202,8 +176,8 @@ def test_input_file_that_is_not_npy(work, tmp_path):
     bad = tmp_path / "bad.npy"
     bad.write_bytes(b"definitely not numpy")
     line = one_error_line(hamr_cli("run", work / "m.hamr", "--input", f"x={bad}"))
-    assert "bad.npy" in line
-    assert ".npy" in line
+    assert "input file for 'x' is not a readable .npy file" in line and "bad.npy" in line
+    assert "does not start with the .npy magic" in line and "pickle" not in line
 
 
 # -- bad executables -------------------------------------------------------------------------

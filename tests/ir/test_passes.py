@@ -21,7 +21,7 @@ from hamr.ir.passes.identity import IdentityEliminationPass
 from hamr.ir.passes.noop import NoOpToIdentityPass, is_noop
 from hamr.ir.passes.pipeline import default_passes
 from hamr.ir.signature import signature_of
-from tests.conftest import require
+from tests.helpers import require
 
 ort = require("onnxruntime")
 

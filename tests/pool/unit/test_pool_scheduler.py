@@ -18,7 +18,7 @@ from hamr.pool.scheduler.replay import (
 )
 from hamr.pool.scheduler.request import TenantLimits
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA = Path(__file__).resolve().parents[4] / "shared" / "data"
 needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"the shared traces are not at {DATA}")
 GIB = 1 << 30
 

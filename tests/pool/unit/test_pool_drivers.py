@@ -1,10 +1,10 @@
-"""The pool's device drivers: cpu and opencl on this machine, nvidia and amd against recorded outputs, plugins.
+"""The pool's device drivers: cpu and opencl on this machine, nvidia and amd against hand-written scripts, plugins.
 
-tests/data/drivers/ record what NVML (2x H100) and AMD SMI (1x MI300X) answer; `Replay` stands
-in for `pynvml` / `amdsmi` with exactly the functions a recording answers, raising the
-library's own error types and codes where the recording says so. Every expected value is
-computed here from the recording, /proc or pyopencl, never from what a driver produced.
-"""
+tests/data/drivers/ holds scripts of what NVML (2x H100) and AMD SMI (1x MI300X) would answer, written by
+hand from the vendors' documented formats and values, not captured on a machine (each file's `provenance`
+says so). `Replay` stands in for `pynvml` / `amdsmi` with exactly the functions a script answers, raising
+the library's own error types and codes where the script says so. Every expected value is computed here
+from the script, /proc or pyopencl, never from what a driver produced."""
 
 from __future__ import annotations
 
@@ -25,20 +25,21 @@ import pytest
 
 from hamr.pool.drivers import HEALTHY, DeviceReport, discover, discover_all, is_driver, load_drivers
 from hamr.pool.drivers import loader
-from tests.conftest import installed_plugin
+from tests.helpers import installed_plugin
 from hamr.pool.drivers.amd import AmdDriver
 from hamr.pool.drivers.cpu import CpuDriver
 from hamr.pool.drivers.nvidia import NvidiaDriver
 from hamr.pool.drivers.opencl import OpenclDriver, device_uuid, pci_bus_id
 
-DATA = Path(__file__).parent / "data" / "drivers"
-PLUGIN = Path(__file__).parent / "plugins" / "hamr_testdriver"
+DATA = Path(__file__).parents[2] / "data" / "drivers"
+PLUGIN = Path(__file__).parents[2] / "plugins" / "hamr_testdriver"
 BUILTIN = {"cpu", "opencl", "nvidia", "amd"}
 REPORT_FIELDS = ("uuid", "driver", "vendor", "kind", "architecture", "memory_total", "memory_free", "compute_units",
                  "health", "targets", "local_id")
 
 
-def recording(name: str) -> dict:
+def script(name: str) -> dict:
+    """A hand-written script of a vendor library's answers (tests/data/drivers)."""
     return json.loads((DATA / name).read_text())
 
 
@@ -64,7 +65,7 @@ def assert_fields(report: DeviceReport, expected: dict) -> None:
             assert got[key] == value, f"{report.local_id}: {key}"
 
 
-# -- the replay: a vendor library answering from a recording ------------------------------------------
+# -- the replay: a vendor library answering from a script ------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,7 @@ class Handle:
 
 
 def decode(value):
-    """A recorded value as the library returns it: {"struct": ...} has attributes, {"bytes": ...} is bytes."""
+    """A scripted value as the library returns it: {"struct": ...} has attributes, {"bytes": ...} is bytes."""
     if isinstance(value, dict) and set(value) == {"struct"}:
         return types.SimpleNamespace(**{k: decode(v) for k, v in value["struct"].items()})
     if isinstance(value, dict) and set(value) == {"bytes"}:
@@ -86,36 +87,36 @@ def decode(value):
 
 
 class Replay:
-    """A module standing in for a vendor library, with exactly the functions its recording answers.
+    """A module standing in for a vendor library, with exactly the functions its script answers.
 
-    Answers are looked up when called, so a test may edit `recording` after installing the module.
+    Answers are looked up when called, so a test may edit `script` after installing the module.
     `called` counts the calls by function name.
     """
 
-    def __init__(self, name: str, recorded: dict, error):
-        self.name, self.recording, self.error = name, recorded, error
+    def __init__(self, name: str, scripted: dict, error):
+        self.name, self.script, self.error = name, scripted, error
         self.called: collections.Counter[str] = collections.Counter()
 
     def functions(self) -> set[str]:
-        device = {fn for dev in self.recording["devices"] for fn in dev}
-        return set(self.recording["calls"]) | device | {self.recording["handles"]["call"]}
+        device = {fn for dev in self.script["devices"] for fn in dev}
+        return set(self.script["calls"]) | device | {self.script["handles"]["call"]}
 
     def _answer(self, fn: str, entry: dict, args: tuple):
         self.called[fn] += 1
         if "by_args" in entry:
             key = ",".join(a.name if isinstance(a, enum.Enum) else str(a) for a in args)
-            assert key in entry["by_args"], f"{fn}: the recording has no answer for arguments {key!r}"
+            assert key in entry["by_args"], f"{fn}: the script has no answer for arguments {key!r}"
             entry = entry["by_args"][key]
         if "error" in entry:
-            error = self.recording["errors"][entry["error"]]
+            error = self.script["errors"][entry["error"]]
             raise self.error(error["code"], error["text"])
         return decode(entry["return"])
 
     def _function(self, fn: str):
-        handles = self.recording["handles"]
+        handles = self.script["handles"]
         if fn == handles["call"] and handles["by"] == "index":
             def call(index):
-                entry = self.recording["devices"][index].get(fn)
+                entry = self.script["devices"][index].get(fn)
                 if entry is not None:
                     self._answer(fn, entry, ())
                 else:
@@ -124,25 +125,25 @@ class Replay:
         elif fn == handles["call"]:
             def call():
                 self.called[fn] += 1
-                return [Handle(i) for i in range(len(self.recording["devices"]))]
-        elif fn in self.recording["calls"]:
+                return [Handle(i) for i in range(len(self.script["devices"]))]
+        elif fn in self.script["calls"]:
             def call(*args):
-                return self._answer(fn, self.recording["calls"][fn], args)
+                return self._answer(fn, self.script["calls"][fn], args)
         else:
             def call(handle, *args):
                 assert isinstance(handle, Handle), f"{fn} takes a device handle first, not {handle!r}"
-                entry = self.recording["devices"][handle.index].get(fn)
-                assert entry is not None, f"{fn}: the recording of device {handle.index} has no answer"
+                entry = self.script["devices"][handle.index].get(fn)
+                assert entry is not None, f"{fn}: the script of device {handle.index} has no answer"
                 return self._answer(fn, entry, args)
         call.__name__ = call.__qualname__ = fn
         return call
 
     def module(self, **extra) -> types.ModuleType:
         module = types.ModuleType(self.name)
-        module.__dict__.update(self.recording.get("constants", {}))
-        for name, members in self.recording.get("enums", {}).items():
+        module.__dict__.update(self.script.get("constants", {}))
+        for name, members in self.script.get("enums", {}).items():
             setattr(module, name, enum.IntEnum(name, members))
-        for name, constants in self.recording.get("submodules", {}).items():
+        for name, constants in self.script.get("submodules", {}).items():
             setattr(module, name, types.SimpleNamespace(**constants))
         for fn in self.functions():
             setattr(module, fn, self._function(fn))
@@ -184,20 +185,20 @@ class AmdSmiLibraryException(AmdSmiException):
 
 @pytest.fixture
 def nvml(monkeypatch) -> Replay:
-    replay = Replay("pynvml", recording("nvml-2xH100.json"), NVMLError)
+    replay = Replay("pynvml", script("nvml-2xH100.json"), NVMLError)
     monkeypatch.setitem(sys.modules, "pynvml", replay.module(NVMLError=NVMLError))
     return replay
 
 
 @pytest.fixture
 def amdsmi(monkeypatch) -> Replay:
-    replay = Replay("amdsmi", recording("amdsmi-1xMI300X.json"), AmdSmiLibraryException)
+    replay = Replay("amdsmi", script("amdsmi-1xMI300X.json"), AmdSmiLibraryException)
     module = replay.module(AmdSmiException=AmdSmiException, AmdSmiLibraryException=AmdSmiLibraryException)
     monkeypatch.setitem(sys.modules, "amdsmi", module)
     return replay
 
 
-# -- what the recordings say, computed from them -------------------------------------------------------
+# -- what the scripts say, computed from them -------------------------------------------------------
 
 
 def expected_nvidia(rec: dict) -> list[dict]:
@@ -260,14 +261,14 @@ def expected_amd(rec: dict) -> list[dict]:
     return found
 
 
-# -- nvidia (NVML), against the recording ----------------------------------------------------------------
+# -- nvidia (NVML), against the script ----------------------------------------------------------------
 
 
-def test_nvidia_reports_match_the_recording_field_by_field(nvml):
+def test_nvidia_reports_match_the_script_field_by_field(nvml):
     driver = NvidiaDriver()
     assert driver.present() == (True, "")
     reports = driver.discover()
-    expected = expected_nvidia(nvml.recording)
+    expected = expected_nvidia(nvml.script)
     assert [r.local_id for r in reports] == [e["local_id"] for e in expected] == ["cuda:0", "cuda:1"]
     for report, want in zip(reports, expected):
         assert_fields(report, want)
@@ -276,7 +277,7 @@ def test_nvidia_reports_match_the_recording_field_by_field(nvml):
     assert json.loads(json.dumps(reports[1].to_json()))["targets"] == ["cuda"]
 
 
-def test_nvidia_asks_nvml_exactly_what_was_recorded(nvml):
+def test_nvidia_asks_nvml_exactly_what_the_script_answers(nvml):
     NvidiaDriver().discover()
     assert set(nvml.called) == nvml.functions()
     assert nvml.called["nvmlInit"] == nvml.called["nvmlShutdown"] == 1
@@ -292,19 +293,19 @@ def test_nvidia_without_pynvml_is_not_present(monkeypatch):
 @pytest.mark.parametrize("error, text", [("NVML_ERROR_DRIVER_NOT_LOADED", "Driver Not Loaded"),
                                          ("NVML_ERROR_LIBRARY_NOT_FOUND", "NVML Shared Library Not Found")])
 def test_nvidia_whose_nvml_does_not_initialise_is_not_present(nvml, error, text):
-    nvml.recording["calls"]["nvmlInit"] = {"error": error}
+    nvml.script["calls"]["nvmlInit"] = {"error": error}
     assert NvidiaDriver().present() == (False, f"NVML: {text}")
     assert NvidiaDriver().discover() == []
 
 
 def test_nvidia_with_no_gpu_is_not_present(nvml):
-    nvml.recording["calls"]["nvmlDeviceGetCount"] = {"return": 0}
+    nvml.script["calls"]["nvmlDeviceGetCount"] = {"return": 0}
     assert NvidiaDriver().present() == (False, "NVML: no NVIDIA GPU")
 
 
 def test_a_lost_gpu_whose_memory_cannot_be_read_is_unhealthy_and_the_other_is_unchanged(nvml):
-    expected = expected_nvidia(nvml.recording)
-    nvml.recording["devices"][1]["nvmlDeviceGetMemoryInfo"] = {"error": "NVML_ERROR_GPU_IS_LOST"}
+    expected = expected_nvidia(nvml.script)
+    nvml.script["devices"][1]["nvmlDeviceGetMemoryInfo"] = {"error": "NVML_ERROR_GPU_IS_LOST"}
     first, second = NvidiaDriver().discover()
     assert_fields(first, expected[0])
     assert_fields(second, {**expected[1], "memory_total": 0, "memory_free": None, "health": "unhealthy"})
@@ -312,8 +313,8 @@ def test_a_lost_gpu_whose_memory_cannot_be_read_is_unhealthy_and_the_other_is_un
 
 
 def test_a_gpu_whose_uuid_cannot_be_read_is_skipped_with_a_warning(nvml, caplog):
-    expected = expected_nvidia(nvml.recording)
-    nvml.recording["devices"][0]["nvmlDeviceGetUUID"] = {"error": "NVML_ERROR_GPU_IS_LOST"}
+    expected = expected_nvidia(nvml.script)
+    nvml.script["devices"][0]["nvmlDeviceGetUUID"] = {"error": "NVML_ERROR_GPU_IS_LOST"}
     with caplog.at_level(logging.WARNING):
         reports = NvidiaDriver().discover()
     assert [r.local_id for r in reports] == ["cuda:1"]
@@ -322,18 +323,18 @@ def test_a_gpu_whose_uuid_cannot_be_read_is_skipped_with_a_warning(nvml, caplog)
 
 
 def test_a_failed_optional_query_degrades_and_not_supported_never_counts(nvml):
-    nvml.recording["devices"][0]["nvmlDeviceGetTemperature"]["by_args"]["0"] = {"error": "NVML_ERROR_UNKNOWN"}
+    nvml.script["devices"][0]["nvmlDeviceGetTemperature"]["by_args"]["0"] = {"error": "NVML_ERROR_UNKNOWN"}
     first = NvidiaDriver().discover()[0]
     assert first.health == "degraded" and first.details["temperature_c"] is None
     assert first.details["health_reasons"] == ["nvmlDeviceGetTemperature: Unknown Error"]
     # nvmlDeviceGetAttributes and nvmlDeviceGetRetiredPagesPendingStatus answer NOT_SUPPORTED on both GPUs
-    assert nvml.recording["devices"][0]["nvmlDeviceGetAttributes"] == {"error": "NVML_ERROR_NOT_SUPPORTED"}
+    assert nvml.script["devices"][0]["nvmlDeviceGetAttributes"] == {"error": "NVML_ERROR_NOT_SUPPORTED"}
 
 
 @pytest.mark.parametrize("ecc, rows, health", [(2, [0, 0, 0, 0], "unhealthy"), (0, [0, 1, 0, 1], "unhealthy"),
                                                (0, [0, 1, 1, 0], "degraded"), (0, [3, 0, 0, 0], "healthy")])
 def test_nvidia_health_follows_ecc_and_row_remapping(nvml, ecc, rows, health):
-    dev = nvml.recording["devices"][0]
+    dev = nvml.script["devices"][0]
     dev["nvmlDeviceGetTotalEccErrors"]["by_args"]["1,0"] = {"return": ecc}
     dev["nvmlDeviceGetRemappedRows"] = {"return": rows}
     report = NvidiaDriver().discover()[0]
@@ -342,13 +343,13 @@ def test_nvidia_health_follows_ecc_and_row_remapping(nvml, ecc, rows, health):
 
 
 def test_nvidia_takes_the_sm_count_from_attributes_where_nvml_answers_them(nvml):
-    nvml.recording["devices"][0]["nvmlDeviceGetAttributes"] = {"return": {"struct": {"multiprocessorCount": 114}}}
-    assert [r.compute_units for r in NvidiaDriver().discover()] == [114, nvml.recording["facts"][1]["sm_count"]]
+    nvml.script["devices"][0]["nvmlDeviceGetAttributes"] = {"return": {"struct": {"multiprocessorCount": 114}}}
+    assert [r.compute_units for r in NvidiaDriver().discover()] == [114, nvml.script["facts"][1]["sm_count"]]
 
 
-def test_the_nvml_recording_matches_the_real_pynvml_api():
+def test_the_nvml_script_matches_the_real_pynvml_api():
     real = pytest.importorskip("pynvml", reason="pynvml is not installed (pip install 'hamr[gpu]')")
-    rec = recording("nvml-2xH100.json")
+    rec = script("nvml-2xH100.json")
     replay = Replay("pynvml", rec, NVMLError)
     missing = sorted(fn for fn in replay.functions() if not callable(getattr(real, fn, None)))
     assert not missing, f"pynvml {getattr(real, '__version__', '')} lacks {missing}"
@@ -358,20 +359,20 @@ def test_the_nvml_recording_matches_the_real_pynvml_api():
         assert getattr(real, name) == error["code"] and str(real.NVMLError(error["code"])) == error["text"], name
 
 
-# -- amd (AMD SMI), against the recording ------------------------------------------------------------------
+# -- amd (AMD SMI), against the script ------------------------------------------------------------------
 
 
-def test_amd_reports_match_the_recording_field_by_field(amdsmi):
+def test_amd_reports_match_the_script_field_by_field(amdsmi):
     driver = AmdDriver()
     assert driver.present() == (True, "")
     reports = driver.discover()
-    expected = expected_amd(amdsmi.recording)
+    expected = expected_amd(amdsmi.script)
     assert len(reports) == len(expected) == 1
     assert_fields(reports[0], expected[0])
     assert reports[0].details["health_reasons"] == []  # the edge sensor MI300X lacks is "not supported"
 
 
-def test_amd_asks_amdsmi_exactly_what_was_recorded(amdsmi):
+def test_amd_asks_amdsmi_exactly_what_the_script_answers(amdsmi):
     AmdDriver().discover()
     assert set(amdsmi.called) == amdsmi.functions()
 
@@ -397,14 +398,14 @@ def test_amd_whose_native_library_is_missing_is_not_present_and_prints_nothing(m
 
 
 def test_amd_whose_init_fails_is_not_present_in_one_line(amdsmi):
-    amdsmi.recording["calls"]["amdsmi_init"]["by_args"]["INIT_AMD_GPUS"] = {"error": "AMDSMI_STATUS_INIT_ERROR"}
+    amdsmi.script["calls"]["amdsmi_init"]["by_args"]["INIT_AMD_GPUS"] = {"error": "AMDSMI_STATUS_INIT_ERROR"}
     assert AmdDriver().present() == (False, "amdsmi: AMDSMI_STATUS_INIT_ERROR - Initialization error")
     assert AmdDriver().discover() == []
 
 
 def test_an_amd_gpu_whose_asic_query_fails_is_unhealthy(amdsmi):
-    expected = expected_amd(amdsmi.recording)[0]
-    amdsmi.recording["devices"][0]["amdsmi_get_gpu_asic_info"] = {"error": "AMDSMI_STATUS_DRM_ERROR"}
+    expected = expected_amd(amdsmi.script)[0]
+    amdsmi.script["devices"][0]["amdsmi_get_gpu_asic_info"] = {"error": "AMDSMI_STATUS_DRM_ERROR"}
     (report,) = AmdDriver().discover()
     assert_fields(report, {**expected, "architecture": "unknown", "compute_units": 0, "health": "unhealthy",
                            "details": {**expected["details"], "name": None, "device_id": None}})
@@ -413,17 +414,17 @@ def test_an_amd_gpu_whose_asic_query_fails_is_unhealthy(amdsmi):
 
 
 def test_an_amd_gpu_whose_uuid_cannot_be_read_is_skipped(amdsmi, caplog):
-    amdsmi.recording["devices"][0]["amdsmi_get_gpu_device_uuid"] = {"error": "AMDSMI_STATUS_NOT_FOUND"}
+    amdsmi.script["devices"][0]["amdsmi_get_gpu_device_uuid"] = {"error": "AMDSMI_STATUS_NOT_FOUND"}
     with caplog.at_level(logging.WARNING):
         assert AmdDriver().discover() == []
     assert any("rocm:0 skipped" in m for m in caplog.messages)
 
 
-def test_the_amdsmi_recording_matches_the_real_amdsmi_api():
+def test_the_amdsmi_script_matches_the_real_amdsmi_api():
     real, why = AmdDriver().library()
     if real is None:
         pytest.skip(why)
-    rec = recording("amdsmi-1xMI300X.json")
+    rec = script("amdsmi-1xMI300X.json")
     replay = Replay("amdsmi", rec, AmdSmiLibraryException)
     missing = sorted(fn for fn in replay.functions() if not callable(getattr(real, fn, None)))
     assert not missing, f"amdsmi lacks {missing}"
@@ -439,7 +440,7 @@ def test_the_amdsmi_recording_matches_the_real_amdsmi_api():
 @pytest.mark.parametrize("uncorrectable, pages, health", [(1, [], "unhealthy"), (0, [2], "unhealthy"),
                                                           (0, [0, 1], "degraded"), (0, [0, 0], "healthy")])
 def test_amd_health_follows_ecc_and_bad_pages(amdsmi, uncorrectable, pages, health):
-    dev = amdsmi.recording["devices"][0]
+    dev = amdsmi.script["devices"][0]
     dev["amdsmi_get_gpu_total_ecc_count"]["return"]["uncorrectable_count"] = uncorrectable
     dev["amdsmi_get_gpu_bad_page_info"] = {"return": [
         {"value": i, "page_address": 0x1000 * i, "page_size": 4096, "status": s} for i, s in enumerate(pages)]}
@@ -501,11 +502,7 @@ def opencl_devices() -> list:
     return found
 
 
-CL_DEVICES = opencl_devices()
-needs_opencl = pytest.mark.skipif(not CL_DEVICES, reason="no OpenCL device (pip install pocl-binary-distribution)")
-
-
-@needs_opencl
+@pytest.mark.opencl
 def test_the_opencl_driver_reports_every_device_as_pyopencl_sees_it(monkeypatch):
     import pyopencl as cl
 
@@ -514,8 +511,9 @@ def test_the_opencl_driver_reports_every_device_as_pyopencl_sees_it(monkeypatch)
     monkeypatch.delenv("HAMR_HOST_ID", raising=False)
     assert OpenclDriver().present() == (True, "")
     reports = OpenclDriver().discover()
-    assert len(reports) == len(CL_DEVICES)
-    for index, (report, dev) in enumerate(zip(reports, CL_DEVICES)):
+    cl_devices = opencl_devices()
+    assert len(reports) == len(cl_devices)
+    for index, (report, dev) in enumerate(zip(reports, cl_devices)):
         kind = "gpu" if dev.type & cl.device_type.GPU else "accelerator" if dev.type & cl.device_type.ACCELERATOR \
             else "cpu"
         expected = {
@@ -597,13 +595,13 @@ def test_discovery_reports_every_driver_present_or_why_not(monkeypatch):
     assert [d.uuid for d in discover_all()] == [d.uuid for d in found.devices]
 
 
-def test_discovery_through_the_entry_points_finds_the_recorded_gpus(nvml, amdsmi):
+def test_discovery_through_the_entry_points_finds_the_scripted_gpus(nvml, amdsmi):
     found = discover()
     status = {s.name: s for s in found.drivers}
     assert (status["nvidia"].state, status["nvidia"].devices) == ("present", 2)
     assert (status["amd"].state, status["amd"].devices) == ("present", 1)
     gpus = [d for d in found.devices if d.kind == "gpu" and d.driver in ("nvidia", "amd")]
-    expected = expected_amd(amdsmi.recording) + expected_nvidia(nvml.recording)  # drivers in entry point name order
+    expected = expected_amd(amdsmi.script) + expected_nvidia(nvml.script)  # drivers in entry point name order
     assert [g.uuid for g in gpus] == [e["uuid"] for e in expected]
 
 

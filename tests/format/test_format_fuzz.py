@@ -7,19 +7,16 @@ hypothesis properties mutate a valid small file at the byte level and at the man
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-import struct
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import hamr
-from tests.test_format import tiny_model
+from tests.helpers import MANIFEST_CASES as CASES
+from tests.helpers import split, tiny_model, with_manifest
 
-HEADER = struct.Struct("<8sIIQQ32s")
 # $HAMR_FUZZ_EXAMPLES makes a longer run (a benchmark); CI keeps 200 per property
 FUZZ = settings(max_examples=int(os.environ.get("HAMR_FUZZ_EXAMPLES") or 200), deadline=None,
                 suppress_health_check=[HealthCheck.too_slow])
@@ -30,19 +27,6 @@ def data() -> bytes:
     return hamr.compile(tiny_model(), targets=["reference"]).to_bytes()
 
 
-def split(data: bytes) -> tuple[bytes, dict]:
-    _, _, _, offset, size, _ = HEADER.unpack(data[:64])
-    return data[:offset], json.loads(data[offset : offset + size])
-
-
-def with_manifest(data: bytes, manifest, raw: bytes | None = None) -> bytes:
-    """`data` with its manifest replaced (as JSON, or `raw` bytes) and the header's hash recomputed."""
-    body, _ = split(data)
-    text = raw if raw is not None else json.dumps(manifest).encode()
-    magic, version, header_size, offset, _, _ = HEADER.unpack(data[:64])
-    return HEADER.pack(magic, version, header_size, offset, len(text), hashlib.sha256(text).digest()) + body[64:] + text
-
-
 def loads_or_format_error(data: bytes, verify: bool = True) -> None:
     try:
         hamr.load(data, verify=verify)
@@ -51,37 +35,6 @@ def loads_or_format_error(data: bytes, verify: bool = True) -> None:
 
 
 # -- the inconsistencies the attack found -------------------------------------------------------
-
-
-def _weight(manifest: dict) -> dict:
-    return next(iter(manifest["weights"]["tensors"].values()))
-
-
-def _overlap(manifest: dict, data: bytes) -> None:
-    """The weights member grown over the start of the next one, its hash recomputed: both still read."""
-    first = manifest["members"]["weights"]
-    second = min((e for e in manifest["members"].values() if e["offset"] > first["offset"]), key=lambda e: e["offset"])
-    first["size"] = second["offset"] + 8 - first["offset"]
-    first["sha256"] = hashlib.sha256(data[first["offset"] : first["offset"] + first["size"]]).hexdigest()
-
-
-CASES = {
-    "overlapping members": _overlap,
-    "weight of shape [-1] and size -4": lambda m, d: _weight(m).update(shape=[-1], size=-4),
-    "weight of size -4": lambda m, d: _weight(m).update(size=-4),
-    "weight of shape [true, 2]": lambda m, d: _weight(m).update(shape=[True, 2]),
-    "weight of shape [1.5]": lambda m, d: _weight(m).update(shape=[1.5]),
-    "weight of a shape whose product wraps in int64": lambda m, d: _weight(m).update(shape=[2**32, 2**32], size=0),
-    "weight of a shape past int64": lambda m, d: _weight(m).update(shape=[2**70]),
-    "weight past the weights member": lambda m, d: _weight(m).update(offset=1 << 20),
-    "format_version true": lambda m, d: m.update(format_version=True),
-    "member offset true": lambda m, d: m["members"]["graph"].update(offset=True),
-    "member size false": lambda m, d: m["members"]["graph"].update(size=False),
-    "member of negative size": lambda m, d: m["members"]["graph"].update(size=-64),
-    "model without a name": lambda m, d: m["model"].pop("name"),
-    "signatures not a list": lambda m, d: m.update(signatures={"a": 1}),
-    "variants a list": lambda m, d: m.update(variants=[1]),
-}
 
 
 @pytest.mark.parametrize("case", CASES)

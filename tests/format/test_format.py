@@ -10,41 +10,18 @@ import struct
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
 
 import hamr
 from hamr.format import container as container_module
 from hamr.format import executable as executable_module
 from hamr.format.container import open_container
+from tests.helpers import TINY_B, TINY_W1, TINY_W2, tiny_model
 
 MAGIC = b"\x89HAMR\r\n\x1a"
 HEADER = struct.Struct("<8sIIQQ32s")  # the documented 64-byte header
 
-RNG = np.random.default_rng(1234)
-# Odd sizes on purpose: W1 is 33*31*4 = 4092 bytes, so W2 only lands on a 64-byte
-# boundary if the writer pads between tensors.
-W1 = RNG.standard_normal((33, 31)).astype(np.float32)
-B = RNG.standard_normal(31).astype(np.float32)  # 124 bytes: small enough to stay inline
-W2 = RNG.standard_normal((31, 31)).astype(np.float32)
-
-
-def tiny_model() -> onnx.ModelProto:
-    graph = helper.make_graph(
-        [
-            helper.make_node("MatMul", ["x", "W1"], ["h"]),
-            helper.make_node("Add", ["h", "B"], ["hb"]),
-            helper.make_node("MatMul", ["hb", "W2"], ["y"]),
-        ],
-        "tiny",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 33])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 31])],
-        [numpy_helper.from_array(W1, "W1"), numpy_helper.from_array(B, "B"), numpy_helper.from_array(W2, "W2")],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
-    onnx.checker.check_model(model)
-    return model
+W1, B, W2 = TINY_W1, TINY_B, TINY_W2
 
 
 def expected_y(x: np.ndarray) -> np.ndarray:

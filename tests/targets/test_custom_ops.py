@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -19,18 +18,15 @@ import pytest
 from onnx import TensorProto, helper
 
 import hamr
-from tests.conftest import installed_plugin
 import hamr.ops
 from hamr.errors import CustomOpError
 from hamr.frontends.onnx_model import CANONICAL_OPSET
 from hamr.ops import CustomOp, Elementwise
-from hamr.runtime.devices import available_devices
 from hamr.targets import get_target
+from tests.helpers import hamr_cli, installed_plugin
 
-PLUGIN = Path(__file__).parent / "plugins" / "hamr_testops"
+PLUGIN = Path(__file__).parents[1] / "plugins" / "hamr_testops"
 DOMAIN = "com.example.testops"
-OPENCL = [d.id for d in available_devices() if d.id.startswith("opencl:")]
-needs_opencl = pytest.mark.skipif(not OPENCL, reason="no OpenCL device (pip install pocl-binary-distribution)")
 opencl_builds = pytest.mark.skipif(not get_target("opencl").available(), reason="pyopencl does not import")
 ALPHA, BETA = 0.5, 2.0
 RNG = np.random.default_rng(11)
@@ -92,7 +88,7 @@ def expected(f: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 TARGET_DEVICES = [
     pytest.param("reference", "cpu", id="reference"),
     pytest.param("cpu", "cpu", id="cpu"),
-    pytest.param("opencl", OPENCL[0] if OPENCL else "", id="opencl", marks=needs_opencl),
+    pytest.param("opencl", "opencl:0", id="opencl", marks=pytest.mark.opencl),
 ]
 
 
@@ -307,23 +303,20 @@ def test_loading_where_the_plugin_is_missing_names_the_ops(saved, plugin_site):
 # -- the command line ---------------------------------------------------------------------------------
 
 
-def _cli(*args, pythonpath: list[str]) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "PY_COLORS", "CLICOLOR_FORCE")}
-    env.update(NO_COLOR="1", COLUMNS="200", TERM="dumb", PYTHONPATH=os.pathsep.join(pythonpath))
-    return subprocess.run([sys.executable, "-m", "hamr.cli.app", *map(str, args)],
-                          capture_output=True, text=True, env=env, timeout=120)
+def _env(pythonpath: list[str]) -> dict:
+    return dict(os.environ, COLUMNS="200", PYTHONPATH=os.pathsep.join(pythonpath))
 
 
 def test_cli_compile_warns_about_the_fallback(plugin_site, tmp_path):
     model = tmp_path / "chain.onnx"
     model.write_bytes(chain_model().SerializeToString())
     base = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-    proc = _cli("compile", model, "-o", tmp_path / "chain.hamr", "--target", "cpu", pythonpath=[str(plugin_site), *base])
+    proc = hamr_cli("compile", model, "-o", tmp_path / "chain.hamr", "--target", "cpu", env=_env([str(plugin_site), *base]))
     assert proc.returncode == 0, proc.stderr
     assert "warning: cpu: 1 node(s) fall back to reference: RowSum" in proc.stderr
     assert (tmp_path / "chain.hamr").is_file()
     # without the plugin on the path, the op is unknown: the usual one-line error
-    proc = _cli("compile", model, "-o", tmp_path / "none.hamr", "--target", "cpu", pythonpath=base)
+    proc = hamr_cli("compile", model, "-o", tmp_path / "none.hamr", "--target", "cpu", env=_env(base))
     assert proc.returncode == 2
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and f"unsupported op(s) for target cpu: {DOMAIN}::Hypot" in lines[0], proc.stderr

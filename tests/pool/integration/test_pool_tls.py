@@ -5,7 +5,6 @@ builds it) with a self-signed certificate; the bad options against a real `hamr 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 
@@ -15,10 +14,7 @@ import pytest
 import hamr
 from hamr.errors import HamrError
 from hamr.pool.wire.client import InferClient
-from hamr.pool.server import PoolServer
-from tests.test_cli_errors import one_error_line
-from tests.test_pool_agent import cli, finish, spawn, start, stop, wait_until
-from tests.test_runtime import mlp_model, mlp_reference
+from tests.helpers import finish, hamr_cli, mlp_model, mlp_reference, one_error_line, spawn, start, start_pool, stop, wait_until
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="no openssl command to make a test certificate")
 
@@ -35,26 +31,27 @@ def certificate(directory, name: str, ip: str = "127.0.0.1"):
 def https_pool(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("tls")
     cert, key = certificate(tmp, "pool")
-    env = {"HAMR_POOL_DIR": str(tmp / "pool"), "HAMR_CACHE_DIR": str(tmp / "cache"), "NO_COLOR": "1", "COLUMNS": "200"}
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("HAMR_")}, **env}
-    with PoolServer(data_dir=tmp / "pool", port=0, tls_cert=cert, tls_key=key) as server:
-        trusted = {**env, "HAMR_CA_FILE": str(cert)}
-        assert cli(trusted, "pool", "status").returncode == 0
-        yield tmp, env, trusted, server.url, cert
+    running = start_pool(tmp, "--tls-cert", cert, "--tls-key", key, ca=cert)
+    trusted = {**running.env, "HAMR_CA_FILE": str(cert)}
+    wait_until("the https API", lambda: hamr_cli("pool", "status", env=trusted).returncode == 0, 60, every=0.3)
+    yield tmp, running.env, trusted, running.url, cert
+    running.admin.close()
+    log = stop(running.server)
+    assert "Traceback" not in log, log
 
 
 def test_the_pool_serves_https_and_clients_verify_it(https_pool):
     tmp, env, trusted, url, cert = https_pool
     assert url.startswith("https://127.0.0.1:")
-    untrusted = one_error_line(cli(env, "pool", "status"))
+    untrusted = one_error_line(hamr_cli("pool", "status", env=env))
     assert "certificate verify failed" in untrusted and "$HAMR_CA_FILE" in untrusted
     other, _ = certificate(tmp, "other")  # a CA that did not sign the pool's certificate
-    assert "certificate verify failed" in one_error_line(cli({**env, "HAMR_CA_FILE": str(other)}, "pool", "status"))
-    missing = one_error_line(cli({**env, "HAMR_CA_FILE": str(tmp / "none.pem")}, "pool", "status"))
+    assert "certificate verify failed" in one_error_line(hamr_cli("pool", "status", env={**env, "HAMR_CA_FILE": str(other)}))
+    missing = one_error_line(hamr_cli("pool", "status", env={**env, "HAMR_CA_FILE": str(tmp / "none.pem")}))
     assert missing == f"error: no CA file {tmp / 'none.pem'} (from --ca or $HAMR_CA_FILE)"
 
     exe = hamr.compile(mlp_model(), targets=["cpu"]).save(tmp / "mlp.hamr")
-    deployed = cli(trusted, "pool", "deploy", exe, "--replicas", "1")
+    deployed = hamr_cli("pool", "deploy", exe, "--replicas", "1", env=trusted)
     assert deployed.returncode == 0, deployed.stdout + deployed.stderr
     deployment = int(deployed.stdout.split()[1])
     token = (tmp / "pool" / "default.token").read_text().strip()
@@ -76,7 +73,7 @@ def test_an_agent_joins_an_https_pool_with_its_ca_and_refuses_one_it_cannot_veri
                   "--heartbeat", "0.5", "--cache-dir", tmp / "agent")
     try:
         def joined():
-            listed = cli(trusted, "pool", "status", "--json")
+            listed = hamr_cli("pool", "status", "--json", env=trusted)
             return listed.returncode == 0 and "tls-remote" in {n["name"] for n in json.loads(listed.stdout)["nodes"]}
 
         wait_until("the agent to join over https", joined, 60, every=0.5)
@@ -95,5 +92,5 @@ def test_bad_tls_options_are_one_line_each(tmp_path):
         (["--tls-cert", cert, "--tls-key", other_key], f"error: cannot serve https with {cert} and {other_key}: KEY_VALUES_MISMATCH"),
     ]
     for options, expected in cases:
-        assert one_error_line(cli(env, "pool", "up", "--port", "0", *options, timeout=60)) == expected
+        assert one_error_line(hamr_cli("pool", "up", "--port", "0", *options, timeout=60, env=env)) == expected
     assert not (tmp_path / "pool" / "pool.json").exists()

@@ -5,23 +5,39 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 from onnx import TensorProto, helper
 
 from hamr.conformance import load_cases, run_case, run_suite
 
-MINIMUM_PASSED = 1800  # issue 2's target for the reference target
+# The exact cases each target fails today, each with its reason (listed in docs/conformance.md), and how
+# many pass with every node native: any other failure fails the test, and so does a listed case that
+# passes (take it out of the file and the doc).
+KNOWN = json.loads((Path(__file__).parent / "known_failures.json").read_text())
+PASSING = ("passed", "passed_with_fallback")
 
 
-def test_reference_target_passes_the_node_suite():
+def assert_exactly_the_known_failures(target: str, report: dict, names: set[str]) -> None:
+    known = {name: why for name, why in KNOWN["failures"][target].items() if name in names}
+    failing = {c["name"]: f"{c['status']}: {c['detail']}" for c in report["cases"] if c["status"] not in PASSING}
+    new = {name: detail for name, detail in failing.items() if name not in known}
+    fixed = sorted(set(known) - set(failing))
+    assert not new, f"{target}: {len(new)} case(s) fail that tests/targets/known_failures.json does not list: {new}"
+    assert not fixed, (f"{target}: {fixed} pass now: take them out of tests/targets/known_failures.json "
+                       "and docs/conformance.md")
+
+
+def test_reference_target_passes_the_node_suite_but_its_known_failures():
     cases = load_cases()
     assert len(cases) > 1800, "onnx should generate the full node suite in-process"
     report = run_suite("reference", cases).to_json()
     assert report["total"] == len(cases)
     assert report["passed"] + report["failed"] + report["unsupported"] == report["total"]
-    assert report["passed"] >= MINIMUM_PASSED, [c for c in report["cases"] if c["status"] != "passed"][:20]
+    assert_exactly_the_known_failures("reference", report, {c.name for c in cases})
 
 
 def _case(model, inputs, outputs, name="test_custom"):
@@ -81,41 +97,29 @@ def test_cli_conformance_json():
 
 # -- the native targets -------------------------------------------------------------------
 
-# share of sampled cases passing with every node native (measured: 138 of 236 on both targets)
-NATIVE_FLOOR = {"cpu": 0.55, "opencl": 0.55}
+NATIVE_TARGETS = ["cpu", pytest.param("opencl", marks=pytest.mark.opencl)]
 
 
-def _native_report(target: str, cases):
-    import pytest
-
-    from hamr.runtime.devices import available_devices
-
-    if target == "opencl" and not any(d.id.startswith("opencl:") for d in available_devices()):
-        pytest.skip("no OpenCL device (pip install pocl-binary-distribution)")
-    return run_suite(target, cases).to_json()
-
-
-import pytest  # noqa: E402
-
-
-@pytest.mark.parametrize("target", ["cpu", "opencl"])
-def test_native_target_passes_a_sample_of_the_node_suite(target):
-    """Every 8th case, natively; the full sweep is the slow test below and bench/conformance_report.py."""
-    cases = load_cases()[::8]
-    report = _native_report(target, cases)
+def _assert_native(target: str, cases, measured: int) -> None:
+    """The known failures exactly, and at least today's count of cases with every node native (a coverage
+    floor at the measured value: more is an improvement, to be written into known_failures.json)."""
+    report = run_suite(target, cases).to_json()
     native = report["passed"]
     assert native + report["passed_with_fallback"] + report["failed"] + report["unsupported"] == len(cases)
-    assert native >= NATIVE_FLOOR[target] * len(cases), (native, len(cases))
-    failed = [c for c in report["cases"] if c["status"] == "failed"]
-    assert len(failed) <= 0.02 * len(cases), failed
+    assert_exactly_the_known_failures(target, report, {c.name for c in cases})
+    assert native >= measured, f"{target}: {native} of {len(cases)} cases ran every node natively, {measured} did before"
+
+
+@pytest.mark.parametrize("target", NATIVE_TARGETS)
+def test_native_target_passes_a_sample_of_the_node_suite_but_its_known_failures(target):
+    """Every 8th case; the full sweep is the slow test below and bench/conformance_report.py."""
+    _assert_native(target, load_cases()[::8], KNOWN["native_passed"][target]["sample"])
 
 
 @pytest.mark.slow
-# measured 1067 on both; issue 3 asks for 1200 on cpu and 1000 on opencl (docs/conformance.md)
-@pytest.mark.parametrize("target,minimum", [("cpu", 1060), ("opencl", 1060)])
-def test_native_target_full_sweep(target, minimum):
-    report = _native_report(target, load_cases())
-    assert report["passed"] >= minimum
+@pytest.mark.parametrize("target", NATIVE_TARGETS)
+def test_native_target_full_sweep(target):
+    _assert_native(target, load_cases(), KNOWN["native_passed"][target]["all"])
 
 
 def test_a_fallback_case_is_reported_as_such():

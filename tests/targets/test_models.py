@@ -7,9 +7,8 @@ import pytest
 
 import hamr
 from hamr import models
-from hamr.runtime.devices import available_devices
 from hamr.ir.example_feeds import example_feeds
-from tests.conftest import require
+from tests.helpers import NO_OPENCL, opencl_devices, require
 
 RTOL, ATOL = 1e-3, 1e-4
 
@@ -26,8 +25,8 @@ DEVICE = {"reference": "cpu", "cpu": "cpu", "opencl": "opencl:0"}
 
 
 def session_for(path, target, tmp_path):
-    if target == "opencl" and not any(d.id == "opencl:0" for d in available_devices()):
-        pytest.skip("no OpenCL device (pip install pocl-binary-distribution)")
+    if target == "opencl" and "opencl:0" not in opencl_devices():
+        pytest.skip(NO_OPENCL)
     exe_path = hamr.compile(path, targets=[target]).save(tmp_path / "model.hamr")
     session = hamr.Session(exe_path, device=DEVICE[target])
     assert session.target == target

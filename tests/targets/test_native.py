@@ -9,11 +9,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 import hamr
 from hamr.targets.native.memory import Buffer, plan_memory
-from hamr.runtime.devices import available_devices
+from tests.helpers import DEVICES, native_targets, opencl_devices
 
-OPENCL = [d.id for d in available_devices() if d.id.startswith("opencl:")]
-DEVICES = ["cpu"] + OPENCL[:1]
-needs_opencl = pytest.mark.skipif(not OPENCL, reason="no OpenCL device (pip install pocl-binary-distribution)")
 
 RNG = np.random.default_rng(3)
 W = RNG.standard_normal((64, 32)).astype(np.float32)
@@ -41,7 +38,7 @@ def expected_mlp(x: np.ndarray) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def mlp_exe():
-    targets = ["cpu"] + (["opencl"] if OPENCL else [])
+    targets = native_targets()
     return hamr.load(hamr.compile(mlp_model(), targets=targets).to_bytes())
 
 
@@ -73,7 +70,7 @@ def test_one_file_holds_both_isa_builds_and_the_sources(mlp_exe):
     trusted = hamr.load(hamr.compile(mlp_model(), targets=["cpu"]).to_bytes(), trust_binaries=True)
     for level in levels:
         assert bytes(trusted.variants["cpu"]["files"][f"{level}.so"][:4]) == b"\x7fELF"
-    if OPENCL:
+    if opencl_devices():
         assert b"__kernel" in bytes(mlp_exe.variants["opencl"]["files"]["kernels.cl"])
 
 

@@ -1,7 +1,8 @@
 """The pool registry: schema and migrations, tokens, executables, jobs, tenant isolation, concurrency.
 
-Every test that takes `registry` (or `backend`) runs on SQLite and, when HAMR_TEST_POSTGRES_URL is
-set (`eval "$(.ci/postgres.sh)"`), on PostgreSQL too, each test in a schema of its own.
+Every test that takes `registry` (or `backend`) runs on SQLite and on PostgreSQL, each PostgreSQL test
+in a schema of its own on a private server of the session (tests/conftest.py: $HAMR_TEST_POSTGRES_URL
+when set, else one started from the installed PostgreSQL binaries).
 """
 
 from __future__ import annotations
@@ -9,11 +10,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import inspect
-import os
 import subprocess
 import sys
 import threading
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -22,13 +21,11 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from onnx import TensorProto, helper
-from sqlalchemy import create_engine, select, text
+from sqlalchemy import select, text
 from sqlalchemy import inspect as sa_inspect
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 
 import hamr
-from hamr.pool.drivers.base import DeviceReport
 from hamr.pool.registry import (
     ANY_TENANT,
     InvalidTransition,
@@ -42,40 +39,13 @@ from hamr.pool.registry import (
 )
 from hamr.pool.registry.models import Base, Event, ExecutableRecord, utcnow
 from hamr.pool.registry.tokens import hash_token
+from tests.helpers import report
 
-POSTGRES_URL = os.environ.get("HAMR_TEST_POSTGRES_URL")
 TABLES = {"nodes", "devices", "tenants", "api_tokens", "executables", "jobs", "placements", "events", "deployments",
           "replicas"}
 
 
-# Fixtures: a backend (URL + data dir), a registry on it, executables, devices.
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def backend(request, tmp_path):
-    data_dir = tmp_path / "pool"
-    if request.param == "sqlite":
-        yield None, data_dir
-        return
-    if not POSTGRES_URL:
-        pytest.skip('HAMR_TEST_POSTGRES_URL is unset (eval "$(.ci/postgres.sh)" to run against PostgreSQL)')
-    schema = f"hamr_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        yield make_url(POSTGRES_URL).update_query_dict({"options": f"-csearch_path={schema}"}), data_dir
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
-
-
-@pytest.fixture
-def registry(backend):
-    url, data_dir = backend
-    with open_registry(url, data_dir=data_dir) as reg:
-        yield reg
+# Fixtures: `backend` and `registry` (tests/pool/conftest.py), executables; devices from tests.helpers.report.
 
 
 def _executable_bytes(graph_name: str) -> bytes:
@@ -93,15 +63,6 @@ def hamr_bytes() -> bytes:
 @pytest.fixture(scope="session")
 def other_hamr_bytes() -> bytes:
     return _executable_bytes("relu_too")
-
-
-def report(uuid: str, **changes) -> DeviceReport:
-    fields = dict(
-        uuid=uuid, driver="cpu", vendor="AcmeChips", kind="cpu", architecture="x86-64-v3",
-        memory_total=64 << 30, memory_free=32 << 30, compute_units=16, targets=("cpu", "reference"),
-        local_id="cpu", details={"numa": 0},
-    )  # fmt: skip
-    return DeviceReport(**(fields | changes))
 
 
 def all_rows_text(reg: Registry) -> str:

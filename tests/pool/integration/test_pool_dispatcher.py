@@ -1,5 +1,6 @@
-"""The dispatcher: queued jobs in a real SQLite registry run on real worker processes, and migrate
-(a new attempt) when a worker dies or a device is drained, with exactly one recorded result each."""
+"""The dispatcher: queued jobs in a real registry (SQLite; the first two tests on PostgreSQL too) run on
+real worker processes, and migrate (a new attempt) when a worker dies or a device is drained, with
+exactly one recorded result each."""
 
 from __future__ import annotations
 
@@ -13,10 +14,9 @@ import pytest
 import hamr
 from hamr.pool.dispatch.dispatcher import Dispatcher
 from hamr.pool.drivers import discover
-from hamr.pool.registry import ANY_TENANT, InvalidTransition, StaleAttempt, open_registry
-from tests.test_runtime import OPENCL, mlp_model, mlp_reference
+from hamr.pool.registry import ANY_TENANT, InvalidTransition, StaleAttempt
+from tests.helpers import BACKENDS, mlp_model, mlp_reference, registry_for
 
-needs_opencl = pytest.mark.skipif(not OPENCL, reason="no OpenCL device (pip install pocl-binary-distribution)")
 TOL = {"rtol": 1e-4, "atol": 1e-5}
 
 
@@ -35,23 +35,13 @@ def opencl_report(reports):
     return next((r for r in reports if r.local_id == "opencl:0"), None)
 
 
-@pytest.fixture(scope="module")
-def exe_bytes(tmp_path_factory):
-    targets = ["cpu"] + (["opencl"] if OPENCL else [])
-    return hamr.compile(mlp_model(), targets=targets).save(tmp_path_factory.mktemp("exe") / "mlp.hamr").read_bytes()
-
-
 @pytest.fixture
-def registry(tmp_path):
-    with open_registry(data_dir=tmp_path / "pool") as reg:
-        yield reg
-
-
-@pytest.fixture
-def pool(registry, exe_bytes):
-    """(registry, tenant id, executable record)."""
-    tenant = registry.create_tenant("acme").id
-    return registry, tenant, registry.upload_executable(tenant, exe_bytes)
+def pool(request, tmp_path, exe_bytes):
+    """(registry, tenant id, executable record); the registry on SQLite, and on PostgreSQL too where a test
+    is parametrised with BACKENDS."""
+    with registry_for(request, tmp_path) as registry:
+        tenant = registry.create_tenant("acme").id
+        yield registry, tenant, registry.upload_executable(tenant, exe_bytes)
 
 
 def submit(registry, tenant, exe, seed, batch=3):
@@ -75,6 +65,7 @@ def assert_one_result(registry, job_id, attempt):
     assert [e.payload["attempt"] for e in done] == [attempt]  # exactly one recorded result, of the last attempt
 
 
+@pytest.mark.parametrize("pool", BACKENDS, indirect=True)
 def test_a_job_runs_to_succeeded_with_numpy_outputs(pool, reports):
     registry, tenant, exe = pool
     jobs = [submit(registry, tenant, exe, seed, batch) for seed, batch in ((1, 2), (2, 5), (3, 1))]
@@ -93,6 +84,7 @@ def test_a_job_runs_to_succeeded_with_numpy_outputs(pool, reports):
     assert not list((registry.data_dir / "runs" / "node-a").glob("job-*/attempt-*"))  # outputs moved to blobs
 
 
+@pytest.mark.parametrize("pool", BACKENDS, indirect=True)
 def test_a_worker_killed_mid_job_runs_again_with_one_recorded_result(pool, cpu_report):
     registry, tenant, exe = pool
     with Dispatcher(registry, "node-a", reports=[cpu_report]) as dispatcher:
@@ -116,7 +108,7 @@ def test_a_worker_killed_mid_job_runs_again_with_one_recorded_result(pool, cpu_r
     np.testing.assert_allclose(y, mlp_reference(x), **TOL)
 
 
-@needs_opencl
+@pytest.mark.opencl
 def test_a_dead_worker_on_a_device_now_unhealthy_moves_its_job_to_opencl(pool, cpu_report, opencl_report):
     registry, tenant, exe = pool
     with Dispatcher(registry, "node-a", reports=[cpu_report, opencl_report]) as dispatcher:
@@ -135,7 +127,7 @@ def test_a_dead_worker_on_a_device_now_unhealthy_moves_its_job_to_opencl(pool, c
     np.testing.assert_allclose(registry.job_outputs(tenant, job.id)["y"], mlp_reference(x), **TOL)
 
 
-@needs_opencl
+@pytest.mark.opencl
 def test_draining_the_cpu_moves_its_running_and_queued_jobs_to_opencl(pool, cpu_report, opencl_report):
     registry, tenant, exe = pool
     with Dispatcher(registry, "node-a", reports=[cpu_report, opencl_report]) as dispatcher:
@@ -207,7 +199,7 @@ def test_a_job_with_no_variant_for_any_device_waits_with_the_schedulers_reason(r
 # Gang jobs: the batch split across the gang's devices, the outputs joined back.
 
 
-@needs_opencl
+@pytest.mark.opencl
 def test_a_gang_job_splits_its_batch_over_cpu_and_opencl_and_joins_the_outputs(pool, cpu_report, opencl_report):
     registry, tenant, exe = pool
     x = np.random.default_rng(21).standard_normal((5, 16)).astype(np.float32)
@@ -221,7 +213,7 @@ def test_a_gang_job_splits_its_batch_over_cpu_and_opencl_and_joins_the_outputs(p
     np.testing.assert_allclose(y, mlp_reference(x), **TOL)  # rows 0-2 from one device, 3-4 from the other
 
 
-@needs_opencl
+@pytest.mark.opencl
 def test_a_gang_shard_whose_worker_dies_runs_the_whole_attempt_again(pool, cpu_report, opencl_report):
     registry, tenant, exe = pool
     x = np.random.default_rng(22).standard_normal((4, 16)).astype(np.float32)

@@ -1,7 +1,7 @@
 """The pool's HTTP service (hamr.pool.service): auth and scopes, tenant isolation on every route
 that takes an id, uploads and their limits, malformed requests, metrics, the committed OpenAPI spec.
 
-Runs on SQLite and, when HAMR_TEST_POSTGRES_URL is set, on PostgreSQL (the registry tests' `backend`).
+Runs on SQLite and on PostgreSQL (the `backend` fixture, tests/pool/conftest.py).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from hamr.pool.registry import ANY_TENANT, Registry, open_registry
 from hamr.pool.nodes.remote.server import RemoteNodes
 from hamr.pool.service import create_app
 from hamr.pool.service import openapi as service_openapi
-from tests.test_pool_registry import backend, report  # noqa: F401  (backend is a fixture)
+from tests.helpers import bearer, npy, report
 
 MAX_UPLOAD = 1 << 20
 
@@ -39,16 +39,6 @@ def _hamr_bytes(graph_name: str) -> bytes:
 @pytest.fixture(scope="session")
 def executables() -> tuple[bytes, bytes]:
     return _hamr_bytes("relu"), _hamr_bytes("relu_b")
-
-
-def npy(array) -> bytes:
-    buffer = io.BytesIO()
-    np.save(buffer, np.asarray(array), allow_pickle=False)
-    return buffer.getvalue()
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 @dataclass
@@ -73,7 +63,7 @@ class Pool:
 
 
 @pytest.fixture
-def pool(backend, executables):  # noqa: F811
+def pool(backend, executables):
     url, data_dir = backend
     with open_registry(url, data_dir=data_dir) as registry:
         app = create_app(registry, max_upload_bytes=MAX_UPLOAD, remote=RemoteNodes(registry))
@@ -250,7 +240,9 @@ def test_an_admin_token_without_a_tenant_cannot_own_uploads(pool):
 # Jobs.
 
 
-def test_a_job_is_submitted_runs_and_its_outputs_download_as_npy(pool):
+def test_a_submitted_job_is_queued_and_the_outputs_the_registry_records_download_as_npy(pool):
+    """The service's side only: the job is moved through its states here, by the registry calls a node makes
+    (running it for real is test_pool_dispatcher.py's and test_pool_cli.py's)."""
     x = np.array([1.5, -2.0], np.float32)
     response = pool.submit(pool.a, pool.exe_a, {"x": npy(x)}, priority=3)
     assert response.status_code == 201, response.text
@@ -259,7 +251,7 @@ def test_a_job_is_submitted_runs_and_its_outputs_download_as_npy(pool):
     np.testing.assert_array_equal(pool.registry.job_inputs(ANY_TENANT, job["id"])["x"], x)
     not_yet = pool.client.get(f"/v1/jobs/{job['id']}/outputs/y", headers=pool.a)
     assert not_yet.status_code == 404 and "state queued" in detail(not_yet)
-    pool.registry.schedule_job(ANY_TENANT, job["id"], ["dev-1"])
+    pool.registry.schedule_job(ANY_TENANT, job["id"], ["dev-1"])  # as a node's dispatcher would
     pool.registry.start_job(ANY_TENANT, job["id"])
     pool.registry.finish_job(ANY_TENANT, job["id"], {"y": np.maximum(x, 0)})
     status = pool.client.get(f"/v1/jobs/{job['id']}", headers=pool.a).json()
@@ -472,7 +464,6 @@ def test_the_committed_openapi_spec_is_current(pool):
 
 def test_a_waiting_get_answers_when_the_job_is_final_or_after_wait(pool):
     import threading
-    import time
 
     start = time.monotonic()
     queued = pool.client.get(f"/v1/jobs/{pool.job_a}?wait=0.3", headers=pool.a)
@@ -504,16 +495,26 @@ def test_an_admission_gate_hands_its_slot_to_a_waiter_on_another_event_loop_and_
         await asyncio.sleep(hold)
         gate.leave()
 
-    async def first_then_a_cancelled_waiter() -> None:
-        holder = asyncio.create_task(take("first", 0.3))
-        await asyncio.sleep(0.05)
-        cancelled = asyncio.create_task(take("cancelled", 0))
-        await asyncio.sleep(0.05)
-        cancelled.cancel()  # it waits in the queue, then gives up: its turn must go on to the next
-        await holder
+    async def until(what: str, check) -> None:  # a wait on the gate's state, not on the clock
+        for _ in range(2000):
+            if check():
+                return
+            await asyncio.sleep(0.005)
+        raise AssertionError(f"timed out waiting for {what}")
 
-    other = threading.Thread(target=lambda: (time.sleep(0.2), asyncio.run(take("other loop", 0))))
-    other.start()
+    other = threading.Thread(target=lambda: asyncio.run(take("other loop", 0)))
+
+    async def first_then_a_cancelled_waiter() -> None:
+        assert await gate.enter()
+        order.append("first")
+        cancelled = asyncio.create_task(take("cancelled", 0))
+        await until("the second waiter to queue", lambda: len(gate.waiters) == 1)
+        cancelled.cancel()  # it waits in the queue, then gives up: its turn must go on to the next
+        await until("the cancelled waiter to leave the queue", lambda: len(gate.waiters) == 0)
+        other.start()
+        await until("the other loop's waiter to queue", lambda: len(gate.waiters) == 1)
+        gate.leave()
+
     asyncio.run(first_then_a_cancelled_waiter())
     other.join(timeout=5)
     assert not other.is_alive() and order == ["first", "other loop"]
