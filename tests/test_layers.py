@@ -18,8 +18,7 @@ import hamr
 ROOT = Path(__file__).resolve().parents[1]
 SRC = Path(hamr.__file__).resolve().parents[1]
 
-#: Packages whose cycles are still being removed (issue 12); the check below covers everything else.
-#: Widen it (empty this tuple) once they are gone.
+#: Packages whose import cycles are tolerated: none.
 CYCLES_ALLOWED_IN = ()
 
 
