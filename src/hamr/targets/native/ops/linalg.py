@@ -24,27 +24,6 @@ def _batch_offsets(batch: str) -> str:
     )
 
 
-# One row-major sgemm split over the OpenMP threads along its longer output side, one single-threaded
-# BLAS call per thread: the cpu target keeps a single thread pool (OpenMP), BLAS is set to 1 thread.
-C_SGEMM_SPLIT = """static void ${name}_sgemm(int ta, int tb, i64 M, i64 N, i64 K, f32 alpha, const f32 *A, i64 lda,
-                           const f32 *B, i64 ldb, f32 *C, i64 ldc) {
-  const int threads = M * N * K > 8 * PARALLEL_THRESHOLD ? omp_get_max_threads() : 1;
-  const int cols = N >= M;
-  const i64 len = cols ? N : M, chunk = ((len + threads - 1) / threads + 15) / 16 * 16;
-  const i64 parts = (len + chunk - 1) / chunk;
-  #pragma omp parallel for schedule(static) num_threads(threads) if(parts > 1)
-  for (i64 t = 0; t < parts; t++) {
-    const i64 s = t * chunk, n = H_MIN(chunk, len - s);
-    if (cols)
-      hamr_sgemm(101, ta, tb, (int)M, (int)n, (int)K, alpha, A, (int)lda, tb == 112 ? B + s * ldb : B + s, (int)ldb,
-                 0.0f, C + s, (int)ldc);
-    else
-      hamr_sgemm(101, ta, tb, (int)n, (int)N, (int)K, alpha, ta == 112 ? A + s : A + s * lda, (int)lda, B, (int)ldb,
-                 0.0f, C + s * ldc, (int)ldc);
-  }
-}
-"""
-
 # (batch, block of rows) items across the OpenMP threads; each item's epilogue runs right after
 # its sgemm, while the block is still in cache (STORE_RANGE), so there is one parallel region.
 C_SGEMM = """static void $name(const i64 *p, const f32 *in0, const f32 *in1, f32 *out0$extra) {
@@ -170,11 +149,12 @@ class MatMul(Lowering):
 
 # ---- Gemm: Y = alpha * A' B' + beta * C, p: [M * N, M, N, K, C row stride, C column stride] ----
 
-C_GEMM = C_SGEMM_SPLIT + """static void $name(const i64 *p, const f32 *in0, const f32 *in1, ${C_ARG}f32 *out0$extra) {
+# hamr_sgemm (the C prelude) splits the product across the OpenMP threads; the epilogue runs after it.
+C_GEMM = """static void $name(const i64 *p, const f32 *in0, const f32 *in1, ${C_ARG}f32 *out0$extra) {
   const i64 total = p[0], M = p[1], N = p[2], K = p[3];
   if (total == 0) return;
   if (K == 0) for (i64 i = 0; i < total; i++) out0[i] = 0;
-  else ${name}_sgemm($TA, $TB, M, N, K, $ALPHA, in0, $LDA, in1, $LDB, out0, N);
+  else hamr_sgemm(101, $TA, $TB, (int)M, (int)N, (int)K, $ALPHA, in0, (int)$LDA, in1, (int)$LDB, 0.0f, out0, (int)N);
   $EPILOGUE
 }
 """
