@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from hamr.targets.native.dtypes import ctype
 from hamr.targets.native.node_view import NodeView
 from hamr.targets.native.ops.base import broadcast_strides, numel, static_equal
-from hamr.targets.native.ops.registry import lowering_for
+from hamr.targets.native.ops import lowering_for
 from hamr.targets.native.render.template import render
 
 

@@ -1,4 +1,4 @@
-"""Op type -> lowering, filled by the modules of this package."""
+"""Op type -> lowering, filled by the modules of this package (`lowering_for` in the package also finds custom ops)."""
 
 from __future__ import annotations
 
@@ -13,10 +13,3 @@ def register(lowering_cls: type[Lowering]) -> type[Lowering]:
         LOWERINGS[op] = instance
     return lowering_cls
 
-
-def lowering_for(domain: str, op_type: str) -> Lowering | None:
-    if domain not in ("", "ai.onnx"):
-        from hamr.targets.native.ops.custom import custom_lowering  # custom.py imports the lowerings
-
-        return custom_lowering(domain, op_type)  # a registered custom op (None for onnx's other domains)
-    return LOWERINGS.get(op_type)
