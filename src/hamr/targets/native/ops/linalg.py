@@ -19,8 +19,9 @@ TILE = 16
 def _batch_offsets(batch: str) -> str:
     """oa, ob: the A and B offsets (in matrices) of batch item `batch`."""
     return (
-        "i64 oa = 0, ob = 0; { i64 r_ = " + batch + "; for (int a_ = $R - 1; a_ >= 0; a_--) { const i64 d_ = p[4 + a_]; "
-        "const i64 c_ = r_ % d_; r_ /= d_; oa += c_ * p[4 + $R + a_]; ob += c_ * p[4 + 2 * $R + a_]; } }"
+        "i64 oa = 0, ob = 0; { i64 r_ = " + batch + "; "
+        "for (int a_ = $R - 1; a_ >= 0; a_--) { const i64 d_ = p[4 + a_]; const i64 c_ = r_ % d_; r_ /= d_; "
+        "oa += c_ * p[4 + $R + a_]; ob += c_ * p[4 + 2 * $R + a_]; } }"
     )
 
 
@@ -260,7 +261,10 @@ class Gemm(Lowering):
             A_AT="(t + lc) * M + row" if ta else "row * K + t + lc",
             B_AT="col * K + t + lr" if tb else "(t + lr) * N + col", ALPHA=alpha_lit,
         )
-        sources = {"c": Source(GEMM_SOURCES["c"], c_values), "opencl": Source(GEMM_SOURCES["opencl"], cl_values, _gemm2_range)}
+        sources = {
+            "c": Source(GEMM_SOURCES["c"], c_values),
+            "opencl": Source(GEMM_SOURCES["opencl"], cl_values, _gemm2_range),
+        }
         return Kernel(sources=sources, anchor=True, label="gemm", **common)
 
 

@@ -326,7 +326,10 @@ class Conv(Lowering):
             HEAD=_CONV_HEAD, TS=TILE, BIAS_ARG="__global const f32 *in2, " if has_bias else "",
             BIAS_ADD=" + in2[g * Mg + row]" if has_bias else "",
         )
-        sources = {"c": Source(CONV_SOURCES["c"], c_values), "opencl": Source(CONV_SOURCES["opencl"], cl_values, _conv_range)}
+        sources = {
+            "c": Source(CONV_SOURCES["c"], c_values),
+            "opencl": Source(CONV_SOURCES["opencl"], cl_values, _conv_range),
+        }
         return Kernel(sources=sources, anchor=True, label="conv", **common)
 
 
