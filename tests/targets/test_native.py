@@ -168,3 +168,37 @@ def test_inspect_reports_placement_and_planned_peak(tmp_path, mlp_exe):
     assert memory["dims"] == {"batch": 1}
     assert memory["io_bytes"] == 32 * 4
     assert memory["peak_bytes"] >= memory["io_bytes"]
+
+
+def test_a_dialect_without_a_kernel_source_vetoes_the_node():
+    """A renderer whose dialect a hand-written kernel has no source for: the node falls back with the
+    reason (no crash, no silent default); map kernels render in every dialect."""
+    from hamr.frontends import import_onnx
+    from hamr.ir.passes import optimise
+    from hamr.targets.cpu.target import CpuTarget
+    from hamr.targets.native.render.c import CRenderer
+
+    class ToyRenderer(CRenderer):
+        dialect = "toy"
+
+    class ToyTarget(CpuTarget):
+        renderer = ToyRenderer()
+
+    model = optimise(import_onnx(mlp_model())[0])[0]
+    part, lowered = ToyTarget().lower(model)
+    fallback = [item.node for item in part.items if item.kind == "fallback"]
+    assert [node.op for node in fallback] == ["MatMul"]
+    assert part.reasons[fallback[0].name] == "no toy kernel for MatMul"
+    source = ToyTarget().source(lowered)
+    assert "add" in " ".join(launch.kernel.label.lower() for s in lowered.segments for launch in s.launches)
+    assert "STORE" not in source.split("#define PARALLEL_THRESHOLD")[1]  # no anchor kernel was rendered
+    cpu_part, _ = CpuTarget().lower(model)
+    assert "fallback" not in cpu_part.placement.values()
+
+
+def test_render_fills_every_placeholder_or_refuses():
+    from hamr.targets.native.render.template import render
+
+    assert render("f32 ${name}_x($T *in0$extra) { $$ }", name="k0", T="f32", extra="") == "f32 k0_x(f32 *in0) { $ }"
+    with pytest.raises(KeyError):
+        render("static void $name(void)")

@@ -12,7 +12,7 @@ import onnx_ir as ir
 from hamr.errors import FormatError
 from hamr.targets.cpu import blas, build, isa
 from hamr.targets.cpu.program import CpuProgram
-from hamr.targets.native.codegen import c_source
+from hamr.targets.native.render.c import CRenderer
 from hamr.targets.native.target import NativeTarget
 
 log = logging.getLogger(__name__)
@@ -27,13 +27,14 @@ def thread_count() -> int:
 class CpuTarget(NativeTarget):
     name = "cpu"
     devices = ("cpu",)
+    renderer = CRenderer()
 
     def available(self) -> bool:
         return build.compiler() is not None
 
     def compile(self, model: ir.Model) -> dict:
         part, lowered = self.lower(model)
-        source = c_source(lowered)
+        source = self.source(lowered)
         levels = isa.build_levels()
         objects = build.build_many(source, levels)
         variant = self.describe(model, part, lowered, source)
@@ -45,9 +46,6 @@ class CpuTarget(NativeTarget):
             files={"kernels.c": source.encode(), **{f"{level}.so": objects[level].read_bytes() for level in levels}},
         )
         return variant
-
-    def source(self, lowered) -> str:
-        return c_source(lowered)
 
     def load(self, model: ir.Model, variant: dict, device: str = "cpu") -> CpuProgram:
         lowered, source = self.lowered_for_load(model)

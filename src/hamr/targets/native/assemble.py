@@ -206,7 +206,7 @@ def _anchor_kernel(item: Item, live_out: set[str]) -> tuple[Kernel, str]:
 
     kernel = Kernel(
         inputs=base.inputs + epi.inputs, outputs=epi.outputs, n_params=base.n_params + epi.n_params,
-        params=params, c_source=base.c_source, cl_source=base.cl_source, cl_range=base.cl_range,
+        params=params, sources=base.sources,
         anchor=True, label=base.label + "+" + "+".join(n.op for n in item.nodes[1:]),
         own_args=(len(base.inputs), len(base.outputs)),
     )

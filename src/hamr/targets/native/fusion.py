@@ -15,6 +15,7 @@ from hamr.ir.dtypes import ctype
 from hamr.ir.node_view import NodeView
 from hamr.targets.native.ops.base import broadcast_strides, numel, static_equal
 from hamr.targets.native.ops import lowering_for
+from hamr.targets.native.render.template import render
 
 
 def _index_mode(shape, domain) -> str:
@@ -60,6 +61,7 @@ def fuse_body(
     if acc is not None:
         local[acc[0]] = "acc"
     strided_slots: list[str] = []
+    templated: list[int] = []  # lines (the reads of inputs) with $DIMS / $SUFFIX, known at the end
 
     def read(name: str, dtype: str, shape) -> str:
         if name in local:
@@ -74,11 +76,13 @@ def fuse_body(
         elif mode == "scalar":
             at = "0"
         elif mode == "suffix":
-            at = f"(gid % p[@SUFFIX@ + {len(inputs) - 1}])"
+            at = f"(gid % p[$SUFFIX + {len(inputs) - 1}])"
         else:
             strided_slots.append(name)
             at = f"off{len(inputs) - 1}"
+            templated.append(len(lines))
             lines.append(_strided_offset(at, rank, len(strided_slots) - 1))
+        templated.append(len(lines))
         lines.append(f"const {ctype(dtype)} {var} = in{index}[{at}];")
         local[name] = var
         return var
@@ -105,8 +109,10 @@ def fuse_body(
     n_strided = len(strided_slots)
     n_params = rank + rank * n_strided + n_inputs
     names, kinds = list(inputs), list(modes)
-    body = " ".join(lines).replace("@DIMS@", f"(p + {param_base})")
-    body = body.replace("@SUFFIX@", str(param_base + rank + rank * n_strided))
+    where = dict(DIMS=f"(p + {param_base})", SUFFIX=param_base + rank + rank * n_strided)
+    for i in templated:
+        lines[i] = render(lines[i], **where)
+    body = " ".join(lines)
 
     def params(pc):
         dims = pc.shape(domain_value)
@@ -132,5 +138,5 @@ def _order(name, nodes, acc):
 def _strided_offset(var: str, rank: int, slot: int) -> str:
     return (
         f"i64 {var} = 0; {{ i64 r_ = gid; for (int a_ = {rank - 1}; a_ >= 0; a_--) {{ "
-        f"const i64 d_ = @DIMS@[a_]; {var} += (r_ % d_) * @DIMS@[{rank * (slot + 1)} + a_]; r_ /= d_; }} }}"
+        f"const i64 d_ = $DIMS[a_]; {var} += (r_ % d_) * $DIMS[{rank * (slot + 1)} + a_]; r_ /= d_; }} }}"
     )

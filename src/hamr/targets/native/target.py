@@ -19,6 +19,7 @@ from hamr.plugins import REFERENCE_TARGET
 from hamr.targets.native.ops import lowering_for
 from hamr.targets.native.ops.custom import CustomLowering, lowering_target
 from hamr.targets.native.plan import make_plan, materialise_constants
+from hamr.targets.native.render.base import Renderer
 from hamr.targets.reference import ReferenceTarget
 
 log = logging.getLogger(__name__)
@@ -44,15 +45,20 @@ def loaded(model: ir.Model, key: tuple, make):
 class NativeTarget:
     name = "native"
     devices: tuple[str, ...] = ()
+    renderer: Renderer  # the dialect this target's source is written in
 
     def accepts(self, node: NodeView, lowering) -> str | None:
         """Target-specific veto on top of the shared lowerings (None: accepted).
 
-        A custom op runs natively only on a target it brings a kernel for. Subclasses that
-        override this call it first.
+        A custom op runs natively only on a target it brings a kernel for, and a lowering
+        with hand-written kernels only where it has a source in this target's dialect.
+        Subclasses that override this call it first.
         """
         if isinstance(lowering, CustomLowering):
             return lowering.veto(self.name, node)
+        dialects = lowering.dialects(node)
+        if dialects is not None and self.renderer.dialect not in dialects:
+            return f"no {self.renderer.dialect} kernel for {node.op}"
         return None
 
     def supports_natively(self, node: ir.Node, opset: int) -> bool:
@@ -79,7 +85,7 @@ class NativeTarget:
         return loaded(model, (self.name, "lowered"), make)
 
     def source(self, lowered: Lowered) -> str:
-        raise NotImplementedError
+        return self.renderer.source(lowered)
 
     def placement(self, part: Partition) -> dict[str, str]:
         return {node: (self.name if where != "fallback" else REFERENCE_TARGET) for node, where in part.placement.items()}

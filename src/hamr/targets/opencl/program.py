@@ -15,6 +15,7 @@ from hamr.profiling import Profile, now
 from hamr.targets.native.assemble import Lowered
 from hamr.targets.native.plan import SegmentPlan
 from hamr.targets.native.program import NativeProgram
+from hamr.targets.native.render.base import Renderer
 
 
 @dataclass(frozen=True)
@@ -74,14 +75,9 @@ class OpenCLPlan:
         offsets = plan.params[: len(segment.launches)]
         for launch, values, offset in zip(segment.launches, plan.launch_params, offsets):
             k = launch.kernel
-            if k.is_map:
-                if values[0] == 0:
-                    continue
-                global_size, local_size = (int(values[0]),), None
-            else:
-                global_size, local_size = k.cl_range(values)
-                if 0 in global_size:
-                    continue
+            global_size, local_size = program.renderer.launch_range(k, values)
+            if 0 in global_size:
+                continue
             kernel = cl.Kernel(program.program, launch.name)
             args = [self.params, np.int64(offset)]
             args += [buffers[segment.slot(k.arg_value(arg))] for arg in k.arg_order()]
@@ -121,11 +117,12 @@ class OpenCLProgram(NativeProgram):
     target = "opencl"
     host_is_device = False
 
-    def __init__(self, model: ir.Model, lowered: Lowered, source: str, device, device_id: str):
+    def __init__(self, model: ir.Model, lowered: Lowered, source: str, device, device_id: str, renderer: Renderer):
         import pyopencl as cl
 
         super().__init__(model, lowered, device_id)
         self.cl = cl
+        self.renderer = renderer  # launch ranges of the kernels in `source`
         self.context = cl.Context([device])
         self.queue = cl.CommandQueue(self.context, properties=cl.command_queue_properties.PROFILING_ENABLE)
         self.program = cl.Program(self.context, source).build() if lowered.segments else None

@@ -6,8 +6,10 @@ A lowering turns one node into native code shared by every native dialect (C for
 - ``elementwise``: ``expr`` returns one C expression per output; the fuser chains these
   into a single loop (or into a GEMM/Conv epilogue).
 - ``kernel``: ``kernel`` returns a :class:`Kernel`: either a *map* body run once per work
-  item ``gid`` (parallel in both dialects), or per-dialect functions (``c_source``,
-  ``cl_source``) for kernels such as GEMM that need more than a flat loop.
+  item ``gid`` (parallel in every dialect), or per-dialect functions (``Kernel.sources``,
+  dialect -> :class:`Source`) for kernels such as GEMM that need more than a flat loop.
+  Such a lowering names its dialects in ``dialects(node)``; a target whose dialect is
+  missing vetoes the node (it falls back, with the reason in the partition).
 - ``view``: the output is the input's buffer under another shape (Reshape, Squeeze...).
 - ``host``: evaluated while planning, from shapes and constants (Shape, Size).
 
@@ -19,7 +21,7 @@ concrete input shapes, so new batch or sequence sizes never need a recompile.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Protocol
+from typing import Callable, Collection, Protocol
 
 import numpy as np
 
@@ -39,6 +41,23 @@ class PlanCtx(Protocol):
         ...
 
 
+LaunchRange = Callable[[list[int]], tuple[tuple[int, ...], tuple[int, ...] | None]]
+
+
+@dataclass
+class Source:
+    """A custom kernel in one dialect: a ``render`` template and its values.
+
+    The renderer adds ``$name`` (the function name) and ``$extra`` (the buffer arguments of a
+    fused epilogue, with a leading comma). C: ``static void $name(const i64 *p, <args>$extra)``;
+    OpenCL C: ``__kernel void $name(__global const long *P, const long poff, <args>$extra)``.
+    """
+
+    template: str
+    values: dict[str, object] = field(default_factory=dict)
+    range: LaunchRange | None = None  # params -> (global size, local size) where the runtime launches a grid
+
+
 @dataclass
 class Kernel:
     inputs: list[str]  # buffer arguments in0, in1, ... (value names)
@@ -46,9 +65,7 @@ class Kernel:
     n_params: int  # length of the list `params` returns
     params: Callable[[PlanCtx], list[int]]
     body: str = ""  # map kernel: statements for one work item `gid`; p[0] is the item count
-    c_source: str = ""  # custom C: "static void {name}(const i64 *p, <args>) {...}"
-    cl_source: str = ""  # custom OpenCL C: "__kernel void {name}(__global const long *P, const long poff, <args>)"
-    cl_range: Callable[[list[int]], tuple[tuple[int, ...], tuple[int, ...] | None]] | None = None
+    sources: dict[str, Source] = field(default_factory=dict)  # custom kernel: dialect -> its source
     inplace: list[tuple[int, int]] = field(default_factory=list)  # (output, input) that may share a buffer
     anchor: bool = False  # custom kernel that writes through STORE(gid, acc) and may take an epilogue
     label: str = ""
@@ -84,6 +101,11 @@ class Lowering:
         dtype = node.in_dtype(0) if node.inputs else node.out_dtype(0)
         if dtype not in self.dtypes:
             return f"dtype {dtype}"
+        return None
+
+    def dialects(self, node: NodeView) -> Collection[str] | None:
+        """The dialects whose source this node's custom kernel has; None: no dialect-specific source
+        (a map kernel or none), which every dialect runs."""
         return None
 
     def infer(self, node: NodeView, pc: PlanCtx) -> list[Shape]:

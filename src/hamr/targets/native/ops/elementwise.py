@@ -7,6 +7,7 @@ import math
 from hamr.ir.dtypes import CTYPES, FLOATS, INTEGERS, SIGNED, ctype, itemsize
 from hamr.targets.native.ops.base import Lowering, broadcast_shapes
 from hamr.targets.native.ops.registry import register
+from hamr.targets.native.render.template import render
 
 
 def lit(value: float, t: str) -> str:
@@ -39,7 +40,7 @@ class Elementwise(Lowering):
 
 
 def _unary(name: str, template: str, float_only: bool = False):
-    """`template` uses {x} for the input and {T} for its C type."""
+    """`template` uses $x for the input and $T for its C type."""
 
     class Unary(Elementwise):
         ops = (name,)
@@ -50,46 +51,46 @@ def _unary(name: str, template: str, float_only: bool = False):
             return None
 
         def expr(self, node, args):
-            return [template.format(x=args[0], T=ctype(node.out_dtype()))]
+            return [render(template, x=args[0], T=ctype(node.out_dtype()))]
 
     Unary.__name__ = name
     register(Unary)
 
 
 for _name, _template, _float in [
-    ("Abs", "(({T})({x} < 0 ? -{x} : {x}))", False),
-    ("Neg", "(({T})(-{x}))", False),
-    ("Exp", "exp({x})", True),
-    ("Log", "log({x})", True),
-    ("Sqrt", "sqrt({x})", True),
-    ("Sin", "sin({x})", True),
-    ("Cos", "cos({x})", True),
-    ("Tan", "tan({x})", True),
-    ("Asin", "asin({x})", True),
-    ("Acos", "acos({x})", True),
-    ("Atan", "atan({x})", True),
-    ("Sinh", "sinh({x})", True),
-    ("Cosh", "cosh({x})", True),
-    ("Asinh", "asinh({x})", True),
-    ("Acosh", "acosh({x})", True),
-    ("Atanh", "atanh({x})", True),
-    ("Erf", "erf({x})", True),
-    ("Tanh", "tanh({x})", True),
-    ("Floor", "floor({x})", True),
-    ("Ceil", "ceil({x})", True),
-    ("Round", "rint({x})", True),
-    ("Reciprocal", "(({T})1 / {x})", True),
-    ("Sigmoid", "(({T})1 / (({T})1 + exp(-{x})))", True),
-    ("Softplus", "log(exp({x}) + ({T})1)", True),
-    ("Softsign", "({x} / (({T})1 + fabs({x})))", True),
-    ("Mish", "({x} * tanh(log(({T})1 + exp({x}))))", True),
-    ("HardSwish", "({x} * H_MAX(({T})0, H_MIN(({T})1, {x} / ({T})6 + ({T})0.5)))", True),
-    ("Relu", "(({T})({x} > 0 ? {x} : 0))", False),
-    ("Sign", "(({T})(({x} > 0) - ({x} < 0)))", False),
-    ("Not", "((b8)!{x})", False),
-    ("BitwiseNot", "(({T})~{x})", False),
-    ("IsNaN", "((b8)({x} != {x}))", True),
-    ("Identity", "{x}", False),
+    ("Abs", "(($T)($x < 0 ? -$x : $x))", False),
+    ("Neg", "(($T)(-$x))", False),
+    ("Exp", "exp($x)", True),
+    ("Log", "log($x)", True),
+    ("Sqrt", "sqrt($x)", True),
+    ("Sin", "sin($x)", True),
+    ("Cos", "cos($x)", True),
+    ("Tan", "tan($x)", True),
+    ("Asin", "asin($x)", True),
+    ("Acos", "acos($x)", True),
+    ("Atan", "atan($x)", True),
+    ("Sinh", "sinh($x)", True),
+    ("Cosh", "cosh($x)", True),
+    ("Asinh", "asinh($x)", True),
+    ("Acosh", "acosh($x)", True),
+    ("Atanh", "atanh($x)", True),
+    ("Erf", "erf($x)", True),
+    ("Tanh", "tanh($x)", True),
+    ("Floor", "floor($x)", True),
+    ("Ceil", "ceil($x)", True),
+    ("Round", "rint($x)", True),
+    ("Reciprocal", "(($T)1 / $x)", True),
+    ("Sigmoid", "(($T)1 / (($T)1 + exp(-$x)))", True),
+    ("Softplus", "log(exp($x) + ($T)1)", True),
+    ("Softsign", "($x / (($T)1 + fabs($x)))", True),
+    ("Mish", "($x * tanh(log(($T)1 + exp($x))))", True),
+    ("HardSwish", "($x * H_MAX(($T)0, H_MIN(($T)1, $x / ($T)6 + ($T)0.5)))", True),
+    ("Relu", "(($T)($x > 0 ? $x : 0))", False),
+    ("Sign", "(($T)(($x > 0) - ($x < 0)))", False),
+    ("Not", "((b8)!$x)", False),
+    ("BitwiseNot", "(($T)~$x)", False),
+    ("IsNaN", "((b8)($x != $x))", True),
+    ("Identity", "$x", False),
 ]:
     _unary(_name, _template, _float)
 
@@ -231,30 +232,30 @@ def _binary(name: str, template: str, ints_guard: str | None = None):
             t = ctype(node.out_dtype())
             a, b = args[0], args[1]
             if ints_guard and node.in_dtype(0) in INTEGERS:
-                return [ints_guard.format(a=a, b=b, T=t)]
-            return [template.format(a=a, b=b, T=t)]
+                return [render(ints_guard, a=a, b=b, T=t)]
+            return [render(template, a=a, b=b, T=t)]
 
     Binary.__name__ = name
     register(Binary)
 
 
 for _name, _template, _guard in [
-    ("Add", "(({T})({a} + {b}))", None),
-    ("Sub", "(({T})({a} - {b}))", None),
-    ("Mul", "(({T})({a} * {b}))", None),
-    ("Div", "(({T})({a} / {b}))", "(({T})({b} == 0 ? 0 : {a} / {b}))"),
-    ("Equal", "((b8)({a} == {b}))", None),
-    ("Less", "((b8)({a} < {b}))", None),
-    ("LessOrEqual", "((b8)({a} <= {b}))", None),
-    ("Greater", "((b8)({a} > {b}))", None),
-    ("GreaterOrEqual", "((b8)({a} >= {b}))", None),
-    ("And", "((b8)({a} && {b}))", None),
-    ("Or", "((b8)({a} || {b}))", None),
-    ("Xor", "((b8)((!{a}) != (!{b})))", None),
-    ("BitwiseAnd", "(({T})({a} & {b}))", None),
-    ("BitwiseOr", "(({T})({a} | {b}))", None),
-    ("BitwiseXor", "(({T})({a} ^ {b}))", None),
-    ("PRelu", "(({T})({a} < 0 ? {b} * {a} : {a}))", None),
+    ("Add", "(($T)($a + $b))", None),
+    ("Sub", "(($T)($a - $b))", None),
+    ("Mul", "(($T)($a * $b))", None),
+    ("Div", "(($T)($a / $b))", "(($T)($b == 0 ? 0 : $a / $b))"),
+    ("Equal", "((b8)($a == $b))", None),
+    ("Less", "((b8)($a < $b))", None),
+    ("LessOrEqual", "((b8)($a <= $b))", None),
+    ("Greater", "((b8)($a > $b))", None),
+    ("GreaterOrEqual", "((b8)($a >= $b))", None),
+    ("And", "((b8)($a && $b))", None),
+    ("Or", "((b8)($a || $b))", None),
+    ("Xor", "((b8)((!$a) != (!$b)))", None),
+    ("BitwiseAnd", "(($T)($a & $b))", None),
+    ("BitwiseOr", "(($T)($a | $b))", None),
+    ("BitwiseXor", "(($T)($a ^ $b))", None),
+    ("PRelu", "(($T)($a < 0 ? $b * $a : $a))", None),
 ]:
     _binary(_name, _template, _guard)
 

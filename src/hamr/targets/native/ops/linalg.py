@@ -8,88 +8,74 @@ Other dtypes run a plain map kernel (one output element per work item).
 from __future__ import annotations
 
 from hamr.ir.dtypes import NUMERIC, ctype
-from hamr.targets.native.ops.base import Kernel, Lowering, broadcast_shapes, broadcast_strides, numel
+from hamr.targets.native.ops.base import Kernel, Lowering, Source, broadcast_shapes, broadcast_strides, numel
 from hamr.targets.native.ops.elementwise import lit
 from hamr.targets.native.ops.registry import register
+from hamr.targets.native.render.template import render
 
 TILE = 16
 
 # p: [nb, M, N, K, alpha-bits unused, batch dims (R), A batch strides (R), B batch strides (R)]
-_BATCH_OFFSETS = (
-    "i64 oa = 0, ob = 0; {{ i64 r_ = b; for (int a_ = {R} - 1; a_ >= 0; a_--) {{ const i64 d_ = p[4 + a_]; "
-    "const i64 c_ = r_ % d_; r_ /= d_; oa += c_ * p[4 + {R} + a_]; ob += c_ * p[4 + 2 * {R} + a_]; }} }}"
-)
+def _batch_offsets(batch: str) -> str:
+    """oa, ob: the A and B offsets (in matrices) of batch item `batch`."""
+    return (
+        "i64 oa = 0, ob = 0; { i64 r_ = " + batch + "; "
+        "for (int a_ = $R - 1; a_ >= 0; a_--) { const i64 d_ = p[4 + a_]; const i64 c_ = r_ % d_; r_ /= d_; "
+        "oa += c_ * p[4 + $R + a_]; ob += c_ * p[4 + 2 * $R + a_]; } }"
+    )
 
-# One row-major sgemm split over the OpenMP threads along its longer output side, one single-threaded
-# BLAS call per thread: the cpu target keeps a single thread pool (OpenMP), BLAS is set to 1 thread.
-C_SGEMM_SPLIT = """static void {name}_sgemm(int ta, int tb, i64 M, i64 N, i64 K, f32 alpha, const f32 *A, i64 lda,
-                           const f32 *B, i64 ldb, f32 *C, i64 ldc) {{
-  const int threads = M * N * K > 8 * PARALLEL_THRESHOLD ? omp_get_max_threads() : 1;
-  const int cols = N >= M;
-  const i64 len = cols ? N : M, chunk = ((len + threads - 1) / threads + 15) / 16 * 16;
-  const i64 parts = (len + chunk - 1) / chunk;
-  #pragma omp parallel for schedule(static) num_threads(threads) if(parts > 1)
-  for (i64 t = 0; t < parts; t++) {{
-    const i64 s = t * chunk, n = H_MIN(chunk, len - s);
-    if (cols)
-      hamr_sgemm(101, ta, tb, (int)M, (int)n, (int)K, alpha, A, (int)lda, tb == 112 ? B + s * ldb : B + s, (int)ldb,
-                 0.0f, C + s, (int)ldc);
-    else
-      hamr_sgemm(101, ta, tb, (int)n, (int)N, (int)K, alpha, ta == 112 ? A + s : A + s * lda, (int)lda, B, (int)ldb,
-                 0.0f, C + s * ldc, (int)ldc);
-  }}
-}}
-"""
 
 # (batch, block of rows) items across the OpenMP threads; each item's epilogue runs right after
 # its sgemm, while the block is still in cache (STORE_RANGE), so there is one parallel region.
-C_SGEMM = """static void {name}(const i64 *p, const f32 *in0, const f32 *in1, f32 *out0{extra}) {{
+C_SGEMM = """static void $name(const i64 *p, const f32 *in0, const f32 *in1, f32 *out0$extra) {
   const i64 nb = p[0], M = p[1], N = p[2], K = p[3];
   if (M * N == 0) return;
   const int nt = nb * M * N * K > 8 * PARALLEL_THRESHOLD ? omp_get_max_threads() : 1;
   const i64 rows = nb >= nt || nt == 1 ? M : H_MAX((M + nt - 1) / nt, 1);
   const i64 chunks = (M + rows - 1) / rows, items = nb * chunks;
   #pragma omp parallel for schedule(static) if(items > 1)
-  for (i64 it = 0; it < items; it++) {{
+  for (i64 it = 0; it < items; it++) {
     const i64 b = it / chunks, r0 = (it % chunks) * rows, r = H_MIN(rows, M - r0);
-    """ + _BATCH_OFFSETS.replace("r_ = b;", "r_ = it / chunks;") + """
+    """ + _batch_offsets("it / chunks") + """
     f32 *C = out0 + b * M * N + r0 * N;
-    if (K == 0) {{ for (i64 i = 0; i < r * N; i++) C[i] = 0; }}
+    if (K == 0) { for (i64 i = 0; i < r * N; i++) C[i] = 0; }
     else hamr_sgemm(101, 111, 111, (int)r, (int)N, (int)K, 1.0f, in0 + oa * M * K + r0 * K, (int)K,
                     in1 + ob * K * N, (int)N, 0.0f, C, (int)N);
     STORE_RANGE(b * M * N + r0 * N, r * N, out0);
-  }}
-}}
+  }
+}
 """
 
-CL_GEMM = ("""__kernel __attribute__((reqd_work_group_size(""" + f"{TILE}, {TILE}" + """, 1)))
-void {name}(__global const long *P, const long poff, __global const f32 *in0, __global const f32 *in1,
-            __global f32 *out0{extra}) {{
+CL_GEMM = """__kernel __attribute__((reqd_work_group_size($TS, $TS, 1)))
+void $name(__global const long *P, const long poff, __global const f32 *in0, __global const f32 *in1,
+            __global f32 *out0$extra) {
   __global const long *p = P + poff;
   const long nb = p[0], M = p[1], N = p[2], K = p[3];
   const int lc = get_local_id(0), lr = get_local_id(1);
-  const long col = get_group_id(0) * TS + lc, row = get_group_id(1) * TS + lr, b = get_global_id(2);
-  """ + _BATCH_OFFSETS + """
+  const long col = get_group_id(0) * $TS + lc, row = get_group_id(1) * $TS + lr, b = get_global_id(2);
+  """ + _batch_offsets("b") + """
   __global const f32 *A = in0 + oa * M * K;
   __global const f32 *B = in1 + ob * K * N;
-  __local f32 As[TS][TS];
-  __local f32 Bs[TS][TS + 1];
+  __local f32 As[$TS][$TS];
+  __local f32 Bs[$TS][$TS + 1];
   f32 sum = 0;
-  for (long t = 0; t < K; t += TS) {{
+  for (long t = 0; t < K; t += $TS) {
     As[lr][lc] = (row < M && t + lc < K) ? A[row * K + t + lc] : 0.0f;
     Bs[lr][lc] = (t + lr < K && col < N) ? B[(t + lr) * N + col] : 0.0f;
     barrier(CLK_LOCAL_MEM_FENCE);
-    for (int k = 0; k < TS; k++) sum += As[lr][k] * Bs[k][lc];
+    for (int k = 0; k < $TS; k++) sum += As[lr][k] * Bs[k][lc];
     barrier(CLK_LOCAL_MEM_FENCE);
-  }}
+  }
   if (row < M && col < N) STORE(b * M * N + row * N + col, sum);
-}}
-""").replace("TS", str(TILE))
+}
+"""
+
+MATMUL_SOURCES = {"c": C_SGEMM, "opencl": CL_GEMM}  # float32 MatMul, per dialect
 
 MAP_MATMUL = (
     "const i64 M = p[1], N = p[2], K = p[3]; const i64 b = gid / (M * N), r = (gid / N) % M, c = gid % N; "
-    + _BATCH_OFFSETS.replace("{{", "{").replace("}}", "}")
-    + " {T} acc = 0; for (i64 k = 0; k < K; k++) acc += in0[oa * M * K + r * K + k] * in1[ob * K * N + k * N + c];"
+    + _batch_offsets("b")
+    + " $T acc = 0; for (i64 k = 0; k < K; k++) acc += in0[oa * M * K + r * K + k] * in1[ob * K * N + k * N + c];"
     " out0[gid] = acc;"
 )
 
@@ -125,6 +111,9 @@ class MatMul(Lowering):
             return "unknown rank"
         return None
 
+    def dialects(self, node):
+        return MATMUL_SOURCES.keys() if node.in_dtype(0) == "float32" else None
+
     def infer(self, node, pc):
         return [_matmul_dims(pc.shape(node.inputs[0]), pc.shape(node.inputs[1]))[-1]]
 
@@ -143,17 +132,16 @@ class MatMul(Lowering):
         n_params = 4 + 3 * rank
         common = dict(inputs=[a_name, b_name], outputs=[node.outputs[0]], n_params=n_params, params=params)
         if node.in_dtype(0) != "float32":
-            body = MAP_MATMUL.replace("{R}", str(rank)).replace("{T}", ctype(node.out_dtype()))
+            body = render(MAP_MATMUL, R=rank, T=ctype(node.out_dtype()))
 
             def map_params(pc):
                 values = params(pc)
                 return [values[0] * values[1] * values[2]] + values[1:]
 
             return Kernel(body=body, label="matmul", **{**common, "params": map_params})
+        ranges = {"opencl": _gemm_range}
         return Kernel(
-            c_source=C_SGEMM.replace("{R}", str(rank)),
-            cl_source=CL_GEMM.replace("{R}", str(rank)),
-            cl_range=_gemm_range,
+            sources={d: Source(t, {"R": rank, "TS": TILE}, ranges.get(d)) for d, t in MATMUL_SOURCES.items()},
             anchor=True,
             label="gemm",
             **common,
@@ -162,45 +150,48 @@ class MatMul(Lowering):
 
 # ---- Gemm: Y = alpha * A' B' + beta * C, p: [M * N, M, N, K, C row stride, C column stride] ----
 
-C_GEMM = C_SGEMM_SPLIT + """static void {name}(const i64 *p, const f32 *in0, const f32 *in1, @C_ARG@f32 *out0{extra}) {{
+# hamr_sgemm (the C prelude) splits the product across the OpenMP threads; the epilogue runs after it.
+C_GEMM = """static void $name(const i64 *p, const f32 *in0, const f32 *in1, ${C_ARG}f32 *out0$extra) {
   const i64 total = p[0], M = p[1], N = p[2], K = p[3];
   if (total == 0) return;
   if (K == 0) for (i64 i = 0; i < total; i++) out0[i] = 0;
-  else {name}_sgemm(@TA@, @TB@, M, N, K, @ALPHA@, in0, @LDA@, in1, @LDB@, out0, N);
-  @EPILOGUE@
-}}
+  else hamr_sgemm(101, $TA, $TB, (int)M, (int)N, (int)K, $ALPHA, in0, (int)$LDA, in1, (int)$LDB, 0.0f, out0, (int)N);
+  $EPILOGUE
+}
 """
 
 C_GEMM_C_EPILOGUE = (
     "#pragma omp parallel for schedule(static) if(total > PARALLEL_THRESHOLD)\n"
-    "  for (i64 i = 0; i < total; i++) STORE(i, out0[i] + @BETA@ * in2[(i / N) * p[4] + (i % N) * p[5]]);"
+    "  for (i64 i = 0; i < total; i++) STORE(i, out0[i] + $BETA * in2[(i / N) * p[4] + (i % N) * p[5]]);"
 )
 
-CL_GEMM2 = """__kernel __attribute__((reqd_work_group_size(TS, TS, 1)))
-void {name}(__global const long *P, const long poff, __global const f32 *in0, __global const f32 *in1,
-            @C_ARG@__global f32 *out0{extra}) {{
+CL_GEMM2 = """__kernel __attribute__((reqd_work_group_size($TS, $TS, 1)))
+void $name(__global const long *P, const long poff, __global const f32 *in0, __global const f32 *in1,
+            ${C_ARG}__global f32 *out0$extra) {
   __global const long *p = P + poff;
   const long M = p[1], N = p[2], K = p[3];
   const int lc = get_local_id(0), lr = get_local_id(1);
-  const long col = get_group_id(0) * TS + lc, row = get_group_id(1) * TS + lr;
-  __local f32 As[TS][TS];
-  __local f32 Bs[TS][TS + 1];
+  const long col = get_group_id(0) * $TS + lc, row = get_group_id(1) * $TS + lr;
+  __local f32 As[$TS][$TS];
+  __local f32 Bs[$TS][$TS + 1];
   f32 sum = 0;
-  for (long t = 0; t < K; t += TS) {{
-    As[lr][lc] = (row < M && t + lc < K) ? in0[@A_AT@] : 0.0f;
-    Bs[lr][lc] = (t + lr < K && col < N) ? in1[@B_AT@] : 0.0f;
+  for (long t = 0; t < K; t += $TS) {
+    As[lr][lc] = (row < M && t + lc < K) ? in0[$A_AT] : 0.0f;
+    Bs[lr][lc] = (t + lr < K && col < N) ? in1[$B_AT] : 0.0f;
     barrier(CLK_LOCAL_MEM_FENCE);
-    for (int k = 0; k < TS; k++) sum += As[lr][k] * Bs[k][lc];
+    for (int k = 0; k < $TS; k++) sum += As[lr][k] * Bs[k][lc];
     barrier(CLK_LOCAL_MEM_FENCE);
-  }}
-  if (row < M && col < N) STORE(row * N + col, @ALPHA@ * sum@C_ADD@);
-}}
-""".replace("TS", str(TILE))
+  }
+  if (row < M && col < N) STORE(row * N + col, $ALPHA * sum$C_ADD);
+}
+"""
+
+GEMM_SOURCES = {"c": C_GEMM, "opencl": CL_GEMM2}  # float32 Gemm, per dialect
 
 MAP_GEMM = (
-    "const i64 M = p[1], N = p[2], K = p[3], r = gid / N, c = gid % N; {T} acc = 0;"
-    " for (i64 k = 0; k < K; k++) acc += in0[@A_AT@] * in1[@B_AT@];"
-    " out0[gid] = @ALPHA@ * acc@C_ADD@;"
+    "const i64 M = p[1], N = p[2], K = p[3], r = gid / N, c = gid % N; $T acc = 0;"
+    " for (i64 k = 0; k < K; k++) acc += in0[$A_AT] * in1[$B_AT];"
+    " out0[gid] = $ALPHA * acc$C_ADD;"
 )
 
 
@@ -228,6 +219,9 @@ class Gemm(Lowering):
         n = b[0] if node.attr("transB", 0) else b[1]
         return m, n, k
 
+    def dialects(self, node):
+        return GEMM_SOURCES.keys() if node.in_dtype(0) == "float32" else None
+
     def infer(self, node, pc):
         m, n, _ = self.dims(node, pc)
         return [(m, n)]
@@ -246,24 +240,32 @@ class Gemm(Lowering):
 
         inputs = node.inputs[:3] if has_c else node.inputs[:2]
         common = dict(inputs=inputs, outputs=[node.outputs[0]], n_params=6, params=params)
-        c_add = f" + {lit(beta, t)} * in2[@C_AT@]" if has_c else ""
+        alpha_lit = lit(alpha, t)
+
+        def c_add(at: str) -> str:
+            return f" + {lit(beta, t)} * in2[{at}]" if has_c else ""
+
         if t != "f32":
-            body = MAP_GEMM.replace("@C_ADD@", c_add).replace("@C_AT@", "r * p[4] + c * p[5]")
-            body = body.replace("@A_AT@", "k * M + r" if ta else "r * K + k")
-            body = body.replace("@B_AT@", "c * K + k" if tb else "k * N + c")
-            body = body.replace("@ALPHA@", lit(alpha, t)).replace("{T}", t)
+            body = render(
+                MAP_GEMM, T=t, ALPHA=alpha_lit, C_ADD=c_add("r * p[4] + c * p[5]"),
+                A_AT="k * M + r" if ta else "r * K + k", B_AT="c * K + k" if tb else "k * N + c",
+            )
             return Kernel(body=body, label="gemm", grain=64, **common)
-        epilogue = C_GEMM_C_EPILOGUE.replace("@BETA@", lit(beta, t)) if has_c else "STORE_ALL(total, out0);"
-        c_src = C_GEMM.replace("@EPILOGUE@", epilogue).replace("@C_ARG@", "const f32 *in2, " if has_c else "")
-        c_src = c_src.replace("@TA@", "112" if ta else "111").replace("@TB@", "112" if tb else "111")
-        c_src = c_src.replace("@LDA@", "M" if ta else "K").replace("@LDB@", "K" if tb else "N")
-        c_src = c_src.replace("@ALPHA@", lit(alpha, t))
-        cl_src = CL_GEMM2.replace("@C_ARG@", "__global const f32 *in2, " if has_c else "")
-        cl_src = cl_src.replace("@C_ADD@", c_add).replace("@C_AT@", "row * p[4] + col * p[5]")
-        cl_src = cl_src.replace("@A_AT@", "(t + lc) * M + row" if ta else "row * K + t + lc")
-        cl_src = cl_src.replace("@B_AT@", "col * K + t + lr" if tb else "(t + lr) * N + col")
-        cl_src = cl_src.replace("@ALPHA@", lit(alpha, t))
-        return Kernel(c_source=c_src, cl_source=cl_src, cl_range=_gemm2_range, anchor=True, label="gemm", **common)
+        epilogue = render(C_GEMM_C_EPILOGUE, BETA=lit(beta, t)) if has_c else "STORE_ALL(total, out0);"
+        c_values = dict(
+            EPILOGUE=epilogue, C_ARG="const f32 *in2, " if has_c else "", TA="112" if ta else "111",
+            TB="112" if tb else "111", LDA="M" if ta else "K", LDB="K" if tb else "N", ALPHA=alpha_lit,
+        )
+        cl_values = dict(
+            TS=TILE, C_ARG="__global const f32 *in2, " if has_c else "", C_ADD=c_add("row * p[4] + col * p[5]"),
+            A_AT="(t + lc) * M + row" if ta else "row * K + t + lc",
+            B_AT="col * K + t + lr" if tb else "(t + lr) * N + col", ALPHA=alpha_lit,
+        )
+        sources = {
+            "c": Source(GEMM_SOURCES["c"], c_values),
+            "opencl": Source(GEMM_SOURCES["opencl"], cl_values, _gemm2_range),
+        }
+        return Kernel(sources=sources, anchor=True, label="gemm", **common)
 
 
 def _gemm2_range(params):

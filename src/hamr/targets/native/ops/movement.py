@@ -14,6 +14,7 @@ from hamr.ir.dtypes import CTYPES, FLOATS, NUMERIC, ctype
 from hamr.targets.native.ops.base import (
     Kernel,
     Lowering,
+    Source,
     broadcast_shapes,
     broadcast_strides,
     normalize_axis,
@@ -22,6 +23,7 @@ from hamr.targets.native.ops.base import (
 )
 from hamr.targets.native.ops.elementwise import lit
 from hamr.targets.native.ops.registry import register
+from hamr.targets.native.render.template import render
 
 INDEX_DTYPES = frozenset({"int32", "int64"})
 
@@ -697,39 +699,35 @@ class OneHot(Generator):
 
 SCATTER_GROUP = 128
 
-C_SCATTER = """static void {name}(const i64 *p, const @T@ *in0, const @I@ *in1, const @T@ *in2, @T@ *out0{extra}) {
+C_SCATTER = """static void $name(const i64 *p, const $T *in0, const $I *in1, const $T *in2, $T *out0$extra) {
   const i64 n_ = p[0], m_ = p[1];
   #pragma omp parallel for schedule(static) if(n_ > PARALLEL_THRESHOLD)
   for (i64 g_ = 0; g_ < n_; g_++) out0[g_] = in0[g_];
-  @PRAGMA@
-  for (i64 gid = 0; gid < m_; gid++) { @BODY@ }
+  $PRAGMA
+  for (i64 gid = 0; gid < m_; gid++) { $BODY }
 }
 """
 
-CL_SCATTER = """__kernel __attribute__((reqd_work_group_size(@WG@, 1, 1)))
-void {name}(__global const long *P, const long poff, __global const @T@ *in0, __global const @I@ *in1,
-            __global const @T@ *in2, __global @T@ *out0{extra}) {
+CL_SCATTER = """__kernel __attribute__((reqd_work_group_size($WG, 1, 1)))
+void $name(__global const long *P, const long poff, __global const $T *in0, __global const $I *in1,
+            __global const $T *in2, __global $T *out0$extra) {
   __global const long *p = P + poff;
   const i64 n_ = p[0], m_ = p[1], l_ = get_local_id(0);
-  for (i64 g_ = l_; g_ < n_; g_ += @WG@) out0[g_] = in0[g_];
+  for (i64 g_ = l_; g_ < n_; g_ += $WG) out0[g_] = in0[g_];
   barrier(CLK_GLOBAL_MEM_FENCE);
-  @LOOP@ { @BODY@ }
+  $LOOP { $BODY }
 }
 """
+
+SCATTER_SOURCES = {"c": C_SCATTER, "opencl": CL_SCATTER}
 
 REDUCE = {
     "none": "out0[o_] = u_;",
-    "add": "out0[o_] = (@T@)(out0[o_] + u_);",
-    "mul": "out0[o_] = (@T@)(out0[o_] * u_);",
+    "add": "out0[o_] = ($T)(out0[o_] + u_);",
+    "mul": "out0[o_] = ($T)(out0[o_] * u_);",
     "max": "out0[o_] = H_MAX(out0[o_], u_);",
     "min": "out0[o_] = H_MIN(out0[o_], u_);",
 }
-
-
-def format_safe(source: str) -> str:
-    """Doubles braces for codegen's str.format, keeping {name} and {extra}."""
-    doubled = source.replace("{", "{{").replace("}", "}}")
-    return doubled.replace("{{name}}", "{name}").replace("{{extra}}", "{extra}")
 
 
 class Scatter(Movement):
@@ -747,32 +745,31 @@ class Scatter(Movement):
             return f"dtype {node.in_dtype(0)} with reduction"
         return indices_check(node, 1)
 
+    def dialects(self, node):
+        return SCATTER_SOURCES.keys()
+
     def infer(self, node, pc):
         return [pc.shape(node.inputs[0])]
 
     def scatter_kernel(self, node, body: str, n_params: int, params) -> Kernel:
-        """A kernel running `body` for each update `gid`; it sets i64 `o_` and says where APPLY goes."""
+        """A kernel running `body` for each update `gid`; it sets i64 `o_` and says where $APPLY goes."""
         reduction = self.reduction(node)
         parallel = reduction == "none"
-        fills = {
-            "@PRAGMA@": "#pragma omp parallel for schedule(static) if(m_ * 4 > PARALLEL_THRESHOLD)" if parallel else "",
-            "@LOOP@": "for (i64 gid = l_; gid < m_; gid += @WG@)" if parallel
+        t = ctype(node.in_dtype(0))
+        apply = "{ const " + t + " u_ = in2[gid]; " + render(REDUCE[reduction], T=t) + " }"
+        values = {
+            "PRAGMA": "#pragma omp parallel for schedule(static) if(m_ * 4 > PARALLEL_THRESHOLD)" if parallel else "",
+            "LOOP": f"for (i64 gid = l_; gid < m_; gid += {SCATTER_GROUP})" if parallel
             else "if (l_ == 0) for (i64 gid = 0; gid < m_; gid++)",
-            "@BODY@": body.replace("APPLY", f"{{ const @T@ u_ = in2[gid]; {REDUCE[reduction]} }}"),
-            "@WG@": str(SCATTER_GROUP),
-            "@T@": ctype(node.in_dtype(0)),
-            "@I@": ctype(node.in_dtype(1)),
+            "BODY": render(body, APPLY=apply),
+            "WG": SCATTER_GROUP,
+            "T": t,
+            "I": ctype(node.in_dtype(1)),
         }
-
-        def fill(template: str) -> str:
-            for key, value in fills.items():
-                template = template.replace(key, value)
-            return format_safe(template)
-
+        ranges = {"opencl": lambda params: ((SCATTER_GROUP,), (SCATTER_GROUP,))}
         return Kernel(
             [node.inputs[0], node.inputs[1], node.inputs[2]], [node.outputs[0]], n_params, params,
-            c_source=fill(C_SCATTER), cl_source=fill(CL_SCATTER),
-            cl_range=lambda values: ((SCATTER_GROUP,), (SCATTER_GROUP,)),
+            sources={d: Source(template, values, ranges.get(d)) for d, template in SCATTER_SOURCES.items()},
             inplace=[(0, 0)], label=node.op.lower(),
         )
 
@@ -794,7 +791,7 @@ class ScatterElements(Scatter):
         terms = [f"c{a}" if a != axis else "x_" for a in range(rank)]
         body = (
             f"{coords(rank, 2)} i64 x_ = (i64)in1[gid]; if (x_ < 0) x_ += {k}; "
-            f"if (x_ >= 0 && x_ < {k}) {{ const i64 o_ = {dot(terms, 2 + rank)}; APPLY }}"
+            f"if (x_ >= 0 && x_ < {k}) {{ const i64 o_ = {dot(terms, 2 + rank)}; $APPLY }}"
         )
         return self.scatter_kernel(node, body, 3 + 2 * rank, params)
 
@@ -816,6 +813,6 @@ class ScatterND(Scatter):
         body = (
             "const i64 inner_ = p[2], kk_ = p[3]; const i64 t_ = gid / inner_; i64 o_ = gid % inner_; "
             + nd_offset(rank, "t_ * kk_", 4)
-            + " if (ok_) APPLY"
+            + " if (ok_) $APPLY"
         )
         return self.scatter_kernel(node, body, 4 + 2 * rank, params)

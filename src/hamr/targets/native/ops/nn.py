@@ -16,9 +16,10 @@ from __future__ import annotations
 import math
 
 from hamr.ir.dtypes import FLOATS, NUMERIC, ctype
-from hamr.targets.native.ops.base import Kernel, Lowering, numel
+from hamr.targets.native.ops.base import Kernel, Lowering, Source, numel
 from hamr.targets.native.ops.elementwise import lit
 from hamr.targets.native.ops.registry import register
+from hamr.targets.native.render.template import render
 
 TILE = 16
 BLOCK_BYTES = 512 * 1024  # im2col scratch per block (about an L2 cache)
@@ -35,18 +36,14 @@ _OUT_COORDS = (
     "const i64 ow = gid % OW, oh = (gid / OW) % OH, od = (gid / (OW * OH)) % OD, nc = gid / (OW * OH * OD);"
 )
 
-# loops over the kernel positions inside the input, with id/ih/iw and the flat spatial index ii
-_WINDOW_LOOP = (
-    "for (i64 kd = 0; kd < KD; kd++) { const i64 id = od * SD - PD + kd * DD; if (id < 0 || id >= ID) continue; "
-    "for (i64 kh = 0; kh < KH; kh++) { const i64 ih = oh * SH - PH + kh * DH; if (ih < 0 || ih >= IH) continue; "
-    "for (i64 kw = 0; kw < KW; kw++) { const i64 iw = ow * SW - PW + kw * DW; if (iw < 0 || iw >= IW) continue; "
-    "const i64 ii = (id * IH + ih) * IW + iw; @BODY@ } } }"
-)
-
-
-def _fmt(src: str) -> str:
-    """Custom source written with plain braces -> the str.format template codegen expects."""
-    return src.replace("{", "{{").replace("}", "}}").replace("@NAME@", "{name}").replace("@EXTRA@", "{extra}")
+def _window_loop(body: str) -> str:
+    """Loops over the kernel positions inside the input, with id/ih/iw and the flat spatial index ii, around `body`."""
+    return (
+        "for (i64 kd = 0; kd < KD; kd++) { const i64 id = od * SD - PD + kd * DD; if (id < 0 || id >= ID) continue; "
+        "for (i64 kh = 0; kh < KH; kh++) { const i64 ih = oh * SH - PH + kh * DH; if (ih < 0 || ih >= IH) continue; "
+        "for (i64 kw = 0; kw < KW; kw++) { const i64 iw = ow * SW - PW + kw * DW; if (iw < 0 || iw >= IW) continue; "
+        "const i64 ii = (id * IH + ih) * IW + iw; " + body + " } } }"
+    )
 
 
 def _str_attr(node, name: str, default: str) -> str:
@@ -116,16 +113,16 @@ _CONV_HEAD = "const i64 N = p[1], C = p[2], M = p[3], G = p[4]; " + _win_decl(5)
 
 MAP_CONV = (
     _CONV_HEAD + " " + _OUT_COORDS + " const i64 m = nc % M, n = nc / M, Cg = C / G, g = m / (M / G);"
-    " {T} acc = @BIAS@;"
+    " $T acc = $BIAS;"
     " for (i64 c = 0; c < Cg; c++) { const i64 xb = (n * C + g * Cg + c) * ID * IH * IW;"
     " const i64 wb = (m * Cg + c) * KD * KH * KW; "
-    + _WINDOW_LOOP.replace("@BODY@", "acc += in0[xb + ii] * in1[wb + (kd * KH + kh) * KW + kw];")
+    + _window_loop("acc += in0[xb + ii] * in1[wb + (kd * KH + kh) * KW + kw];")
     + " } out0[gid] = acc;"
 )
 
 C_CONV = r"""
-static void @NAME@_im2col(const i64 *p, const f32 *x, f32 *dst, i64 c0, const i64 nb) {
-  @HEAD@
+static void ${name}_im2col(const i64 *p, const f32 *x, f32 *dst, i64 c0, const i64 nb) {
+  $HEAD
   const i64 KS = KD * KH * KW, K = (C / G) * KS;
   const i64 ow0 = c0 % OW, oh0 = (c0 / OW) % OH, od0 = c0 / (OW * OH);
   for (i64 r = 0; r < K; r++) {
@@ -155,14 +152,14 @@ static void @NAME@_im2col(const i64 *p, const f32 *x, f32 *dst, i64 c0, const i6
   }
 }
 
-static void @NAME@(const i64 *p, const f32 *in0, const f32 *in1, @BIAS_ARG@f32 *out0@EXTRA@) {
-  @HEAD@
+static void $name(const i64 *p, const f32 *in0, const f32 *in1, ${BIAS_ARG}f32 *out0$extra) {
+  $HEAD
   const i64 total = p[0];
   if (total == 0) return;
   const i64 Cg = C / G, Mg = M / G, KS = KD * KH * KW, K = Cg * KS, IS = ID * IH * IW, OS = OD * OH * OW;
   const int direct = KS == 1 && SD == 1 && SH == 1 && SW == 1 && PD == 0 && PH == 0 && PW == 0 && OS == IS;
   const int threads = total * (K + 1) > PARALLEL_THRESHOLD ? omp_get_max_threads() : 1;
-  i64 nb = H_MAX(64, (BLOCK_BYTES / 4 / H_MAX(K, 1)) / 16 * 16);
+  i64 nb = H_MAX(64, ($BLOCK_BYTES / 4 / H_MAX(K, 1)) / 16 * 16);
   if (N * G < threads) nb = H_MIN(nb, ((OS + threads - 1) / threads + 15) / 16 * 16);
   nb = H_MIN(nb, OS);
   const i64 blocks = (OS + nb - 1) / nb, jobs = N * G * blocks;
@@ -182,12 +179,12 @@ static void @NAME@(const i64 *p, const f32 *in0, const f32 *in1, @BIAS_ARG@f32 *
         const i64 b = j % blocks, g = (j / blocks) % G, n = j / (blocks * G);
         const i64 c0 = b * nb, w = H_MIN(nb, OS - c0);
         const f32 *x = in0 + (n * C + g * Cg) * IS;
-        if (!direct) @NAME@_im2col(p, x, col, c0, w);
+        if (!direct) ${name}_im2col(p, x, col, c0, w);
         hamr_sgemm(101, 111, 111, (int)Mg, (int)w, (int)K, 1.0f, in1 + g * Mg * K, (int)K,
                    direct ? x + c0 : col, (int)(direct ? OS : w), 0.0f, out0 + (n * M + g * Mg) * OS + c0, (int)OS);
         for (i64 m = 0; m < Mg; m++) {
           const i64 at = (n * M + g * Mg + m) * OS + c0;
-          for (i64 i = 0; i < w; i++) STORE(at + i, out0[at + i]@BIAS_ADD@);
+          for (i64 i = 0; i < w; i++) STORE(at + i, out0[at + i]$BIAS_ADD);
         }
       }
     }
@@ -216,30 +213,30 @@ static void @NAME@(const i64 *p, const f32 *in0, const f32 *in1, @BIAS_ARG@f32 *
           }
         }
       }
-      for (i64 i = 0; i < OW; i++) STORE(at + i, y[i]@BIAS_ADD@);
+      for (i64 i = 0; i < OW; i++) STORE(at + i, y[i]$BIAS_ADD);
     }
   }
 }
 """
 
 CL_CONV = r"""
-__kernel __attribute__((reqd_work_group_size(TS, TS, 1)))
-void @NAME@(__global const long *P, const long poff, __global const f32 *in0, __global const f32 *in1,
-            @BIAS_ARG@__global f32 *out0@EXTRA@) {
+__kernel __attribute__((reqd_work_group_size($TS, $TS, 1)))
+void $name(__global const long *P, const long poff, __global const f32 *in0, __global const f32 *in1,
+            ${BIAS_ARG}__global f32 *out0$extra) {
   __global const long *p = P + poff;
-  @HEAD@
+  $HEAD
   const i64 Cg = C / G, Mg = M / G, KS = KD * KH * KW, K = Cg * KS, OS = OD * OH * OW;
   const int lc = get_local_id(0), lr = get_local_id(1);
-  const i64 col = get_group_id(0) * TS + lc, row = get_group_id(1) * TS + lr, ng = get_global_id(2);
+  const i64 col = get_group_id(0) * $TS + lc, row = get_group_id(1) * $TS + lr, ng = get_global_id(2);
   const i64 n = ng / G, g = ng % G;
   const i64 ow = col % OW, oh = (col / OW) % OH, od = col / (OW * OH);
   const i64 id0 = od * SD - PD, ih0 = oh * SH - PH, iw0 = ow * SW - PW;
   __global const f32 *X = in0 + (n * C + g * Cg) * ID * IH * IW;
   __global const f32 *Wt = in1 + g * Mg * K;
-  __local f32 As[TS][TS];
-  __local f32 Bs[TS][TS + 1];
+  __local f32 As[$TS][$TS];
+  __local f32 Bs[$TS][$TS + 1];
   f32 sum = 0;
-  for (i64 t = 0; t < K; t += TS) {
+  for (i64 t = 0; t < K; t += $TS) {
     As[lr][lc] = (row < Mg && t + lc < K) ? Wt[row * K + t + lc] : 0.0f;
     const i64 r = t + lr;
     f32 b = 0.0f;
@@ -250,12 +247,15 @@ void @NAME@(__global const long *P, const long poff, __global const f32 *in0, __
     }
     Bs[lr][lc] = b;
     barrier(CLK_LOCAL_MEM_FENCE);
-    for (int k = 0; k < TS; k++) sum += As[lr][k] * Bs[k][lc];
+    for (int k = 0; k < $TS; k++) sum += As[lr][k] * Bs[k][lc];
     barrier(CLK_LOCAL_MEM_FENCE);
   }
-  if (row < Mg && col < OS) STORE((n * M + g * Mg + row) * OS + col, sum@BIAS_ADD@);
+  if (row < Mg && col < OS) STORE((n * M + g * Mg + row) * OS + col, sum$BIAS_ADD);
 }
-""".replace("TS", str(TILE))
+"""
+
+
+CONV_SOURCES = {"c": C_CONV, "opencl": CL_CONV}  # float32 Conv, per dialect
 
 
 def _conv_range(params):
@@ -294,6 +294,9 @@ class Conv(Lowering):
         out, strides, pb, pe, dil = _geometry(node, x[2:], kernel)
         return out, kernel, strides, pb, pe, dil
 
+    def dialects(self, node):
+        return CONV_SOURCES.keys() if node.in_dtype(0) == "float32" else None
+
     def infer(self, node, pc):
         x, w = pc.shape(node.inputs[0]), pc.shape(node.inputs[1])
         return [(x[0], w[0], *self.geometry(node, x, w)[0])]
@@ -313,23 +316,28 @@ class Conv(Lowering):
         common = dict(inputs=inputs, outputs=[node.outputs[0]], n_params=5 + WINDOW, params=params)
         if node.in_dtype(0) != "float32":
             t = ctype(node.in_dtype(0))
-            body = MAP_CONV.replace("{T}", t).replace("@BIAS@", "in2[m]" if has_bias else f"({t})0")
+            body = render(MAP_CONV, T=t, BIAS="in2[m]" if has_bias else f"({t})0")
             return Kernel(body=body, label="conv", grain=_grain(node), **common)
-        c_src = C_CONV.replace("@HEAD@", _CONV_HEAD).replace("BLOCK_BYTES", str(BLOCK_BYTES))
-        c_src = c_src.replace("@BIAS_ARG@", "const f32 *in2, " if has_bias else "")
-        c_src = c_src.replace("@BIAS_ADD@", " + in2[at / OS % M]" if has_bias else "")
-        cl_src = CL_CONV.replace("@HEAD@", _CONV_HEAD)
-        cl_src = cl_src.replace("@BIAS_ARG@", "__global const f32 *in2, " if has_bias else "")
-        cl_src = cl_src.replace("@BIAS_ADD@", " + in2[g * Mg + row]" if has_bias else "")
-        return Kernel(c_source=_fmt(c_src), cl_source=_fmt(cl_src), cl_range=_conv_range, anchor=True,
-                      label="conv", **common)
+        c_values = dict(
+            HEAD=_CONV_HEAD, BLOCK_BYTES=BLOCK_BYTES, BIAS_ARG="const f32 *in2, " if has_bias else "",
+            BIAS_ADD=" + in2[at / OS % M]" if has_bias else "",
+        )
+        cl_values = dict(
+            HEAD=_CONV_HEAD, TS=TILE, BIAS_ARG="__global const f32 *in2, " if has_bias else "",
+            BIAS_ADD=" + in2[g * Mg + row]" if has_bias else "",
+        )
+        sources = {
+            "c": Source(CONV_SOURCES["c"], c_values),
+            "opencl": Source(CONV_SOURCES["opencl"], cl_values, _conv_range),
+        }
+        return Kernel(sources=sources, anchor=True, label="conv", **common)
 
 
 # ---- ConvTranspose -------------------------------------------------------------------
 
 MAP_CONV_TRANSPOSE = (
     _CONV_HEAD + " " + _OUT_COORDS + " const i64 m = nc % M, n = nc / M, Cg = C / G, Mg = M / G, g = m / Mg;"
-    " {T} acc = @BIAS@;"
+    " $T acc = $BIAS;"
     " for (i64 c = 0; c < Cg; c++) { const i64 xb = (n * C + g * Cg + c) * ID * IH * IW;"
     " const i64 wb = ((g * Cg + c) * Mg + m % Mg) * KD * KH * KW;"
     " for (i64 kd = 0; kd < KD; kd++) { const i64 td = od + PD - kd * DD; if (td < 0 || td % SD) continue;"
@@ -390,7 +398,7 @@ class ConvTranspose(Lowering):
             return [x[0] * m * numel(out), x[0], x[1], m, group] + _window(x[2:], out, kernel, strides, pb, pe, dil)
 
         t = ctype(node.in_dtype(0))
-        body = MAP_CONV_TRANSPOSE.replace("{T}", t).replace("@BIAS@", "in2[m]" if has_bias else f"({t})0")
+        body = render(MAP_CONV_TRANSPOSE, T=t, BIAS="in2[m]" if has_bias else f"({t})0")
         inputs = node.inputs[:3] if has_bias else node.inputs[:2]
         return Kernel(inputs=inputs, outputs=[node.outputs[0]], n_params=5 + WINDOW, params=params, body=body,
                       label="conv_transpose", grain=_grain(node))
@@ -402,8 +410,8 @@ class ConvTranspose(Lowering):
 _POOL_HEAD = "const i64 C = p[1]; " + _win_decl(2) + " " + _OUT_COORDS + " const i64 xb = nc * ID * IH * IW;"
 
 MAP_MAXPOOL = (
-    _POOL_HEAD + " {T} best = 0; i64 at = -1; "
-    + _WINDOW_LOOP.replace("@BODY@", "const {T} v = in0[xb + ii]; if (at < 0 || v > best) { best = v; at = ii; }")
+    _POOL_HEAD + " $T best = 0; i64 at = -1; "
+    + _window_loop("const $T v = in0[xb + ii]; if (at < 0 || v > best) { best = v; at = ii; }")
     + " out0[gid] = best;"
 )
 # storage_order 1: column-major spatial index (first spatial dim fastest)
@@ -414,9 +422,9 @@ MAXPOOL_INDEX = {
 }
 
 MAP_AVGPOOL = (
-    _POOL_HEAD + " {T} sum = 0; i64 cnt = 0; "
-    + _WINDOW_LOOP.replace("@BODY@", "sum += in0[xb + ii]; cnt++;")
-    + " @COUNT@ out0[gid] = cnt > 0 ? sum / ({T})cnt : ({T})0;"
+    _POOL_HEAD + " $T sum = 0; i64 cnt = 0; "
+    + _window_loop("sum += in0[xb + ii]; cnt++;")
+    + " $COUNT out0[gid] = cnt > 0 ? sum / ($T)cnt : ($T)0;"
 )
 # count_include_pad: window positions inside the explicitly padded input
 AVG_COUNT_PAD = (
@@ -427,9 +435,9 @@ AVG_COUNT_PAD = (
 )
 
 MAP_LPPOOL = (
-    _POOL_HEAD + " {T} sum = 0; "
-    + _WINDOW_LOOP.replace("@BODY@", "const {T} v = in0[xb + ii]; sum += @POW@;")
-    + " out0[gid] = @ROOT@;"
+    _POOL_HEAD + " $T sum = 0; "
+    + _window_loop("const $T v = in0[xb + ii]; sum += $POW;")
+    + " out0[gid] = $ROOT;"
 )
 
 
@@ -463,8 +471,8 @@ class Pool(Lowering):
         shape = (x[0], x[1], *self.geometry(node, x)[0])
         return [shape] * len(node.outputs)
 
-    def body(self, node) -> str:
-        """Map-kernel body; {T} stands for the element type."""
+    def body(self, node, t: str) -> str:
+        """Map-kernel body for element type `t`."""
         raise NotImplementedError
 
     def kernel(self, node):
@@ -476,7 +484,7 @@ class Pool(Lowering):
             out, kernel, strides, pb, pe, dil = self.geometry(node, x)
             return [x[0] * x[1] * numel(out), x[1]] + _window(x[2:], out, kernel, strides, pb, pe, dil)
 
-        body = self.body(node).replace("{T}", ctype(node.in_dtype(0)))
+        body = self.body(node, ctype(node.in_dtype(0)))
         kernel = node.attr("kernel_shape")
         return Kernel(inputs=[x_name], outputs=outputs, n_params=2 + WINDOW, params=params, body=body,
                       label=node.op.lower(), grain=numel(kernel))
@@ -492,38 +500,38 @@ class MaxPool(Pool):
             return "storage_order"
         return super().check(node)
 
-    def body(self, node):
+    def body(self, node, t):
         body = MAP_MAXPOOL
         if len(node.outputs) > 1 and node.outputs[1]:
             body += MAXPOOL_INDEX[int(node.attr("storage_order", 0))]
-        return body
+        return render(body, T=t)
 
 
 @register
 class AveragePool(Pool):
     ops = ("AveragePool",)
 
-    def body(self, node):
+    def body(self, node, t):
         count = AVG_COUNT_PAD if node.attr("count_include_pad", 0) else ""
-        return MAP_AVGPOOL.replace("@COUNT@", count)
+        return render(MAP_AVGPOOL, COUNT=count, T=t)
 
 
 @register
 class LpPool(Pool):
     ops = ("LpPool",)
 
-    def body(self, node):
-        power, root = _lp_terms(int(node.attr("p", 2)), "{T}")
-        return MAP_LPPOOL.replace("@POW@", power).replace("@ROOT@", root)
+    def body(self, node, t):
+        power, root = _lp_terms(int(node.attr("p", 2)), t)
+        return render(MAP_LPPOOL, POW=power, ROOT=root, T=t)
 
 
 # ---- global pools: one work item per (n, c), p: [N * C, spatial size] ---------------
 
 GLOBAL_POOLS = {
-    "GlobalAveragePool": "{T} acc = 0; for (i64 i = 0; i < S; i++) acc += in0[b + i]; out0[gid] = acc / ({T})S;",
-    "GlobalMaxPool": "{T} acc = in0[b]; for (i64 i = 1; i < S; i++) acc = H_MAX(acc, in0[b + i]); out0[gid] = acc;",
-    "GlobalLpPool": "{T} sum = 0; for (i64 i = 0; i < S; i++) { const {T} v = in0[b + i]; sum += @POW@; }"
-    " out0[gid] = @ROOT@;",
+    "GlobalAveragePool": "$T acc = 0; for (i64 i = 0; i < S; i++) acc += in0[b + i]; out0[gid] = acc / ($T)S;",
+    "GlobalMaxPool": "$T acc = in0[b]; for (i64 i = 1; i < S; i++) acc = H_MAX(acc, in0[b + i]); out0[gid] = acc;",
+    "GlobalLpPool": "$T sum = 0; for (i64 i = 0; i < S; i++) { const $T v = in0[b + i]; sum += $POW; }"
+    " out0[gid] = $ROOT;",
 }
 
 
@@ -546,8 +554,7 @@ class GlobalPool(Lowering):
         x_name = node.inputs[0]
         t = ctype(node.in_dtype(0))
         power, root = _lp_terms(int(node.attr("p", 2)), t)
-        body = "const i64 S = p[1], b = gid * S; " + GLOBAL_POOLS[node.op].replace("@POW@", power)
-        body = body.replace("@ROOT@", root).replace("{T}", t)
+        body = "const i64 S = p[1], b = gid * S; " + render(GLOBAL_POOLS[node.op], POW=power, ROOT=root, T=t)
         shape = node.in_shape(0)
 
         def params(pc):

@@ -26,6 +26,7 @@ from hamr.targets.native.ops.base import (
     strides_of,
 )
 from hamr.targets.native.ops.registry import register
+from hamr.targets.native.render.template import render
 
 LANES = 16  # partial accumulators in the contiguous row loops (one AVX-512 or two AVX2 vectors of f32)
 
@@ -112,13 +113,13 @@ def _reduce_groups(shape, axes) -> list[tuple[bool, int, int]]:
     return groups
 
 
-_SUMS = {  # op -> the term each element adds ({x}: the element)
-    "ReduceSum": "{x}",
-    "ReduceMean": "{x}",
-    "ReduceL1": "fabs({x})",
-    "ReduceL2": "{x} * {x}",
-    "ReduceSumSquare": "{x} * {x}",
-    "ReduceLogSum": "{x}",
+_SUMS = {  # op -> the term each element adds ($x: the element)
+    "ReduceSum": "$x",
+    "ReduceMean": "$x",
+    "ReduceL1": "fabs($x)",
+    "ReduceL2": "$x * $x",
+    "ReduceSumSquare": "$x * $x",
+    "ReduceLogSum": "$x",
 }
 
 
@@ -237,10 +238,10 @@ class Reduce(Lowering):
             return code + f" out0[gid] = ({y_t})(log(acc) + (f64)mx);"
         term = _SUMS[node.op]
         if not floating:  # integer terms wrap in the input type, as numpy's do
-            term = "({x} < 0 ? -{x} : {x})" if node.op == "ReduceL1" else term
+            term = "($x < 0 ? -$x : $x)" if node.op == "ReduceL1" else term
             term = f"(({t})({term}))"
             acc_t = t if node.op == "ReduceMean" else acc_t
-        code = loop.fold("acc", acc_t, "0", lambda x: f"({acc_t})({term.format(x=x)})", _add)
+        code = loop.fold("acc", acc_t, "0", lambda x: f"({acc_t})({render(term, x=x)})", _add)
         result = {"ReduceL2": "sqrt((f64)acc)", "ReduceLogSum": "log(acc)"}.get(node.op, "acc")
         if node.op == "ReduceMean":
             result = "acc / (f64)nr_" if floating else "(nr_ == 0 ? 0 : acc / nr_)"
