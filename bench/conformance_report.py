@@ -1,6 +1,6 @@
 """Runs the ONNX backend node suite per target and writes docs/conformance.md.
 
-    python bench/conformance_report.py [--target reference ...]
+python bench/conformance_report.py [--target reference ...]
 """
 
 from __future__ import annotations
@@ -36,15 +36,15 @@ def pinned_section() -> str:
     same = all(f == failures["reference"] for f in failures.values())
     native = known["native_passed"]
     rows = ["| case | reason |", "| --- | --- |"]
-    for target, table in (failures.items() if not same else [("every target", failures["reference"])]):
+    for target, table in failures.items() if not same else [("every target", failures["reference"])]:
         for reason, names in by_reason(table).items():
-            rows.append(f"| {', '.join(f'`{n}`' for n in names)} | {reason}"
-                        + ("" if same else f" ({target})") + " |")
+            rows.append(f"| {', '.join(f'`{n}`' for n in names)} | {reason}" + ("" if same else f" ({target})") + " |")
     floors = "; ".join(f"{t}: {n['all']} of all, {n['sample']} of the sample" for t, n in native.items())
     return (
         "## Known failures, pinned\n\n"
         "`tests/targets/known_failures.json` lists the exact cases each target fails, each with its reason"
-        + (f" ({len(failures['reference'])}, the same on every target)" if same else "") + ". "
+        + (f" ({len(failures['reference'])}, the same on every target)" if same else "")
+        + ". "
         "`tests/targets/test_conformance.py` runs the whole suite on `reference` and every 8th case on the "
         "native targets (the whole suite in the `slow` test) and fails:\n\n"
         "- on any failing or unsupported case the file does not list (a new failure, or a wrong answer);\n"
@@ -87,13 +87,24 @@ def main() -> None:
                 f"| {op} | {row['passed']} | {row['passed_with_fallback']} | {row['failed']} | {row['unsupported']} |"
             )
         failed = [f"- `{c.name}`: {c.detail}" for c in report.cases if c.status in ("failed", "unsupported")]
-        fallback_ops = sorted({op for c in report.cases if c.status == "passed_with_fallback"
-                               for op in c.detail.removeprefix("fallback: ").split(", ")})
+        fallback_ops = sorted(
+            {
+                op
+                for c in report.cases
+                if c.status == "passed_with_fallback"
+                for op in c.detail.removeprefix("fallback: ").split(", ")
+            }
+        )
         text = f"## {target}\n\nCases that fail ({len(failed)}):\n\n" + ("\n".join(failed) or "none") + "\n"
         if target == "reference":
-            text += "\nKnown causes (checked by hand; tests/targets/known_failures.json):\n\n" + "\n".join(
-                f"- {', '.join(f'`{n}`' for n in names)}: {reason}."
-                for reason, names in by_reason(json.loads(KNOWN.read_text())["failures"]["reference"]).items()) + "\n"
+            text += (
+                "\nKnown causes (checked by hand; tests/targets/known_failures.json):\n\n"
+                + "\n".join(
+                    f"- {', '.join(f'`{n}`' for n in names)}: {reason}."
+                    for reason, names in by_reason(json.loads(KNOWN.read_text())["failures"]["reference"]).items()
+                )
+                + "\n"
+            )
         else:
             text += (
                 f"\nOps that fell back to the reference target in `passed_with_fallback` cases: "

@@ -34,11 +34,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(1, str(Path(__file__).resolve().parents[1]))  # the slow model of tests/security/test_fairness.py
 
-import hamr  # noqa: E402
-from hamr.pool.wire import tensors  # noqa: E402
 from models import machine  # noqa: E402
 from pool import launch_pool, small_mlp  # noqa: E402
 from sections import write_section  # noqa: E402
+
+import hamr  # noqa: E402
+from hamr.pool.wire import tensors  # noqa: E402
 from tests.security.test_fairness import slow_model  # noqa: E402
 
 BEGIN, END = "<!-- fairness:begin -->", "<!-- fairness:end -->"
@@ -54,12 +55,15 @@ def start_pool(root: Path) -> tuple[subprocess.Popen, str, str]:
 
 def tenant(admin: httpx.Client, url: str, name: str) -> tuple[int, httpx.Client]:
     created = admin.post("/v1/tenants", json={"name": name}).json()
-    return created["tenant"]["id"], httpx.Client(base_url=url, headers={"Authorization": f"Bearer {created['token']}"},
-                                                 timeout=120)  # fmt: skip
+    return created["tenant"]["id"], httpx.Client(
+        base_url=url, headers={"Authorization": f"Bearer {created['token']}"}, timeout=120
+    )
 
 
 def deploy(client: httpx.Client, data: bytes) -> int:
-    exe = client.post("/v1/executables", content=data, headers={"Content-Type": "application/octet-stream"}).json()["id"]
+    exe = client.post("/v1/executables", content=data, headers={"Content-Type": "application/octet-stream"}).json()[
+        "id"
+    ]
     deployment = client.post("/v1/deployments", json={"executable_id": exe, "replicas": 1}).json()["id"]
     deadline = time.monotonic() + 120
     while client.get(f"/v1/deployments/{deployment}").json()["ready"] < 1:
@@ -109,9 +113,13 @@ def flood(url: str, headers: dict, deployment: int, body: bytes, threads: int, h
 
 
 def summary(reads: list[float], infers: list[float]) -> dict:
-    return {"get_p50_ms": float(np.percentile(reads, 50) * 1e3), "get_p99_ms": float(np.percentile(reads, 99) * 1e3),
-            "infer_p50_ms": float(np.percentile(infers, 50) * 1e3), "infer_p99_ms": float(np.percentile(infers, 99) * 1e3),
-            "samples": len(reads)}  # fmt: skip
+    return {
+        "get_p50_ms": float(np.percentile(reads, 50) * 1e3),
+        "get_p99_ms": float(np.percentile(reads, 99) * 1e3),
+        "infer_p50_ms": float(np.percentile(infers, 50) * 1e3),
+        "infer_p99_ms": float(np.percentile(infers, 99) * 1e3),
+        "samples": len(reads),
+    }
 
 
 def flooded(url: str, a: httpx.Client, deployment: int, body: bytes, threads: int, hostile: bool, work):
@@ -119,7 +127,9 @@ def flooded(url: str, a: httpx.Client, deployment: int, body: bytes, threads: in
     context = multiprocessing.get_context("spawn")
     with context.Manager() as manager:
         stop, shared = manager.Event(), manager.dict()
-        flooder = context.Process(target=flood, args=(url, dict(a.headers), deployment, body, threads, hostile, stop, shared))
+        flooder = context.Process(
+            target=flood, args=(url, dict(a.headers), deployment, body, threads, hostile, stop, shared)
+        )
         flooder.start()
         time.sleep(2.0)  # the flood builds up
         got = work()
@@ -150,22 +160,37 @@ def measure(seconds: float, threads: int, hostile: bool, rounds: int) -> dict:
             fast_body = tensors.encode({"x": np.random.default_rng(1).standard_normal((1, 784)).astype(np.float32)})
             b_works(b, fast_deployment, fast_body, 1.0)  # warm
             a.post(f"/v1/deployments/{slow_deployment}/infer", content=slow_body, headers=MEDIA).raise_for_status()
-            result = {"seconds": seconds, "flood": threads, "hostile": hostile, "rounds": rounds, "limits": limits,
-                      "phases": {}}  # fmt: skip
+            result = {
+                "seconds": seconds,
+                "flood": threads,
+                "hostile": hostile,
+                "rounds": rounds,
+                "limits": limits,
+                "phases": {},
+            }
             own = {k: limits[k] for k in ("max_inflight_requests", "max_queued_requests")}
             samples = {phase: ([], []) for phase in PHASES}
             counts = {phase: {} for phase in PHASES}
             for _ in range(rounds):  # the phases alternate, with a pause between blocks
                 for phase in PHASES:
                     lifted = phase == "flooded, A's limits lifted"
-                    admin.patch(f"/v1/tenants/{a_id}", json={k: None for k in own} if lifted else own).raise_for_status()
+                    admin.patch(
+                        f"/v1/tenants/{a_id}", json={k: None for k in own} if lifted else own
+                    ).raise_for_status()
                     time.sleep(PAUSE_S)
                     reads, infers = samples[phase]
                     if phase == "idle":
                         got = b_works(b, fast_deployment, fast_body, seconds)
                     else:
-                        got, seen = flooded(url, a, slow_deployment, slow_body, threads, hostile,
-                                            lambda: b_works(b, fast_deployment, fast_body, seconds))  # fmt: skip
+                        got, seen = flooded(
+                            url,
+                            a,
+                            slow_deployment,
+                            slow_body,
+                            threads,
+                            hostile,
+                            lambda: b_works(b, fast_deployment, fast_body, seconds),
+                        )
                         for status, n in seen.items():
                             counts[phase][status] = counts[phase].get(status, 0) + n
                     reads += got[0]
@@ -174,8 +199,11 @@ def measure(seconds: float, threads: int, hostile: bool, rounds: int) -> dict:
                 result["phases"][phase] = summary(*samples[phase])
                 if phase != "idle":
                     seen = counts[phase]
-                    result["phases"][phase].update(a_answered=seen.get(200, 0), a_refused_429=seen.get(429, 0),
-                                                   a_other={s: n for s, n in seen.items() if s not in (200, 429)})  # fmt: skip
+                    result["phases"][phase].update(
+                        a_answered=seen.get(200, 0),
+                        a_refused_429=seen.get(429, 0),
+                        a_other={s: n for s, n in seen.items() if s not in (200, 429)},
+                    )
             idle = result["phases"]["idle"]
             for phase in result["phases"].values():
                 phase["get_p99_x_idle"] = phase["get_p99_ms"] / idle["get_p99_ms"]
@@ -187,22 +215,32 @@ def measure(seconds: float, threads: int, hostile: bool, rounds: int) -> dict:
 
 
 def markdown(r: dict) -> str:
-    rows = [f"| {name} | {p['get_p50_ms']:.1f} / {p['get_p99_ms']:.1f} ms ({p['get_p99_x_idle']:.1f}x) | "
-            f"{p['infer_p50_ms']:.2f} / {p['infer_p99_ms']:.2f} ms ({p['infer_p99_x_idle']:.1f}x) | "
-            f"{p.get('a_answered', '')} | {p.get('a_refused_429', '')} |" for name, p in r["phases"].items()]  # fmt: skip
-    return "\n".join([
-        BEGIN, "## Fairness under load", "",
-        f"Measured {time.strftime('%Y-%m-%d')} with `python bench/fairness.py --seconds {r['seconds']:g} --rounds {r['rounds']} --flood {r['flood']}` "
-        f"{' --hostile' if r['hostile'] else ''} on {machine()}: tenant A keeps {r['flood']} requests in flight to a "
-        "deployment of about 0.3 s a request (a refused one again after "
-        f"{'100 ms' if r['hostile'] else 'its Retry-After'}), while "
-        "tenant B lists its jobs and sends requests to its own MLP deployment. Targets: B's GET p99 under 100 ms, "
-        "B's inference p99 within 2x of idle.", "",
-        "| phase | B's GET /v1/jobs p50 / p99 (p99 vs idle) | B's inference p50 / p99 (p99 vs idle) | A answered | A refused (429) |",
-        "| --- | ---: | ---: | ---: | ---: |", *rows, "",
-        f"The tenants have the pool's default limits ({', '.join(f'{k} {v}' for k, v in r['limits'].items())}).",
-        END,
-    ])
+    rows = [
+        f"| {name} | {p['get_p50_ms']:.1f} / {p['get_p99_ms']:.1f} ms ({p['get_p99_x_idle']:.1f}x) | "
+        f"{p['infer_p50_ms']:.2f} / {p['infer_p99_ms']:.2f} ms ({p['infer_p99_x_idle']:.1f}x) | "
+        f"{p.get('a_answered', '')} | {p.get('a_refused_429', '')} |"
+        for name, p in r["phases"].items()
+    ]
+    return "\n".join(
+        [
+            BEGIN,
+            "## Fairness under load",
+            "",
+            f"Measured {time.strftime('%Y-%m-%d')} with `python bench/fairness.py --seconds {r['seconds']:g} --rounds {r['rounds']} --flood {r['flood']}` "
+            f"{' --hostile' if r['hostile'] else ''} on {machine()}: tenant A keeps {r['flood']} requests in flight to a "
+            "deployment of about 0.3 s a request (a refused one again after "
+            f"{'100 ms' if r['hostile'] else 'its Retry-After'}), while "
+            "tenant B lists its jobs and sends requests to its own MLP deployment. Targets: B's GET p99 under 100 ms, "
+            "B's inference p99 within 2x of idle.",
+            "",
+            "| phase | B's GET /v1/jobs p50 / p99 (p99 vs idle) | B's inference p50 / p99 (p99 vs idle) | A answered | A refused (429) |",
+            "| --- | ---: | ---: | ---: | ---: |",
+            *rows,
+            "",
+            f"The tenants have the pool's default limits ({', '.join(f'{k} {v}' for k, v in r['limits'].items())}).",
+            END,
+        ]
+    )
 
 
 def main() -> None:
@@ -210,8 +248,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0, help="of each block")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of the three phases, alternating")
     parser.add_argument("--flood", type=int, default=60)
-    parser.add_argument("--hostile", action="store_true", help="A sends a refused request again after 100 ms, "
-                        "not after its Retry-After")
+    parser.add_argument(
+        "--hostile", action="store_true", help="A sends a refused request again after 100 ms, not after its Retry-After"
+    )
     parser.add_argument("--write", type=Path)
     args = parser.parse_args()
     result = measure(args.seconds, args.flood, args.hostile, args.rounds)

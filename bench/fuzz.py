@@ -25,8 +25,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.security.fuzzing import Tally, fuzz_api, fuzz_decode, fuzz_infer, ready_deployment  # noqa: E402
 from tests.helpers import bearer, start_pool, stop  # noqa: E402
+from tests.security.fuzzing import Tally, fuzz_api, fuzz_decode, fuzz_infer, ready_deployment  # noqa: E402
 
 
 def _report(name: str, tally: Tally, seconds: float) -> int:
@@ -38,7 +38,9 @@ def _report(name: str, tally: Tally, seconds: float) -> int:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--api-examples", type=int, default=100, help="schemathesis cases per operation and mode, per token")
+    parser.add_argument(
+        "--api-examples", type=int, default=100, help="schemathesis cases per operation and mode, per token"
+    )
     parser.add_argument("--bodies", type=int, default=5000, help="tensor bodies POSTed to the deployment")
     parser.add_argument("--decodes", type=int, default=20000, help="tensor bodies decoded in process")
     parser.add_argument("--seed", type=int, default=0)
@@ -49,8 +51,11 @@ def main() -> int:
     problems = 0
     started = time.monotonic()
     outcomes = fuzz_decode(args.decodes, run_seed=args.seed)
-    print(f"decode: {sum(outcomes.values())} bodies ({outcomes['decoded']} decoded, {outcomes['refused']} refused "
-          f"with a TensorsError, 0 other exceptions) in {time.monotonic() - started:.0f} s", flush=True)  # fmt: skip
+    print(
+        f"decode: {sum(outcomes.values())} bodies ({outcomes['decoded']} decoded, {outcomes['refused']} refused "
+        f"with a TensorsError, 0 other exceptions) in {time.monotonic() - started:.0f} s",
+        flush=True,
+    )
     with tempfile.TemporaryDirectory(prefix="hamr-fuzz-") as tmp:
         root, env, server, url, admin_token, admin = start_pool(Path(tmp))
         try:

@@ -22,11 +22,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import hamr  # noqa: E402
-from hamr.models import installed_models  # noqa: E402
-from hamr.ir.example_feeds import example_feeds  # noqa: E402
-from sections import write_section  # noqa: E402
 from models import machine, opencl_device  # noqa: E402
+from sections import write_section  # noqa: E402
+
+import hamr  # noqa: E402
+from hamr.ir.example_feeds import example_feeds  # noqa: E402
+from hamr.models import installed_models  # noqa: E402
 
 BEGIN, END = "<!-- migration:begin -->", "<!-- migration:end -->"
 
@@ -75,7 +76,7 @@ def measure(rounds: int, runs: int) -> dict:
             moving.run_with_binding(binding)  # the executor for the new device is built on its first run
             for _ in range(runs):
                 times[key]["migrated"].append(_timed(lambda: moving.run_with_binding(binding)))
-                times[key]["native"].append(_timed(lambda: native[key].run(feeds)))
+                times[key]["native"].append(_timed(lambda key=key: native[key].run(feeds)))
     outputs = binding.outputs() or {}
     reference = native["cpu"].run(feeds)
     agree = all(abs(outputs[n] - reference[n]).max() < 1e-3 for n in outputs)
@@ -105,36 +106,38 @@ def markdown(result: dict) -> str:
             f"| {leg} | {first['seconds'] * 1e3:.0f} | {result['migration_s'][leg] * 1e3:.0f} "
             f"| {result['migration_max_s'][leg] * 1e3:.0f} | {lat['migrated']:.2f} | {lat['native']:.2f} | {loss:+.1%} |"
         )
-    return "\n".join([
-        BEGIN,
-        "## Live migration",
-        "",
-        f"Measured {time.strftime('%Y-%m-%d')} with `python bench/migration.py --rounds {result['rounds']} "
-        f"--runs {result['runs']}` on {machine()}. OpenCL: {opencl_device()}. No GPU.",
-        "",
-        f"{result['model']}: one session starts on cpu with its three inputs bound on the device "
-        f"({result['moved_bytes']:,} bytes move with it), then migrates cpu -> {result['opencl']} -> cpu "
-        f"{result['rounds']} times. *first*: the session's first migration each way (cpu -> opencl: nothing "
-        "of the model was loaded on opencl in the process yet, its kernels are in pyopencl's and PoCL's "
-        "on-disk caches; opencl -> cpu: back to where the session was created); "
-        "*repeated*: median and worst of the later ones. Post-migration latency is the median of "
-        f"{result['runs'] * result['rounds']} runs, timed interleaved with a session created natively on "
-        "the same device with the same inputs; *loss* is their ratio minus one. Target: migration under 1 s "
-        "and loss at most 5% (China Mobile XinHe: under 10 s, at most 15%).",
-        "",
-        "| migration | first ms | repeated median ms | repeated worst ms | migrated session ms | native session ms | loss |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
-        *rows,
-        "",
-        f"The migrated session's outputs match the native cpu session's: {result['outputs_agree']}. "
-        "A migration loads the executable's variant for the new device (the OpenCL program is built from "
-        "pyopencl's binary cache), uploads the weights, copies carried state and bound values between the "
-        "devices, and reuses the per-shape plans. The first run after a migration builds the device's "
-        "executors (buffers, kernel arguments) for the adopted plans: "
-        f"{result['first']['cpu->opencl']['first_run_s'] * 1e3:.0f} ms on opencl and "
-        f"{result['first']['opencl->cpu']['first_run_s'] * 1e3:.0f} ms on cpu, against steady runs above.",
-        END,
-    ])
+    return "\n".join(
+        [
+            BEGIN,
+            "## Live migration",
+            "",
+            f"Measured {time.strftime('%Y-%m-%d')} with `python bench/migration.py --rounds {result['rounds']} "
+            f"--runs {result['runs']}` on {machine()}. OpenCL: {opencl_device()}. No GPU.",
+            "",
+            f"{result['model']}: one session starts on cpu with its three inputs bound on the device "
+            f"({result['moved_bytes']:,} bytes move with it), then migrates cpu -> {result['opencl']} -> cpu "
+            f"{result['rounds']} times. *first*: the session's first migration each way (cpu -> opencl: nothing "
+            "of the model was loaded on opencl in the process yet, its kernels are in pyopencl's and PoCL's "
+            "on-disk caches; opencl -> cpu: back to where the session was created); "
+            "*repeated*: median and worst of the later ones. Post-migration latency is the median of "
+            f"{result['runs'] * result['rounds']} runs, timed interleaved with a session created natively on "
+            "the same device with the same inputs; *loss* is their ratio minus one. Target: migration under 1 s "
+            "and loss at most 5% (China Mobile XinHe: under 10 s, at most 15%).",
+            "",
+            "| migration | first ms | repeated median ms | repeated worst ms | migrated session ms | native session ms | loss |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+            *rows,
+            "",
+            f"The migrated session's outputs match the native cpu session's: {result['outputs_agree']}. "
+            "A migration loads the executable's variant for the new device (the OpenCL program is built from "
+            "pyopencl's binary cache), uploads the weights, copies carried state and bound values between the "
+            "devices, and reuses the per-shape plans. The first run after a migration builds the device's "
+            "executors (buffers, kernel arguments) for the adopted plans: "
+            f"{result['first']['cpu->opencl']['first_run_s'] * 1e3:.0f} ms on opencl and "
+            f"{result['first']['opencl->cpu']['first_run_s'] * 1e3:.0f} ms on cpu, against steady runs above.",
+            END,
+        ]
+    )
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
 """hamr vs onnxruntime on the real models, side by side in one run; writes docs/performance.md.
 
-    python bench/models.py [--runs N]
+python bench/models.py [--runs N]
 """
 
 from __future__ import annotations
@@ -73,12 +73,15 @@ def main() -> None:
                     f"{planned} | {r['peak_rss_mb']:.0f} |"
                 )
                 if r["fallback_ops"]:
-                    notes.append(f"- {label} on {r['target']}: fallback to reference for {', '.join(r['fallback_ops'])}")
+                    notes.append(
+                        f"- {label} on {r['target']}: fallback to reference for {', '.join(r['fallback_ops'])}"
+                    )
                 print(rows[-1], flush=True)
     text = f"""# Performance
 
 Measured {datetime.date.today()} with hamr {hamr.__version__} and {peer}, side by side in one run
-(`python bench/models.py --runs {args.runs}`; one model at a time: `hamr bench MODEL --device cpu --compare onnxruntime --json`).
+(`python bench/models.py --runs {args.runs}`; one model at a time: `hamr bench MODEL --device cpu --compare onnxruntime
+--json`).
 Same inputs and thread count for both (all cores), 3 warm-up runs, then {args.runs} timed runs.
 `ratio` is hamr median / onnxruntime median (below 1: hamr is faster).
 

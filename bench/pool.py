@@ -35,9 +35,10 @@ from onnx import TensorProto, helper, numpy_helper
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import hamr  # noqa: E402
 from models import machine  # noqa: E402
 from sections import write_section  # noqa: E402
+
+import hamr  # noqa: E402
 
 BEGIN, END = "<!-- pool:begin -->", "<!-- pool:end -->"
 ROUNDS = 5
@@ -47,10 +48,18 @@ def small_mlp() -> onnx.ModelProto:
     rng = np.random.default_rng(0)
     w1 = numpy_helper.from_array((rng.standard_normal((784, 256)) * 0.05).astype(np.float32), "w1")
     w2 = numpy_helper.from_array((rng.standard_normal((256, 10)) * 0.05).astype(np.float32), "w2")
-    nodes = [helper.make_node("MatMul", ["x", "w1"], ["h"]), helper.make_node("Relu", ["h"], ["r"]),
-             helper.make_node("MatMul", ["r", "w2"], ["y"])]
-    graph = helper.make_graph(nodes, "mlp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 784])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 10])], [w1, w2])
+    nodes = [
+        helper.make_node("MatMul", ["x", "w1"], ["h"]),
+        helper.make_node("Relu", ["h"], ["r"]),
+        helper.make_node("MatMul", ["r", "w2"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "mlp",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 784])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 10])],
+        [w1, w2],
+    )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
@@ -66,8 +75,13 @@ def launch_pool(root: Path, code: str | None = None, env: dict | None = None) ->
     env = {**os.environ, "HAMR_POOL_DIR": str(root / "pool"), "NO_COLOR": "1", **(env or {})}
     if code:
         env["PYTHONPATH"] = os.pathsep.join([code, env.get("PYTHONPATH", "")])
-    proc = subprocess.Popen([sys.executable, "-m", "hamr.cli.app", "pool", "up", "--port", "0"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hamr.cli.app", "pool", "up", "--port", "0"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 120
     while not (root / "pool" / "pool.json").is_file():
         if proc.poll() is not None or time.monotonic() > deadline:
@@ -106,13 +120,17 @@ def measure(requests: int, jobs: int) -> dict:
                         break
                     except httpx.HTTPError:
                         time.sleep(0.1)
-                exe = http.post("/v1/executables", content=path.read_bytes(),
-                                headers={"Content-Type": "application/octet-stream"}).json()["id"]
+                exe = http.post(
+                    "/v1/executables", content=path.read_bytes(), headers={"Content-Type": "application/octet-stream"}
+                ).json()["id"]
                 payload = _npy(x)
 
                 def submit() -> int:
-                    response = http.post("/v1/jobs", data={"executable_id": str(exe)},
-                                         files={"x": ("x.npy", payload, "application/octet-stream")})
+                    response = http.post(
+                        "/v1/jobs",
+                        data={"executable_id": str(exe)},
+                        files={"x": ("x.npy", payload, "application/octet-stream")},
+                    )
                     response.raise_for_status()
                     return response.json()["id"]
 
@@ -141,22 +159,34 @@ def measure(requests: int, jobs: int) -> dict:
             proc.wait(timeout=30)
     direct_ms = statistics.median(direct) * 1e3
     pooled_ms = statistics.median(pooled) * 1e3
-    result = {"direct_ms": direct_ms, "pooled_ms": pooled_ms, "overhead_ms": pooled_ms - direct_ms,
-              "pooled_p95_ms": float(np.percentile(pooled, 95) * 1e3), "requests": requests, "jobs": jobs,
-              "submitted_per_s": jobs / submitted, "completed_per_s": jobs / completed}
+    result = {
+        "direct_ms": direct_ms,
+        "pooled_ms": pooled_ms,
+        "overhead_ms": pooled_ms - direct_ms,
+        "pooled_p95_ms": float(np.percentile(pooled, 95) * 1e3),
+        "requests": requests,
+        "jobs": jobs,
+        "submitted_per_s": jobs / submitted,
+        "completed_per_s": jobs / completed,
+    }
     for client, rounds in served.items():
         every = [t for r in rounds for t in r]
         medians = sorted(statistics.median(r) * 1e3 for r in rounds)
         median = statistics.median(every) * 1e3
-        result[f"served[{client}]"] = {"median_ms": median, "overhead_ms": median - direct_ms,
-                                       "round_overheads_ms": [m - direct_ms for m in medians],
-                                       "p99_ms": float(np.percentile(every, 99) * 1e3), "requests": len(every),
-                                       "per_s": len(every) / sum(every)}  # fmt: skip
+        result[f"served[{client}]"] = {
+            "median_ms": median,
+            "overhead_ms": median - direct_ms,
+            "round_overheads_ms": [m - direct_ms for m in medians],
+            "p99_ms": float(np.percentile(every, 99) * 1e3),
+            "requests": len(every),
+            "per_s": len(every) / sum(every),
+        }
     return result
 
 
-def measure_deployment(api, url: str, auth: dict, exe: int, x: np.ndarray, expected: np.ndarray,
-                       requests: int) -> dict[str, list[float]]:  # fmt: skip
+def measure_deployment(
+    api, url: str, auth: dict, exe: int, x: np.ndarray, expected: np.ndarray, requests: int
+) -> dict[str, list[float]]:
     """A one-replica deployment of the executable: `requests` inferences one at a time, through each client.
 
     InferClient is hamr's data-plane client (what `hamr pool infer` uses); httpx is a general
@@ -205,36 +235,45 @@ def measure_deployment(api, url: str, auth: dict, exe: int, x: np.ndarray, expec
 
 def markdown(r: dict) -> str:
     served = {client: r[f"served[{client}]"] for client in ("InferClient", "httpx", "http.client")}
-    return "\n".join([
-        BEGIN, "## Pooled execution", "",
-        f"Measured {time.strftime('%Y-%m-%d')} with `python bench/pool.py --requests {r['requests']} --jobs {r['jobs']}` "
-        f"on {machine()}: `hamr pool up` on loopback (SQLite in WAL mode, one cpu worker process), a 784-256-10 "
-        "MLP at batch 1.", "",
-        "| path | median | p95 / p99 | overhead against direct (target under 1 ms) | per second |",
-        "| --- | ---: | ---: | ---: | ---: |",
-        f"| direct `Session.run` in the client's process | {r['direct_ms']:.3f} ms | | | |",
-        *(f"| deployment request through {client} (one kept-alive connection) | {v['median_ms']:.2f} ms | "
-          f"p99 {v['p99_ms']:.2f} ms | {v['overhead_ms']:.2f} ms (rounds: "
-          f"{', '.join(f'{o:.2f}' for o in v['round_overheads_ms'])}) | {v['per_s']:.0f} requests |"
-          for client, v in served.items()),
-        f"| job (submit, wait, download) | {r['pooled_ms']:.1f} ms | p95 {r['pooled_p95_ms']:.1f} ms | "
-        f"{r['overhead_ms']:.1f} ms | {r['completed_per_s']:.1f} jobs completed |",
-        f"| job submissions (HTTP, back to back) | | | | {r['submitted_per_s']:.1f} submitted |", "",
-        f"Deployment requests: {served['httpx']['requests']} per client, in {ROUNDS} rounds with the clients "
-        "taking turns; the overhead of each round's median is in brackets.", "",
-        "A deployment request is an HTTP POST of the inputs as raw tensors to a replica already loaded in "
-        "the pool's process, answered by the service's fast path (an ASGI middleware in front of FastAPI's "
-        "routing): the token from a 2 s cache, the deployment's tenant from the host, `Session.run` "
-        "on the event loop's thread (a replica whose runs take over 0.5 ms runs on a worker thread instead), "
-        "the outputs back as raw tensors. Serving uses uvicorn's httptools parser and uvloop. The rest of the overhead is the "
-        "HTTP stack (uvicorn, FastAPI) and the client, which is why the clients differ: InferClient is hamr's own "
-        "(hamr.pool.wire.client: one kept-alive http.client connection, status and media type checked, "
-        "the answer decoded), httpx a general-purpose client, bare http.client the floor. A job is "
-        "durable instead: an upload, a registry transaction, a dispatcher round, a JSON line to the worker "
-        "process, outputs written and committed, then polling and a download; its overhead is that of a "
-        "queue and a database, not of a request path.",
-        END,
-    ])
+    return "\n".join(
+        [
+            BEGIN,
+            "## Pooled execution",
+            "",
+            f"Measured {time.strftime('%Y-%m-%d')} with `python bench/pool.py --requests {r['requests']} --jobs {r['jobs']}` "
+            f"on {machine()}: `hamr pool up` on loopback (SQLite in WAL mode, one cpu worker process), a 784-256-10 "
+            "MLP at batch 1.",
+            "",
+            "| path | median | p95 / p99 | overhead against direct (target under 1 ms) | per second |",
+            "| --- | ---: | ---: | ---: | ---: |",
+            f"| direct `Session.run` in the client's process | {r['direct_ms']:.3f} ms | | | |",
+            *(
+                f"| deployment request through {client} (one kept-alive connection) | {v['median_ms']:.2f} ms | "
+                f"p99 {v['p99_ms']:.2f} ms | {v['overhead_ms']:.2f} ms (rounds: "
+                f"{', '.join(f'{o:.2f}' for o in v['round_overheads_ms'])}) | {v['per_s']:.0f} requests |"
+                for client, v in served.items()
+            ),
+            f"| job (submit, wait, download) | {r['pooled_ms']:.1f} ms | p95 {r['pooled_p95_ms']:.1f} ms | "
+            f"{r['overhead_ms']:.1f} ms | {r['completed_per_s']:.1f} jobs completed |",
+            f"| job submissions (HTTP, back to back) | | | | {r['submitted_per_s']:.1f} submitted |",
+            "",
+            f"Deployment requests: {served['httpx']['requests']} per client, in {ROUNDS} rounds with the clients "
+            "taking turns; the overhead of each round's median is in brackets.",
+            "",
+            "A deployment request is an HTTP POST of the inputs as raw tensors to a replica already loaded in "
+            "the pool's process, answered by the service's fast path (an ASGI middleware in front of FastAPI's "
+            "routing): the token from a 2 s cache, the deployment's tenant from the host, `Session.run` "
+            "on the event loop's thread (a replica whose runs take over 0.5 ms runs on a worker thread instead), "
+            "the outputs back as raw tensors. Serving uses uvicorn's httptools parser and uvloop. The rest of the overhead is the "
+            "HTTP stack (uvicorn, FastAPI) and the client, which is why the clients differ: InferClient is hamr's own "
+            "(hamr.pool.wire.client: one kept-alive http.client connection, status and media type checked, "
+            "the answer decoded), httpx a general-purpose client, bare http.client the floor. A job is "
+            "durable instead: an upload, a registry transaction, a dispatcher round, a JSON line to the worker "
+            "process, outputs written and committed, then polling and a download; its overhead is that of a "
+            "queue and a database, not of a request path.",
+            END,
+        ]
+    )
 
 
 def main() -> None:

@@ -22,6 +22,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from models import machine  # noqa: E402
+from sections import write_section  # noqa: E402
+
 from hamr.pool.scheduler import DeviceTable, JobRequest, Scheduler, ThroughputModel  # noqa: E402
 from hamr.pool.scheduler.replay import (  # noqa: E402
     read_alibaba_nodes,
@@ -31,8 +34,6 @@ from hamr.pool.scheduler.replay import (  # noqa: E402
     replay_alibaba,
     replay_gavel,
 )
-from sections import write_section  # noqa: E402
-from models import machine  # noqa: E402
 
 BEGIN, END = "<!-- scheduler:begin -->", "<!-- scheduler:end -->"
 ARCHS = [("sm_90", "cuda"), ("gfx942", "rocm"), ("x86-64-v4", "cpu")]
@@ -51,8 +52,9 @@ def decision_latency(devices: int = 10_000, decisions: int = 5_000) -> dict:
         scheduler = Scheduler(table, policy, model)
         times = []
         for j in range(decisions):
-            job = JobRequest(f"j{j}", "t", ("cuda", "rocm", "cpu"), executable="exe", memory=1 << 30, share=250,
-                             n_devices=1 + j % 3)
+            job = JobRequest(
+                f"j{j}", "t", ("cuda", "rocm", "cpu"), executable="exe", memory=1 << 30, share=250, n_devices=1 + j % 3
+            )
             start = time.perf_counter()
             scheduler.place(job)
             times.append(time.perf_counter() - start)
@@ -89,34 +91,48 @@ def alibaba(data: Path) -> list[dict]:
 def markdown(result: dict) -> str:
     lat = result["latency"]
     lines = [
-        BEGIN, "## Scheduler", "",
-        f"Measured {time.strftime('%Y-%m-%d')} with `python bench/scheduler.py` on {machine()}.", "",
+        BEGIN,
+        "## Scheduler",
+        "",
+        f"Measured {time.strftime('%Y-%m-%d')} with `python bench/scheduler.py` on {machine()}.",
+        "",
         "Decision latency of `Scheduler.place` with 10,000 registered devices (1,250 nodes, three "
         "architectures), 5,000 decisions each, jobs asking a quarter of a device, gangs of 1 to 3 "
-        "(target: p99 under 5 ms):", "",
-        "| policy | p50 ms | p99 ms |", "| --- | ---: | ---: |",
-        *[f"| {p} | {v['p50_ms']:.3f} | {v['p99_ms']:.3f} |" for p, v in lat.items()], "",
+        "(target: p99 under 5 ms):",
+        "",
+        "| policy | p50 ms | p99 ms |",
+        "| --- | ---: | ---: |",
+        *[f"| {p} | {v['p50_ms']:.3f} | {v['p99_ms']:.3f} |" for p, v in lat.items()],
+        "",
         "Gavel traces (Philly-derived, `../shared/data/gavel`), 150 jobs per trace, non-preemptive replay "
         "(`hamr.pool.scheduler.replay`); average job completion time in hours. max_throughput knows each "
         "job type's rate per architecture (Gavel's measured throughputs; gang sizes without a measurement "
-        "scale the single-device rate):", "",
+        "scale the single-device rate):",
+        "",
         "| cluster | trace | jobs | binpack h | spread h | max_throughput h | max_throughput / binpack |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in result["gavel"]:
-        lines.append(f"| {r['cluster']} | {r['trace']} | {r['jobs']} | {r['binpack']:.1f} | {r['spread']:.1f} | "
-                     f"{r['max_throughput']:.1f} | {r['max_throughput'] / r['binpack']:.2f} |")
+        lines.append(
+            f"| {r['cluster']} | {r['trace']} | {r['jobs']} | {r['binpack']:.1f} | {r['spread']:.1f} | "
+            f"{r['max_throughput']:.1f} | {r['max_throughput'] / r['binpack']:.2f} |"
+        )
     for size in ("4:4:4", "8:8:8"):
         rows = [r for r in result["gavel"] if r["cluster"] == size]
         total = sum(r["max_throughput"] for r in rows) / sum(r["binpack"] for r in rows)
         lines.append(f"| {size} | all six | | | | | {total:.2f} |")
     lines += [
-        "", "Alibaba GPU v2023 (`../shared/data/alibaba-gpu-v2023`), the first 400 GPU nodes, pods in creation "
-        "order without departures (CPU and memory of the nodes not modelled, `gpu_spec` ignored):", "",
+        "",
+        "Alibaba GPU v2023 (`../shared/data/alibaba-gpu-v2023`), the first 400 GPU nodes, pods in creation "
+        "order without departures (CPU and memory of the nodes not modelled, `gpu_spec` ignored):",
+        "",
         "| pods | policy | placed | not placed | GPU share allocated (thousandths) | GPUs | GPUs whole free | GPUs partly used |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
-        *[f"| {r['trace']} | {r['policy']} | {r['placed']} | {r['unplaced']} | {r['allocated_total']:,} | {r['gpus']} | "
-          f"{r['gpus_whole_free']} | {r['gpus_partly_used']} |" for r in result["alibaba"]],
+        *[
+            f"| {r['trace']} | {r['policy']} | {r['placed']} | {r['unplaced']} | {r['allocated_total']:,} | {r['gpus']} | "
+            f"{r['gpus_whole_free']} | {r['gpus_partly_used']} |"
+            for r in result["alibaba"]
+        ],
         END,
     ]
     return "\n".join(lines)

@@ -37,9 +37,10 @@ from onnx import TensorProto, helper, numpy_helper
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import hamr  # noqa: E402
 from models import machine  # noqa: E402
 from pool import launch_pool  # noqa: E402
+
+import hamr  # noqa: E402
 
 BOUNDARY = "hamr-bench-uploads"
 MB = 1 << 20
@@ -52,7 +53,9 @@ def start_pool(root: Path, code: str | None) -> tuple[subprocess.Popen, str, str
 
 def status_kib(pid: int) -> dict[str, int]:
     with open(f"/proc/{pid}/status") as f:
-        return {k: int(v.split()[0]) for k, v in (line.split(":", 1) for line in f) if k in ("VmRSS", "RssAnon", "VmHWM")}
+        return {
+            k: int(v.split()[0]) for k, v in (line.split(":", 1) for line in f) if k in ("VmRSS", "RssAnon", "VmHWM")
+        }
 
 
 def measured(pid: int, upload) -> dict:
@@ -78,17 +81,23 @@ def measured(pid: int, upload) -> dict:
         done.set()
         poller.join()
     after = status_kib(pid)
-    return {"status": status, "seconds": round(seconds, 2), "idle_rss_mb": round(idle["VmRSS"] / 1024),
-            "rss_above_idle_mb": round((peak["VmRSS"] - idle["VmRSS"]) / 1024, 1),
-            "anon_above_idle_mb": round((peak["RssAnon"] - idle["RssAnon"]) / 1024, 1),
-            "hwm_growth_mb": round((after["VmHWM"] - idle["VmHWM"]) / 1024, 1)}  # fmt: skip
+    return {
+        "status": status,
+        "seconds": round(seconds, 2),
+        "idle_rss_mb": round(idle["VmRSS"] / 1024),
+        "rss_above_idle_mb": round((peak["VmRSS"] - idle["VmRSS"]) / 1024, 1),
+        "anon_above_idle_mb": round((peak["RssAnon"] - idle["RssAnon"]) / 1024, 1),
+        "hwm_growth_mb": round((after["VmHWM"] - idle["VmHWM"]) / 1024, 1),
+    }
 
 
 def relu_executable(client: httpx.Client) -> int:
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [None])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [None])
     graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "relu", [x], [y])
-    response = client.post("/v1/executables", content=hamr.compile(helper.make_model(graph), targets=["reference"]).to_bytes())
+    response = client.post(
+        "/v1/executables", content=hamr.compile(helper.make_model(graph), targets=["reference"]).to_bytes()
+    )
     response.raise_for_status()
     return response.json()["id"]
 
@@ -98,9 +107,18 @@ def job_upload(client: httpx.Client, executable_id: int, size_mb: int):
     header = io.BytesIO()
     np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False, "shape": (floats,)})
     b = BOUNDARY.encode()
-    head = (b"--" + b + b'\r\nContent-Disposition: form-data; name="executable_id"\r\n\r\n' + str(executable_id).encode()
-            + b"\r\n--" + b + b'\r\nContent-Disposition: form-data; name="n_devices"\r\n\r\n4096\r\n--' + b
-            + b'\r\nContent-Disposition: form-data; name="x"; filename="x.npy"\r\n\r\n' + header.getvalue())  # fmt: skip
+    head = (
+        b"--"
+        + b
+        + b'\r\nContent-Disposition: form-data; name="executable_id"\r\n\r\n'
+        + str(executable_id).encode()
+        + b"\r\n--"
+        + b
+        + b'\r\nContent-Disposition: form-data; name="n_devices"\r\n\r\n4096\r\n--'
+        + b
+        + b'\r\nContent-Disposition: form-data; name="x"; filename="x.npy"\r\n\r\n'
+        + header.getvalue()
+    )
     tail = b"\r\n--" + b + b"--\r\n"
 
     def body():
@@ -111,8 +129,10 @@ def job_upload(client: httpx.Client, executable_id: int, size_mb: int):
         yield tail
 
     def upload():
-        headers = {"Content-Type": f"multipart/form-data; boundary={BOUNDARY}",
-                   "Content-Length": str(len(head) + floats * 4 + len(tail))}  # fmt: skip
+        headers = {
+            "Content-Type": f"multipart/form-data; boundary={BOUNDARY}",
+            "Content-Length": str(len(head) + floats * 4 + len(tail)),
+        }
         response = client.post("/v1/jobs", content=body(), headers=headers)
         if response.status_code == 201:
             client.post(f"/v1/jobs/{response.json()['id']}/cancel")
@@ -124,8 +144,11 @@ def job_upload(client: httpx.Client, executable_id: int, size_mb: int):
 def executable_upload(client: httpx.Client, path: Path):
     def upload():
         with open(path, "rb") as f:
-            return client.post("/v1/executables", content=iter(lambda: f.read(MB), b""),
-                               headers={"Content-Length": str(path.stat().st_size)}).status_code  # fmt: skip
+            return client.post(
+                "/v1/executables",
+                content=iter(lambda: f.read(MB), b""),
+                headers={"Content-Length": str(path.stat().st_size)},
+            ).status_code
 
     return upload
 
@@ -144,7 +167,9 @@ def big_executable(path: Path, size_mb: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--mb", type=int, default=1020, help="the job input's size (the body must stay under the 1 GiB limit)")
+    parser.add_argument(
+        "--mb", type=int, default=1020, help="the job input's size (the body must stay under the 1 GiB limit)"
+    )
     parser.add_argument("--executable-mb", type=int, default=1020, help="the .hamr's weight size (0: skip)")
     parser.add_argument("--code", help="run the pool from this src directory")
     parser.add_argument("--json", action="store_true")
@@ -161,7 +186,9 @@ def main() -> None:
                 results[f"job input .npy, {args.mb} MB"] = measured(proc.pid, job_upload(client, exe, args.mb))
                 if args.executable_mb:
                     size = (root / "big.hamr").stat().st_size
-                    results[f"executable .hamr, {size / MB:.0f} MB"] = measured(proc.pid, executable_upload(client, root / "big.hamr"))
+                    results[f"executable .hamr, {size / MB:.0f} MB"] = measured(
+                        proc.pid, executable_upload(client, root / "big.hamr")
+                    )
         finally:
             proc.terminate()
             proc.wait(timeout=30)
@@ -172,8 +199,10 @@ def main() -> None:
     print(f"{'upload':<28} {'status':>6} {'MB/s':>7} {'RSS+':>8} {'anon+':>8} {'HWM+':>8}   (MB above idle)")
     for name, r in results.items():
         size = float(name.split(", ")[1].split()[0])
-        print(f"{name:<28} {r['status']:>6} {size / r['seconds']:>7.0f} {r['rss_above_idle_mb']:>8.1f} "
-              f"{r['anon_above_idle_mb']:>8.1f} {r['hwm_growth_mb']:>8.1f}   (idle RSS {r['idle_rss_mb']} MB)")  # fmt: skip
+        print(
+            f"{name:<28} {r['status']:>6} {size / r['seconds']:>7.0f} {r['rss_above_idle_mb']:>8.1f} "
+            f"{r['anon_above_idle_mb']:>8.1f} {r['hwm_growth_mb']:>8.1f}   (idle RSS {r['idle_rss_mb']} MB)"
+        )
 
 
 if __name__ == "__main__":

@@ -43,9 +43,22 @@ def installed_plugin(source: Path, module: str, root: Path):
     shutil.copytree(source, copy, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
     env = dict(os.environ, PIP_NO_INDEX="1", PIP_DISABLE_PIP_VERSION_CHECK="1")
     proc = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--quiet", "--target", str(site),
-         str(copy)],
-        capture_output=True, text=True, env=env, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--no-deps",
+            "--no-build-isolation",
+            "--quiet",
+            "--target",
+            str(site),
+            str(copy),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     sys.path.insert(0, str(site))
@@ -97,8 +110,11 @@ def mlp_model() -> onnx.ModelProto:
     """y = relu(x M1 + B1), x float32[batch, 16]."""
     f = TensorProto.FLOAT
     return model(
-        [helper.make_node("MatMul", ["x", "m1"], ["a"]), helper.make_node("Add", ["a", "b1"], ["b"]),
-         helper.make_node("Relu", ["b"], ["y"])],
+        [
+            helper.make_node("MatMul", ["x", "m1"], ["a"]),
+            helper.make_node("Add", ["a", "b1"], ["b"]),
+            helper.make_node("Relu", ["b"], ["y"]),
+        ],
         [helper.make_tensor_value_info("x", f, ["batch", 16])],
         [helper.make_tensor_value_info("y", f, ["batch", 24])],
         [numpy_helper.from_array(M1, "m1"), numpy_helper.from_array(B1, "b1")],
@@ -137,8 +153,11 @@ def tiny_model() -> onnx.ModelProto:
         "tiny",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 33])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 31])],
-        [numpy_helper.from_array(TINY_W1, "W1"), numpy_helper.from_array(TINY_B, "B"),
-         numpy_helper.from_array(TINY_W2, "W2")],
+        [
+            numpy_helper.from_array(TINY_W1, "W1"),
+            numpy_helper.from_array(TINY_B, "B"),
+            numpy_helper.from_array(TINY_W2, "W2"),
+        ],
     )
     m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
     onnx.checker.check_model(m)
@@ -201,7 +220,9 @@ MANIFEST_CASES = {
 HAMR = [sys.executable, "-m", "hamr.cli.app"]
 
 
-def hamr_cli(*args, env: dict | None = None, cwd: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+def hamr_cli(
+    *args, env: dict | None = None, cwd: Path | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess:
     """The real `hamr` command, run to its end. `env` is the whole environment; by default this process's,
     narrowed to 60 columns (a long message must still be one line). Colour is always off."""
     env = dict(os.environ, COLUMNS="60") if env is None else dict(env)
@@ -225,13 +246,21 @@ def one_error_line(result: subprocess.CompletedProcess) -> str:
 
 def start(env: dict, *args, command: list[str] = HAMR) -> subprocess.Popen:
     """A long-running hamr command in a process group of its own (so a test can kill it and its workers)."""
-    return subprocess.Popen([*command, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env=env, start_new_session=True)
+    return subprocess.Popen(
+        [*command, *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        start_new_session=True,
+    )
 
 
 def spawn(env: dict, *args) -> subprocess.Popen:
     """A short hamr command, run alongside others; `finish` waits for it."""
-    return subprocess.Popen([*HAMR, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    return subprocess.Popen(
+        [*HAMR, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
 
 
 def finish(proc: subprocess.Popen, timeout: float = 60) -> subprocess.CompletedProcess:
@@ -335,10 +364,18 @@ def report(uuid: str, **changes):
     from hamr.pool.drivers.base import DeviceReport
 
     fields = dict(
-        uuid=uuid, driver="cpu", vendor="AcmeChips", kind="cpu", architecture="x86-64-v3",
-        memory_total=64 << 30, memory_free=32 << 30, compute_units=16, targets=("cpu", "reference"),
-        local_id="cpu", details={"numa": 0},
-    )  # fmt: skip
+        uuid=uuid,
+        driver="cpu",
+        vendor="AcmeChips",
+        kind="cpu",
+        architecture="x86-64-v3",
+        memory_total=64 << 30,
+        memory_free=32 << 30,
+        compute_units=16,
+        targets=("cpu", "reference"),
+        local_id="cpu",
+        details={"numa": 0},
+    )
     return DeviceReport(**(fields | changes))
 
 

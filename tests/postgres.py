@@ -27,8 +27,10 @@ USER = "hamr"
 
 def binaries() -> Path | None:
     """The newest installed PostgreSQL's bin directory, or None."""
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: [int(x) if x.isdigit() else 0
-                                                                                 for x in Path(p).parts[-3].split(".")])
+    found = sorted(
+        glob.glob("/usr/lib/postgresql/*/bin/initdb"),
+        key=lambda p: [int(x) if x.isdigit() else 0 for x in Path(p).parts[-3].split(".")],
+    )
     if found:
         return Path(found[-1]).parent
     initdb = shutil.which("initdb")
@@ -80,11 +82,14 @@ class Server:
     def _start(self) -> None:
         for _ in range(5):  # the port was free a moment ago; another process may take it first
             self.port = _free_port()
-            options = (f"-p {self.port} -k {self.data} -c listen_addresses=127.0.0.1 -c fsync=off "
-                       "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
+            options = (
+                f"-p {self.port} -k {self.data} -c listen_addresses=127.0.0.1 -c fsync=off "
+                "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+            )
             try:
-                self._run("pg_ctl", "-D", self.data, "-l", self.dir / "server.log", "-w", "-t", "60", "-o", options,
-                          "start")
+                self._run(
+                    "pg_ctl", "-D", self.data, "-l", self.dir / "server.log", "-w", "-t", "60", "-o", options, "start"
+                )
             except RuntimeError:
                 if "could not bind" in self.log() or "already in use" in self.log():
                     continue

@@ -26,8 +26,17 @@ def test_layer_contract():
     pytest.importorskip("importlinter", reason="import-linter is not installed (pip install -e '.[test]')")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])}
     run = subprocess.run(
-        [sys.executable, "-c", "from importlinter.cli import lint_imports_command; lint_imports_command()", "--no-cache"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-c",
+            "from importlinter.cli import lint_imports_command; lint_imports_command()",
+            "--no-cache",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert run.returncode == 0, f"lint-imports: a layer contract is broken\n{run.stdout[-6000:]}{run.stderr[-2000:]}"
     assert "0 broken" in run.stdout

@@ -21,7 +21,9 @@ def _ruff(*args: str) -> subprocess.CompletedProcess:
 
 def test_ruff_check():
     run = _ruff("check", "--no-cache", "--output-format", "concise")
-    assert run.returncode == 0, f"ruff check found problems (ruff check --fix fixes some):\n{run.stdout[-6000:]}{run.stderr}"
+    assert run.returncode == 0, (
+        f"ruff check found problems (ruff check --fix fixes some):\n{run.stdout[-6000:]}{run.stderr}"
+    )
 
 
 def test_ruff_format():

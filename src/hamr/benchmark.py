@@ -42,8 +42,15 @@ def target_for(device: str) -> list[str] | None:
     return native or None
 
 
-def bench_model(model: Path, device: str = "auto", compare: str | None = "onnxruntime",
-                runs: int = 20, warmup: int = 3, dims: dict[str, int] | None = None, threads: int | None = None) -> dict:
+def bench_model(
+    model: Path,
+    device: str = "auto",
+    compare: str | None = "onnxruntime",
+    runs: int = 20,
+    warmup: int = 3,
+    dims: dict[str, int] | None = None,
+    threads: int | None = None,
+) -> dict:
     from hamr.compiler import compile_model
     from hamr.format.executable import load
     from hamr.ir.example_feeds import example_feeds

@@ -20,6 +20,7 @@ from hamr.targets import get_target, target_names
 
 log = logging.getLogger(__name__)
 
+
 def default_targets() -> list[str]:
     """Every target this machine can build, in the order variants are built and preferred in."""
     return [name for name in target_names() if get_target(name).available()]
@@ -40,7 +41,9 @@ def compile_model(source: ModelSource, targets: list[str] | None = None) -> Exec
         variants[name] = target.compile(model)
         fallback = fallback_ops(variants[name])
         if fallback:
-            log.warning("%s: %d node(s) fall back to reference: %s", name, len(variants[name]["fallback"]), ", ".join(fallback))
+            log.warning(
+                "%s: %d node(s) fall back to reference: %s", name, len(variants[name]["fallback"]), ", ".join(fallback)
+            )
     return Executable(
         model=model,
         name=model.graph.name or _stem(source),

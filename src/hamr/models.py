@@ -65,8 +65,11 @@ def conv3x3(seed: int = 0):
         helper.make_node("Relu", ["c"], ["y"]),
     ]
     graph = helper.make_graph(
-        nodes, "conv3x3_64", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 64, 56, 56])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 64, 56, 56])], [w, b],
+        nodes,
+        "conv3x3_64",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 64, 56, 56])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 64, 56, 56])],
+        [w, b],
     )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=10)
 
@@ -80,7 +83,9 @@ def mlp3(width: int = 1024, seed: int = 0):
     sizes = [784, width, width, 10]
     inits, nodes, prev = [], [], "x"
     for i, (n_in, n_out) in enumerate(zip(sizes, sizes[1:])):
-        inits.append(numpy_helper.from_array((rng.standard_normal((n_in, n_out)) / n_in**0.5).astype(np.float32), f"w{i}"))
+        inits.append(
+            numpy_helper.from_array((rng.standard_normal((n_in, n_out)) / n_in**0.5).astype(np.float32), f"w{i}")
+        )
         inits.append(numpy_helper.from_array(rng.standard_normal(n_out).astype(np.float32) * 0.1, f"b{i}"))
         nodes.append(helper.make_node("Gemm", [prev, f"w{i}", f"b{i}"], [f"g{i}"]))
         prev = f"g{i}"
@@ -89,7 +94,10 @@ def mlp3(width: int = 1024, seed: int = 0):
             prev = f"r{i}"
     nodes[-1].output[0] = "y"
     graph = helper.make_graph(
-        nodes, "mlp3", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 784])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 10])], inits,
+        nodes,
+        "mlp3",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 784])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 10])],
+        inits,
     )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=10)

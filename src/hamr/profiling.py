@@ -48,7 +48,7 @@ class Profile:
         with self._lock:
             self.events.append(event)
 
-    def extend(self, other: "Profile") -> None:
+    def extend(self, other: Profile) -> None:
         with self._lock:
             self.events.extend(other.events)
 
@@ -62,8 +62,18 @@ class Profile:
             if e.kind == "run":
                 continue
             key = (e.name, e.kind, e.target, e.device)
-            row = totals.setdefault(key, {"name": e.name, "kind": e.kind, "ops": e.ops, "target": e.target,
-                                          "device": e.device, "calls": 0, "total_ms": 0.0})
+            row = totals.setdefault(
+                key,
+                {
+                    "name": e.name,
+                    "kind": e.kind,
+                    "ops": e.ops,
+                    "target": e.target,
+                    "device": e.device,
+                    "calls": 0,
+                    "total_ms": 0.0,
+                },
+            )
             row["calls"] += 1
             row["total_ms"] += e.duration * 1e3
         return sorted(totals.values(), key=lambda r: -r["total_ms"])
@@ -72,7 +82,7 @@ class Profile:
         return {"events": [e.to_json() for e in self.events]}
 
     @classmethod
-    def from_json(cls, data: dict) -> "Profile":
+    def from_json(cls, data: dict) -> Profile:
         return cls(events=[Event(**e) for e in data.get("events", [])])
 
     def chrome_trace(self) -> dict:
@@ -84,11 +94,18 @@ class Profile:
         trace = []
         for e in self.events:
             pid = pids.setdefault(e.device, len(pids) + 1)
-            trace.append({
-                "name": e.name, "cat": e.kind, "ph": "X", "pid": pid, "tid": e.thread,
-                "ts": round((e.start - origin) * 1e6, 3), "dur": round(e.duration * 1e6, 3),
-                "args": {"target": e.target, "device": e.device, "ops": e.ops},
-            })
+            trace.append(
+                {
+                    "name": e.name,
+                    "cat": e.kind,
+                    "ph": "X",
+                    "pid": pid,
+                    "tid": e.thread,
+                    "ts": round((e.start - origin) * 1e6, 3),
+                    "dur": round(e.duration * 1e6, 3),
+                    "args": {"target": e.target, "device": e.device, "ops": e.ops},
+                }
+            )
         for device, pid in pids.items():
             trace.append({"name": "process_name", "ph": "M", "pid": pid, "args": {"name": f"hamr {device}"}})
         return {"traceEvents": trace, "displayTimeUnit": "ms"}
@@ -97,4 +114,3 @@ class Profile:
         path = Path(path)
         path.write_text(json.dumps(self.chrome_trace()))
         return path
-

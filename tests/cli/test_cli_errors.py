@@ -20,9 +20,7 @@ OUT_NAME = "y/out:0"
 
 
 def save_model(path: Path, graph: onnx.GraphProto, *, check: bool = True, extra_opsets=()) -> Path:
-    model = helper.make_model(
-        graph, opset_imports=[helper.make_opsetid("", 17), *extra_opsets], ir_version=8
-    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), *extra_opsets], ir_version=8)
     if check:
         onnx.checker.check_model(model)
     path.write_bytes(model.SerializeToString())
@@ -218,7 +216,6 @@ def test_debug_shows_the_traceback(work):
     assert "FormatError" in result.stderr
     last = [line for line in result.stderr.splitlines() if line.strip()][-1]
     assert last.startswith("error: ") and "corrupt" in last
-
 
 
 def test_debug_is_accepted_after_the_command(work):

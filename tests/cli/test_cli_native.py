@@ -41,8 +41,16 @@ def test_one_file_runs_on_every_device(mlp, tmp_path):
     expected = np.maximum(x @ (np.arange(12, dtype=np.float32).reshape(4, 3) / 10), 0)
     devices = ["auto", "cpu"] + (["opencl:0"] if "opencl:0" in opencl_devices() else [])
     for device in devices:
-        result = hamr_cli("run", out, "--device", device, "--input", f"x={tmp_path / 'x.npy'}",
-                          "--output-dir", tmp_path / device.replace(":", "_"))
+        result = hamr_cli(
+            "run",
+            out,
+            "--device",
+            device,
+            "--input",
+            f"x={tmp_path / 'x.npy'}",
+            "--output-dir",
+            tmp_path / device.replace(":", "_"),
+        )
         assert result.returncode == 0, result.stderr
         target = "opencl" if device.startswith("opencl") else "cpu"
         assert f"({target})" in result.stderr

@@ -185,8 +185,16 @@ def _cuts(data: bytes) -> dict[str, int]:
 
 @pytest.mark.parametrize(
     "cut",
-    ["1 byte", "10 bytes", "header minus one", "header only", "mid weights", "members without manifest",
-     "mid manifest", "last byte missing"],
+    [
+        "1 byte",
+        "10 bytes",
+        "header minus one",
+        "header only",
+        "mid weights",
+        "members without manifest",
+        "mid manifest",
+        "last byte missing",
+    ],
 )
 def test_truncated_file_says_truncated(tmp_path, data, cut):
     size = _cuts(data)[cut]

@@ -18,8 +18,11 @@ from tests.helpers import MANIFEST_CASES as CASES
 from tests.helpers import split, tiny_model, with_manifest
 
 # $HAMR_FUZZ_EXAMPLES makes a longer run (a benchmark); CI keeps 200 per property
-FUZZ = settings(max_examples=int(os.environ.get("HAMR_FUZZ_EXAMPLES") or 200), deadline=None,
-                suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(
+    max_examples=int(os.environ.get("HAMR_FUZZ_EXAMPLES") or 200),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 
 
 @pytest.fixture(scope="module")

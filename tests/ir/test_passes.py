@@ -154,7 +154,9 @@ def test_shape_of_symbolic_input_does_not_fold():
 def test_big_constant_of_shape_is_not_folded():
     model = make(
         [
-            helper.make_node("ConstantOfShape", ["dims"], ["big"], value=numpy_helper.from_array(np.array([0.5], np.float32))),
+            helper.make_node(
+                "ConstantOfShape", ["dims"], ["big"], value=numpy_helper.from_array(np.array([0.5], np.float32))
+            ),
             helper.make_node("ReduceSum", ["big"], ["total"], keepdims=0),
             helper.make_node("Add", ["x", "total"], ["y"]),
         ],
@@ -172,7 +174,9 @@ def test_big_constant_of_shape_is_not_folded():
 def test_small_constant_of_shape_is_folded():
     model = make(
         [
-            helper.make_node("ConstantOfShape", ["dims"], ["c"], value=numpy_helper.from_array(np.array([1.5], np.float32))),
+            helper.make_node(
+                "ConstantOfShape", ["dims"], ["c"], value=numpy_helper.from_array(np.array([1.5], np.float32))
+            ),
             helper.make_node("Add", ["x", "c"], ["y"]),
         ],
         [vi("x", [2, 3])],
@@ -188,8 +192,11 @@ def test_small_constant_of_shape_is_folded():
 
 def test_broadcast_that_grows_a_lot_is_not_folded():
     model = make(
-        [helper.make_node("Add", ["col", "row"], ["grid"]), helper.make_node("ReduceMax", ["grid"], ["m"], keepdims=0),
-         helper.make_node("Mul", ["x", "m"], ["y"])],
+        [
+            helper.make_node("Add", ["col", "row"], ["grid"]),
+            helper.make_node("ReduceMax", ["grid"], ["m"], keepdims=0),
+            helper.make_node("Mul", ["x", "m"], ["y"]),
+        ],
         [vi("x", [3])],
         [vi("y", [3])],
         [init("col", floats(1000, 1)), init("row", floats(1, 1000))],
@@ -513,8 +520,13 @@ def test_pass_manager_records_every_pass():
     result = manager(ir.from_proto(model))
     records = manager.records
     assert [r.name for r in records] == [type(p).__name__ for p in passes]
-    assert {"ConstantFoldingPass", "NoOpToIdentityPass", "IdentityEliminationPass",
-            "CommonSubexpressionEliminationPass", "RemoveUnusedNodesPass"} <= {r.name for r in records}
+    assert {
+        "ConstantFoldingPass",
+        "NoOpToIdentityPass",
+        "IdentityEliminationPass",
+        "CommonSubexpressionEliminationPass",
+        "RemoveUnusedNodesPass",
+    } <= {r.name for r in records}
     assert records[0].nodes_before == 4
     assert records[-1].nodes_after == sum(1 for _ in result.graph.all_nodes()) == 1
     for before, after in zip(records, records[1:]):
@@ -522,8 +534,15 @@ def test_pass_manager_records_every_pass():
         assert before.initializers_after == after.initializers_before
     for r in records:
         assert isinstance(r.seconds, float) and 0 <= r.seconds < 5
-        assert set(r.to_json()) == {"name", "seconds", "modified", "nodes_before", "nodes_after",
-                                    "initializers_before", "initializers_after"}
+        assert set(r.to_json()) == {
+            "name",
+            "seconds",
+            "modified",
+            "nodes_before",
+            "nodes_after",
+            "initializers_before",
+            "initializers_after",
+        }
         assert str(r.nodes_before) in r.line() and r.name in r.line()
     folding = next(r for r in records if r.name == "ConstantFoldingPass")
     assert folding.modified and folding.nodes_after == folding.nodes_before - 1
@@ -542,12 +561,20 @@ def test_reduce_with_runtime_axes_gets_its_rank():
     from hamr.frontends import import_onnx
 
     graph = helper.make_graph(
-        [helper.make_node("ReduceSum", ["x", "axes"], ["s"], keepdims=1), helper.make_node("Sub", ["x", "s"], ["y"]),
-         helper.make_node("ReduceMax", ["x", "axes"], ["z"], keepdims=0)],
+        [
+            helper.make_node("ReduceSum", ["x", "axes"], ["s"], keepdims=1),
+            helper.make_node("Sub", ["x", "s"], ["y"]),
+            helper.make_node("ReduceMax", ["x", "axes"], ["z"], keepdims=0),
+        ],
         "g",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3, 4, 5]),
-         helper.make_tensor_value_info("axes", TensorProto.INT64, [2])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3, 4, 5]), helper.make_tensor_value_info("z", TensorProto.FLOAT, ["n"])],
+        [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, [3, 4, 5]),
+            helper.make_tensor_value_info("axes", TensorProto.INT64, [2]),
+        ],
+        [
+            helper.make_tensor_value_info("y", TensorProto.FLOAT, [3, 4, 5]),
+            helper.make_tensor_value_info("z", TensorProto.FLOAT, ["n"]),
+        ],
     )
     model, _ = import_onnx(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]))
     model, _ = optimise(model)

@@ -34,8 +34,11 @@ def rnn_model() -> onnx.ModelProto:
         ],
         [helper.make_tensor_value_info("x", f, ["batch", 4]), helper.make_tensor_value_info("h", f, ["batch", 8])],
         [helper.make_tensor_value_info("y", f, ["batch", 8]), helper.make_tensor_value_info("h_next", f, ["batch", 8])],
-        [numpy_helper.from_array(U, "U"), numpy_helper.from_array(W, "W"),
-         numpy_helper.from_array(np.array(2.0, np.float32), "two")],
+        [
+            numpy_helper.from_array(U, "U"),
+            numpy_helper.from_array(W, "W"),
+            numpy_helper.from_array(np.array(2.0, np.float32), "two"),
+        ],
         "rnn",
     )
 
@@ -67,10 +70,14 @@ def cache_model() -> onnx.ModelProto:
 def reshape_model() -> onnx.ModelProto:
     """Reshape to a shape given at run time: a bad shape fails while planning, on the device."""
     return _model(
-        [helper.make_node("Reshape", ["x", "shape"], ["r"], name="reshape_to_input"),
-         helper.make_node("Relu", ["r"], ["y"])],
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 6]),
-         helper.make_tensor_value_info("shape", TensorProto.INT64, [2])],
+        [
+            helper.make_node("Reshape", ["x", "shape"], ["r"], name="reshape_to_input"),
+            helper.make_node("Relu", ["r"], ["y"]),
+        ],
+        [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 6]),
+            helper.make_tensor_value_info("shape", TensorProto.INT64, [2]),
+        ],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["rows", "cols"])],
         [],
         "reshape",
@@ -112,8 +119,17 @@ def test_devices_report_what_each_has():
     assert 0 < cpu.memory_free <= cpu.memory_total
     assert 0.0 <= cpu.utilisation <= 1.0
     for d in found:
-        assert set(d.to_json()) >= {"id", "kind", "vendor", "architecture", "memory_total", "memory_free",
-                                    "compute_units", "utilisation", "targets"}
+        assert set(d.to_json()) >= {
+            "id",
+            "kind",
+            "vendor",
+            "architecture",
+            "memory_total",
+            "memory_free",
+            "compute_units",
+            "utilisation",
+            "targets",
+        }
         if d.id.startswith("opencl:"):
             assert d.targets == ("opencl",) and d.memory_total > 0
 

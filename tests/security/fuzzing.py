@@ -1,4 +1,5 @@
-"""Fuzzing the pool: schemathesis over docs/openapi.json, and hypothesis's raw tensor bodies (hamr/pool/wire/tensors.py).
+"""Fuzzing the pool: schemathesis over docs/openapi.json, and hypothesis's raw tensor bodies
+(hamr/pool/wire/tensors.py).
 
 tests/security/test_fuzz_api.py runs a few cases of each in CI; bench/fuzz.py runs many and
 prints the counts for docs/security.md. A run never stops at the first 5xx: it tallies every
@@ -39,7 +40,9 @@ def ready_deployment(client: httpx.Client) -> int:
     made = client.post("/v1/deployments", json={"executable_id": exe.json()["id"], "replicas": 1})
     assert made.status_code == 201, made.text
     deployment_id = made.json()["id"]
-    wait_until("the replica to be ready", lambda: client.get(f"/v1/deployments/{deployment_id}").json()["ready"] >= 1, 120)
+    wait_until(
+        "the replica to be ready", lambda: client.get(f"/v1/deployments/{deployment_id}").json()["ready"] >= 1, 120
+    )
     return deployment_id
 
 
@@ -73,8 +76,13 @@ class Tally:
 
 def _run(strategy, check, max_examples: int, run_seed: int | None) -> None:
     """`check` on `max_examples` draws of `strategy`, generation only (no shrinking: the tally keeps each case)."""
-    test = settings(max_examples=max_examples, deadline=None, database=None, phases=[Phase.generate],
-                    suppress_health_check=list(HealthCheck))(given(strategy)(check))  # fmt: skip
+    test = settings(
+        max_examples=max_examples,
+        deadline=None,
+        database=None,
+        phases=[Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )(given(strategy)(check))
     try:
         (seed(run_seed)(test) if run_seed is not None else test)()
     except Unsatisfiable:  # no case of this kind exists (a negative case of an operation without parameters)
@@ -92,7 +100,12 @@ def fuzz_api(url: str, token: str, max_examples: int, tally: Tally | None = None
         waits = any(p.name == "wait" for p in operation.query)
         for mode in GenerationMode:
             strategy = operation.as_strategy(mode, query=NO_WAITING if waits else None)
-            _run(strategy, _sender(tally, f"{mode.value} {operation.label}", url, session, headers), max_examples, run_seed)
+            _run(
+                strategy,
+                _sender(tally, f"{mode.value} {operation.label}", url, session, headers),
+                max_examples,
+                run_seed,
+            )
     session.close()
     return tally
 
@@ -113,10 +126,18 @@ def _sender(tally: Tally, label: str, url: str, session: requests.Session, heade
 
 DTYPES = ["<f4", "<f8", "<f2", ">f4", "<i8", ">i8", "<i4", "|i1", "|u1", "<u2", "|b1"]
 ANY_CHARACTER = st.characters(exclude_categories=())  # lone surrogates included
-JSON_SCALARS = st.one_of(st.none(), st.booleans(), st.integers(min_value=-(2**80), max_value=2**80),
-                         st.floats(), st.text(ANY_CHARACTER, max_size=8))  # fmt: skip
-JSON_VALUES = st.recursive(JSON_SCALARS, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
-                           max_leaves=12)  # fmt: skip
+JSON_SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**80), max_value=2**80),
+    st.floats(),
+    st.text(ANY_CHARACTER, max_size=8),
+)
+JSON_VALUES = st.recursive(
+    JSON_SCALARS,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
+    max_leaves=12,
+)
 EDGE_INTS = st.sampled_from([0, 1, 2, 3, 4, 64, 2**31, 2**32, 2**62, 2**63 - 1, 2**63, 2**64, 2**70, -1, -(2**63)])
 ODD_DTYPES = ["|O8", "V8", "<U4", "M8[s]", "(2,)f4", "f4,i4", "", "f4" * 20]
 ENTRY_FIELDS = {  # each field of a header entry: a plausible value, an edge, or any JSON value
@@ -135,9 +156,15 @@ def _body(header: bytes, padding: int) -> bytes:
 
 
 def valid_bodies():
-    arrays = hnp.arrays(dtype=st.sampled_from(DTYPES).map(np.dtype), shape=hnp.array_shapes(min_dims=0, max_dims=4, min_side=0, max_side=4))
-    return st.dictionaries(st.text(ANY_CHARACTER.filter(lambda c: not 0xD800 <= ord(c) <= 0xDFFF), min_size=1, max_size=12),
-                           arrays, max_size=3).map(tensors.encode)  # fmt: skip
+    arrays = hnp.arrays(
+        dtype=st.sampled_from(DTYPES).map(np.dtype),
+        shape=hnp.array_shapes(min_dims=0, max_dims=4, min_side=0, max_side=4),
+    )
+    return st.dictionaries(
+        st.text(ANY_CHARACTER.filter(lambda c: not 0xD800 <= ord(c) <= 0xDFFF), min_size=1, max_size=12),
+        arrays,
+        max_size=3,
+    ).map(tensors.encode)
 
 
 def _mutate(body: bytes, draw) -> bytes:
@@ -167,7 +194,9 @@ def mutated_bodies(draw, bodies=None):
 def crafted_headers(draw):
     """A well-framed body whose header is odd: entries with edge or arbitrary values (bools, huge ints, NaN,
     lone surrogates), fields left out, any JSON value, or JSON nested deeper than any parser's stack."""
-    entries = st.lists(st.fixed_dictionaries(ENTRY_FIELDS) | st.fixed_dictionaries({}, optional=ENTRY_FIELDS), max_size=3)
+    entries = st.lists(
+        st.fixed_dictionaries(ENTRY_FIELDS) | st.fixed_dictionaries({}, optional=ENTRY_FIELDS), max_size=3
+    )
     kind = draw(st.sampled_from(["entries", "any", "deep"]))
     if kind == "deep":
         text = draw(DEEP_JSON)
@@ -212,8 +241,9 @@ def fuzz_decode(max_examples: int, run_seed: int | None = 0) -> Counter:
     return Counter({"decoded": outcomes[True], "refused": outcomes[False]})
 
 
-def fuzz_infer(url: str, token: str, deployment_id: int, max_examples: int, tally: Tally | None = None,
-               run_seed: int | None = 0) -> Tally:  # fmt: skip
+def fuzz_infer(
+    url: str, token: str, deployment_id: int, max_examples: int, tally: Tally | None = None, run_seed: int | None = 0
+) -> Tally:
     """POST `max_examples` tensor bodies to a deployment of the MLP (the fast path, then the route), on one kept-alive session."""
     tally = tally if tally is not None else Tally()
     session = requests.Session()

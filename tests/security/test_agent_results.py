@@ -18,8 +18,17 @@ import hamr
 from tests.helpers import bearer, mlp_model, mlp_reference, npy, wait_until
 
 NODE = "evil-agent"
-DEVICE = {"uuid": "evil-agent-cpu", "driver": "cpu", "vendor": "Acme", "kind": "cpu", "architecture": "x86-64",
-          "memory_total": 1 << 30, "compute_units": 4, "targets": ["cpu", "reference"], "local_id": "cpu"}  # fmt: skip
+DEVICE = {
+    "uuid": "evil-agent-cpu",
+    "driver": "cpu",
+    "vendor": "Acme",
+    "kind": "cpu",
+    "architecture": "x86-64",
+    "memory_total": 1 << 30,
+    "compute_units": 4,
+    "targets": ["cpu", "reference"],
+    "local_id": "cpu",
+}
 X = np.linspace(-1, 1, 32, dtype=np.float32).reshape(2, 16)
 Y = mlp_reference(X).astype(np.float32)
 
@@ -32,7 +41,9 @@ def agent(real_pool):
     token = real_pool.admin.post(f"/v1/agents/{NODE}/tokens").json()["token"]
     client = httpx.Client(base_url=real_pool.url, headers=bearer(token), timeout=60)
     _beat(client)
-    exe = real_pool.alice.client.post("/v1/executables", content=hamr.compile(mlp_model(), targets=["reference"]).to_bytes())
+    exe = real_pool.alice.client.post(
+        "/v1/executables", content=hamr.compile(mlp_model(), targets=["reference"]).to_bytes()
+    )
     assert exe.status_code == 201, exe.text
     yield client, exe.json()["id"]
     client.close()
@@ -45,7 +56,9 @@ def _beat(client: httpx.Client) -> None:
 
 def _job_taken_by_the_agent(real_pool, agent) -> dict:
     client, executable = agent
-    job = real_pool.alice.client.post("/v1/jobs", data={"executable_id": str(executable)}, files={"x": ("x.npy", npy(X))})
+    job = real_pool.alice.client.post(
+        "/v1/jobs", data={"executable_id": str(executable)}, files={"x": ("x.npy", npy(X))}
+    )
     assert job.status_code == 201, job.text
 
     def taken():
@@ -61,19 +74,32 @@ def _job_taken_by_the_agent(real_pool, agent) -> dict:
 
 
 def _post(client: httpx.Client, item: dict, outputs: dict) -> httpx.Response:
-    fields = {"job": item["job"], "attempt": item["attempt"], "ok": "true", "latency_s": 0.01, "device": "cpu", "target": "reference"}
+    fields = {
+        "job": item["job"],
+        "attempt": item["attempt"],
+        "ok": "true",
+        "latency_s": 0.01,
+        "device": "cpu",
+        "target": "reference",
+    }
     parts = [(k, (None, str(v))) for k, v in fields.items()]
     parts += [(name, (f"{name}.npy", npy(value), "application/octet-stream")) for name, value in outputs.items()]
     return client.post(f"/v1/agents/{NODE}/results", files=parts)
 
 
 def _settled(real_pool, job: int) -> dict:
-    return wait_until(f"job {job} to settle", lambda: (j := real_pool.alice.client.get(f"/v1/jobs/{job}").json())["state"]
-                      in ("succeeded", "failed") and j, 30)  # fmt: skip
+    return wait_until(
+        f"job {job} to settle",
+        lambda: (j := real_pool.alice.client.get(f"/v1/jobs/{job}").json())["state"] in ("succeeded", "failed") and j,
+        30,
+    )
 
 
 WRONG_OUTPUTS = {
-    "an output the model does not give": ({"y": Y, "admin_token": np.zeros(3, np.uint8)}, "output 'admin_token' is not one of"),
+    "an output the model does not give": (
+        {"y": Y, "admin_token": np.zeros(3, np.uint8)},
+        "output 'admin_token' is not one of",
+    ),
     "a missing output": ({}, "missing output 'y'"),
     "a wrong dtype": ({"y": Y.astype(np.float64)}, "output 'y' is float64[2, 24]; the model gives float32[batch, 24]"),
     "a wrong fixed dimension": ({"y": np.zeros((2, 25), np.float32)}, "output 'y' is float32[2, 25]"),

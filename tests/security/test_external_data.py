@@ -14,8 +14,8 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import hamr
-from tests.security.forge import forge, member
 from tests.helpers import hamr_cli, npy, one_error_line
+from tests.security.forge import forge, member
 
 
 def _externalise(tensor: TensorProto, location: str, length: int) -> TensorProto:
@@ -35,11 +35,15 @@ def _secret_tensor(name: str, size: int) -> TensorProto:
 def benign_model(size: int) -> onnx.ModelProto:
     """y = the uint8 initializer s; z = x (so the model has an input to submit)."""
     graph = helper.make_graph(
-        [helper.make_node("Identity", ["s"], ["y"]), helper.make_node("Identity", ["x"], ["z"])], "leak",
+        [helper.make_node("Identity", ["s"], ["y"]), helper.make_node("Identity", ["x"], ["z"])],
+        "leak",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
-        [helper.make_tensor_value_info("y", TensorProto.UINT8, [size]), helper.make_tensor_value_info("z", TensorProto.FLOAT, [1])],
+        [
+            helper.make_tensor_value_info("y", TensorProto.UINT8, [size]),
+            helper.make_tensor_value_info("z", TensorProto.FLOAT, [1]),
+        ],
         [_secret_tensor("s", size)],
-    )  # fmt: skip
+    )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
 
 
@@ -82,11 +86,20 @@ def _constant(model: onnx.ModelProto, location: str) -> None:
 
 
 def _subgraph(model: onnx.ModelProto, location: str) -> None:
-    inner = helper.make_graph([helper.make_node("Identity", ["t"], ["o"])], "then", [],
-                              [helper.make_tensor_value_info("o", TensorProto.UINT8, [8])],
-                              [_externalise(_secret_tensor("t", 8), location, 8)])  # fmt: skip
-    other = helper.make_graph([helper.make_node("Identity", ["e"], ["o2"])], "else", [],
-                              [helper.make_tensor_value_info("o2", TensorProto.UINT8, [8])], [_secret_tensor("e", 8)])  # fmt: skip
+    inner = helper.make_graph(
+        [helper.make_node("Identity", ["t"], ["o"])],
+        "then",
+        [],
+        [helper.make_tensor_value_info("o", TensorProto.UINT8, [8])],
+        [_externalise(_secret_tensor("t", 8), location, 8)],
+    )
+    other = helper.make_graph(
+        [helper.make_node("Identity", ["e"], ["o2"])],
+        "else",
+        [],
+        [helper.make_tensor_value_info("o2", TensorProto.UINT8, [8])],
+        [_secret_tensor("e", 8)],
+    )
     model.graph.node.append(helper.make_node("If", ["cond"], ["branch"], then_branch=inner, else_branch=other))
 
 
@@ -124,9 +137,13 @@ def test_load_refuses_external_data_that_is_not_the_files_own_weights(position, 
 
 def test_large_weights_still_come_from_the_weights_member():
     weights = np.arange(1000, dtype=np.float32)  # large enough to go to the weights member
-    graph = helper.make_graph([helper.make_node("Add", ["x", "w"], ["y"])], "big",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1000])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1000])], [numpy_helper.from_array(weights, "w")])  # fmt: skip
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["x", "w"], ["y"])],
+        "big",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1000])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1000])],
+        [numpy_helper.from_array(weights, "w")],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
     loaded = hamr.load(hamr.compile(model, targets=["reference"]).to_bytes())
     assert loaded.members["weights"]["size"] >= weights.nbytes
@@ -149,7 +166,9 @@ def layout(tmp_path):
 def _model_reading(layout, location: str, constant: bool = False) -> onnx.ModelProto:
     model = benign_model(40)
     if constant:
-        model.graph.node[0].CopyFrom(helper.make_node("Constant", [], ["y"], value=_externalise(_secret_tensor("c", 40), location, 40)))
+        model.graph.node[0].CopyFrom(
+            helper.make_node("Constant", [], ["y"], value=_externalise(_secret_tensor("c", 40), location, 40))
+        )
         del model.graph.initializer[:]
     else:
         _externalise(model.graph.initializer[0], location, 40)
@@ -169,8 +188,13 @@ def test_compile_reads_external_data_only_under_the_models_directory(layout, how
         os.symlink(secret, layout / "model" / "link.bin")
     if how == "symlinked directory":
         os.symlink(layout / "secret", layout / "model" / "linked")
-    location = {"absolute": str(secret), "dotdot": "../secret/secret.bin", "symlinked file": "link.bin",
-                "symlinked directory": "linked/secret.bin", "absolute constant": str(secret)}[how]  # fmt: skip
+    location = {
+        "absolute": str(secret),
+        "dotdot": "../secret/secret.bin",
+        "symlinked file": "link.bin",
+        "symlinked directory": "linked/secret.bin",
+        "absolute constant": str(secret),
+    }[how]
     path = _save(layout, _model_reading(layout, location, constant=how.endswith("constant")))
     with pytest.raises(hamr.ModelLoadError, match="external data"):
         hamr.compile(path, targets=["reference"])

@@ -29,14 +29,21 @@ SLOW_BATCH, SLOW_WIDTH = 128, 1024
 def slow_model(layers: int = 10) -> onnx.ModelProto:
     """A chain of MatMuls with one shared weight: about 0.3 s a run on the reference target here."""
     rng = np.random.default_rng(0)
-    w = numpy_helper.from_array((rng.standard_normal((SLOW_WIDTH, SLOW_WIDTH)) / math.sqrt(SLOW_WIDTH)).astype(np.float32), "w")
+    w = numpy_helper.from_array(
+        (rng.standard_normal((SLOW_WIDTH, SLOW_WIDTH)) / math.sqrt(SLOW_WIDTH)).astype(np.float32), "w"
+    )
     nodes, previous = [], "x"
     for i in range(layers):
         nodes.append(helper.make_node("MatMul", [previous, "w"], [f"h{i}"]))
         previous = f"h{i}"
     nodes.append(helper.make_node("Tanh", [previous], ["y"]))
-    graph = helper.make_graph(nodes, "slow", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [SLOW_BATCH, SLOW_WIDTH])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [SLOW_BATCH, SLOW_WIDTH])], [w])  # fmt: skip
+    graph = helper.make_graph(
+        nodes,
+        "slow",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [SLOW_BATCH, SLOW_WIDTH])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [SLOW_BATCH, SLOW_WIDTH])],
+        [w],
+    )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
@@ -149,11 +156,17 @@ def test_a_flood_of_deployment_requests_gets_429_and_another_tenant_stays_fast(r
 
     refused = [r for r in answers if r.status_code == 429]
     assert {r.status_code for r in answers} <= {200, 429}, [r.text for r in answers if r.status_code not in (200, 429)]
-    assert len(refused) >= 30, f"{len(refused)} of alice's 60 concurrent requests refused; her limits are 2 running + 4 waiting"
+    assert len(refused) >= 30, (
+        f"{len(refused)} of alice's 60 concurrent requests refused; her limits are 2 running + 4 waiting"
+    )
     assert all(int(r.headers["Retry-After"]) >= 1 for r in refused)
     assert "max_inflight_requests 2" in one_line_detail(refused[0])
-    assert len(reads) >= 5 and p99(reads) < 1.5, f"bob's GET /v1/jobs p99 {p99(reads):.2f} s during alice's flood ({len(reads)} reads)"
-    assert bob_answers and all(r.status_code == 200 for r in bob_answers), [r.text for r in bob_answers if r.status_code != 200]
+    assert len(reads) >= 5 and p99(reads) < 1.5, (
+        f"bob's GET /v1/jobs p99 {p99(reads):.2f} s during alice's flood ({len(reads)} reads)"
+    )
+    assert bob_answers and all(r.status_code == 200 for r in bob_answers), [
+        r.text for r in bob_answers if r.status_code != 200
+    ]
     np.testing.assert_allclose(tensors.decode(bob_answers[-1].content)["y"], mlp_reference(xb), rtol=1e-5, atol=1e-6)
 
 
@@ -162,7 +175,9 @@ def test_queued_jobs_and_stored_bytes_are_bounded_per_tenant(real_pool, fast_ham
     exe = upload(alice.client, fast_hamr)
     x = np.ones((2, 16), np.float32)
     set_limits(real_pool, alice, max_queued_jobs=2)
-    waiting = [submit(alice.client, exe, x, n_devices=64) for _ in range(2)]  # more devices than the pool has: they wait
+    waiting = [
+        submit(alice.client, exe, x, n_devices=64) for _ in range(2)
+    ]  # more devices than the pool has: they wait
     assert [r.status_code for r in waiting] == [201, 201], [r.text for r in waiting]
     third = submit(alice.client, exe, x, n_devices=64)
     assert third.status_code == 429 and int(third.headers["Retry-After"]) >= 1, third.text
@@ -174,7 +189,9 @@ def test_queued_jobs_and_stored_bytes_are_bounded_per_tenant(real_pool, fast_ham
     before = alice.client.get("/v1/executables").json()
     set_limits(real_pool, alice, max_stored_bytes=1)
     new_file = hamr.compile(slow_model(2), targets=["reference"]).to_bytes()  # bytes alice has not stored yet
-    too_much = alice.client.post("/v1/executables", content=new_file, headers={"Content-Type": "application/octet-stream"})
+    too_much = alice.client.post(
+        "/v1/executables", content=new_file, headers={"Content-Type": "application/octet-stream"}
+    )
     assert too_much.status_code == 413, too_much.text
     assert "max_stored_bytes of 1" in one_line_detail(too_much)
     job = submit(alice.client, exe, x)

@@ -13,7 +13,9 @@ import pytest
 
 from tests.security.fuzzing import SPEC, fuzz_api, fuzz_decode, fuzz_infer, ready_deployment
 
-SPEC_OPERATIONS = [f"{method.upper()} {path}" for path, methods in json.loads(SPEC.read_text())["paths"].items() for method in methods]
+SPEC_OPERATIONS = [
+    f"{method.upper()} {path}" for path, methods in json.loads(SPEC.read_text())["paths"].items() for method in methods
+]
 
 API_EXAMPLES = 4  # per operation and generation mode (31 operations, 2 modes), per token
 BODIES = 100
@@ -41,6 +43,8 @@ def test_schemathesis_finds_no_server_error(real_pool, deployment, who):
     token = real_pool.admin_token if who == "admin" else real_pool.alice.token
     tally = fuzz_api(real_pool.url, token, API_EXAMPLES)
     operations = {label.split(" ", 1)[1] for label in tally.labels}
-    assert len(operations) == len(SPEC_OPERATIONS), sorted(set(SPEC_OPERATIONS) - operations)  # every operation was sent
+    assert len(operations) == len(SPEC_OPERATIONS), sorted(
+        set(SPEC_OPERATIONS) - operations
+    )  # every operation was sent
     assert not tally.server_errors and not tally.failures, "\n".join(tally.server_errors + tally.failures)
     assert real_pool.server.poll() is None, "the pool died"

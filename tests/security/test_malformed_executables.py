@@ -25,8 +25,9 @@ def _inconsistent(data: bytes, case: str) -> bytes:
     return with_manifest(data, manifest)
 
 
-@pytest.mark.parametrize("case", ["deeply nested manifest", "overlapping members", "weight of shape [-1] and size -4",
-                                  "format_version true"])  # fmt: skip
+@pytest.mark.parametrize(
+    "case", ["deeply nested manifest", "overlapping members", "weight of shape [-1] and size -4", "format_version true"]
+)
 def test_an_inconsistent_upload_is_a_4xx_with_one_line_and_nothing_is_stored(real_pool, data, case):
     body = with_manifest(data, None, raw=NESTED) if case == "deeply nested manifest" else _inconsistent(data, case)
     client = real_pool.alice.client

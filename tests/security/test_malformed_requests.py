@@ -20,12 +20,12 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from hamr.pool.wire import tensors
-from hamr.pool.registry import open_registry
 from hamr.pool.nodes.remote.server import RemoteNodes
+from hamr.pool.registry import open_registry
 from hamr.pool.service import create_app
-from tests.security.fuzzing import ready_deployment
+from hamr.pool.wire import tensors
 from tests.helpers import bearer, mlp_reference
+from tests.security.fuzzing import ready_deployment
 
 X = np.linspace(-1, 1, 32, dtype=np.float32).reshape(2, 16)
 
@@ -63,7 +63,9 @@ def _tensors_body(header: bytes) -> bytes:
 
 
 def _header(**entry) -> bytes:
-    return json.dumps({"tensors": [{"name": "x", "dtype": "<f4", "shape": [2, 16], "offset": 0, "nbytes": 128} | entry]}).encode()
+    return json.dumps(
+        {"tensors": [{"name": "x", "dtype": "<f4", "shape": [2, 16], "offset": 0, "nbytes": 128} | entry]}
+    ).encode()
 
 
 MALFORMED_TENSORS = {
@@ -83,26 +85,45 @@ def test_a_malformed_tensors_body_is_a_4xx_and_the_connection_serves_the_next_re
     conn = _connection(real_pool)
     try:
         path = f"/v1/deployments/{deployment}/infer"
-        _refused_in_one_line(*_exchange(conn, "POST", path, real_pool.alice.token, _tensors_body(header), tensors.MEDIA_TYPE))
-        status, _, answer = _exchange(conn, "POST", path, real_pool.alice.token, tensors.encode({"x": X}), tensors.MEDIA_TYPE)
+        _refused_in_one_line(
+            *_exchange(conn, "POST", path, real_pool.alice.token, _tensors_body(header), tensors.MEDIA_TYPE)
+        )
+        status, _, answer = _exchange(
+            conn, "POST", path, real_pool.alice.token, tensors.encode({"x": X}), tensors.MEDIA_TYPE
+        )
         assert status == 200, answer[:300]
         np.testing.assert_allclose(tensors.decode(answer)["y"], mlp_reference(X), rtol=1e-5, atol=1e-6)
     finally:
         conn.close()
 
 
-DEVICE = {"uuid": "evil-cpu-0", "driver": "cpu", "vendor": "Acme", "kind": "cpu", "architecture": "x86-64",
-          "memory_total": 1 << 30, "compute_units": 4, "targets": ["reference"], "local_id": "cpu"}  # fmt: skip
+DEVICE = {
+    "uuid": "evil-cpu-0",
+    "driver": "cpu",
+    "vendor": "Acme",
+    "kind": "cpu",
+    "architecture": "x86-64",
+    "memory_total": 1 << 30,
+    "compute_units": 4,
+    "targets": ["reference"],
+    "local_id": "cpu",
+}
 
 MALFORMED_JSON = {
-    "a lone surrogate in an agent's labels": ("/v1/agents/evil-1/heartbeat", b'{"devices":[],"labels":{"rack":"\\udc00"}}'),
+    "a lone surrogate in an agent's labels": (
+        "/v1/agents/evil-1/heartbeat",
+        b'{"devices":[],"labels":{"rack":"\\udc00"}}',
+    ),
     "a lone surrogate in a label's name": ("/v1/agents/evil-2/heartbeat", b'{"devices":[],"labels":{"\\ud800":1}}'),
     "a lone surrogate in a device's vendor": (
         "/v1/agents/evil-3/heartbeat",
-        json.dumps({"devices": [DEVICE | {"vendor": "@"}]}).encode().replace(b'"@"', b'"\\udfff"')),
+        json.dumps({"devices": [DEVICE | {"vendor": "@"}]}).encode().replace(b'"@"', b'"\\udfff"'),
+    ),
     "a lone surrogate in a node's labels": (
-        "/v1/nodes/heartbeat", b'{"node":"evil-4","devices":[],"labels":{"a":["\\ud8ff"]}}'),
-}  # fmt: skip
+        "/v1/nodes/heartbeat",
+        b'{"node":"evil-4","devices":[],"labels":{"a":["\\ud8ff"]}}',
+    ),
+}
 
 
 @pytest.mark.parametrize("path, body", list(MALFORMED_JSON.values()), ids=list(MALFORMED_JSON))
@@ -118,7 +139,6 @@ def test_a_json_body_no_answer_could_encode_is_refused_and_not_stored(real_pool,
         conn.close()
 
 
-
 def test_every_json_body_is_parsed_strictly(tmp_path):
     """Each route whose JSON body FastAPI parses refuses a lone surrogate (a router added without
     `route_class=StrictJsonRoute` would store it); in process, every such route of the spec."""
@@ -132,9 +152,17 @@ def test_every_json_body_is_parsed_strictly(tmp_path):
             for method, operation in methods.items():
                 if list(operation.get("requestBody", {}).get("content", {})) != ["application/json"]:
                     continue  # no body, or one the route reads itself
-                response = client.request(method, re.sub(r"{[^}]+}", "1", path), content=b'{"name":"\\ud800"}',
-                                          headers=bearer(admin) | {"Content-Type": "application/json"})  # fmt: skip
-                assert response.status_code == 422 and "not valid JSON" in response.json()["detail"], (method, path, response.text)
+                response = client.request(
+                    method,
+                    re.sub(r"{[^}]+}", "1", path),
+                    content=b'{"name":"\\ud800"}',
+                    headers=bearer(admin) | {"Content-Type": "application/json"},
+                )
+                assert response.status_code == 422 and "not valid JSON" in response.json()["detail"], (
+                    method,
+                    path,
+                    response.text,
+                )
                 sent.append(f"{method} {path}")
         remote.close()
     assert len(sent) >= 5, sent

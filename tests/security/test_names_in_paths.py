@@ -11,16 +11,21 @@ import numpy as np
 from onnx import TensorProto, helper
 
 import hamr
-from tests.helpers import model as _model
 from tests.helpers import hamr_cli
+from tests.helpers import model as _model
 
 INPUT, OUTPUT = "feed/x", "save_infer_model/scale_0.tmp_1"
 
 
 def slashed_model():
     f = TensorProto.FLOAT
-    return _model([helper.make_node("Relu", [INPUT], [OUTPUT])], [helper.make_tensor_value_info(INPUT, f, ["n", 4])],
-                  [helper.make_tensor_value_info(OUTPUT, f, ["n", 4])], [], "slashed")  # fmt: skip
+    return _model(
+        [helper.make_node("Relu", [INPUT], [OUTPUT])],
+        [helper.make_tensor_value_info(INPUT, f, ["n", 4])],
+        [helper.make_tensor_value_info(OUTPUT, f, ["n", 4])],
+        [],
+        "slashed",
+    )
 
 
 def test_submit_downloads_outputs_whose_names_have_slashes(real_pool, tmp_path):
@@ -28,7 +33,9 @@ def test_submit_downloads_outputs_whose_names_have_slashes(real_pool, tmp_path):
     x = np.linspace(-2, 2, 12, dtype=np.float32).reshape(3, 4)
     np.save(tmp_path / "x.npy", x)
     env = real_pool.env | {"HAMR_POOL_URL": real_pool.url, "HAMR_TOKEN": real_pool.alice.token}
-    ran = hamr_cli("pool", "submit", exe, "--input", f"{INPUT}={tmp_path / 'x.npy'}", "--output-dir", tmp_path / "out", env=env)
+    ran = hamr_cli(
+        "pool", "submit", exe, "--input", f"{INPUT}={tmp_path / 'x.npy'}", "--output-dir", tmp_path / "out", env=env
+    )
     assert ran.returncode == 0, ran.stdout + ran.stderr
     index = json.loads((tmp_path / "out" / "outputs.json").read_text())
     assert list(index) == [OUTPUT]

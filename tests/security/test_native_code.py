@@ -21,9 +21,19 @@ from onnx import TensorProto, helper, numpy_helper
 
 import hamr
 from hamr.pool.wire import tensors
+from tests.helpers import (
+    hamr_cli,
+    mlp_model,
+    mlp_reference,
+    native_targets,
+    npy,
+    one_error_line,
+    opencl_devices,
+    start_pool,
+    stop,
+    wait_until,
+)
 from tests.security.forge import forge, manifest_of, member
-from tests.helpers import (hamr_cli, mlp_model, mlp_reference, native_targets, npy, one_error_line, opencl_devices,
-                           start_pool, stop, wait_until)
 
 X = np.random.default_rng(7).standard_normal((3, 16)).astype(np.float32)
 
@@ -59,8 +69,23 @@ def trojan_hamr(tmp_path: Path, marker: Path) -> bytes:
     source = tmp_path / f"trojan-{marker.name}.c"
     source.write_text(member(data, files["kernels.c"]).decode() + TROJAN)
     shared = tmp_path / f"trojan-{marker.name}.so"
-    subprocess.run(["cc", "-O1", "-fopenmp", "-fPIC", "-shared", "-std=gnu11", "-w", f'-DMARKER="{marker}"', f'-DMARKER_NAME="{marker.name}"',
-                    str(source), "-o", str(shared)], check=True)  # fmt: skip
+    subprocess.run(
+        [
+            "cc",
+            "-O1",
+            "-fopenmp",
+            "-fPIC",
+            "-shared",
+            "-std=gnu11",
+            "-w",
+            f'-DMARKER="{marker}"',
+            f'-DMARKER_NAME="{marker.name}"',
+            str(source),
+            "-o",
+            str(shared),
+        ],
+        check=True,
+    )
     so = {m: shared.read_bytes() for f, m in files.items() if f.endswith(".so")}
     assert so, "the cpu variant should ship shared objects"
     return forge(data, so)
@@ -93,8 +118,11 @@ def test_a_tenants_shared_object_never_runs_in_a_pool_job_and_the_job_still_succ
     job = client.post("/v1/jobs", data={"executable_id": str(uploaded.json()["id"])}, files={"x": ("x.npy", npy(X))})
     assert job.status_code == 201, job.text
     job_id = job.json()["id"]
-    final = wait_until("the job to finish", lambda: (j := client.get(f"/v1/jobs/{job_id}").json())["state"]
-                       in ("succeeded", "failed", "cancelled") and j, 180)  # fmt: skip
+    final = wait_until(
+        "the job to finish",
+        lambda: (j := client.get(f"/v1/jobs/{job_id}").json())["state"] in ("succeeded", "failed", "cancelled") and j,
+        180,
+    )
     assert not trojan_ran(marker, real_pool.root), "the tenant's shared object ran inside the pool"
     assert final["state"] == "succeeded", final
     y = np.load(io.BytesIO(client.get(f"/v1/jobs/{job_id}/outputs/y").content))
@@ -110,8 +138,12 @@ def test_a_tenants_shared_object_never_runs_in_a_pool_deployment(real_pool, tmp_
     assert deployment.status_code == 201, deployment.text
     deployment_id = deployment.json()["id"]
     try:
-        answer = client.post(f"/v1/deployments/{deployment_id}/infer?wait=120", content=tensors.encode({"x": X}),
-                             headers={"Content-Type": tensors.MEDIA_TYPE}, timeout=180)  # fmt: skip
+        answer = client.post(
+            f"/v1/deployments/{deployment_id}/infer?wait=120",
+            content=tensors.encode({"x": X}),
+            headers={"Content-Type": tensors.MEDIA_TYPE},
+            timeout=180,
+        )
         assert not trojan_ran(marker, real_pool.root), "the tenant's shared object ran inside the pool"
         assert answer.status_code == 200, answer.text
         np.testing.assert_allclose(tensors.decode(answer.content)["y"], mlp_reference(X), rtol=1e-5, atol=1e-5)
@@ -124,8 +156,11 @@ def test_a_tenants_shared_object_never_runs_in_a_pool_deployment(real_pool, tmp_
 def _job_state(client, executable: bytes) -> tuple[str, int]:
     exe_id = client.post("/v1/executables", content=executable).json()["id"]
     job_id = client.post("/v1/jobs", data={"executable_id": str(exe_id)}, files={"x": ("x.npy", npy(X))}).json()["id"]
-    final = wait_until("the job to finish", lambda: (j := client.get(f"/v1/jobs/{job_id}").json())["state"]
-                       in ("succeeded", "failed", "cancelled") and j, 180)  # fmt: skip
+    final = wait_until(
+        "the job to finish",
+        lambda: (j := client.get(f"/v1/jobs/{job_id}").json())["state"] in ("succeeded", "failed", "cancelled") and j,
+        180,
+    )
     return final["state"], job_id
 
 
@@ -206,7 +241,9 @@ def test_a_signed_file_whose_shared_object_was_swapped_afterwards_is_refused(tmp
     private, public = _keys(tmp_path)
     genuine = tmp_path / "genuine.hamr"
     onnx.save(mlp_model(), tmp_path / "mlp.onnx")
-    made = hamr_cli("compile", tmp_path / "mlp.onnx", "-o", genuine, "--target", "cpu", "--sign", private, env=_env(tmp_path))
+    made = hamr_cli(
+        "compile", tmp_path / "mlp.onnx", "-o", genuine, "--target", "cpu", "--sign", private, env=_env(tmp_path)
+    )
     assert made.returncode == 0, made.stderr
     marker = tmp_path / "swapped-marker"
     trojan = trojan_hamr(tmp_path, marker)
@@ -237,16 +274,25 @@ def test_key_and_signature_errors_are_one_line(tmp_path):
     assert "already exists" in one_error_line(hamr_cli("keygen", private, env=env))
     onnx.save(mlp_model(), tmp_path / "mlp.onnx")
     assert "is not an unencrypted PEM private key" in one_error_line(
-        hamr_cli("compile", tmp_path / "mlp.onnx", "-o", tmp_path / "m.hamr", "--sign", public, env=env))
+        hamr_cli("compile", tmp_path / "mlp.onnx", "-o", tmp_path / "m.hamr", "--sign", public, env=env)
+    )
     exe = tmp_path / "m.hamr"
     hamr.compile(mlp_model(), targets=["cpu"]).save(exe)
     assert hamr_cli("sign", exe, "--key", private, env=env).returncode == 0
-    assert "cannot read public key" in one_error_line(hamr_cli("inspect", exe, env=_env(tmp_path, HAMR_TRUSTED_KEYS=str(tmp_path / "no.pub"))))
-    assert "is not a PEM public key" in one_error_line(hamr_cli("pool", "up", "--trusted-key", private, "--data-dir", tmp_path / "p", env=env))
-    assert "is not a PEM public key" in one_error_line(hamr_cli("agent", "--trusted-key", private, "--server", "http://127.0.0.1:9", "--token", "t", env=env))
+    assert "cannot read public key" in one_error_line(
+        hamr_cli("inspect", exe, env=_env(tmp_path, HAMR_TRUSTED_KEYS=str(tmp_path / "no.pub")))
+    )
+    assert "is not a PEM public key" in one_error_line(
+        hamr_cli("pool", "up", "--trusted-key", private, "--data-dir", tmp_path / "p", env=env)
+    )
+    assert "is not a PEM public key" in one_error_line(
+        hamr_cli("agent", "--trusted-key", private, "--server", "http://127.0.0.1:9", "--token", "t", env=env)
+    )
     garbled = forge(exe.read_bytes(), {}, edit=lambda m: m["signatures"][0].update(signature="00" * 64))
     (tmp_path / "garbled.hamr").write_bytes(garbled)
-    assert "does not verify" in one_error_line(hamr_cli("inspect", tmp_path / "garbled.hamr", env=_env(tmp_path, HAMR_TRUSTED_KEYS=str(public))))
+    assert "does not verify" in one_error_line(
+        hamr_cli("inspect", tmp_path / "garbled.hamr", env=_env(tmp_path, HAMR_TRUSTED_KEYS=str(public)))
+    )
 
 
 def test_inspect_shows_the_signer_and_whether_binaries_are_used(tmp_path):
@@ -258,12 +304,16 @@ def test_inspect_shows_the_signer_and_whether_binaries_are_used(tmp_path):
     assert hamr_cli("sign", exe, "--key", private, env=_env(tmp_path)).returncode == 0
     key_id = hamr.load(exe).trust.signers[0]
     trusted = hamr_cli("inspect", exe, env=_env(tmp_path, HAMR_TRUSTED_KEYS=str(public)))
-    assert f"signed by: {key_id[:16]}; native code: used (signed by trusted key {key_id[:16]})" in trusted.stdout, trusted.stdout
+    assert f"signed by: {key_id[:16]}; native code: used (signed by trusted key {key_id[:16]})" in trusted.stdout, (
+        trusted.stdout
+    )
 
 
 # -- the regenerated source: names from the model never become code ---------------------
 
-PAYLOAD = '*/\n#include "/etc/passwd"\n__attribute__((constructor)) static void pwn(void){system("id");}\n/* "\\ %s {name} '
+PAYLOAD = (
+    '*/\n#include "/etc/passwd"\n__attribute__((constructor)) static void pwn(void){system("id");}\n/* "\\ %s {name} '
+)
 W = np.random.default_rng(3).standard_normal((16, 24)).astype(np.float32)
 B = np.random.default_rng(4).standard_normal(24).astype(np.float32)
 
@@ -274,16 +324,24 @@ def _named(name: str) -> str:
 
 def crafted_names_model() -> onnx.ModelProto:
     n = _named
-    nodes = [helper.make_node("MatMul", [n("x"), n("W")], [n("a")], name=n("matmul"), doc_string=PAYLOAD),
-             helper.make_node("Add", [n("a"), n("B")], [n("b")], name=n("add")),
-             helper.make_node("Relu", [n("b")], [n("r")], name=n("relu")),
-             helper.make_node("Softmax", [n("r")], [n("s")], name=n("softmax"), axis=-1),
-             helper.make_node("Transpose", [n("s")], [n("y")], name=n("transpose"), perm=[1, 0])]
-    graph = helper.make_graph(nodes, n("graph"), [helper.make_tensor_value_info(n("x"), TensorProto.FLOAT, [n("batch"), 16])],
-                              [helper.make_tensor_value_info(n("y"), TensorProto.FLOAT, [24, n("batch")])],
-                              [numpy_helper.from_array(W, n("W")), numpy_helper.from_array(B, n("B"))], doc_string=PAYLOAD)
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8, doc_string=PAYLOAD,
-                             producer_name=PAYLOAD)
+    nodes = [
+        helper.make_node("MatMul", [n("x"), n("W")], [n("a")], name=n("matmul"), doc_string=PAYLOAD),
+        helper.make_node("Add", [n("a"), n("B")], [n("b")], name=n("add")),
+        helper.make_node("Relu", [n("b")], [n("r")], name=n("relu")),
+        helper.make_node("Softmax", [n("r")], [n("s")], name=n("softmax"), axis=-1),
+        helper.make_node("Transpose", [n("s")], [n("y")], name=n("transpose"), perm=[1, 0]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        n("graph"),
+        [helper.make_tensor_value_info(n("x"), TensorProto.FLOAT, [n("batch"), 16])],
+        [helper.make_tensor_value_info(n("y"), TensorProto.FLOAT, [24, n("batch")])],
+        [numpy_helper.from_array(W, n("W")), numpy_helper.from_array(B, n("B"))],
+        doc_string=PAYLOAD,
+    )
+    return helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8, doc_string=PAYLOAD, producer_name=PAYLOAD
+    )
 
 
 def test_names_in_the_model_never_reach_the_generated_source(tmp_path):

@@ -16,9 +16,14 @@ def _mode(path) -> int:
 
 
 def test_the_pool_directory_and_its_database_files_are_private(real_pool):
-    exe = real_pool.alice.client.post("/v1/executables", content=hamr.compile(mlp_model(), targets=["reference"]).to_bytes())
-    job = real_pool.alice.client.post("/v1/jobs", data={"executable_id": str(exe.json()["id"])},
-                                      files={"x": ("x.npy", npy(np.zeros((1, 16), np.float32)))})  # fmt: skip
+    exe = real_pool.alice.client.post(
+        "/v1/executables", content=hamr.compile(mlp_model(), targets=["reference"]).to_bytes()
+    )
+    job = real_pool.alice.client.post(
+        "/v1/jobs",
+        data={"executable_id": str(exe.json()["id"])},
+        files={"x": ("x.npy", npy(np.zeros((1, 16), np.float32)))},
+    )
     assert job.status_code == 201, job.text
     root = real_pool.root
     assert _mode(root) == 0o700

@@ -142,17 +142,35 @@ def test_alices_worker_cannot_read_the_pools_secrets_or_bobs_files_and_her_job_s
 
     alice_dir, bob_dir = _tenant_dir(pool, pool.alice), _tenant_dir(pool, pool.bob)
     (alice_exe,) = (alice_dir / "in" / "executables").iterdir()  # hers, linked in by the dispatcher
-    secrets = [pool.root / "admin.token", pool.root / "default.token", pool.root / "pool.db", pool.root / "pool.json",
-               _blob(pool.root, npy(x_bob)), _blob(pool.root, _output(pool.bob, bob_job["id"])),
-               *(bob_dir / "in" / "executables").iterdir()]  # fmt: skip
+    secrets = [
+        pool.root / "admin.token",
+        pool.root / "default.token",
+        pool.root / "pool.db",
+        pool.root / "pool.json",
+        _blob(pool.root, npy(x_bob)),
+        _blob(pool.root, _output(pool.bob, bob_job["id"])),
+        *(bob_dir / "in" / "executables").iterdir(),
+    ]
     secrets += [p for p in (pool.root / "pool.db-wal", pool.root / "pool.db-shm") if p.exists()]
     assert all(p.is_file() for p in secrets)  # each exists, so a refusal below is the sandbox's
     writes = [pool.root / "planted", bob_dir / "cache" / "planted.so", alice_exe]
     listings = [pool.root, pool.root / "blobs", bob_dir]
-    probe = subprocess.run([sys.executable, "-c", PROBE, str(alice_dir), str(pool.root),
-                            json.dumps([str(p) for p in [*secrets, alice_exe]]), json.dumps([str(p) for p in writes]),
-                            json.dumps([str(p) for p in listings])],
-                           capture_output=True, text=True, env=pool.env, timeout=120)  # fmt: skip
+    probe = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            PROBE,
+            str(alice_dir),
+            str(pool.root),
+            json.dumps([str(p) for p in [*secrets, alice_exe]]),
+            json.dumps([str(p) for p in writes]),
+            json.dumps([str(p) for p in listings]),
+        ],
+        capture_output=True,
+        text=True,
+        env=pool.env,
+        timeout=120,
+    )
     assert probe.returncode == 0, probe.stderr
     seen = json.loads(probe.stdout)
     assert seen["read"] == {**{str(p): "PermissionError" for p in secrets}, str(alice_exe): "read"}
@@ -186,8 +204,12 @@ def test_a_worker_does_not_outlive_its_pool(tmp_path, mlp_bytes):
         exe = admin.post("/v1/executables", headers=tenant, content=mlp_bytes).json()["id"]
 
         def submit() -> int:
-            job = admin.post("/v1/jobs", headers=tenant, data={"executable_id": str(exe)},
-                             files={"x": ("x.npy", npy(np.ones((2, 16), np.float32)))})  # fmt: skip
+            job = admin.post(
+                "/v1/jobs",
+                headers=tenant,
+                data={"executable_id": str(exe)},
+                files={"x": ("x.npy", npy(np.ones((2, 16), np.float32)))},
+            )
             assert job.status_code == 201, job.text
             return job.json()["id"]
 

@@ -47,18 +47,30 @@ def _job_body(executable_id: int, floats: int) -> tuple[bytes, int, bytes]:
     """A job submission's multipart body with one float32 input of `floats` zeros, as (head, zeros, tail)."""
     header = io.BytesIO()
     np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False, "shape": (floats,)})
-    head = (b"--" + BOUNDARY + b'\r\nContent-Disposition: form-data; name="executable_id"\r\n\r\n'
-            + str(executable_id).encode() + b"\r\n--" + BOUNDARY + b'\r\nContent-Disposition: form-data; name="n_devices"\r\n\r\n'
-            + str(UNPLACEABLE).encode() + b"\r\n--" + BOUNDARY
-            + b'\r\nContent-Disposition: form-data; name="x"; filename="x.npy"\r\n'
-            + b"Content-Type: application/octet-stream\r\n\r\n" + header.getvalue())  # fmt: skip
+    head = (
+        b"--"
+        + BOUNDARY
+        + b'\r\nContent-Disposition: form-data; name="executable_id"\r\n\r\n'
+        + str(executable_id).encode()
+        + b"\r\n--"
+        + BOUNDARY
+        + b'\r\nContent-Disposition: form-data; name="n_devices"\r\n\r\n'
+        + str(UNPLACEABLE).encode()
+        + b"\r\n--"
+        + BOUNDARY
+        + b'\r\nContent-Disposition: form-data; name="x"; filename="x.npy"\r\n'
+        + b"Content-Type: application/octet-stream\r\n\r\n"
+        + header.getvalue()
+    )
     return head, floats * 4, b"\r\n--" + BOUNDARY + b"--\r\n"
 
 
 def _request_head(pool, token: str, path: str, length: int) -> bytes:
     host, port = _address(pool)
-    return (f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nAuthorization: Bearer {token}\r\n"
-            f"Content-Type: multipart/form-data; boundary={BOUNDARY.decode()}\r\nContent-Length: {length}\r\n\r\n").encode()  # fmt: skip
+    return (
+        f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nAuthorization: Bearer {token}\r\n"
+        f"Content-Type: multipart/form-data; boundary={BOUNDARY.decode()}\r\nContent-Length: {length}\r\n\r\n"
+    ).encode()
 
 
 def _open_job_upload(pool, executable_id: int, floats: int, first_zeros: int) -> socket.socket:
@@ -204,11 +216,14 @@ def test_a_300_mb_job_input_does_not_show_in_the_pools_memory_going_in_or_out(re
             yield chunk[: min(len(chunk), zeros - offset)]
         yield tail
 
-    headers = {"Content-Type": f"multipart/form-data; boundary={BOUNDARY.decode()}",
-               "Content-Length": str(len(head) + zeros + len(tail))}  # fmt: skip
+    headers = {
+        "Content-Type": f"multipart/form-data; boundary={BOUNDARY.decode()}",
+        "Content-Length": str(len(head) + zeros + len(tail)),
+    }
     client = real_pool.alice.client
-    response, grew_mb = _rss_growth_mb(real_pool.server.pid,
-                                       lambda: client.post("/v1/jobs", content=body(), headers=headers, timeout=300))
+    response, grew_mb = _rss_growth_mb(
+        real_pool.server.pid, lambda: client.post("/v1/jobs", content=body(), headers=headers, timeout=300)
+    )
     assert response.status_code == 201, response.text
     job = response.json()
     client.post(f"/v1/jobs/{job['id']}/cancel")
@@ -239,15 +254,18 @@ def test_an_upload_cut_off_half_way_stores_nothing(real_pool, executable_id):
 
 
 def test_the_deadlines_and_the_cap_are_options_of_pool_up(tmp_path):
-    root, _, server, url, _, admin = start_pool(tmp_path, "--header-timeout", "1", "--body-timeout", "0.5",
-                                                "--body-min-rate", "1000000", "--upload-slots", "1")  # fmt: skip
+    root, _, server, url, _, admin = start_pool(
+        tmp_path, "--header-timeout", "1", "--body-timeout", "0.5", "--body-min-rate", "1000000", "--upload-slots", "1"
+    )
     admin.close()
     try:
         address = (urlsplit(url).hostname, urlsplit(url).port)
         auth = b"Authorization: Bearer " + (root / "default.token").read_text().strip().encode()
         answers = []
-        for head in (b"GET /v1/nodes HTTP/1.1\r\nHost: pool\r\n",  # headers never finished
-                     b"POST /v1/executables HTTP/1.1\r\nHost: pool\r\nContent-Length: 100\r\n" + auth + b"\r\n\r\n"):  # no body
+        for head in (
+            b"GET /v1/nodes HTTP/1.1\r\nHost: pool\r\n",  # headers never finished
+            b"POST /v1/executables HTTP/1.1\r\nHost: pool\r\nContent-Length: 100\r\n" + auth + b"\r\n\r\n",
+        ):  # no body
             with socket.create_connection(address) as sock:
                 sock.sendall(head)
                 sock.settimeout(10)

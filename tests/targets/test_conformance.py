@@ -27,8 +27,9 @@ def assert_exactly_the_known_failures(target: str, report: dict, names: set[str]
     new = {name: detail for name, detail in failing.items() if name not in known}
     fixed = sorted(set(known) - set(failing))
     assert not new, f"{target}: {len(new)} case(s) fail that tests/targets/known_failures.json does not list: {new}"
-    assert not fixed, (f"{target}: {fixed} pass now: take them out of tests/targets/known_failures.json "
-                       "and docs/conformance.md")
+    assert not fixed, (
+        f"{target}: {fixed} pass now: take them out of tests/targets/known_failures.json and docs/conformance.md"
+    )
 
 
 def test_reference_target_passes_the_node_suite_but_its_known_failures():
@@ -68,18 +69,27 @@ def test_harness_marks_an_unknown_op_unsupported():
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3])],
     )
-    model = helper.make_model(
-        graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.example", 1)]
-    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.example", 1)])
     result = run_case(_case(model, [np.zeros(3, np.float32)], [np.zeros(3, np.float32)]), "reference")
     assert result.status == "unsupported" and "Frobnicate" in result.detail
 
 
 def test_cli_conformance_json():
     proc = subprocess.run(
-        [sys.executable, "-m", "hamr.cli.app", "conformance", "--target", "reference", "--json",
-         "--filter", "^test_(abs|relu|cast_FLOAT_to_DOUBLE|bernoulli)$"],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "hamr.cli.app",
+            "conformance",
+            "--target",
+            "reference",
+            "--json",
+            "--filter",
+            "^test_(abs|relu|cast_FLOAT_to_DOUBLE|bernoulli)$",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
@@ -107,7 +117,9 @@ def _assert_native(target: str, cases, measured: int) -> None:
     native = report["passed"]
     assert native + report["passed_with_fallback"] + report["failed"] + report["unsupported"] == len(cases)
     assert_exactly_the_known_failures(target, report, {c.name for c in cases})
-    assert native >= measured, f"{target}: {native} of {len(cases)} cases ran every node natively, {measured} did before"
+    assert native >= measured, (
+        f"{target}: {native} of {len(cases)} cases ran every node natively, {measured} did before"
+    )
 
 
 @pytest.mark.parametrize("target", NATIVE_TARGETS)

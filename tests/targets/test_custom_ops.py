@@ -58,12 +58,17 @@ def chain_model(opset: int = 17) -> onnx.ModelProto:
         helper.make_node("Add", ["rs", "one"], ["z"], name="plus_one"),
     ]
     graph = helper.make_graph(
-        nodes, "chain",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 8]),
-         helper.make_tensor_value_info("b", TensorProto.FLOAT, [8]),
-         helper.make_tensor_value_info("w", TensorProto.FLOAT, ["batch", 5])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 8]),
-         helper.make_tensor_value_info("z", TensorProto.FLOAT, ["batch"])],
+        nodes,
+        "chain",
+        [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 8]),
+            helper.make_tensor_value_info("b", TensorProto.FLOAT, [8]),
+            helper.make_tensor_value_info("w", TensorProto.FLOAT, ["batch", 5]),
+        ],
+        [
+            helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 8]),
+            helper.make_tensor_value_info("z", TensorProto.FLOAT, ["batch"]),
+        ],
         [three, one],
     )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset), helper.make_opsetid(DOMAIN, 1)])
@@ -125,10 +130,13 @@ def _fake_distribution(folder: Path, name: str, entry_points: str) -> None:
     (info / "entry_points.txt").write_text(f"[hamr.ops]\n{entry_points}\n")
 
 
-@pytest.mark.parametrize("value, says", [
-    ("hamr_no_such_module:OPS", "failed to load: ModuleNotFoundError"),
-    ("hamr_testops:DOMAIN", "gave str; expected a CustomOp"),
-])
+@pytest.mark.parametrize(
+    "value, says",
+    [
+        ("hamr_no_such_module:OPS", "failed to load: ModuleNotFoundError"),
+        ("hamr_testops:DOMAIN", "gave str; expected a CustomOp"),
+    ],
+)
 def test_a_broken_entry_point_is_one_error_line_naming_it(plugin_site, tmp_path, value, says):
     _fake_distribution(tmp_path, "broken_plugin", f"broken = {value}")
     sys.path.insert(0, str(tmp_path))
@@ -248,7 +256,9 @@ def test_old_opset_models_convert_with_custom_types(plugin_site):
         helper.make_node("Softmax", ["s"], ["y"], axis=1),
     ]
     graph = helper.make_graph(
-        nodes, "old", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 6])],
+        nodes,
+        "old",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 6])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 6])],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 12), helper.make_opsetid(DOMAIN, 1)])
@@ -265,15 +275,25 @@ def test_old_opset_models_convert_with_custom_types(plugin_site):
 def test_programmatic_registration_and_a_reference_that_breaks_its_own_contract():
     def model(op):
         graph = helper.make_graph(
-            [helper.make_node(op, ["x"], ["y"], domain="com.example.inline", name="n", gain=3.0)], "g",
+            [helper.make_node(op, ["x"], ["y"], domain="com.example.inline", name="n", gain=3.0)],
+            "g",
             [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4])],
             [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4])],
         )
-        return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.example.inline", 1)])
+        return helper.make_model(
+            graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.example.inline", 1)]
+        )
 
-    gain = CustomOp(domain="com.example.inline", name="Gain", reference=lambda x, gain=1.0: x * np.float32(gain),
-                    attributes={"gain": 1.0}, kernels={"cpu": Elementwise("{gain} * {in0}")})
-    wrong = CustomOp(domain="com.example.inline", name="Wrong", reference=lambda x, gain=1.0: x.astype(np.float64) * gain)
+    gain = CustomOp(
+        domain="com.example.inline",
+        name="Gain",
+        reference=lambda x, gain=1.0: x * np.float32(gain),
+        attributes={"gain": 1.0},
+        kernels={"cpu": Elementwise("{gain} * {in0}")},
+    )
+    wrong = CustomOp(
+        domain="com.example.inline", name="Wrong", reference=lambda x, gain=1.0: x.astype(np.float64) * gain
+    )
     hamr.ops.register(gain)
     hamr.ops.register(wrong)
     try:
@@ -311,7 +331,9 @@ def test_cli_compile_warns_about_the_fallback(plugin_site, tmp_path):
     model = tmp_path / "chain.onnx"
     model.write_bytes(chain_model().SerializeToString())
     base = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-    proc = hamr_cli("compile", model, "-o", tmp_path / "chain.hamr", "--target", "cpu", env=_env([str(plugin_site), *base]))
+    proc = hamr_cli(
+        "compile", model, "-o", tmp_path / "chain.hamr", "--target", "cpu", env=_env([str(plugin_site), *base])
+    )
     assert proc.returncode == 0, proc.stderr
     assert "warning: cpu: 1 node(s) fall back to reference: RowSum" in proc.stderr
     assert (tmp_path / "chain.hamr").is_file()
@@ -328,14 +350,20 @@ def test_a_broken_shape_function_is_one_error_line_at_compile():
 
     hamr.ops.register(CustomOp(domain="com.example.inline", name="Bad", reference=np.negative, infer=infer))
     graph = helper.make_graph(
-        [helper.make_node("Bad", ["x"], ["y"], domain="com.example.inline", name="bad")], "g",
+        [helper.make_node("Bad", ["x"], ["y"], domain="com.example.inline", name="bad")],
+        "g",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4])],
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.example.inline", 1)])
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.example.inline", 1)]
+    )
     try:
         with pytest.raises(CustomOpError) as info:
             hamr.compile(model, targets=["reference"])
-        assert str(info.value) == "shape function of custom op com.example.inline::Bad at node 'bad' failed: KeyError: 'axis'"
+        assert (
+            str(info.value)
+            == "shape function of custom op com.example.inline::Bad at node 'bad' failed: KeyError: 'axis'"
+        )
     finally:
         hamr.ops.unregister("com.example.inline", "Bad")

@@ -56,9 +56,7 @@ def test_light_model_matches_onnxruntime(name, target, tmp_path):
     assert path is not None, f"light_{name}.onnx should ship inside the onnx wheel"
     if name in SATURATED and target != "reference":
         path = logits_of(path, tmp_path)
-    check_against_onnxruntime(
-        path, lambda sig: {s.name: onnx_runner_input(s) for s in sig.inputs}, target, tmp_path
-    )
+    check_against_onnxruntime(path, lambda sig: {s.name: onnx_runner_input(s) for s in sig.inputs}, target, tmp_path)
 
 
 # Untrained models whose logits are so large that one ulp decides their final softmax: squeezenet's

@@ -11,7 +11,6 @@ import hamr
 from hamr.targets.native.memory import Buffer, plan_memory
 from tests.helpers import DEVICES, native_targets, opencl_devices
 
-
 RNG = np.random.default_rng(3)
 W = RNG.standard_normal((64, 32)).astype(np.float32)
 B = RNG.standard_normal(32).astype(np.float32)
@@ -25,7 +24,9 @@ def mlp_model() -> onnx.ModelProto:
         helper.make_node("Sigmoid", ["r"], ["y"]),
     ]
     graph = helper.make_graph(
-        nodes, "mlp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 64])],
+        nodes,
+        "mlp",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 64])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 32])],
         [numpy_helper.from_array(W, "w"), numpy_helper.from_array(B, "b")],
     )
@@ -111,7 +112,9 @@ def fallback_model() -> onnx.ModelProto:
         helper.make_node("Mul", ["nzf", "two"], ["y"]),
     ]
     graph = helper.make_graph(
-        nodes, "fb", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [6])],
+        nodes,
+        "fb",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [6])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, None])],
         [numpy_helper.from_array(np.array(2.0, np.float32), "two")],
     )
@@ -129,7 +132,9 @@ def test_fallback_runs_on_reference_with_host_transfers(device):
     session = hamr.Session(exe, device=device)
     for x in ([1, -1, 0, 3, 0, 2], [0, 0, 5, 0, 0, 0]):
         x = np.array(x, np.float32)
-        np.testing.assert_array_equal(session.run({"x": x})["y"], 2 * np.nonzero(np.maximum(x, 0))[0][None].astype(np.float32))
+        np.testing.assert_array_equal(
+            session.run({"x": x})["y"], 2 * np.nonzero(np.maximum(x, 0))[0][None].astype(np.float32)
+        )
 
 
 def test_memory_plan_reuses_dead_buffers_and_works_in_place():

@@ -59,16 +59,19 @@ def _load_or_compile(model: Path, targets: list[str] | None = None, trust_binari
 def compile(
     model: Annotated[Path, typer.Argument(help="The ONNX model.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Where to write the .hamr file.")],
-    target: Annotated[str | None, typer.Option("--target", help="Comma-separated targets (default: every target this machine can build).")] = None,
-    sign: Annotated[Path | None, typer.Option("--sign", help="Sign the file with this ed25519 private key (from `hamr keygen`).")] = None,
+    target: Annotated[
+        str | None,
+        typer.Option("--target", help="Comma-separated targets (default: every target this machine can build)."),
+    ] = None,
+    sign: Annotated[
+        Path | None, typer.Option("--sign", help="Sign the file with this ed25519 private key (from `hamr keygen`).")
+    ] = None,
 ) -> None:
     """Compile an ONNX model into one .hamr executable."""
     import time
 
-    from hamr.compiler import compile_model
+    from hamr.compiler import compile_model, fallback_ops
     from hamr.format.signing import load_private
-
-    from hamr.compiler import fallback_ops
 
     key = load_private(sign) if sign is not None else None  # a bad key fails before the compile
     start = time.perf_counter()
@@ -92,9 +95,19 @@ def run(
     model: Annotated[Path, typer.Argument(help="An ONNX model or a .hamr executable.")],
     input: Annotated[list[str] | None, typer.Option("--input", "-i", help="NAME=FILE.npy, once per input.")] = None,
     device: Annotated[str, typer.Option("--device", help="auto, or a device id from `hamr devices`.")] = "auto",
-    output_dir: Annotated[Path | None, typer.Option("--output-dir", help="Write one .npy per output and outputs.json.")] = None,
-    profile: Annotated[Path | None, typer.Option("--profile", help="Write a Chrome-trace file of per-kernel timings (opens in Perfetto).")] = None,
-    trust_binaries: Annotated[bool, typer.Option("--trust-binaries", help="Load the native code shipped in this .hamr file even if no trusted key signed it.")] = False,
+    output_dir: Annotated[
+        Path | None, typer.Option("--output-dir", help="Write one .npy per output and outputs.json.")
+    ] = None,
+    profile: Annotated[
+        Path | None,
+        typer.Option("--profile", help="Write a Chrome-trace file of per-kernel timings (opens in Perfetto)."),
+    ] = None,
+    trust_binaries: Annotated[
+        bool,
+        typer.Option(
+            "--trust-binaries", help="Load the native code shipped in this .hamr file even if no trusted key signed it."
+        ),
+    ] = False,
 ) -> None:
     """Run a model or executable on a device."""
     from hamr.cli.outputs import parse_inputs, write_outputs
@@ -132,7 +145,9 @@ def run(
 def inspect(
     file: Annotated[Path, typer.Argument(help="A .hamr executable.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-    profile: Annotated[bool, typer.Option("--profile", help="Show the last recorded profile of this executable.")] = False,
+    profile: Annotated[
+        bool, typer.Option("--profile", help="Show the last recorded profile of this executable.")
+    ] = False,
 ) -> None:
     """Show an executable's signature, variants, member sizes and op histogram."""
     from hamr.cli.inspect_view import describe, describe_profile, render, render_profile
@@ -152,7 +167,12 @@ def inspect(
 
 @app.command()
 def keygen(
-    private: Annotated[Path, typer.Argument(help="Where to write the ed25519 private key (PEM, mode 0600); the public key goes beside it as .pub.")],
+    private: Annotated[
+        Path,
+        typer.Argument(
+            help="Where to write the ed25519 private key (PEM, mode 0600); the public key goes beside it as .pub."
+        ),
+    ],
 ) -> None:
     """Make a key pair for signing .hamr files (`hamr compile --sign`, `hamr sign`)."""
     from hamr.format.signing import generate
@@ -167,8 +187,8 @@ def sign(
     key: Annotated[Path, typer.Option("--key", help="The ed25519 private key (from `hamr keygen`).")],
 ) -> None:
     """Sign a .hamr file, so that pools and hosts trusting the key use its native code."""
-    from hamr.format.signing import key_id, load_private
     from hamr.format.executable import sign_file
+    from hamr.format.signing import key_id, load_private
 
     private = load_private(key)
     sign_file(file, private)
@@ -236,14 +256,25 @@ def devices(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
     for d in found:
         busy = "?" if d.utilisation is None else f"{d.utilisation:.0%}"
-        table.add_row(d.id, d.kind, d.vendor, d.architecture, str(d.compute_units), gib(d.memory_total),
-                      gib(d.memory_free), busy, ", ".join(d.targets))
+        table.add_row(
+            d.id,
+            d.kind,
+            d.vendor,
+            d.architecture,
+            str(d.compute_units),
+            gib(d.memory_total),
+            gib(d.memory_free),
+            busy,
+            ", ".join(d.targets),
+        )
     out.print(table)
 
 
 @app.command()
 def demo(
-    model: Annotated[Path | None, typer.Option("--model", help="Use this ONNX model instead of an installed one.")] = None,
+    model: Annotated[
+        Path | None, typer.Option("--model", help="Use this ONNX model instead of an installed one.")
+    ] = None,
     runs: Annotated[int, typer.Option("--runs", min=1, help="Timed runs after one warm-up.")] = 10,
 ) -> None:
     """Compile a real model from an installed package, run it, show what ran where and how fast."""

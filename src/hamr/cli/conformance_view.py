@@ -11,7 +11,12 @@ from hamr.conformance import SuiteReport, load_cases, run_suite
 
 def run_with_progress(target: str, pattern: str | None, console: Console) -> SuiteReport:
     cases = load_cases(pattern)
-    columns = (TextColumn("[bold]conformance[/] {task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    columns = (
+        TextColumn("[bold]conformance[/] {task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
     with Progress(*columns, console=console, transient=True) as progress:
         task = progress.add_task(target, total=len(cases))
         report = run_suite(target, cases, progress=lambda _: progress.advance(task))

@@ -50,7 +50,9 @@ def run_demo(model: Path | None, runs: int, out: Console, err: Console) -> None:
     for column in ("step", "result"):
         table.add_column(column)
     table.add_row("compile", f"{compile_s:.2f} s -> {size / 1e6:.1f} MB .hamr, variants: {', '.join(exe.targets)}")
-    table.add_row("load", f"{load_s * 1000:.1f} ms (memory-mapped weights, hashes checked), auto picked {session.device.id}")
+    table.add_row(
+        "load", f"{load_s * 1000:.1f} ms (memory-mapped weights, hashes checked), auto picked {session.device.id}"
+    )
     outputs = None
     for each, times, outputs_here in runs_by_device:
         placement = exe.variants[each.target].get("placement", {})
@@ -78,15 +80,25 @@ def _migration_row(session, feeds: dict, before: dict) -> tuple[str, str] | None
     from hamr.runtime.devices import available_devices
 
     home = session.device.id
-    away = next((d.id for d in available_devices() if d.id != home and any(t in session.executable.variants for t in d.targets)
-                 and d.targets[0] != session.target), None)
+    away = next(
+        (
+            d.id
+            for d in available_devices()
+            if d.id != home
+            and any(t in session.executable.variants for t in d.targets)
+            and d.targets[0] != session.target
+        ),
+        None,
+    )
     if away is None:
         return None
     there = session.migrate(away)
     after = session.run(feeds)
     back = session.migrate(home)
-    worst = max(float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))))
-                for a, b in zip(after.values(), before.values()))
+    worst = max(
+        float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))))
+        for a, b in zip(after.values(), before.values())
+    )
     return (
         f"live migration {home} -> {away} -> {home}",
         f"{there.seconds * 1000:.0f} ms there, {back.seconds * 1000:.0f} ms back; "

@@ -64,7 +64,9 @@ def render(info: dict, console: Console) -> None:
         for spec in info["signature"][kind]:
             dims = spec["shape"]
             shape = "?" if dims is None else "[" + ", ".join("?" if d is None else str(d) for d in dims) + "]"
-            sig.add_row(kind[:-1], spec["name"], f"{spec['dtype']}{shape}" if spec["kind"] == "tensor" else spec["kind"])
+            sig.add_row(
+                kind[:-1], spec["name"], f"{spec['dtype']}{shape}" if spec["kind"] == "tensor" else spec["kind"]
+            )
     console.print(sig)
     trust = info.get("trust")
     if trust:
@@ -126,6 +128,13 @@ def render_profile(profile: dict | None, console: Console) -> None:
     for column in ("kernel", "kind", "ops", "target", "device", "calls", "total ms"):
         table.add_column(column, justify="right" if column in ("calls", "total ms") else "left")
     for row in profile["kernels"]:
-        table.add_row(row["name"], row["kind"], row["ops"], row["target"], row["device"], str(row["calls"]),
-                      f"{row['total_ms']:.3f}")
+        table.add_row(
+            row["name"],
+            row["kind"],
+            row["ops"],
+            row["target"],
+            row["device"],
+            str(row["calls"]),
+            f"{row['total_ms']:.3f}",
+        )
     console.print(table)

@@ -29,8 +29,14 @@ tenant_app = typer.Typer(no_args_is_help=True, help="Tenants of the pool.")
 pool_app.add_typer(tenant_app, name="tenant")
 
 TERMINAL = {"succeeded", "failed", "cancelled"}
-TrustedKeys = Annotated[list[Path] | None, typer.Option("--trusted-key", help="An ed25519 public key (.pub) whose signed .hamr files may run "
-                                                       "their shipped native code; repeatable (also $HAMR_TRUSTED_KEYS).")]  # fmt: skip
+TrustedKeys = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--trusted-key",
+        help="An ed25519 public key (.pub) whose signed .hamr files may run "
+        "their shipped native code; repeatable (also $HAMR_TRUSTED_KEYS).",
+    ),
+]
 
 
 # -- the server ----------------------------------------------------------------------
@@ -42,20 +48,45 @@ def up(
     host: Annotated[str, typer.Option("--host", help="Address to listen on (loopback by default).")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=0, max=65535, help="0 picks a free port.")] = 8470,
     policy: Annotated[str, typer.Option("--policy", help="binpack, spread or max_throughput.")] = "max_throughput",
-    ray: Annotated[str | None, typer.Option("--ray", help="A Ray cluster's address (HEAD:PORT, or auto): an agent per Ray node.")] = None,
-    heartbeat_timeout: Annotated[float, typer.Option("--heartbeat-timeout", min=0.5,
-                                                     help="Seconds without a heartbeat before a node is lost.")] = 15.0,
-    tls_cert: Annotated[Path | None, typer.Option("--tls-cert", help="Serve https with this certificate (PEM).")] = None,
+    ray: Annotated[
+        str | None, typer.Option("--ray", help="A Ray cluster's address (HEAD:PORT, or auto): an agent per Ray node.")
+    ] = None,
+    heartbeat_timeout: Annotated[
+        float, typer.Option("--heartbeat-timeout", min=0.5, help="Seconds without a heartbeat before a node is lost.")
+    ] = 15.0,
+    tls_cert: Annotated[
+        Path | None, typer.Option("--tls-cert", help="Serve https with this certificate (PEM).")
+    ] = None,
     tls_key: Annotated[Path | None, typer.Option("--tls-key", help="The certificate's private key (PEM).")] = None,
     trusted_key: TrustedKeys = None,
-    header_timeout: Annotated[float, typer.Option("--header-timeout", min=0.1, max=3600,
-                                                  help="Seconds a request's headers may take; then 408 and the connection closes.")] = 10.0,
-    body_timeout: Annotated[float, typer.Option("--body-timeout", min=0.1, max=3600,
-                                                help="Seconds of grace before a body must keep to --body-min-rate.")] = 20.0,
-    body_min_rate: Annotated[int, typer.Option("--body-min-rate", min=1,
-                                               help="Bytes per second a body must average after the grace; else 408.")] = 64 * 1024,
-    upload_slots: Annotated[int, typer.Option("--upload-slots", min=1, max=100_000,
-                                              help="Large bodies (over 1 MiB) received at once; beyond, 503 with Retry-After.")] = 8,
+    header_timeout: Annotated[
+        float,
+        typer.Option(
+            "--header-timeout",
+            min=0.1,
+            max=3600,
+            help="Seconds a request's headers may take; then 408 and the connection closes.",
+        ),
+    ] = 10.0,
+    body_timeout: Annotated[
+        float,
+        typer.Option(
+            "--body-timeout", min=0.1, max=3600, help="Seconds of grace before a body must keep to --body-min-rate."
+        ),
+    ] = 20.0,
+    body_min_rate: Annotated[
+        int,
+        typer.Option("--body-min-rate", min=1, help="Bytes per second a body must average after the grace; else 408."),
+    ] = 64 * 1024,
+    upload_slots: Annotated[
+        int,
+        typer.Option(
+            "--upload-slots",
+            min=1,
+            max=100_000,
+            help="Large bodies (over 1 MiB) received at once; beyond, 503 with Retry-After.",
+        ),
+    ] = 8,
 ) -> None:
     """Start the API, the scheduler, a local agent and SQLite in one process."""
     from hamr.format.signing import add_trusted_keys
@@ -63,9 +94,22 @@ def up(
     from hamr.pool.service.admission import compute_on_request_threads
 
     add_trusted_keys(trusted_key or [])  # workers and replicas inherit $HAMR_TRUSTED_KEYS
-    server = PoolServer(data_dir=data_dir, host=host, port=port, policy=policy, ray=ray, heartbeat_timeout=heartbeat_timeout,
-                        tls_cert=tls_cert, tls_key=tls_key, header_timeout=header_timeout, body_timeout=body_timeout,
-                        body_min_rate=body_min_rate, upload_slots=upload_slots, say=out.print, report=err.print)  # fmt: skip
+    server = PoolServer(
+        data_dir=data_dir,
+        host=host,
+        port=port,
+        policy=policy,
+        ray=ray,
+        heartbeat_timeout=heartbeat_timeout,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        header_timeout=header_timeout,
+        body_timeout=body_timeout,
+        body_min_rate=body_min_rate,
+        upload_slots=upload_slots,
+        say=out.print,
+        report=err.print,
+    )
     server.open()
     compute_on_request_threads()  # this process serves deployment requests (service/admission.py)
     server.serve()
@@ -80,8 +124,9 @@ def submit(
     input: Inputs = None,
     output_dir: OutputDir = None,
     priority: Annotated[int, typer.Option("--priority")] = 0,
-    devices: Annotated[int, typer.Option("--devices", min=1, max=4096,
-                                         help="A gang of N devices: the batch is split across them.")] = 1,
+    devices: Annotated[
+        int, typer.Option("--devices", min=1, max=4096, help="A gang of N devices: the batch is split across them.")
+    ] = 1,
     wait: Annotated[float, typer.Option("--timeout", help="Seconds to wait for the job.")] = 600.0,
     server: Server = None,
     token: Token = None,
@@ -97,8 +142,9 @@ def submit(
     feeds = parse_inputs(input or [])
     validate_feeds(load(executable).signature, feeds)  # before anything is uploaded
     client = Client(server, token, data_dir=data_dir)
-    record = client.call("POST", "/v1/executables", content=executable.read_bytes(),
-                         headers={"Content-Type": "application/octet-stream"}).json()
+    record = client.call(
+        "POST", "/v1/executables", content=executable.read_bytes(), headers={"Content-Type": "application/octet-stream"}
+    ).json()
     files = {name: (f"{name}.npy", _npy_bytes(value), "application/octet-stream") for name, value in feeds.items()}
     fields = {"executable_id": str(record["id"]), "priority": str(priority), "n_devices": str(devices)}
     job = client.call("POST", "/v1/jobs", data=fields, files=files).json()
@@ -106,7 +152,9 @@ def submit(
     with err.status(f"job {job['id']} {job['state']}"):
         while job["state"] not in TERMINAL:
             if time.monotonic() > deadline:
-                raise HamrError(f"job {job['id']} is still {job['state']} after {wait:.0f} s (hamr pool jobs --explain)")
+                raise HamrError(
+                    f"job {job['id']} is still {job['state']} after {wait:.0f} s (hamr pool jobs --explain)"
+                )
             left = max(0.0, min(10.0, deadline - time.monotonic()))
             job = client.call("GET", f"/v1/jobs/{job['id']}", params={"wait": left}).json()
     if job["state"] != "succeeded":
@@ -129,8 +177,12 @@ def _npy_bytes(value) -> bytes:
 
 
 @pool_app.command()
-def status(server: Server = None, token: Token = None, data_dir: DataDir = None,
-           as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def status(
+    server: Server = None,
+    token: Token = None,
+    data_dir: DataDir = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
     """Nodes and devices of the pool (an admin token)."""
     from rich.table import Table
 
@@ -144,9 +196,16 @@ def status(server: Server = None, token: Token = None, data_dir: DataDir = None,
     for column in ("device", "node", "kind", "architecture", "health", "drained", "targets", "uuid"):
         table.add_column(column)
     for d in devices:
-        table.add_row(d.get("local_id", ""), str(d.get("node", "")), d.get("kind", ""),
-                      d.get("architecture", ""), d.get("health", ""), str(d.get("drained", "")),
-                      ", ".join(d.get("targets", [])), d.get("uuid", ""))
+        table.add_row(
+            d.get("local_id", ""),
+            str(d.get("node", "")),
+            d.get("kind", ""),
+            d.get("architecture", ""),
+            d.get("health", ""),
+            str(d.get("drained", "")),
+            ", ".join(d.get("targets", [])),
+            d.get("uuid", ""),
+        )
     out.print(table)
     for node in nodes:
         contained = (node.get("labels") or {}).get("sandbox")
@@ -154,9 +213,15 @@ def status(server: Server = None, token: Token = None, data_dir: DataDir = None,
 
 
 @pool_app.command()
-def jobs(server: Server = None, token: Token = None, data_dir: DataDir = None,
-         as_json: Annotated[bool, typer.Option("--json")] = False,
-         explain: Annotated[bool, typer.Option("--explain", help="Show every placement and the scheduler's reason.")] = False) -> None:
+def jobs(
+    server: Server = None,
+    token: Token = None,
+    data_dir: DataDir = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    explain: Annotated[
+        bool, typer.Option("--explain", help="Show every placement and the scheduler's reason.")
+    ] = False,
+) -> None:
     """The jobs this token may see, with where they ran and why."""
     from rich.table import Table
 
@@ -180,9 +245,15 @@ def jobs(server: Server = None, token: Token = None, data_dir: DataDir = None,
 
 
 @pool_app.command()
-def drain(device: Annotated[str, typer.Argument(help="A device uuid, or its local id (cpu, opencl:0) when only one node has it.")],
-          server: Server = None, token: Token = None, data_dir: DataDir = None,
-          undo: Annotated[bool, typer.Option("--undo", help="Undrain instead.")] = False) -> None:
+def drain(
+    device: Annotated[
+        str, typer.Argument(help="A device uuid, or its local id (cpu, opencl:0) when only one node has it.")
+    ],
+    server: Server = None,
+    token: Token = None,
+    data_dir: DataDir = None,
+    undo: Annotated[bool, typer.Option("--undo", help="Undrain instead.")] = False,
+) -> None:
     """Stop placing work on a device; its queued and running jobs and its replicas move to other devices."""
     client = Client(server, token, admin=True, data_dir=data_dir)
     devices = client.call("GET", "/v1/devices").json()
@@ -196,8 +267,12 @@ def drain(device: Annotated[str, typer.Argument(help="A device uuid, or its loca
 
 
 @pool_app.command("agent-token")
-def agent_token(node: Annotated[str, typer.Argument(help="The node name its agent will use (hamr agent --name).")],
-                server: Server = None, token: Token = None, data_dir: DataDir = None) -> None:
+def agent_token(
+    node: Annotated[str, typer.Argument(help="The node name its agent will use (hamr agent --name).")],
+    server: Server = None,
+    token: Token = None,
+    data_dir: DataDir = None,
+) -> None:
     """Create a token for one node's agent and print it (shown once): it serves only that node's
     agent routes and the downloads of the work sent to it, not the rest of the API."""
     client = Client(server, token, admin=True, data_dir=data_dir)
@@ -205,8 +280,12 @@ def agent_token(node: Annotated[str, typer.Argument(help="The node name its agen
 
 
 @tenant_app.command("add")
-def tenant_add(name: Annotated[str, typer.Argument(help="The tenant's name.")],
-               server: Server = None, token: Token = None, data_dir: DataDir = None) -> None:
+def tenant_add(
+    name: Annotated[str, typer.Argument(help="The tenant's name.")],
+    server: Server = None,
+    token: Token = None,
+    data_dir: DataDir = None,
+) -> None:
     """Create a tenant and print its token (shown once; only its hash is stored)."""
     client = Client(server, token, admin=True, data_dir=data_dir)
     created = client.call("POST", "/v1/tenants", json={"name": name}).json()
@@ -217,18 +296,34 @@ Limit = Annotated[str | None, typer.Option(help="A number, or 'none' for no limi
 
 
 @tenant_app.command("set")
-def tenant_set(name: Annotated[str, typer.Argument(help="The tenant's name.")],
-               max_priority: Annotated[int | None, typer.Option("--max-priority", min=-1000, max=1000,
-                                                                help="The highest priority its jobs may ask for.")] = None,
-               weight: Annotated[int | None, typer.Option("--weight", min=1, max=1000,
-                                                          help="Its fair share against the other tenants' weights.")] = None,
-               max_queued_jobs: Limit = None, max_stored_bytes: Limit = None, max_inflight_requests: Limit = None,
-               max_queued_requests: Limit = None, max_devices: Limit = None, max_running_jobs: Limit = None,
-               server: Server = None, token: Token = None, data_dir: DataDir = None) -> None:
+def tenant_set(
+    name: Annotated[str, typer.Argument(help="The tenant's name.")],
+    max_priority: Annotated[
+        int | None,
+        typer.Option("--max-priority", min=-1000, max=1000, help="The highest priority its jobs may ask for."),
+    ] = None,
+    weight: Annotated[
+        int | None, typer.Option("--weight", min=1, max=1000, help="Its fair share against the other tenants' weights.")
+    ] = None,
+    max_queued_jobs: Limit = None,
+    max_stored_bytes: Limit = None,
+    max_inflight_requests: Limit = None,
+    max_queued_requests: Limit = None,
+    max_devices: Limit = None,
+    max_running_jobs: Limit = None,
+    server: Server = None,
+    token: Token = None,
+    data_dir: DataDir = None,
+) -> None:
     """Change a tenant's limits, max priority or fair-share weight (admin); prints the tenant's limits."""
-    limits = {"max_queued_jobs": max_queued_jobs, "max_stored_bytes": max_stored_bytes,
-              "max_inflight_requests": max_inflight_requests, "max_queued_requests": max_queued_requests,
-              "max_devices": max_devices, "max_running_jobs": max_running_jobs}  # fmt: skip
+    limits = {
+        "max_queued_jobs": max_queued_jobs,
+        "max_stored_bytes": max_stored_bytes,
+        "max_inflight_requests": max_inflight_requests,
+        "max_queued_requests": max_queued_requests,
+        "max_devices": max_devices,
+        "max_running_jobs": max_running_jobs,
+    }
     body = {field: _limit(field, value) for field, value in limits.items() if value is not None}
     body |= {k: v for k, v in (("max_priority", max_priority), ("weight", weight)) if v is not None}
     if not body:
@@ -253,6 +348,11 @@ def _limit(field: str, value: str) -> int | None:
     return number
 
 
-for _command in (pool_deployments.deploy, pool_deployments.deployments, pool_deployments.scale,
-                 pool_deployments.undeploy, pool_deployments.infer):  # fmt: skip
+for _command in (
+    pool_deployments.deploy,
+    pool_deployments.deployments,
+    pool_deployments.scale,
+    pool_deployments.undeploy,
+    pool_deployments.infer,
+):
     pool_app.command()(_command)

@@ -15,9 +15,18 @@ import typer
 
 from hamr.errors import HamrError
 
-Server = Annotated[str | None, typer.Option("--server", help="The pool's URL (default: $HAMR_POOL_URL, else the embedded pool's).")]
-Token = Annotated[str | None, typer.Option("--token", help="A bearer token (default: $HAMR_TOKEN, else the embedded pool's).")]
-DataDir = Annotated[Path | None, typer.Option("--data-dir", help="The embedded pool's directory (default: $HAMR_POOL_DIR, else ~/.local/share/hamr/pool).")]
+Server = Annotated[
+    str | None, typer.Option("--server", help="The pool's URL (default: $HAMR_POOL_URL, else the embedded pool's).")
+]
+Token = Annotated[
+    str | None, typer.Option("--token", help="A bearer token (default: $HAMR_TOKEN, else the embedded pool's).")
+]
+DataDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-dir", help="The embedded pool's directory (default: $HAMR_POOL_DIR, else ~/.local/share/hamr/pool)."
+    ),
+]
 Inputs = Annotated[list[str] | None, typer.Option("--input", "-i", help="NAME=FILE.npy, once per input.")]
 OutputDir = Annotated[Path | None, typer.Option("--output-dir", help="Write one .npy per output and outputs.json.")]
 
@@ -42,8 +51,9 @@ class Client:
         if not token:
             raise HamrError("no token: pass --token or set HAMR_TOKEN (hamr pool tenant add NAME prints one)")
         self.token = token
-        self.http = httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {token}"}, timeout=120,
-                                 verify=httpx_verify(self.url))  # fmt: skip
+        self.http = httpx.Client(
+            base_url=self.url, headers={"Authorization": f"Bearer {token}"}, timeout=120, verify=httpx_verify(self.url)
+        )
 
     def call(self, method: str, path: str, **kwargs):
         import httpx
@@ -67,8 +77,10 @@ def _embedded_url(root: Path) -> str:
     try:
         return json.loads((root / "pool.json").read_text())["url"]
     except (OSError, ValueError, KeyError):
-        raise HamrError(f"no pool found: start one with `hamr pool up`, or pass --server / set HAMR_POOL_URL "
-                        f"(looked for {root / 'pool.json'})") from None
+        raise HamrError(
+            f"no pool found: start one with `hamr pool up`, or pass --server / set HAMR_POOL_URL "
+            f"(looked for {root / 'pool.json'})"
+        ) from None
 
 
 def _read_token(path: Path) -> str | None:

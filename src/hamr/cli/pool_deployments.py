@@ -17,8 +17,9 @@ DeploymentId = Annotated[int, typer.Argument(min=1, help="The deployment's id (h
 
 
 def _upload(client: Client, executable: Path) -> dict:
-    return client.call("POST", "/v1/executables", content=executable.read_bytes(),
-                       headers={"Content-Type": "application/octet-stream"}).json()  # fmt: skip
+    return client.call(
+        "POST", "/v1/executables", content=executable.read_bytes(), headers={"Content-Type": "application/octet-stream"}
+    ).json()
 
 
 def _describe(d: dict) -> str:
@@ -29,7 +30,9 @@ def _describe(d: dict) -> str:
 def deploy(
     executable: Annotated[Path, typer.Argument(help="A .hamr executable.")],
     replicas: Annotated[int, typer.Option("--replicas", "-n", min=0, max=1024, help="Replicas to keep loaded.")] = 2,
-    share: Annotated[int, typer.Option("--share", min=1, max=1000, help="Thousandths of a device each replica reserves.")] = 500,
+    share: Annotated[
+        int, typer.Option("--share", min=1, max=1000, help="Thousandths of a device each replica reserves.")
+    ] = 500,
     name: Annotated[str, typer.Option("--name", help="A label for the deployment.")] = "",
     server: Server = None,
     token: Token = None,
@@ -41,14 +44,23 @@ def deploy(
     load(executable)  # a bad file fails here, before anything is uploaded
     client = Client(server, token, data_dir=data_dir)
     record = _upload(client, executable)
-    created = client.call("POST", "/v1/deployments", json={"executable_id": record["id"], "replicas": replicas,
-                                                           "share": share, "name": name}).json()  # fmt: skip
-    out.print(f"deployment {created['id']} of {executable.name}: {replicas} replica(s) wanted "
-              f"(hamr pool deployments shows where they run)")  # fmt: skip
+    created = client.call(
+        "POST",
+        "/v1/deployments",
+        json={"executable_id": record["id"], "replicas": replicas, "share": share, "name": name},
+    ).json()
+    out.print(
+        f"deployment {created['id']} of {executable.name}: {replicas} replica(s) wanted "
+        f"(hamr pool deployments shows where they run)"
+    )
 
 
-def deployments(server: Server = None, token: Token = None, data_dir: DataDir = None,
-                as_json: Annotated[bool, typer.Option("--json")] = False) -> None:  # fmt: skip
+def deployments(
+    server: Server = None,
+    token: Token = None,
+    data_dir: DataDir = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
     """The deployments this token may see, with each live replica and why it is where it is."""
     listed = Client(server, token, data_dir=data_dir).call("GET", "/v1/deployments").json()
     if as_json:
@@ -62,11 +74,19 @@ def deployments(server: Server = None, token: Token = None, data_dir: DataDir = 
             out.print(f"  replica {r['id']} {r['state']} on {r['device']}: {r['reason']}")
 
 
-def scale(deployment: DeploymentId, replicas: Annotated[int, typer.Argument(min=0, max=1024)],
-          server: Server = None, token: Token = None, data_dir: DataDir = None) -> None:  # fmt: skip
+def scale(
+    deployment: DeploymentId,
+    replicas: Annotated[int, typer.Argument(min=0, max=1024)],
+    server: Server = None,
+    token: Token = None,
+    data_dir: DataDir = None,
+) -> None:
     """Change how many replicas a deployment keeps."""
-    changed = Client(server, token, data_dir=data_dir).call("PATCH", f"/v1/deployments/{deployment}",
-                                                            json={"replicas": replicas}).json()  # fmt: skip
+    changed = (
+        Client(server, token, data_dir=data_dir)
+        .call("PATCH", f"/v1/deployments/{deployment}", json={"replicas": replicas})
+        .json()
+    )
     out.print(_describe(changed))
 
 

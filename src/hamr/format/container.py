@@ -62,7 +62,9 @@ class ContainerWriter:
         if seal is not None:
             manifest = seal(manifest)
         body = json.dumps(manifest, indent=1, sort_keys=True).encode()
-        header = _HEADER.pack(MAGIC, FORMAT_VERSION, HEADER_SIZE, self._offset, len(body), hashlib.sha256(body).digest())
+        header = _HEADER.pack(
+            MAGIC, FORMAT_VERSION, HEADER_SIZE, self._offset, len(body), hashlib.sha256(body).digest()
+        )
         return b"".join([header, *self._chunks, body])
 
     def write(self, path: Path, manifest: dict, seal=None) -> None:
@@ -99,7 +101,9 @@ class Container:
     def with_manifest(self, manifest: dict) -> bytes:
         """The file's bytes with its manifest replaced (members unchanged), e.g. to add a signature."""
         body = json.dumps(manifest, indent=1, sort_keys=True).encode()
-        header = _HEADER.pack(MAGIC, FORMAT_VERSION, HEADER_SIZE, self.manifest_offset, len(body), hashlib.sha256(body).digest())
+        header = _HEADER.pack(
+            MAGIC, FORMAT_VERSION, HEADER_SIZE, self.manifest_offset, len(body), hashlib.sha256(body).digest()
+        )
         return b"".join([header, bytes(self.buffer[HEADER_SIZE : self.manifest_offset]), body])
 
 
@@ -174,10 +178,16 @@ def read_manifest(buffer: memoryview, label: str, verify: bool = True) -> dict:
     if not isinstance(manifest, dict) or not isinstance(manifest.get("members"), dict):
         raise FormatError(f"{label}: corrupt: the manifest has no member table")
     if not _is_int(manifest.get("format_version")) or manifest["format_version"] != version:
-        raise FormatError(f"{label}: corrupt: the manifest says format version {manifest.get('format_version')}, the header {version}")
+        raise FormatError(
+            f"{label}: corrupt: the manifest says format version {manifest.get('format_version')}, the header {version}"
+        )
     spans = []
     for name, entry in manifest["members"].items():
-        if not isinstance(entry, dict) or not all(_is_int(entry.get(k)) for k in ("offset", "size")) or not isinstance(entry.get("sha256"), str):
+        if (
+            not isinstance(entry, dict)
+            or not all(_is_int(entry.get(k)) for k in ("offset", "size"))
+            or not isinstance(entry.get("sha256"), str)
+        ):
             raise FormatError(f"{label}: corrupt: member {name!r} lacks offset, size or sha256")
         if entry["offset"] % ALIGNMENT:
             raise FormatError(f"{label}: corrupt: member {name!r} is not {ALIGNMENT}-byte aligned")

@@ -108,7 +108,12 @@ def _pack(exe: Executable) -> tuple[ContainerWriter, dict]:
         if tensor is None or not _externalisable(tensor):
             continue
         data = tensor.tobytes()
-        index[name] = {"dtype": tensor.dtype.name, "shape": list(tensor.shape.numpy()), "offset": offset, "size": len(data)}
+        index[name] = {
+            "dtype": tensor.dtype.name,
+            "shape": list(tensor.shape.numpy()),
+            "offset": offset,
+            "size": len(data),
+        }
         pad = (-len(data)) % ALIGNMENT
         chunks += [data, b"\0" * pad]
         originals[name] = tensor
@@ -162,8 +167,11 @@ def load(source: str | Path | bytes, verify: bool = True, trust_binaries: bool =
         variants = {}
         for target, ref in manifest["variants"].items():
             variants[target] = json.loads(bytes(container.member(ref["member"])))
-            variants[target]["files"] = {f: container.member(m) for f, m in ref.get("files", {}).items()
-                                         if trust.binaries_used or not is_native(f)}
+            variants[target]["files"] = {
+                f: container.member(m)
+                for f, m in ref.get("files", {}).items()
+                if trust.binaries_used or not is_native(f)
+            }
         signature = Signature.from_json(manifest["signature"])
         model_info = dict(manifest["model"])
         name = model_info.pop("name")

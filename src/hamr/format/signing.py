@@ -49,7 +49,9 @@ def generate(private_path: Path) -> tuple[Path, str]:
     with os.fdopen(fd, "wb") as f:
         f.write(pem)
     public = public_path(private_path)
-    public.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    public.write_bytes(
+        key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
     return public, key_id(key.public_key())
 
 

@@ -44,20 +44,30 @@ class Trust:
         return "dropped (not signed by a trusted key): built from regenerated source"
 
     def to_json(self) -> dict:
-        return {"signers": list(self.signers), "trusted_signer": self.trusted_signer,
-                "native_members": list(self.native), "binaries_used": self.binaries_used}
+        return {
+            "signers": list(self.signers),
+            "trusted_signer": self.trusted_signer,
+            "native_members": list(self.native),
+            "binaries_used": self.binaries_used,
+        }
 
 
 def native_members(manifest: dict) -> tuple[str, ...]:
-    return tuple(member for ref in manifest["variants"].values()
-                 for fname, member in ref.get("files", {}).items() if is_native(fname))
+    return tuple(
+        member
+        for ref in manifest["variants"].values()
+        for fname, member in ref.get("files", {}).items()
+        if is_native(fname)
+    )
 
 
 def _signatures(manifest: dict, label: str) -> list[dict]:
     signatures = manifest.get("signatures", [])
     if not isinstance(signatures, list) or not all(
-        isinstance(s, dict) and s.get("algorithm") == ALGORITHM
-        and isinstance(s.get("key_id"), str) and isinstance(s.get("signature"), str)
+        isinstance(s, dict)
+        and s.get("algorithm") == ALGORITHM
+        and isinstance(s.get("key_id"), str)
+        and isinstance(s.get("signature"), str)
         for s in signatures
     ):
         raise FormatError(f"{label}: corrupt: the manifest's signatures are not a list of ed25519 signatures")
@@ -76,8 +86,10 @@ def decide(container: Container, trust_binaries: bool = False, verified: bool = 
         if key is None:
             continue
         if not verify(manifest, signature, key):
-            raise FormatError(f"{label}: the signature by trusted key {signature['key_id'][:16]} does not verify: "
-                              "the file was changed after it was signed")
+            raise FormatError(
+                f"{label}: the signature by trusted key {signature['key_id'][:16]} does not verify: "
+                "the file was changed after it was signed"
+            )
         trusted_signer = signature["key_id"]
     trust = Trust(tuple(s["key_id"] for s in signatures), trusted_signer, trust_binaries, native_members(manifest))
     if trust.binaries_used and not verified:

@@ -41,10 +41,15 @@ def read_onnx(source: ModelSource) -> onnx.ModelProto:
             _load_external_data(model, path.parent, label)
     external = _external_tensors(model)
     if external:
-        where = "a model given as bytes or a ModelProto has no directory" if not isinstance(source, (str, Path)) \
+        where = (
+            "a model given as bytes or a ModelProto has no directory"
+            if not isinstance(source, (str, Path))
             else "onnx does not load external data of this kind of tensor"
-        raise ModelLoadError(f"{label}: tensor {external[0].name!r} takes its data from "
-                             f"{location(external[0])!r}; refused: {where} (save the model with its data inside)")
+        )
+        raise ModelLoadError(
+            f"{label}: tensor {external[0].name!r} takes its data from "
+            f"{location(external[0])!r}; refused: {where} (save the model with its data inside)"
+        )
     if not model.HasField("graph"):
         raise ModelLoadError(f"{label} is not a valid ONNX model: it has no graph")
     _check_opset(model, label)
@@ -122,8 +127,9 @@ def _with_custom_types(model: onnx.ModelProto) -> onnx.ModelProto:
     downstream: Softmax-12 -> 13 becomes a Shape/Flatten/Softmax/Reshape chain instead of
     one Softmax. Models without registered custom ops pass through untouched.
     """
-    from hamr.ir.passes.custom_shapes import CustomOpShapePass
     from onnx_ir.passes.common import ShapeInferencePass
+
+    from hamr.ir.passes.custom_shapes import CustomOpShapePass
 
     custom = {(n.domain, n.op_type) for n in model.graph.node if n.domain not in STANDARD_DOMAINS}
     try:

@@ -20,9 +20,10 @@ from it:
 from __future__ import annotations
 
 import string
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -30,7 +31,9 @@ from hamr.errors import CustomOpError, first_line
 from hamr.plugins import native_target_names
 
 #: Domains onnx itself defines; custom ops may not claim them.
-STANDARD_DOMAINS = frozenset({"", "ai.onnx", "ai.onnx.ml", "ai.onnx.preview", "ai.onnx.preview.training", "experimental"})
+STANDARD_DOMAINS = frozenset(
+    {"", "ai.onnx", "ai.onnx.ml", "ai.onnx.preview", "ai.onnx.preview.training", "experimental"}
+)
 FLOAT_DTYPES = frozenset({"float32", "float64"})
 
 Dim = int | str | None
@@ -119,7 +122,9 @@ class Elementwise:
         if not exprs or not all(isinstance(e, str) and e.strip() for e in exprs):
             raise CustomOpError(f"an Elementwise kernel needs one non-empty expression per output, got {self.expr!r}")
         object.__setattr__(self, "expr", exprs)
-        object.__setattr__(self, "dtypes", frozenset(_dtype_name(d, "an Elementwise kernel's dtypes") for d in self.dtypes))
+        object.__setattr__(
+            self, "dtypes", frozenset(_dtype_name(d, "an Elementwise kernel's dtypes") for d in self.dtypes)
+        )
 
     @property
     def exprs(self) -> tuple[str, ...]:
@@ -136,7 +141,9 @@ class Elementwise:
                 if name is None:
                     continue
                 if not name or spec or conversion:
-                    raise CustomOpError(f"kernel expression {e!r}: write placeholders as {{in0}}, {{T}} or {{attribute}}")
+                    raise CustomOpError(
+                        f"kernel expression {e!r}: write placeholders as {{in0}}, {{T}} or {{attribute}}"
+                    )
                 names.add(name)
         return names
 
@@ -183,7 +190,9 @@ class CustomOp:
             kernel = Elementwise(kernel) if isinstance(kernel, str) else kernel
             if not isinstance(kernel, Elementwise):
                 raise CustomOpError(f"{label}: the {target} kernel must be an Elementwise, not {type(kernel).__name__}")
-            unknown = sorted(n for n in kernel.fields() if n != "T" and not _is_input_field(n) and n not in self.attributes)
+            unknown = sorted(
+                n for n in kernel.fields() if n != "T" and not _is_input_field(n) and n not in self.attributes
+            )
             if unknown:
                 raise CustomOpError(
                     f"{label}: the {target} kernel uses {{{unknown[0]}}}, which is neither {{inN}}, {{T}} "
@@ -205,8 +214,9 @@ class CustomOp:
         """The declared defaults, overridden by the node's attributes."""
         return {**self.attributes, **given}
 
-    def infer_outputs(self, dtypes: list, shapes: list, attributes: Mapping[str, Any], n_outputs: int,
-                      node: str = "") -> list[TypeAndShape]:
+    def infer_outputs(
+        self, dtypes: list, shapes: list, attributes: Mapping[str, Any], n_outputs: int, node: str = ""
+    ) -> list[TypeAndShape]:
         """Run the shape/type function and check what it returns."""
         where = f"shape function of custom op {self.label}" + (f" at node '{node}'" if node else "")
         try:
@@ -237,9 +247,13 @@ class CustomOp:
             raise RuntimeError(first_line(exc)) from exc
         outputs = tuple(np.asarray(r) for r in (result if isinstance(result, (tuple, list)) else (result,)))
         if len(outputs) != n_outputs:
-            raise RuntimeError(f"the reference of {self.label} returned {len(outputs)} output(s); the node has {n_outputs}")
+            raise RuntimeError(
+                f"the reference of {self.label} returned {len(outputs)} output(s); the node has {n_outputs}"
+            )
         if all(isinstance(x, np.ndarray) for x in inputs):
-            expected = self.infer_outputs([x.dtype.name for x in inputs], [x.shape for x in inputs], attributes, n_outputs)
+            expected = self.infer_outputs(
+                [x.dtype.name for x in inputs], [x.shape for x in inputs], attributes, n_outputs
+            )
             for i, (out, (dtype, shape)) in enumerate(zip(outputs, expected)):
                 if dtype is not None and out.dtype.name != dtype:
                     raise RuntimeError(

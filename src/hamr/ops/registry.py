@@ -15,7 +15,7 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import threading
-from typing import Iterable
+from collections.abc import Iterable
 
 from hamr.errors import CustomOpError, UnsupportedOpError, first_line
 from hamr.ops.definition import STANDARD_DOMAINS, CustomOp
@@ -58,7 +58,9 @@ def _scan() -> dict[Key, tuple[CustomOp, str]]:
         for op in _resolve(ep):
             other = found.get(op.key)
             if other is not None and other[0] is not op:
-                raise CustomOpError(f"custom op {op.label} is defined by two entry points: {other[1]} and {entry_point_label(ep)}")
+                raise CustomOpError(
+                    f"custom op {op.label} is defined by two entry points: {other[1]} and {entry_point_label(ep)}"
+                )
             found[op.key] = (op, entry_point_label(ep))
     return found
 

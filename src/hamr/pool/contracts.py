@@ -65,8 +65,9 @@ class Executor(Protocol):
 
     gangs: bool  # it runs several shards of one attempt at once (one per device): gang jobs
 
-    def start(self, local_id: str, env: dict | None, staging: Staging | None = None,
-              protect: list[Path] | None = None) -> DeviceWorker:  # fmt: skip
+    def start(
+        self, local_id: str, env: dict | None, staging: Staging | None = None, protect: list[Path] | None = None
+    ) -> DeviceWorker:
         """A new worker for a device; `staging`, `protect`: a local worker's sandbox (others ignore them)."""
         ...
 

@@ -38,11 +38,23 @@ def _stderr(line: str) -> None:
 class PoolServer:
     """One pool: `open()`, then `serve()` here or `start()` on a thread and `stop()`; or `with`."""
 
-    def __init__(self, data_dir: Path | None = None, host: str = "127.0.0.1", port: int = 8470,
-                 policy: str = "max_throughput", ray: str | None = None, heartbeat_timeout: float = 15.0,
-                 tls_cert: Path | None = None, tls_key: Path | None = None, header_timeout: float = 10.0,
-                 body_timeout: float = 20.0, body_min_rate: int = 64 * 1024, upload_slots: int = 8,
-                 say: Callable[[str], None] = print, report: Callable[[str], None] = _stderr):  # fmt: skip
+    def __init__(
+        self,
+        data_dir: Path | None = None,
+        host: str = "127.0.0.1",
+        port: int = 8470,
+        policy: str = "max_throughput",
+        ray: str | None = None,
+        heartbeat_timeout: float = 15.0,
+        tls_cert: Path | None = None,
+        tls_key: Path | None = None,
+        header_timeout: float = 10.0,
+        body_timeout: float = 20.0,
+        body_min_rate: int = 64 * 1024,
+        upload_slots: int = 8,
+        say: Callable[[str], None] = print,
+        report: Callable[[str], None] = _stderr,
+    ):
         """`say`: the lines a started pool prints (its URL, token files, devices); `report`: the loop's
         failures. The intake limits: header_timeout, body_timeout, body_min_rate (service/timeouts.py)
         and upload_slots (service/limits.py). Checks the policy and the TLS files; opens nothing."""
@@ -54,8 +66,12 @@ class PoolServer:
         self.tls = server_files(tls_cert, tls_key)
         self.data_dir, self.host, self.port, self.policy, self.ray = data_dir, host, port, policy, ray
         self.heartbeat_timeout = heartbeat_timeout
-        self.intake = {"header_timeout": header_timeout, "body_timeout": body_timeout, "body_min_rate": body_min_rate,
-                       "upload_slots": upload_slots}  # fmt: skip
+        self.intake = {
+            "header_timeout": header_timeout,
+            "body_timeout": body_timeout,
+            "body_min_rate": body_min_rate,
+            "upload_slots": upload_slots,
+        }
         self.say, self.report = say, report
         self.root: Path | None = None
         self.registry = None
@@ -124,10 +140,10 @@ class PoolServer:
 
     def _local_and_remote(self) -> None:
         """This node's devices (a Dispatcher that also serves replicas) and the remote agents'."""
-        from hamr.pool.dispatch.dispatcher import Dispatcher
         from hamr.pool.control.groups import LocalAndRemote
-        from hamr.pool.nodes.remote.server import RemoteNodes
+        from hamr.pool.dispatch.dispatcher import Dispatcher
         from hamr.pool.nodes.local.sandbox import containment_line
+        from hamr.pool.nodes.remote.server import RemoteNodes
 
         here = socket.gethostname()
         dispatcher = Dispatcher(self.registry, here, policy=self.policy, address=self.url, serve_replicas=True)
@@ -168,16 +184,31 @@ class PoolServer:
         stop, wake = threading.Event(), threading.Event()
         loop = threading.Thread(target=self._loop, args=(stop, wake), name="hamr-pool-loop", daemon=True)
         loop.start()
-        app = create_app(registry, upload_slots=intake["upload_slots"], replica_hosts=nodes.replica_hosts,
-                         remote=getattr(nodes, "remote", None), wake=wake.set)  # fmt: skip
-        # httptools and uvloop (dependencies) are uvicorn's fast path, httptools with our deadlines; no proxy in front by default
+        app = create_app(
+            registry,
+            upload_slots=intake["upload_slots"],
+            replica_hosts=nodes.replica_hosts,
+            remote=getattr(nodes, "remote", None),
+            wake=wake.set,
+        )
+        # httptools and uvloop (dependencies) are uvicorn's fast path, httptools with our deadlines; no proxy in front
+        # by default
         host, port = listener.getsockname()[:2]
         http = timed_protocol(intake["header_timeout"], intake["body_timeout"], intake["body_min_rate"])
         tls = self.tls
-        self._uvicorn = server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", http=http,
-                                                               loop="uvloop" if sys.platform != "win32" else "asyncio",
-                                                               proxy_headers=False, ssl_certfile=tls and tls[0],
-                                                               ssl_keyfile=tls and tls[1]))  # fmt: skip
+        self._uvicorn = server = uvicorn.Server(
+            uvicorn.Config(
+                app,
+                host=host,
+                port=port,
+                log_level="warning",
+                http=http,
+                loop="uvloop" if sys.platform != "win32" else "asyncio",
+                proxy_headers=False,
+                ssl_certfile=tls and tls[0],
+                ssl_keyfile=tls and tls[1],
+            )
+        )
         extra = {"ray": self.ray} if self.ray is not None else {}
         _private_write(root / "pool.json", json.dumps({"url": self.url, "pid": os.getpid(), **extra}) + "\n")
         self.say(self.lines[0])

@@ -83,8 +83,16 @@ def write_attempt(outputs: dict, folder: str | Path, attempt: int) -> Path:
 def job_done(job, attempt, folder: str | Path, outputs: dict, latency_s: float, device, target, **extra) -> dict:
     """The reply to a job run: its outputs written in FOLDER/attempt-N (`write_attempt`), and how it ran."""
     final = write_attempt(outputs, folder, attempt)
-    return {"job": job, "attempt": attempt, **extra, "ok": True, "latency_s": latency_s, "device": device,
-            "target": target, "outputs": str(final)}  # fmt: skip
+    return {
+        "job": job,
+        "attempt": attempt,
+        **extra,
+        "ok": True,
+        "latency_s": latency_s,
+        "device": device,
+        "target": target,
+        "outputs": str(final),
+    }
 
 
 def job_failed(job, attempt, error: str, **extra) -> dict:

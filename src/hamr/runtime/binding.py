@@ -28,7 +28,9 @@ class IOBinding:
     def bind_output(self, name: str) -> None:
         """Leave output `name` on the device after each run (read it with `output` or `outputs`)."""
         if name not in self._session.output_names:
-            raise InputError(f"unknown output '{name}'; the model's outputs are: {', '.join(self._session.output_names)}")
+            raise InputError(
+                f"unknown output '{name}'; the model's outputs are: {', '.join(self._session.output_names)}"
+            )
         if name not in self._bound_outputs:
             self._bound_outputs.append(name)
 

@@ -27,7 +27,9 @@ def read_inputs(files: dict[str, str | Path]) -> dict[str, np.ndarray]:
         try:
             feeds[name] = np.load(file, allow_pickle=False)
         except (ValueError, OSError, EOFError) as exc:
-            raise InputError(f"input file for '{name}' is not a readable .npy file: {file} ({_why(file, exc)})") from exc
+            raise InputError(
+                f"input file for '{name}' is not a readable .npy file: {file} ({_why(file, exc)})"
+            ) from exc
     return feeds
 
 

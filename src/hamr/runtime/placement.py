@@ -63,7 +63,9 @@ def _by_policy(policy: str, pairs: list[tuple[Device, str]], exe) -> Choice:
         from hamr.runtime.measurements import latencies
 
         measured = latencies(exe)
-        known = [(measured[f"{d.id}/{t}"]["median_ms"], i) for i, (d, t) in enumerate(pairs) if f"{d.id}/{t}" in measured]
+        known = [
+            (measured[f"{d.id}/{t}"]["median_ms"], i) for i, (d, t) in enumerate(pairs) if f"{d.id}/{t}" in measured
+        ]
         if known:
             ms, index = min(known)
             device, target = pairs[index]

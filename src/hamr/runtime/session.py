@@ -14,15 +14,16 @@ import contextlib
 import os
 import threading
 import weakref
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
+from hamr import profiling
 from hamr.errors import HamrError, KernelError, first_line
 from hamr.format.executable import Executable, load
-from hamr import profiling
 from hamr.runtime import last_profile, measurements
 from hamr.runtime.binding import IOBinding
 from hamr.runtime.devices import Device
@@ -59,10 +60,17 @@ class _Active:
 
 
 class Session:
-    def __init__(self, executable: Executable | str | Path | bytes, device: str = "auto",
-                 state: dict[str, str] | None = None, trust_binaries: bool = False):
+    def __init__(
+        self,
+        executable: Executable | str | Path | bytes,
+        device: str = "auto",
+        state: dict[str, str] | None = None,
+        trust_binaries: bool = False,
+    ):
         """`trust_binaries`: for a file or bytes, load its native code even if no trusted key signed it."""
-        self.executable = executable if isinstance(executable, Executable) else load(executable, trust_binaries=trust_binaries)
+        self.executable = (
+            executable if isinstance(executable, Executable) else load(executable, trust_binaries=trust_binaries)
+        )
         self.state_map = check_state_map(self.signature, state)
         self.input_names = [s.name for s in self.signature.inputs]
         self.output_names = [s.name for s in self.signature.outputs]
@@ -125,8 +133,9 @@ class Session:
         self._bindings.add(binding)
         return binding
 
-    def run_with_binding(self, binding: IOBinding, feeds: dict[str, Any] | None = None,
-                         profile: bool = False) -> dict[str, Any]:
+    def run_with_binding(
+        self, binding: IOBinding, feeds: dict[str, Any] | None = None, profile: bool = False
+    ) -> dict[str, Any]:
         """Run with the binding's device inputs (plus `feeds`); bound outputs stay on the device."""
         if binding._session is not self:
             raise HamrError("this I/O binding belongs to another session")
@@ -154,8 +163,9 @@ class Session:
             raise
         except Exception as exc:  # a driver or runtime error below the program
             detail = first_line(exc, with_type=False)
-            raise KernelError(f"run failed on {active.device.id} [{active.target}]: {detail}",
-                              device=active.device.id) from exc
+            raise KernelError(
+                f"run failed on {active.device.id} [{active.target}]: {detail}", device=active.device.id
+            ) from exc
         elapsed = profiling.now() - start
         results = dict(zip(self.output_names, values))
         if self.state_map:
@@ -204,8 +214,7 @@ class Session:
             self.choice = choice
             self._finalizer.detach()
             self._finalizer = weakref.finalize(self, _flush, self.executable, [new])
-        return Migration(old.device.id, new.device.id, old.target, new.target,
-                         profiling.now() - start, moved, adopted)
+        return Migration(old.device.id, new.device.id, old.target, new.target, profiling.now() - start, moved, adopted)
 
     # -- profiling --
 
@@ -240,7 +249,7 @@ class Session:
             self._pool = None
         self._finalizer()
 
-    def __enter__(self) -> "Session":
+    def __enter__(self) -> Session:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -35,7 +35,7 @@ class Program(Protocol):
         """Make the program ready to run at once (weights resident on the device)."""
         ...
 
-    def adopt_plans(self, other: "Program") -> int:
+    def adopt_plans(self, other: Program) -> int:
         """Reuse another program's per-shape plans (a migration); returns how many."""
         ...
 

@@ -27,8 +27,10 @@ def _load(name: str) -> Target:
                 obj = ep.load()
                 target = obj() if callable(obj) else obj
             except Exception as exc:
-                raise HamrError(f"target entry point {entry_point_label(ep)} of group '{TARGETS_GROUP}' "
-                                f"failed to load: {first_line(exc)}") from exc
+                raise HamrError(
+                    f"target entry point {entry_point_label(ep)} of group '{TARGETS_GROUP}' "
+                    f"failed to load: {first_line(exc)}"
+                ) from exc
             _loaded[name] = target
         return target
 

@@ -20,14 +20,14 @@ from fastapi.testclient import TestClient
 
 import hamr
 from hamr.errors import HamrError
+from hamr.pool.dispatch.replicas import ReplicaGone
 from hamr.pool.nodes.local import sandbox
 from hamr.pool.nodes.remote import server_replicas as remote_replicas
-from hamr.pool.wire import tensors
 from hamr.pool.nodes.remote.agent import Agent
-from hamr.pool.registry import ANY_TENANT, ReplicaView, open_registry
 from hamr.pool.nodes.remote.server import LOST_WORK_GRACE_S, RemoteNodes
-from hamr.pool.dispatch.replicas import ReplicaGone
+from hamr.pool.registry import ANY_TENANT, ReplicaView, open_registry
 from hamr.pool.service import create_app
+from hamr.pool.wire import tensors
 from tests.helpers import (
     BACKENDS,
     bearer,
@@ -78,8 +78,21 @@ def test_a_remote_agent_runs_jobs_and_a_killed_agent_loses_none(tmp_path):
         assert made.returncode == 0, made.stderr
         node_token = made.stdout.strip()
         assert admin.get("/v1/nodes", headers=bearer(node_token)).status_code == 403
-        agent = start(agent_env, "agent", "--server", url, "--token", node_token, "--name", "remote-1",  # each job waits 5 s first
-                      "--heartbeat", "0.4", "--cache-dir", tmp_path / "agent", command=[sys.executable, "-c", HELD_AGENT, "5"])
+        agent = start(
+            agent_env,
+            "agent",
+            "--server",
+            url,
+            "--token",
+            node_token,
+            "--name",
+            "remote-1",  # each job waits 5 s first
+            "--heartbeat",
+            "0.4",
+            "--cache-dir",
+            tmp_path / "agent",
+            command=[sys.executable, "-c", HELD_AGENT, "5"],
+        )
         refused = spawn(env, "agent", "--server", url, "--token", "hamr_not-a-token", "--name", "remote-2")
         clash = spawn(agent_env, "agent", "--server", url, "--token", admin_token, "--name", local_node)
         drain = spawn(env, "pool", "drain", local[0])
@@ -102,7 +115,9 @@ def test_a_remote_agent_runs_jobs_and_a_killed_agent_loses_none(tmp_path):
         x = np.random.default_rng(11).standard_normal((3, 16)).astype(np.float32)
         np.save(tmp_path / "x.npy", x)
 
-        ran = hamr_cli("pool", "submit", exe, "--input", f"x={tmp_path / 'x.npy'}", "--output-dir", tmp_path / "out1", env=env)
+        ran = hamr_cli(
+            "pool", "submit", exe, "--input", f"x={tmp_path / 'x.npy'}", "--output-dir", tmp_path / "out1", env=env
+        )
         assert ran.returncode == 0, ran.stdout + ran.stderr
         assert f"succeeded on {remote_cpu} (attempt 1)" in ran.stderr
         index = json.loads((tmp_path / "out1" / "outputs.json").read_text())
@@ -112,13 +127,17 @@ def test_a_remote_agent_runs_jobs_and_a_killed_agent_loses_none(tmp_path):
         assert 'hamr_jobs{state="succeeded"} 1.0' in httpx.get(url + "/metrics").text
 
         # Kill the agent (and its workers) while it holds a job: the node is lost, the job requeued, none lost.
-        pending = start(env, "pool", "submit", exe, "--input", f"x={tmp_path / 'x.npy'}", "--output-dir", tmp_path / "out2")
+        pending = start(
+            env, "pool", "submit", exe, "--input", f"x={tmp_path / 'x.npy'}", "--output-dir", tmp_path / "out2"
+        )
         job = wait_until("the second job to run on remote-1", lambda: _running(admin, first["id"]), 60)
         time.sleep(0.5)  # the agent takes it at once, then holds it for 5 s
         os.killpg(agent.pid, signal.SIGKILL)
         agent.wait(timeout=10)
         wait_until("remote-1 to be lost", lambda: _node_state(admin, "remote-1") == "lost", 40)
-        requeued = wait_until("the job to be requeued", lambda: _state(admin, job) == "requeued" and _state(admin, job), 30)
+        requeued = wait_until(
+            "the job to be requeued", lambda: _state(admin, job) == "requeued" and _state(admin, job), 30
+        )
         assert requeued == "requeued"  # the server's devices are still drained: it waits, nothing fails
         for uuid in local:
             assert admin.post(f"/v1/devices/{uuid}/undrain").status_code == 200
@@ -142,8 +161,20 @@ def test_deployment_replicas_on_a_remote_agent_serve_and_move_when_it_dies(tmp_p
     try:
         tenant = httpx.Client(base_url=url, headers=bearer((root / "default.token").read_text().strip()), timeout=30)
         node_token = admin.post("/v1/agents/remote-1/tokens").json()["token"]  # replicas load with it too
-        agent = start({**env, "HAMR_HOST_ID": "remote-1"}, "agent", "--server", url, "--token", node_token,
-                      "--name", "remote-1", "--heartbeat", "0.4", "--cache-dir", tmp_path / "agent")
+        agent = start(
+            {**env, "HAMR_HOST_ID": "remote-1"},
+            "agent",
+            "--server",
+            url,
+            "--token",
+            node_token,
+            "--name",
+            "remote-1",
+            "--heartbeat",
+            "0.4",
+            "--cache-dir",
+            tmp_path / "agent",
+        )
         exe = tenant.post("/v1/executables", content=hamr.compile(mlp_model(), targets=["cpu"]).to_bytes()).json()["id"]
         hosting = wait_until("remote-1 to host replicas", lambda: _node(admin, "remote-1").get("labels", {}), 60)
         assert hosting == {"hosts_replicas": True, "gangs": True, "sandbox": sandbox.describe()}
@@ -156,21 +187,31 @@ def test_deployment_replicas_on_a_remote_agent_serve_and_move_when_it_dies(tmp_p
             return d["ready"] == ready and sorted(node_of[r["device"]] for r in d["replica_list"])
 
         local_node = socket.gethostname()
-        assert wait_until("a ready replica on each node", lambda: replica_nodes(2), 60) == sorted([local_node, "remote-1"])
+        assert wait_until("a ready replica on each node", lambda: replica_nodes(2), 60) == sorted(
+            [local_node, "remote-1"]
+        )
 
         def ask(seed: int) -> None:
             x = np.random.default_rng(seed).standard_normal((2, 16)).astype(np.float32)
-            response = tenant.post(f"/v1/deployments/{deployment}/infer", content=tensors.encode({"x": x}),
-                                   headers={"Content-Type": tensors.MEDIA_TYPE})  # fmt: skip
+            response = tenant.post(
+                f"/v1/deployments/{deployment}/infer",
+                content=tensors.encode({"x": x}),
+                headers={"Content-Type": tensors.MEDIA_TYPE},
+            )
             assert response.status_code == 200, response.text
             np.testing.assert_allclose(tensors.decode(response.content)["y"], mlp_reference(x), rtol=1e-4, atol=1e-5)
 
         for seed in range(20):  # the service takes the nodes' hosts in turn: half of them go to remote-1
             ask(seed)
-        remote_cpu = next(d["uuid"] for d in admin.get("/v1/devices").json() if d["node"] == "remote-1" and d["kind"] == "cpu")
+        remote_cpu = next(
+            d["uuid"] for d in admin.get("/v1/devices").json() if d["node"] == "remote-1" and d["kind"] == "cpu"
+        )
         wait_until("remote-1's cpu to have served", lambda: _busy_seconds(url, remote_cpu) > 0, 10)
-        wrong = tenant.post(f"/v1/deployments/{deployment}/infer", content=tensors.encode({"x": np.zeros((2, 3), np.float32)}),
-                            headers={"Content-Type": tensors.MEDIA_TYPE})  # fmt: skip
+        wrong = tenant.post(
+            f"/v1/deployments/{deployment}/infer",
+            content=tensors.encode({"x": np.zeros((2, 3), np.float32)}),
+            headers={"Content-Type": tensors.MEDIA_TYPE},
+        )
         assert wrong.status_code == 400 and "\n" not in wrong.json()["detail"]
 
         os.killpg(agent.pid, signal.SIGKILL)
@@ -196,8 +237,20 @@ def test_a_remote_agent_runs_a_gang_job_across_its_cpu_and_opencl_devices(tmp_pa
         for device in admin.get("/v1/devices").json():  # the gang must go to remote-1
             if device["node"] == local_node:
                 assert admin.post(f"/v1/devices/{device['uuid']}/drain").status_code == 200
-        agent = start({**env, "HAMR_HOST_ID": "remote-1"}, "agent", "--server", url, "--token", admin_token,
-                      "--name", "remote-1", "--heartbeat", "0.4", "--cache-dir", tmp_path / "agent")
+        agent = start(
+            {**env, "HAMR_HOST_ID": "remote-1"},
+            "agent",
+            "--server",
+            url,
+            "--token",
+            admin_token,
+            "--name",
+            "remote-1",
+            "--heartbeat",
+            "0.4",
+            "--cache-dir",
+            tmp_path / "agent",
+        )
 
         def remote_devices():
             devices = {d["local_id"]: d["uuid"] for d in admin.get("/v1/devices").json() if d["node"] == "remote-1"}
@@ -208,8 +261,18 @@ def test_a_remote_agent_runs_a_gang_job_across_its_cpu_and_opencl_devices(tmp_pa
         x = np.random.default_rng(12).standard_normal((5, 16)).astype(np.float32)  # splits 3 + 2
         np.save(tmp_path / "x.npy", x)
 
-        ran = hamr_cli("pool", "submit", exe, "--devices", 2, "--input", f"x={tmp_path / 'x.npy'}",
-                  "--output-dir", tmp_path / "out", env=env)
+        ran = hamr_cli(
+            "pool",
+            "submit",
+            exe,
+            "--devices",
+            2,
+            "--input",
+            f"x={tmp_path / 'x.npy'}",
+            "--output-dir",
+            tmp_path / "out",
+            env=env,
+        )
         assert ran.returncode == 0, ran.stdout + ran.stderr
         assert "(attempt 1)" in ran.stderr
         index = json.loads((tmp_path / "out" / "outputs.json").read_text())
@@ -220,7 +283,8 @@ def test_a_remote_agent_runs_a_gang_job_across_its_cpu_and_opencl_devices(tmp_pa
         assert (job["state"], job["attempts"], job["n_devices"]) == ("succeeded", 1, 2)
         placements = admin.get(f"/v1/jobs/{job['id']}/placements").json()
         assert sorted((p["attempt"], p["device"]) for p in placements) == sorted(
-            [(1, remote["cpu"]), (1, remote["opencl:0"])])
+            [(1, remote["cpu"]), (1, remote["opencl:0"])]
+        )
     finally:
         if agent is not None:
             stop(agent)
@@ -229,8 +293,11 @@ def test_a_remote_agent_runs_a_gang_job_across_its_cpu_and_opencl_devices(tmp_pa
 
 
 def _busy_seconds(url: str, device: str) -> float:
-    lines = [line for line in httpx.get(url + "/metrics").text.splitlines()
-             if line.startswith("hamr_device_busy_seconds_total{") and f'device="{device}"' in line]  # fmt: skip
+    lines = [
+        line
+        for line in httpx.get(url + "/metrics").text.splitlines()
+        if line.startswith("hamr_device_busy_seconds_total{") and f'device="{device}"' in line
+    ]
     return float(lines[0].split()[-1]) if lines else 0.0
 
 
@@ -256,8 +323,20 @@ def test_an_agent_that_cannot_reach_the_pool_at_start_is_one_error_line(tmp_path
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "200"}
-    line = one_error_line(hamr_cli("agent", "--server", f"http://127.0.0.1:{port}", "--token", "hamr_x",
-                              "--start-timeout", "0.5", "--cache-dir", tmp_path, env=env))
+    line = one_error_line(
+        hamr_cli(
+            "agent",
+            "--server",
+            f"http://127.0.0.1:{port}",
+            "--token",
+            "hamr_x",
+            "--start-timeout",
+            "0.5",
+            "--cache-dir",
+            tmp_path,
+            env=env,
+        )
+    )
     assert "cannot reach the pool" in line
     with pytest.raises(HamrError, match="not an http"):
         Agent("nowhere", "hamr_x", cache_dir=tmp_path)
@@ -301,8 +380,12 @@ def _result(client, admin, job, attempt, node="remote-x", outputs=None, **fields
 
 def _submit(client, tenant, exe_bytes: bytes, x, n_devices: int = 1) -> int:
     exe = client.post("/v1/executables", headers=tenant, content=exe_bytes).json()["id"]
-    job = client.post("/v1/jobs", headers=tenant, data={"executable_id": str(exe), "n_devices": str(n_devices)},
-                      files={"x": ("x.npy", npy(x))})
+    job = client.post(
+        "/v1/jobs",
+        headers=tenant,
+        data={"executable_id": str(exe), "n_devices": str(n_devices)},
+        files={"x": ("x.npy", npy(x))},
+    )
     assert job.status_code == 201, job.text
     return job.json()["id"]
 
@@ -327,11 +410,18 @@ def test_work_goes_to_the_agent_and_its_result_is_recorded_once(agents, mlp_byte
     assert [(i["job"], i["attempt"], i["device"]) for i in items] == [(job, 1, "cpu")]
     item = items[0]
     downloaded = client.get(f"/v1/executables/{item['executable_id']}/file", headers=admin).content
-    assert downloaded == mlp_bytes and item["executable_sha256"] == registry.get_executable(ANY_TENANT, item["executable_id"]).sha256
-    feeds = {n: np.load(io.BytesIO(client.get(f"/v1/jobs/{job}/inputs/{n}", headers=admin).content)) for n in item["inputs"]}
+    assert (
+        downloaded == mlp_bytes
+        and item["executable_sha256"] == registry.get_executable(ANY_TENANT, item["executable_id"]).sha256
+    )
+    feeds = {
+        n: np.load(io.BytesIO(client.get(f"/v1/jobs/{job}/inputs/{n}", headers=admin).content)) for n in item["inputs"]
+    }
     y = hamr.Session(downloaded, device="cpu").run(feeds)["y"]
 
-    posted = _result(client, admin, job, 1, outputs={"y": npy(y)}, ok="true", latency_s=0.25, device="cpu", target="cpu")
+    posted = _result(
+        client, admin, job, 1, outputs={"y": npy(y)}, ok="true", latency_s=0.25, device="cpu", target="cpu"
+    )
     assert posted.status_code == 200, posted.text
     assert posted.json() == {"job": job, "attempt": 1, "accepted": True}
     again = _result(client, admin, job, 1, outputs={"y": npy(y)}, ok="true", latency_s=0.25, device="cpu")
@@ -403,9 +493,17 @@ def test_an_agent_token_serves_only_its_node_and_the_work_sent_to_it(agents, mlp
     mine = bearer(created.json()["token"])
     assert _beat(client, mine).status_code == 200  # its own node's routes
     other = _beat(client, mine, node="remote-y")
-    assert other.status_code == 403 and _detail(other) == "this is the agent token of node remote-x, not of node remote-y"
-    for method, path in [("GET", "/v1/nodes"), ("GET", "/v1/jobs"), ("GET", "/v1/devices"), ("GET", "/v1/tenants"),
-                         ("GET", "/v1/deployments"), ("POST", "/v1/agents/remote-x/tokens")]:  # fmt: skip
+    assert (
+        other.status_code == 403 and _detail(other) == "this is the agent token of node remote-x, not of node remote-y"
+    )
+    for method, path in [
+        ("GET", "/v1/nodes"),
+        ("GET", "/v1/jobs"),
+        ("GET", "/v1/devices"),
+        ("GET", "/v1/tenants"),
+        ("GET", "/v1/deployments"),
+        ("POST", "/v1/agents/remote-x/tokens"),
+    ]:
         refused = client.request(method, path, headers=mine)
         assert refused.status_code == 403, (method, path, refused.text)
         assert "agent token of node remote-x" in _detail(refused)
@@ -454,13 +552,18 @@ def test_gang_shards_go_to_the_agent_as_items_of_their_own_and_join_once(agents,
     remote.step()
     assert registry.get_job(ANY_TENANT, job).state == "running"
 
-    feeds = {n: np.load(io.BytesIO(client.get(f"/v1/jobs/{job}/inputs/{n}", headers=admin).content)) for n in items[0]["inputs"]}
+    feeds = {
+        n: np.load(io.BytesIO(client.get(f"/v1/jobs/{job}/inputs/{n}", headers=admin).content))
+        for n in items[0]["inputs"]
+    }
     session = hamr.Session(mlp_bytes, device="cpu")
     ys = [session.run(shard)["y"] for shard in split_inputs(feeds, 2)]
     assert [len(y) for y in ys] == [3, 2]
 
     def post(shard: int, y):
-        return _result(client, admin, job, 1, outputs={"y": npy(y)}, ok="true", latency_s=0.1, device="cpu", shard=shard)
+        return _result(
+            client, admin, job, 1, outputs={"y": npy(y)}, ok="true", latency_s=0.1, device="cpu", shard=shard
+        )
 
     assert post(1, ys[1]).status_code == 200
     assert post(1, ys[1]).status_code == 409  # posted already
@@ -560,16 +663,47 @@ def test_bad_agent_requests_are_one_line_client_errors(agents, mlp_bytes):
 
     cases = [
         ({"content": b"junk", "headers": {"Content-Type": "application/json"}}, 400),
-        ({"content": b"--x\r\nbroken", "headers": {"Content-Type": "multipart/form-data; boundary=x"}}, 400),  # cut short
+        (
+            {"content": b"--x\r\nbroken", "headers": {"Content-Type": "multipart/form-data; boundary=x"}},
+            400,
+        ),  # cut short
         ({"files": [("job", (None, str(job))), ("attempt", (None, "1")), ("ok", (None, "maybe"))]}, 422),
         ({"files": [("job", (None, "x")), ("attempt", (None, "1")), ("ok", (None, "true"))]}, 422),
         ({"files": [("job", (None, str(job))), ("attempt", (None, "1")), ("ok", (None, "true"))]}, 422),  # no latency
-        ({"files": [("job", (None, str(job))), ("attempt", (None, "1")), ("ok", (None, "true")),
-                    ("latency_s", (None, "inf"))]}, 422),
-        ({"files": [("job", (None, str(job))), ("attempt", (None, "1")), ("ok", (None, "true")),
-                    ("latency_s", (None, "0.1")), ("y", ("y.npy", b"\x93NUMPY junk"))]}, 400),
-        ({"files": [("job", (None, str(job))), ("attempt", (None, "1")), ("ok", (None, "false")),
-                    ("y", ("y.npy", npy([1.0])))]}, 422),
+        (
+            {
+                "files": [
+                    ("job", (None, str(job))),
+                    ("attempt", (None, "1")),
+                    ("ok", (None, "true")),
+                    ("latency_s", (None, "inf")),
+                ]
+            },
+            422,
+        ),
+        (
+            {
+                "files": [
+                    ("job", (None, str(job))),
+                    ("attempt", (None, "1")),
+                    ("ok", (None, "true")),
+                    ("latency_s", (None, "0.1")),
+                    ("y", ("y.npy", b"\x93NUMPY junk")),
+                ]
+            },
+            400,
+        ),
+        (
+            {
+                "files": [
+                    ("job", (None, str(job))),
+                    ("attempt", (None, "1")),
+                    ("ok", (None, "false")),
+                    ("y", ("y.npy", npy([1.0]))),
+                ]
+            },
+            422,
+        ),
         ({"files": [("job", (None, str(job))), ("job", (None, str(job)))]}, 400),
         ({"files": [("job", ("job.npy", npy([1])))]}, 400),
         ({"files": [("bogus", (None, "1"))]}, 400),
@@ -593,7 +727,9 @@ def test_replica_requests_go_to_the_agent_and_come_back_as_outputs_errors_or_gon
     tensors_body = {"headers": {"Content-Type": tensors.MEDIA_TYPE}}
 
     def answer(request_id: int, **kwargs):
-        return client.post(f"/v1/agents/remote-x/requests/{request_id}", headers=admin | kwargs.pop("headers", {}), **kwargs)
+        return client.post(
+            f"/v1/agents/remote-x/requests/{request_id}", headers=admin | kwargs.pop("headers", {}), **kwargs
+        )
 
     def taken() -> dict:
         items = client.post("/v1/agents/remote-x/work", headers=admin, params={"wait": 5}).json()
@@ -605,7 +741,11 @@ def test_replica_requests_go_to_the_agent_and_come_back_as_outputs_errors_or_gon
         loading = threads.submit(node.open_replica, view)
         load = taken()
         assert {k: load[k] for k in ("kind", "replica", "device", "executable_id")} == {
-            "kind": "load", "replica": 7, "device": "cpu", "executable_id": exe}
+            "kind": "load",
+            "replica": 7,
+            "device": "cpu",
+            "executable_id": exe,
+        }
         assert load["executable_sha256"] == registry.get_executable(ANY_TENANT, exe).sha256
         assert client.get(f"/v1/agents/remote-x/requests/{load['request']}", headers=admin).status_code == 409
         assert answer(load["request"], content=tensors.encode({"y": x}), **tensors_body).status_code == 422
@@ -620,10 +760,15 @@ def test_replica_requests_go_to_the_agent_and_come_back_as_outputs_errors_or_gon
         inputs = client.get(f"/v1/agents/remote-x/requests/{infer['request']}", headers=admin)
         assert inputs.headers["content-type"] == tensors.MEDIA_TYPE
         np.testing.assert_array_equal(tensors.decode(inputs.content)["x"], x)
-        for bad, status in [({"json": {"target": "cpu"}}, 422), ({"json": {}}, 422), ({"json": {"error": ""}}, 422),
-                            ({"json": {"error": "x", "more": 1}}, 422), ({"content": b"{"}, 422),
-                            ({"content": b"junk", **tensors_body}, 400),
-                            ({"content": b"hi", "headers": {"Content-Type": "text/plain"}}, 415)]:
+        for bad, status in [
+            ({"json": {"target": "cpu"}}, 422),
+            ({"json": {}}, 422),
+            ({"json": {"error": ""}}, 422),
+            ({"json": {"error": "x", "more": 1}}, 422),
+            ({"content": b"{"}, 422),
+            ({"content": b"junk", **tensors_body}, 400),
+            ({"content": b"hi", "headers": {"Content-Type": "text/plain"}}, 415),
+        ]:
             response = answer(infer["request"], **({"headers": {"Content-Type": "application/json"}} | bad))
             assert response.status_code == status, (bad, response.text)
             _detail(response)

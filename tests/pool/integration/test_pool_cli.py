@@ -16,7 +16,9 @@ def test_submit_runs_on_the_pool_and_writes_outputs_like_hamr_run(cli_pool, tmp_
     exe = hamr.compile(mlp_model(), targets=["cpu"]).save(tmp_path / "mlp.hamr")
     x = np.random.default_rng(5).standard_normal((3, 16)).astype(np.float32)
     np.save(tmp_path / "x.npy", x)
-    result = hamr_cli("pool", "submit", exe, "--input", f"x={tmp_path / 'x.npy'}", "--output-dir", tmp_path / "out", env=env)
+    result = hamr_cli(
+        "pool", "submit", exe, "--input", f"x={tmp_path / 'x.npy'}", "--output-dir", tmp_path / "out", env=env
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "succeeded on" in result.stderr
     index = json.loads((tmp_path / "out" / "outputs.json").read_text())
@@ -42,13 +44,35 @@ def test_tenants_status_and_drain(cli_pool, tmp_path):
     # another tenant sees none of default's jobs
     theirs = hamr_cli("pool", "jobs", "--json", env={**env, "HAMR_TOKEN": token})
     assert theirs.returncode == 0 and json.loads(theirs.stdout) == []
-    limits = hamr_cli("pool", "tenant", "set", "acme", "--max-priority", "10", "--weight", "3", "--max-queued-jobs", "none",
-                 "--max-inflight-requests", "4", env=env)  # fmt: skip
+    limits = hamr_cli(
+        "pool",
+        "tenant",
+        "set",
+        "acme",
+        "--max-priority",
+        "10",
+        "--weight",
+        "3",
+        "--max-queued-jobs",
+        "none",
+        "--max-inflight-requests",
+        "4",
+        env=env,
+    )
     assert limits.returncode == 0, limits.stderr
     shown = json.loads(limits.stdout)
-    assert (shown["max_priority"], shown["weight"], shown["max_queued_jobs"], shown["max_inflight_requests"]) == (10, 3, None, 4)
-    assert "no tenant named 'nobody'" in one_error_line(hamr_cli("pool", "tenant", "set", "nobody", "--weight", "2", env=env))
-    assert "takes a number or 'none'" in one_error_line(hamr_cli("pool", "tenant", "set", "acme", "--max-queued-jobs", "lots", env=env))
+    assert (shown["max_priority"], shown["weight"], shown["max_queued_jobs"], shown["max_inflight_requests"]) == (
+        10,
+        3,
+        None,
+        4,
+    )
+    assert "no tenant named 'nobody'" in one_error_line(
+        hamr_cli("pool", "tenant", "set", "nobody", "--weight", "2", env=env)
+    )
+    assert "takes a number or 'none'" in one_error_line(
+        hamr_cli("pool", "tenant", "set", "acme", "--max-queued-jobs", "lots", env=env)
+    )
     drained = hamr_cli("pool", "drain", "cpu", env=env)
     assert drained.returncode == 0 and drained.stdout.startswith("drained cpu")
     assert hamr_cli("pool", "drain", "cpu", "--undo", env=env).returncode == 0
@@ -62,8 +86,12 @@ def test_client_errors_are_one_line(cli_pool, tmp_path):
     assert "no pool found" in message
     message = one_error_line(hamr_cli("pool", "drain", "tpu:7", env=env))
     assert "names 0 devices" in message
-    port = url.rsplit(":", 1)[1]  # the running pool's: a second pool cannot take it, and says so before opening anything
-    message = one_error_line(hamr_cli("pool", "up", "--port", port, env={**env, "HAMR_POOL_DIR": str(tmp_path / "second")}))
+    port = url.rsplit(":", 1)[
+        1
+    ]  # the running pool's: a second pool cannot take it, and says so before opening anything
+    message = one_error_line(
+        hamr_cli("pool", "up", "--port", port, env={**env, "HAMR_POOL_DIR": str(tmp_path / "second")})
+    )
     assert message == f"error: cannot listen on 127.0.0.1:{port}: Address already in use"
     assert not (tmp_path / "second" / "pool.json").exists()
 
@@ -73,16 +101,27 @@ def test_a_node_that_stops_heartbeating_is_lost(cli_pool):
 
     root, env, url = cli_pool
     admin = {"Authorization": f"Bearer {(root / 'admin.token').read_text().strip()}"}
-    report = {"uuid": "remote-npu-0", "driver": "npu", "vendor": "ExampleChip", "kind": "npu", "architecture": "x1",
-              "memory_total": 1 << 30, "memory_free": 1 << 30, "compute_units": 8, "targets": ["reference"],
-              "local_id": "npu:0"}
+    report = {
+        "uuid": "remote-npu-0",
+        "driver": "npu",
+        "vendor": "ExampleChip",
+        "kind": "npu",
+        "architecture": "x1",
+        "memory_total": 1 << 30,
+        "memory_free": 1 << 30,
+        "compute_units": 8,
+        "targets": ["reference"],
+        "local_id": "npu:0",
+    }
     beat = httpx.post(url + "/v1/nodes/heartbeat", json={"node": "remote-1", "devices": [report]}, headers=admin)
     assert beat.status_code == 200, beat.text
 
     def states():
         return {n["name"]: n["state"] for n in httpx.get(url + "/v1/nodes", headers=admin).json()}
 
-    now = wait_until("remote-1 to be lost (heartbeat timeout 2 s)", lambda: (s := states()).get("remote-1") == "lost" and s, 30)
+    now = wait_until(
+        "remote-1 to be lost (heartbeat timeout 2 s)", lambda: (s := states()).get("remote-1") == "lost" and s, 30
+    )
     assert [s for name, s in now.items() if name != "remote-1"] == ["up"]  # the local node keeps beating
 
 
@@ -92,8 +131,18 @@ def test_submit_a_gang_job_over_two_devices(cli_pool, tmp_path):
     exe = hamr.compile(mlp_model(), targets=["cpu", "opencl"]).save(tmp_path / "mlp.hamr")
     x = np.random.default_rng(9).standard_normal((6, 16)).astype(np.float32)
     np.save(tmp_path / "x.npy", x)
-    result = hamr_cli("pool", "submit", exe, "--input", f"x={tmp_path / 'x.npy'}", "--devices", "2",
-                 "--output-dir", tmp_path / "out", env=env)
+    result = hamr_cli(
+        "pool",
+        "submit",
+        exe,
+        "--input",
+        f"x={tmp_path / 'x.npy'}",
+        "--devices",
+        "2",
+        "--output-dir",
+        tmp_path / "out",
+        env=env,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     index = json.loads((tmp_path / "out" / "outputs.json").read_text())
     np.testing.assert_allclose(np.load(tmp_path / "out" / index["y"]), mlp_reference(x), rtol=1e-4, atol=1e-5)

@@ -13,12 +13,12 @@ import pytest
 from fastapi.testclient import TestClient
 
 import hamr
-from hamr.pool.wire import tensors
 from hamr.pool.control.deployments import Reconciler
 from hamr.pool.dispatch.dispatcher import Dispatcher
 from hamr.pool.registry import ANY_TENANT, InvalidTransition, NotFound, RegistryError
 from hamr.pool.scheduler.replicas import Candidate, place_replicas
 from hamr.pool.service import create_app
+from hamr.pool.wire import tensors
 from tests.helpers import BACKENDS, hamr_cli, mlp_model, mlp_reference, npy, one_error_line, registry_for, wait_until
 
 TOL = {"rtol": 1e-4, "atol": 1e-5}
@@ -56,8 +56,10 @@ def test_replicas_take_one_device_of_each_kind_before_a_second_of_any():
 
 
 def test_existing_replicas_count_and_shares_limit_a_device():
-    candidates = [Candidate("g1", "cuda:0", "n1", "gpu", "sm_90", ("cuda",), reserved=600),
-                  Candidate("c1", "cpu", "n1", "cpu", "x", ("cpu",))]  # fmt: skip
+    candidates = [
+        Candidate("g1", "cuda:0", "n1", "gpu", "sm_90", ("cuda",), reserved=600),
+        Candidate("c1", "cpu", "n1", "cpu", "x", ("cpu",)),
+    ]
     placed, short = place_replicas(candidates, [candidates[1]], 3, ("cuda", "cpu"), share=400)
     # the gpu fits one more (600 + 400); the cpu, already holding one, fits two more
     assert [p.device for p in placed] == ["g1", "c1", "c1"] and short == ""
@@ -71,8 +73,13 @@ def test_existing_replicas_count_and_shares_limit_a_device():
 
 
 def test_tensors_round_trip_with_aligned_offsets():
-    values = {"f": np.arange(12, dtype=np.float32).reshape(3, 4), "b": np.array([True, False]),
-              "i": np.arange(5, dtype=">i8"), "empty": np.zeros((0, 3), np.float16), "s": np.float64(2.5)}  # fmt: skip
+    values = {
+        "f": np.arange(12, dtype=np.float32).reshape(3, 4),
+        "b": np.array([True, False]),
+        "i": np.arange(5, dtype=">i8"),
+        "empty": np.zeros((0, 3), np.float16),
+        "s": np.float64(2.5),
+    }
     body = tensors.encode(values)
     header = json.loads(body[16 : 16 + int.from_bytes(body[8:12], "little")])
     assert all(t["offset"] % 64 == 0 for t in header["tensors"])
@@ -83,18 +90,21 @@ def test_tensors_round_trip_with_aligned_offsets():
         assert decoded[name].dtype == np.asarray(value).dtype.newbyteorder("=")
 
 
-@pytest.mark.parametrize("mutate, message", [
-    (lambda b: b"", "shorter than"),
-    (lambda b: b"NOTMAGIC" + b[8:], "magic"),
-    (lambda b: b[:40], "does not fit"),
-    (lambda b: b[:-48], "runs past"),
-    (lambda b: b.replace(b'"<f4"', b'"|O8"'), "dtype"),
-    (lambda b: b.replace(b'"nbytes":24', b'"nbytes":28'), "28 bytes"),
-    (lambda b: b.replace(b'"offset":0', b'"offset":4'), "unaligned"),
-    (lambda b: b.replace(b'"tensors"', b'"tensorz"'), "bad tensors header"),
-    (lambda b: b.replace(b'"nbytes":24', b'"nbytes":-4'), "non-negative"),
-    (lambda b: b.replace(b'[2,3]', b'[2,9]'), "72 expected"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda b: b"", "shorter than"),
+        (lambda b: b"NOTMAGIC" + b[8:], "magic"),
+        (lambda b: b[:40], "does not fit"),
+        (lambda b: b[:-48], "runs past"),
+        (lambda b: b.replace(b'"<f4"', b'"|O8"'), "dtype"),
+        (lambda b: b.replace(b'"nbytes":24', b'"nbytes":28'), "28 bytes"),
+        (lambda b: b.replace(b'"offset":0', b'"offset":4'), "unaligned"),
+        (lambda b: b.replace(b'"tensors"', b'"tensorz"'), "bad tensors header"),
+        (lambda b: b.replace(b'"nbytes":24', b'"nbytes":-4'), "non-negative"),
+        (lambda b: b.replace(b"[2,3]", b"[2,9]"), "72 expected"),
+    ],
+)
 def test_malformed_tensor_bodies_are_refused_with_one_line(mutate, message):
     body = tensors.encode({"x": np.zeros((2, 3), np.float32)})
     with pytest.raises(tensors.TensorsError, match=message):
@@ -145,8 +155,11 @@ class Served:
         self.exe = registry.upload_executable(self.tenant, exe_bytes)
         self.dispatcher = Dispatcher(registry, "n1", serve_replicas=True)
         self.reconciler = Reconciler(registry)
-        self.client = TestClient(create_app(registry, replica_hosts=[self.dispatcher.replicas]),
-                                 headers={"Authorization": f"Bearer {token}"}, raise_server_exceptions=False)  # fmt: skip
+        self.client = TestClient(
+            create_app(registry, replica_hosts=[self.dispatcher.replicas]),
+            headers={"Authorization": f"Bearer {token}"},
+            raise_server_exceptions=False,
+        )
         self.client.app.state.tokens.ttl_s = 600.0  # a token cached by one request stays for the test's next ones
         self.stop = threading.Event()
         self.loop = threading.Thread(target=self._loop, daemon=True)
@@ -171,8 +184,11 @@ class Served:
         raise AssertionError(f"deployment never got there: {d}")
 
     def infer(self, deployment_id, x, wait=60):
-        response = self.client.post(f"/v1/deployments/{deployment_id}/infer?wait={wait}", content=tensors.encode({"x": x}),
-                                    headers={"Content-Type": tensors.MEDIA_TYPE})  # fmt: skip
+        response = self.client.post(
+            f"/v1/deployments/{deployment_id}/infer?wait={wait}",
+            content=tensors.encode({"x": x}),
+            headers={"Content-Type": tensors.MEDIA_TYPE},
+        )
         return response
 
     def close(self):
@@ -227,7 +243,9 @@ def test_replicas_spread_over_cpu_and_opencl_serve_numpys_answer(served):
 
 @pytest.mark.opencl
 def test_draining_a_replicas_device_moves_it_and_loses_no_request(served):
-    deployment = served.client.post("/v1/deployments", json={"executable_id": served.exe.id, "replicas": 2}).json()["id"]
+    deployment = served.client.post("/v1/deployments", json={"executable_id": served.exe.id, "replicas": 2}).json()[
+        "id"
+    ]
     served.wait_until(deployment, lambda d: d["ready"] == 2)
     cpu = next(d for d in served.registry.list_devices() if d.local_id == "cpu")
     inputs = [np.random.default_rng(seed).standard_normal((2, 16)).astype(np.float32) for seed in range(60)]
@@ -244,15 +262,18 @@ def test_draining_a_replicas_device_moves_it_and_loses_no_request(served):
     for x, (status, body) in zip(inputs, answers, strict=True):
         assert status == 200, body
         np.testing.assert_allclose(tensors.decode(body)["y"], mlp_reference(x), **TOL)
-    d = served.wait_until(deployment, lambda d: d["ready"] == 2 and all(r["architecture"] != cpu.architecture
-                                                                        for r in d["replica_list"]))  # fmt: skip
+    d = served.wait_until(
+        deployment, lambda d: d["ready"] == 2 and all(r["architecture"] != cpu.architecture for r in d["replica_list"])
+    )
     assert ready_on(d) == [served.registry.get_device(d["replica_list"][0]["device"]).architecture] * 2
     stopped = [r for r in served.registry.list_replicas(ANY_TENANT, deployment, live=False) if r.state == "stopped"]
     assert [r.local_id for r in stopped] == ["cpu"] and stopped[0].reason.startswith("migrating off cpu on n1: drained")
 
 
 def test_a_lost_node_leaves_the_deployment_waiting_with_a_reason(served):
-    deployment = served.client.post("/v1/deployments", json={"executable_id": served.exe.id, "replicas": 1}).json()["id"]
+    deployment = served.client.post("/v1/deployments", json={"executable_id": served.exe.id, "replicas": 1}).json()[
+        "id"
+    ]
     served.wait_until(deployment, lambda d: d["ready"] == 1)
     x = np.ones((1, 16), np.float32)
     assert served.infer(deployment, x).status_code == 200
@@ -274,20 +295,30 @@ def test_a_lost_node_leaves_the_deployment_waiting_with_a_reason(served):
 
 @pytest.mark.parametrize("served", BACKENDS, indirect=True)
 def test_scale_delete_bad_inputs_and_other_tenants(served):
-    deployment = served.client.post("/v1/deployments", json={"executable_id": served.exe.id, "replicas": 2}).json()["id"]
+    deployment = served.client.post("/v1/deployments", json={"executable_id": served.exe.id, "replicas": 2}).json()[
+        "id"
+    ]
     served.wait_until(deployment, lambda d: d["ready"] == 2)
     assert served.client.patch(f"/v1/deployments/{deployment}", json={"replicas": 1}).status_code == 200
     served.wait_until(deployment, lambda d: len(d["replica_list"]) == 1)
-    wrong = served.client.post(f"/v1/deployments/{deployment}/infer", content=tensors.encode({"x": np.ones((1, 3), np.float32)}),
-                               headers={"Content-Type": tensors.MEDIA_TYPE})  # fmt: skip
+    wrong = served.client.post(
+        f"/v1/deployments/{deployment}/infer",
+        content=tensors.encode({"x": np.ones((1, 3), np.float32)}),
+        headers={"Content-Type": tensors.MEDIA_TYPE},
+    )
     assert wrong.status_code == 400 and "x" in wrong.json()["detail"]  # the fast path hands it to the route
-    unknown = served.client.post(f"/v1/deployments/{deployment}/infer", content=b"{}", headers={"Content-Type": "application/json"})
+    unknown = served.client.post(
+        f"/v1/deployments/{deployment}/infer", content=b"{}", headers={"Content-Type": "application/json"}
+    )
     assert unknown.status_code == 415
     x = np.ones((1, 16), np.float32)
     multipart = served.client.post(f"/v1/deployments/{deployment}/infer", files={"x": ("x.npy", npy(x))})
     np.testing.assert_allclose(tensors.decode(multipart.content)["y"], mlp_reference(x), **TOL)
-    theirs = served.client.post(f"/v1/deployments/{deployment}/infer", content=tensors.encode({"x": x}),
-                                headers={"Content-Type": tensors.MEDIA_TYPE, "Authorization": f"Bearer {served.other_token}"})  # fmt: skip
+    theirs = served.client.post(
+        f"/v1/deployments/{deployment}/infer",
+        content=tensors.encode({"x": x}),
+        headers={"Content-Type": tensors.MEDIA_TYPE, "Authorization": f"Bearer {served.other_token}"},
+    )
     assert theirs.status_code == 404 and theirs.json()["detail"] == f"deployment {deployment} not found"
     served.stop.set()  # the pool's loop, which would stop the replica here, is held back: the DELETE alone must do it
     served.loop.join(timeout=30)
@@ -297,7 +328,9 @@ def test_scale_delete_bad_inputs_and_other_tenants(served):
 
 
 def test_a_retired_deployment_is_not_loaded_again_from_a_registry_read_before_its_deletion(served):
-    deployment = served.client.post("/v1/deployments", json={"executable_id": served.exe.id, "replicas": 1}).json()["id"]
+    deployment = served.client.post("/v1/deployments", json={"executable_id": served.exe.id, "replicas": 1}).json()[
+        "id"
+    ]
     served.wait_until(deployment, lambda d: d["ready"] == 1)
     served.stop.set()
     served.loop.join(timeout=30)
@@ -321,7 +354,9 @@ def test_deploy_infer_scale_and_undeploy_from_the_command_line(cli_pool, tmp_pat
     deployed = hamr_cli("pool", "deploy", exe, "--replicas", "1", env=env)
     assert deployed.returncode == 0, deployed.stdout + deployed.stderr
     deployment = deployed.stdout.split()[1]
-    result = hamr_cli("pool", "infer", deployment, "--input", f"x={tmp_path / 'x.npy'}", "--output-dir", tmp_path / "out", env=env)
+    result = hamr_cli(
+        "pool", "infer", deployment, "--input", f"x={tmp_path / 'x.npy'}", "--output-dir", tmp_path / "out", env=env
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     index = json.loads((tmp_path / "out" / "outputs.json").read_text())
     np.testing.assert_allclose(np.load(tmp_path / "out" / index["y"]), mlp_reference(x), **TOL)
@@ -362,7 +397,10 @@ def test_the_data_plane_client_keeps_one_connection_and_outlives_the_servers_idl
             client.infer(deployment + 1000, {"x": x})
     with InferClient(url, "not-a-token") as stranger, pytest.raises(HamrError, match=r"\(401\)"):
         stranger.infer(deployment, {"x": x})
-    with InferClient("http://127.0.0.1:1", token) as nowhere, pytest.raises(HamrError, match="cannot reach the pool at"):
+    with (
+        InferClient("http://127.0.0.1:1", token) as nowhere,
+        pytest.raises(HamrError, match="cannot reach the pool at"),
+    ):
         nowhere.infer(deployment, {"x": x})
     with pytest.raises(HamrError, match="must be http"):
         InferClient("ftp://example", token)

@@ -192,7 +192,9 @@ def test_a_job_with_no_variant_for_any_device_waits_with_the_schedulers_reason(r
         assert dispatcher.workers == {}
     assert registry.get_job(tenant, job.id).state == "queued"
     reason = dispatcher.reasons[job.id]
-    assert reason.startswith("waiting: needs 1 device(s), 0 fit. Of 1: 1 healthy and not drained, 0 of those run opencl")
+    assert reason.startswith(
+        "waiting: needs 1 device(s), 0 fit. Of 1: 1 healthy and not drained, 0 of those run opencl"
+    )
     assert [e.payload["reason"] for e in events(registry, "job.waiting", job.id)] == [reason]  # logged once
 
 

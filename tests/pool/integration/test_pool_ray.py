@@ -54,8 +54,13 @@ def _ray_start(args: list[str], env: dict, log: Path) -> subprocess.Popen:
     only the Ray processes it started (a `ray stop` would stop every Ray node of this machine)."""
     ray_bin = Path(sys.executable).with_name("ray")
     with open(log, "w") as out:
-        return subprocess.Popen([str(ray_bin) if ray_bin.exists() else "ray", "start", "--block", *args], env=env,
-                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        return subprocess.Popen(
+            [str(ray_bin) if ray_bin.exists() else "ray", "start", "--block", *args],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
 
 def _wait_port(ip: str, port: int, proc: subprocess.Popen, log: Path, timeout: float = 60.0) -> None:
@@ -67,7 +72,9 @@ def _wait_port(ip: str, port: int, proc: subprocess.Popen, log: Path, timeout: f
             if s.connect_ex((ip, port)) == 0:
                 return
         if time.monotonic() > deadline:
-            raise RuntimeError(f"the Ray head did not listen on {ip}:{port} within {timeout} s:\n{log.read_text()[-3000:]}")
+            raise RuntimeError(
+                f"the Ray head did not listen on {ip}:{port} within {timeout} s:\n{log.read_text()[-3000:]}"
+            )
         time.sleep(0.2)
 
 
@@ -118,14 +125,46 @@ def cluster():
     procs: list[subprocess.Popen] = []
     try:
         log = temp / "head.log"
-        procs.append(_ray_start(["--head", "--node-ip-address", head_ip, "--port", str(port), "--include-dashboard=false",
-                                 "--temp-dir", str(temp / "ray"), "--min-worker-port", str(base + 1000),
-                                 "--max-worker-port", str(base + 1400), *common], env, log))
+        procs.append(
+            _ray_start(
+                [
+                    "--head",
+                    "--node-ip-address",
+                    head_ip,
+                    "--port",
+                    str(port),
+                    "--include-dashboard=false",
+                    "--temp-dir",
+                    str(temp / "ray"),
+                    "--min-worker-port",
+                    str(base + 1000),
+                    "--max-worker-port",
+                    str(base + 1400),
+                    *common,
+                ],
+                env,
+                log,
+            )
+        )
         _wait_port(head_ip, port, procs[0], log)
         log = temp / "worker.log"
-        procs.append(_ray_start(["--address", f"{head_ip}:{port}", "--node-ip-address", worker_ip,
-                                 "--min-worker-port", str(base + 1500), "--max-worker-port", str(base + 1900), *common],
-                                {**env, "HAMR_HOST_ID": f"ray-test-worker-{worker_ip}"}, log))
+        procs.append(
+            _ray_start(
+                [
+                    "--address",
+                    f"{head_ip}:{port}",
+                    "--node-ip-address",
+                    worker_ip,
+                    "--min-worker-port",
+                    str(base + 1500),
+                    "--max-worker-port",
+                    str(base + 1900),
+                    *common,
+                ],
+                {**env, "HAMR_HOST_ID": f"ray-test-worker-{worker_ip}"},
+                log,
+            )
+        )
         ray.init(address=f"{head_ip}:{port}", _node_ip_address=head_ip, log_to_driver=False)
         deadline = time.monotonic() + 60
         while len([n for n in ray.nodes() if n["Alive"]]) < 2:
@@ -258,8 +297,11 @@ def gang_placements(registry, job_id, attempt):
     """(node, device) of each of the attempt's placements."""
     devices = {d.id: d for d in registry.list_devices()}
     nodes = {n.id: n.name for n in registry.list_nodes()}
-    return sorted((nodes[devices[p.device_id].node_id], devices[p.device_id].local_id)
-                  for p in registry.list_placements(ANY_TENANT, job_id) if p.attempt == attempt)  # fmt: skip
+    return sorted(
+        (nodes[devices[p.device_id].node_id], devices[p.device_id].local_id)
+        for p in registry.list_placements(ANY_TENANT, job_id)
+        if p.attempt == attempt
+    )
 
 
 @pytest.mark.opencl
@@ -278,8 +320,10 @@ def test_a_gang_job_splits_over_one_ray_nodes_devices_and_moves_whole_when_its_a
     record = registry.get_job(tenant, job.id)
     assert record.state == "succeeded", record.error
     (survivor,) = [n for n in ray_pool.nodes if n != victim]
-    assert gang_placements(registry, job.id, record.attempts) == [(node_name(survivor), "cpu"),
-                                                                  (node_name(survivor), "opencl:0")]  # fmt: skip
+    assert gang_placements(registry, job.id, record.attempts) == [
+        (node_name(survivor), "cpu"),
+        (node_name(survivor), "opencl:0"),
+    ]
     y = registry.job_outputs(tenant, job.id)["y"]
     assert y.shape == (5, 24)
     np.testing.assert_allclose(y, mlp_reference(x), **TOL)  # rows 0-2 from one device, 3-4 from the other
@@ -291,14 +335,15 @@ def test_deployment_replicas_spread_over_both_nodes_and_move_when_an_agent_dies(
 
     from fastapi.testclient import TestClient
 
-    from hamr.pool.wire import tensors
     from hamr.pool.control.deployments import Reconciler
     from hamr.pool.service import create_app
+    from hamr.pool.wire import tensors
 
     ray_pool, registry, tenant, exe = pool
     token, _ = registry.create_token(tenant)
-    client = TestClient(create_app(registry, replica_hosts=ray_pool.replica_hosts),
-                        headers={"Authorization": f"Bearer {token}"})
+    client = TestClient(
+        create_app(registry, replica_hosts=ray_pool.replica_hosts), headers={"Authorization": f"Bearer {token}"}
+    )
     stop = threading.Event()
     reconciler = Reconciler(registry)
 
@@ -324,8 +369,11 @@ def test_deployment_replicas_spread_over_both_nodes_and_move_when_an_agent_dies(
 
     def ask(seed):
         x = np.random.default_rng(seed).standard_normal((2, 16)).astype(np.float32)
-        response = client.post(f"/v1/deployments/{deployment_id}/infer", content=tensors.encode({"x": x}),
-                               headers={"Content-Type": tensors.MEDIA_TYPE})  # fmt: skip
+        response = client.post(
+            f"/v1/deployments/{deployment_id}/infer",
+            content=tensors.encode({"x": x}),
+            headers={"Content-Type": tensors.MEDIA_TYPE},
+        )
         assert response.status_code == 200, response.text
         np.testing.assert_allclose(tensors.decode(response.content)["y"], mlp_reference(x), **TOL)
 
@@ -342,9 +390,16 @@ def test_deployment_replicas_spread_over_both_nodes_and_move_when_an_agent_dies(
         ray.kill(ray_pool.actor(victim))
         for seed in range(6, 16):  # requests keep being answered: by the other node's replica
             ask(seed)
-        wait_until(lambda d: d["ready"] == 2 and {r.node for r in registry.list_replicas(ANY_TENANT, deployment_id)}
-                       == {node_name(n) for n in ray_pool.nodes if n != victim})  # fmt: skip
-        stopped = [r for r in registry.list_replicas(ANY_TENANT, deployment_id, live=False) if r.state in ("stopped", "failed")]
+        wait_until(
+            lambda d: (
+                d["ready"] == 2
+                and {r.node for r in registry.list_replicas(ANY_TENANT, deployment_id)}
+                == {node_name(n) for n in ray_pool.nodes if n != victim}
+            )
+        )
+        stopped = [
+            r for r in registry.list_replicas(ANY_TENANT, deployment_id, live=False) if r.state in ("stopped", "failed")
+        ]
         assert {r.node for r in stopped} == {node_name(victim)}
         ask(99)
     finally:

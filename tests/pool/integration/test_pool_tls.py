@@ -14,7 +14,18 @@ import pytest
 import hamr
 from hamr.errors import HamrError
 from hamr.pool.wire.client import InferClient
-from tests.helpers import finish, hamr_cli, mlp_model, mlp_reference, one_error_line, spawn, start, start_pool, stop, wait_until
+from tests.helpers import (
+    finish,
+    hamr_cli,
+    mlp_model,
+    mlp_reference,
+    one_error_line,
+    spawn,
+    start,
+    start_pool,
+    stop,
+    wait_until,
+)
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="no openssl command to make a test certificate")
 
@@ -22,8 +33,28 @@ pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="no open
 def certificate(directory, name: str, ip: str = "127.0.0.1"):
     """A self-signed certificate for `ip` and its key: (cert, key)."""
     cert, key = directory / f"{name}.pem", directory / f"{name}.key"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert, "-days", "1",
-                    "-subj", f"/CN={ip}", "-addext", f"subjectAltName=IP:{ip}"], check=True, capture_output=True)  # fmt: skip
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            key,
+            "-out",
+            cert,
+            "-days",
+            "1",
+            "-subj",
+            f"/CN={ip}",
+            "-addext",
+            f"subjectAltName=IP:{ip}",
+        ],
+        check=True,
+        capture_output=True,
+    )
     return cert, key
 
 
@@ -46,7 +77,9 @@ def test_the_pool_serves_https_and_clients_verify_it(https_pool):
     untrusted = one_error_line(hamr_cli("pool", "status", env=env))
     assert "certificate verify failed" in untrusted and "$HAMR_CA_FILE" in untrusted
     other, _ = certificate(tmp, "other")  # a CA that did not sign the pool's certificate
-    assert "certificate verify failed" in one_error_line(hamr_cli("pool", "status", env={**env, "HAMR_CA_FILE": str(other)}))
+    assert "certificate verify failed" in one_error_line(
+        hamr_cli("pool", "status", env={**env, "HAMR_CA_FILE": str(other)})
+    )
     missing = one_error_line(hamr_cli("pool", "status", env={**env, "HAMR_CA_FILE": str(tmp / "none.pem")}))
     assert missing == f"error: no CA file {tmp / 'none.pem'} (from --ca or $HAMR_CA_FILE)"
 
@@ -57,7 +90,9 @@ def test_the_pool_serves_https_and_clients_verify_it(https_pool):
     token = (tmp / "pool" / "default.token").read_text().strip()
     x = np.random.default_rng(3).standard_normal((2, 16)).astype(np.float32)
     with InferClient(url, token, ca=str(cert)) as client:
-        np.testing.assert_allclose(client.infer(deployment, {"x": x}, wait=60)["y"], mlp_reference(x), rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(
+            client.infer(deployment, {"x": x}, wait=60)["y"], mlp_reference(x), rtol=1e-4, atol=1e-5
+        )
     with InferClient(url, token, ca=str(other)) as client, pytest.raises(HamrError, match="certificate verify failed"):
         client.infer(deployment, {"x": x})
 
@@ -66,12 +101,29 @@ def test_an_agent_joins_an_https_pool_with_its_ca_and_refuses_one_it_cannot_veri
     tmp, env, trusted, url, cert = https_pool
     admin = (tmp / "pool" / "admin.token").read_text().strip()
     agent_env = {**env, "HAMR_HOST_ID": "tls-remote"}
-    refused = spawn(agent_env, "agent", "--server", url, "--token", admin, "--name", "tls-remote", "--start-timeout", "30")
+    refused = spawn(
+        agent_env, "agent", "--server", url, "--token", admin, "--name", "tls-remote", "--start-timeout", "30"
+    )
     message = one_error_line(finish(refused))  # at once: no retry makes an untrusted certificate trusted
     assert "certificate verify failed" in message and "--ca" in message
-    agent = start(agent_env, "agent", "--server", url, "--token", admin, "--name", "tls-remote", "--ca", cert,
-                  "--heartbeat", "0.5", "--cache-dir", tmp / "agent")
+    agent = start(
+        agent_env,
+        "agent",
+        "--server",
+        url,
+        "--token",
+        admin,
+        "--name",
+        "tls-remote",
+        "--ca",
+        cert,
+        "--heartbeat",
+        "0.5",
+        "--cache-dir",
+        tmp / "agent",
+    )
     try:
+
         def joined():
             listed = hamr_cli("pool", "status", "--json", env=trusted)
             return listed.returncode == 0 and "tls-remote" in {n["name"] for n in json.loads(listed.stdout)["nodes"]}
@@ -88,8 +140,14 @@ def test_bad_tls_options_are_one_line_each(tmp_path):
     env = {"HAMR_POOL_DIR": str(tmp_path / "pool")}
     cases = [
         (["--tls-cert", cert], "error: https needs both --tls-cert and --tls-key"),
-        (["--tls-cert", tmp_path / "nope.pem", "--tls-key", key], f"error: cannot serve https: no such file {tmp_path / 'nope.pem'}"),
-        (["--tls-cert", cert, "--tls-key", other_key], f"error: cannot serve https with {cert} and {other_key}: KEY_VALUES_MISMATCH"),
+        (
+            ["--tls-cert", tmp_path / "nope.pem", "--tls-key", key],
+            f"error: cannot serve https: no such file {tmp_path / 'nope.pem'}",
+        ),
+        (
+            ["--tls-cert", cert, "--tls-key", other_key],
+            f"error: cannot serve https with {cert} and {other_key}: KEY_VALUES_MISMATCH",
+        ),
     ]
     for options, expected in cases:
         assert one_error_line(hamr_cli("pool", "up", "--port", "0", *options, timeout=60, env=env)) == expected

@@ -66,7 +66,13 @@ def assigned_in_init(cls: type) -> set[str]:
             continue
         tree = ast.parse(textwrap.dedent(inspect.getsource(init)))
         for node in ast.walk(tree):
-            targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+            targets = (
+                node.targets
+                if isinstance(node, ast.Assign)
+                else [node.target]
+                if isinstance(node, ast.AnnAssign)
+                else []
+            )
             for target in targets:
                 for leaf in ast.walk(target):
                     if isinstance(leaf, ast.Attribute) and isinstance(leaf.value, ast.Name) and leaf.value.id == "self":
@@ -93,10 +99,14 @@ def mismatches(cls: type, protocol: type) -> list[str]:
         if any(p.kind == p.VAR_POSITIONAL for p in given):
             continue
         names = [p.name for p in given[: len(wanted)]]
-        if len(given) < len(wanted) or any(w.name != g and w.kind != w.POSITIONAL_ONLY for w, g in zip(wanted, names, strict=True)):
-            found.append(f"{cls.__name__}.{name}{inspect.signature(getattr(cls, name))} does not take "
-                         f"{protocol.__name__}.{name}'s parameters ({', '.join(w.name for w in wanted)})")
-        extra = [p.name for p in given[len(wanted):] if p.default is p.empty and p.kind not in (p.VAR_KEYWORD,)]
+        if len(given) < len(wanted) or any(
+            w.name != g and w.kind != w.POSITIONAL_ONLY for w, g in zip(wanted, names, strict=True)
+        ):
+            found.append(
+                f"{cls.__name__}.{name}{inspect.signature(getattr(cls, name))} does not take "
+                f"{protocol.__name__}.{name}'s parameters ({', '.join(w.name for w in wanted)})"
+            )
+        extra = [p.name for p in given[len(wanted) :] if p.default is p.empty and p.kind not in (p.VAR_KEYWORD,)]
         if extra:
             found.append(f"{cls.__name__}.{name} requires more than {protocol.__name__}.{name}: {', '.join(extra)}")
     return found
@@ -144,7 +154,11 @@ def test_no_import_cycle_inside_the_pool():
     cycles = []
     for module in sorted(m for m in graph.modules if m.startswith("hamr.pool.")):
         for imported in graph.find_modules_directly_imported_by(module):
-            back = graph.find_shortest_chain(importer=imported, imported=module) if imported.startswith("hamr.pool.") else None
+            back = (
+                graph.find_shortest_chain(importer=imported, imported=module)
+                if imported.startswith("hamr.pool.")
+                else None
+            )
             if back:
                 cycles.append(" -> ".join([module, *back]))
     assert cycles == []

@@ -23,19 +23,29 @@ from pathlib import Path
 
 import pytest
 
-from hamr.pool.drivers import HEALTHY, DeviceReport, discover, discover_all, is_driver, load_drivers
-from hamr.pool.drivers import loader
-from tests.helpers import installed_plugin
+from hamr.pool.drivers import HEALTHY, DeviceReport, discover, discover_all, is_driver, load_drivers, loader
 from hamr.pool.drivers.amd import AmdDriver
 from hamr.pool.drivers.cpu import CpuDriver
 from hamr.pool.drivers.nvidia import NvidiaDriver
 from hamr.pool.drivers.opencl import OpenclDriver, device_uuid, pci_bus_id
+from tests.helpers import installed_plugin
 
 DATA = Path(__file__).parents[2] / "data" / "drivers"
 PLUGIN = Path(__file__).parents[2] / "plugins" / "hamr_testdriver"
 BUILTIN = {"cpu", "opencl", "nvidia", "amd"}
-REPORT_FIELDS = ("uuid", "driver", "vendor", "kind", "architecture", "memory_total", "memory_free", "compute_units",
-                 "health", "targets", "local_id")
+REPORT_FIELDS = (
+    "uuid",
+    "driver",
+    "vendor",
+    "kind",
+    "architecture",
+    "memory_total",
+    "memory_free",
+    "compute_units",
+    "health",
+    "targets",
+    "local_id",
+)
 
 
 def script(name: str) -> dict:
@@ -115,6 +125,7 @@ class Replay:
     def _function(self, fn: str):
         handles = self.script["handles"]
         if fn == handles["call"] and handles["by"] == "index":
+
             def call(index):
                 entry = self.script["devices"][index].get(fn)
                 if entry is not None:
@@ -123,18 +134,22 @@ class Replay:
                     self.called[fn] += 1
                 return Handle(index)
         elif fn == handles["call"]:
+
             def call():
                 self.called[fn] += 1
                 return [Handle(i) for i in range(len(self.script["devices"]))]
         elif fn in self.script["calls"]:
+
             def call(*args):
                 return self._answer(fn, self.script["calls"][fn], args)
         else:
+
             def call(handle, *args):
                 assert isinstance(handle, Handle), f"{fn} takes a device handle first, not {handle!r}"
                 entry = self.script["devices"][handle.index].get(fn)
                 assert entry is not None, f"{fn}: the script of device {handle.index} has no answer"
                 return self._answer(fn, entry, args)
+
         call.__name__ = call.__qualname__ = fn
         return call
 
@@ -210,23 +225,33 @@ def expected_nvidia(rec: dict) -> list[dict]:
         uncorrected = dev["nvmlDeviceGetTotalEccErrors"]["by_args"]["1,0"]["return"]
         _, _, pending, failure = dev["nvmlDeviceGetRemappedRows"]["return"]
         health = "unhealthy" if uncorrected or failure else "degraded" if pending else "healthy"
-        found.append({
-            "uuid": dev["nvmlDeviceGetUUID"]["return"], "driver": "nvidia", "vendor": "NVIDIA", "kind": "gpu",
-            "architecture": f"sm_{major}{minor}", "memory_total": memory["total"], "memory_free": memory["free"],
-            "compute_units": facts["sm_count"], "health": health, "targets": ["cuda"], "local_id": f"cuda:{index}",
-            "details": {
-                "name": dev["nvmlDeviceGetName"]["return"],
-                "index": index,
-                "compute_capability": f"{major}.{minor}",
-                "cuda_cores": dev["nvmlDeviceGetNumGpuCores"]["return"],
-                "utilisation": rates["gpu"] / 100,
-                "memory_utilisation": rates["memory"] / 100,
-                "temperature_c": dev["nvmlDeviceGetTemperature"]["by_args"]["0"]["return"],
-                "pstate": f"P{dev['nvmlDeviceGetPerformanceState']['return']}",
-                "pci_bus_id": facts["pci_bus_id"],
-                "driver_version": rec["calls"]["nvmlSystemGetDriverVersion"]["return"],
-            },
-        })
+        found.append(
+            {
+                "uuid": dev["nvmlDeviceGetUUID"]["return"],
+                "driver": "nvidia",
+                "vendor": "NVIDIA",
+                "kind": "gpu",
+                "architecture": f"sm_{major}{minor}",
+                "memory_total": memory["total"],
+                "memory_free": memory["free"],
+                "compute_units": facts["sm_count"],
+                "health": health,
+                "targets": ["cuda"],
+                "local_id": f"cuda:{index}",
+                "details": {
+                    "name": dev["nvmlDeviceGetName"]["return"],
+                    "index": index,
+                    "compute_capability": f"{major}.{minor}",
+                    "cuda_cores": dev["nvmlDeviceGetNumGpuCores"]["return"],
+                    "utilisation": rates["gpu"] / 100,
+                    "memory_utilisation": rates["memory"] / 100,
+                    "temperature_c": dev["nvmlDeviceGetTemperature"]["by_args"]["0"]["return"],
+                    "pstate": f"P{dev['nvmlDeviceGetPerformanceState']['return']}",
+                    "pci_bus_id": facts["pci_bus_id"],
+                    "driver_version": rec["calls"]["nvmlSystemGetDriverVersion"]["return"],
+                },
+            }
+        )
     return found
 
 
@@ -242,22 +267,32 @@ def expected_amd(rec: dict) -> list[dict]:
         activity = dev["amdsmi_get_gpu_activity"]["return"]
         edge = dev["amdsmi_get_temp_metric"]["by_args"]["EDGE,CURRENT"]
         assert asic["num_compute_units"] == facts["compute_units"]
-        found.append({
-            "uuid": dev["amdsmi_get_gpu_device_uuid"]["return"], "driver": "amd", "vendor": "AMD", "kind": "gpu",
-            "architecture": asic["target_graphics_version"], "memory_total": total, "memory_free": total - used,
-            "compute_units": facts["compute_units"], "health": health, "targets": ["rocm"], "local_id": f"rocm:{index}",
-            "details": {
-                "name": asic["market_name"],
-                "index": index,
-                "device_id": asic["device_id"],
-                "utilisation": activity["gfx_activity"] / 100,
-                "memory_utilisation": activity["umc_activity"] / 100,
-                "temperature_c": dev["amdsmi_get_temp_metric"]["by_args"]["HOTSPOT,CURRENT"]["return"],
-                "temperature_edge_c": edge.get("return"),
-                "pci_bus_id": facts["pci_bus_id"],
-                "driver_version": dev["amdsmi_get_gpu_driver_info"]["return"]["driver_version"],
-            },
-        })
+        found.append(
+            {
+                "uuid": dev["amdsmi_get_gpu_device_uuid"]["return"],
+                "driver": "amd",
+                "vendor": "AMD",
+                "kind": "gpu",
+                "architecture": asic["target_graphics_version"],
+                "memory_total": total,
+                "memory_free": total - used,
+                "compute_units": facts["compute_units"],
+                "health": health,
+                "targets": ["rocm"],
+                "local_id": f"rocm:{index}",
+                "details": {
+                    "name": asic["market_name"],
+                    "index": index,
+                    "device_id": asic["device_id"],
+                    "utilisation": activity["gfx_activity"] / 100,
+                    "memory_utilisation": activity["umc_activity"] / 100,
+                    "temperature_c": dev["amdsmi_get_temp_metric"]["by_args"]["HOTSPOT,CURRENT"]["return"],
+                    "temperature_edge_c": edge.get("return"),
+                    "pci_bus_id": facts["pci_bus_id"],
+                    "driver_version": dev["amdsmi_get_gpu_driver_info"]["return"]["driver_version"],
+                },
+            }
+        )
     return found
 
 
@@ -290,8 +325,13 @@ def test_nvidia_without_pynvml_is_not_present(monkeypatch):
     assert NvidiaDriver().discover() == []
 
 
-@pytest.mark.parametrize("error, text", [("NVML_ERROR_DRIVER_NOT_LOADED", "Driver Not Loaded"),
-                                         ("NVML_ERROR_LIBRARY_NOT_FOUND", "NVML Shared Library Not Found")])
+@pytest.mark.parametrize(
+    "error, text",
+    [
+        ("NVML_ERROR_DRIVER_NOT_LOADED", "Driver Not Loaded"),
+        ("NVML_ERROR_LIBRARY_NOT_FOUND", "NVML Shared Library Not Found"),
+    ],
+)
 def test_nvidia_whose_nvml_does_not_initialise_is_not_present(nvml, error, text):
     nvml.script["calls"]["nvmlInit"] = {"error": error}
     assert NvidiaDriver().present() == (False, f"NVML: {text}")
@@ -331,8 +371,15 @@ def test_a_failed_optional_query_degrades_and_not_supported_never_counts(nvml):
     assert nvml.script["devices"][0]["nvmlDeviceGetAttributes"] == {"error": "NVML_ERROR_NOT_SUPPORTED"}
 
 
-@pytest.mark.parametrize("ecc, rows, health", [(2, [0, 0, 0, 0], "unhealthy"), (0, [0, 1, 0, 1], "unhealthy"),
-                                               (0, [0, 1, 1, 0], "degraded"), (0, [3, 0, 0, 0], "healthy")])
+@pytest.mark.parametrize(
+    "ecc, rows, health",
+    [
+        (2, [0, 0, 0, 0], "unhealthy"),
+        (0, [0, 1, 0, 1], "unhealthy"),
+        (0, [0, 1, 1, 0], "degraded"),
+        (0, [3, 0, 0, 0], "healthy"),
+    ],
+)
 def test_nvidia_health_follows_ecc_and_row_remapping(nvml, ecc, rows, health):
     dev = nvml.script["devices"][0]
     dev["nvmlDeviceGetTotalEccErrors"]["by_args"]["1,0"] = {"return": ecc}
@@ -386,8 +433,9 @@ def test_amd_without_amdsmi_is_not_present(monkeypatch):
 
 def test_amd_whose_native_library_is_missing_is_not_present_and_prints_nothing(monkeypatch, tmp_path, capsys):
     # the PyPI wheel without ROCm: it prints, then fails with KeyError: 'libamd_smi.so'
-    (tmp_path / "amdsmi.py").write_text("print('Unable to find libamd_smi.so library')\n"
-                                        "_libraries = {}\nsmi = _libraries['libamd_smi.so']\n")
+    (tmp_path / "amdsmi.py").write_text(
+        "print('Unable to find libamd_smi.so library')\n_libraries = {}\nsmi = _libraries['libamd_smi.so']\n"
+    )
     monkeypatch.delitem(sys.modules, "amdsmi", raising=False)
     monkeypatch.syspath_prepend(str(tmp_path))
     present, why = AmdDriver().present()
@@ -407,10 +455,19 @@ def test_an_amd_gpu_whose_asic_query_fails_is_unhealthy(amdsmi):
     expected = expected_amd(amdsmi.script)[0]
     amdsmi.script["devices"][0]["amdsmi_get_gpu_asic_info"] = {"error": "AMDSMI_STATUS_DRM_ERROR"}
     (report,) = AmdDriver().discover()
-    assert_fields(report, {**expected, "architecture": "unknown", "compute_units": 0, "health": "unhealthy",
-                           "details": {**expected["details"], "name": None, "device_id": None}})
+    assert_fields(
+        report,
+        {
+            **expected,
+            "architecture": "unknown",
+            "compute_units": 0,
+            "health": "unhealthy",
+            "details": {**expected["details"], "name": None, "device_id": None},
+        },
+    )
     assert report.details["health_reasons"] == [
-        "amdsmi_get_gpu_asic_info: AMDSMI_STATUS_DRM_ERROR - Error when called libdrm"]
+        "amdsmi_get_gpu_asic_info: AMDSMI_STATUS_DRM_ERROR - Error when called libdrm"
+    ]
 
 
 def test_an_amd_gpu_whose_uuid_cannot_be_read_is_skipped(amdsmi, caplog):
@@ -437,13 +494,18 @@ def test_the_amdsmi_script_matches_the_real_amdsmi_api():
         assert real.AmdSmiLibraryException(error["code"]).err_info == error["text"], name
 
 
-@pytest.mark.parametrize("uncorrectable, pages, health", [(1, [], "unhealthy"), (0, [2], "unhealthy"),
-                                                          (0, [0, 1], "degraded"), (0, [0, 0], "healthy")])
+@pytest.mark.parametrize(
+    "uncorrectable, pages, health",
+    [(1, [], "unhealthy"), (0, [2], "unhealthy"), (0, [0, 1], "degraded"), (0, [0, 0], "healthy")],
+)
 def test_amd_health_follows_ecc_and_bad_pages(amdsmi, uncorrectable, pages, health):
     dev = amdsmi.script["devices"][0]
     dev["amdsmi_get_gpu_total_ecc_count"]["return"]["uncorrectable_count"] = uncorrectable
-    dev["amdsmi_get_gpu_bad_page_info"] = {"return": [
-        {"value": i, "page_address": 0x1000 * i, "page_size": 4096, "status": s} for i, s in enumerate(pages)]}
+    dev["amdsmi_get_gpu_bad_page_info"] = {
+        "return": [
+            {"value": i, "page_address": 0x1000 * i, "page_size": 4096, "status": s} for i, s in enumerate(pages)
+        ]
+    }
     assert AmdDriver().discover()[0].health == health
 
 
@@ -464,14 +526,21 @@ def test_the_cpu_driver_reports_this_host():
     (report,) = CpuDriver().discover()
     model = cpuinfo("model name") or pytest.skip("/proc/cpuinfo names no model")
     flags = set((cpuinfo("flags") or "").split())
-    assert_fields(report, {
-        "uuid": host_uuid("cpu", machine_id(), model) if not os.environ.get("HAMR_HOST_ID") else report.uuid,
-        "driver": "cpu", "kind": "cpu", "vendor": cpuinfo("vendor_id"),
-        "memory_total": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"),
-        "compute_units": len(os.sched_getaffinity(0)), "health": HEALTHY,
-        "targets": ["cpu", "reference"], "local_id": "cpu",
-        "details": {"name": model, "logical_cpus": os.cpu_count()},
-    })
+    assert_fields(
+        report,
+        {
+            "uuid": host_uuid("cpu", machine_id(), model) if not os.environ.get("HAMR_HOST_ID") else report.uuid,
+            "driver": "cpu",
+            "kind": "cpu",
+            "vendor": cpuinfo("vendor_id"),
+            "memory_total": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"),
+            "compute_units": len(os.sched_getaffinity(0)),
+            "health": HEALTHY,
+            "targets": ["cpu", "reference"],
+            "local_id": "cpu",
+            "details": {"name": model, "logical_cpus": os.cpu_count()},
+        },
+    )
     assert 0 < report.memory_free <= report.memory_total
     if "avx512f" in flags and "avx512bw" in flags:
         assert report.architecture == "x86-64-v4"
@@ -514,12 +583,23 @@ def test_the_opencl_driver_reports_every_device_as_pyopencl_sees_it(monkeypatch)
     cl_devices = opencl_devices()
     assert len(reports) == len(cl_devices)
     for index, (report, dev) in enumerate(zip(reports, cl_devices)):
-        kind = "gpu" if dev.type & cl.device_type.GPU else "accelerator" if dev.type & cl.device_type.ACCELERATOR \
+        kind = (
+            "gpu"
+            if dev.type & cl.device_type.GPU
+            else "accelerator"
+            if dev.type & cl.device_type.ACCELERATOR
             else "cpu"
+        )
         expected = {
-            "driver": "opencl", "kind": kind, "architecture": dev.name.strip(), "vendor": dev.vendor.strip(),
-            "memory_total": dev.global_mem_size, "compute_units": dev.max_compute_units,
-            "health": "healthy" if dev.available else "unhealthy", "targets": ["opencl"], "local_id": f"opencl:{index}",
+            "driver": "opencl",
+            "kind": kind,
+            "architecture": dev.name.strip(),
+            "vendor": dev.vendor.strip(),
+            "memory_total": dev.global_mem_size,
+            "compute_units": dev.max_compute_units,
+            "health": "healthy" if dev.available else "unhealthy",
+            "targets": ["opencl"],
+            "local_id": f"opencl:{index}",
             "details": {"platform": dev.platform.name.strip(), "driver_version": dev.driver_version.strip()},
         }
         if "attribute_query" not in dev.extensions:  # no PCI address: host, platform, name and index
@@ -546,8 +626,9 @@ def test_opencl_pci_addresses_from_the_nvidia_and_amd_extensions():
     import pyopencl as cl
 
     info = cl.device_info
-    nvidia = FakeClDevice("cl_khr_fp64 cl_nv_device_attribute_query", {info.PCI_BUS_ID_NV: 0x2A,
-                                                                         info.PCI_SLOT_ID_NV: (3 << 3) | 1})
+    nvidia = FakeClDevice(
+        "cl_khr_fp64 cl_nv_device_attribute_query", {info.PCI_BUS_ID_NV: 0x2A, info.PCI_SLOT_ID_NV: (3 << 3) | 1}
+    )
     assert pci_bus_id(nvidia, cl) == "0000:2a:03.1"  # no PCI_DOMAIN_ID_NV on older drivers: domain 0
     nvidia.answers[info.PCI_DOMAIN_ID_NV] = 1
     assert pci_bus_id(nvidia, cl) == "0001:2a:03.1"
@@ -557,8 +638,11 @@ def test_opencl_pci_addresses_from_the_nvidia_and_amd_extensions():
     assert pci_bus_id(FakeClDevice("cl_khr_fp64", {}), cl) is None
     assert pci_bus_id(FakeClDevice("cl_amd_device_attribute_query", {}), cl) is None  # listed, but fails
     # with an address the uuid follows the address, not the enumeration index
-    assert device_uuid(amd, cl, 0, "host") == device_uuid(amd, cl, 5, "host") == host_uuid("opencl", "host",
-                                                                                           "0000:0c:00.0")
+    assert (
+        device_uuid(amd, cl, 0, "host")
+        == device_uuid(amd, cl, 5, "host")
+        == host_uuid("opencl", "host", "0000:0c:00.0")
+    )
 
 
 def test_opencl_without_pyopencl_is_not_present(monkeypatch):
@@ -622,8 +706,10 @@ def test_a_vendor_plugin_adds_its_npus_and_broken_plugins_are_reported_and_skipp
     assert status["npu"].state == "present" and "(from hamr-testdriver 0.1.0)" in status["npu"].source
     broken = status["broken"]
     assert broken.state == "broken"
-    assert broken.reason.startswith("driver entry point 'broken = hamr_testdriver:no_such_driver' (from "
-                                    "hamr-testdriver 0.1.0) of group 'hamr.drivers' failed to load: AttributeError")
+    assert broken.reason.startswith(
+        "driver entry point 'broken = hamr_testdriver:no_such_driver' (from "
+        "hamr-testdriver 0.1.0) of group 'hamr.drivers' failed to load: AttributeError"
+    )
     assert status["notadriver"].state == "broken" and "gave dict; expected a Driver" in status["notadriver"].reason
     assert status["flaky"].state == "failed"
     assert status["flaky"].reason == "driver 'flaky': discover() raised RuntimeError: the flaky board stopped answering"
@@ -656,19 +742,34 @@ class Fixed:
 
 
 def report(uuid: str, driver: str) -> DeviceReport:
-    return DeviceReport(uuid=uuid, driver=driver, vendor="v", kind="npu", architecture="a", memory_total=1,
-                        memory_free=None, compute_units=1, local_id=f"{driver}:0")
+    return DeviceReport(
+        uuid=uuid,
+        driver=driver,
+        vendor="v",
+        kind="npu",
+        architecture="a",
+        memory_total=1,
+        memory_free=None,
+        compute_units=1,
+        local_id=f"{driver}:0",
+    )
 
 
 def test_discovery_survives_drivers_that_raise_answer_wrongly_or_repeat_a_uuid(caplog):
-    drivers = [Fixed("a", reports=[report("u1", "a")]), Fixed("b", reports=[report("u1", "b"), report("u2", "b")]),
-               Fixed("c", fail="present"), Fixed("d", present=(False, "")), Fixed("e", reports=["not a report"])]
+    drivers = [
+        Fixed("a", reports=[report("u1", "a")]),
+        Fixed("b", reports=[report("u1", "b"), report("u2", "b")]),
+        Fixed("c", fail="present"),
+        Fixed("d", present=(False, "")),
+        Fixed("e", reports=["not a report"]),
+    ]
     with caplog.at_level(logging.WARNING):
         found = discover(drivers)
     assert [(d.uuid, d.driver) for d in found.devices] == [("u1", "a"), ("u2", "b")]
     status = {s.name: (s.state, s.reason, s.devices) for s in found.drivers}
     assert status == {
-        "a": ("present", "", 1), "b": ("present", "", 1),
+        "a": ("present", "", 1),
+        "b": ("present", "", 1),
         "c": ("failed", "driver 'c': present() raised OSError: device node vanished", 0),
         "d": ("absent", "not present", 0),
         "e": ("failed", "driver 'e': discover() gave str, not DeviceReport", 0),
@@ -678,15 +779,19 @@ def test_discovery_survives_drivers_that_raise_answer_wrongly_or_repeat_a_uuid(c
 
 def test_entry_points_that_give_no_driver_or_a_driver_name_twice_are_broken(monkeypatch):
     group = loader.ENTRY_POINT_GROUP
-    eps = [importlib.metadata.EntryPoint("cpu", "hamr.pool.drivers.cpu:CpuDriver", group),
-           importlib.metadata.EntryPoint("cpu2", "hamr.pool.drivers.cpu:CpuDriver", group),
-           importlib.metadata.EntryPoint("cls", "hamr.pool.drivers.base:DeviceReport", group),
-           importlib.metadata.EntryPoint("gone", "hamr_no_such_module:Driver", group)]
+    eps = [
+        importlib.metadata.EntryPoint("cpu", "hamr.pool.drivers.cpu:CpuDriver", group),
+        importlib.metadata.EntryPoint("cpu2", "hamr.pool.drivers.cpu:CpuDriver", group),
+        importlib.metadata.EntryPoint("cls", "hamr.pool.drivers.base:DeviceReport", group),
+        importlib.metadata.EntryPoint("gone", "hamr_no_such_module:Driver", group),
+    ]
     monkeypatch.setattr(loader, "_entry_points", lambda: eps)
     assert [d.name for d in load_drivers()] == ["cpu"]
     status = {s.name: s for s in discover().drivers}
-    assert status["cpu2"].reason == ("driver entry point 'cpu2 = hamr.pool.drivers.cpu:CpuDriver' gives driver 'cpu', "
-                                     "which 'cpu = hamr.pool.drivers.cpu:CpuDriver' already gives")
+    assert status["cpu2"].reason == (
+        "driver entry point 'cpu2 = hamr.pool.drivers.cpu:CpuDriver' gives driver 'cpu', "
+        "which 'cpu = hamr.pool.drivers.cpu:CpuDriver' already gives"
+    )
     assert "failed to load: TypeError" in status["cls"].reason  # a class whose call needs arguments
     assert "failed to load: ModuleNotFoundError: No module named 'hamr_no_such_module'" in status["gone"].reason
     assert {s.state for name, s in status.items() if name != "cpu"} == {"broken"}

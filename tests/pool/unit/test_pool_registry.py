@@ -21,8 +21,8 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from onnx import TensorProto, helper
-from sqlalchemy import select, text
 from sqlalchemy import inspect as sa_inspect
+from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 
 import hamr
@@ -41,8 +41,18 @@ from hamr.pool.registry.models import Base, Event, ExecutableRecord, utcnow
 from hamr.pool.registry.tokens import hash_token
 from tests.helpers import report
 
-TABLES = {"nodes", "devices", "tenants", "api_tokens", "executables", "jobs", "placements", "events", "deployments",
-          "replicas"}
+TABLES = {
+    "nodes",
+    "devices",
+    "tenants",
+    "api_tokens",
+    "executables",
+    "jobs",
+    "placements",
+    "events",
+    "deployments",
+    "replicas",
+}
 
 
 # Fixtures: `backend` and `registry` (tests/pool/conftest.py), executables; devices from tests.helpers.report.
@@ -68,7 +78,9 @@ def other_hamr_bytes() -> bytes:
 def all_rows_text(reg: Registry) -> str:
     """Every row of every registry table, as text."""
     with reg.reading() as session:
-        return "\n".join(repr(tuple(row)) for table in Base.metadata.sorted_tables for row in session.execute(select(table)))
+        return "\n".join(
+            repr(tuple(row)) for table in Base.metadata.sorted_tables for row in session.execute(select(table))
+        )
 
 
 # Schema and migrations.
@@ -79,12 +91,21 @@ def test_upgrading_a_0001_database_keeps_its_rows(backend):
     with open_registry(url, data_dir=data_dir, migrate=False) as reg:
         database.upgrade(reg.engine, "0001")
         with reg.engine.begin() as connection:  # rows as 0001 wrote them (the ORM models are head's)
-            connection.execute(text("INSERT INTO nodes (name, address, labels, state, last_heartbeat, created_at) "
-                                    "VALUES ('n1', '', '{}', 'up', :t, :t)"), {"t": datetime.now(UTC)})
-            connection.execute(text(
-                "INSERT INTO devices (uuid, node_id, driver, vendor, kind, architecture, memory_total, compute_units, "
-                "health, targets, local_id, details, last_seen, drained) SELECT 'd1', id, 'cpu', 'v', 'cpu', 'x', 1, 1, "
-                "'healthy', '[]', 'cpu', '{}', :t, false FROM nodes"), {"t": datetime.now(UTC)})  # fmt: skip
+            connection.execute(
+                text(
+                    "INSERT INTO nodes (name, address, labels, state, last_heartbeat, created_at) "
+                    "VALUES ('n1', '', '{}', 'up', :t, :t)"
+                ),
+                {"t": datetime.now(UTC)},
+            )
+            connection.execute(
+                text(
+                    "INSERT INTO devices (uuid, node_id, driver, vendor, kind, architecture, memory_total, compute_units, "
+                    "health, targets, local_id, details, last_seen, drained) SELECT 'd1', id, 'cpu', 'v', 'cpu', 'x', 1, 1, "
+                    "'healthy', '[]', 'cpu', '{}', :t, false FROM nodes"
+                ),
+                {"t": datetime.now(UTC)},
+            )
         database.upgrade(reg.engine)
         assert database.current_revision(reg.engine) == database.head_revision()
         device = reg.get_device("d1")
@@ -98,8 +119,12 @@ def test_upgrading_a_0002_database_keeps_its_tokens_and_agent_tokens_need_a_node
     with open_registry(url, data_dir=data_dir, migrate=False) as reg:
         database.upgrade(reg.engine, "0002")
         with reg.engine.begin() as connection:  # tokens as 0002 wrote them
-            connection.execute(text("INSERT INTO api_tokens (token_hash, admin, label, created_at) "
-                                    "VALUES (:h, true, 'old admin', :t)"), {"h": hash_token("hamr_old"), "t": datetime.now(UTC)})
+            connection.execute(
+                text(
+                    "INSERT INTO api_tokens (token_hash, admin, label, created_at) VALUES (:h, true, 'old admin', :t)"
+                ),
+                {"h": hash_token("hamr_old"), "t": datetime.now(UTC)},
+            )
         database.upgrade(reg.engine)
         old = reg.authenticate("hamr_old")
         assert (old.admin, old.node, old.label) == (True, None, "old admin")
@@ -108,8 +133,12 @@ def test_upgrading_a_0002_database_keeps_its_tokens_and_agent_tokens_need_a_node
         with pytest.raises(RegistryError, match="names a node"):
             reg.create_token(reg.create_tenant("t").id, node="n1")
         with pytest.raises(IntegrityError), reg.engine.begin() as connection:  # the database's rule, not only ours
-            connection.execute(text("INSERT INTO api_tokens (token_hash, admin, label, created_at) "
-                                    "VALUES ('x', false, 'no owner', :t)"), {"t": datetime.now(UTC)})
+            connection.execute(
+                text(
+                    "INSERT INTO api_tokens (token_hash, admin, label, created_at) VALUES ('x', false, 'no owner', :t)"
+                ),
+                {"t": datetime.now(UTC)},
+            )
         database.downgrade(reg.engine, "0002")  # the agent token goes (0002 has no such owner); the admin stays
         with reg.engine.connect() as connection:
             assert connection.execute(text("SELECT label FROM api_tokens")).scalars().all() == ["old admin"]
@@ -120,16 +149,26 @@ def test_upgrading_a_0003_database_keeps_its_tenants_and_their_priority_becomes_
     with open_registry(url, data_dir=data_dir, migrate=False) as reg:
         database.upgrade(reg.engine, "0003")
         with reg.engine.begin() as connection:  # rows as 0003 wrote them
-            connection.execute(text("INSERT INTO tenants (name, max_devices, priority, created_at) VALUES ('old', 2, 7, :t)"),
-                               {"t": datetime.now(UTC)})  # fmt: skip
-            connection.execute(text("INSERT INTO api_tokens (token_hash, tenant_id, admin, label, created_at) "
-                                    "SELECT :h, id, false, 'old token', :t FROM tenants"),
-                               {"h": hash_token("hamr_old"), "t": datetime.now(UTC)})  # fmt: skip
+            connection.execute(
+                text("INSERT INTO tenants (name, max_devices, priority, created_at) VALUES ('old', 2, 7, :t)"),
+                {"t": datetime.now(UTC)},
+            )
+            connection.execute(
+                text(
+                    "INSERT INTO api_tokens (token_hash, tenant_id, admin, label, created_at) "
+                    "SELECT :h, id, false, 'old token', :t FROM tenants"
+                ),
+                {"h": hash_token("hamr_old"), "t": datetime.now(UTC)},
+            )
         database.upgrade(reg.engine)
         old = reg.get_tenant_by_name("old")
         assert (old.max_devices, old.max_priority, old.weight, old.usage_seconds) == (2, 7, 1, 0.0)
         assert (old.max_queued_jobs, old.max_stored_bytes, old.max_inflight_requests, old.max_queued_requests) == (
-            1000, 10 << 30, 8, 32)  # the pool's defaults, written out
+            1000,
+            10 << 30,
+            8,
+            32,
+        )  # the pool's defaults, written out
         assert reg.authenticate("hamr_old").tenant_id == old.id  # nothing that refers to the tenant was lost
         reg.set_quota(old.id, max_priority=9)
         database.downgrade(reg.engine, "0003")
@@ -491,8 +530,12 @@ def test_heartbeats_register_refresh_and_lose_nodes(registry):
     registry.heartbeat("n1", [report("gpu-0", kind="gpu", memory_free=1 << 30)], address="a:1", labels={"rack": "r1"})
     device = registry.get_device("gpu-0")
     assert (device.kind, device.memory_free, device.targets, device.details, device.drained) == (
-        "gpu", 1 << 30, ["cpu", "reference"], {"numa": 0}, False,
-    )  # fmt: skip
+        "gpu",
+        1 << 30,
+        ["cpu", "reference"],
+        {"numa": 0},
+        False,
+    )
     registry.heartbeat("n1", [report("gpu-0", memory_free=2 << 30, health="degraded")])
     device = registry.get_device("gpu-0")
     assert (device.memory_free, device.health) == (2 << 30, "degraded")

@@ -20,8 +20,8 @@ from fastapi.testclient import TestClient
 from onnx import TensorProto, helper
 
 import hamr
-from hamr.pool.registry import ANY_TENANT, Registry, open_registry
 from hamr.pool.nodes.remote.server import RemoteNodes
+from hamr.pool.registry import ANY_TENANT, Registry, open_registry
 from hamr.pool.service import create_app
 from hamr.pool.service import openapi as service_openapi
 from tests.helpers import bearer, npy, report
@@ -73,7 +73,9 @@ def pool(backend, executables):
         for name in ("a", "b"):
             tenant = registry.create_tenant(name, max_priority=3)
             tokens[name], _ = registry.create_token(tenant.id)
-        registry.heartbeat("node-1", [report("dev-1"), report("dev-2", kind="gpu", targets=("cuda",))], address="10.0.0.1")
+        registry.heartbeat(
+            "node-1", [report("dev-1"), report("dev-2", kind="gpu", targets=("cuda",))], address="10.0.0.1"
+        )
         a, b = bearer(tokens["a"]), bearer(tokens["b"])
         ids = {}
         for who, data, key in ((a, executables[0], "a"), (b, executables[1], "b")):
@@ -110,11 +112,19 @@ def api_routes(app) -> list[tuple[str, str]]:
 # Auth and scopes.
 
 ADMIN_ROUTES = [
-    ("GET", "/v1/nodes"), ("POST", "/v1/nodes/heartbeat"), ("GET", "/v1/tenants"), ("POST", "/v1/tenants"),
-    ("POST", "/v1/devices/dev-1/drain"), ("POST", "/v1/devices/dev-1/undrain"), ("PATCH", "/v1/tenants/1"),
-    ("POST", "/v1/agents/node-9/heartbeat"), ("POST", "/v1/agents/node-9/work"), ("POST", "/v1/agents/node-9/results"),
-    ("GET", "/v1/agents/node-9/requests/1"), ("POST", "/v1/agents/node-9/requests/1"),
-]  # fmt: skip
+    ("GET", "/v1/nodes"),
+    ("POST", "/v1/nodes/heartbeat"),
+    ("GET", "/v1/tenants"),
+    ("POST", "/v1/tenants"),
+    ("POST", "/v1/devices/dev-1/drain"),
+    ("POST", "/v1/devices/dev-1/undrain"),
+    ("PATCH", "/v1/tenants/1"),
+    ("POST", "/v1/agents/node-9/heartbeat"),
+    ("POST", "/v1/agents/node-9/work"),
+    ("POST", "/v1/agents/node-9/results"),
+    ("GET", "/v1/agents/node-9/requests/1"),
+    ("POST", "/v1/agents/node-9/requests/1"),
+]
 
 
 def test_missing_invalid_and_revoked_tokens_are_401(pool):
@@ -138,7 +148,9 @@ def test_a_tenant_token_on_an_admin_route_is_403(pool, method, path):
 
 def test_admins_set_a_tenants_limits_and_a_job_above_its_max_priority_is_refused(pool):
     a = pool.registry.get_tenant_by_name("a").id
-    changed = pool.client.patch(f"/v1/tenants/{a}", headers=pool.admin, json={"max_priority": 1, "max_queued_jobs": None})
+    changed = pool.client.patch(
+        f"/v1/tenants/{a}", headers=pool.admin, json={"max_priority": 1, "max_queued_jobs": None}
+    )
     assert changed.status_code == 200, changed.text
     assert (changed.json()["max_priority"], changed.json()["max_queued_jobs"], changed.json()["weight"]) == (1, None, 1)
     refused = pool.submit(pool.a, pool.exe_a, priority=2)
@@ -179,7 +191,10 @@ def test_heartbeats_register_nodes_and_devices(pool):
 def test_admins_see_every_device_and_tenants_only_schedulable_ones_without_node_internals(pool):
     assert pool.client.post("/v1/devices/dev-2/drain", headers=pool.admin).json()["drained"] is True
     seen = pool.client.get("/v1/devices", headers=pool.admin).json()
-    assert [(d["uuid"], d["node"], d["drained"]) for d in seen] == [("dev-1", "node-1", False), ("dev-2", "node-1", True)]
+    assert [(d["uuid"], d["node"], d["drained"]) for d in seen] == [
+        ("dev-1", "node-1", False),
+        ("dev-2", "node-1", True),
+    ]
     public = pool.client.get("/v1/devices", headers=pool.a).json()
     assert [d["uuid"] for d in public] == ["dev-1"]
     assert not {"node", "local_id", "details", "drained", "driver"} & set(public[0])
@@ -294,7 +309,9 @@ def test_a_malformed_npy_input_is_400(pool, payload):
 def test_job_form_fields_are_validated(pool):
     assert pool.submit(pool.a, pool.exe_a, n_devices=0).status_code == 422
     assert pool.submit(pool.a, 999).status_code == 404
-    unknown = pool.client.post("/v1/jobs", headers=pool.a, data={"executable_id": "1", "bogus": "1"}, files={"x": ("x", b"")})
+    unknown = pool.client.post(
+        "/v1/jobs", headers=pool.a, data={"executable_id": "1", "bogus": "1"}, files={"x": ("x", b"")}
+    )
     assert unknown.status_code == 400 and "unknown field 'bogus'" in detail(unknown)
     raw = pool.client.post("/v1/jobs", headers=pool.a, content=b"{}")
     assert raw.status_code == 400 and "multipart" in detail(raw)
@@ -317,10 +334,19 @@ def _isolation_cases(p: Pool):
         ("GET", "/v1/jobs/{job_id}/placements"): ("GET", "/v1/jobs/{}/placements", job),
         ("POST", "/v1/jobs/{job_id}/cancel"): ("POST", "/v1/jobs/{}/cancel", job),
         ("GET", "/v1/deployments/{deployment_id}"): ("GET", "/v1/deployments/{}", p.deployment_b),
-        ("PATCH", "/v1/deployments/{deployment_id}"): ("PATCH", "/v1/deployments/{}", p.deployment_b, {"json": {"replicas": 5}}),
+        ("PATCH", "/v1/deployments/{deployment_id}"): (
+            "PATCH",
+            "/v1/deployments/{}",
+            p.deployment_b,
+            {"json": {"replicas": 5}},
+        ),
         ("DELETE", "/v1/deployments/{deployment_id}"): ("DELETE", "/v1/deployments/{}", p.deployment_b),
-        ("POST", "/v1/deployments/{deployment_id}/infer"): ("POST", "/v1/deployments/{}/infer?wait=0", p.deployment_b,
-                                                              {"content": b"x", "headers": {"Content-Type": "application/x-hamr-tensors"}}),
+        ("POST", "/v1/deployments/{deployment_id}/infer"): (
+            "POST",
+            "/v1/deployments/{}/infer?wait=0",
+            p.deployment_b,
+            {"content": b"x", "headers": {"Content-Type": "application/x-hamr-tensors"}},
+        ),
         # Devices belong to the pool, not to a tenant: changing them is admin-only.
         ("POST", "/v1/devices/{uuid}/drain"): ("POST", "/v1/devices/{}/drain", "dev-1"),
         ("POST", "/v1/devices/{uuid}/undrain"): ("POST", "/v1/devices/{}/undrain", "dev-1"),
@@ -332,15 +358,25 @@ def _isolation_cases(p: Pool):
         ("POST", "/v1/agents/{node}/work"): ("POST", "/v1/agents/{}/work", "node-1"),
         ("POST", "/v1/agents/{node}/results"): ("POST", "/v1/agents/{}/results", "node-1"),
         ("GET", "/v1/agents/{node}/requests/{request_id}"): ("GET", "/v1/agents/{}/requests/1", "node-1"),
-        ("POST", "/v1/agents/{node}/requests/{request_id}"): ("POST", "/v1/agents/{}/requests/1", "node-1",
-                                                               {"json": {"error": "x"}}),
+        ("POST", "/v1/agents/{node}/requests/{request_id}"): (
+            "POST",
+            "/v1/agents/{}/requests/1",
+            "node-1",
+            {"json": {"error": "x"}},
+        ),
     }
 
 
-ADMIN_ONLY_ID_ROUTES = {"/v1/devices/{uuid}/drain", "/v1/devices/{uuid}/undrain", "/v1/agents/{node}/tokens",
-                        "/v1/tenants/{tenant_id}",
-                        "/v1/agents/{node}/heartbeat",
-                        "/v1/agents/{node}/work", "/v1/agents/{node}/results", "/v1/agents/{node}/requests/{request_id}"}
+ADMIN_ONLY_ID_ROUTES = {
+    "/v1/devices/{uuid}/drain",
+    "/v1/devices/{uuid}/undrain",
+    "/v1/agents/{node}/tokens",
+    "/v1/tenants/{tenant_id}",
+    "/v1/agents/{node}/heartbeat",
+    "/v1/agents/{node}/work",
+    "/v1/agents/{node}/results",
+    "/v1/agents/{node}/requests/{request_id}",
+}
 
 
 def test_every_route_that_takes_an_id_has_an_isolation_case(tmp_path):
@@ -356,7 +392,7 @@ def test_another_tenants_objects_are_404_exactly_like_missing_ones(pool):
     pool.registry.finish_job(ANY_TENANT, pool.job_b, {"y": np.zeros(2, np.float32)})
     job_b = pool.client.get(f"/v1/jobs/{pool.job_b}", headers=pool.b).json()
     deployment_b = pool.client.get(f"/v1/deployments/{pool.deployment_b}", headers=pool.b).json()
-    for (method, route), (verb, template, own, *extra) in _isolation_cases(pool).items():
+    for (_method, route), (verb, template, own, *extra) in _isolation_cases(pool).items():
         kwargs = extra[0] if extra else {}
         headers = pool.a | kwargs.get("headers", {})
         kwargs = {k: v for k, v in kwargs.items() if k != "headers"}
@@ -399,7 +435,13 @@ BAD_BODIES = [
     {"files": {"executable_id": ("f", b"1")}},
     {"data": {"executable_id": str(2**40)}, "files": {"x": ("x", b"")}},
     {"content": b"\x00" * 64, "headers": {"Content-Type": "application/octet-stream"}},
-    {"json": {"name": "t\x00", "node": "n", "devices": [report("d\x00", vendor="v\x00", details={"k": "\x00"}).to_json()]}},
+    {
+        "json": {
+            "name": "t\x00",
+            "node": "n",
+            "devices": [report("d\x00", vendor="v\x00", details={"k": "\x00"}).to_json()],
+        }
+    },
     {"json": {"node": "n\x00", "devices": [], "labels": {"\x00": 1}}},
     {"data": {"executable_id": "1"}, "files": {"x\x00": ("x", b"\x93NUMPY")}},
 ]
@@ -456,7 +498,14 @@ def test_two_apps_have_metrics_registries_of_their_own(pool, tmp_path):
 
 def test_the_committed_openapi_spec_is_current(pool):
     served = pool.client.get("/openapi.json").json()
-    assert set(served["paths"]) >= {"/v1/nodes", "/v1/devices", "/v1/executables", "/v1/jobs", "/v1/tenants", "/metrics"}
+    assert set(served["paths"]) >= {
+        "/v1/nodes",
+        "/v1/devices",
+        "/v1/executables",
+        "/v1/jobs",
+        "/v1/tenants",
+        "/metrics",
+    }
     committed = service_openapi.DOCS_SPEC.read_text()
     assert json.loads(committed) == served
     assert committed == service_openapi.spec_text(), "docs/openapi.json is stale: python -m hamr.pool.service.openapi"

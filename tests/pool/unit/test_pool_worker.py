@@ -22,8 +22,13 @@ def executable(tmp_path_factory):
 
 def request(job, attempt, executable, tmp_path, x):
     np.save(tmp_path / f"x-{job}.npy", x)
-    return {"job": job, "attempt": attempt, "executable": str(executable),
-            "inputs": {"x": str(tmp_path / f"x-{job}.npy")}, "outputs": str(tmp_path / job)}
+    return {
+        "job": job,
+        "attempt": attempt,
+        "executable": str(executable),
+        "inputs": {"x": str(tmp_path / f"x-{job}.npy")},
+        "outputs": str(tmp_path / job),
+    }
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -37,8 +42,16 @@ def test_a_worker_runs_jobs_and_commits_their_outputs(executable, tmp_path, devi
             assert (reply["device"], reply["target"]) == (device, "cpu" if device == "cpu" else "opencl")
             assert reply["latency_s"] > 0
             np.testing.assert_allclose(read_outputs(reply["outputs"])["y"], mlp_reference(x), rtol=1e-4, atol=1e-5)
-        bad = worker.run({"job": "j9", "attempt": 1, "executable": str(executable), "inputs": {"x": "/nonexistent.npy"},
-                          "outputs": str(tmp_path / "j9")}, timeout=60)
+        bad = worker.run(
+            {
+                "job": "j9",
+                "attempt": 1,
+                "executable": str(executable),
+                "inputs": {"x": "/nonexistent.npy"},
+                "outputs": str(tmp_path / "j9"),
+            },
+            timeout=60,
+        )
         assert not bad["ok"] and bad["error"].startswith("input file not found for 'x'")
         assert not (tmp_path / "j9" / "attempt-1").exists()
         assert worker.alive()

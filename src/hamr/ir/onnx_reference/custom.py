@@ -9,7 +9,7 @@ domains never read the plugins.
 from __future__ import annotations
 
 import threading
-from typing import Iterator
+from collections.abc import Iterator
 
 import onnx
 from onnx.reference.op_run import OpRun
@@ -30,12 +30,16 @@ def op_run_class(op: CustomOp) -> type[OpRun]:
                 given = {name: python_value(value) for name, value in attributes.items()}
                 return op.evaluate(list(inputs), given, len(self.onnx_node.output))
 
-            cls = type(op.name, (OpRun,), {
-                "op_domain": op.domain,
-                "op_schema": None,  # never borrow the schema of a standard op of the same name
-                "_run": _run,
-                "__doc__": op.doc or f"custom op {op.label}",
-            })
+            cls = type(
+                op.name,
+                (OpRun,),
+                {
+                    "op_domain": op.domain,
+                    "op_schema": None,  # never borrow the schema of a standard op of the same name
+                    "_run": _run,
+                    "__doc__": op.doc or f"custom op {op.label}",
+                },
+            )
             _classes[op] = cls
         return cls
 

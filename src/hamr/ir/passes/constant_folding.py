@@ -99,7 +99,9 @@ def _worth_keeping(results: list, inputs: list) -> bool:
 def _replace_with_initializers(graph: ir.Graph, node: ir.Node, results: list[np.ndarray]) -> None:
     replacements = []
     for out, array in zip(node.outputs, results):
-        value = ir.Value(name=None, shape=ir.Shape(array.shape), type=ir.TensorType(ir.DataType.from_numpy(array.dtype)))
+        value = ir.Value(
+            name=None, shape=ir.Shape(array.shape), type=ir.TensorType(ir.DataType.from_numpy(array.dtype))
+        )
         value.const_value = ir.Tensor(array)
         out.replace_all_uses_with(value)
         replacements.append((out.name, value))

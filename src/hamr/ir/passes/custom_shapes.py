@@ -13,9 +13,9 @@ import numpy as np
 import onnx_ir as ir
 import onnx_ir.passes.common as common
 
+from hamr.ir.node_view import NodeView, value_dtype, value_shape
 from hamr.ops.definition import STANDARD_DOMAINS, CustomOp
 from hamr.ops.registry import lookup
-from hamr.ir.node_view import NodeView, value_dtype, value_shape
 
 
 def _set_type(value: ir.Value, dtype: str | None, shape) -> bool:

@@ -51,7 +51,9 @@ class PassManager:
             elapsed = time.perf_counter() - start
             model = result.model
             nodes_after, inits_after = _counts(model)
-            record = PassRecord(type(p).__name__, elapsed, bool(result.modified), nodes, nodes_after, inits, inits_after)
+            record = PassRecord(
+                type(p).__name__, elapsed, bool(result.modified), nodes, nodes_after, inits, inits_after
+            )
             self.records.append(record)
             log.info("%s", record.line())
         return model

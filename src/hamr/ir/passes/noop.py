@@ -23,9 +23,7 @@ def is_noop(node: ir.Node) -> bool:
     op = node.op_type
     if op == "Dropout":
         training = node.inputs[2] if len(node.inputs) > 2 else None
-        inference = training is None or (
-            training.const_value is not None and not bool(training.const_value.numpy())
-        )
+        inference = training is None or (training.const_value is not None and not bool(training.const_value.numpy()))
         return inference and all(_unused(o) for o in node.outputs[1:])
     if op == "Cast":
         source = node.inputs[0]

@@ -58,8 +58,19 @@ class Reconciler:
                 self._waits(deployment, "")
                 continue
             reserved = reserved if reserved is not None else self.registry.replica_shares()
-            candidates = [Candidate(d.uuid, d.local_id, nodes[d.node_id].name, d.kind, d.architecture, tuple(d.targets),
-                                    reserved.get(d.uuid, 0)) for d in devices.values() if not why_not[d.uuid]]  # fmt: skip
+            candidates = [
+                Candidate(
+                    d.uuid,
+                    d.local_id,
+                    nodes[d.node_id].name,
+                    d.kind,
+                    d.architecture,
+                    tuple(d.targets),
+                    reserved.get(d.uuid, 0),
+                )
+                for d in devices.values()
+                if not why_not[d.uuid]
+            ]
             by_uuid = {c.uuid: c for c in candidates}
             existing = [by_uuid[r.device] for r in live[deployment.id] if r.device in by_uuid]
             targets = self._targets(deployment.executable_id)
@@ -105,8 +116,9 @@ class Reconciler:
         if self.waiting.get(deployment.id, "") != reason:
             self.waiting[deployment.id] = reason
             if reason:
-                self.registry.record_event("deployment.waiting", f"deployment:{deployment.id}", deployment.tenant_id,
-                                           {"reason": reason})  # fmt: skip
+                self.registry.record_event(
+                    "deployment.waiting", f"deployment:{deployment.id}", deployment.tenant_id, {"reason": reason}
+                )
         if not reason:
             self.waiting.pop(deployment.id, None)
 

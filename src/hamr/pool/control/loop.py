@@ -20,8 +20,13 @@ RECONCILE_EVERY_S = 0.5
 FIRST_WAIT_S, LONGEST_WAIT_S, BUSY_WAIT_S = 0.01, 0.5, 0.05
 
 
-def run_pool_loop(nodes: NodeGroup, stop: threading.Event, heartbeat_timeout: float, wake: threading.Event,
-                  report: Callable[[str], None] = print) -> None:  # fmt: skip
+def run_pool_loop(
+    nodes: NodeGroup,
+    stop: threading.Event,
+    heartbeat_timeout: float,
+    wake: threading.Event,
+    report: Callable[[str], None] = print,
+) -> None:
     """`nodes`: a Dispatcher (one node), a RayPool, RemoteNodes, or the local and remote nodes together
     (LocalAndRemote): the NodeGroup contract (hamr/pool/contracts.py)."""
     reconciler = Reconciler(nodes.registry)

@@ -8,7 +8,8 @@ One `Dispatcher` per node. Each `step()`:
    (a new attempt will run elsewhere), and so is a job held by a device with no run here;
 4. places the waiting jobs (queued and requeued, every tenant) with the Scheduler, in fair-share
    order (scheduler/fairshare.py: the tenant with the least decayed device-seconds per weight
-   first, then priority within a tenant) and within the tenants' quotas; records each placement (`schedule_job(start=True)`: scheduled and running in one transaction) and sends the
+   first, then priority within a tenant) and within the tenants' quotas; records each placement
+   (`schedule_job(start=True)`: scheduled and running in one transaction) and sends the
    job to the device's worker process;
 5. with `serve_replicas`, loads the deployment replicas placed on this node and drops stopped ones
    (hamr/pool/dispatch/replicas.py).
@@ -20,7 +21,8 @@ workers are `DeviceWorker`s.
 Workers: one per (device, tenant), started when first needed and kept; a device runs one job at a
 time, so its other tenants' workers wait parked (at most IDLE_WORKERS of them on the node, the least
 recently used closed first). A tenant's worker is contained to that tenant's staging folders
-(hamr/pool/nodes/local/staging.py, hamr/pool/nodes/local/sandbox.py): the job's executable and inputs are linked in before it
+(hamr/pool/nodes/local/staging.py, hamr/pool/nodes/local/sandbox.py): the job's executable and inputs are linked in
+before it
 is sent, and its outputs are read back from the folder the dispatcher chose, whatever the worker says.
 
 Delivery: execution is at-least-once (a job whose worker died, or whose device was drained
@@ -93,16 +95,26 @@ class Gang:
 
 
 class Dispatcher:
-    def __init__(self, registry: Registry, node_name: str, policy: str = "max_throughput",
-                 reports: Iterable[DeviceReport] | None = None, throughput: ThroughputModel | None = None,
-                 worker_env: dict | None = None, stale_timeout_s: float = 60.0, address: str | None = None,
-                 executor: Executor | None = None, serve_replicas: bool = False,
-                 open_replica: ReplicaOpener | None = None):  # fmt: skip
+    def __init__(
+        self,
+        registry: Registry,
+        node_name: str,
+        policy: str = "max_throughput",
+        reports: Iterable[DeviceReport] | None = None,
+        throughput: ThroughputModel | None = None,
+        worker_env: dict | None = None,
+        stale_timeout_s: float = 60.0,
+        address: str | None = None,
+        executor: Executor | None = None,
+        serve_replicas: bool = False,
+        open_replica: ReplicaOpener | None = None,
+    ):
         self.registry = registry
         self.busy_time = BusyTime(registry)
         # Deployments' replicas on this node's devices, as Sessions in this process (hamr/pool/dispatch/replicas.py).
-        self.replicas = (ReplicaHost(registry, node_name, busy=self.busy_time, opener=open_replica)
-                         if serve_replicas else None)  # fmt: skip
+        self.replicas = (
+            ReplicaHost(registry, node_name, busy=self.busy_time, opener=open_replica) if serve_replicas else None
+        )
         self.executor: Executor = executor if executor is not None else LocalWorkers()
         self._executables: dict[int, object] = {}  # executable id -> its (immutable) record
         self.node = node_name
@@ -144,8 +156,15 @@ class Dispatcher:
             seen.add(d.uuid)
             self.local_ids[d.uuid] = d.local_id
             free = d.memory_free if d.memory_free is not None else UNKNOWN_MEMORY
-            self.table.upsert(d.uuid, self.node, d.architecture, d.targets, free,
-                              healthy=up and d.health in USABLE_HEALTH, drained=d.drained)
+            self.table.upsert(
+                d.uuid,
+                self.node,
+                d.architecture,
+                d.targets,
+                free,
+                healthy=up and d.health in USABLE_HEALTH,
+                drained=d.drained,
+            )
         for uuid in set(self.table.ids) - seen:
             self.table.remove(uuid)
         held = {u: j for u, j in self.registry.busy_devices().items() if u in seen}
@@ -157,7 +176,9 @@ class Dispatcher:
 
     def usable(self, uuid: str) -> bool:
         row = self.table.index.get(uuid)
-        return row is not None and bool(self.table.present[row] and self.table.healthy[row] and not self.table.drained[row])
+        return row is not None and bool(
+            self.table.present[row] and self.table.healthy[row] and not self.table.drained[row]
+        )
 
     # -- the loop --
 
@@ -201,8 +222,10 @@ class Dispatcher:
                 return
             left = deadline - time.monotonic()
             if left <= 0:
-                running = ", ".join(f"job {r.job} attempt {r.attempt} on {self.local_ids.get(d, d)}"
-                                    + (" (stale)" if r.stale else "") for d, r in self.runs.items())
+                running = ", ".join(
+                    f"job {r.job} attempt {r.attempt} on {self.local_ids.get(d, d)}" + (" (stale)" if r.stale else "")
+                    for d, r in self.runs.items()
+                )
                 raise TimeoutError(f"dispatcher on {self.node} not idle after {timeout} s: {running or 'placing'}")
             self._collect(wait=min(0.05, left), record=False)
 
@@ -252,8 +275,12 @@ class Dispatcher:
         if run.gang is not None:
             return self._record_shard(run, reply)
         if (reply.get("job"), reply.get("attempt")) != (run.job, run.attempt):
-            self.registry.record_event("job.result_discarded", f"job:{run.job}", run.tenant,
-                                       {"attempt": run.attempt, "why": f"reply is for {reply.get('job')}/{reply.get('attempt')}"})
+            self.registry.record_event(
+                "job.result_discarded",
+                f"job:{run.job}",
+                run.tenant,
+                {"attempt": run.attempt, "why": f"reply is for {reply.get('job')}/{reply.get('attempt')}"},
+            )
             return 1
         try:
             if reply.get("ok"):
@@ -262,11 +289,13 @@ class Dispatcher:
                 self.throughput.observe(run.executable, run.architecture, float(reply["latency_s"]))
                 self.busy_time.add(run.device, float(reply["latency_s"]))
             else:
-                self.registry.fail_job(ANY_TENANT, run.job, str(reply.get("error", "the worker gave no error")),
-                                       attempt=run.attempt)
+                self.registry.fail_job(
+                    ANY_TENANT, run.job, str(reply.get("error", "the worker gave no error")), attempt=run.attempt
+                )
         except (InvalidTransition, NotFound) as exc:  # StaleAttempt included: a late result of an old attempt
-            self.registry.record_event("job.result_discarded", f"job:{run.job}", run.tenant,
-                                       {"attempt": run.attempt, "why": str(exc)})
+            self.registry.record_event(
+                "job.result_discarded", f"job:{run.job}", run.tenant, {"attempt": run.attempt, "why": str(exc)}
+            )
         finally:
             self.staging(run.tenant).drop_run(run.job, run.attempt)
         return 1
@@ -276,8 +305,12 @@ class Dispatcher:
         gang = run.gang
         where = self.local_ids.get(run.device, run.device)
         if run.stale or gang.over or (reply.get("job"), reply.get("attempt")) != (run.job, run.attempt):
-            self.registry.record_event("job.result_discarded", f"job:{run.job}", run.tenant,
-                                       {"attempt": run.attempt, "shard": run.shard, "why": "the attempt is over"})  # fmt: skip
+            self.registry.record_event(
+                "job.result_discarded",
+                f"job:{run.job}",
+                run.tenant,
+                {"attempt": run.attempt, "shard": run.shard, "why": "the attempt is over"},
+            )
             self._drop(run)
             return 1
         if not reply.get("ok"):
@@ -305,8 +338,9 @@ class Dispatcher:
         try:
             record()
         except (InvalidTransition, NotFound) as exc:
-            self.registry.record_event("job.result_discarded", f"job:{run.job}", run.tenant,
-                                       {"attempt": run.attempt, "why": str(exc)})  # fmt: skip
+            self.registry.record_event(
+                "job.result_discarded", f"job:{run.job}", run.tenant, {"attempt": run.attempt, "why": str(exc)}
+            )
         finally:
             self.staging(run.tenant).drop_run(run.job, run.attempt)
 
@@ -365,8 +399,12 @@ class Dispatcher:
                 job = self.registry.get_job(ANY_TENANT, job_id)
                 if job is not None and job.state in ACTIVE:
                     try:
-                        self.registry.requeue_job(ANY_TENANT, job_id, f"no run of it on {self.local_ids.get(device, device)}",
-                                                  attempt=job.attempts)
+                        self.registry.requeue_job(
+                            ANY_TENANT,
+                            job_id,
+                            f"no run of it on {self.local_ids.get(device, device)}",
+                            attempt=job.attempts,
+                        )
                         moved += 1
                     except (InvalidTransition, NotFound):
                         pass
@@ -392,8 +430,14 @@ class Dispatcher:
             record = self._executable(job.executable_id)
             if record is None:
                 continue
-            request = JobRequest(id=str(job.id), tenant=str(job.tenant_id), targets=tuple(record.targets),
-                                 executable=record.sha256, priority=job.priority, n_devices=job.n_devices)
+            request = JobRequest(
+                id=str(job.id),
+                tenant=str(job.tenant_id),
+                targets=tuple(record.targets),
+                executable=record.sha256,
+                priority=job.priority,
+                n_devices=job.n_devices,
+            )
             queue.append(request)
             jobs[request.id] = job
         if not queue:
@@ -415,7 +459,9 @@ class Dispatcher:
             job_id = int(request.id)
             if request.id not in started and now - self._explained.get(job_id, -REEXPLAIN_S) >= REEXPLAIN_S:
                 self._explained[job_id] = now
-                self._waits(jobs[request.id], self.scheduler.place(request, limits.get(request.tenant), commit=False).reason)
+                self._waits(
+                    jobs[request.id], self.scheduler.place(request, limits.get(request.tenant), commit=False).reason
+                )
         return placed
 
     def _tenants(self) -> tuple[dict[str, TenantLimits], dict[str, float], dict[str, float]]:
@@ -466,8 +512,10 @@ class Dispatcher:
         self.reasons.pop(job.id, None)
         self._explained.pop(job.id, None)
         attempt = started.attempts
-        runs = [Run(job.id, attempt, job.tenant_id, d, request.executable, self.table.architectures[self.table.index[d]])
-                for d in devices]  # fmt: skip
+        runs = [
+            Run(job.id, attempt, job.tenant_id, d, request.executable, self.table.architectures[self.table.index[d]])
+            for d in devices
+        ]
         staging = self.staging(job.tenant_id)
         record = self._executable(job.executable_id)
         try:  # the executable and inputs linked into the tenant's staging, where its worker can read them
@@ -484,14 +532,25 @@ class Dispatcher:
         for run, worker, (inputs, outputs) in zip(runs, workers, sends, strict=True):
             run.outputs = outputs
             try:
-                worker.submit({"job": job.id, "attempt": attempt, "shard": run.shard, "shards": len(runs),
-                               "executable": executable, "inputs": inputs, "outputs": str(outputs)})  # fmt: skip
+                worker.submit(
+                    {
+                        "job": job.id,
+                        "attempt": attempt,
+                        "shard": run.shard,
+                        "shards": len(runs),
+                        "executable": executable,
+                        "inputs": inputs,
+                        "outputs": str(outputs),
+                    }
+                )
             except (WorkerDied, OSError) as exc:  # the worker is gone
                 self.workers.pop(run.device, None)
                 worker.kill()
                 if run.gang is not None:
                     self._end_gang(run.gang)
-                self._requeue(run, f"worker for {self.local_ids.get(run.device, run.device)} did not take the job: {exc}")
+                self._requeue(
+                    run, f"worker for {self.local_ids.get(run.device, run.device)} did not take the job: {exc}"
+                )
                 self._drop(run)
                 return True
             self.runs[run.device] = run
@@ -529,8 +588,9 @@ class Dispatcher:
             worker = None
         if worker is None:
             self.workers.pop(device, None)
-            worker = self.executor.start(self.local_ids[device], self.worker_env, staging=self.staging(tenant),
-                                         protect=[self.registry.data_dir])  # fmt: skip
+            worker = self.executor.start(
+                self.local_ids[device], self.worker_env, staging=self.staging(tenant), protect=[self.registry.data_dir]
+            )
         self.workers[device], self.worker_tenants[device] = worker, tenant
         return worker
 

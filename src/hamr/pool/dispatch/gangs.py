@@ -43,8 +43,10 @@ def merge_outputs(shards: list[dict[str, np.ndarray]], rows: list[int]) -> dict[
         for k, (part, expected) in enumerate(zip(parts, rows, strict=True)):
             if part.ndim == 0 or part.shape[0] != expected:
                 first = "a scalar" if part.ndim == 0 else f"{part.shape[0]} rows"
-                raise GangError(f"output '{name}' of shard {k} has {first} for a shard of {expected}: "
-                                "a gang job's outputs must be batch-major")  # fmt: skip
+                raise GangError(
+                    f"output '{name}' of shard {k} has {first} for a shard of {expected}: "
+                    "a gang job's outputs must be batch-major"
+                )
         merged[name] = np.concatenate(parts, axis=0)
     return merged
 

@@ -104,8 +104,9 @@ class ReplicaHost:
     def _load(self, replica: ReplicaView) -> ReplicaSession:
         if self.opener is not None:
             return self.opener(replica)
-        return open_session(self.registry.executable_file(ANY_TENANT, replica.executable_id), replica.local_id,
-                            warm=self.warm)  # fmt: skip
+        return open_session(
+            self.registry.executable_file(ANY_TENANT, replica.executable_id), replica.local_id, warm=self.warm
+        )
 
     def _loaded(self, replica: ReplicaView | None, replica_id: int, future: concurrent.futures.Future) -> int:
         try:
@@ -119,8 +120,9 @@ class ReplicaHost:
         if replica is None or replica.deployment_id in self.retired:  # stopped while it loaded
             session.close()
             return 0
-        if replica.state == REPLICA_PENDING and not self._move(replica_id, REPLICA_READY,
-                                                               f"{replica.reason}; loaded as {session.target}"):  # fmt: skip
+        if replica.state == REPLICA_PENDING and not self._move(
+            replica_id, REPLICA_READY, f"{replica.reason}; loaded as {session.target}"
+        ):
             session.close()
             return 0
         with self._lock:
@@ -193,7 +195,9 @@ class ReplicaHost:
             outputs = hosted.session.run(feeds)
         except ReplicaGone as exc:
             self._drop(hosted.view.id)  # the reconciler stops it once its node's devices turn missing
-            raise NoReplica(f"replica {hosted.view.id} of deployment {hosted.view.deployment_id} is gone: {exc}") from exc
+            raise NoReplica(
+                f"replica {hosted.view.id} of deployment {hosted.view.deployment_id} is gone: {exc}"
+            ) from exc
         finally:
             with self._lock:
                 hosted.running -= 1
@@ -203,7 +207,6 @@ class ReplicaHost:
             hosted.served += 1
             hosted.seconds = spent if hosted.served == 1 else 0.9 * hosted.seconds + 0.1 * spent
         return outputs
-
 
 
 __all__ = ["Hosted", "NoReplica", "ReplicaGone", "ReplicaHost"]

@@ -16,6 +16,16 @@ from hamr.pool.drivers.loader import (
 )
 
 __all__ = [
-    "DEGRADED", "ENTRY_POINT_GROUP", "HEALTHY", "UNHEALTHY", "DeviceReport", "Discovery", "Driver", "DriverStatus",
-    "discover", "discover_all", "is_driver", "load_drivers",
+    "DEGRADED",
+    "ENTRY_POINT_GROUP",
+    "HEALTHY",
+    "UNHEALTHY",
+    "DeviceReport",
+    "Discovery",
+    "Driver",
+    "DriverStatus",
+    "discover",
+    "discover_all",
+    "is_driver",
+    "load_drivers",
 ]

@@ -30,8 +30,9 @@ class AmdDriver(LibraryDriver):
     name, label, nothing = "amd", "amdsmi", "no AMD GPU"
 
     def library(self):
-        return import_library("amdsmi", "pip install 'hamr[gpu]'", "it needs libamd_smi.so from ROCm's amd-smi-lib",
-                              quiet=True)
+        return import_library(
+            "amdsmi", "pip install 'hamr[gpu]'", "it needs libamd_smi.so from ROCm's amd-smi-lib", quiet=True
+        )
 
     def session(self, smi):
         return opened(lambda: smi.amdsmi_init(smi.AmdSmiInitFlags.INIT_AMD_GPUS), smi.amdsmi_shut_down)

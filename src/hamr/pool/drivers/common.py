@@ -16,7 +16,7 @@ import io
 import logging
 import socket
 import uuid
-from typing import Callable
+from collections.abc import Callable
 
 from hamr.errors import first_line
 from hamr.pool.drivers.base import DEGRADED, HEALTHY, UNHEALTHY, DeviceReport
@@ -100,8 +100,12 @@ def pci_address(bus_id) -> str | None:
 class Probe:
     """One device's queries through a vendor library; what fails decides the device's health."""
 
-    def __init__(self, error: type[BaseException], unsupported: Callable[[BaseException], bool],
-                 describe: Callable[[BaseException], str] = str):
+    def __init__(
+        self,
+        error: type[BaseException],
+        unsupported: Callable[[BaseException], bool],
+        describe: Callable[[BaseException], str] = str,
+    ):
         self.error, self.unsupported, self.describe = error, unsupported, describe
         self.unhealthy: list[str] = []
         self.degraded: list[str] = []

@@ -9,11 +9,33 @@ from hamr.pool.drivers.base import HEALTHY, DeviceReport
 from hamr.pool.drivers.common import hashed_id, host_id
 
 #: cpuinfo flags worth a scheduler's attention (SIMD width, matrix units), beyond the ISA level itself
-FEATURES = frozenset({
-    "sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16",
-    "avx512_fp16", "avx_vnni", "amx_tile", "amx_bf16", "amx_int8",  # x86-64
-    "asimd", "asimdhp", "asimddp", "sve", "sve2", "i8mm", "bf16", "sme",  # aarch64
-})
+FEATURES = frozenset(
+    {
+        "sse4_2",
+        "avx",
+        "avx2",
+        "fma",
+        "f16c",
+        "avx512f",
+        "avx512bw",
+        "avx512vl",
+        "avx512_vnni",
+        "avx512_bf16",
+        "avx512_fp16",
+        "avx_vnni",
+        "amx_tile",
+        "amx_bf16",
+        "amx_int8",  # x86-64
+        "asimd",
+        "asimdhp",
+        "asimddp",
+        "sve",
+        "sve2",
+        "i8mm",
+        "bf16",
+        "sme",  # aarch64
+    }
+)
 
 
 def cpu_model() -> str:
@@ -56,25 +78,27 @@ class CpuDriver:
         host = host_cpu(cpu_utilisation())
         model = cpu_model()
         levels = isa.host_levels()
-        return [DeviceReport(
-            uuid=hashed_id("cpu", host_id(), model),
-            driver=self.name,
-            vendor=host.vendor,
-            kind="cpu",
-            architecture=levels[0],
-            memory_total=host.memory_total or 0,
-            memory_free=host.memory_free,
-            compute_units=usable_cpus(),
-            health=HEALTHY,
-            targets=("cpu", "reference"),
-            local_id="cpu",
-            details={
-                "name": model,
-                "machine": isa.machine(),
-                "isa_levels": levels,
-                "features": sorted(isa.cpu_flags() & FEATURES),
-                "logical_cpus": host.compute_units,
-                "utilisation": host.utilisation,
-                "health_reasons": [],
-            },
-        )]
+        return [
+            DeviceReport(
+                uuid=hashed_id("cpu", host_id(), model),
+                driver=self.name,
+                vendor=host.vendor,
+                kind="cpu",
+                architecture=levels[0],
+                memory_total=host.memory_total or 0,
+                memory_free=host.memory_free,
+                compute_units=usable_cpus(),
+                health=HEALTHY,
+                targets=("cpu", "reference"),
+                local_id="cpu",
+                details={
+                    "name": model,
+                    "machine": isa.machine(),
+                    "isa_levels": levels,
+                    "features": sorted(isa.cpu_flags() & FEATURES),
+                    "logical_cpus": host.compute_units,
+                    "utilisation": host.utilisation,
+                    "health_reasons": [],
+                },
+            )
+        ]

@@ -47,8 +47,13 @@ class Discovery:
 
 def is_driver(obj) -> bool:
     """An object (not a class) with a non-empty `name` and callable `present` and `discover`."""
-    return (not isinstance(obj, type) and isinstance(getattr(obj, "name", None), str) and bool(obj.name)
-            and callable(getattr(obj, "present", None)) and callable(getattr(obj, "discover", None)))
+    return (
+        not isinstance(obj, type)
+        and isinstance(getattr(obj, "name", None), str)
+        and bool(obj.name)
+        and callable(getattr(obj, "present", None))
+        and callable(getattr(obj, "discover", None))
+    )
 
 
 def _resolve(ep: importlib.metadata.EntryPoint) -> Driver:
@@ -61,8 +66,10 @@ def _resolve(ep: importlib.metadata.EntryPoint) -> Driver:
     except Exception as exc:
         raise ValueError(f"{where} failed to load: {first_line(exc)}") from exc
     if not is_driver(obj):
-        raise ValueError(f"{where} gave {type(obj).__name__}; expected a Driver (name, present(), discover()) "
-                         "or a zero-argument callable returning one")
+        raise ValueError(
+            f"{where} gave {type(obj).__name__}; expected a Driver (name, present(), discover()) "
+            "or a zero-argument callable returning one"
+        )
     return obj
 
 
@@ -85,8 +92,10 @@ def _load() -> tuple[list[tuple[Driver, str]], list[DriverStatus]]:
         try:
             driver = _resolve(ep)
             if driver.name in names:
-                raise ValueError(f"driver entry point {source} gives driver '{driver.name}', "
-                                 f"which {names[driver.name]} already gives")
+                raise ValueError(
+                    f"driver entry point {source} gives driver '{driver.name}', "
+                    f"which {names[driver.name]} already gives"
+                )
         except ValueError as exc:
             log.warning("%s", exc)
             broken.append(DriverStatus(ep.name, BROKEN, str(exc), 0, source))
@@ -136,8 +145,13 @@ def discover(drivers: list[Driver] | None = None) -> Discovery:
         kept = 0
         for report in found:
             if report.uuid in owners:
-                log.warning("driver '%s': device %s skipped: driver '%s' already reported uuid %s",
-                            driver.name, report.local_id, owners[report.uuid], report.uuid)
+                log.warning(
+                    "driver '%s': device %s skipped: driver '%s' already reported uuid %s",
+                    driver.name,
+                    report.local_id,
+                    owners[report.uuid],
+                    report.uuid,
+                )
                 continue
             owners[report.uuid] = driver.name
             devices.append(report)

@@ -14,8 +14,17 @@ log = logging.getLogger(__name__)
 
 #: CUDA cores per streaming multiprocessor, by compute capability (major, minor); minor None: any
 CORES_PER_SM = {
-    (3, None): 192, (5, None): 128, (6, 0): 64, (6, None): 128, (7, None): 64, (8, 0): 64, (8, None): 128,
-    (9, None): 128, (10, None): 128, (11, None): 128, (12, None): 128,
+    (3, None): 192,
+    (5, None): 128,
+    (6, 0): 64,
+    (6, None): 128,
+    (7, None): 64,
+    (8, 0): 64,
+    (8, None): 128,
+    (9, None): 128,
+    (10, None): 128,
+    (11, None): 128,
+    (12, None): 128,
 }
 
 
@@ -70,8 +79,9 @@ def _report(nvml, index: int, driver_version: str | None) -> DeviceReport | None
     temperature = probe.ask(nvml.nvmlDeviceGetTemperature, handle, nvml.NVML_TEMPERATURE_GPU)
     pstate = probe.ask(nvml.nvmlDeviceGetPerformanceState, handle)
     pci = probe.ask(nvml.nvmlDeviceGetPciInfo, handle)
-    uncorrected = probe.ask(nvml.nvmlDeviceGetTotalEccErrors, handle, nvml.NVML_MEMORY_ERROR_TYPE_UNCORRECTED,
-                            nvml.NVML_VOLATILE_ECC)
+    uncorrected = probe.ask(
+        nvml.nvmlDeviceGetTotalEccErrors, handle, nvml.NVML_MEMORY_ERROR_TYPE_UNCORRECTED, nvml.NVML_VOLATILE_ECC
+    )
     remapped = probe.ask(nvml.nvmlDeviceGetRemappedRows, handle)  # Ampere and newer
     pages_pending = probe.ask(nvml.nvmlDeviceGetRetiredPagesPendingStatus, handle)  # before Ampere
     if uncorrected:

@@ -38,7 +38,7 @@ class OpenclDriver:
     name = "opencl"
 
     def present(self) -> tuple[bool, str]:
-        from hamr.targets.opencl.devices import pyopencl_module, cl_devices
+        from hamr.targets.opencl.devices import cl_devices, pyopencl_module
 
         cl = pyopencl_module()
         if cl is None:
@@ -54,7 +54,7 @@ class OpenclDriver:
 
     def discover(self) -> list[DeviceReport]:
         from hamr.runtime.devices import memory_available, opencl_devices
-        from hamr.targets.opencl.devices import pyopencl_module, cl_devices
+        from hamr.targets.opencl.devices import cl_devices, pyopencl_module
 
         cl = pyopencl_module()
         if cl is None:
@@ -64,26 +64,28 @@ class OpenclDriver:
         # opencl_devices() walks cl_devices() in the same order: index N is opencl:N in both
         for index, (seen, device) in enumerate(zip(opencl_devices(memory_available()), cl_devices())):
             available = bool(device.available)
-            reports.append(DeviceReport(
-                uuid=device_uuid(device, cl, index, host),
-                driver=self.name,
-                vendor=seen.vendor,
-                kind=seen.kind,
-                architecture=seen.architecture,
-                memory_total=seen.memory_total or 0,
-                memory_free=seen.memory_free,
-                compute_units=seen.compute_units,
-                health=HEALTHY if available else UNHEALTHY,
-                targets=seen.targets,
-                local_id=seen.id,
-                details={
-                    "name": device.name.strip(),
-                    "platform": device.platform.name.strip(),
-                    "driver_version": device.driver_version.strip(),
-                    "opencl_version": device.version.strip(),
-                    "pci_bus_id": pci_bus_id(device, cl),
-                    "utilisation": None,  # OpenCL has no utilisation query
-                    "health_reasons": [] if available else ["CL_DEVICE_AVAILABLE is false"],
-                },
-            ))
+            reports.append(
+                DeviceReport(
+                    uuid=device_uuid(device, cl, index, host),
+                    driver=self.name,
+                    vendor=seen.vendor,
+                    kind=seen.kind,
+                    architecture=seen.architecture,
+                    memory_total=seen.memory_total or 0,
+                    memory_free=seen.memory_free,
+                    compute_units=seen.compute_units,
+                    health=HEALTHY if available else UNHEALTHY,
+                    targets=seen.targets,
+                    local_id=seen.id,
+                    details={
+                        "name": device.name.strip(),
+                        "platform": device.platform.name.strip(),
+                        "driver_version": device.driver_version.strip(),
+                        "opencl_version": device.version.strip(),
+                        "pci_bus_id": pci_bus_id(device, cl),
+                        "utilisation": None,  # OpenCL has no utilisation query
+                        "health_reasons": [] if available else ["CL_DEVICE_AVAILABLE is false"],
+                    },
+                )
+            )
         return reports

@@ -4,13 +4,28 @@ See docs/pool.md ("Registry"). `open_registry()` opens the embedded SQLite datab
 PostgreSQL URL and migrates it to the newest schema.
 """
 
-from hamr.pool.registry.errors import (
-    InvalidTransition, NotFound, QueueFull, QuotaExceeded, RegistryError, StaleAttempt, StorageFull,
-)  # fmt: skip
 from hamr.pool.registry.deployments import ReplicaView
+from hamr.pool.registry.errors import (
+    InvalidTransition,
+    NotFound,
+    QueueFull,
+    QuotaExceeded,
+    RegistryError,
+    StaleAttempt,
+    StorageFull,
+)
 from hamr.pool.registry.models import (
-    ApiToken, Deployment, Device, Event, ExecutableRecord, Job, Node, Placement, Replica, Tenant,
-)  # fmt: skip
+    ApiToken,
+    Deployment,
+    Device,
+    Event,
+    ExecutableRecord,
+    Job,
+    Node,
+    Placement,
+    Replica,
+    Tenant,
+)
 from hamr.pool.registry.registry import Registry, open_registry
 from hamr.pool.registry.scope import ANY_TENANT
 from hamr.pool.registry.states import JOB_STATES, TRANSITIONS, check_transition

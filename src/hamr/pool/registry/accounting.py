@@ -21,8 +21,10 @@ from hamr.pool.scheduler.fairshare import decayed
 
 def check_priority(tenant: Tenant, priority: int) -> None:
     if priority > tenant.max_priority:
-        raise QuotaExceeded(f"tenant {tenant.name} may ask for priority up to {tenant.max_priority} "
-                            f"(its max_priority, set by an admin); this job asks for {priority}")  # fmt: skip
+        raise QuotaExceeded(
+            f"tenant {tenant.name} may ask for priority up to {tenant.max_priority} "
+            f"(its max_priority, set by an admin); this job asks for {priority}"
+        )
 
 
 def check_queue(session: Session, tenant: Tenant) -> None:
@@ -30,12 +32,16 @@ def check_queue(session: Session, tenant: Tenant) -> None:
         return
     waiting = session.scalar(select(func.count(Job.id)).where(Job.tenant_id == tenant.id, Job.state.in_(WAITING)))
     if waiting >= tenant.max_queued_jobs:
-        raise QueueFull(f"tenant {tenant.name} has {waiting} job(s) waiting, its max_queued_jobs is "
-                        f"{tenant.max_queued_jobs}: submit again once some have started")  # fmt: skip
+        raise QueueFull(
+            f"tenant {tenant.name} has {waiting} job(s) waiting, its max_queued_jobs is "
+            f"{tenant.max_queued_jobs}: submit again once some have started"
+        )
 
 
 def stored_bytes(session: Session, tenant_id: int) -> int:
-    executables = select(func.coalesce(func.sum(ExecutableRecord.size), 0)).where(ExecutableRecord.tenant_id == tenant_id)
+    executables = select(func.coalesce(func.sum(ExecutableRecord.size), 0)).where(
+        ExecutableRecord.tenant_id == tenant_id
+    )
     jobs = select(func.coalesce(func.sum(Job.stored_bytes), 0)).where(Job.tenant_id == tenant_id)
     return int(session.scalar(executables)) + int(session.scalar(jobs))
 
@@ -45,8 +51,10 @@ def check_storage(session: Session, tenant: Tenant, adding: int) -> None:
         return
     held = stored_bytes(session, tenant.id)
     if held + adding > tenant.max_stored_bytes:
-        raise StorageFull(f"tenant {tenant.name} stores {held:,} bytes; {adding:,} more would exceed its "
-                          f"max_stored_bytes of {tenant.max_stored_bytes:,}")  # fmt: skip
+        raise StorageFull(
+            f"tenant {tenant.name} stores {held:,} bytes; {adding:,} more would exceed its "
+            f"max_stored_bytes of {tenant.max_stored_bytes:,}"
+        )
 
 
 def charge(session: Session, job: Job, now: datetime) -> None:

@@ -30,7 +30,10 @@ from hamr.pool.registry.models import (
 from hamr.pool.registry.scope import ANY_TENANT, Scope, require_tenant, scoped
 
 MAX_REPLICAS = 1024
-REPLICA_MOVES = {REPLICA_PENDING: {REPLICA_READY, REPLICA_STOPPED, REPLICA_FAILED}, REPLICA_READY: {REPLICA_STOPPED, REPLICA_FAILED}}
+REPLICA_MOVES = {
+    REPLICA_PENDING: {REPLICA_READY, REPLICA_STOPPED, REPLICA_FAILED},
+    REPLICA_READY: {REPLICA_STOPPED, REPLICA_FAILED},
+}
 
 
 @dataclass(frozen=True)
@@ -52,17 +55,32 @@ class ReplicaView:
 
 
 class Deployments:
-    def create_deployment(self, tenant: int, executable_id: int, replicas: int, name: str = "", share: int = 500) -> Deployment:
+    def create_deployment(
+        self, tenant: int, executable_id: int, replicas: int, name: str = "", share: int = 500
+    ) -> Deployment:
         owner = require_tenant(tenant)
         _check_counts(replicas, share)
         self._require_executable(owner, executable_id)  # another tenant's executable reads as missing
         with self.writing() as session:
-            deployment = Deployment(tenant_id=owner, executable_id=executable_id, name=name, replicas=replicas,
-                                    share=share, state=DEPLOYMENT_ACTIVE)  # fmt: skip
+            deployment = Deployment(
+                tenant_id=owner,
+                executable_id=executable_id,
+                name=name,
+                replicas=replicas,
+                share=share,
+                state=DEPLOYMENT_ACTIVE,
+            )
             session.add(deployment)
             session.flush()
-            self._event(session, "deployment.created", f"deployment:{deployment.id}", owner,
-                        executable=executable_id, replicas=replicas, share=share)  # fmt: skip
+            self._event(
+                session,
+                "deployment.created",
+                f"deployment:{deployment.id}",
+                owner,
+                executable=executable_id,
+                replicas=replicas,
+                share=share,
+            )
         return deployment
 
     def get_deployment(self, tenant: Scope, deployment_id: int) -> Deployment | None:
@@ -79,8 +97,14 @@ class Deployments:
             deployment = self._locked_deployment(session, tenant, deployment_id)
             _check_counts(replicas, deployment.share)
             old, deployment.replicas = deployment.replicas, replicas
-            self._event(session, "deployment.scaled", f"deployment:{deployment.id}", deployment.tenant_id,
-                        previous=old, replicas=replicas)  # fmt: skip
+            self._event(
+                session,
+                "deployment.scaled",
+                f"deployment:{deployment.id}",
+                deployment.tenant_id,
+                previous=old,
+                replicas=replicas,
+            )
         return deployment
 
     def delete_deployment(self, tenant: Scope, deployment_id: int) -> Deployment:
@@ -88,13 +112,17 @@ class Deployments:
         with self.writing() as session:
             deployment = self._locked_deployment(session, tenant, deployment_id)
             deployment.state = DEPLOYMENT_DELETED
-            session.execute(update(Replica).where(Replica.deployment_id == deployment.id, Replica.state.in_(LIVE_REPLICA))
-                            .values(state=REPLICA_STOPPED, reason="the deployment was deleted"))  # fmt: skip
+            session.execute(
+                update(Replica)
+                .where(Replica.deployment_id == deployment.id, Replica.state.in_(LIVE_REPLICA))
+                .values(state=REPLICA_STOPPED, reason="the deployment was deleted")
+            )
             self._event(session, "deployment.deleted", f"deployment:{deployment.id}", deployment.tenant_id)
         return deployment
 
-    def list_replicas(self, tenant: Scope, deployment_id: int | None = None, node: str | None = None,
-                      live: bool = True) -> list[ReplicaView]:  # fmt: skip
+    def list_replicas(
+        self, tenant: Scope, deployment_id: int | None = None, node: str | None = None, live: bool = True
+    ) -> list[ReplicaView]:
         """Replicas (live ones only unless `live=False`), of one deployment or of every deployment on one node."""
         stmt = (
             select(Replica, Deployment, Device.uuid, Device.local_id, Node.name, Device.kind, Device.architecture)
@@ -111,8 +139,23 @@ class Deployments:
             stmt = stmt.where(Replica.state.in_(LIVE_REPLICA), Deployment.state == DEPLOYMENT_ACTIVE)
         with self.reading() as session:
             rows = session.execute(stmt.order_by(Replica.id)).all()
-        return [ReplicaView(r.id, d.id, d.tenant_id, d.executable_id, r.state, r.reason, uuid, local_id, node_name,
-                            kind, arch, d.share) for r, d, uuid, local_id, node_name, kind, arch in rows]  # fmt: skip
+        return [
+            ReplicaView(
+                r.id,
+                d.id,
+                d.tenant_id,
+                d.executable_id,
+                r.state,
+                r.reason,
+                uuid,
+                local_id,
+                node_name,
+                kind,
+                arch,
+                d.share,
+            )
+            for r, d, uuid, local_id, node_name, kind, arch in rows
+        ]
 
     def replica_shares(self) -> dict[str, int]:
         """device uuid -> thousandths of it reserved by live replicas."""
@@ -130,8 +173,11 @@ class Deployments:
         """Place one more replica (pending) on a device; refused once the deployment has all it wants."""
         with self.writing() as session:
             deployment = self._locked_deployment(session, ANY_TENANT, deployment_id)
-            live = session.scalar(select(func.count(Replica.id)).where(
-                Replica.deployment_id == deployment.id, Replica.state.in_(LIVE_REPLICA)))  # fmt: skip
+            live = session.scalar(
+                select(func.count(Replica.id)).where(
+                    Replica.deployment_id == deployment.id, Replica.state.in_(LIVE_REPLICA)
+                )
+            )
             if live >= deployment.replicas:
                 raise RegistryError(f"deployment {deployment.id} already has {live} of {deployment.replicas} replicas")
             device = session.scalar(select(Device).where(Device.uuid == device_uuid))
@@ -140,8 +186,15 @@ class Deployments:
             replica = Replica(deployment_id=deployment.id, device_id=device.id, state=REPLICA_PENDING, reason=reason)
             session.add(replica)
             session.flush()
-            self._event(session, "replica.placed", f"replica:{replica.id}", deployment.tenant_id,
-                        deployment=deployment.id, device=device_uuid, reason=reason)  # fmt: skip
+            self._event(
+                session,
+                "replica.placed",
+                f"replica:{replica.id}",
+                deployment.tenant_id,
+                deployment=deployment.id,
+                device=device_uuid,
+                reason=reason,
+            )
         return replica
 
     def set_replica_state(self, replica_id: int, state: str, reason: str = "") -> Replica:
@@ -165,7 +218,9 @@ class Deployments:
             return
         with self.writing() as session:
             for uuid, value in sorted(seconds.items()):
-                session.execute(update(Device).where(Device.uuid == uuid).values(busy_seconds=Device.busy_seconds + value))
+                session.execute(
+                    update(Device).where(Device.uuid == uuid).values(busy_seconds=Device.busy_seconds + value)
+                )
 
     @staticmethod
     def _locked_deployment(session: Session, tenant: Scope, deployment_id: int) -> Deployment:
@@ -181,4 +236,3 @@ def _check_counts(replicas: int, share: int) -> None:
         raise RegistryError(f"replicas must be 0 to {MAX_REPLICAS}, got {replicas}")
     if not 1 <= share <= 1000:
         raise RegistryError(f"share is thousandths of a device, 1 to 1000, got {share}")
-

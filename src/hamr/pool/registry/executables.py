@@ -72,7 +72,9 @@ class Executables:
         return self._one(stmt)
 
     def get_executable(self, tenant: Scope, executable_id: int) -> ExecutableRecord | None:
-        stmt = scoped(select(ExecutableRecord), ExecutableRecord.tenant_id, tenant).where(ExecutableRecord.id == executable_id)
+        stmt = scoped(select(ExecutableRecord), ExecutableRecord.tenant_id, tenant).where(
+            ExecutableRecord.id == executable_id
+        )
         return self._one(stmt)
 
     def list_executables(self, tenant: Scope) -> list[ExecutableRecord]:

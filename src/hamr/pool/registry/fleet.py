@@ -16,8 +16,16 @@ from hamr.pool.registry.states import ACTIVE
 
 USABLE_HEALTH = (HEALTHY, DEGRADED)
 REPORTED_FIELDS = (
-    "driver", "vendor", "kind", "architecture", "memory_total", "memory_free", "compute_units", "health", "local_id",
-)  # fmt: skip
+    "driver",
+    "vendor",
+    "kind",
+    "architecture",
+    "memory_total",
+    "memory_free",
+    "compute_units",
+    "health",
+    "local_id",
+)
 
 
 def active_placements():

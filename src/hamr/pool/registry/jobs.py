@@ -47,15 +47,24 @@ class Jobs:
         incoming = sum(v.size if isinstance(v, StagedBlob) else np.asarray(v).nbytes for v in inputs.values())
         with self.reading() as session:  # refused before any blob is written (checked again below, locked)
             self._admit(session, session.get(Tenant, owner), priority, n_devices, incoming)
-        stored = {name: value.commit() if isinstance(value, StagedBlob) else self.blobs.put_array(value)
-                  for name, value in inputs.items()}
+        stored = {
+            name: value.commit() if isinstance(value, StagedBlob) else self.blobs.put_array(value)
+            for name, value in inputs.items()
+        }
         size = sum(self.blobs.size(digest) for digest in stored.values())
         with self.writing() as session:
             self._admit(session, session.get(Tenant, owner, with_for_update=True), priority, n_devices, size)
             job = Job(
-                tenant_id=owner, executable_id=executable_id, state=QUEUED, inputs=stored,
-                priority=priority, n_devices=n_devices, attempts=0, outputs={}, stored_bytes=size,
-            )  # fmt: skip
+                tenant_id=owner,
+                executable_id=executable_id,
+                state=QUEUED,
+                inputs=stored,
+                priority=priority,
+                n_devices=n_devices,
+                attempts=0,
+                outputs={},
+                stored_bytes=size,
+            )
             session.add(job)
             session.flush()
             self._event(session, "job.queued", f"job:{job.id}", owner, executable=executable_id, n_devices=n_devices)
@@ -64,7 +73,9 @@ class Jobs:
     @staticmethod
     def _admit(session: Session, row: Tenant, priority: int, n_devices: int, size: int) -> None:
         if row.max_devices is not None and n_devices > row.max_devices:
-            raise QuotaExceeded(f"tenant {row.name}: a job of {n_devices} devices exceeds max_devices {row.max_devices}")
+            raise QuotaExceeded(
+                f"tenant {row.name}: a job of {n_devices} devices exceeds max_devices {row.max_devices}"
+            )
         accounting.check_priority(row, priority)
         accounting.check_queue(session, row)
         accounting.check_storage(session, row, size)
@@ -91,7 +102,9 @@ class Jobs:
         return {name: self.blobs.get_array(digest) for name, digest in self._require_job(tenant, job_id).inputs.items()}
 
     def job_outputs(self, tenant: Scope, job_id: int) -> dict[str, np.ndarray]:
-        return {name: self.blobs.get_array(digest) for name, digest in self._require_job(tenant, job_id).outputs.items()}
+        return {
+            name: self.blobs.get_array(digest) for name, digest in self._require_job(tenant, job_id).outputs.items()
+        }
 
     def _require_job(self, tenant: Scope, job_id: int) -> Job:
         job = self.get_job(tenant, job_id)
@@ -101,7 +114,9 @@ class Jobs:
 
     # State changes. Each locks the job's row, checks the transition, and logs an event.
 
-    def schedule_job(self, tenant: Scope, job_id: int, device_uuids: list[str], reason: str = "", start: bool = False) -> Job:
+    def schedule_job(
+        self, tenant: Scope, job_id: int, device_uuids: list[str], reason: str = "", start: bool = False
+    ) -> Job:
         """Place a waiting job on `device_uuids` (all of a gang at once): a new attempt, one placement per device.
 
         `start`: the job also goes on to running in the same transaction (a dispatcher that hands
@@ -116,9 +131,16 @@ class Jobs:
             devices = self._lock_free_devices(session, job, device_uuids)
             job.attempts += 1
             job = self._move(
-                session, job, SCHEDULED, devices=device_uuids, attempt=job.attempts, reason=reason,
-                placements=[Placement(job_id=job.id, device_id=d.id, attempt=job.attempts, reason=reason) for d in devices],
-            )  # fmt: skip
+                session,
+                job,
+                SCHEDULED,
+                devices=device_uuids,
+                attempt=job.attempts,
+                reason=reason,
+                placements=[
+                    Placement(job_id=job.id, device_id=d.id, attempt=job.attempts, reason=reason) for d in devices
+                ],
+            )
             return self._move(session, job, RUNNING, attempt=job.attempts) if start else job
 
     # `attempt` (optional) guards a move with the attempt it is about: the move happens only while that
@@ -128,7 +150,9 @@ class Jobs:
     def start_job(self, tenant: Scope, job_id: int, attempt: int | None = None) -> Job:
         return self._change(tenant, job_id, RUNNING, attempt=attempt)
 
-    def finish_job(self, tenant: Scope, job_id: int, outputs: Mapping[str, np.ndarray], attempt: int | None = None) -> Job:
+    def finish_job(
+        self, tenant: Scope, job_id: int, outputs: Mapping[str, np.ndarray], attempt: int | None = None
+    ) -> Job:
         stored = {name: self.blobs.put_array(array) for name, array in outputs.items()}
         size = sum(self.blobs.size(digest) for digest in stored.values())  # counted, never refused: the pool made them
         return self._change(tenant, job_id, SUCCEEDED, attempt=attempt, outputs=stored, output_bytes=size)
@@ -186,7 +210,9 @@ class Jobs:
         active = select(Job).where(Job.tenant_id == job.tenant_id, Job.state.in_(ACTIVE), Job.id != job.id).subquery()
         running = session.scalar(select(func.count()).select_from(active))
         if tenant.max_running_jobs is not None and running >= tenant.max_running_jobs:
-            raise QuotaExceeded(f"tenant {tenant.name}: {running} job(s) active, max_running_jobs is {tenant.max_running_jobs}")
+            raise QuotaExceeded(
+                f"tenant {tenant.name}: {running} job(s) active, max_running_jobs is {tenant.max_running_jobs}"
+            )
         held = session.scalar(select(func.coalesce(func.sum(active.c.n_devices), 0)))
         if tenant.max_devices is not None and held + job.n_devices > tenant.max_devices:
             raise QuotaExceeded(
@@ -197,7 +223,9 @@ class Jobs:
     def _lock_free_devices(session: Session, job: Job, uuids: list[str]) -> list[Device]:
         stmt = select(Device).where(Device.uuid.in_(uuids)).order_by(Device.id).with_for_update()
         devices = {d.uuid: d for d in session.scalars(stmt)}
-        nodes = {n.id: n for n in session.scalars(select(Node).where(Node.id.in_([d.node_id for d in devices.values()])))}
+        nodes = {
+            n.id: n for n in session.scalars(select(Node).where(Node.id.in_([d.node_id for d in devices.values()])))
+        }
         for uuid in uuids:
             device = devices.get(uuid)
             if device is None:

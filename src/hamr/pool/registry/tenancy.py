@@ -10,8 +10,16 @@ from hamr.pool.registry.errors import NotFound, RegistryError
 from hamr.pool.registry.models import ApiToken, Tenant, utcnow
 from hamr.pool.registry.scope import Scope, require_tenant, scoped
 
-QUOTA_FIELDS = ("max_devices", "max_running_jobs", "max_priority", "max_queued_jobs", "max_stored_bytes",
-                "max_inflight_requests", "max_queued_requests", "weight")
+QUOTA_FIELDS = (
+    "max_devices",
+    "max_running_jobs",
+    "max_priority",
+    "max_queued_jobs",
+    "max_stored_bytes",
+    "max_inflight_requests",
+    "max_queued_requests",
+    "weight",
+)
 NOT_NULL = ("max_priority", "weight")  # the other fields take None: no limit
 
 
@@ -53,12 +61,15 @@ class Tenancy:
 
     # Tokens: the plaintext exists only in create_token's return value.
 
-    def create_token(self, tenant_id: int | None, admin: bool = False, label: str = "",
-                     node: str | None = None) -> tuple[str, ApiToken]:  # fmt: skip
+    def create_token(
+        self, tenant_id: int | None, admin: bool = False, label: str = "", node: str | None = None
+    ) -> tuple[str, ApiToken]:
         """A new token for the tenant (None: an admin token of no tenant), or, with `node`, the agent token
         of that node (no tenant, not admin). Returns (plaintext, row), once."""
         if node is not None and (tenant_id is not None or admin or not 0 < len(node) <= 255):
-            raise RegistryError("an agent token names a node (1 to 255 characters) and has no tenant and no admin scope")
+            raise RegistryError(
+                "an agent token names a node (1 to 255 characters) and has no tenant and no admin scope"
+            )
         if tenant_id is None and not admin and node is None:
             raise RegistryError("a token without a tenant must be an admin token")
         owner = None if tenant_id is None else require_tenant(tenant_id)
@@ -66,18 +77,29 @@ class Tenancy:
         with self.writing() as session:
             if owner is not None and session.get(Tenant, owner) is None:
                 raise NotFound(f"tenant {owner} not found")
-            row = ApiToken(token_hash=tokens.hash_token(plaintext), tenant_id=owner, admin=admin, label=label, node=node)
+            row = ApiToken(
+                token_hash=tokens.hash_token(plaintext), tenant_id=owner, admin=admin, label=label, node=node
+            )
             session.add(row)
             session.flush()
-            self._event(session, "token.created", f"token:{row.id}", owner, admin=admin, label=label,
-                        **({"node": node} if node else {}))  # fmt: skip
+            self._event(
+                session,
+                "token.created",
+                f"token:{row.id}",
+                owner,
+                admin=admin,
+                label=label,
+                **({"node": node} if node else {}),
+            )
         return plaintext, row
 
     def authenticate(self, plaintext: str) -> ApiToken | None:
         """The token's row when it exists and is not revoked, else None."""
         if not tokens.looks_like_token(plaintext):
             return None
-        stmt = select(ApiToken).where(ApiToken.token_hash == tokens.hash_token(plaintext), ApiToken.revoked_at.is_(None))
+        stmt = select(ApiToken).where(
+            ApiToken.token_hash == tokens.hash_token(plaintext), ApiToken.revoked_at.is_(None)
+        )
         return self._one(stmt)
 
     def list_tokens(self, tenant: Scope) -> list[ApiToken]:

@@ -24,8 +24,12 @@ def decayed(value: float, elapsed_s: float, half_life_s: float = HALF_LIFE_S) ->
     return value * 0.5 ** (max(elapsed_s, 0.0) / half_life_s)
 
 
-def fair_order(queue: list[JobRequest], usage: Mapping[str, float] | None = None,
-               weights: Mapping[str, float] | None = None, charge_s: float = CHARGE_S) -> list[JobRequest]:
+def fair_order(
+    queue: list[JobRequest],
+    usage: Mapping[str, float] | None = None,
+    weights: Mapping[str, float] | None = None,
+    charge_s: float = CHARGE_S,
+) -> list[JobRequest]:
     """The queue (in arrival order) in fair-share order: by tenant usage per weight, then priority and arrival within a tenant."""
     usage, weights = usage or {}, weights or {}
     mine: dict[str, list[tuple[int, int, JobRequest]]] = {}

@@ -87,8 +87,9 @@ class ReplayResult:
     placements_by_arch: dict[str, int]
 
 
-def replay_gavel(jobs: list[TraceJob], throughputs: dict, counts: dict[str, int], policy: str,
-                 learn: bool = False) -> ReplayResult:
+def replay_gavel(
+    jobs: list[TraceJob], throughputs: dict, counts: dict[str, int], policy: str, learn: bool = False
+) -> ReplayResult:
     """Average job completion time under `policy`. With `learn`, max_throughput starts knowing nothing and
     learns each (job type, architecture) rate from the jobs that complete, as the pool does from runs;
     otherwise it knows the measured rates up front, as Gavel does."""
@@ -124,8 +125,9 @@ def replay_gavel(jobs: list[TraceJob], throughputs: dict, counts: dict[str, int]
         requests = {}
         for job in queue:
             runs_on = tuple(a for a in counts if gang_rate(throughputs[a], job.kind, job.n_devices) > 0)
-            requests[job.id] = JobRequest(job.id, "trace", runs_on, executable=f"{job.kind}/{job.n_devices}",
-                                          n_devices=job.n_devices)
+            requests[job.id] = JobRequest(
+                job.id, "trace", runs_on, executable=f"{job.kind}/{job.n_devices}", n_devices=job.n_devices
+            )
         started = {d.job: d for d in scheduler.start_waiting(list(requests.values()), passed_over=passed_over)}
         for job in queue:
             decision = started.get(job.id)
@@ -143,8 +145,9 @@ def replay_gavel(jobs: list[TraceJob], throughputs: dict, counts: dict[str, int]
     if queue:
         raise ValueError(f"{len(queue)} job(s) never fit the cluster")
     jcts = [done[j.id] - j.arrival for j in jobs]
-    return ReplayResult(policy, len(jobs), sum(jcts) / len(jcts), max(done.values()) - min(j.arrival for j in jobs),
-                        by_arch)
+    return ReplayResult(
+        policy, len(jobs), sum(jcts) / len(jcts), max(done.values()) - min(j.arrival for j in jobs), by_arch
+    )
 
 
 def read_alibaba_nodes(path: Path) -> list[dict]:
@@ -171,14 +174,23 @@ def replay_alibaba(nodes: list[dict], pods: list[dict], policy: str) -> dict:
         if gpus == 0:
             continue
         share = int(pod["gpu_milli"]) if gpus == 1 else 1000
-        decision = scheduler.place(JobRequest(pod["name"] or f"p{i}", "trace", ("cuda",), n_devices=gpus,
-                                              share=max(1, min(share, 1000))))
+        decision = scheduler.place(
+            JobRequest(pod["name"] or f"p{i}", "trace", ("cuda",), n_devices=gpus, share=max(1, min(share, 1000)))
+        )
         if decision.placed:
             placed += 1
             placed_share += len(decision.devices) * max(1, min(share, 1000))
         else:
             unplaced += 1
     used = table.allocated[table.view()]
-    return {"policy": policy, "placed": placed, "unplaced": unplaced, "gpus": len(table),
-            "placed_share": placed_share, "allocated_total": int(used.sum()), "allocated_max": int(used.max()),
-            "gpus_whole_free": int((used == 0).sum()), "gpus_partly_used": int(((used > 0) & (used < 1000)).sum())}
+    return {
+        "policy": policy,
+        "placed": placed,
+        "unplaced": unplaced,
+        "gpus": len(table),
+        "placed_share": placed_share,
+        "allocated_total": int(used.sum()),
+        "allocated_max": int(used.max()),
+        "gpus_whole_free": int((used == 0).sum()),
+        "gpus_partly_used": int(((used > 0) & (used < 1000)).sum()),
+    }

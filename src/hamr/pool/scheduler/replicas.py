@@ -39,8 +39,9 @@ def variant(candidate: Candidate, targets: tuple[str, ...]) -> str | None:
     return next((t for t in targets if t in candidate.targets), None)
 
 
-def place_replicas(candidates: list[Candidate], existing: list[Candidate], wanted: int, targets: tuple[str, ...],
-                   share: int) -> tuple[list[ReplicaPlacement], str]:  # fmt: skip
+def place_replicas(
+    candidates: list[Candidate], existing: list[Candidate], wanted: int, targets: tuple[str, ...], share: int
+) -> tuple[list[ReplicaPlacement], str]:
     """Up to `wanted` new placements next to the `existing` replicas' devices; and why fewer, if fewer."""
     reserved = {c.uuid: c.reserved for c in candidates}
     by_uuid = {c.uuid: c for c in candidates}
@@ -48,7 +49,13 @@ def place_replicas(candidates: list[Candidate], existing: list[Candidate], wante
 
     def count(c: Candidate) -> None:
         v = variant(c, targets) or "?"
-        for key, value in (("kind", c.kind), ("variant", v), ("architecture", c.architecture), ("device", c.uuid), ("node", c.node)):
+        for key, value in (
+            ("kind", c.kind),
+            ("variant", v),
+            ("architecture", c.architecture),
+            ("device", c.uuid),
+            ("node", c.node),
+        ):
             counts[key][value] += 1
 
     for c in existing:
@@ -59,21 +66,34 @@ def place_replicas(candidates: list[Candidate], existing: list[Candidate], wante
         fit = [c for c in runnable if reserved[c.uuid] + share <= WHOLE]
         if not fit:
             break
-        best = min(fit, key=lambda c: (counts["kind"][c.kind], counts["variant"][variant(c, targets)],
-                                       counts["architecture"][c.architecture], counts["device"][c.uuid],
-                                       counts["node"][c.node], reserved[c.uuid], c.uuid))  # fmt: skip
+        best = min(
+            fit,
+            key=lambda c: (
+                counts["kind"][c.kind],
+                counts["variant"][variant(c, targets)],
+                counts["architecture"][c.architecture],
+                counts["device"][c.uuid],
+                counts["node"][c.node],
+                reserved[c.uuid],
+                c.uuid,
+            ),
+        )
         v = variant(best, targets)
-        reason = (f"spread: {counts['kind'][best.kind]} replica(s) already on kind {best.kind}, "
-                  f"{counts['variant'][v]} on {v}, {counts['device'][best.uuid]} on this device; chose {best.local_id} "
-                  f"({best.kind}, {best.architecture}, runs {v}) on node {best.node}, {reserved[best.uuid]}/1000 reserved")  # fmt: skip
+        reason = (
+            f"spread: {counts['kind'][best.kind]} replica(s) already on kind {best.kind}, "
+            f"{counts['variant'][v]} on {v}, {counts['device'][best.uuid]} on this device; chose {best.local_id} "
+            f"({best.kind}, {best.architecture}, runs {v}) on node {best.node}, {reserved[best.uuid]}/1000 reserved"
+        )
         placed.append(ReplicaPlacement(best.uuid, v, reason))
         reserved[best.uuid] += share
         count(by_uuid[best.uuid])
     short = ""
     if len(placed) < wanted:
-        short = (f"waiting: {wanted - len(placed)} replica(s) do not fit. Of {len(candidates)} schedulable device(s), "
-                 f"{len(runnable)} run one of {', '.join(targets) or 'no targets'}, "
-                 f"{sum(1 for c in runnable if reserved[c.uuid] + share <= WHOLE)} have {share}/1000 unreserved")  # fmt: skip
+        short = (
+            f"waiting: {wanted - len(placed)} replica(s) do not fit. Of {len(candidates)} schedulable device(s), "
+            f"{len(runnable)} run one of {', '.join(targets) or 'no targets'}, "
+            f"{sum(1 for c in runnable if reserved[c.uuid] + share <= WHOLE)} have {share}/1000 unreserved"
+        )
     return placed, short
 
 

@@ -32,8 +32,14 @@ class Decision:
         return bool(self.devices)
 
     def to_json(self) -> dict:
-        return {"job": self.job, "devices": list(self.devices), "targets": list(self.targets),
-                "policy": self.policy, "reason": self.reason, "placed": self.placed}
+        return {
+            "job": self.job,
+            "devices": list(self.devices),
+            "targets": list(self.targets),
+            "policy": self.policy,
+            "reason": self.reason,
+            "placed": self.placed,
+        }
 
 
 @dataclass

@@ -35,8 +35,9 @@ class Scheduler:
 
     # -- one job --
 
-    def place(self, job: JobRequest, limits: TenantLimits | None = None, policy: str | None = None,
-              commit: bool = True) -> Decision:
+    def place(
+        self, job: JobRequest, limits: TenantLimits | None = None, policy: str | None = None, commit: bool = True
+    ) -> Decision:
         policy = policy or self.policy
         quota = _quota_refusal(job, limits)
         if quota:
@@ -60,9 +61,12 @@ class Scheduler:
             if limits is not None:
                 limits.in_use_devices += len(devices)
                 limits.running_jobs += 1
-        where = ", ".join(f"{d} ({tg}, {t.architectures[r]}, node {t.nodes[r]})" for d, tg, r in zip(devices, targets, chosen))
-        return Decision(job.id, devices, targets, policy,
-                        f"{policy}: {len(rows)} of {len(t)} devices fit; {how}; chose {where}")
+        where = ", ".join(
+            f"{d} ({tg}, {t.architectures[r]}, node {t.nodes[r]})" for d, tg, r in zip(devices, targets, chosen)
+        )
+        return Decision(
+            job.id, devices, targets, policy, f"{policy}: {len(rows)} of {len(t)} devices fit; {how}; chose {where}"
+        )
 
     def release(self, decision: Decision, job: JobRequest, limits: TenantLimits | None = None) -> None:
         for device in decision.devices:
@@ -80,9 +84,15 @@ class Scheduler:
         order = sorted(range(len(queue)), key=lambda i: (-queue[i].priority, i))
         return [self.place(queue[i], limits.get(queue[i].tenant)) for i in order]
 
-    def start_waiting(self, queue: list[JobRequest], limits: dict[str, TenantLimits] | None = None,
-                      passed_over: dict[str, int] | None = None, window: int = 16, patience: int = 8,
-                      ranked: bool = False) -> list[Decision]:
+    def start_waiting(
+        self,
+        queue: list[JobRequest],
+        limits: dict[str, TenantLimits] | None = None,
+        passed_over: dict[str, int] | None = None,
+        window: int = 16,
+        patience: int = 8,
+        ranked: bool = False,
+    ) -> list[Decision]:
         """Place what can start now from a waiting queue (in arrival order); returns the placed decisions.
 
         binpack and spread take jobs by priority, then arrival. max_throughput looks at the first
@@ -117,7 +127,7 @@ class Scheduler:
                 if best is None or key > best[0]:
                     best = (key, job)
             if best is None:
-                lower = waiting[len(candidates):] if ranked else [j for j in waiting if j.priority != top]
+                lower = waiting[len(candidates) :] if ranked else [j for j in waiting if j.priority != top]
                 if not lower or len(lower) == len(waiting):
                     return placed
                 waiting = lower
@@ -140,16 +150,23 @@ class Scheduler:
         rates = self.throughput.rates(job.executable) if policy == "max_throughput" else {}
         score = None
         if policy == "spread":
-            ranked, how = rows[np.lexsort((rows, allocated, node_load))], "least allocated devices on the least loaded nodes"
+            ranked, how = (
+                rows[np.lexsort((rows, allocated, node_load))],
+                "least allocated devices on the least loaded nodes",
+            )
         elif rates:
             score = self._advantage(rates)
             ranked = rows[np.lexsort((rows, -node_load, -allocated, -score[t.arch[rows]]))]
-            how = "highest measured throughput, weighed by comparative advantage at this load (" + ", ".join(
-                f"{a} {r:.3g}/s" for a, r in sorted(rates.items(), key=lambda kv: -kv[1])) + ")"
+            how = (
+                "highest measured throughput, weighed by comparative advantage at this load ("
+                + ", ".join(f"{a} {r:.3g}/s" for a, r in sorted(rates.items(), key=lambda kv: -kv[1]))
+                + ")"
+            )
         else:
             ranked = rows[np.lexsort((rows, -node_load, -allocated))]
-            how = ("no throughput measured yet, so binpack: " if policy == "max_throughput" else "") + \
-                "most allocated devices on the most loaded nodes"
+            how = (
+                "no throughput measured yet, so binpack: " if policy == "max_throughput" else ""
+            ) + "most allocated devices on the most loaded nodes"
         if job.n_devices == 1:
             chosen = ranked[:1]
         else:
@@ -194,8 +211,10 @@ def _quota_refusal(job: JobRequest, limits: TenantLimits | None) -> str:
     if limits.max_running_jobs is not None and limits.running_jobs >= limits.max_running_jobs:
         return f"quota: tenant {job.tenant} runs {limits.running_jobs} of {limits.max_running_jobs} jobs"
     if limits.max_devices is not None and limits.in_use_devices + job.n_devices > limits.max_devices:
-        return (f"quota: tenant {job.tenant} uses {limits.in_use_devices} of {limits.max_devices} devices; "
-                f"this job needs {job.n_devices}")
+        return (
+            f"quota: tenant {job.tenant} uses {limits.in_use_devices} of {limits.max_devices} devices; "
+            f"this job needs {job.n_devices}"
+        )
     return ""
 
 

@@ -49,8 +49,16 @@ class DeviceTable:
             mask |= self.target_bits[target]
         return mask
 
-    def upsert(self, device_id: str, node: str, architecture: str, targets, memory_free: int,
-               healthy: bool = True, drained: bool = False) -> int:
+    def upsert(
+        self,
+        device_id: str,
+        node: str,
+        architecture: str,
+        targets,
+        memory_free: int,
+        healthy: bool = True,
+        drained: bool = False,
+    ) -> int:
         row = self.index.get(device_id)
         if row is None:
             row = len(self.ids)

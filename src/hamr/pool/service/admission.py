@@ -135,16 +135,22 @@ class TenantLimits:
 
 
 class Admission:
-    def __init__(self, registry, per_replica: int = PER_REPLICA, deployment_queue: int | None = DEPLOYMENT_QUEUE,
-                 threads: int = DATA_PLANE_THREADS):
+    def __init__(
+        self,
+        registry,
+        per_replica: int = PER_REPLICA,
+        deployment_queue: int | None = DEPLOYMENT_QUEUE,
+        threads: int = DATA_PLANE_THREADS,
+    ):
         self.registry = registry
         self.per_replica, self.deployment_queue, self.threads = per_replica, deployment_queue, threads
         self.tenants: dict[int, Gate] = {}
         self.deployments: dict[int, Gate] = {}
         self._gates = threading.Lock()
         self._limits: dict[int, TenantLimits] = {}
-        self.executor = concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="hamr-data-plane",
-                                                              initializer=_lower_priority)  # fmt: skip
+        self.executor = concurrent.futures.ThreadPoolExecutor(
+            threads, thread_name_prefix="hamr-data-plane", initializer=_lower_priority
+        )
 
     def forget(self, tenant_id: int) -> None:
         """The tenant's limits changed: read them again at its next request."""
@@ -154,8 +160,12 @@ class Admission:
         known = self._limits.get(tenant_id)
         if known is None or known.until < time.monotonic():
             row = await run_in_threadpool(self.registry.get_tenant, tenant_id)
-            known = TenantLimits(row.name if row else str(tenant_id), row.max_inflight_requests if row else 0,
-                                 row.max_queued_requests if row else 0, time.monotonic() + LIMITS_CACHE_S)  # fmt: skip
+            known = TenantLimits(
+                row.name if row else str(tenant_id),
+                row.max_inflight_requests if row else 0,
+                row.max_queued_requests if row else 0,
+                time.monotonic() + LIMITS_CACHE_S,
+            )
             self._limits[tenant_id] = known
         return known
 
@@ -175,15 +185,21 @@ class Admission:
         retry = expected_s or 1.0
         try:
             if not await tenant.enter():
-                raise Busy(f"tenant {limits.name} has {tenant.running} deployment request(s) running and "
-                           f"{len(tenant.waiters)} waiting, its limits (max_inflight_requests {limits.inflight}, "
-                           f"max_queued_requests {limits.queued}); retry after {math.ceil(retry)} s", retry)  # fmt: skip
+                raise Busy(
+                    f"tenant {limits.name} has {tenant.running} deployment request(s) running and "
+                    f"{len(tenant.waiters)} waiting, its limits (max_inflight_requests {limits.inflight}, "
+                    f"max_queued_requests {limits.queued}); retry after {math.ceil(retry)} s",
+                    retry,
+                )
             try:
                 if not await deployment.enter():
-                    raise Busy(f"deployment {deployment_id} has {deployment.running} request(s) running and "
-                               f"{len(deployment.waiters)} waiting, the pool's limits ({deployment.limit} running for "
-                               f"{max(replicas, 1)} replica(s), {self.deployment_queue} waiting); retry after "
-                               f"{math.ceil(retry)} s", retry)  # fmt: skip
+                    raise Busy(
+                        f"deployment {deployment_id} has {deployment.running} request(s) running and "
+                        f"{len(deployment.waiters)} waiting, the pool's limits ({deployment.limit} running for "
+                        f"{max(replicas, 1)} replica(s), {self.deployment_queue} waiting); retry after "
+                        f"{math.ceil(retry)} s",
+                        retry,
+                    )
                 try:
                     yield
                 finally:

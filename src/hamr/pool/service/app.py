@@ -21,9 +21,17 @@ DEFAULT_MAX_BODY_BYTES = 64 << 20  # any other body, held in memory: a deploymen
 DEFAULT_UPLOAD_SLOTS = 8  # large bodies received at once (limits.UploadSlots)
 
 
-def create_app(registry: Registry, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
-               max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, upload_slots: int = DEFAULT_UPLOAD_SLOTS,
-               replica_hosts=(), remote=None, wake=lambda: None, admission: Admission | None = None) -> FastAPI:  # fmt: skip
+def create_app(
+    registry: Registry,
+    *,
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    upload_slots: int = DEFAULT_UPLOAD_SLOTS,
+    replica_hosts=(),
+    remote=None,
+    wake=lambda: None,
+    admission: Admission | None = None,
+) -> FastAPI:
     """`max_upload_bytes`, `max_body_bytes`, `upload_slots`: the body limits of limits.py.
     `admission`: the data plane's limits and threads (service/admission.py; the pool's defaults without it).
     `replica_hosts`: the ReplicaHosts of this process's agents, which serve the deployments' requests.
@@ -32,7 +40,7 @@ def create_app(registry: Registry, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD
     app = FastAPI(
         title="hamr pool",
         version=hamr.__version__,
-        description="The computing-force pool's HTTP API (docs/pool.md, \"Service\"). Bearer tokens per tenant.",
+        description='The computing-force pool\'s HTTP API (docs/pool.md, "Service"). Bearer tokens per tenant.',
     )
     app.state.registry = registry
     app.state.metrics = Metrics(registry)
@@ -48,8 +56,15 @@ def create_app(registry: Registry, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD
     app.add_middleware(InferFastPath, state=app.state, max_bytes=max_body_bytes)  # the data plane
     app.add_middleware(UploadSlots, slots=upload_slots)  # outermost
     # deployments first: routes match in order, and its infer route is the one on the request path
-    for router in (deployments.router, nodes.router, devices.router, executables.router, jobs.router, tenants.router,
-                   agents.router):
+    for router in (
+        deployments.router,
+        nodes.router,
+        devices.router,
+        executables.router,
+        jobs.router,
+        tenants.router,
+        agents.router,
+    ):
         app.include_router(router, responses=ERRORS)
     app.include_router(metrics_router)
     return app

@@ -96,7 +96,9 @@ async def caller(
     """A tenant's or an admin's token; an agent token is 403 here (it serves only its node's agent routes)."""
     token = await _token(request, credentials)
     if token.node is not None:
-        raise HTTPException(403, f"this is the agent token of node {token.node}: it serves only /v1/agents/{token.node}/...")
+        raise HTTPException(
+            403, f"this is the agent token of node {token.node}: it serves only /v1/agents/{token.node}/..."
+        )
     return Caller(token)
 
 

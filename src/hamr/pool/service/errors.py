@@ -16,8 +16,15 @@ from hamr.pool.registry import InvalidTransition, NotFound, QueueFull, QuotaExce
 
 log = logging.getLogger("hamr.pool.service")
 
-STATUS = ((NotFound, 404), (InvalidTransition, 409), (QueueFull, 429), (StorageFull, 413), (QuotaExceeded, 403),
-          (FormatError, 400), (RegistryError, 400))  # subclasses before their bases
+STATUS = (
+    (NotFound, 404),
+    (InvalidTransition, 409),
+    (QueueFull, 429),
+    (StorageFull, 413),
+    (QuotaExceeded, 403),
+    (FormatError, 400),
+    (RegistryError, 400),
+)  # subclasses before their bases
 HEADERS = {429: {"Retry-After": "5"}}  # a full job queue: its jobs take seconds to start
 
 

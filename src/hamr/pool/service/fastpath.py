@@ -15,14 +15,19 @@ import json
 import re
 
 from hamr.errors import HamrError
-from hamr.pool.wire import tensors
-from hamr.pool.registry.tokens import hash_token
 from hamr.pool.dispatch.replicas import NoReplica
+from hamr.pool.registry.tokens import hash_token
 from hamr.pool.service.admission import Busy
 from hamr.pool.service.errors import one_line
 from hamr.pool.service.routes.deployments import (
-    expected_s, owner_allows, owner_of, ready_replicas, run_on, serving,
-)  # fmt: skip
+    expected_s,
+    owner_allows,
+    owner_of,
+    ready_replicas,
+    run_on,
+    serving,
+)
+from hamr.pool.wire import tensors
 
 PATH = re.compile(r"^/v1/deployments/([1-9][0-9]{0,9})/infer$")
 WAIT = re.compile(rb"^wait=([0-9]{1,3}(?:\.[0-9]{1,6})?)$")
@@ -44,14 +49,22 @@ class InferFastPath:
         deployment_id = int(match.group(1))
         hosts = self.state.replica_hosts
         length = headers.get(b"content-length", b"")
-        if (token is None or headers.get(b"content-type", b"").split(b";")[0].strip().lower() != MEDIA
-                or not length.isdigit() or int(length) > self.max_bytes
-                or not owner_allows(hosts, deployment_id, token)):  # fmt: skip
+        if (
+            token is None
+            or headers.get(b"content-type", b"").split(b";")[0].strip().lower() != MEDIA
+            or not length.isdigit()
+            or int(length) > self.max_bytes
+            or not owner_allows(hosts, deployment_id, token)
+        ):
             return await self.app(scope, receive, send)
         admission = self.state.admission
         try:
-            async with admission.slot(owner_of(hosts, deployment_id), deployment_id, ready_replicas(hosts, deployment_id),
-                                      expected_s(hosts, deployment_id)):
+            async with admission.slot(
+                owner_of(hosts, deployment_id),
+                deployment_id,
+                ready_replicas(hosts, deployment_id),
+                expected_s(hosts, deployment_id),
+            ):
                 body, more = await _read(receive, int(length))
                 try:
                     outputs = await self._run(hosts, deployment_id, tensors.decode(body), admission.executor)
@@ -63,8 +76,13 @@ class InferFastPath:
             return await self.app(scope, _replay(body, more, receive), send)
         answer = tensors.encode(outputs)
         self.state.fast_answers += 1
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", MEDIA), (b"content-length", str(len(answer)).encode())]})  # fmt: skip
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", MEDIA), (b"content-length", str(len(answer)).encode())],
+            }
+        )
         await send({"type": "http.response.body", "body": answer})
 
     def _token(self, authorization: bytes):
@@ -86,9 +104,17 @@ class InferFastPath:
 
 async def _send_json(send, status: int, detail: str, headers: dict[str, str]) -> None:
     body = json.dumps({"detail": one_line(detail)}).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                            *((k.lower().encode(), v.encode()) for k, v in headers.items())]})  # fmt: skip
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *((k.lower().encode(), v.encode()) for k, v in headers.items()),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 

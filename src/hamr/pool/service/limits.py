@@ -35,8 +35,13 @@ def _has_body(scope) -> bool:
 
 async def _answer(send, status: int, detail: str, headers: list[tuple[bytes, bytes]] = ()) -> None:
     body = json.dumps({"detail": detail}).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *headers]})  # fmt: skip
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *headers],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -90,8 +95,13 @@ class UploadSlots:
             await self.app(scope, receive, send)
             return
         if self.busy >= self.slots:
-            await _answer(send, 503, f"the pool is receiving {self.busy} large request bodies already, its limit; "
-                                     f"retry after {RETRY_AFTER_S} s", [(b"retry-after", str(RETRY_AFTER_S).encode())])  # fmt: skip
+            await _answer(
+                send,
+                503,
+                f"the pool is receiving {self.busy} large request bodies already, its limit; "
+                f"retry after {RETRY_AFTER_S} s",
+                [(b"retry-after", str(RETRY_AFTER_S).encode())],
+            )
             return
         self.busy += 1
         try:

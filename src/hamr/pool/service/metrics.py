@@ -8,7 +8,6 @@ second (the runs of jobs and of deployments' requests).
 from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
-from hamr.pool.service.strict_json import StrictJsonRoute
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from sqlalchemy import func, select
@@ -16,6 +15,7 @@ from sqlalchemy import func, select
 from hamr.pool.registry import JOB_STATES, Job, Registry
 from hamr.pool.registry.models import REPLICA_STATES, Deployment, Device, Replica
 from hamr.pool.registry.states import WAITING
+from hamr.pool.service.strict_json import StrictJsonRoute
 
 
 class PoolCollector:
@@ -24,7 +24,9 @@ class PoolCollector:
 
     def collect(self):
         with self.registry.reading() as session:
-            devices = session.execute(select(Device.kind, Device.health, func.count()).group_by(Device.kind, Device.health)).all()
+            devices = session.execute(
+                select(Device.kind, Device.health, func.count()).group_by(Device.kind, Device.health)
+            ).all()
             jobs = dict(session.execute(select(Job.state, func.count()).group_by(Job.state)).all())
             busy = session.execute(select(Device.uuid, Device.kind, Device.busy_seconds).order_by(Device.uuid)).all()
             deployments = session.scalar(select(func.count(Deployment.id)).where(Deployment.state == "active"))
@@ -37,12 +39,17 @@ class PoolCollector:
         for state in JOB_STATES:
             by_state.add_metric([state], jobs.get(state, 0))
         yield by_state
-        yield GaugeMetricFamily("hamr_queue_length", "Jobs waiting for devices (queued or requeued)",
-                                value=sum(jobs.get(s, 0) for s in WAITING))  # fmt: skip
-        yield GaugeMetricFamily("hamr_devices_busy", "Devices held by a scheduled or running job",
-                                value=len(self.registry.busy_devices()))  # fmt: skip
-        seconds = CounterMetricFamily("hamr_device_busy_seconds", "Seconds each device spent running jobs and requests",
-                                      labels=["device", "kind"])  # fmt: skip
+        yield GaugeMetricFamily(
+            "hamr_queue_length",
+            "Jobs waiting for devices (queued or requeued)",
+            value=sum(jobs.get(s, 0) for s in WAITING),
+        )
+        yield GaugeMetricFamily(
+            "hamr_devices_busy", "Devices held by a scheduled or running job", value=len(self.registry.busy_devices())
+        )
+        seconds = CounterMetricFamily(
+            "hamr_device_busy_seconds", "Seconds each device spent running jobs and requests", labels=["device", "kind"]
+        )
         for uuid, kind, value in busy:
             seconds.add_metric([uuid, kind], float(value or 0.0))
         yield seconds
@@ -65,7 +72,11 @@ class Metrics:
 router = APIRouter(tags=["metrics"], route_class=StrictJsonRoute)
 
 
-@router.get("/metrics", response_class=Response, summary="Prometheus metrics",
-            responses={200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}}})  # fmt: skip
+@router.get(
+    "/metrics",
+    response_class=Response,
+    summary="Prometheus metrics",
+    responses={200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}}},
+)
 def metrics(request: Request) -> Response:
     return Response(request.app.state.metrics.render(), media_type=CONTENT_TYPE_LATEST)

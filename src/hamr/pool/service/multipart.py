@@ -94,7 +94,9 @@ class _Reader:
         self.pending, self.pending_bytes = [], 0
 
 
-async def read_multipart(request: Request, open_sink: Callable[[str], Sink], max_parts: int) -> list[tuple[str, str | Sink]]:
+async def read_multipart(
+    request: Request, open_sink: Callable[[str], Sink], max_parts: int
+) -> list[tuple[str, str | Sink]]:
     """The body's parts in order: (name, text) for a field, (name, sink) for a file part, its data
     written and the sink closed. On any error every sink opened is closed, and the caller cleans up."""
     _, params = parse_options_header(request.headers.get("content-type", ""))
@@ -102,9 +104,19 @@ async def read_multipart(request: Request, open_sink: Callable[[str], Sink], max
     if not boundary:
         raise HTTPException(400, "the multipart body has no boundary in its Content-Type")
     reader = _Reader(open_sink, max_parts)
-    callbacks = {name: getattr(reader, name) for name in (
-        "on_part_begin", "on_header_field", "on_header_value", "on_header_end", "on_headers_finished",
-        "on_part_data", "on_part_end", "on_end")}  # fmt: skip
+    callbacks = {
+        name: getattr(reader, name)
+        for name in (
+            "on_part_begin",
+            "on_header_field",
+            "on_header_value",
+            "on_header_end",
+            "on_headers_finished",
+            "on_part_data",
+            "on_part_end",
+            "on_end",
+        )
+    }
     parser = MultipartParser(boundary, callbacks)
     try:
         async for chunk in request.stream():

@@ -11,8 +11,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from hamr.pool.drivers.base import DEGRADED, HEALTHY, UNHEALTHY, DeviceReport
 from hamr.pool.registry import JOB_STATES
 from hamr.pool.registry.models import (
-    DEFAULT_MAX_INFLIGHT_REQUESTS, DEFAULT_MAX_QUEUED_JOBS, DEFAULT_MAX_QUEUED_REQUESTS, DEFAULT_MAX_STORED_BYTES,
-)  # fmt: skip
+    DEFAULT_MAX_INFLIGHT_REQUESTS,
+    DEFAULT_MAX_QUEUED_JOBS,
+    DEFAULT_MAX_QUEUED_REQUESTS,
+    DEFAULT_MAX_STORED_BYTES,
+)
 
 MAX_ID = 2**31 - 1  # ids are 32-bit integers on PostgreSQL
 MAX_BIG = 2**63 - 1
@@ -39,14 +42,16 @@ class ErrorOut(BaseModel):
 ERRORS = {
     status: {"model": ErrorOut, "description": why}
     for status, why in (
-        (400, "malformed upload, or a request the registry refuses"), (401, "missing, invalid or revoked token"),
-        (403, "an admin route with a tenant token, or beyond a quota"), (404, "no such object for this token"),
+        (400, "malformed upload, or a request the registry refuses"),
+        (401, "missing, invalid or revoked token"),
+        (403, "an admin route with a tenant token, or beyond a quota"),
+        (404, "no such object for this token"),
         (409, "the job state machine or a unique name refuses it"),
         (413, "the body is over the upload limit, or storing it would exceed the tenant's max_stored_bytes"),
         (422, "the request does not match its schema"),
         (429, "the tenant's waiting jobs are at max_queued_jobs (Retry-After says when to try again)"),
     )
-}  # fmt: skip
+}
 
 
 class DeviceReportIn(Strict):
@@ -245,9 +250,14 @@ def public_device(device) -> PublicDevice:
 def device_out(device, node_names: dict[int, str]) -> DeviceOut:
     fields = PublicDevice.model_validate(device, from_attributes=True).model_dump()
     return DeviceOut(
-        **fields, node=node_names.get(device.node_id, ""), driver=device.driver, local_id=device.local_id,
-        details=device.details, drained=device.drained, last_seen=device.last_seen,
-    )  # fmt: skip
+        **fields,
+        node=node_names.get(device.node_id, ""),
+        driver=device.driver,
+        local_id=device.local_id,
+        details=device.details,
+        drained=device.drained,
+        last_seen=device.last_seen,
+    )
 
 
 def executable_out(record) -> ExecutableOut:
@@ -260,9 +270,13 @@ def job_out(job) -> JobOut:
 
 
 def deployment_out(deployment, replicas) -> DeploymentOut:
-    listed = [ReplicaOut(id=r.id, state=r.state, device=r.device, kind=r.kind, architecture=r.architecture,
-                         reason=r.reason) for r in replicas]  # fmt: skip
-    fields = {name: getattr(deployment, name) for name in DeploymentOut.model_fields if name not in ("ready", "replica_list")}
+    listed = [
+        ReplicaOut(id=r.id, state=r.state, device=r.device, kind=r.kind, architecture=r.architecture, reason=r.reason)
+        for r in replicas
+    ]
+    fields = {
+        name: getattr(deployment, name) for name in DeploymentOut.model_fields if name not in ("ready", "replica_list")
+    }
     return DeploymentOut(**fields, ready=sum(r.state == "ready" for r in listed), replica_list=listed)
 
 

@@ -24,11 +24,17 @@ DEFAULT_BODY_TIMEOUT_S = 20.0
 DEFAULT_BODY_MIN_RATE = 64 * 1024  # bytes/s: 1 GiB in under 5 hours
 
 
-def timed_protocol(header_timeout: float = DEFAULT_HEADER_TIMEOUT_S, body_timeout: float = DEFAULT_BODY_TIMEOUT_S,
-                   body_min_rate: float = DEFAULT_BODY_MIN_RATE) -> type[HttpToolsProtocol]:  # fmt: skip
+def timed_protocol(
+    header_timeout: float = DEFAULT_HEADER_TIMEOUT_S,
+    body_timeout: float = DEFAULT_BODY_TIMEOUT_S,
+    body_min_rate: float = DEFAULT_BODY_MIN_RATE,
+) -> type[HttpToolsProtocol]:
     """An httptools protocol class with these deadlines, for `uvicorn.Config(http=...)`."""
-    return type("TimedHttpToolsProtocol", (TimedHttpToolsProtocol,),
-                {"header_timeout": header_timeout, "body_timeout": body_timeout, "body_min_rate": body_min_rate})  # fmt: skip
+    return type(
+        "TimedHttpToolsProtocol",
+        (TimedHttpToolsProtocol,),
+        {"header_timeout": header_timeout, "body_timeout": body_timeout, "body_min_rate": body_min_rate},
+    )
 
 
 class TimedHttpToolsProtocol(HttpToolsProtocol):
@@ -104,9 +110,11 @@ class TimedHttpToolsProtocol(HttpToolsProtocol):
             self._body_active_s += self._body_tick_s
         owed = self.body_min_rate * (self._body_active_s - self.body_timeout)
         if self._body_bytes < owed:
-            self._cut(f"the request's body arrived slower than {self.body_min_rate:,.0f} bytes/s "
-                      f"(after {self.body_timeout:g} s of grace): {self._body_bytes:,} bytes in {self._body_active_s:.1f} s",
-                      answer=not cycle.response_started)  # fmt: skip
+            self._cut(
+                f"the request's body arrived slower than {self.body_min_rate:,.0f} bytes/s "
+                f"(after {self.body_timeout:g} s of grace): {self._body_bytes:,} bytes in {self._body_active_s:.1f} s",
+                answer=not cycle.response_started,
+            )
             return
         self._body_timer = self.loop.call_later(self._body_tick_s, self._check_body)
 
@@ -119,9 +127,18 @@ class TimedHttpToolsProtocol(HttpToolsProtocol):
         cycle = self.cycle
         if answer:
             body = json.dumps({"detail": why}).encode()
-            self.transport.write(b"".join([
-                STATUS_LINE[408], b"content-type: application/json\r\n",
-                b"content-length: ", str(len(body)).encode(), b"\r\nconnection: close\r\n\r\n", body]))  # fmt: skip
+            self.transport.write(
+                b"".join(
+                    [
+                        STATUS_LINE[408],
+                        b"content-type: application/json\r\n",
+                        b"content-length: ",
+                        str(len(body)).encode(),
+                        b"\r\nconnection: close\r\n\r\n",
+                        body,
+                    ]
+                )
+            )
         if cycle is not None:
             cycle.disconnected = True  # the application's receive() says so; its answer goes nowhere
             cycle.message_event.set()

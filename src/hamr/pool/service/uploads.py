@@ -26,8 +26,13 @@ BINARY = {"type": "string", "format": "binary"}
 
 def request_body(description: str, content: dict[str, dict]) -> dict:
     """`openapi_extra` for a route that reads its body itself: media type -> schema."""
-    return {"requestBody": {"required": True, "description": description,
-                            "content": {media: {"schema": schema} for media, schema in content.items()}}}  # fmt: skip
+    return {
+        "requestBody": {
+            "required": True,
+            "description": description,
+            "content": {media: {"schema": schema} for media, schema in content.items()},
+        }
+    }
 
 
 def is_multipart(request: Request) -> bool:
@@ -135,8 +140,9 @@ def check_npy_file(name: str, path: Path, what: str = "input") -> None:
         raise HTTPException(400, f"{what} '{name}' is a malformed .npy file: {extra} bytes after its data")
 
 
-async def read_fields_and_arrays(request: Request, form: type[BaseModel] | None, what: str,
-                                 blobs: BlobStore | None = None) -> tuple[BaseModel | None, dict]:  # fmt: skip
+async def read_fields_and_arrays(
+    request: Request, form: type[BaseModel] | None, what: str, blobs: BlobStore | None = None
+) -> tuple[BaseModel | None, dict]:
     """A multipart body of `form`'s fields and one .npy file part per array (`what`: input, output).
 
     With `blobs`, each array is a StagedBlob in that store (checked .npy; the caller commits or
@@ -178,7 +184,9 @@ async def read_fields_and_arrays(request: Request, form: type[BaseModel] | None,
             return form.model_validate(fields), arrays
         except ValidationError as exc:
             first = exc.errors()[0]
-            raise HTTPException(422, f"{'.'.join(map(str, first['loc']))}: {' '.join(str(first['msg']).split())}") from None
+            raise HTTPException(
+                422, f"{'.'.join(map(str, first['loc']))}: {' '.join(str(first['msg']).split())}"
+            ) from None
     except BaseException:
         discard(opened)
         raise

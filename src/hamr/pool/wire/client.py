@@ -39,12 +39,16 @@ class InferClient:
         if context is None:
             self._connect = lambda: http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
         else:
-            self._connect = lambda: http.client.HTTPSConnection(parts.hostname, parts.port, timeout=timeout, context=context)
+            self._connect = lambda: http.client.HTTPSConnection(
+                parts.hostname, parts.port, timeout=timeout, context=context
+            )
         self._headers = {"Authorization": f"Bearer {token}", "Content-Type": tensors.MEDIA_TYPE}
         self._connection: http.client.HTTPConnection | None = None
         self._lock = threading.Lock()
 
-    def infer(self, deployment_id: int, feeds: dict[str, np.ndarray], wait: float | None = None) -> dict[str, np.ndarray]:
+    def infer(
+        self, deployment_id: int, feeds: dict[str, np.ndarray], wait: float | None = None
+    ) -> dict[str, np.ndarray]:
         """The outputs of one request, run on the deployment's replica that would finish it soonest;
         `wait`: seconds the pool may wait for a ready replica (its default when None)."""
         path = f"{self._base}/v1/deployments/{int(deployment_id)}/infer" + ("" if wait is None else f"?wait={wait:g}")

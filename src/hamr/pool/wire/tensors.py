@@ -47,7 +47,9 @@ def encode(tensors: dict[str, np.ndarray]) -> bytes:
     for name, array in arrays.items():
         _check_dtype(name, array.dtype)
         dtype = array.dtype.newbyteorder("<") if array.dtype.byteorder == ">" else array.dtype
-        entries.append({"name": name, "dtype": dtype.str, "shape": list(array.shape), "offset": offset, "nbytes": array.nbytes})
+        entries.append(
+            {"name": name, "dtype": dtype.str, "shape": list(array.shape), "offset": offset, "nbytes": array.nbytes}
+        )
         offset = _aligned(offset + array.nbytes)
     header = json.dumps({"tensors": entries}, separators=(",", ":")).encode()
     start = _aligned(_PREFIX.size + len(header))

@@ -62,13 +62,14 @@ class CpuPlan:
         for name in self.plan.host_outputs:
             env[name] = np.array(self.plan.ctx.values[name])
 
-
     def _run_profiled(self, profile: Profile) -> None:
         launches = self.plan.segment.launches
         stamps = (ctypes.c_double * (len(launches) + 1))()
         self.profiled_entry(self.pointers, self.params_ptr, stamps)
         for j, launch in enumerate(launches):
-            profile.add(launch.name, "kernel", stamps[j], stamps[j + 1] - stamps[j], "cpu", self.device, launch.kernel.label)
+            profile.add(
+                launch.name, "kernel", stamps[j], stamps[j + 1] - stamps[j], "cpu", self.device, launch.kernel.label
+            )
 
 
 class CpuProgram(NativeProgram):

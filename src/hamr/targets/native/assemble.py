@@ -11,11 +11,11 @@ from dataclasses import dataclass, field
 
 import onnx_ir as ir
 
-from hamr.targets.native.partition import Item, Partition
 from hamr.ir.dtypes import ctype
-from hamr.targets.native.fusion import fuse_body
 from hamr.ir.node_view import NodeView, captured_names, value_dtype
+from hamr.targets.native.fusion import fuse_body
 from hamr.targets.native.ops.base import Kernel, numel
+from hamr.targets.native.partition import Item, Partition
 
 
 @dataclass
@@ -107,9 +107,7 @@ def assemble(model: ir.Model, part: Partition) -> Lowered:
     for segment in (s for s in steps if isinstance(s, Segment)):
         here = segment.index
         produced = [o for item in segment.items for node in item.nodes for o in node.outputs]
-        segment.escaping = [
-            o for o in produced if o in graph_outputs or any(i != here for i in needed_by.get(o, ()))
-        ]
+        segment.escaping = [o for o in produced if o in graph_outputs or any(i != here for i in needed_by.get(o, ()))]
         inside = set(produced)
         ext = []
         for item in segment.items:
@@ -170,8 +168,12 @@ def _add(segment: Segment, kernel: Kernel, nodes: list[str], stores: str = "") -
 def _copy_kernel(node: NodeView) -> Kernel:
     src, dst = node.inputs[0], node.outputs[0]
     return Kernel(
-        inputs=[src], outputs=[dst], n_params=1, params=lambda pc: [numel(pc.shape(dst))],
-        body="out0[gid] = in0[gid];", label="copy",
+        inputs=[src],
+        outputs=[dst],
+        n_params=1,
+        params=lambda pc: [numel(pc.shape(dst))],
+        body="out0[gid] = in0[gid];",
+        label="copy",
     )
 
 
@@ -186,8 +188,9 @@ def _fused_kernel(nodes: list[NodeView], live_out: set[str]) -> Kernel:
 
     same = [i for i, name in enumerate(ins) if f"in{i}[gid]" in epi.body]
     inplace = [(0, i) for i in same]
-    return Kernel(ins, epi.outputs, 1 + epi.n_params, params, body=epi.body, inplace=inplace,
-                  label="+".join(n.op for n in nodes))
+    return Kernel(
+        ins, epi.outputs, 1 + epi.n_params, params, body=epi.body, inplace=inplace, label="+".join(n.op for n in nodes)
+    )
 
 
 def _anchor_kernel(item: Item, live_out: set[str]) -> tuple[Kernel, str]:
@@ -195,8 +198,13 @@ def _anchor_kernel(item: Item, live_out: set[str]) -> tuple[Kernel, str]:
     anchor_out = base.outputs[0]
     head = item.nodes[0]
     epi = fuse_body(
-        item.nodes[1:], anchor_out, head.out_shape(0), live_out, param_base=base.n_params,
-        first_input=len(base.inputs), acc=(anchor_out, ctype(head.out_dtype(0))),
+        item.nodes[1:],
+        anchor_out,
+        head.out_shape(0),
+        live_out,
+        param_base=base.n_params,
+        first_input=len(base.inputs),
+        acc=(anchor_out, ctype(head.out_dtype(0))),
     )
     if not item.nodes[1:] and epi.outputs == [anchor_out]:
         return base, ""
@@ -205,9 +213,13 @@ def _anchor_kernel(item: Item, live_out: set[str]) -> tuple[Kernel, str]:
         return base.params(pc) + epi.params(pc)
 
     kernel = Kernel(
-        inputs=base.inputs + epi.inputs, outputs=epi.outputs, n_params=base.n_params + epi.n_params,
-        params=params, sources=base.sources,
-        anchor=True, label=base.label + "+" + "+".join(n.op for n in item.nodes[1:]),
+        inputs=base.inputs + epi.inputs,
+        outputs=epi.outputs,
+        n_params=base.n_params + epi.n_params,
+        params=params,
+        sources=base.sources,
+        anchor=True,
+        label=base.label + "+" + "+".join(n.op for n in item.nodes[1:]),
         own_args=(len(base.inputs), len(base.outputs)),
     )
     return kernel, epi.body

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 from hamr.ir.dtypes import ctype
 from hamr.ir.node_view import NodeView
-from hamr.targets.native.ops.base import broadcast_strides, numel, static_equal
 from hamr.targets.native.ops import lowering_for
+from hamr.targets.native.ops.base import broadcast_strides, numel, static_equal
 from hamr.targets.native.render.template import render
 
 

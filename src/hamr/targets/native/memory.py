@@ -50,7 +50,7 @@ def plan_memory(buffers: list[Buffer], inplace: dict[str, str] | None = None, al
         nonlocal end
         size = _align(max(size, 1), alignment)
         best = None
-        for i, (o, s) in enumerate(holes):
+        for i, (_, s) in enumerate(holes):
             if s >= size and (best is None or s < holes[best][1]):
                 best = i
         if best is None:

@@ -14,17 +14,17 @@ its other inputs are ready before that group starts.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import onnx_ir as ir
 
-from hamr.ir.dtypes import FLOATS, INTEGERS
 from hamr.ir.domains import is_onnx_domain
+from hamr.ir.dtypes import FLOATS, INTEGERS
 from hamr.ir.node_view import NodeView, value_dtype
+from hamr.ir.onnx_reference.kernels import NONDETERMINISTIC, has_kernel
 from hamr.targets.native.ops import lowering_for
 from hamr.targets.native.ops.base import Kernel, Lowering, static_equal
-from hamr.ir.onnx_reference.kernels import NONDETERMINISTIC, has_kernel
 
 HOST_DTYPES = INTEGERS | {"bool"}
 
@@ -137,11 +137,7 @@ def partition(model: ir.Model, accepts: Callable[[NodeView, Lowering], str | Non
             placement[view.name] = "host"
             host_known.update(view.outputs)
             continue
-        if (
-            view.inputs
-            and all(i == "" or i in host_known for i in view.inputs)
-            and host_evaluable(view)
-        ):
+        if view.inputs and all(i == "" or i in host_known for i in view.inputs) and host_evaluable(view):
             placement[view.name] = "host"
             host_known.update(view.outputs)
             continue

@@ -14,12 +14,12 @@ import numpy as np
 import onnx_ir as ir
 
 from hamr.errors import KernelError
-from hamr.targets.native.memory import Buffer, plan_memory
-from hamr.targets.native.assemble import Lowered, Segment
 from hamr.ir.dtypes import itemsize
+from hamr.ir.onnx_reference.kernels import evaluate_node
+from hamr.targets.native.assemble import Lowered, Segment
+from hamr.targets.native.memory import Buffer, plan_memory
 from hamr.targets.native.ops import lowering_for
 from hamr.targets.native.ops.base import numel
-from hamr.ir.onnx_reference.kernels import evaluate_node
 
 
 class PlanContext:
@@ -83,8 +83,9 @@ def plan_key(segment: Segment, env: dict[str, np.ndarray]) -> tuple:
     return key
 
 
-def make_plan(lowered: Lowered, segment: Segment, env: dict, weights: dict, opsets: dict, device: str,
-              alignment: int = 64) -> SegmentPlan:
+def make_plan(
+    lowered: Lowered, segment: Segment, env: dict, weights: dict, opsets: dict, device: str, alignment: int = 64
+) -> SegmentPlan:
     ctx = PlanContext(weights)
     for name in segment.ext_inputs:
         ctx.shapes[name] = tuple(env[name].shape)
@@ -99,7 +100,8 @@ def make_plan(lowered: Lowered, segment: Segment, env: dict, weights: dict, opse
             except Exception as exc:
                 raise KernelError(
                     f"node '{node.name}' ({node.op}) cannot be planned on {device}: {type(exc).__name__}: {exc}",
-                    node=node.name, device=device,
+                    node=node.name,
+                    device=device,
                 ) from exc
     launch_params = []
     for launch in segment.launches:
@@ -176,13 +178,13 @@ def _plan_arena(segment: Segment, slots: list[Slot], alignment: int) -> int:
             inplace[segment.alias.get(k.outputs[out_i], k.outputs[out_i])] = segment.alias.get(
                 k.inputs[in_i], k.inputs[in_i]
             )
-    buffers = [
-        Buffer(s.name, s.nbytes, first.get(s.name, 0), last.get(s.name, 0))
-        for s in slots
-        if s.kind == "arena"
-    ]
+    buffers = [Buffer(s.name, s.nbytes, first.get(s.name, 0), last.get(s.name, 0)) for s in slots if s.kind == "arena"]
     valid = {b.name for b in buffers}
-    inplace = {o: i for o, i in inplace.items() if o in valid and i in valid and slots[index[o]].nbytes == slots[index[i]].nbytes}
+    inplace = {
+        o: i
+        for o, i in inplace.items()
+        if o in valid and i in valid and slots[index[o]].nbytes == slots[index[i]].nbytes
+    }
     size = plan_memory(buffers, inplace, alignment)
     for b in buffers:
         slots[index[b.name]].offset = b.offset

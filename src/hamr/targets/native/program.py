@@ -16,14 +16,14 @@ import onnx_ir as ir
 from onnx.reference import ReferenceEvaluator
 
 from hamr.errors import KernelError, first_line
-from hamr.targets.native.partition import Item
-from hamr.targets.native.assemble import Lowered, Segment
 from hamr.ir.node_view import captured_names
-from hamr.targets.native.plan import SegmentPlan, make_plan, materialise_constants, plan_key
+from hamr.ir.onnx_reference.overrides import reference_ops
 from hamr.profiling import Profile, now
 from hamr.targets.base import HostMemory
+from hamr.targets.native.assemble import Lowered, Segment
+from hamr.targets.native.partition import Item
+from hamr.targets.native.plan import SegmentPlan, make_plan, materialise_constants, plan_key
 from hamr.targets.native.target import loaded
-from hamr.ir.onnx_reference.overrides import reference_ops
 
 
 class FallbackNode:
@@ -39,7 +39,8 @@ class FallbackNode:
         self.feeds = [i for i in self.inputs if i] + captured
         known = {v.name: v for v in node.inputs if v is not None}
         graph = onnx.helper.make_graph(
-            [proto], "fallback",
+            [proto],
+            "fallback",
             [onnx.helper.make_value_info(n, _type_of(known.get(n))) for n in self.feeds],
             [onnx.helper.make_value_info(n, onnx.TypeProto()) for n in item.node.outputs],
         )
@@ -56,7 +57,8 @@ class FallbackNode:
             detail = first_line(exc, with_type=False)
             raise KernelError(
                 f"node '{self.name}' ({self.op}) failed on {device} [reference fallback]: {detail}",
-                node=self.name, device=device,
+                node=self.name,
+                device=device,
             ) from exc
         for name, value in zip(self.outputs, results):
             env[name] = value if not isinstance(value, np.generic) else np.asarray(value)
@@ -90,12 +92,13 @@ class NativeProgram(HostMemory):
         self.device = device
         self.lowered = lowered
         self.opsets = dict(model.opset_imports)
-        self.weights = loaded(model, ("weights", tuple(n.name for n in lowered.constants)),
-                              lambda: materialise_constants(lowered, _initializers(model), self.opsets))
+        self.weights = loaded(
+            model,
+            ("weights", tuple(n.name for n in lowered.constants)),
+            lambda: materialise_constants(lowered, _initializers(model), self.opsets),
+        )
         self.output_names = [v.name for v in model.graph.outputs]
-        self.steps = [
-            FallbackNode(step, model) if isinstance(step, Item) else step for step in lowered.steps
-        ]
+        self.steps = [FallbackNode(step, model) if isinstance(step, Item) else step for step in lowered.steps]
         self.plans: dict[tuple, SegmentPlan] = {}
         self._idle: dict[tuple, list] = {}  # plan key -> executors not in use
         self._lock = threading.Lock()
@@ -107,7 +110,11 @@ class NativeProgram(HostMemory):
         adopted = 0
         for key, plan in list(getattr(other, "plans", {}).items()):
             segment = mine.get(plan.segment.index)
-            if segment is not None and plan.alignment % self.alignment == 0 and _shape_of(plan.segment) == _shape_of(segment):
+            if (
+                segment is not None
+                and plan.alignment % self.alignment == 0
+                and _shape_of(plan.segment) == _shape_of(segment)
+            ):
                 self.plans.setdefault(key, dataclasses.replace(plan, segment=segment))
                 adopted += 1
         return adopted
@@ -138,8 +145,9 @@ class NativeProgram(HostMemory):
     def execute(self, executor: Any, env: dict, profile: Profile | None = None) -> None:
         raise NotImplementedError
 
-    def run(self, feeds: dict[str, Any], keep_on_device: frozenset = frozenset(),
-            profile: Profile | None = None) -> list[Any]:
+    def run(
+        self, feeds: dict[str, Any], keep_on_device: frozenset = frozenset(), profile: Profile | None = None
+    ) -> list[Any]:
         env: dict[str, Any] = dict(self.weights)
         env.update(feeds)
         held = []
@@ -186,6 +194,7 @@ class NativeProgram(HostMemory):
             return self.to_device(value) if shared or not self.host_is_device else value
         value = self._host(value, name, profile)
         return np.copy(value) if shared else value
+
 
 def _shape_of(segment: Segment) -> tuple:
     """What a plan depends on: the launches, their parameter counts and the buffer slots."""

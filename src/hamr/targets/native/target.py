@@ -10,14 +10,14 @@ import weakref
 import numpy as np
 import onnx_ir as ir
 
-from hamr.ir.signature import signature_of
-from hamr.targets.native.partition import Partition, partition
-from hamr.targets.native.assemble import Lowered, assemble
 from hamr.ir.node_view import NodeView, value_shape
+from hamr.ir.signature import signature_of
 from hamr.ops.registry import require_registered
 from hamr.plugins import REFERENCE_TARGET
+from hamr.targets.native.assemble import Lowered, assemble
 from hamr.targets.native.ops import lowering_for
 from hamr.targets.native.ops.custom import CustomLowering, lowering_target
+from hamr.targets.native.partition import Partition, partition
 from hamr.targets.native.plan import make_plan, materialise_constants
 from hamr.targets.native.render.base import Renderer
 from hamr.targets.reference import ReferenceTarget
@@ -27,7 +27,7 @@ REFERENCE = ReferenceTarget()
 # What loading derives from a model, shared by every program of it in this process (sessions of one
 # executable, and the programs a migrating session moves between): lowerings per target, their
 # generated sources, and the weights computed at load (dequantized weights...), which are device-neutral.
-_LOADED: "weakref.WeakKeyDictionary[ir.Model, dict]" = weakref.WeakKeyDictionary()
+_LOADED: weakref.WeakKeyDictionary[ir.Model, dict] = weakref.WeakKeyDictionary()
 _LOADED_LOCK = threading.Lock()
 
 
@@ -78,6 +78,7 @@ class NativeTarget:
 
     def lowered_for_load(self, model: ir.Model) -> tuple[Lowered, str]:
         """The lowering and generated source of a loaded model (memoised: loading twice derives nothing twice)."""
+
         def make():
             lowered = self.lower(model)[1]
             return lowered, self.source(lowered)
@@ -88,7 +89,9 @@ class NativeTarget:
         return self.renderer.source(lowered)
 
     def placement(self, part: Partition) -> dict[str, str]:
-        return {node: (self.name if where != "fallback" else REFERENCE_TARGET) for node, where in part.placement.items()}
+        return {
+            node: (self.name if where != "fallback" else REFERENCE_TARGET) for node, where in part.placement.items()
+        }
 
     def describe(self, model: ir.Model, part: Partition, lowered: Lowered, source: str) -> dict:
         fallback = {item.node.name: item.node.op for item in part.items if item.kind == "fallback"}

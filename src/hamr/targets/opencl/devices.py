@@ -49,7 +49,6 @@ def device_kind(device) -> str:
 
 def get_device(device_id: str):
     from hamr.errors import HamrError
-
     from hamr.targets.opencl import pocl_workaround
 
     devices = cl_devices()

@@ -25,7 +25,7 @@ class ClArray:
     buffer: object
     shape: tuple
     dtype: np.dtype
-    owner: "OpenCLProgram"
+    owner: OpenCLProgram
 
     @property
     def nbytes(self) -> int:
@@ -40,7 +40,7 @@ class ClArray:
 
 
 class OpenCLPlan:
-    def __init__(self, program: "OpenCLProgram", plan: SegmentPlan):
+    def __init__(self, program: OpenCLProgram, plan: SegmentPlan):
         cl = program.cl
         ctx = program.context
         self.program = program
@@ -94,7 +94,9 @@ class OpenCLPlan:
             value = env[name]
             if isinstance(value, ClArray) and value.owner is self.program and value.dtype == dtype:
                 if value.nbytes:
-                    events.append(("upload", name, "", cl.enqueue_copy(queue, buf, value.buffer, byte_count=value.nbytes)))
+                    events.append(
+                        ("upload", name, "", cl.enqueue_copy(queue, buf, value.buffer, byte_count=value.nbytes))
+                    )
                 continue
             array = np.ascontiguousarray(self.program.to_host(value), dtype=dtype)
             held.append(array)

@@ -9,7 +9,7 @@ import onnx_ir as ir
 from hamr.errors import FormatError
 from hamr.targets.native.render.opencl import OpenCLRenderer
 from hamr.targets.native.target import NativeTarget
-from hamr.targets.opencl.devices import pyopencl_module, get_device
+from hamr.targets.opencl.devices import get_device, pyopencl_module
 from hamr.targets.opencl.program import OpenCLProgram
 
 

@@ -15,9 +15,9 @@ import onnx_ir as ir
 from onnx.reference import ReferenceEvaluator
 
 from hamr.errors import KernelError, first_line
+from hamr.ir.onnx_reference.overrides import reference_ops
 from hamr.profiling import Profile, now
 from hamr.targets.base import HostMemory
-from hamr.ir.onnx_reference.overrides import reference_ops
 
 
 class ReferenceProgram(HostMemory):
@@ -34,8 +34,9 @@ class ReferenceProgram(HostMemory):
         self.releases = _release_plan(self.nodes, set(self.output_names), _captured_names(graph))
         self._lock = threading.Lock()  # some onnx.reference ops keep per-call state
 
-    def run(self, feeds: dict[str, Any], keep_on_device: frozenset = frozenset(),
-            profile: Profile | None = None) -> list[Any]:
+    def run(
+        self, feeds: dict[str, Any], keep_on_device: frozenset = frozenset(), profile: Profile | None = None
+    ) -> list[Any]:
         results: dict[str, Any] = {"": None}
         results.update(self.weights)
         results.update(feeds)
@@ -63,8 +64,10 @@ class ReferenceProgram(HostMemory):
                     results[name] = value
                 for name in self.releases[index]:
                     results.pop(name, None)
-        return [self._output(results[name], name in keep_on_device, name in feeds or name in self.weights)
-                for name in self.output_names]
+        return [
+            self._output(results[name], name in keep_on_device, name in feeds or name in self.weights)
+            for name in self.output_names
+        ]
 
     def _output(self, value: Any, on_device: bool, shared: bool) -> Any:
         return self.to_device(value) if on_device or shared and isinstance(value, np.ndarray) else value

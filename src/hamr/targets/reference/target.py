@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import onnx_ir as ir
 
+from hamr.ir.onnx_reference.kernels import has_kernel
 from hamr.ops.definition import STANDARD_DOMAINS
 from hamr.ops.registry import lookup, require_registered
-from hamr.ir.onnx_reference.kernels import has_kernel
 from hamr.targets.reference.program import ReferenceProgram
 
 

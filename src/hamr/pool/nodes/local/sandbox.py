@@ -43,18 +43,51 @@ REMOVE_DIR, REMOVE_FILE, MAKE_CHAR, MAKE_DIR, MAKE_REG = 1 << 4, 1 << 5, 1 << 6,
 MAKE_SOCK, MAKE_FIFO, MAKE_BLOCK, MAKE_SYM = 1 << 9, 1 << 10, 1 << 11, 1 << 12
 REFER, TRUNCATE, IOCTL_DEV = 1 << 13, 1 << 14, 1 << 15
 FS_RIGHTS_BY_ABI = {1: (1 << 13) - 1, 2: (1 << 14) - 1, 3: (1 << 15) - 1, 4: (1 << 15) - 1, 5: (1 << 16) - 1}
-FILE_RIGHTS = EXECUTE | WRITE_FILE | READ_FILE | TRUNCATE | IOCTL_DEV  # the rights a rule on a file (not a folder) may carry
+FILE_RIGHTS = (
+    EXECUTE | WRITE_FILE | READ_FILE | TRUNCATE | IOCTL_DEV
+)  # the rights a rule on a file (not a folder) may carry
 NET_BIND_TCP, NET_CONNECT_TCP = 1 << 0, 1 << 1  # ABI 4
 SCOPE_ABSTRACT_UNIX_SOCKET, SCOPE_SIGNAL = 1 << 0, 1 << 1  # ABI 6
 
 READ = EXECUTE | READ_FILE | READ_DIR
-WRITE = READ | WRITE_FILE | REMOVE_DIR | REMOVE_FILE | MAKE_DIR | MAKE_REG | MAKE_SYM | MAKE_FIFO | MAKE_SOCK | REFER | TRUNCATE
+WRITE = (
+    READ
+    | WRITE_FILE
+    | REMOVE_DIR
+    | REMOVE_FILE
+    | MAKE_DIR
+    | MAKE_REG
+    | MAKE_SYM
+    | MAKE_FIFO
+    | MAKE_SOCK
+    | REFER
+    | TRUNCATE
+)
 DEVICE = READ_FILE | WRITE_FILE | IOCTL_DEV
 
-SYSTEM_READ = ["/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin", "/opt/rocm", "/sys",
-               "/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/alternatives", "/etc/OpenCL",
-               "/etc/localtime", "/etc/nsswitch.conf", "/etc/passwd", "/etc/group",
-               "/proc/cpuinfo", "/proc/meminfo", "/proc/stat", "/proc/self"]  # fmt: skip
+SYSTEM_READ = [
+    "/usr",
+    "/lib",
+    "/lib64",
+    "/lib32",
+    "/bin",
+    "/sbin",
+    "/opt/rocm",
+    "/sys",
+    "/etc/ld.so.cache",
+    "/etc/ld.so.conf",
+    "/etc/ld.so.conf.d",
+    "/etc/alternatives",
+    "/etc/OpenCL",
+    "/etc/localtime",
+    "/etc/nsswitch.conf",
+    "/etc/passwd",
+    "/etc/group",
+    "/proc/cpuinfo",
+    "/proc/meminfo",
+    "/proc/stat",
+    "/proc/self",
+]
 DEVICES = ["/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom", "/dev/dri", "/dev/kfd", "/dev/nvidia*"]
 
 
@@ -63,8 +96,11 @@ class SandboxError(HamrError):
 
 
 class _RulesetAttr(ctypes.Structure):
-    _fields_ = [("handled_access_fs", ctypes.c_uint64), ("handled_access_net", ctypes.c_uint64),
-                ("scoped", ctypes.c_uint64)]  # fmt: skip
+    _fields_ = [
+        ("handled_access_fs", ctypes.c_uint64),
+        ("handled_access_net", ctypes.c_uint64),
+        ("scoped", ctypes.c_uint64),
+    ]
 
 
 class _PathBeneathAttr(ctypes.Structure):
@@ -91,8 +127,9 @@ def landlock_abi() -> int:
     """The kernel's Landlock ABI version; 0 where there is none (not Linux, too old, or disabled)."""
     if not sys.platform.startswith("linux"):
         return 0
-    version = _libc().syscall(SYS_LANDLOCK_CREATE_RULESET, None, ctypes.c_size_t(0),
-                              ctypes.c_uint32(LANDLOCK_CREATE_RULESET_VERSION))  # fmt: skip
+    version = _libc().syscall(
+        SYS_LANDLOCK_CREATE_RULESET, None, ctypes.c_size_t(0), ctypes.c_uint32(LANDLOCK_CREATE_RULESET_VERSION)
+    )
     return max(int(version), 0)
 
 
@@ -149,8 +186,11 @@ def worker_policy(tenant_dir: Path, protected: list[Path]) -> Policy:
     staging = Staging.at(tenant_dir)
     devices = [p for pattern in DEVICES for p in glob.glob(pattern)]
     keys = [str(path) for path in trusted_key_files()]  # public keys: a worker checks signed files itself
-    return Policy(read=SYSTEM_READ + python_paths([Path(p).resolve() for p in protected]) + [str(staging.inbox)] + keys,
-                  write=[str(staging.outbox), str(staging.cache), str(staging.tmp)], devices=devices)
+    return Policy(
+        read=SYSTEM_READ + python_paths([Path(p).resolve() for p in protected]) + [str(staging.inbox)] + keys,
+        write=[str(staging.outbox), str(staging.cache), str(staging.tmp)],
+        devices=devices,
+    )
 
 
 def restrict(policy: Policy) -> int:
@@ -163,8 +203,11 @@ def restrict(policy: Policy) -> int:
     abi = min(landlock_abi(), 7)
     libc = _libc()
     handled_fs = FS_RIGHTS_BY_ABI.get(abi, FS_RIGHTS_BY_ABI[5])
-    attr = _RulesetAttr(handled_fs, NET_BIND_TCP | NET_CONNECT_TCP if abi >= 4 else 0,
-                        SCOPE_ABSTRACT_UNIX_SOCKET | SCOPE_SIGNAL if abi >= 6 else 0)  # fmt: skip
+    attr = _RulesetAttr(
+        handled_fs,
+        NET_BIND_TCP | NET_CONNECT_TCP if abi >= 4 else 0,
+        SCOPE_ABSTRACT_UNIX_SOCKET | SCOPE_SIGNAL if abi >= 6 else 0,
+    )
     size = ctypes.sizeof(_RulesetAttr) if abi >= 6 else 16 if abi >= 4 else 8
     ruleset = libc.syscall(SYS_LANDLOCK_CREATE_RULESET, ctypes.byref(attr), ctypes.c_size_t(size), ctypes.c_uint32(0))
     if ruleset < 0:
@@ -192,7 +235,9 @@ def _allow(libc, ruleset: int, path: str, rights: int) -> None:
         if not os.path.isdir(path):
             rights &= FILE_RIGHTS
         rule = _PathBeneathAttr(rights, fd)
-        if libc.syscall(SYS_LANDLOCK_ADD_RULE, ruleset, LANDLOCK_RULE_PATH_BENEATH, ctypes.byref(rule), ctypes.c_uint32(0)):
+        if libc.syscall(
+            SYS_LANDLOCK_ADD_RULE, ruleset, LANDLOCK_RULE_PATH_BENEATH, ctypes.byref(rule), ctypes.c_uint32(0)
+        ):
             raise SandboxError(f"landlock_add_rule({path}) failed: {os.strerror(ctypes.get_errno())}")
     finally:
         os.close(fd)
@@ -216,5 +261,16 @@ def drop_capabilities(libc=None) -> None:
         raise SandboxError(f"capset failed: {os.strerror(ctypes.get_errno())}")
 
 
-__all__ = ["LABEL", "Policy", "SandboxError", "available", "containment_line", "describe", "die_with_parent", "drop_capabilities",
-           "landlock_abi", "restrict", "worker_policy"]
+__all__ = [
+    "LABEL",
+    "Policy",
+    "SandboxError",
+    "available",
+    "containment_line",
+    "describe",
+    "die_with_parent",
+    "drop_capabilities",
+    "landlock_abi",
+    "restrict",
+    "worker_policy",
+]

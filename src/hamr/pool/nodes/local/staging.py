@@ -39,9 +39,14 @@ class Staging:
 
     def env(self) -> dict[str, str]:
         """The environment of the tenant's worker: caches and temp files in its own folders."""
-        return {"HAMR_CACHE_DIR": str(self.cache), "POCL_CACHE_DIR": str(self.cache / "pocl"),
-                "XDG_CACHE_HOME": str(self.cache), "TMPDIR": str(self.tmp), "PYTHONDONTWRITEBYTECODE": "1",
-                "HWLOC_FSROOT": str(self.hwloc_root)}  # fmt: skip
+        return {
+            "HAMR_CACHE_DIR": str(self.cache),
+            "POCL_CACHE_DIR": str(self.cache / "pocl"),
+            "XDG_CACHE_HOME": str(self.cache),
+            "TMPDIR": str(self.tmp),
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "HWLOC_FSROOT": str(self.hwloc_root),
+        }
 
     def executable(self, blob: Path, sha256: str) -> Path:
         """The tenant's link to an executable blob; one stable path per executable (the worker keeps its Session)."""
@@ -60,7 +65,9 @@ class Staging:
         """A run's input blobs, linked into its inputs folder; name -> path."""
         folder = self.run_inputs(job, attempt)
         folder.mkdir(parents=True, exist_ok=True)
-        return {name: str(link(blob, folder / f"input-{i}.npy")) for i, (name, blob) in enumerate(sorted(blobs.items()))}
+        return {
+            name: str(link(blob, folder / f"input-{i}.npy")) for i, (name, blob) in enumerate(sorted(blobs.items()))
+        }
 
     def drop_run(self, job: int, attempt: int, shard: int | None = None) -> None:
         """Remove a run's files: one shard's, or (shard None) the whole attempt's, every shard included."""
@@ -71,6 +78,7 @@ class Staging:
                     folder.parent.rmdir()  # the attempt's folder, once its last shard is gone
                 except OSError:
                     pass
+
 
 def link(source: Path, target: Path) -> Path:
     if target.exists():

@@ -51,8 +51,13 @@ def _arguments(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("device")
     parser.add_argument("--parent", type=int, help="die with this process (the pool or agent that started it)")
     parser.add_argument("--sandbox", type=Path, help="contain this worker to one tenant's staging folder")
-    parser.add_argument("--protect", type=Path, action="append", default=[],
-                        help="a folder no rule may open wholesale (the pool's data directory)")
+    parser.add_argument(
+        "--protect",
+        type=Path,
+        action="append",
+        default=[],
+        help="a folder no rule may open wholesale (the pool's data directory)",
+    )
     return parser.parse_args(argv)
 
 

@@ -29,8 +29,28 @@ class WorkerDied(HamrError):
     """The worker process exited before it replied."""
 
 
-PASSED_ENV = ("PATH", "LANG", "LC_", "TZ", "PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "LD_LIBRARY_PATH", "CC", "OMP_",
-              "OPENBLAS_", "MKL_", "OCL_", "POCL_", "CUDA_", "ROCR_", "HIP_", "HSA_", "GPU_", "HAMR_")
+PASSED_ENV = (
+    "PATH",
+    "LANG",
+    "LC_",
+    "TZ",
+    "PYTHONPATH",
+    "PYTHONHOME",
+    "VIRTUAL_ENV",
+    "LD_LIBRARY_PATH",
+    "CC",
+    "OMP_",
+    "OPENBLAS_",
+    "MKL_",
+    "OCL_",
+    "POCL_",
+    "CUDA_",
+    "ROCR_",
+    "HIP_",
+    "HSA_",
+    "GPU_",
+    "HAMR_",
+)
 KEPT_BACK_ENV = ("HAMR_TOKEN",)
 
 
@@ -48,8 +68,14 @@ def contained() -> bool:
 
 
 class WorkerProcess:
-    def __init__(self, device: str, env: dict | None = None, ready_timeout: float = 60.0,
-                 staging: Staging | None = None, protect: list[Path] | None = None):
+    def __init__(
+        self,
+        device: str,
+        env: dict | None = None,
+        ready_timeout: float = 60.0,
+        staging: Staging | None = None,
+        protect: list[Path] | None = None,
+    ):
         self.device = device
         self.staging = staging
         self._pending = b""
@@ -62,7 +88,10 @@ class WorkerProcess:
                 command += ["--sandbox", str(staging.dir)]
                 command += [arg for folder in protect or [] for arg in ("--protect", str(folder))]
         self.proc = subprocess.Popen(
-            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            command,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
             cwd=staging.tmp if staging is not None else None,
             env={**environment, "PYTHONUNBUFFERED": "1"},
         )
@@ -150,8 +179,9 @@ class LocalWorkers:
 
     gangs = True
 
-    def start(self, local_id: str, env: dict | None, staging: Staging | None = None,
-              protect: list[Path] | None = None) -> WorkerProcess:
+    def start(
+        self, local_id: str, env: dict | None, staging: Staging | None = None, protect: list[Path] | None = None
+    ) -> WorkerProcess:
         return WorkerProcess(local_id, env=env, staging=staging, protect=protect)
 
     def ready(self, workers: dict[str, WorkerProcess], wait: float) -> list[str]:

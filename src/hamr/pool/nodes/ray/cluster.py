@@ -70,7 +70,11 @@ class NodeActor:
 
     def where(self) -> dict:
         context = ray.get_runtime_context()
-        return {"node_id": context.get_node_id(), "ip": ray.util.get_node_ip_address(), "hostname": socket.gethostname()}
+        return {
+            "node_id": context.get_node_id(),
+            "ip": ray.util.get_node_ip_address(),
+            "hostname": socket.gethostname(),
+        }
 
     def discover(self) -> list[dict]:
         from hamr.pool.drivers import discover
@@ -98,8 +102,14 @@ class NodeActor:
             start = time.perf_counter()
             outputs = session.run(feeds)
             latency = time.perf_counter() - start
-            return {**reply, "ok": True, "latency_s": latency, "device": session.device.id, "target": session.target,
-                    "outputs": {name: value for name, value in outputs.items()}}
+            return {
+                **reply,
+                "ok": True,
+                "latency_s": latency,
+                "device": session.device.id,
+                "target": session.target,
+                "outputs": {name: value for name, value in outputs.items()},
+            }
         except (HamrError, KeyError, TypeError, ValueError, OSError) as exc:
             return {**reply, "ok": False, "error": error_line(exc)}
 
@@ -130,18 +140,23 @@ class RayWorker:
         try:
             reply = ray.get(ref, timeout=timeout)
         except GetTimeoutError:
-            raise TimeoutError(f"worker for {self.device} on {self.node.name} gave no reply within {timeout} s") from None
+            raise TimeoutError(
+                f"worker for {self.device} on {self.node.name} gave no reply within {timeout} s"
+            ) from None
         except RayError as exc:  # the actor died, its node is gone, or the call failed
             self.ref = None
             self.node.died(first_line(exc))
-            raise WorkerDied(f"the hamr agent of {self.node.name} died while running {self.device}: {type(exc).__name__}") from exc
+            raise WorkerDied(
+                f"the hamr agent of {self.node.name} died while running {self.device}: {type(exc).__name__}"
+            ) from exc
         self.ref = None
         job, attempt = request["job"], int(request["attempt"])
         self.node.pool.ran[(job, attempt)] = {k: reply.get(k) for k in ("node_id", "ip", "hostname", "device")}
         if not reply["ok"]:
             return job_failed(job, attempt, reply.get("error", "the agent gave no error"))
-        return job_done(job, attempt, request["outputs"], reply["outputs"], reply["latency_s"], reply["device"],
-                        reply["target"])  # fmt: skip
+        return job_done(
+            job, attempt, request["outputs"], reply["outputs"], reply["latency_s"], reply["device"], reply["target"]
+        )
 
     def kill(self) -> None:
         if self.ref is not None:
@@ -162,8 +177,10 @@ class RaySession:
         if self.node.dead:
             raise ReplicaGone(f"the hamr agent of {self.node.name} is gone: {self.node.dead}")
         try:
-            reply = ray.get(self.node.actor.run.remote(self.device, self.key, self.executable, feeds),
-                            timeout=self.node.pool.call_timeout_s)  # fmt: skip
+            reply = ray.get(
+                self.node.actor.run.remote(self.device, self.key, self.executable, feeds),
+                timeout=self.node.pool.call_timeout_s,
+            )
         except RayError as exc:
             self.node.died(f"{type(exc).__name__}: a replica's request failed")
             raise ReplicaGone(f"the hamr agent of {self.node.name} died: {type(exc).__name__}") from exc
@@ -215,7 +232,9 @@ class RayNode:
         key = str(self.pool.registry.executable_file(ANY_TENANT, replica.executable_id))
         executable = self.pool.executable(key)
         try:
-            loaded = ray.get(self.actor.load.remote(replica.local_id, key, executable), timeout=self.pool.call_timeout_s)
+            loaded = ray.get(
+                self.actor.load.remote(replica.local_id, key, executable), timeout=self.pool.call_timeout_s
+            )
         except RayError as exc:
             self.died(f"{type(exc).__name__}: loading a replica failed")
             raise ReplicaGone(f"the hamr agent of {self.name} died while loading a replica") from exc
@@ -237,9 +256,15 @@ class RayPool:
     `before_run`, if given, is sent to each node actor, which calls it before every run (the
     tests pass a sleep, to kill an actor mid-job)."""
 
-    def __init__(self, registry: Registry, address: str | None = None, policy: str = "max_throughput",
-                 before_run: Callable[[], None] | None = None, call_timeout_s: float = 120.0,
-                 heartbeat_timeout_s: float = 10.0):  # fmt: skip
+    def __init__(
+        self,
+        registry: Registry,
+        address: str | None = None,
+        policy: str = "max_throughput",
+        before_run: Callable[[], None] | None = None,
+        call_timeout_s: float = 120.0,
+        heartbeat_timeout_s: float = 10.0,
+    ):
         if not ray.is_initialized():
             ray.init(address=address, log_to_driver=False)
         self.registry, self.policy, self.before_run = registry, policy, before_run
@@ -247,7 +272,9 @@ class RayPool:
         self.nodes: dict[str, RayNode] = {}  # Ray node id -> its node
         self.dispatchers: dict[str, Dispatcher] = {}
         self.replica_hosts: list[ReplicaHost] = []  # one per node, for the service (kept as one list object)
-        self.ran: dict[tuple[int, int], dict] = {}  # (job, attempt) -> where the node actor ran it (node id, ip, device)
+        self.ran: dict[
+            tuple[int, int], dict
+        ] = {}  # (job, attempt) -> where the node actor ran it (node id, ip, device)
         self._executables: dict[str, object] = {}  # executable path -> its bytes in Ray's object store
 
     def executable(self, path: str):
@@ -266,7 +293,8 @@ class RayPool:
             if not info.get("Alive") or (node_id in self.nodes and not self.nodes[node_id].dead):
                 continue
             actor = NodeActor.options(
-                scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False), max_restarts=0,
+                scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False),
+                max_restarts=0,
             ).remote(self.before_run)
             node = RayNode(self, node_id, actor)
             try:
@@ -274,7 +302,9 @@ class RayPool:
                 reports = self._reports(node)
             except RayError as exc:
                 ray.kill(actor)
-                self.registry.record_event("node.agent_failed", f"node:{node.name}", None, {"why": str(exc).splitlines()[0]})
+                self.registry.record_event(
+                    "node.agent_failed", f"node:{node.name}", None, {"why": str(exc).splitlines()[0]}
+                )
                 continue
             old = self.dispatchers.pop(node_id, None)
             if old is not None:
@@ -282,8 +312,16 @@ class RayPool:
                     self.replica_hosts.remove(old.replicas)
                 old.close()
             self.nodes[node_id] = node
-            dispatcher = Dispatcher(self.registry, node.name, policy=self.policy, reports=reports, executor=node,
-                                    address=node.where.get("ip"), serve_replicas=True, open_replica=node.open_replica)
+            dispatcher = Dispatcher(
+                self.registry,
+                node.name,
+                policy=self.policy,
+                reports=reports,
+                executor=node,
+                address=node.where.get("ip"),
+                serve_replicas=True,
+                open_replica=node.open_replica,
+            )
             self.dispatchers[node_id] = dispatcher
             self.replica_hosts.append(dispatcher.replicas)
             joined.append(node.name)
@@ -316,8 +354,12 @@ class RayPool:
 
     def wait_for_replies(self, timeout: float) -> None:
         """Return when a node actor's call for a job is done, or after `timeout` s."""
-        refs = [w.ref for d in list(self.dispatchers.values()) for device, w in list(d.workers.items())
-                if device in d.runs and w.ref is not None]  # fmt: skip
+        refs = [
+            w.ref
+            for d in list(self.dispatchers.values())
+            for device, w in list(d.workers.items())
+            if device in d.runs and w.ref is not None
+        ]
         if refs:
             ray.wait(refs, num_returns=1, timeout=timeout)
         else:

@@ -34,8 +34,8 @@ import numpy as np
 
 from hamr.errors import HamrError, InputError
 from hamr.pool.control.deployments import HOSTS_REPLICAS
-from hamr.pool.drivers import discover
 from hamr.pool.dispatch.gangs import GangError, split_inputs
+from hamr.pool.drivers import discover
 from hamr.pool.nodes.local import sandbox
 from hamr.pool.nodes.local.staging import Staging
 from hamr.pool.nodes.local.workers import WorkerDied, WorkerProcess
@@ -147,8 +147,9 @@ class DeviceRunner:
                 self.agent.fail(exc)
                 return
             except Exception as exc:  # noqa: BLE001 - the runner must outlive one bad item; it says why
-                self.agent.say(f"hamr agent: {_described(item)} on {self.device} "
-                               f"failed in the agent: {type(exc).__name__}: {exc}")
+                self.agent.say(
+                    f"hamr agent: {_described(item)} on {self.device} failed in the agent: {type(exc).__name__}: {exc}"
+                )
             finally:
                 self.agent.release(item)
 
@@ -166,8 +167,13 @@ class DeviceRunner:
             if shards != 1:
                 inputs = self.agent.files.shard(inputs, shard, shards, work / "shard")
             outputs_dir = staging.run_outputs(job, attempt, shard)
-            request = {"job": job, "attempt": attempt, "executable": str(executable), "inputs": inputs,
-                       "outputs": str(outputs_dir)}
+            request = {
+                "job": job,
+                "attempt": attempt,
+                "executable": str(executable),
+                "inputs": inputs,
+                "outputs": str(outputs_dir),
+            }
             try:
                 reply = self._worker(tenant).run(request)
             except (WorkerDied, OSError) as exc:
@@ -178,8 +184,12 @@ class DeviceRunner:
             if not reply.get("ok"):
                 return {"ok": False, "error": reply.get("error") or "the worker gave no error"}, {}
             outputs = read_outputs(outputs_dir / f"attempt-{attempt}")  # where we said, whatever the reply says
-            return {"ok": True, "latency_s": reply["latency_s"], "device": reply.get("device") or self.device,
-                    "target": reply.get("target") or ""}, outputs
+            return {
+                "ok": True,
+                "latency_s": reply["latency_s"],
+                "device": reply.get("device") or self.device,
+                "target": reply.get("target") or "",
+            }, outputs
         except (Corrupt, GangError, InputError) as exc:  # a bad download, or a shard's inputs that cannot be split
             return {"ok": False, "error": str(exc)}, {}
         except Refused as exc:
@@ -195,8 +205,9 @@ class DeviceRunner:
             worker.kill()
             worker = None
         if worker is None:
-            worker = WorkerProcess(self.device, env=self.agent.worker_env, staging=self.agent.staging(tenant),
-                                   protect=[self.agent.root])  # fmt: skip
+            worker = WorkerProcess(
+                self.device, env=self.agent.worker_env, staging=self.agent.staging(tenant), protect=[self.agent.root]
+            )
         self.workers[tenant] = worker
         while len(self.workers) > IDLE_WORKERS + 1:
             _, oldest = self.workers.popitem(last=False)
@@ -210,9 +221,18 @@ class DeviceRunner:
 
 
 class Agent:
-    def __init__(self, server: str, token: str, name: str | None = None, heartbeat_s: float = 5.0,
-                 cache_dir: Path | None = None, start_timeout_s: float = 60.0,
-                 say: Callable[[str], None] = print, worker_env: dict | None = None, ca: Path | None = None):
+    def __init__(
+        self,
+        server: str,
+        token: str,
+        name: str | None = None,
+        heartbeat_s: float = 5.0,
+        cache_dir: Path | None = None,
+        start_timeout_s: float = 60.0,
+        say: Callable[[str], None] = print,
+        worker_env: dict | None = None,
+        ca: Path | None = None,
+    ):
         self.name = check_node_name(name or socket.gethostname())
         self.stop = threading.Event()
         self.link = Link(server, token, say, self.stop, ca=ca)
@@ -228,7 +248,9 @@ class Agent:
         self._staging: dict[int, Staging] = {}
         self._staging_lock = threading.Lock()
         self.runners: dict[str, DeviceRunner] = {}
-        self.held: set[tuple[int, int, int]] = set()  # (job, attempt, shard)s taken from the pool, result not posted yet
+        self.held: set[tuple[int, int, int]] = (
+            set()
+        )  # (job, attempt, shard)s taken from the pool, result not posted yet
         self._held_lock = threading.Lock()
         self.fatal: HamrError | None = None
         self.devices: list[str] = []
@@ -250,8 +272,11 @@ class Agent:
         while True:
             with self._held_lock:
                 running = [_run_ref(*key) for key in sorted(self.held)]
-            body = {"devices": [r.to_json() for r in reports], "running": running,
-                    "labels": {HOSTS_REPLICAS: True, RUNS_GANGS: True, sandbox.LABEL: sandbox.describe()}}
+            body = {
+                "devices": [r.to_json() for r in reports],
+                "running": running,
+                "labels": {HOSTS_REPLICAS: True, RUNS_GANGS: True, sandbox.LABEL: sandbox.describe()},
+            }
             try:
                 self.link.call("POST", f"/v1/agents/{self.name}/heartbeat", retry=False, json=body)
                 return
@@ -272,16 +297,22 @@ class Agent:
             self.link.quiet = False
 
     def post_result(self, item: dict, fields: dict, outputs: dict) -> None:
-        parts = [(k, (None, str(v).lower() if isinstance(v, bool) else str(v)))
-                 for k, v in {**_run_ref(*run_key(item)), "ok": False, **fields}.items()]
-        parts += [(name, (f"{name}.npy", _npy_bytes(value), "application/octet-stream")) for name, value in outputs.items()]
+        parts = [
+            (k, (None, str(v).lower() if isinstance(v, bool) else str(v)))
+            for k, v in {**_run_ref(*run_key(item)), "ok": False, **fields}.items()
+        ]
+        parts += [
+            (name, (f"{name}.npy", _npy_bytes(value), "application/octet-stream")) for name, value in outputs.items()
+        ]
         try:
             self.link.call("POST", f"/v1/agents/{self.name}/results", files=parts)
         except Refused as exc:
             if exc.status in (401, 403):
                 raise
             if exc.status == 413 and outputs:
-                self.post_result(item, {"ok": False, "error": f"the outputs are over the pool's upload limit: {exc}"}, {})
+                self.post_result(
+                    item, {"ok": False, "error": f"the outputs are over the pool's upload limit: {exc}"}, {}
+                )
                 return
             # 409: the pool no longer wants it. Otherwise the next heartbeat no longer lists it, and it is requeued.
             self.say(f"hamr agent: result of {_described(item)} not taken: {exc}")
@@ -300,8 +331,9 @@ class Agent:
     def _poll(self) -> None:
         while not self.stop.is_set():
             try:
-                items = self.link.call("POST", f"/v1/agents/{self.name}/work", params={"wait": POLL_WAIT_S},
-                                       timeout=POLL_WAIT_S + 30).json()
+                items = self.link.call(
+                    "POST", f"/v1/agents/{self.name}/work", params={"wait": POLL_WAIT_S}, timeout=POLL_WAIT_S + 30
+                ).json()
             except Stopped:
                 return
             except Refused as exc:

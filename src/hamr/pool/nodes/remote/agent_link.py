@@ -50,8 +50,12 @@ class Link:
             raise HamrError(f"--server {url!r} is not an http(s) URL with a host (e.g. http://10.0.0.1:8470)")
         self.url = str(parsed).rstrip("/")
         self.say, self.stop = say, stop
-        self.http = httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {token}"}, timeout=60,
-                                 verify=httpx_verify(self.url, ca))  # fmt: skip
+        self.http = httpx.Client(
+            base_url=self.url,
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=60,
+            verify=httpx_verify(self.url, ca),
+        )
         self._down = ""
         self._lock = threading.Lock()
         self.quiet = False  # while connecting: the error, if it comes to that, is the one line

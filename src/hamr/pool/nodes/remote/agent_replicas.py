@@ -4,7 +4,8 @@ A "load" work item loads (and warms, on example inputs) a Session, keyed by (exe
 sha256, device), and answers its target; an "infer" item fetches its inputs as raw tensors
 (`GET /v1/agents/{node}/requests/{id}`), runs, and posts the outputs as raw tensors, or a JSON
 error line (`POST` to the same path). Sessions are loaded, warmed and kept by hamr/pool/sessions.py.
-Items run on a small thread pool, so the agent keeps long-polling meanwhile. hamr/pool/nodes/remote/server_replicas.py is the pool's side.
+Items run on a small thread pool, so the agent keeps long-polling meanwhile. hamr/pool/nodes/remote/server_replicas.py
+is the pool's side.
 """
 
 from __future__ import annotations
@@ -92,8 +93,13 @@ class AgentReplicas:
         except (HamrError, KeyError, TypeError, ValueError, OSError) as exc:
             self.agent.link.call("POST", self._path(item), retry=False, json={"error": _line(exc)})
             return
-        self.agent.link.call("POST", self._path(item), retry=False, content=tensors.encode(outputs),
-                             headers={"Content-Type": tensors.MEDIA_TYPE})
+        self.agent.link.call(
+            "POST",
+            self._path(item),
+            retry=False,
+            content=tensors.encode(outputs),
+            headers={"Content-Type": tensors.MEDIA_TYPE},
+        )
 
     def close(self) -> None:
         self._threads.shutdown(wait=False, cancel_futures=True)

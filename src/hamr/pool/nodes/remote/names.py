@@ -16,8 +16,10 @@ RUNS_GANGS = "gangs"  # the heartbeat label of an agent that runs gang shards (s
 
 def check_node_name(name: str) -> str:
     if not NODE_NAME.match(name):
-        raise HamrError(f"node name {name!r} is not valid: letters, digits, '.', '_' and '-', "
-                        "starting with a letter or digit, at most 255 characters")
+        raise HamrError(
+            f"node name {name!r} is not valid: letters, digits, '.', '_' and '-', "
+            "starting with a letter or digit, at most 255 characters"
+        )
     return name
 
 

@@ -110,7 +110,9 @@ class RemoteWorker:
             assignment, self.assignment = self.assignment, None
             self.node.runs.pop(assignment.key, None)
         if assignment.reply is None:
-            raise WorkerDied(assignment.died or f"node {self.node.name} is lost: {self.node.lost or 'its agent reconnected'}")
+            raise WorkerDied(
+                assignment.died or f"node {self.node.name} is lost: {self.node.lost or 'its agent reconnected'}"
+            )
         return self._written(assignment)
 
     def _written(self, assignment: Assignment) -> dict:
@@ -119,8 +121,16 @@ class RemoteWorker:
         reply = assignment.reply
         if not reply["ok"]:
             return job_failed(job, attempt, reply.get("error") or "the agent gave no error", shard=shard)
-        return job_done(job, attempt, assignment.request["outputs"], reply["outputs"], reply["latency_s"],
-                        reply.get("device"), reply.get("target"), shard=shard)  # fmt: skip
+        return job_done(
+            job,
+            attempt,
+            assignment.request["outputs"],
+            reply["outputs"],
+            reply["latency_s"],
+            reply.get("device"),
+            reply.get("target"),
+            shard=shard,
+        )
 
     def kill(self) -> None:
         """Stop waiting for this attempt (stale, or its node gone); a late result for it is refused (409)."""
@@ -190,8 +200,11 @@ class RemoteNode:
         with self.changed:
             items = [a.item for a in self.runs.values()]
         items += [r.item for r in self.requests.pending()]
-        return any((job is not None and item.get("job") == job)
-                   or (executable is not None and item.get("executable_id") == executable) for item in items)  # fmt: skip
+        return any(
+            (job is not None and item.get("job") == job)
+            or (executable is not None and item.get("executable_id") == executable)
+            for item in items
+        )
 
     def open_replica(self, replica: ReplicaView) -> RemoteSession:
         return open_replica(self, replica)
@@ -282,9 +295,12 @@ class RemoteNode:
             for key, assignment in self.runs.items():
                 late = assignment.delivered_at is not None and assignment.delivered_at < cutoff
                 if late and key not in running and assignment.reply is None and not assignment.died:
-                    held = f"job {key[0]} attempt {key[1]}" + (f" shard {key[2]}" if assignment.item["shards"] > 1 else "")
-                    assignment.died = (f"the agent of {self.name} does not hold {held} "
-                                       "(it restarted, or the work was lost on the way)")
+                    held = f"job {key[0]} attempt {key[1]}" + (
+                        f" shard {key[2]}" if assignment.item["shards"] > 1 else ""
+                    )
+                    assignment.died = (
+                        f"the agent of {self.name} does not hold {held} (it restarted, or the work was lost on the way)"
+                    )
                     self.changed.notify_all()
 
     def lose(self, why: str) -> None:
@@ -304,8 +320,13 @@ class RemoteNode:
 class RemoteNodes:
     """The `hamr pool up` process's side of every remote agent: a RemoteNode and a Dispatcher per node."""
 
-    def __init__(self, registry: Registry, policy: str = "max_throughput", heartbeat_timeout_s: float = 15.0,
-                 reserved: set[str] | frozenset[str] = frozenset()):
+    def __init__(
+        self,
+        registry: Registry,
+        policy: str = "max_throughput",
+        heartbeat_timeout_s: float = 15.0,
+        reserved: set[str] | frozenset[str] = frozenset(),
+    ):
         self.registry, self.policy, self.heartbeat_timeout_s = registry, policy, heartbeat_timeout_s
         self.reserved = set(reserved)  # node names the pool itself runs (its local node)
         self.nodes: dict[str, RemoteNode] = {}
@@ -318,8 +339,14 @@ class RemoteNodes:
 
     # -- the routes' side --
 
-    def heartbeat_from(self, name: str, reports: list[DeviceReport], address: str | None = None,
-                       labels: dict | None = None, running: set[tuple[int, int, int]] | None = None) -> Node:
+    def heartbeat_from(
+        self,
+        name: str,
+        reports: list[DeviceReport],
+        address: str | None = None,
+        labels: dict | None = None,
+        running: set[tuple[int, int, int]] | None = None,
+    ) -> Node:
         """An agent's heartbeat: registers or refreshes its node; the first one gives the node a Dispatcher."""
         check_node_name(name)
         if name in self.reserved:
@@ -329,8 +356,16 @@ class RemoteNodes:
             remote = self.nodes.get(name)
             if remote is None:
                 remote = self.nodes[name] = RemoteNode(self, name)
-                dispatcher = Dispatcher(self.registry, name, policy=self.policy, reports=reports, executor=remote,
-                                        address=address, serve_replicas=True, open_replica=remote.open_replica)
+                dispatcher = Dispatcher(
+                    self.registry,
+                    name,
+                    policy=self.policy,
+                    reports=reports,
+                    executor=remote,
+                    address=address,
+                    serve_replicas=True,
+                    open_replica=remote.open_replica,
+                )
                 self.dispatchers[name] = dispatcher
                 self.replica_hosts.append(dispatcher.replicas)
             node = self.registry.heartbeat(name, reports, address=address, labels=labels)  # after: the agent's labels
@@ -348,7 +383,8 @@ class RemoteNodes:
             if device.uuid in reported and owner is not None and owner.name != name and owner.state == NODE_UP:
                 raise AgentConflict(
                     f"device {device.uuid} ({device.local_id}) is already reported by node {owner.name}, which is up: "
-                    "two hosts give one device id (set HAMR_HOST_ID to tell them apart)")
+                    "two hosts give one device id (set HAMR_HOST_ID to tell them apart)"
+                )
 
     def node(self, name: str) -> RemoteNode:
         remote = self.nodes.get(name)
@@ -362,10 +398,18 @@ class RemoteNodes:
         job = self.registry.get_job(ANY_TENANT, int(request["job"]))
         if job is None:
             raise WorkerDied(f"job {request['job']} is gone")
-        return {"kind": "job", "job": job.id, "tenant": job.tenant_id, "attempt": int(request["attempt"]),
-                "shard": int(request.get("shard", 0)),
-                "shards": int(request.get("shards", 1)), "device": local_id, "executable_id": job.executable_id,
-                "executable_sha256": self.executable_sha256(job.executable_id), "inputs": dict(job.inputs)}
+        return {
+            "kind": "job",
+            "job": job.id,
+            "tenant": job.tenant_id,
+            "attempt": int(request["attempt"]),
+            "shard": int(request.get("shard", 0)),
+            "shards": int(request.get("shards", 1)),
+            "device": local_id,
+            "executable_id": job.executable_id,
+            "executable_sha256": self.executable_sha256(job.executable_id),
+            "inputs": dict(job.inputs),
+        }
 
     def executable_sha256(self, executable_id: int) -> str:
         sha256 = self._executables.get(executable_id)
@@ -422,9 +466,13 @@ class RemoteNodes:
 
     def wait_for_replies(self, timeout: float) -> None:
         """Return when an agent posted a result (or a node with runs is lost), or after `timeout` s."""
+
         def ready() -> bool:
-            return any(a.reply is not None or a.died or node.lost
-                       for node in list(self.nodes.values()) for a in node.runs.values())
+            return any(
+                a.reply is not None or a.died or node.lost
+                for node in list(self.nodes.values())
+                for a in node.runs.values()
+            )
 
         with self.changed:
             self.changed.wait_for(ready, timeout)

@@ -159,8 +159,12 @@ def open_replica(node: RemoteNode, replica: ReplicaView) -> RemoteSession:
     """Load and warm a replica in the node's agent (the ReplicaHost's `opener`)."""
     if node.lost:
         raise ReplicaGone(f"the agent of node {node.name} is gone: {node.lost}")
-    item = {"replica": replica.id, "device": replica.local_id, "executable_id": replica.executable_id,
-            "executable_sha256": node.group.executable_sha256(replica.executable_id)}
+    item = {
+        "replica": replica.id,
+        "device": replica.local_id,
+        "executable_id": replica.executable_id,
+        "executable_sha256": node.group.executable_sha256(replica.executable_id),
+    }
     answer = node.requests.ask({**item, "kind": "load"}, LOAD_TIMEOUT_S)
     if answer.error:
         raise HamrError(answer.error)

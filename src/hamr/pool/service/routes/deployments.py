@@ -18,9 +18,8 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from hamr.errors import HamrError
-from hamr.pool.wire import tensors
-from hamr.pool.registry import NotFound
 from hamr.pool.dispatch.replicas import NoReplica
+from hamr.pool.registry import NotFound
 from hamr.pool.service.admission import Busy, run_in
 from hamr.pool.service.auth import Authed, Reg
 from hamr.pool.service.errors import one_line
@@ -28,6 +27,7 @@ from hamr.pool.service.schemas import DeploymentIn, DeploymentOut, DeploymentSca
 from hamr.pool.service.strict_json import StrictJsonRoute
 from hamr.pool.service.uploads import BINARY, is_multipart, read_fields_and_arrays, request_body
 from hamr.pool.service.wake import WAKES_POOL
+from hamr.pool.wire import tensors
 
 router = APIRouter(prefix="/v1/deployments", tags=["deployments"], route_class=StrictJsonRoute)
 
@@ -36,6 +36,8 @@ INFER_BODY = request_body(
     {tensors.MEDIA_TYPE: BINARY, "multipart/form-data": {"type": "object", "additionalProperties": BINARY}},
 )
 POLL_S, RECHECK_S = 0.02, 1.0
+
+
 def serving(hosts, deployment_id: int):
     """The host whose best ready replica of the deployment would finish a request soonest, or None."""
     best, soonest = None, None
@@ -88,9 +90,17 @@ def _deployment(registry, who, deployment_id: int):
     return deployment
 
 
-@router.post("", response_model=DeploymentOut, status_code=201, summary="Deploy an executable as N replicas", dependencies=WAKES_POOL)
+@router.post(
+    "",
+    response_model=DeploymentOut,
+    status_code=201,
+    summary="Deploy an executable as N replicas",
+    dependencies=WAKES_POOL,
+)
 def create(body: DeploymentIn, registry: Reg, who: Authed) -> DeploymentOut:
-    deployment = registry.create_deployment(who.owner(), body.executable_id, body.replicas, name=body.name, share=body.share)
+    deployment = registry.create_deployment(
+        who.owner(), body.executable_id, body.replicas, name=body.name, share=body.share
+    )
     return _out(registry, who, deployment)
 
 
@@ -109,7 +119,12 @@ def scale(deployment_id: Id, body: DeploymentScale, registry: Reg, who: Authed) 
     return _out(registry, who, registry.scale_deployment(who.scope, deployment_id, body.replicas))
 
 
-@router.delete("/{deployment_id}", response_model=DeploymentOut, summary="Delete a deployment; its replicas stop", dependencies=WAKES_POOL)
+@router.delete(
+    "/{deployment_id}",
+    response_model=DeploymentOut,
+    summary="Delete a deployment; its replicas stop",
+    dependencies=WAKES_POOL,
+)
 def delete(deployment_id: Id, request: Request, registry: Reg, who: Authed) -> DeploymentOut:
     deployment = registry.delete_deployment(who.scope, deployment_id)
     for host in list(request.app.state.replica_hosts):  # a request after this answer gets 404, not a stopping replica
@@ -118,23 +133,35 @@ def delete(deployment_id: Id, request: Request, registry: Reg, who: Authed) -> D
 
 
 @router.post(
-    "/{deployment_id}/infer", response_class=Response, openapi_extra=INFER_BODY,
-    responses={200: {"content": {tensors.MEDIA_TYPE: {"schema": BINARY}}, "description": "the outputs"},
-               429: {"model": ErrorOut, "description": "the tenant's or the deployment's requests are at their limits "
-                                                       "(running and waiting); Retry-After says when to try again"},
-               503: {"description": "no replica became ready within `wait` seconds"}},
+    "/{deployment_id}/infer",
+    response_class=Response,
+    openapi_extra=INFER_BODY,
+    responses={
+        200: {"content": {tensors.MEDIA_TYPE: {"schema": BINARY}}, "description": "the outputs"},
+        429: {
+            "model": ErrorOut,
+            "description": "the tenant's or the deployment's requests are at their limits "
+            "(running and waiting); Retry-After says when to try again",
+        },
+        503: {"description": "no replica became ready within `wait` seconds"},
+    },
     summary="Run one request on a ready replica",
-)  # fmt: skip
-async def infer(deployment_id: Id, request: Request, who: Authed,
-                wait: Annotated[float, Query(ge=0, le=300, description="seconds to wait for a ready replica")] = 30.0,
-                ) -> Response:  # fmt: skip
+)
+async def infer(
+    deployment_id: Id,
+    request: Request,
+    who: Authed,
+    wait: Annotated[float, Query(ge=0, le=300, description="seconds to wait for a ready replica")] = 30.0,
+) -> Response:
     registry, hosts = request.app.state.registry, request.app.state.replica_hosts
     admission = request.app.state.admission
     owner = owner_of(hosts, deployment_id)
     if not owner_allows(hosts, deployment_id, who.token):  # not (yet) served here, or another tenant's
         owner = (await run_in_threadpool(_deployment, registry, who, deployment_id)).tenant_id
     try:
-        async with admission.slot(owner, deployment_id, ready_replicas(hosts, deployment_id), expected_s(hosts, deployment_id)):
+        async with admission.slot(
+            owner, deployment_id, ready_replicas(hosts, deployment_id), expected_s(hosts, deployment_id)
+        ):
             return await _serve(request, registry, hosts, who, deployment_id, wait, admission.executor)
     except Busy as exc:
         raise HTTPException(429, str(exc), headers=exc.headers) from None
@@ -167,7 +194,9 @@ async def _feeds(request: Request) -> dict:
         return (await read_fields_and_arrays(request, None, "input"))[1]
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media != tensors.MEDIA_TYPE:
-        raise HTTPException(415, f"send the inputs as {tensors.MEDIA_TYPE} or multipart/form-data, not '{media or 'none'}'")
+        raise HTTPException(
+            415, f"send the inputs as {tensors.MEDIA_TYPE} or multipart/form-data, not '{media or 'none'}'"
+        )
     try:
         return tensors.decode(await request.body())
     except tensors.TensorsError as exc:
@@ -178,5 +207,7 @@ def _not_ready(registry, who, deployment_id: int, wait: float) -> str:
     deployment = _deployment(registry, who, deployment_id)
     replicas = registry.list_replicas(who.scope, deployment_id)
     states = ", ".join(f"{r.state} on {r.kind} {r.architecture}" for r in replicas) or "none placed"
-    return (f"deployment {deployment_id} has no ready replica after {wait:g} s "
-            f"(wants {deployment.replicas}; live: {states})")  # fmt: skip
+    return (
+        f"deployment {deployment_id} has no ready replica after {wait:g} s "
+        f"(wants {deployment.replicas}; live: {states})"
+    )

@@ -26,7 +26,12 @@ def _drain(registry, uuid: str, drained: bool) -> DeviceOut:
     return device_out(device, names)
 
 
-@router.post("/{uuid:path}/drain", response_model=DeviceOut, summary="Drain a device: it takes no new placements", dependencies=WAKES_POOL)
+@router.post(
+    "/{uuid:path}/drain",
+    response_model=DeviceOut,
+    summary="Drain a device: it takes no new placements",
+    dependencies=WAKES_POOL,
+)
 def drain(uuid: Uuid, registry: Reg, who: Admin) -> DeviceOut:
     return _drain(registry, uuid, True)
 

@@ -8,8 +8,8 @@ from fastapi import APIRouter, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from hamr.pool.registry import NotFound
-from hamr.pool.service.downloads import blob_response
 from hamr.pool.service.auth import Authed, AuthedOrAgent, Reg, read_scope
+from hamr.pool.service.downloads import blob_response
 from hamr.pool.service.schemas import ExecutableOut, Id, executable_out
 from hamr.pool.service.strict_json import StrictJsonRoute
 from hamr.pool.service.uploads import BINARY, request_body, stage_file_or_body
@@ -18,11 +18,16 @@ router = APIRouter(prefix="/v1/executables", tags=["executables"], route_class=S
 
 UPLOAD_BODY = request_body(
     "the .hamr file: the raw body, or the multipart part `file`",
-    {"application/octet-stream": BINARY, "multipart/form-data": {"type": "object", "required": ["file"], "properties": {"file": BINARY}}},
+    {
+        "application/octet-stream": BINARY,
+        "multipart/form-data": {"type": "object", "required": ["file"], "properties": {"file": BINARY}},
+    },
 )
 
 
-@router.post("", response_model=ExecutableOut, status_code=201, openapi_extra=UPLOAD_BODY, summary="Upload a .hamr executable")
+@router.post(
+    "", response_model=ExecutableOut, status_code=201, openapi_extra=UPLOAD_BODY, summary="Upload a .hamr executable"
+)
 async def upload(
     request: Request, registry: Reg, who: Authed, name: Annotated[str | None, Query(max_length=255)] = None
 ) -> ExecutableOut:
@@ -51,7 +56,9 @@ def get_executable(executable_id: Id, registry: Reg, who: Authed) -> ExecutableO
 @router.get(
     "/{executable_id}/file",
     response_class=Response,
-    responses={200: {"content": {"application/octet-stream": {"schema": BINARY}}, "description": "the .hamr bytes as uploaded"}},
+    responses={
+        200: {"content": {"application/octet-stream": {"schema": BINARY}}, "description": "the .hamr bytes as uploaded"}
+    },
     summary="Download an executable",
 )
 def download(executable_id: Id, request: Request, registry: Reg, who: AuthedOrAgent) -> Response:

@@ -1,4 +1,5 @@
-"""/v1/jobs: submit (multipart: fields executable_id, priority, n_devices; one .npy file part per input), status, inputs, outputs, cancel.
+"""/v1/jobs: submit (multipart: fields executable_id, priority, n_devices; one .npy file part per input), status,
+inputs, outputs, cancel.
 
 An input or output is named in the path as the model names it, `/` included (`save_infer_model/scale_0.tmp_1`);
 clients percent-encode the name.
@@ -15,8 +16,8 @@ from starlette.concurrency import run_in_threadpool
 
 from hamr.pool.registry import NotFound
 from hamr.pool.registry.states import FINAL
-from hamr.pool.service.downloads import blob_response
 from hamr.pool.service.auth import Authed, AuthedOrAgent, Reg, read_scope
+from hamr.pool.service.downloads import blob_response
 from hamr.pool.service.schemas import Id, JobForm, JobOut, JobState, PlacementOut, job_out
 from hamr.pool.service.strict_json import StrictJsonRoute
 from hamr.pool.service.uploads import BINARY, discard, read_fields_and_arrays, request_body
@@ -27,18 +28,36 @@ WAIT_FIRST_S, WAIT_LONGEST_S = 0.002, 0.01  # a waiting GET re-reads the job thi
 
 SUBMIT_BODY = request_body(
     "multipart: the fields of JobForm, and one raw .npy file part per input, named as the input",
-    {"multipart/form-data": {"type": "object", "required": ["executable_id"], "additionalProperties": BINARY,
-                             "properties": {name: {"type": "integer"} for name in JobForm.model_fields}}},
-)  # fmt: skip
+    {
+        "multipart/form-data": {
+            "type": "object",
+            "required": ["executable_id"],
+            "additionalProperties": BINARY,
+            "properties": {name: {"type": "integer"} for name in JobForm.model_fields},
+        }
+    },
+)
 
 
-@router.post("", response_model=JobOut, status_code=201, openapi_extra=SUBMIT_BODY, summary="Submit a job", dependencies=WAKES_POOL)
+@router.post(
+    "",
+    response_model=JobOut,
+    status_code=201,
+    openapi_extra=SUBMIT_BODY,
+    summary="Submit a job",
+    dependencies=WAKES_POOL,
+)
 async def submit(request: Request, registry: Reg, who: Authed) -> JobOut:
     owner = who.owner()
     params, inputs = await read_fields_and_arrays(request, JobForm, "input", blobs=registry.blobs)
     try:
         job = await run_in_threadpool(
-            registry.submit_job, owner, params.executable_id, inputs, priority=params.priority, n_devices=params.n_devices
+            registry.submit_job,
+            owner,
+            params.executable_id,
+            inputs,
+            priority=params.priority,
+            n_devices=params.n_devices,
         )
     finally:
         discard(inputs)  # nothing once committed
@@ -58,9 +77,12 @@ def _job(registry, who, job_id: int, scope=None):
 
 
 @router.get("/{job_id}", response_model=JobOut, summary="A job's status")
-async def get_job(job_id: Id, registry: Reg, who: Authed,
-                  wait: Annotated[float, Query(ge=0, le=60, description="seconds to wait for the job to finish")] = 0.0,
-                  ) -> JobOut:  # fmt: skip
+async def get_job(
+    job_id: Id,
+    registry: Reg,
+    who: Authed,
+    wait: Annotated[float, Query(ge=0, le=60, description="seconds to wait for the job to finish")] = 0.0,
+) -> JobOut:
     """With `wait`, answers as soon as the job is succeeded, failed or cancelled, or after `wait` seconds."""
     deadline, pause = time.monotonic() + wait, WAIT_FIRST_S
     while True:
@@ -71,22 +93,31 @@ async def get_job(job_id: Id, registry: Reg, who: Authed,
         pause = min(pause * 2, WAIT_LONGEST_S)
 
 
-@router.get("/{job_id}/placements", response_model=list[PlacementOut],
-            summary="Where each attempt of a job ran, and why the scheduler chose it")
+@router.get(
+    "/{job_id}/placements",
+    response_model=list[PlacementOut],
+    summary="Where each attempt of a job ran, and why the scheduler chose it",
+)
 def get_placements(job_id: Id, registry: Reg, who: Authed) -> list[PlacementOut]:
     _job(registry, who, job_id)
     uuids = {d.id: d.uuid for d in registry.list_devices()}
-    return [PlacementOut(attempt=p.attempt, device=uuids.get(p.device_id, "?"), reason=p.reason, created_at=p.created_at)
-            for p in registry.list_placements(who.scope, job_id)]
+    return [
+        PlacementOut(attempt=p.attempt, device=uuids.get(p.device_id, "?"), reason=p.reason, created_at=p.created_at)
+        for p in registry.list_placements(who.scope, job_id)
+    ]
 
 
 @router.get(
     "/{job_id}/outputs/{name:path}",
     response_class=Response,
-    responses={200: {"content": {"application/octet-stream": {"schema": BINARY}}, "description": "the output as a .npy file"}},
+    responses={
+        200: {"content": {"application/octet-stream": {"schema": BINARY}}, "description": "the output as a .npy file"}
+    },
     summary="One output of a finished job, as .npy",
 )
-def get_output(job_id: Id, name: Annotated[str, Path(min_length=1, max_length=255)], registry: Reg, who: Authed) -> Response:
+def get_output(
+    job_id: Id, name: Annotated[str, Path(min_length=1, max_length=255)], registry: Reg, who: Authed
+) -> Response:
     job = _job(registry, who, job_id)
     return _npy_response(registry, job, "output", job.outputs, name, context=f"state {job.state}; ")
 
@@ -94,11 +125,18 @@ def get_output(job_id: Id, name: Annotated[str, Path(min_length=1, max_length=25
 @router.get(
     "/{job_id}/inputs/{name:path}",
     response_class=Response,
-    responses={200: {"content": {"application/octet-stream": {"schema": BINARY}}, "description": "the input as a .npy file"}},
+    responses={
+        200: {"content": {"application/octet-stream": {"schema": BINARY}}, "description": "the input as a .npy file"}
+    },
     summary="One input of a job, as .npy (what a remote agent runs it on)",
 )
-def get_input(job_id: Id, name: Annotated[str, Path(min_length=1, max_length=255)], request: Request, registry: Reg,
-              who: AuthedOrAgent) -> Response:  # fmt: skip
+def get_input(
+    job_id: Id,
+    name: Annotated[str, Path(min_length=1, max_length=255)],
+    request: Request,
+    registry: Reg,
+    who: AuthedOrAgent,
+) -> Response:
     job = _job(registry, who, job_id, scope=read_scope(request, who, job=job_id))
     return _npy_response(registry, job, "input", job.inputs, name)
 

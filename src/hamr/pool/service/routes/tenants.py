@@ -25,7 +25,9 @@ def create_tenant(body: TenantIn, registry: Reg, who: Admin) -> TenantCreated:
     return TenantCreated(tenant=tenant_out(tenant), token=token)
 
 
-@router.patch("/{tenant_id}", response_model=TenantOut, summary="Change a tenant's quotas, limits, max_priority or weight")
+@router.patch(
+    "/{tenant_id}", response_model=TenantOut, summary="Change a tenant's quotas, limits, max_priority or weight"
+)
 def change_tenant(tenant_id: Id, body: TenantPatch, request: Request, registry: Reg, who: Admin) -> TenantOut:
     tenant = registry.set_quota(tenant_id, **body.model_dump(exclude_unset=True))
     request.app.state.admission.forget(tenant_id)  # this process's requests see the new limits at once

@@ -20,8 +20,9 @@ concrete input shapes, so new batch or sequence sizes never need a recompile.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
-from typing import Callable, Collection, Protocol
+from typing import Protocol
 
 import numpy as np
 

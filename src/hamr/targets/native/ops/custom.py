@@ -17,10 +17,10 @@ import contextlib
 import contextvars
 import numbers
 
-from hamr.ops.definition import CustomOp, Elementwise, broadcast_shape
-from hamr.ops.registry import lookup
 from hamr.ir.dtypes import ctype
 from hamr.ir.node_view import NodeView
+from hamr.ops.definition import CustomOp, Elementwise, broadcast_shape
+from hamr.ops.registry import lookup
 from hamr.targets.native.ops.elementwise import Elementwise as ElementwiseLowering
 from hamr.targets.native.ops.elementwise import lit
 
@@ -52,9 +52,13 @@ class CustomLowering(ElementwiseLowering):
             return str(exc)
         for i in range(len(node.outputs)):
             shape = node.out_shape(i)
-            if expected is not None and shape is not None and (
-                len(shape) != len(expected)
-                or any(isinstance(a, int) and isinstance(b, int) and a != b for a, b in zip(shape, expected))
+            if (
+                expected is not None
+                and shape is not None
+                and (
+                    len(shape) != len(expected)
+                    or any(isinstance(a, int) and isinstance(b, int) and a != b for a, b in zip(shape, expected))
+                )
             ):
                 return f"output {i} has shape {shape}, not the inputs' broadcast shape {expected}"
         return None

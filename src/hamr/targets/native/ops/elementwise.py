@@ -373,4 +373,3 @@ class Clip(Elementwise):
         if hi:
             x = f"({x} > {hi} ? {hi} : {x})"
         return [f"(({t}){x})"]
-

@@ -15,6 +15,7 @@ from hamr.targets.native.render.template import render
 
 TILE = 16
 
+
 # p: [nb, M, N, K, alpha-bits unused, batch dims (R), A batch strides (R), B batch strides (R)]
 def _batch_offsets(batch: str) -> str:
     """oa, ob: the A and B offsets (in matrices) of batch item `batch`."""
@@ -27,7 +28,8 @@ def _batch_offsets(batch: str) -> str:
 
 # (batch, block of rows) items across the OpenMP threads; each item's epilogue runs right after
 # its sgemm, while the block is still in cache (STORE_RANGE), so there is one parallel region.
-C_SGEMM = """static void $name(const i64 *p, const f32 *in0, const f32 *in1, f32 *out0$extra) {
+C_SGEMM = (
+    """static void $name(const i64 *p, const f32 *in0, const f32 *in1, f32 *out0$extra) {
   const i64 nb = p[0], M = p[1], N = p[2], K = p[3];
   if (M * N == 0) return;
   const int nt = nb * M * N * K > 8 * PARALLEL_THRESHOLD ? omp_get_max_threads() : 1;
@@ -36,7 +38,9 @@ C_SGEMM = """static void $name(const i64 *p, const f32 *in0, const f32 *in1, f32
   #pragma omp parallel for schedule(static) if(items > 1)
   for (i64 it = 0; it < items; it++) {
     const i64 b = it / chunks, r0 = (it % chunks) * rows, r = H_MIN(rows, M - r0);
-    """ + _batch_offsets("it / chunks") + """
+    """
+    + _batch_offsets("it / chunks")
+    + """
     f32 *C = out0 + b * M * N + r0 * N;
     if (K == 0) { for (i64 i = 0; i < r * N; i++) C[i] = 0; }
     else hamr_sgemm(101, 111, 111, (int)r, (int)N, (int)K, 1.0f, in0 + oa * M * K + r0 * K, (int)K,
@@ -45,15 +49,19 @@ C_SGEMM = """static void $name(const i64 *p, const f32 *in0, const f32 *in1, f32
   }
 }
 """
+)
 
-CL_GEMM = """__kernel __attribute__((reqd_work_group_size($TS, $TS, 1)))
+CL_GEMM = (
+    """__kernel __attribute__((reqd_work_group_size($TS, $TS, 1)))
 void $name(__global const long *P, const long poff, __global const f32 *in0, __global const f32 *in1,
             __global f32 *out0$extra) {
   __global const long *p = P + poff;
   const long nb = p[0], M = p[1], N = p[2], K = p[3];
   const int lc = get_local_id(0), lr = get_local_id(1);
   const long col = get_group_id(0) * $TS + lc, row = get_group_id(1) * $TS + lr, b = get_global_id(2);
-  """ + _batch_offsets("b") + """
+  """
+    + _batch_offsets("b")
+    + """
   __global const f32 *A = in0 + oa * M * K;
   __global const f32 *B = in1 + ob * K * N;
   __local f32 As[$TS][$TS];
@@ -69,6 +77,7 @@ void $name(__global const long *P, const long poff, __global const f32 *in0, __g
   if (row < M && col < N) STORE(b * M * N + row * N + col, sum);
 }
 """
+)
 
 MATMUL_SOURCES = {"c": C_SGEMM, "opencl": CL_GEMM}  # float32 MatMul, per dialect
 
@@ -247,19 +256,31 @@ class Gemm(Lowering):
 
         if t != "f32":
             body = render(
-                MAP_GEMM, T=t, ALPHA=alpha_lit, C_ADD=c_add("r * p[4] + c * p[5]"),
-                A_AT="k * M + r" if ta else "r * K + k", B_AT="c * K + k" if tb else "k * N + c",
+                MAP_GEMM,
+                T=t,
+                ALPHA=alpha_lit,
+                C_ADD=c_add("r * p[4] + c * p[5]"),
+                A_AT="k * M + r" if ta else "r * K + k",
+                B_AT="c * K + k" if tb else "k * N + c",
             )
             return Kernel(body=body, label="gemm", grain=64, **common)
         epilogue = render(C_GEMM_C_EPILOGUE, BETA=lit(beta, t)) if has_c else "STORE_ALL(total, out0);"
         c_values = dict(
-            EPILOGUE=epilogue, C_ARG="const f32 *in2, " if has_c else "", TA="112" if ta else "111",
-            TB="112" if tb else "111", LDA="M" if ta else "K", LDB="K" if tb else "N", ALPHA=alpha_lit,
+            EPILOGUE=epilogue,
+            C_ARG="const f32 *in2, " if has_c else "",
+            TA="112" if ta else "111",
+            TB="112" if tb else "111",
+            LDA="M" if ta else "K",
+            LDB="K" if tb else "N",
+            ALPHA=alpha_lit,
         )
         cl_values = dict(
-            TS=TILE, C_ARG="__global const f32 *in2, " if has_c else "", C_ADD=c_add("row * p[4] + col * p[5]"),
+            TS=TILE,
+            C_ARG="__global const f32 *in2, " if has_c else "",
+            C_ADD=c_add("row * p[4] + col * p[5]"),
             A_AT="(t + lc) * M + row" if ta else "row * K + t + lc",
-            B_AT="col * K + t + lr" if tb else "(t + lr) * N + col", ALPHA=alpha_lit,
+            B_AT="col * K + t + lr" if tb else "(t + lr) * N + col",
+            ALPHA=alpha_lit,
         )
         sources = {
             "c": Source(GEMM_SOURCES["c"], c_values),

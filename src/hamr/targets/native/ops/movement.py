@@ -426,8 +426,17 @@ class GatherND(Movement):
             kk = ishape[-1]
             inner = numel(shape[b + kk :])
             tuples = numel(ishape[b:-1])
-            return [numel(ishape[:-1]) * inner, tuples, inner, kk, numel(shape[b:]),
-                    *shape[b:], *([0] * b), *strides_of(shape)[b:], *([0] * b)]
+            return [
+                numel(ishape[:-1]) * inner,
+                tuples,
+                inner,
+                kk,
+                numel(shape[b:]),
+                *shape[b:],
+                *([0] * b),
+                *strides_of(shape)[b:],
+                *([0] * b),
+            ]
 
         body = (
             "const i64 J_ = p[1], inner_ = p[2], kk_ = p[3]; const i64 t_ = gid / inner_; "
@@ -633,8 +642,9 @@ class Range(Generator):
     def kernel(self, node):
         t, out = self.out_type(node), node.outputs[0]
         body = f"out0[gid] = ({t})(in0[0] + ({t})gid * in1[0]);"
-        return Kernel([node.inputs[0], node.inputs[2]], [out], 1, lambda pc: [numel(pc.shape(out))], body=body,
-                      label="range")
+        return Kernel(
+            [node.inputs[0], node.inputs[2]], [out], 1, lambda pc: [numel(pc.shape(out))], body=body, label="range"
+        )
 
 
 @register
@@ -759,7 +769,8 @@ class Scatter(Movement):
         apply = "{ const " + t + " u_ = in2[gid]; " + render(REDUCE[reduction], T=t) + " }"
         values = {
             "PRAGMA": "#pragma omp parallel for schedule(static) if(m_ * 4 > PARALLEL_THRESHOLD)" if parallel else "",
-            "LOOP": f"for (i64 gid = l_; gid < m_; gid += {SCATTER_GROUP})" if parallel
+            "LOOP": f"for (i64 gid = l_; gid < m_; gid += {SCATTER_GROUP})"
+            if parallel
             else "if (l_ == 0) for (i64 gid = 0; gid < m_; gid++)",
             "BODY": render(body, APPLY=apply),
             "WG": SCATTER_GROUP,
@@ -768,9 +779,13 @@ class Scatter(Movement):
         }
         ranges = {"opencl": lambda params: ((SCATTER_GROUP,), (SCATTER_GROUP,))}
         return Kernel(
-            [node.inputs[0], node.inputs[1], node.inputs[2]], [node.outputs[0]], n_params, params,
+            [node.inputs[0], node.inputs[1], node.inputs[2]],
+            [node.outputs[0]],
+            n_params,
+            params,
             sources={d: Source(template, values, ranges.get(d)) for d, template in SCATTER_SOURCES.items()},
-            inplace=[(0, 0)], label=node.op.lower(),
+            inplace=[(0, 0)],
+            label=node.op.lower(),
         )
 
 

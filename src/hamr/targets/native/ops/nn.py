@@ -32,9 +32,8 @@ def _win_decl(base: int) -> str:
     return "const i64 " + ", ".join(f"{n} = p[{base + i}]" for i, n in enumerate(_WIN_NAMES)) + ";"
 
 
-_OUT_COORDS = (
-    "const i64 ow = gid % OW, oh = (gid / OW) % OH, od = (gid / (OW * OH)) % OD, nc = gid / (OW * OH * OD);"
-)
+_OUT_COORDS = "const i64 ow = gid % OW, oh = (gid / OW) % OH, od = (gid / (OW * OH)) % OD, nc = gid / (OW * OH * OD);"
+
 
 def _window_loop(body: str) -> str:
     """Loops over the kernel positions inside the input, with id/ih/iw and the flat spatial index ii, around `body`."""
@@ -91,8 +90,15 @@ def _window(in_sp, out_sp, kernel, strides, pb, pe, dil) -> list[int]:
     fill = 3 - len(in_sp)
     ones, zeros = [1] * fill, [0] * fill
     values = []
-    for part, pad in ((in_sp, ones), (out_sp, ones), (kernel, ones), (strides, ones), (pb, zeros), (pe, zeros),
-                      (dil, ones)):
+    for part, pad in (
+        (in_sp, ones),
+        (out_sp, ones),
+        (kernel, ones),
+        (strides, ones),
+        (pb, zeros),
+        (pe, zeros),
+        (dil, ones),
+    ):
         values += pad + [int(v) for v in part]
     return values
 
@@ -319,11 +325,15 @@ class Conv(Lowering):
             body = render(MAP_CONV, T=t, BIAS="in2[m]" if has_bias else f"({t})0")
             return Kernel(body=body, label="conv", grain=_grain(node), **common)
         c_values = dict(
-            HEAD=_CONV_HEAD, BLOCK_BYTES=BLOCK_BYTES, BIAS_ARG="const f32 *in2, " if has_bias else "",
+            HEAD=_CONV_HEAD,
+            BLOCK_BYTES=BLOCK_BYTES,
+            BIAS_ARG="const f32 *in2, " if has_bias else "",
             BIAS_ADD=" + in2[at / OS % M]" if has_bias else "",
         )
         cl_values = dict(
-            HEAD=_CONV_HEAD, TS=TILE, BIAS_ARG="__global const f32 *in2, " if has_bias else "",
+            HEAD=_CONV_HEAD,
+            TS=TILE,
+            BIAS_ARG="__global const f32 *in2, " if has_bias else "",
             BIAS_ADD=" + in2[g * Mg + row]" if has_bias else "",
         )
         sources = {
@@ -400,8 +410,15 @@ class ConvTranspose(Lowering):
         t = ctype(node.in_dtype(0))
         body = render(MAP_CONV_TRANSPOSE, T=t, BIAS="in2[m]" if has_bias else f"({t})0")
         inputs = node.inputs[:3] if has_bias else node.inputs[:2]
-        return Kernel(inputs=inputs, outputs=[node.outputs[0]], n_params=5 + WINDOW, params=params, body=body,
-                      label="conv_transpose", grain=_grain(node))
+        return Kernel(
+            inputs=inputs,
+            outputs=[node.outputs[0]],
+            n_params=5 + WINDOW,
+            params=params,
+            body=body,
+            label="conv_transpose",
+            grain=_grain(node),
+        )
 
 
 # ---- pooling -------------------------------------------------------------------------
@@ -410,7 +427,8 @@ class ConvTranspose(Lowering):
 _POOL_HEAD = "const i64 C = p[1]; " + _win_decl(2) + " " + _OUT_COORDS + " const i64 xb = nc * ID * IH * IW;"
 
 MAP_MAXPOOL = (
-    _POOL_HEAD + " $T best = 0; i64 at = -1; "
+    _POOL_HEAD
+    + " $T best = 0; i64 at = -1; "
     + _window_loop("const $T v = in0[xb + ii]; if (at < 0 || v > best) { best = v; at = ii; }")
     + " out0[gid] = best;"
 )
@@ -422,7 +440,8 @@ MAXPOOL_INDEX = {
 }
 
 MAP_AVGPOOL = (
-    _POOL_HEAD + " $T sum = 0; i64 cnt = 0; "
+    _POOL_HEAD
+    + " $T sum = 0; i64 cnt = 0; "
     + _window_loop("sum += in0[xb + ii]; cnt++;")
     + " $COUNT out0[gid] = cnt > 0 ? sum / ($T)cnt : ($T)0;"
 )
@@ -435,9 +454,7 @@ AVG_COUNT_PAD = (
 )
 
 MAP_LPPOOL = (
-    _POOL_HEAD + " $T sum = 0; "
-    + _window_loop("const $T v = in0[xb + ii]; sum += $POW;")
-    + " out0[gid] = $ROOT;"
+    _POOL_HEAD + " $T sum = 0; " + _window_loop("const $T v = in0[xb + ii]; sum += $POW;") + " out0[gid] = $ROOT;"
 )
 
 
@@ -486,8 +503,15 @@ class Pool(Lowering):
 
         body = self.body(node, ctype(node.in_dtype(0)))
         kernel = node.attr("kernel_shape")
-        return Kernel(inputs=[x_name], outputs=outputs, n_params=2 + WINDOW, params=params, body=body,
-                      label=node.op.lower(), grain=numel(kernel))
+        return Kernel(
+            inputs=[x_name],
+            outputs=outputs,
+            n_params=2 + WINDOW,
+            params=params,
+            body=body,
+            label=node.op.lower(),
+            grain=numel(kernel),
+        )
 
 
 @register
@@ -561,8 +585,15 @@ class GlobalPool(Lowering):
             x = pc.shape(x_name)
             return [x[0] * x[1], numel(x[2:])]
 
-        return Kernel(inputs=[x_name], outputs=[node.outputs[0]], n_params=2, params=params, body=body,
-                      label=node.op.lower(), grain=numel(shape[2:]) if _static_ints(shape) else 1024)
+        return Kernel(
+            inputs=[x_name],
+            outputs=[node.outputs[0]],
+            n_params=2,
+            params=params,
+            body=body,
+            label=node.op.lower(),
+            grain=numel(shape[2:]) if _static_ints(shape) else 1024,
+        )
 
 
 # ---- normalization: p: [total, C, inner size] --------------------------------------
@@ -605,8 +636,15 @@ class BatchNormalization(Lowering):
             "const i64 c = (gid / p[2]) % p[1];"
             f" out0[gid] = in1[c] * (in0[gid] - in3[c]) / sqrt(in4[c] + {eps}) + in2[c];"
         )
-        return Kernel(inputs=node.inputs[:5], outputs=[node.outputs[0]], n_params=3,
-                      params=_channel_params(node.inputs[0]), body=body, label="batchnorm", grain=2)
+        return Kernel(
+            inputs=node.inputs[:5],
+            outputs=[node.outputs[0]],
+            n_params=3,
+            params=_channel_params(node.inputs[0]),
+            body=body,
+            label="batchnorm",
+            grain=2,
+        )
 
 
 @register
@@ -635,5 +673,12 @@ class LRN(Lowering):
             f" {{ const {t} v = in0[b + j * S]; sum += v * v; }}"
             f" out0[gid] = in0[gid] / pow({bias} + {alpha} * sum, {beta});"
         )
-        return Kernel(inputs=[node.inputs[0]], outputs=[node.outputs[0]], n_params=3,
-                      params=_channel_params(node.inputs[0]), body=body, label="lrn", grain=size)
+        return Kernel(
+            inputs=[node.inputs[0]],
+            outputs=[node.outputs[0]],
+            n_params=3,
+            params=_channel_params(node.inputs[0]),
+            body=body,
+            label="lrn",
+            grain=size,
+        )

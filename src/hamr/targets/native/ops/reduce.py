@@ -60,8 +60,7 @@ def lane_reduce(out: str, init: str, acc_t: str, combine, merge, count: str, at)
     return (
         f"{acc_t} {out}; {{ {acc_t} " + ", ".join(f"{n} = {init}" for n in names) + "; "
         f"i64 j_ = 0; for (; j_ + {LANES} <= {count}; j_ += {LANES}) {{ {steps} }} "
-        f"for (; j_ < {count}; j_++) l0_ = {combine('l0_', at('j_'))}; "
-        + " ".join(joins) + f" {out} = l0_; }}"
+        f"for (; j_ < {count}; j_++) l0_ = {combine('l0_', at('j_'))}; " + " ".join(joins) + f" {out} = l0_; }}"
     )
 
 
@@ -194,8 +193,10 @@ class Reduce(Lowering):
             n_outer = numel([d for d, _ in outer])
             return (
                 [numel(pc.shape(y_name))]
-                + [d for d, _ in kept] + [s for _, s in kept]
-                + [d for d, _ in outer] + [s for _, s in outer]
+                + [d for d, _ in kept]
+                + [s for _, s in kept]
+                + [d for d, _ in outer]
+                + [s for _, s in outer]
                 + [n_outer, inner[0], inner[1], n_outer * inner[0]]
             )
 
@@ -232,8 +233,13 @@ class Reduce(Lowering):
             code = loop.fold("acc", acc_t, f"(({acc_t})1)", lambda x: f"({acc_t}){x}", lambda a, b: f"{a} * {b}")
             return code + f" out0[gid] = ({y_t})acc;"
         if node.op == "ReduceLogSumExp":
-            code = loop.fold("mx", t, f"(({t})(-INFINITY))", lambda x: f"(isinf({x}) ? ({t})(-INFINITY) : {x})",
-                             lambda a, b: f"H_MAXNAN({a}, {b})")
+            code = loop.fold(
+                "mx",
+                t,
+                f"(({t})(-INFINITY))",
+                lambda x: f"(isinf({x}) ? ({t})(-INFINITY) : {x})",
+                lambda a, b: f"H_MAXNAN({a}, {b})",
+            )
             code += " " + loop.fold("acc", acc_t, "0", lambda x: f"exp((f64)({x} - mx))", _add)
             return code + f" out0[gid] = ({y_t})(log(acc) + (f64)mx);"
         term = _SUMS[node.op]
@@ -246,8 +252,6 @@ class Reduce(Lowering):
         if node.op == "ReduceMean":
             result = "acc / (f64)nr_" if floating else "(nr_ == 0 ? 0 : acc / nr_)"
         return code + f" out0[gid] = ({y_t})({result});"
-
-
 
 
 # ---- row kernels: one work item per row along an axis ---------------------------------
@@ -400,8 +404,11 @@ def _exp_row(row: Row, t: str) -> str:
     """m_ = the row max; out0 = exp(in0 - m_)."""
     if t == "f32":
         row_max = f"i32 mk_ = {I32_MIN}; " + row.loop(lambda at: f"mk_ = H_MAX(mk_, {f32_key(f'in0[{at}]', I32_MAX)});")
-        return BITCASTS + row_max + f"const f32 m_ = {f32_of_key('mk_')}; " + row.loop(
-            lambda at: exp_nonpositive_f32(f"out0[{at}]", f"in0[{at}] - m_")
+        return (
+            BITCASTS
+            + row_max
+            + f"const f32 m_ = {f32_of_key('mk_')}; "
+            + row.loop(lambda at: exp_nonpositive_f32(f"out0[{at}]", f"in0[{at}] - m_"))
         )
     return row.reduce("m_", f"(({t})(-INFINITY))", t, lambda j: f"in0[{j}]", _max) + row.loop(
         lambda at: f"out0[{at}] = exp(in0[{at}] - m_);"
@@ -439,9 +446,7 @@ class Hardmax(SoftmaxLike):
     ops = ("Hardmax",)
 
     def body(self, node, row, t):
-        return _argbest(row, t, True, False, False) + row.loop(
-            lambda at: f"out0[{at}] = ({t})(j_ == bi_);"
-        )
+        return _argbest(row, t, True, False, False) + row.loop(lambda at: f"out0[{at}] = ({t})(j_ == bi_);")
 
 
 @register
@@ -485,8 +490,7 @@ class CumSum(Lowering):
         j = "nr_ - 1 - k_" if node.attr("reverse", 0) else "k_"
         step = "out0[o_] = acc_; acc_ += in0[o_];" if node.attr("exclusive", 0) else "acc_ += in0[o_]; out0[o_] = acc_;"
         body = (
-            row.prologue()
-            + f"{t} acc_ = 0; for (i64 k_ = 0; k_ < nr_; k_++) {{ const i64 o_ = {row.at(j)}; {step} }}"
+            row.prologue() + f"{t} acc_ = 0; for (i64 k_ = 0; k_ < nr_; k_++) {{ const i64 o_ = {row.at(j)}; {step} }}"
         )
         return Kernel([x_name], [node.outputs[0]], 3, params, body=body, label="cumsum", grain=16)
 
@@ -607,5 +611,4 @@ class InstanceNormalization(Lowering):
             + row.loop(lambda at: f"out0[{at}] = in1[c_] * (in0[{at}] - mu_) / sd_ + in2[c_];")
         )
         grain = 3 * _static_numel(node.in_shape(0)[2:])
-        return Kernel(list(node.inputs[:3]), [node.outputs[0]], 3, params, body=body, label="instancenorm",
-                      grain=grain)
+        return Kernel(list(node.inputs[:3]), [node.outputs[0]], 3, params, body=body, label="instancenorm", grain=grain)

@@ -12,4 +12,3 @@ def register(lowering_cls: type[Lowering]) -> type[Lowering]:
     for op in lowering_cls.ops:
         LOWERINGS[op] = instance
     return lowering_cls
-

@@ -16,8 +16,8 @@ the node and it falls back to the reference with that reason.
 
 from __future__ import annotations
 
-from hamr.targets.native.assemble import Launch, Lowered, Segment
 from hamr.ir.dtypes import ctype
+from hamr.targets.native.assemble import Launch, Lowered, Segment
 from hamr.targets.native.ops.base import Kernel, Source
 from hamr.targets.native.render.template import render
 
@@ -106,7 +106,9 @@ class Renderer:
             )
         else:
             store = "#define STORE(GID_, VAL_) (out0[(GID_)] = (VAL_))\n"
-            store_all = "#define STORE_ALL(N_, BUF_) do { } while (0)\n#define STORE_RANGE(S_, N_, BUF_) do { } while (0)\n"
+            store_all = (
+                "#define STORE_ALL(N_, BUF_) do { } while (0)\n#define STORE_RANGE(S_, N_, BUF_) do { } while (0)\n"
+            )
         undef = "#undef STORE\n" + ("#undef STORE_ALL\n#undef STORE_RANGE\n" if self.host_loops else "")
         return store + (store_all if self.host_loops else ""), undef
 

@@ -37,7 +37,9 @@ def _table(name: str, *columns, indexes: tuple[str, ...] = ()) -> None:
 
 def _fk(table: str, column: str, referred: str, ondelete: str | None = None, nullable: bool = False) -> sa.Column:
     name = op.f(f"fk_{table}_{column}_{referred}")
-    return sa.Column(column, sa.Integer(), sa.ForeignKey(f"{referred}.id", name=name, ondelete=ondelete), nullable=nullable)
+    return sa.Column(
+        column, sa.Integer(), sa.ForeignKey(f"{referred}.id", name=name, ondelete=ondelete), nullable=nullable
+    )
 
 
 def _in(column: str, values: tuple[str, ...]) -> str:

@@ -20,7 +20,9 @@ def _when(name: str) -> sa.Column:
 
 def _fk(table: str, column: str, referred: str, ondelete: str | None = None) -> sa.Column:
     name = op.f(f"fk_{table}_{column}_{referred}")
-    return sa.Column(column, sa.Integer(), sa.ForeignKey(f"{referred}.id", name=name, ondelete=ondelete), nullable=False)
+    return sa.Column(
+        column, sa.Integer(), sa.ForeignKey(f"{referred}.id", name=name, ondelete=ondelete), nullable=False
+    )
 
 
 def upgrade() -> None:

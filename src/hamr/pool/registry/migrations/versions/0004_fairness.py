@@ -20,8 +20,12 @@ branch_labels = None
 depends_on = None
 
 # The pool's defaults (models.DEFAULT_*), which the tenants that exist when this runs get too
-LIMITS = (("max_queued_jobs", sa.Integer(), "1000"), ("max_stored_bytes", sa.BigInteger(), str(10 << 30)),
-          ("max_inflight_requests", sa.Integer(), "8"), ("max_queued_requests", sa.Integer(), "32"))
+LIMITS = (
+    ("max_queued_jobs", sa.Integer(), "1000"),
+    ("max_stored_bytes", sa.BigInteger(), str(10 << 30)),
+    ("max_inflight_requests", sa.Integer(), "8"),
+    ("max_queued_requests", sa.Integer(), "32"),
+)
 
 
 def upgrade() -> None:
