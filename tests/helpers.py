@@ -322,15 +322,17 @@ def _answers(client, path: str) -> bool:
         return False
 
 
-def start_pool(tmp_path: Path, *args, heartbeat_timeout: float = 8, ca: Path | None = None) -> RunningPool:
+def start_pool(
+    tmp_path: Path, *args, heartbeat_timeout: float = 8, ca: Path | None = None, env: dict | None = None
+) -> RunningPool:
     """A real `hamr pool up --port 0` in tmp_path/pool (cache in tmp_path/cache), answering its API; `args`
     go to `hamr pool up` (e.g. --tls-cert/--tls-key, then pass `ca`). No HAMR_* variable of this process
-    reaches it. The default heartbeat timeout (8 s) leaves slack for a loaded 2-core machine."""
+    reaches it, only those of `env`. The default heartbeat timeout (8 s) leaves slack for a loaded 2-core machine."""
     import httpx
 
     root = tmp_path / "pool"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HAMR_")}
-    env.update(HAMR_POOL_DIR=str(root), HAMR_CACHE_DIR=str(tmp_path / "cache"), NO_COLOR="1", COLUMNS="200")
+    extra, env = env or {}, {k: v for k, v in os.environ.items() if not k.startswith("HAMR_")}
+    env.update(HAMR_POOL_DIR=str(root), HAMR_CACHE_DIR=str(tmp_path / "cache"), NO_COLOR="1", COLUMNS="200", **extra)
     server = start(env, "pool", "up", "--port", "0", "--heartbeat-timeout", heartbeat_timeout, *args)
     try:
         url = wait_until("hamr pool up to write pool.json", lambda: pool_url(root) or server.poll() is not None, 90)

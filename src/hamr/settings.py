@@ -28,6 +28,7 @@ CPU_ISA = "HAMR_CPU_ISA"
 HOST_ID = "HAMR_HOST_ID"
 NUM_THREADS = "HAMR_NUM_THREADS"
 POOL_DIR = "HAMR_POOL_DIR"
+POOL_DATABASE = "HAMR_POOL_DATABASE"
 POOL_URL = "HAMR_POOL_URL"
 TOKEN = "HAMR_TOKEN"
 TRUSTED_KEYS = "HAMR_TRUSTED_KEYS"
@@ -58,6 +59,9 @@ class Settings(BaseSettings):
     """The cpu target's OpenMP thread count (else every core), parsed where it is used."""
     pool_dir: Path = Field(default_factory=_default_pool_dir, validation_alias=POOL_DIR)
     """The embedded pool's directory: pool.db, blobs, pool.json, the token files."""
+    pool_database: str | None = Field(None, validation_alias=POOL_DATABASE, repr=False)
+    """`hamr pool up`'s registry database (an SQLAlchemy URL, e.g. postgresql+psycopg://...); else SQLite in
+    the pool's directory. An environment variable keeps the password out of the process list."""
     pool_url: str | None = Field(None, validation_alias=POOL_URL)
     """The pool the `hamr pool` client commands and `hamr agent` talk to."""
     token: str | None = Field(None, validation_alias=TOKEN, repr=False)

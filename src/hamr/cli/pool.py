@@ -45,6 +45,14 @@ TrustedKeys = Annotated[
 @pool_app.command()
 def up(
     data_dir: DataDir = None,
+    database: Annotated[
+        str | None,
+        typer.Option(
+            "--database",
+            help="The registry's database URL (postgresql+psycopg://...; or $HAMR_POOL_DATABASE). "
+            "Default: SQLite in the data directory.",
+        ),
+    ] = None,
     host: Annotated[str, typer.Option("--host", help="Address to listen on (loopback by default).")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=0, max=65535, help="0 picks a free port.")] = 8470,
     policy: Annotated[str, typer.Option("--policy", help="binpack, spread or max_throughput.")] = "max_throughput",
@@ -88,14 +96,16 @@ def up(
         ),
     ] = 8,
 ) -> None:
-    """Start the API, the scheduler, a local agent and SQLite in one process."""
+    """Start the API, the scheduler, a local agent and the registry (SQLite by default) in one process."""
     from hamr.format.signing import add_trusted_keys
     from hamr.pool.server import PoolServer
     from hamr.pool.service.admission import compute_on_request_threads
+    from hamr.settings import settings
 
     add_trusted_keys(trusted_key or [])  # workers and replicas inherit $HAMR_TRUSTED_KEYS
     server = PoolServer(
         data_dir=data_dir,
+        database=database or settings().pool_database,
         host=host,
         port=port,
         policy=policy,

@@ -28,7 +28,24 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from hamr.errors import HamrError
+from hamr.errors import HamrError, first_line
+
+
+def _open_registry(database: str | None, root: Path):
+    """The registry at `database` (else SQLite in `root`), or one error line that names it without its password."""
+    from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
+    from hamr.pool.registry import open_registry
+
+    try:
+        return open_registry(database, data_dir=root)
+    except ArgumentError as exc:
+        raise HamrError(f"--database is not a database URL: {first_line(exc, with_type=False)}") from None
+    except SQLAlchemyError as exc:
+        from sqlalchemy.engine import make_url
+
+        where = make_url(database).render_as_string(hide_password=True) if database else str(root)
+        raise HamrError(f"cannot open the registry at {where}: {first_line(exc, with_type=False)}") from None
 
 
 def _stderr(line: str) -> None:
@@ -41,6 +58,7 @@ class PoolServer:
     def __init__(
         self,
         data_dir: Path | None = None,
+        database: str | None = None,
         host: str = "127.0.0.1",
         port: int = 8470,
         policy: str = "max_throughput",
@@ -55,7 +73,8 @@ class PoolServer:
         say: Callable[[str], None] = print,
         report: Callable[[str], None] = _stderr,
     ):
-        """`say`: the lines a started pool prints (its URL, token files, devices); `report`: the loop's
+        """`database`: the registry's SQLAlchemy URL (PostgreSQL), else SQLite in `data_dir`, which holds
+        the blobs and token files either way. `say`: the lines a started pool prints (its URL, token files, devices); `report`: the loop's
         failures. The intake limits: header_timeout, body_timeout, body_min_rate (service/timeouts.py)
         and upload_slots (service/limits.py). Checks the policy and the TLS files; opens nothing."""
         from hamr.pool.scheduler import POLICIES
@@ -65,6 +84,7 @@ class PoolServer:
             raise HamrError(f"unknown policy '{policy}' (policies: {', '.join(POLICIES)})")
         self.tls = server_files(tls_cert, tls_key)
         self.data_dir, self.host, self.port, self.policy, self.ray = data_dir, host, port, policy, ray
+        self.database = database
         self.heartbeat_timeout = heartbeat_timeout
         self.intake = {
             "header_timeout": header_timeout,
@@ -117,7 +137,6 @@ class PoolServer:
 
         The socket is bound here and handed to uvicorn, so the port in the URL is the one served (a
         port probed and closed could be taken before the server binds it)."""
-        from hamr.pool.registry import open_registry
         from hamr.pool.registry.registry import default_data_dir
 
         host, port = self.host, self.port
@@ -128,7 +147,7 @@ class PoolServer:
             raise HamrError(f"cannot listen on {host}:{port}: {os.strerror(exc.errno) if exc.errno else exc}") from None
         try:
             root = Path(self.data_dir) if self.data_dir else default_data_dir()
-            registry = open_registry(data_dir=root)
+            registry = _open_registry(self.database, root)
             _ensure_tokens(registry, root)
         except BaseException:
             listener.close()

@@ -1,28 +1,38 @@
-"""`hamr pool up` then `hamr pool submit`, as the README says: a real server process on loopback."""
+"""`hamr pool submit` and the other client commands, as the README says: real `hamr` processes against a pool on
+loopback (the module's pool is started in process, `cli_pool`; one test runs a real `hamr pool up` on PostgreSQL)."""
 
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
+from sqlalchemy import create_engine, text
 
 import hamr
-from tests.helpers import hamr_cli, mlp_model, mlp_reference, one_error_line, wait_until
+from tests import postgres
+from tests.helpers import hamr_cli, mlp_model, mlp_reference, one_error_line, start_pool, stop, wait_until
+
+
+def submit_mlp(env: dict, tmp_path, rows: int, targets: list[str], *options) -> str:
+    """`hamr pool submit` of the MLP on `rows` random rows, checked against NumPy's answer; its stderr."""
+    exe = hamr.compile(mlp_model(), targets=targets).save(tmp_path / "mlp.hamr")
+    x = np.random.default_rng(rows).standard_normal((rows, 16)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    out = tmp_path / "out"
+    result = hamr_cli(
+        "pool", "submit", exe, "--input", f"x={tmp_path / 'x.npy'}", *options, "--output-dir", out, env=env
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    index = json.loads((out / "outputs.json").read_text())
+    np.testing.assert_allclose(np.load(out / index["y"]), mlp_reference(x), rtol=1e-4, atol=1e-5)
+    return result.stderr
 
 
 def test_submit_runs_on_the_pool_and_writes_outputs_like_hamr_run(cli_pool, tmp_path):
     root, env, url = cli_pool
-    exe = hamr.compile(mlp_model(), targets=["cpu"]).save(tmp_path / "mlp.hamr")
-    x = np.random.default_rng(5).standard_normal((3, 16)).astype(np.float32)
-    np.save(tmp_path / "x.npy", x)
-    result = hamr_cli(
-        "pool", "submit", exe, "--input", f"x={tmp_path / 'x.npy'}", "--output-dir", tmp_path / "out", env=env
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "succeeded on" in result.stderr
-    index = json.loads((tmp_path / "out" / "outputs.json").read_text())
-    np.testing.assert_allclose(np.load(tmp_path / "out" / index["y"]), mlp_reference(x), rtol=1e-4, atol=1e-5)
+    assert "succeeded on" in submit_mlp(env, tmp_path, 3, ["cpu"])
 
     listed = hamr_cli("pool", "jobs", "--json", "--explain", env=env)
     assert listed.returncode == 0, listed.stderr
@@ -128,23 +138,48 @@ def test_a_node_that_stops_heartbeating_is_lost(cli_pool):
 @pytest.mark.opencl  # a gang needs two devices
 def test_submit_a_gang_job_over_two_devices(cli_pool, tmp_path):
     root, env, url = cli_pool
-    exe = hamr.compile(mlp_model(), targets=["cpu", "opencl"]).save(tmp_path / "mlp.hamr")
-    x = np.random.default_rng(9).standard_normal((6, 16)).astype(np.float32)
-    np.save(tmp_path / "x.npy", x)
-    result = hamr_cli(
-        "pool",
-        "submit",
-        exe,
-        "--input",
-        f"x={tmp_path / 'x.npy'}",
-        "--devices",
-        "2",
-        "--output-dir",
-        tmp_path / "out",
-        env=env,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    index = json.loads((tmp_path / "out" / "outputs.json").read_text())
-    np.testing.assert_allclose(np.load(tmp_path / "out" / index["y"]), mlp_reference(x), rtol=1e-4, atol=1e-5)
+    submit_mlp(env, tmp_path, 6, ["cpu", "opencl"], "--devices", "2")
     job = json.loads(hamr_cli("pool", "jobs", "--json", "--explain", env=env).stdout)[-1]
     assert job["n_devices"] == 2 and len(job["placements"]) == 2
+
+
+@pytest.mark.postgres
+def test_hamr_pool_up_on_postgresql_runs_a_job(postgres_url, tmp_path):
+    """`hamr pool up` with its registry on PostgreSQL ($HAMR_POOL_DATABASE): a job submitted from the command line
+    runs and gives NumPy's answer, and the job's row is in PostgreSQL, not in an SQLite file."""
+    with postgres.schema(postgres_url) as url:
+        database = url.render_as_string(hide_password=False)
+        running = start_pool(tmp_path, env={"HAMR_POOL_DATABASE": database})
+        try:
+            submit_mlp(running.env, tmp_path, 2, ["cpu"])
+        finally:
+            running.admin.close()
+            log = stop(running.server)
+        assert "Traceback" not in log, log
+        assert not (running.root / "pool.db").exists()
+        engine = create_engine(url)
+        try:
+            with engine.connect() as connection:
+                states = connection.execute(text("SELECT state FROM jobs")).scalars().all()
+        finally:
+            engine.dispose()
+        assert states == ["succeeded"]
+
+
+@pytest.mark.parametrize(
+    ("database", "reason"),
+    [
+        ("not a url", "--database is not a database URL"),
+        (
+            "postgresql+psycopg://hamr:secret@127.0.0.1:1/none",
+            "cannot open the registry at postgresql+psycopg://hamr:***@",
+        ),
+    ],
+)
+def test_a_bad_database_is_one_error_line_without_the_password(database, reason, tmp_path):
+    result = hamr_cli(
+        "pool", "up", "--port", "0", "--database", database, env={**os.environ, "HAMR_POOL_DIR": str(tmp_path / "pool")}
+    )
+    assert result.returncode != 0
+    message = one_error_line(result)
+    assert reason in message and "secret" not in result.stdout + result.stderr
