@@ -61,9 +61,13 @@ def trojan_ran(marker: Path, *roots: Path) -> bool:
     return marker.exists() or any(any(root.rglob(marker.name)) for root in roots if root.exists())
 
 
-def trojan_hamr(tmp_path: Path, marker: Path) -> bytes:
-    """A genuine cpu .hamr of the mlp whose .so members are replaced by a trojan writing `marker` when loaded."""
-    data = hamr.compile(mlp_model(), targets=["cpu"]).to_bytes()
+def trojan_hamr(tmp_path: Path, marker: Path, source_sha256: str | None = None) -> bytes:
+    """A genuine cpu .hamr of the mlp whose .so members are replaced by a trojan writing `marker` when loaded;
+    with `source_sha256`, its variant says it was compiled from that source (another generator's)."""
+    exe = hamr.compile(mlp_model(), targets=["cpu"])
+    if source_sha256 is not None:
+        exe.variants["cpu"]["source_sha256"] = source_sha256
+    data = exe.to_bytes()
     manifest = manifest_of(data)
     files = manifest["variants"]["cpu"]["files"]
     source = tmp_path / f"trojan-{marker.name}.c"
@@ -206,6 +210,18 @@ def test_hamr_run_builds_from_source_unless_the_caller_trusts_the_files_binaries
     trusted = _run(env, exe, tmp_path / "out2", "--trust-binaries")
     assert trusted.returncode == 0, trusted.stderr
     assert marker.exists(), "--trust-binaries should load the file's own shared object"
+
+
+def test_a_variant_from_another_generator_runs_on_the_kernels_generated_here(tmp_path):
+    """A .hamr compiled by another hamr version (its kernels' source differs from what this one generates) still
+    runs, and gives the right answer, on kernels built here: its shipped objects, even trusted, are not used."""
+    marker = tmp_path / "other-generator-marker"
+    exe = tmp_path / "older.hamr"
+    exe.write_bytes(trojan_hamr(tmp_path, marker, source_sha256="0" * 64))
+    ran = _run(_env(tmp_path), exe, tmp_path / "out", "--trust-binaries")
+    assert ran.returncode == 0, ran.stderr
+    assert not marker.exists(), "a shared object built from other kernels was loaded"
+    np.testing.assert_allclose(_y(tmp_path / "out"), mlp_reference(X), rtol=1e-5, atol=1e-5)
 
 
 def _keys(tmp_path: Path) -> tuple[Path, Path]:
