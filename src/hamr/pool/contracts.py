@@ -15,7 +15,7 @@ reached by name from the rest of the pool:
 - `NodeGroup`: what the pool's loop (hamr/pool/control/loop.py) drives: the nodes of one kind, or
   several kinds together. `Dispatcher` (one node), `RemoteNodes`, `RayPool`, `LocalAndRemote`.
 
-The protocols are `runtime_checkable`; tests/test_pool_contracts.py checks every implementation
+The protocols are `runtime_checkable`; tests/pool/unit/test_pool_contracts.py checks every implementation
 against its protocol's members.
 """
 
