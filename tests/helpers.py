@@ -256,6 +256,11 @@ def start(env: dict, *args, command: list[str] = HAMR) -> subprocess.Popen:
     )
 
 
+def agent_args(url: str, token: str, name: str, *options) -> tuple:
+    """`hamr agent`'s arguments: join the pool at `url` with `token` as node `name`, then `options`."""
+    return ("agent", "--server", url, "--token", token, "--name", name, *options)
+
+
 def spawn(env: dict, *args) -> subprocess.Popen:
     """A short hamr command, run alongside others; `finish` waits for it."""
     return subprocess.Popen(

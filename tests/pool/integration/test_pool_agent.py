@@ -30,6 +30,7 @@ from hamr.pool.service import create_app
 from hamr.pool.wire import tensors
 from tests.helpers import (
     BACKENDS,
+    agent_args,
     bearer,
     finish,
     hamr_cli,
@@ -78,23 +79,11 @@ def test_a_remote_agent_runs_jobs_and_a_killed_agent_loses_none(tmp_path):
         assert made.returncode == 0, made.stderr
         node_token = made.stdout.strip()
         assert admin.get("/v1/nodes", headers=bearer(node_token)).status_code == 403
-        agent = start(
-            agent_env,
-            "agent",
-            "--server",
-            url,
-            "--token",
-            node_token,
-            "--name",
-            "remote-1",  # each job waits 5 s first
-            "--heartbeat",
-            "0.4",
-            "--cache-dir",
-            tmp_path / "agent",
-            command=[sys.executable, "-c", HELD_AGENT, "5"],
-        )
-        refused = spawn(env, "agent", "--server", url, "--token", "hamr_not-a-token", "--name", "remote-2")
-        clash = spawn(agent_env, "agent", "--server", url, "--token", admin_token, "--name", local_node)
+        options = ("--heartbeat", "0.4", "--cache-dir", tmp_path / "agent")
+        held = [sys.executable, "-c", HELD_AGENT, "5"]  # each job waits 5 s first
+        agent = start(agent_env, *agent_args(url, node_token, "remote-1", *options), command=held)
+        refused = spawn(env, *agent_args(url, "hamr_not-a-token", "remote-2"))
+        clash = spawn(agent_env, *agent_args(url, admin_token, local_node))
         drain = spawn(env, "pool", "drain", local[0])
         for uuid in local[1:]:
             assert admin.post(f"/v1/devices/{uuid}/drain").status_code == 200
@@ -163,17 +152,7 @@ def test_deployment_replicas_on_a_remote_agent_serve_and_move_when_it_dies(tmp_p
         node_token = admin.post("/v1/agents/remote-1/tokens").json()["token"]  # replicas load with it too
         agent = start(
             {**env, "HAMR_HOST_ID": "remote-1"},
-            "agent",
-            "--server",
-            url,
-            "--token",
-            node_token,
-            "--name",
-            "remote-1",
-            "--heartbeat",
-            "0.4",
-            "--cache-dir",
-            tmp_path / "agent",
+            *agent_args(url, node_token, "remote-1", "--heartbeat", "0.4", "--cache-dir", tmp_path / "agent"),
         )
         exe = tenant.post("/v1/executables", content=hamr.compile(mlp_model(), targets=["cpu"]).to_bytes()).json()["id"]
         hosting = wait_until("remote-1 to host replicas", lambda: _node(admin, "remote-1").get("labels", {}), 60)
@@ -239,17 +218,7 @@ def test_a_remote_agent_runs_a_gang_job_across_its_cpu_and_opencl_devices(tmp_pa
                 assert admin.post(f"/v1/devices/{device['uuid']}/drain").status_code == 200
         agent = start(
             {**env, "HAMR_HOST_ID": "remote-1"},
-            "agent",
-            "--server",
-            url,
-            "--token",
-            admin_token,
-            "--name",
-            "remote-1",
-            "--heartbeat",
-            "0.4",
-            "--cache-dir",
-            tmp_path / "agent",
+            *agent_args(url, admin_token, "remote-1", "--heartbeat", "0.4", "--cache-dir", tmp_path / "agent"),
         )
 
         def remote_devices():

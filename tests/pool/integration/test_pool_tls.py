@@ -15,6 +15,7 @@ import hamr
 from hamr.errors import HamrError
 from hamr.pool.wire.client import InferClient
 from tests.helpers import (
+    agent_args,
     finish,
     hamr_cli,
     mlp_model,
@@ -101,27 +102,11 @@ def test_an_agent_joins_an_https_pool_with_its_ca_and_refuses_one_it_cannot_veri
     tmp, env, trusted, url, cert = https_pool
     admin = (tmp / "pool" / "admin.token").read_text().strip()
     agent_env = {**env, "HAMR_HOST_ID": "tls-remote"}
-    refused = spawn(
-        agent_env, "agent", "--server", url, "--token", admin, "--name", "tls-remote", "--start-timeout", "30"
-    )
+    refused = spawn(agent_env, *agent_args(url, admin, "tls-remote", "--start-timeout", "30"))
     message = one_error_line(finish(refused))  # at once: no retry makes an untrusted certificate trusted
     assert "certificate verify failed" in message and "--ca" in message
-    agent = start(
-        agent_env,
-        "agent",
-        "--server",
-        url,
-        "--token",
-        admin,
-        "--name",
-        "tls-remote",
-        "--ca",
-        cert,
-        "--heartbeat",
-        "0.5",
-        "--cache-dir",
-        tmp / "agent",
-    )
+    options = ("--ca", cert, "--heartbeat", "0.5", "--cache-dir", tmp / "agent")
+    agent = start(agent_env, *agent_args(url, admin, "tls-remote", *options))
     try:
 
         def joined():
