@@ -80,8 +80,7 @@ def main() -> None:
     text = f"""# Performance
 
 Measured {datetime.date.today()} with hamr {hamr.__version__} and {peer}, side by side in one run
-(`python bench/models.py --runs {args.runs}`; one model at a time: `hamr bench MODEL --device cpu --compare onnxruntime
---json`).
+(`python bench/models.py --runs {args.runs}`; one model at a time: `hamr bench MODEL --device cpu --compare onnxruntime --json`).
 Same inputs and thread count for both (all cores), 3 warm-up runs, then {args.runs} timed runs.
 `ratio` is hamr median / onnxruntime median (below 1: hamr is faster).
 

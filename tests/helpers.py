@@ -256,6 +256,22 @@ def start(env: dict, *args, command: list[str] = HAMR) -> subprocess.Popen:
     )
 
 
+def workers_of(pid: int) -> list[int]:
+    """The worker processes a process started (hamr.pool.nodes.local.worker in their command line)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                status = (entry / "status").read_text()
+                cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            ppid = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("PPid:"))
+            if ppid == pid and b"hamr.pool.nodes.local.worker" in cmdline:
+                found.append(int(entry.name))
+    return found
+
+
 def agent_args(url: str, token: str, name: str, *options) -> tuple:
     """`hamr agent`'s arguments: join the pool at `url` with `token` as node `name`, then `options`."""
     return ("agent", "--server", url, "--token", token, "--name", name, *options)

@@ -1,7 +1,7 @@
 """hamr: the Heterogeneous Accelerator Migration Runtime.
 
 The public names are imported on first use (PEP 562), so that importing one module of hamr
-(``hamr.errors``, the pool's data-plane client ``hamr.pool.client``) does not load onnx and the
+(``hamr.errors``, the pool's data-plane client ``hamr.pool.wire.client``) does not load onnx and the
 compiler.
 """
 

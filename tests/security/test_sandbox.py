@@ -24,7 +24,7 @@ import pytest
 
 import hamr
 from hamr.pool.nodes.local import sandbox
-from tests.helpers import mlp_model, mlp_reference, npy, start_pool, stop, wait_until
+from tests.helpers import mlp_model, mlp_reference, npy, start_pool, stop, wait_until, workers_of
 
 needs_landlock = pytest.mark.skipif(bool(sandbox.available()), reason=f"no sandbox here: {sandbox.available()}")
 needs_linux = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
@@ -101,22 +101,6 @@ def _tenant_dir(pool, tenant) -> Path:
     return pool.root / "runs" / socket.gethostname() / f"tenant-{tenants[tenant.name]}"
 
 
-def _workers_of(pid: int) -> list[int]:
-    """The worker processes a process started (hamr.pool.nodes.local.worker in their command line)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                status = (entry / "status").read_text()
-                cmdline = (entry / "cmdline").read_bytes().split(b"\0")
-            except OSError:
-                continue
-            ppid = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("PPid:"))
-            if ppid == pid and b"hamr.pool.nodes.local.worker" in cmdline:
-                found.append(int(entry.name))
-    return found
-
-
 def _gone(pid: int) -> bool:
     try:
         state = next(line for line in Path(f"/proc/{pid}/status").read_text().splitlines() if line.startswith("State:"))
@@ -183,7 +167,7 @@ def test_alices_worker_cannot_read_the_pools_secrets_or_bobs_files_and_her_job_s
 def test_the_pools_workers_run_contained_to_their_tenant(real_pool, mlp_bytes):
     pool = real_pool
     _run_job(pool.alice, mlp_bytes, np.ones((2, 16), np.float32))
-    workers = _workers_of(pool.server.pid)
+    workers = workers_of(pool.server.pid)
     assert workers, "the pool started no worker process"
     tenant_dirs = {str(_tenant_dir(pool, t)) for t in (pool.alice, pool.bob)}
     for pid in workers:
@@ -215,7 +199,7 @@ def test_a_worker_does_not_outlive_its_pool(tmp_path, mlp_bytes):
 
         first = submit()
         wait_until("the first job", lambda: admin.get(f"/v1/jobs/{first}").json()["state"] == "succeeded", 120)
-        (worker,) = _workers_of(server.pid)
+        (worker,) = workers_of(server.pid)
         os.kill(worker, signal.SIGSTOP)  # mid-job from here on, as a slow job is: it reads nothing more
         second = submit()
         wait_until("the second job to run", lambda: admin.get(f"/v1/jobs/{second}").json()["state"] == "running", 60)

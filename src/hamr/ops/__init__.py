@@ -24,3 +24,9 @@ __all__ = [
     "reload",
     "unregister",
 ]
+
+
+def __getattr__(name: str):
+    if name == "NATIVE_TARGETS":  # the tuple of native target names, as hamr 0.1 exported it
+        return native_target_names()
+    raise AttributeError(f"module 'hamr.ops' has no attribute {name!r}")

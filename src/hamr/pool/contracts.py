@@ -7,7 +7,7 @@ reached by name from the rest of the pool:
   which busy workers have a reply to read. `LocalWorkers` (worker processes on this machine),
   `RemoteNode` (a `hamr agent` over HTTP) and `RayNode` (a Ray actor on the node).
 - `DeviceWorker`: one device's worker for one tenant, as the Dispatcher sees it: it takes one job
-  request at a time and answers the job reply (`hamr.pool.sessions.job_reply`), its outputs written
+  request at a time and answers the job reply (`hamr.pool.sessions.job_done / job_failed`), its outputs written
   as .npy files in the request's OUTPUTS/attempt-N. `WorkerProcess`, `RemoteWorker`, `RayWorker`.
 - `ReplicaSession`: a deployment replica loaded (and warmed) somewhere, as a `ReplicaHost` runs it:
   a `hamr.Session` in this process, a `RemoteSession` (in an agent), a `RaySession` (in a Ray actor).

@@ -8,7 +8,7 @@ blocks until a signal stops uvicorn. Tests and embedders start one in this proce
 
 `open()` binds the socket (port 0 picks a free one; `url` is the bound one), opens the registry
 in `data_dir`, writes `admin.token` and `default.token` there if they are missing, and builds the
-dispatchers: the local node's Dispatcher and the remote agents together, or, given `ray`, an
+dispatchers: the local node's Dispatcher and the remote agents together, or, given `ray`, a
 node actor per node of that Ray cluster. `serve()` runs the pool loop (pool/control/loop.py) on a thread and
 uvicorn on the socket, writes `pool.json` (the URL, for the client commands), and on its way
 out closes it all and removes `pool.json`.
@@ -39,8 +39,8 @@ def _open_registry(database: str | None, root: Path):
 
     try:
         return open_registry(database, data_dir=root)
-    except ArgumentError as exc:
-        raise HamrError(f"--database is not a database URL: {first_line(exc, with_type=False)}") from None
+    except (ArgumentError, ValueError) as exc:
+        raise HamrError(f"the registry's database URL is not valid: {first_line(exc, with_type=False)}") from None
     except SQLAlchemyError as exc:
         from sqlalchemy.engine import make_url
 
@@ -148,9 +148,14 @@ class PoolServer:
         try:
             root = Path(self.data_dir) if self.data_dir else default_data_dir()
             registry = _open_registry(self.database, root)
-            _ensure_tokens(registry, root)
         except BaseException:
             listener.close()
+            raise
+        try:
+            _ensure_tokens(registry, root, check_issued=self.database is not None)
+        except BaseException:
+            listener.close()
+            registry.close()
             raise
         port = listener.getsockname()[1]
         scheme = "https" if self.tls else "http"
@@ -307,7 +312,17 @@ def _ray_pool_class():
     return RayPool
 
 
-def _ensure_tokens(registry, root: Path) -> None:
+def _ensure_tokens(registry, root: Path, check_issued: bool) -> None:
+    """Write admin.token and default.token where they are missing. With `check_issued` (a registry outside the
+    data directory), refuse token files it did not issue: the directory was used with another database, and
+    its tokens would lock every client out."""
+    for name in ("admin.token", "default.token") if check_issued else ():
+        path = root / name
+        if path.is_file() and registry.authenticate(path.read_text().strip()) is None:
+            raise HamrError(
+                f"{path} holds a token this registry did not issue (was the directory used with another database?);"
+                " use another --data-dir"
+            )
     if not (root / "admin.token").is_file():
         token, _ = registry.create_token(None, admin=True, label="hamr pool up")
         _private_write(root / "admin.token", token + "\n")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ from sqlalchemy import create_engine, text
 
 import hamr
 from tests import postgres
-from tests.helpers import hamr_cli, mlp_model, mlp_reference, one_error_line, start_pool, stop, wait_until
+from tests.helpers import hamr_cli, mlp_model, mlp_reference, one_error_line, start_pool, stop, wait_until, workers_of
 
 
 def submit_mlp(env: dict, tmp_path, rows: int, targets: list[str], *options) -> str:
@@ -152,6 +153,10 @@ def test_hamr_pool_up_on_postgresql_runs_a_job(postgres_url, tmp_path):
         running = start_pool(tmp_path, env={"HAMR_POOL_DATABASE": database})
         try:
             submit_mlp(running.env, tmp_path, 2, ["cpu"])
+            workers = workers_of(running.server.pid)
+            assert workers, "the pool started no worker process"
+            for pid in workers:  # the database's password never reaches a worker
+                assert b"HAMR_POOL_DATABASE" not in Path(f"/proc/{pid}/environ").read_bytes()
         finally:
             running.admin.close()
             log = stop(running.server)
@@ -166,10 +171,26 @@ def test_hamr_pool_up_on_postgresql_runs_a_job(postgres_url, tmp_path):
         assert states == ["succeeded"]
 
 
+@pytest.mark.postgres
+def test_a_data_directory_whose_tokens_another_database_issued_is_refused(postgres_url, tmp_path):
+    """A data directory first used with SQLite (its token files) pointed at a PostgreSQL registry: one error line,
+    and the token files are left as they were (the SQLite registry still knows them)."""
+    root = tmp_path / "pool"
+    root.mkdir()
+    (root / "admin.token").write_text("hamr_issued-by-another-registry\n")
+    with postgres.schema(postgres_url) as url:
+        env = {**os.environ, "HAMR_POOL_DIR": str(root)}
+        result = hamr_cli("pool", "up", "--port", "0", "--database", url.render_as_string(hide_password=False), env=env)
+    assert result.returncode != 0
+    assert "holds a token this registry did not issue" in one_error_line(result)
+    assert (root / "admin.token").read_text() == "hamr_issued-by-another-registry\n"
+
+
 @pytest.mark.parametrize(
     ("database", "reason"),
     [
-        ("not a url", "--database is not a database URL"),
+        ("not a url", "database URL is not valid"),
+        ("postgresql+psycopg://hamr:secret@127.0.0.1:port/none", "database URL is not valid"),
         (
             "postgresql+psycopg://hamr:secret@127.0.0.1:1/none",
             "cannot open the registry at postgresql+psycopg://hamr:***@",

@@ -51,7 +51,7 @@ PASSED_ENV = (
     "GPU_",
     "HAMR_",
 )
-KEPT_BACK_ENV = ("HAMR_TOKEN",)
+KEPT_BACK_ENV = ("HAMR_TOKEN", "HAMR_POOL_DATABASE")
 
 
 def worker_environment(extra: dict) -> dict[str, str]:

@@ -48,8 +48,7 @@ static void hamr_sgemm(int order, int ta, int tb, int M, int N, int K, float alp
   }
 }
 void hamr_set_threads(int n) { omp_set_num_threads(n); }
-static double hamr_now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + 1e-9 *
-t.tv_nsec; }
+static double hamr_now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + 1e-9 * t.tv_nsec; }
 #define PARALLEL_THRESHOLD 32768
 """
     + COMMON
