@@ -57,6 +57,8 @@ def render(info: dict, console: Console) -> None:
         f"{info['model']['name']}  {info['file']}  {info['size'] / 1e6:.2f} MB  "
         f"format v{info['format_version']}  by {info['producer'].get('name')} {info['producer'].get('version')}"
     )
+    if info["model"].get("import"):
+        console.print(f"import: {info['model']['import']}")
     sig = Table(title="signature")
     for column in ("", "name", "type"):
         sig.add_column(column)

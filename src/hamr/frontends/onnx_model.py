@@ -12,6 +12,7 @@ from onnx import defs, version_converter
 
 from hamr.errors import ModelLoadError, first_line
 from hamr.format.external import all_tensors, is_external, location
+from hamr.frontends.dims import free_dims
 from hamr.ir.domains import is_onnx_domain
 from hamr.ops.definition import STANDARD_DOMAINS
 from hamr.ops.registry import lookup
@@ -147,6 +148,8 @@ def import_onnx(source: ModelSource) -> tuple[ir.Model, str]:
     """Read, validate and normalise a model, and return it as onnx-ir with a note."""
     model = read_onnx(source)
     model, note = normalise_opset(model)
+    model, freed = free_dims(model)
+    note = "; ".join([note, *freed])
     try:
         return ir.from_proto(model), note
     except Exception as exc:

@@ -1,0 +1,75 @@
+"""Dimensions as onnxruntime reads them: a `dim_value` of 0 or less is dynamic, and a `dim_param` name repeated on
+the axes of one tensor does not make those axes equal.
+
+Exporters write both: `[-1, 3, '?', '?']` for an image model whose batch, height and width all vary. Each such
+dimension of a graph input or output gets a name of its own, unique in the model, so that nothing downstream
+(feed checks, shape inference, fusion) takes the axes to be equal; so do the intermediate value infos' repeats
+of the names freed there. Other names an intermediate repeats (an attention mask's `[batch, 1, seq, seq]`)
+are the exporter's knowledge and stay. The same name on two different tensors still ties them.
+"""
+
+from __future__ import annotations
+
+import onnx
+
+
+def free_dims(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]:
+    """The model with those dimensions renamed (a copy; `model` is not changed), and a note per graph input."""
+    graph = model.graph
+    ends = [*graph.input, *graph.output]
+    freed = {_dims(i)[axis].dim_param for i in _tensor_infos(ends) for axis in _loose_axes(i)} - {""}
+    if not any(_loose_axes(i) for i in _tensor_infos(ends)) and not any(
+        _loose_axes(i, freed) for i in _tensor_infos(graph.value_info)
+    ):
+        return model, []
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    graph = copy.graph
+    taken = {
+        d.dim_param for info in _tensor_infos([*graph.input, *graph.output, *graph.value_info]) for d in _dims(info)
+    }
+    inputs = {i.name for i in graph.input}
+    notes = []
+    loose_of = [(i, _loose_axes(i)) for i in _tensor_infos([*graph.input, *graph.output])]
+    loose_of += [(i, _loose_axes(i, freed)) for i in _tensor_infos(graph.value_info)]
+    for info, axes in loose_of:
+        changed = []
+        for axis in axes:
+            dim = _dims(info)[axis]
+            was = repr(dim.dim_param) if dim.HasField("dim_param") else str(dim.dim_value)
+            dim.dim_param = _fresh(f"{info.name}_{axis}", taken)
+            changed.append(f"axis {axis} ({was})")
+        if changed and info.name in inputs:
+            notes.append(f"input '{info.name}': {', '.join(changed)} left free")
+    return copy, notes
+
+
+def _tensor_infos(infos) -> list[onnx.ValueInfoProto]:
+    return [i for i in infos if i.type.HasField("tensor_type") and i.type.tensor_type.HasField("shape")]
+
+
+def _dims(info: onnx.ValueInfoProto):
+    return info.type.tensor_type.shape.dim
+
+
+def _loose_axes(info: onnx.ValueInfoProto, only: set[str] | None = None) -> list[int]:
+    """Axes with a dim_value of 0 or less, and every axis but the first that repeats a dim_param of this tensor
+    (with `only`, a repeat of one of those names)."""
+    seen, loose = set(), []
+    for axis, dim in enumerate(_dims(info)):
+        if dim.HasField("dim_value") and dim.dim_value <= 0:
+            loose.append(axis)
+        elif dim.HasField("dim_param") and dim.dim_param:
+            if dim.dim_param in seen and (only is None or dim.dim_param in only):
+                loose.append(axis)
+            seen.add(dim.dim_param)
+    return loose
+
+
+def _fresh(base: str, taken: set[str]) -> str:
+    name, n = base, 1
+    while name in taken:
+        n += 1
+        name = f"{base}_{n}"
+    taken.add(name)
+    return name
