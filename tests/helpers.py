@@ -272,6 +272,20 @@ def workers_of(pid: int) -> list[int]:
     return found
 
 
+def infer_mlp(client, deployment, seed: int) -> None:
+    """One raw-tensors request to a deployment of the MLP on seeded inputs, answered 200 with NumPy's answer."""
+    from hamr.pool.wire import tensors
+
+    x = np.random.default_rng(seed).standard_normal((2, 16)).astype(np.float32)
+    response = client.post(
+        f"/v1/deployments/{deployment}/infer",
+        content=tensors.encode({"x": x}),
+        headers={"Content-Type": tensors.MEDIA_TYPE},
+    )
+    assert response.status_code == 200, response.text
+    np.testing.assert_allclose(tensors.decode(response.content)["y"], mlp_reference(x), rtol=1e-4, atol=1e-5)
+
+
 def agent_args(url: str, token: str, name: str, *options) -> tuple:
     """`hamr agent`'s arguments: join the pool at `url` with `token` as node `name`, then `options`."""
     return ("agent", "--server", url, "--token", token, "--name", name, *options)

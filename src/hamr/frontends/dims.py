@@ -15,24 +15,21 @@ import onnx
 
 def free_dims(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]:
     """The model with those dimensions renamed (a copy; `model` is not changed), and a note per graph input."""
-    graph = model.graph
-    ends = [*graph.input, *graph.output]
-    freed = {_dims(i)[axis].dim_param for i in _tensor_infos(ends) for axis in _loose_axes(i)} - {""}
-    if not any(_loose_axes(i) for i in _tensor_infos(ends)) and not any(
-        _loose_axes(i, freed) for i in _tensor_infos(graph.value_info)
-    ):
+    ends = [*model.graph.input, *model.graph.output]
+    loose = [(i, _loose_axes(info)) for i, info in enumerate(ends) if _is_shaped(info)]
+    freed = {ends[i].type.tensor_type.shape.dim[axis].dim_param for i, axes in loose for axis in axes} - {""}
+    inner = [(i, _loose_axes(info, freed)) for i, info in enumerate(model.graph.value_info) if _is_shaped(info)]
+    if not any(axes for _, axes in loose + inner):
         return model, []
     copy = onnx.ModelProto()
     copy.CopyFrom(model)
     graph = copy.graph
-    taken = {
-        d.dim_param for info in _tensor_infos([*graph.input, *graph.output, *graph.value_info]) for d in _dims(info)
-    }
+    copied_ends = [*graph.input, *graph.output]
+    targets = [(copied_ends[i], axes) for i, axes in loose] + [(graph.value_info[i], axes) for i, axes in inner]
+    taken = {d.dim_param for info in [*copied_ends, *graph.value_info] if _is_shaped(info) for d in _dims(info)}
     inputs = {i.name for i in graph.input}
     notes = []
-    loose_of = [(i, _loose_axes(i)) for i in _tensor_infos([*graph.input, *graph.output])]
-    loose_of += [(i, _loose_axes(i, freed)) for i in _tensor_infos(graph.value_info)]
-    for info, axes in loose_of:
+    for info, axes in targets:
         changed = []
         for axis in axes:
             dim = _dims(info)[axis]
@@ -44,8 +41,8 @@ def free_dims(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]:
     return copy, notes
 
 
-def _tensor_infos(infos) -> list[onnx.ValueInfoProto]:
-    return [i for i in infos if i.type.HasField("tensor_type") and i.type.tensor_type.HasField("shape")]
+def _is_shaped(info: onnx.ValueInfoProto) -> bool:
+    return info.type.HasField("tensor_type") and info.type.tensor_type.HasField("shape")
 
 
 def _dims(info: onnx.ValueInfoProto):

@@ -34,6 +34,7 @@ from tests.helpers import (
     bearer,
     finish,
     hamr_cli,
+    infer_mlp,
     mlp_hamr,
     mlp_model,
     mlp_reference,
@@ -171,14 +172,7 @@ def test_deployment_replicas_on_a_remote_agent_serve_and_move_when_it_dies(tmp_p
         )
 
         def ask(seed: int) -> None:
-            x = np.random.default_rng(seed).standard_normal((2, 16)).astype(np.float32)
-            response = tenant.post(
-                f"/v1/deployments/{deployment}/infer",
-                content=tensors.encode({"x": x}),
-                headers={"Content-Type": tensors.MEDIA_TYPE},
-            )
-            assert response.status_code == 200, response.text
-            np.testing.assert_allclose(tensors.decode(response.content)["y"], mlp_reference(x), rtol=1e-4, atol=1e-5)
+            infer_mlp(tenant, deployment, seed)
 
         for seed in range(20):  # the service takes the nodes' hosts in turn: half of them go to remote-1
             ask(seed)

@@ -24,7 +24,7 @@ ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'hamr
 import hamr  # noqa: E402
 from hamr.pool.nodes.ray.cluster import RayPool, node_name  # noqa: E402
 from hamr.pool.registry import ANY_TENANT, open_registry  # noqa: E402
-from tests.helpers import mlp_hamr, mlp_model, mlp_reference  # noqa: E402
+from tests.helpers import infer_mlp, mlp_hamr, mlp_model, mlp_reference  # noqa: E402
 
 pytestmark = pytest.mark.ray
 
@@ -337,7 +337,6 @@ def test_deployment_replicas_spread_over_both_nodes_and_move_when_an_agent_dies(
 
     from hamr.pool.control.deployments import Reconciler
     from hamr.pool.service import create_app
-    from hamr.pool.wire import tensors
 
     ray_pool, registry, tenant, exe = pool
     token, _ = registry.create_token(tenant)
@@ -368,14 +367,7 @@ def test_deployment_replicas_spread_over_both_nodes_and_move_when_an_agent_dies(
         return d
 
     def ask(seed):
-        x = np.random.default_rng(seed).standard_normal((2, 16)).astype(np.float32)
-        response = client.post(
-            f"/v1/deployments/{deployment_id}/infer",
-            content=tensors.encode({"x": x}),
-            headers={"Content-Type": tensors.MEDIA_TYPE},
-        )
-        assert response.status_code == 200, response.text
-        np.testing.assert_allclose(tensors.decode(response.content)["y"], mlp_reference(x), **TOL)
+        infer_mlp(client, deployment_id, seed)
 
     thread = threading.Thread(target=loop, daemon=True)
     thread.start()
