@@ -19,10 +19,17 @@ LIGHT_MODELS = (
 
 
 def _package_dir(name: str) -> Path | None:
+    """Where an installed package lives, found without importing it (silero_vad's __init__ imports torch)."""
     spec = importlib.util.find_spec(name)
     if spec is None or spec.origin is None:
         return None
     return Path(spec.origin).parent
+
+
+def _shipped(package: str, *parts: str) -> Path | None:
+    root = _package_dir(package)
+    path = root.joinpath(*parts) if root else None
+    return path if path and path.is_file() else None
 
 
 def minilm() -> Path | None:
@@ -45,10 +52,37 @@ def light(name: str) -> Path | None:
     return path if path and path.is_file() else None
 
 
+def rapidocr(part: str) -> Path | None:
+    """PP-OCR from rapidocr-onnxruntime (Apache-2.0): `det` (DBNet), `rec` (SVTR-LCNet), `cls` (MobileNetV3)."""
+    files = {
+        "det": "ch_PP-OCRv4_det_infer.onnx",
+        "rec": "ch_PP-OCRv4_rec_infer.onnx",
+        "cls": "ch_ppocr_mobile_v2.0_cls_infer.onnx",
+    }
+    return _shipped("rapidocr_onnxruntime", "models", files[part])
+
+
+def silero_vad() -> Path | None:
+    """Silero VAD (MIT): an If on the sample rate, each branch an STFT Conv stack and an LSTM cell."""
+    return _shipped("silero_vad", "data", "silero_vad.onnx")
+
+
+def akiki_vad() -> Path | None:
+    """akiki's voice activity detector (Apache-2.0): a Conv front end, a GRU and Ifs."""
+    return _shipped("akiki", "models", "akiki-vad.onnx")
+
+
+def romanizer_encoder() -> Path | None:
+    """arabic-name-romanizer's encoder (MIT): an embedding and a bidirectional GRU."""
+    return _shipped("arabic_name_romanizer", "resources", "encoder.onnx")
+
+
 def installed_models() -> dict[str, Path]:
     """Every known model present, the demo's first choice first."""
     found = {"all-MiniLM-L6-v2-int8": minilm(), "magika": magika()}
     found.update({f"light_{n}": light(n) for n in LIGHT_MODELS})
+    found.update({f"pp-ocr-{part}": rapidocr(part) for part in ("det", "rec", "cls")})
+    found.update({"silero-vad": silero_vad(), "akiki-vad": akiki_vad(), "romanizer-encoder": romanizer_encoder()})
     return {name: path for name, path in found.items() if path is not None}
 
 
