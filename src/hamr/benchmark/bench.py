@@ -73,7 +73,7 @@ def bench_model(
 ) -> dict:
     """hamr and the peers named in `compare` (comma-separated; the first is the one ratios divide by) on the same
     inputs and thread count. A peer that cannot run the model gets {"error": reason} instead of timings."""
-    from hamr.benchmark_peers import PeerUnavailable, make_peer
+    from hamr.benchmark.peers import PeerUnavailable, make_peer
     from hamr.compiler import compile_model
     from hamr.format.executable import load
     from hamr.ir.example_feeds import example_feeds
