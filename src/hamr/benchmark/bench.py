@@ -97,16 +97,14 @@ def bench_model(
                 feeds = example_feeds(session.signature, dims or {"batch": 1, "sequence": 128})
             runners = {"hamr": lambda: session.run(feeds)}
             peers: dict[str, dict] = {}
-            for name in (compare or "").split(","):
-                if not name.strip():
-                    continue
+            for name in [n.strip() for n in (compare or "").split(",") if n.strip()]:
                 try:
-                    peer = make_peer(name.strip(), Path(model), threads, peer_cache)
+                    peer = make_peer(name, Path(model), threads, peer_cache)
                 except PeerUnavailable as exc:
-                    peers[name.strip()] = {"name": name.strip(), "error": str(exc)}
+                    peers[name] = {"name": name, "error": str(exc)}
                     continue
-                peers[name.strip()] = {"name": peer.name, "prepare_s": peer.prepare_s}
-                runners[name.strip()] = lambda run=peer.run: run(feeds)
+                peers[name] = {"name": peer.name, "prepare_s": peer.prepare_s}
+                runners[name] = lambda peer=peer: peer.run(feeds)
             times = interleaved(runners, runs, warmup, rounds, pause_s)
         finally:
             if saved_cache is None:

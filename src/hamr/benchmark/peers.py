@@ -6,6 +6,7 @@ import hashlib
 import re
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ class Peer:
     name: str  # with its version
     run: Callable[[dict[str, np.ndarray]], object]
     prepare_s: float  # import and compile (IREE), or session creation (onnxruntime)
+    keep: object = None  # what must live as long as the peer (IREE's temporary build folder)
 
 
 def make_peer(name: str, model: Path, threads: int, cache_dir: Path | None = None) -> Peer:
@@ -61,7 +63,8 @@ def iree_peer(model: Path, threads: int, cache_dir: Path | None = None) -> Peer:
         raise PeerUnavailable("IREE is not installed (pip install iree-base-compiler iree-base-runtime)") from None
     version = installed_version("iree-base-compiler")
     start = time.perf_counter()
-    vmfb = _iree_module(model, version, cache_dir)
+    scratch = None if cache_dir else tempfile.TemporaryDirectory(prefix="hamr-iree-")
+    vmfb = _iree_module(model, version, Path(scratch.name) if scratch else cache_dir)
     rt.flags.parse_flags(f"--task_topology_group_count={threads}")
     config = rt.Config("local-task")
     vm_module = rt.VmModule.mmap(config.vm_instance, str(vmfb))
@@ -74,18 +77,15 @@ def iree_peer(model: Path, threads: int, cache_dir: Path | None = None) -> Peer:
         out = function(*(feeds[name] for name in order))
         return [o.to_host() for o in out] if isinstance(out, (list, tuple)) else [out.to_host()]
 
-    return Peer(f"IREE {version} (llvm-cpu, host)", run, time.perf_counter() - start)
+    return Peer(f"IREE {version} (llvm-cpu, host)", run, time.perf_counter() - start, keep=scratch)
 
 
-def _iree_module(model: Path, version: str, cache_dir: Path | None) -> Path:
+def _iree_module(model: Path, version: str, where: Path) -> Path:
     """The model imported by IREE's ONNX importer and compiled for llvm-cpu on this CPU (cached by content)."""
-    import tempfile
-
     from iree.compiler import compile_file
     from iree.compiler.tools.binaries import CompilerToolError
 
     digest = hashlib.sha256(model.read_bytes() + version.encode()).hexdigest()[:20]
-    where = Path(cache_dir or tempfile.mkdtemp(prefix="hamr-iree-"))
     where.mkdir(parents=True, exist_ok=True)
     vmfb = where / f"{digest}.vmfb"
     if vmfb.is_file():
