@@ -170,6 +170,24 @@ def shapeless_branch_outputs():
     return _model(nodes, [_float("x", [2, 3, 4, 5])], [y], [zero]), {"x": X}
 
 
+def model_local_function():
+    """A model-local function in a domain of its own, called from the graph (torch.onnx's dynamo exporter writes
+    them), with a Constant given as value_float inside. (onnxruntime also runs a function that imports an older
+    default opset than the model; onnx.checker refuses that as the spec says, and so does hamr.)"""
+    body = [
+        helper.make_node("Constant", [], ["half"], value_float=0.5),
+        helper.make_node("Mul", ["a", "half"], ["m"]),
+        helper.make_node("Softmax", ["m"], ["out"], axis=1),
+    ]
+    function = helper.make_function(
+        "local", "HalfSoftmax", ["a"], ["out"], body, opset_imports=[helper.make_opsetid("", 17)]
+    )
+    nodes = [helper.make_node("HalfSoftmax", ["x"], ["s"], domain="local"), helper.make_node("Relu", ["s"], ["y"])]
+    model = _model(nodes, [_float("x", [2, 3, 4, 5])], [_float("y", [2, 3, 4, 5])], opsets=(("", 17), ("local", 1)))
+    model.functions.append(function)
+    return model, {"x": X}
+
+
 CASES = [
     empty_dims,
     no_shapes,
@@ -194,6 +212,7 @@ CASES = [
     wrong_value_info,
     rank_unknown_to_inference,
     shapeless_branch_outputs,
+    model_local_function,
 ]
 
 

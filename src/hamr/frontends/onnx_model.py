@@ -118,6 +118,9 @@ def normalise_opset(model: onnx.ModelProto) -> tuple[onnx.ModelProto, str]:
         note = f"opset {version} kept: converter refused ({first_line(exc, with_type=False)[:120]})"
         log.info(note)
         return model, note
+    if model.functions and not converted.functions:
+        # the converter drops model-local functions; their bodies keep their own opset imports
+        converted.functions.extend(model.functions)
     return converted, f"opset {version} -> {CANONICAL_OPSET}"
 
 
