@@ -188,6 +188,31 @@ def model_local_function():
     return model, {"x": X}
 
 
+def tf2onnx_names():
+    """Value and node names as tf2onnx and torch.onnx write them: ':', '/', '.' and a leading digit."""
+    nodes = [
+        helper.make_node("Sigmoid", ["input:0"], ["/model/act/Sigmoid_output_0"], name="/model/act/Sigmoid"),
+        helper.make_node("Mul", ["input:0", "/model/act/Sigmoid_output_0"], ["0.out:0"], name="StatefulPartitioned/1"),
+    ]
+    return _model(nodes, [_float("input:0", [2, 3, 4, 5])], [_float("0.out:0", [2, 3, 4, 5])]), {"input:0": X}
+
+
+def unused_input():
+    """A graph input no node reads (an exporter's leftover): onnxruntime takes a feed for it and ignores it."""
+    nodes = [helper.make_node("Exp", ["x"], ["y"])]
+    inputs = [_float("x", [2, 3, 4, 5]), _float("unused", [1])]
+    feeds = {"x": X, "unused": np.zeros(1, np.float32)}
+    return _model(nodes, inputs, [_float("y", [2, 3, 4, 5])]), feeds
+
+
+def input_and_weight_as_outputs():
+    """A graph input and an initializer that are also graph outputs, beside a computed one."""
+    nodes = [helper.make_node("Add", ["x", "b"], ["y"])]
+    b = numpy_helper.from_array(np.arange(5, dtype=np.float32), "b")
+    outputs = [_float("y", [2, 3, 4, 5]), _float("x", [2, 3, 4, 5]), _float("b", [5])]
+    return _model(nodes, [_float("x", [2, 3, 4, 5])], outputs, [b]), {"x": X}
+
+
 CASES = [
     empty_dims,
     no_shapes,
@@ -213,6 +238,9 @@ CASES = [
     rank_unknown_to_inference,
     shapeless_branch_outputs,
     model_local_function,
+    tf2onnx_names,
+    unused_input,
+    input_and_weight_as_outputs,
 ]
 
 
