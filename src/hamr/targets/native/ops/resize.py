@@ -317,4 +317,6 @@ class Resize(Lowering):
 
         grain = 1 if nearest else 4 ** min(rank, 2)
         body = _body(rank, node.in_dtype(0), attrs)
-        return Kernel([node.inputs[0]], [node.outputs[0]], VARIABLE_PARAMS, params, body=body, label="resize", grain=grain)
+        return Kernel(
+            [node.inputs[0]], [node.outputs[0]], VARIABLE_PARAMS, params, body=body, label="resize", grain=grain
+        )
