@@ -120,8 +120,9 @@ def one_node_model(op: str, inputs, outputs: dict, inits=(), opset: int = 22, **
 
 def run_natively(model_proto: onnx.ModelProto, feeds: dict, device: str) -> tuple[dict, dict]:
     """(hamr's outputs on `device` with every node native, onnx.reference's outputs) for one model."""
-    import hamr
     from onnx.reference import ReferenceEvaluator
+
+    import hamr
 
     target = "cpu" if device == "cpu" else "opencl"
     exe = hamr.load(hamr.compile(model_proto, targets=[target]).to_bytes())
