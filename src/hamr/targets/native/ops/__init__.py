@@ -14,6 +14,7 @@ from hamr.targets.native.ops import (  # noqa: F401  (registration)
     nn,
     reduce,
     resize,
+    sampling,
     shape_ops,
 )
 from hamr.targets.native.ops.base import Lowering
