@@ -1,4 +1,4 @@
-"""GridSample and AffineGrid run natively on cpu and opencl and match onnx.reference."""
+"""GridSample, AffineGrid and Col2Im run natively on cpu and opencl and match onnx.reference."""
 
 from __future__ import annotations
 
@@ -56,3 +56,32 @@ def test_affine_grid_matches_reference(size, align, device):
     )
     got, want = run_natively(model, {"theta": theta}, device)
     np.testing.assert_allclose(got["g"], want["g"], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize(
+    ("image", "block", "attrs"),
+    [
+        ([5, 6], [2, 3], dict(strides=[2, 1], pads=[1, 0, 1, 2], dilations=[1, 2])),
+        ([4, 3, 5], [2, 1, 3], dict(strides=[1, 2, 2], pads=[0, 1, 1, 1, 0, 1])),
+    ],
+)
+def test_col2im_folds_overlapping_blocks(image, block, attrs, device):
+    r = len(image)
+    strides, dil = attrs.get("strides", [1] * r), attrs.get("dilations", [1] * r)
+    pads = attrs.get("pads", [0] * (2 * r))
+    counts = [(image[a] + pads[a] + pads[a + r] - dil[a] * (block[a] - 1) - 1) // strides[a] + 1 for a in range(r)]
+    cols = RNG.standard_normal((2, 3 * int(np.prod(block)), int(np.prod(counts)))).astype(np.float32)
+    inits = [
+        numpy_helper.from_array(np.array(image, np.int64), "image"),
+        numpy_helper.from_array(np.array(block, np.int64), "block"),
+    ]
+    model = one_node_model(
+        "Col2Im",
+        [("cols", (F, list(cols.shape))), ("image", None), ("block", None)],
+        {"y": (F, [None] * (r + 2))},
+        inits,
+        **attrs,
+    )
+    got, want = run_natively(model, {"cols": cols}, device)
+    np.testing.assert_allclose(got["y"], want["y"], rtol=1e-5, atol=1e-5)

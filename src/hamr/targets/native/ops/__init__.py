@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from hamr.ir.domains import is_onnx_domain
 from hamr.targets.native.ops import (  # noqa: F401  (registration)
+    col2im,
     einsum,
     elementwise,
     linalg,
