@@ -4,10 +4,11 @@ Resize is separable: along each axis an output position reads `n` input position
 weights that depend only on that position. The tables are computed on the host while
 planning, with the spec's float64 arithmetic (as `onnx.reference` does), so nearest
 rounding, every coordinate transformation, antialias and `exclude_outside` match the
-reference exactly. The kernel then only gathers: one work item per output element walks
-the product of its axes' taps. The tables travel in the kernel's parameters: per axis and
-output position one record `[extrapolated, offsets (n), weights as f32 bits (n)]` (nearest:
-no weights), so the parameter count varies with the shapes.
+reference exactly. The kernel then only gathers: one work item per output row reads the
+outer axes' records once and walks the last axis, each element summing the product of its
+axes' taps. The tables travel in the kernel's parameters: per axis and output position one
+record `[extrapolated (tf_crop_and_resize only), offsets (n), weights as f32 bits (n; not for
+nearest)]`, so the parameter count varies with the shapes.
 """
 
 from __future__ import annotations
@@ -207,46 +208,98 @@ def axis_table(attrs: Attrs, in_w: int, out_w: int, scale: float, roi):
 
 # ---- the lowering -------------------------------------------------------------------------
 
+MODE_TAPS = {"nearest": 1, "linear": 2, "cubic": 4}
 
-def _records(index, weights, flags, stride: int, nearest: bool) -> list[int]:
-    offsets = index * stride
-    parts = [flags.astype(np.int64)[:, None], offsets]
-    if not nearest:
+
+def static_taps(node, attrs: Attrs, rank: int) -> list[int | None]:
+    """Taps per axis where known at compile time (None: read from the parameters): 1 on an axis that
+    constant scales or sizes leave alone, the mode's count on the others. Unrolled loops follow."""
+    if attrs.antialias or attrs.transform == "tf_crop_and_resize" or attrs.policy != "stretch":
+        return [None] * rank
+    axes = list(range(rank)) if attrs.axes is None else [a + rank if a < 0 else a for a in attrs.axes]
+    shape = node.in_shape(0) or (None,) * rank
+    if node.op == "Upsample":
+        scales, sizes = node.attr("scales") if node.attr("scales") is not None else node.const(1), None
+    else:
+        scales, sizes = node.const(2), node.const(3)
+    scales = None if scales is None or np.asarray(scales).size == 0 else np.asarray(scales).reshape(-1)
+    sizes = None if sizes is None or sizes.size == 0 else sizes.reshape(-1)
+    taps: list[int | None] = [1] * rank
+    for i, a in enumerate(axes):
+        if scales is not None and i < len(scales):
+            same = math.isclose(float(scales[i]), 1.0)
+        elif sizes is not None and i < len(sizes):
+            same = isinstance(shape[a], int) and int(sizes[i]) == shape[a]
+        else:
+            return [None] * rank
+        taps[a] = 1 if same else MODE_TAPS[attrs.mode]
+    return taps
+
+
+def _fit(index, weights, taps: int | None):
+    """The table padded with zero-weight taps to the compiled count (an axis the spec skips at run time)."""
+    if taps is None or index.shape[1] == taps:
+        return index, weights
+    if index.shape[1] > taps:
+        raise ValueError(f"{index.shape[1]} taps on an axis compiled for {taps}")
+    pad = taps - index.shape[1]
+    return np.pad(index, ((0, 0), (0, pad))), np.pad(weights, ((0, 0), (0, pad)))
+
+
+def _records(index, weights, flags, stride: int, attrs: Attrs) -> list[int]:
+    parts = [index * stride]
+    if attrs.transform == "tf_crop_and_resize":
+        parts.insert(0, flags.astype(np.int64)[:, None])
+    if attrs.mode != "nearest":
         parts.append(weights.astype(np.float32).view(np.int32).astype(np.int64))
     return np.concatenate(parts, axis=1).reshape(-1).tolist()
 
 
-def _body(rank: int, dtype: str, attrs: Attrs) -> str:
+def _body(rank: int, dtype: str, attrs: Attrs, taps: list[int | None]) -> str:
+    """One work item per output row (every axis but the last): the outer axes' records are read
+    once, then the row's elements walk the last axis's records."""
     t = ctype(dtype)
     nearest = attrs.mode == "nearest"
-    per = "(1 + n{a})" if nearest else "(1 + 2 * n{a})"
-    lines = [coords(rank, 1), "int ex_ = 0;"]
+    fl = int(attrs.transform == "tf_crop_and_resize")  # records start with the extrapolation flag
+    last = rank - 1
+    per = lambda a: f"({fl} + n{a})" if nearest else f"({fl} + 2 * n{a})"  # noqa: E731  (record length)
+    lines = [coords(last, 1), "int ex_ = 0;"]
     for a in range(rank):
+        at = f"c{a} * {per(a)}" if a < last else "0"
+        n = f"p[{1 + rank + a}]" if taps[a] is None else str(taps[a])
         lines.append(
-            f"const i64 n{a} = p[{1 + rank + a}], b{a} = p[{1 + 2 * rank + a}] + c{a} * {per.format(a=a)}; "
-            f"ex_ |= (int)p[b{a}];"
+            f"const i64 n{a} = {n}, b{a} = p[{1 + 2 * rank + a}] + {at};"
+            + (f" ex_ |= (int)p[b{a}];" if a < last and fl else "")
         )
+    lines.append(f"const i64 ow_ = p[{rank}], ro_ = gid * ow_;")
     fill = lit(attrs.extrapolation, t) if dtype in FLOATS else f"({t}){int(attrs.extrapolation)}"
+    lines.append(f"for (i64 w_ = 0; w_ < ow_; w_++) {{ const i64 bw_ = b{last} + w_ * {per(last)};")
+    outside = "(ex_ | (int)p[bw_]) ? " + fill + " : " if fl else ""
     if nearest:
-        offset = " + ".join(f"p[b{a} + 1]" for a in range(rank))
-        lines.append(f"out0[gid] = ex_ ? {fill} : in0[{offset}];")
+        if last:
+            lines.insert(-2, "const i64 o_ = " + " + ".join(f"p[b{a} + {fl}]" for a in range(last)) + ";")
+        lines.append(f"out0[ro_ + w_] = {outside}in0[{'o_ + ' if last else ''}p[bw_ + {fl}]]; }}")
         return " ".join(lines)
     acc = "f64" if dtype == "float64" else "f32"
     lines.append(f"{acc} acc_ = 0;")
-    for a in range(rank):
-        w_prev, o_prev = (f"w{a - 1}_ * ", f"o{a - 1}_ + ") if a else ("", "")
+    for a in range(last):
+        w_prev, o_prev = (f"w{a - 1}_", f"o{a - 1}_ + ") if a else (f"({acc})1", "")
+        weight = w_prev if taps[a] == 1 else f"{w_prev} * ({acc})H_I2F((i32)p[b{a} + {fl} + n{a} + k{a}])"
         lines.append(
             f"for (i64 k{a} = 0; k{a} < n{a}; k{a}++) {{ "
-            f"const {acc} w{a}_ = {w_prev}({acc})H_I2F((i32)p[b{a} + 1 + n{a} + k{a}]); "
-            f"const i64 o{a}_ = {o_prev}p[b{a} + 1 + k{a}];"
+            f"const {acc} w{a}_ = {weight}; const i64 o{a}_ = {o_prev}p[b{a} + {fl} + k{a}];"
         )
-    lines.append(f"acc_ += w{rank - 1}_ * ({acc})in0[o{rank - 1}_];" + " }" * rank)
+    w_prev, o_prev = (f"w{last - 1}_ * ", f"o{last - 1}_ + ") if last else ("", "")
+    lines.append(
+        f"for (i64 kl_ = 0; kl_ < n{last}; kl_++) acc_ += {w_prev}({acc})H_I2F((i32)p[bw_ + {fl} + n{last} + kl_]) "
+        f"* ({acc})in0[{o_prev}p[bw_ + {fl} + kl_]];" + " }" * last
+    )
     if dtype in FLOATS:
         value = f"({t})acc_"
     else:
         info = np.iinfo(dtype)
         value = f"({t})H_MIN(H_MAX(rint(acc_), {info.min}.0f), {info.max}.0f)"
-    lines.append(f"out0[gid] = ex_ ? {fill} : {value};")
+    lines.append(f"out0[ro_ + w_] = {outside}{value}; }}")
     return BITCASTS + " ".join(lines)
 
 
@@ -260,8 +313,8 @@ class Resize(Lowering):
         reason = super().check(node)
         if reason is None:
             reason = Attrs(node).reason()
-        if reason is None and node.in_rank(0) is None:
-            reason = "unknown rank"
+        if reason is None and not node.in_rank(0):
+            reason = "unknown rank" if node.in_rank(0) is None else "rank 0"
         if reason is None and Attrs(node).mode != "nearest" and node.in_dtype(0) not in FLOATS | SMALL_INTS:
             reason = f"{Attrs(node).mode} of {node.in_dtype(0)}"
         return reason
@@ -301,22 +354,26 @@ class Resize(Lowering):
         attrs = Attrs(node)
         nearest = attrs.mode == "nearest"
 
+        compiled = static_taps(node, attrs, rank)
+
         def params(pc):
             _, shape, out, factors, roi, _ = self.plan(node, pc)
-            header = [numel(out), *out]
+            header = [numel(out[:-1]), *out]
             taps, bases, tables = [], [], []
             at = 1 + 3 * rank
             for a, stride in enumerate(strides_of(shape)):
                 index, weights, flags = axis_table(attrs, shape[a], out[a], factors[a], None if roi is None else roi[a])
-                records = _records(index, weights, flags, stride, nearest)
+                index, weights = _fit(index, weights, compiled[a])
+                records = _records(index, weights, flags, stride, attrs)
                 taps.append(index.shape[1])
                 bases.append(at)
                 tables += records
                 at += len(records)
             return header + taps + bases + tables
 
-        grain = 1 if nearest else 4 ** min(rank, 2)
-        body = _body(rank, node.in_dtype(0), attrs)
+        width = node.out_shape(0)[-1] if node.out_shape(0) is not None else None
+        grain = (width if isinstance(width, int) else 64) * (1 if nearest else 4 ** min(rank, 2))
+        body = _body(rank, node.in_dtype(0), attrs, compiled)
         return Kernel(
             [node.inputs[0]], [node.outputs[0]], VARIABLE_PARAMS, params, body=body, label="resize", grain=grain
         )
