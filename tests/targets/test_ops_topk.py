@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 from onnx import TensorProto, numpy_helper
 
+import hamr
+from hamr.errors import HamrError
 from tests.helpers import DEVICES, one_node_model, run_natively
 
 RNG = np.random.default_rng(17)
@@ -33,3 +35,15 @@ def test_topk_of_a_long_int64_row(device):
     got, want = run_natively(topk_model(x.shape, 100, elem=TensorProto.INT64), {"x": x}, device)
     np.testing.assert_array_equal(got["v"], want["v"])
     np.testing.assert_array_equal(got["i"], want["i"])
+
+
+def test_topk_with_k_larger_than_the_axis_is_one_error_line():
+    model = one_node_model(
+        "TopK",
+        [("x", (TensorProto.FLOAT, [2, 5])), ("k", (TensorProto.INT64, [1]))],
+        {"v": (TensorProto.FLOAT, [2, None]), "i": (TensorProto.INT64, [2, None])},
+    )
+    session = hamr.Session(hamr.compile(model, targets=["cpu"]), device="cpu")
+    with pytest.raises(HamrError, match="k = 6 for an axis of 5") as err:
+        session.run({"x": np.zeros((2, 5), np.float32), "k": np.array([6], np.int64)})
+    assert "\n" not in str(err.value)
