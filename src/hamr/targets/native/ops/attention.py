@@ -1,0 +1,208 @@
+"""Attention (opset 23+): one work item per query row, an online softmax over the keys.
+
+A row (batch b, query head h, query position i) streams its keys once: each score is
+(q * sqrt(scale)) . (k * sqrt(scale)), softcapped, plus the additive bias (mask, causal and
+window frontiers, padding), and the running maximum rescales the partial sum and the output
+row (in Y itself, so no scratch buffer is needed). GQA maps query head h to key head
+h / (q heads / kv heads). Keys at positions below the past length come from past_key/past_value;
+the work items of each key head's first query head also write present_key/present_value.
+"""
+
+from __future__ import annotations
+
+from hamr.ir.dtypes import FLOATS, ctype
+from hamr.targets.native.ops.base import Kernel, Lowering, broadcast_strides, numel
+from hamr.targets.native.ops.elementwise import lit
+from hamr.targets.native.ops.registry import register
+from hamr.targets.native.render.template import render
+
+Q, K, V, MASK, PAST_K, PAST_V, NONPAD = range(7)
+Y, PRESENT_K, PRESENT_V, QK = range(4)
+QK_AFTER_BIAS, QK_AFTER_SOFTMAX = 2, 3
+
+# p: [rows, Hq, Sq, D, Dv, P, T, G, Hkv, q strides (b, h, i), k strides (b, h, j), v strides (b, h, j),
+#     y strides (b, h, i), mask strides (b, h, i, j), mask length]
+N_PARAMS = 26
+
+ROW = (
+    "const i64 Hq = p[1], Sq = p[2], D = p[3], Dv = p[4], P = p[5], T = p[6], G = p[7], Hkv = p[8]; "
+    "const i64 i = gid % Sq, h = (gid / Sq) % Hq, b = gid / (Sq * Hq), kh = h / G; "
+    "const i64 qo_ = b * p[9] + h * p[10] + i * p[11], yo_ = b * p[18] + h * p[19] + i * p[20]; "
+    "const $T s_ = $SCALE; const i64 off_ = $OFFSET; "
+)
+
+# bias_ for key j: the mask, then the causal and window frontiers and the padding
+MASK_BIAS = {
+    "bool": "if (j >= p[25] || !$M[b * p[21] + h * p[22] + i * p[23] + j * p[24]]) bias_ = -INFINITY; ",
+    "float": "if (j >= p[25]) bias_ = -INFINITY; else bias_ += $M[b * p[21] + h * p[22] + i * p[23] + j * p[24]]; ",
+}
+
+# x_: the softcapped score of key j (qo_: the query row)
+SCORE = (
+    "$T x_ = 0; if (j < P) { const i64 ko_ = ((b * Hkv + kh) * P + j) * D; "
+    "for (i64 d = 0; d < D; d++) x_ += ($PK[ko_ + d] * s_) * (in0[qo_ + d] * s_); } "
+    "else { const i64 ko_ = b * p[12] + kh * p[13] + (j - P) * p[14]; "
+    "for (i64 d = 0; d < D; d++) x_ += (in1[ko_ + d] * s_) * (in0[qo_ + d] * s_); } $SOFTCAP"
+)
+
+# the offset of value row j and a loop over its elements
+V_ROW = (
+    "{ const int past_ = j < P; const i64 vo_ = past_ ? ((b * Hkv + kh) * P + j) * Dv "
+    ": b * p[15] + kh * p[16] + (j - P) * p[17]; "
+    "for (i64 d = 0; d < Dv; d++) { const $T v_ = past_ ? $PV[vo_ + d] : in2[vo_ + d]; $STMT } } "
+)
+
+ONLINE = (
+    "$T m_ = -INFINITY, l_ = 0; int any_ = 0; for (i64 d = 0; d < Dv; d++) out0[yo_ + d] = 0; "
+    "for (i64 j = 0; j < T; j++) { $BIAS ${EAGER_SCORE}"
+    "if (bias_ == -INFINITY) continue; any_ = 1; $LAZY_SCORE x_ += bias_; if (x_ == -INFINITY) continue; "
+    "if (x_ > m_) { const $T c_ = exp(m_ - x_); l_ *= c_; for (i64 d = 0; d < Dv; d++) out0[yo_ + d] *= c_; m_ = x_; } "
+    "const $T e_ = exp(x_ - m_); l_ += e_; $ACCUMULATE } "
+    "const $T r_ = any_ ? (l_ == 0 ? ($T)0 : ($T)1 / l_) : ($T)0; for (i64 d = 0; d < Dv; d++) out0[yo_ + d] *= r_; "
+)
+
+SOFTMAX_OUT = (
+    "for (i64 j = 0; j < T; j++) { $BIAS $T pr_ = 0; "
+    "if (any_ && bias_ != -INFINITY) { $SCORE x_ += bias_; pr_ = x_ == -INFINITY ? ($T)0 : exp(x_ - m_) * r_; } "
+    "$QK[gid * T + j] = pr_; } "
+)
+
+# each key head's first query head copies rows i, i + Sq, ... of the present key and value
+PRESENT = (
+    "if (h % G == 0) for (i64 j = i; j < T; j += Sq) { "
+    "const i64 po_ = ((b * Hkv + kh) * T + j) * D; const int past_ = j < P; "
+    "const i64 ko_ = past_ ? ((b * Hkv + kh) * P + j) * D : b * p[12] + kh * p[13] + (j - P) * p[14]; "
+    "for (i64 d = 0; d < D; d++) $PRK[po_ + d] = past_ ? $PK[ko_ + d] : in1[ko_ + d]; "
+    "const i64 pvo_ = ((b * Hkv + kh) * T + j) * Dv; "
+    "const i64 vo_ = past_ ? ((b * Hkv + kh) * P + j) * Dv : b * p[15] + kh * p[16] + (j - P) * p[17]; "
+    "for (i64 d = 0; d < Dv; d++) $PRV[pvo_ + d] = past_ ? $PV[vo_ + d] : in2[vo_ + d]; } "
+)
+
+
+def _heads(node, i: int, shape) -> tuple[int, int, int, tuple[int, int, int]]:
+    """(heads, sequence length, head size, element strides of (batch, head, position)) of Q, K or V."""
+    if len(shape) == 4:
+        _, heads, seq, size = shape
+        return heads, seq, size, (heads * seq * size, seq * size, size)
+    _, seq, hidden = shape
+    heads = int(node.attr("q_num_heads" if i == Q else "kv_num_heads"))
+    size = hidden // heads
+    return heads, seq, size, (seq * hidden, size, hidden)
+
+
+def _has_output(node, i: int) -> bool:
+    return len(node.outputs) > i and bool(node.outputs[i])
+
+
+@register
+class Attention(Lowering):
+    ops = ("Attention",)
+    dtypes = FLOATS
+
+    def check(self, node):
+        dtype = node.in_dtype(Q)
+        if dtype not in self.dtypes:
+            return f"dtype {dtype}"
+        for i in (K, V, PAST_K, PAST_V):
+            if node.has_input(i) and node.in_dtype(i) != dtype:
+                return f"dtype {node.in_dtype(i)}"
+        if node.has_input(MASK) and node.in_dtype(MASK) not in (dtype, "bool"):
+            return f"mask dtype {node.in_dtype(MASK)}"
+        if node.has_input(NONPAD) and (node.in_dtype(NONPAD) != "int64" or node.has_input(PAST_K)):
+            return "nonpad_kv_seqlen with a past"
+        if node.has_input(PAST_K) != node.has_input(PAST_V):
+            return "past_key without past_value"
+        rank = node.in_rank(Q)
+        if rank not in (3, 4) or node.in_rank(K) != rank or node.in_rank(V) != rank:
+            return "rank"
+        if rank == 3 and (node.attr("q_num_heads") is None or node.attr("kv_num_heads") is None):
+            return "3-D inputs without head counts"
+        if node.has_input(MASK) and (node.in_rank(MASK) is None or not 1 <= node.in_rank(MASK) <= 4):
+            return "mask rank"
+        if _has_output(node, PRESENT_K) != _has_output(node, PRESENT_V):
+            return "present_key without present_value"
+        return None
+
+    def dims(self, node, pc) -> dict[str, int]:
+        q, k, v = (pc.shape(node.inputs[i]) for i in (Q, K, V))
+        hq, sq, d, qs = _heads(node, Q, q)
+        hkv, skv, _, ks = _heads(node, K, k)
+        _, _, dv, vs = _heads(node, V, v)
+        past = pc.shape(node.inputs[PAST_K])[2] if node.has_input(PAST_K) else 0
+        return dict(b=int(q[0]), hq=hq, sq=sq, d=d, dv=dv, hkv=hkv, t=past + skv, past=past, qs=qs, ks=ks, vs=vs)
+
+    def infer(self, node, pc):
+        m = self.dims(node, pc)
+        b, hq, sq, dv = m["b"], m["hq"], m["sq"], m["dv"]
+        y = (b, sq, hq * dv) if node.in_rank(Q) == 3 else (b, hq, sq, dv)
+        shapes = [y, (b, m["hkv"], m["t"], m["d"]), (b, m["hkv"], m["t"], dv), (b, hq, sq, m["t"])]
+        return shapes[: len(node.outputs)]
+
+    def kernel(self, node):
+        t = ctype(node.in_dtype(Q))
+        inputs = [name for name in node.inputs if name]
+        outputs = [name for name in node.outputs if name]
+
+        def arg(names, kind, i):
+            names_ = node.inputs if kind == "in" else node.outputs
+            return f"{kind}{names.index(names_[i])}"
+
+        has = {i: node.has_input(i) for i in range(7)}
+        out = {i: _has_output(node, i) for i in range(4)}
+        mask = arg(inputs, "in", MASK) if has[MASK] else None
+        past_k = arg(inputs, "in", PAST_K) if has[PAST_K] else "in1"
+        past_v = arg(inputs, "in", PAST_V) if has[PAST_V] else "in2"
+        nonpad = arg(inputs, "in", NONPAD) if has[NONPAD] else None
+        mode = int(node.attr("qk_matmul_output_mode", 0))
+        softcap = float(node.attr("softcap", 0.0) or 0.0)
+        scale = node.attr("scale")
+        scale_expr = f"sqrt({lit(float(scale), t)})" if scale is not None else f"sqrt(({t})1 / sqrt(({t})D))"
+        offset = "P" if has[PAST_K] else (f"{nonpad}[b] - Sq" if nonpad else "0")
+
+        bias = f"{t} bias_ = 0; "
+        if mask:
+            bias += render(MASK_BIAS["bool" if node.in_dtype(MASK) == "bool" else "float"], M=mask)
+        if node.attr("is_causal", 0):
+            bias += "if (j > i + off_) bias_ = -INFINITY; "
+        left, right = int(node.attr("left_window_size", -1)), int(node.attr("right_window_size", -1))
+        if left >= 0:
+            bias += f"if (i + off_ - j > {left}) bias_ = -INFINITY; "
+        if right >= 0:
+            bias += f"if (j - i - off_ > {right}) bias_ = -INFINITY; "
+        if nonpad:
+            bias += f"if (j >= {nonpad}[b]) bias_ = -INFINITY; "
+
+        cap = f"x_ = {lit(softcap, t)} * tanh(x_ / {lit(softcap, t)}); " if softcap > 0 else ""
+        score = render(SCORE, T=t, PK=past_k, SOFTCAP=cap)
+        qk = arg(outputs, "out", QK) if out[QK] else None
+        eager = ""
+        if qk and mode != QK_AFTER_SOFTMAX:
+            value = "x_ + bias_" if mode == QK_AFTER_BIAS else "x_"
+            eager = f"{score} {qk}[gid * T + j] = {value}; "
+        accumulate = render(V_ROW, T=t, PV=past_v, STMT="out0[yo_ + d] += e_ * v_;")
+        body = render(ROW, T=t, SCALE=scale_expr, OFFSET=offset) + render(
+            ONLINE, T=t, BIAS=bias, EAGER_SCORE=eager, LAZY_SCORE="" if eager else score, ACCUMULATE=accumulate
+        )
+        if qk and mode == QK_AFTER_SOFTMAX:
+            body += render(SOFTMAX_OUT, T=t, BIAS=bias, SCORE=score, QK=qk)
+        if out[PRESENT_K]:
+            prk, prv = arg(outputs, "out", PRESENT_K), arg(outputs, "out", PRESENT_V)
+            body += render(PRESENT, PK=past_k, PV=past_v, PRK=prk, PRV=prv)
+
+        names = node.inputs
+        rank4 = node.in_rank(Q) == 4
+
+        def params(pc):
+            m = self.dims(node, pc)
+            b, hq, sq, dv = m["b"], m["hq"], m["sq"], m["dv"]
+            ys = (hq * sq * dv, sq * dv, dv) if rank4 else (sq * hq * dv, dv, hq * dv)
+            mask_part = [0, 0, 0, 0, 0]
+            if mask:
+                shape = tuple(pc.shape(names[MASK]))
+                mask_part = broadcast_strides(shape, (b, hq, sq, shape[-1])) + [shape[-1]]
+            group = m["hq"] // m["hkv"] if m["hkv"] and m["hq"] % m["hkv"] == 0 else 1
+            head = [b * hq * sq, hq, sq, m["d"], dv, m["past"], m["t"], group, m["hkv"]]
+            return head + list(m["qs"]) + list(m["ks"]) + list(m["vs"]) + list(ys) + mask_part
+
+        grain = 4 * numel([d if isinstance(d, int) else 16 for d in (node.in_shape(K) or ())[-2:]])
+        return Kernel(inputs, outputs, N_PARAMS, params, body=body, label="attention", grain=grain)
