@@ -11,6 +11,7 @@ from hamr.targets.native.ops import (  # noqa: F401  (registration)
     attention,
     elementwise,
     linalg,
+    losses,
     movement,
     nn,
     reduce,
