@@ -16,6 +16,7 @@ from hamr.targets.native.ops import (  # noqa: F401  (registration)
     nn,
     reduce,
     shape_ops,
+    transformer,
 )
 from hamr.targets.native.ops.base import Lowering
 from hamr.targets.native.ops.custom import custom_lowering
