@@ -20,12 +20,12 @@ Q, K, V, MASK, PAST_K, PAST_V, NONPAD = range(7)
 Y, PRESENT_K, PRESENT_V, QK = range(4)
 QK_AFTER_BIAS, QK_AFTER_SOFTMAX = 2, 3
 
-# p: [rows, Hq, Sq, D, Dv, P, T, G, Hkv, q strides (b, h, i), k strides (b, h, j), v strides (b, h, j),
+# p: [rows, Hq, Sq, D, Dv, PL, T, G, Hkv, q strides (b, h, i), k strides (b, h, j), v strides (b, h, j),
 #     y strides (b, h, i), mask strides (b, h, i, j), mask length]
 N_PARAMS = 26
 
 ROW = (
-    "const i64 Hq = p[1], Sq = p[2], D = p[3], Dv = p[4], P = p[5], T = p[6], G = p[7], Hkv = p[8]; "
+    "const i64 Hq = p[1], Sq = p[2], D = p[3], Dv = p[4], PL = p[5], T = p[6], G = p[7], Hkv = p[8]; "
     "const i64 i = gid % Sq, h = (gid / Sq) % Hq, b = gid / (Sq * Hq), kh = h / G; "
     "const i64 qo_ = b * p[9] + h * p[10] + i * p[11], yo_ = b * p[18] + h * p[19] + i * p[20]; "
     "const $T s_ = $SCALE; const i64 off_ = $OFFSET; "
@@ -39,16 +39,16 @@ MASK_BIAS = {
 
 # x_: the softcapped score of key j (qo_: the query row)
 SCORE = (
-    "$T x_ = 0; if (j < P) { const i64 ko_ = ((b * Hkv + kh) * P + j) * D; "
+    "$T x_ = 0; if (j < PL) { const i64 ko_ = ((b * Hkv + kh) * PL + j) * D; "
     "for (i64 d = 0; d < D; d++) x_ += ($PK[ko_ + d] * s_) * (in0[qo_ + d] * s_); } "
-    "else { const i64 ko_ = b * p[12] + kh * p[13] + (j - P) * p[14]; "
+    "else { const i64 ko_ = b * p[12] + kh * p[13] + (j - PL) * p[14]; "
     "for (i64 d = 0; d < D; d++) x_ += (in1[ko_ + d] * s_) * (in0[qo_ + d] * s_); } $SOFTCAP"
 )
 
 # the offset of value row j and a loop over its elements
 V_ROW = (
-    "{ const int past_ = j < P; const i64 vo_ = past_ ? ((b * Hkv + kh) * P + j) * Dv "
-    ": b * p[15] + kh * p[16] + (j - P) * p[17]; "
+    "{ const int past_ = j < PL; const i64 vo_ = past_ ? ((b * Hkv + kh) * PL + j) * Dv "
+    ": b * p[15] + kh * p[16] + (j - PL) * p[17]; "
     "for (i64 d = 0; d < Dv; d++) { const $T v_ = past_ ? $PV[vo_ + d] : in2[vo_ + d]; $STMT } } "
 )
 
@@ -70,11 +70,11 @@ SOFTMAX_OUT = (
 # each key head's first query head copies rows i, i + Sq, ... of the present key and value
 PRESENT = (
     "if (h % G == 0) for (i64 j = i; j < T; j += Sq) { "
-    "const i64 po_ = ((b * Hkv + kh) * T + j) * D; const int past_ = j < P; "
-    "const i64 ko_ = past_ ? ((b * Hkv + kh) * P + j) * D : b * p[12] + kh * p[13] + (j - P) * p[14]; "
+    "const i64 po_ = ((b * Hkv + kh) * T + j) * D; const int past_ = j < PL; "
+    "const i64 ko_ = past_ ? ((b * Hkv + kh) * PL + j) * D : b * p[12] + kh * p[13] + (j - PL) * p[14]; "
     "for (i64 d = 0; d < D; d++) $PRK[po_ + d] = past_ ? $PK[ko_ + d] : in1[ko_ + d]; "
     "const i64 pvo_ = ((b * Hkv + kh) * T + j) * Dv; "
-    "const i64 vo_ = past_ ? ((b * Hkv + kh) * P + j) * Dv : b * p[15] + kh * p[16] + (j - P) * p[17]; "
+    "const i64 vo_ = past_ ? ((b * Hkv + kh) * PL + j) * Dv : b * p[15] + kh * p[16] + (j - PL) * p[17]; "
     "for (i64 d = 0; d < Dv; d++) $PRV[pvo_ + d] = past_ ? $PV[vo_ + d] : in2[vo_ + d]; } "
 )
 
@@ -157,7 +157,7 @@ class Attention(Lowering):
         softcap = float(node.attr("softcap", 0.0) or 0.0)
         scale = node.attr("scale")
         scale_expr = f"sqrt({lit(float(scale), t)})" if scale is not None else f"sqrt(({t})1 / sqrt(({t})D))"
-        offset = "P" if has[PAST_K] else (f"{nonpad}[b] - Sq" if nonpad else "0")
+        offset = "PL" if has[PAST_K] else (f"{nonpad}[b] - Sq" if nonpad else "0")
 
         bias = f"{t} bias_ = 0; "
         if mask:

@@ -39,19 +39,19 @@ class SwiGLU(Swish):
 # One work item per element (b, s, k) of a head's row; the row starts at gid - k.
 # p: [items, head size, elements per position step, sequence length, elements per batch, rotary dim]
 ROTARY = (
-    "const i64 hd = p[1], S = p[3], rd = p[5], half = rd / 2, k = gid % hd, row_ = gid - k; "
+    "const i64 hd = p[1], S = p[3], rd = p[5], hf_ = rd / 2, k = gid % hd, row_ = gid - k; "
     "const i64 s = (gid / p[2]) % S, b = gid / p[4]; "
     "if (k >= rd) { out0[gid] = in0[gid]; } else { "
-    "const i64 c_ = $CACHE_ROW * half; "
+    "const i64 c_ = $CACHE_ROW * hf_; "
     "$PAIR "
     "const $T cs_ = in1[c_ + m_], sn_ = in2[c_ + m_]; "
     "out0[gid] = second_ ? sn_ * x1_ + cs_ * x2_ : cs_ * x1_ - sn_ * x2_; } "
 )
 
-# m_: the cache column; x1_, x2_: the pair element k belongs to; second_: k is its second half
+# m_: the cache column; x1_, x2_: the pair element k belongs to; second_: k is its second hf_
 PAIRS = {
-    False: "const int second_ = k >= half; const i64 m_ = second_ ? k - half : k; "
-    "const $T x1_ = in0[row_ + m_], x2_ = in0[row_ + m_ + half]; ",
+    False: "const int second_ = k >= hf_; const i64 m_ = second_ ? k - hf_ : k; "
+    "const $T x1_ = in0[row_ + m_], x2_ = in0[row_ + m_ + hf_]; ",
     True: "const int second_ = k % 2; const i64 m_ = k / 2; "
     "const $T x1_ = in0[row_ + 2 * m_], x2_ = in0[row_ + 2 * m_ + 1]; ",
 }
