@@ -90,6 +90,29 @@ def _heads(node, i: int, shape) -> tuple[int, int, int, tuple[int, int, int]]:
     return heads, seq, size, (seq * hidden, size, hidden)
 
 
+def _check_dims(node, pc, q, k, v, hq, hkv, d, dk, dv, total) -> None:
+    """Shapes the kernel would read out of bounds with: ValueError (a KernelError when planning)."""
+    batch = q[0]
+    if k[0] != batch or v[0] != batch or k[-2] != v[-2] or (len(q) == 4 and k[1] != v[1]):
+        raise ValueError(f"query, key and value shapes {tuple(q)}, {tuple(k)}, {tuple(v)} do not match")
+    if len(q) == 3 and (q[2] % hq or k[2] % hkv or v[2] % hkv):
+        raise ValueError(f"hidden sizes {q[2]}, {k[2]}, {v[2]} are not multiples of the head counts {hq}, {hkv}")
+    if hkv == 0 or hq % hkv or d != dk:
+        raise ValueError(f"{hq} query heads of size {d} do not match {hkv} key heads of size {dk}")
+    for i, size in ((PAST_K, d), (PAST_V, dv)):
+        if node.has_input(i) and tuple(pc.shape(node.inputs[i])) != (batch, hkv, total - k[-2], size):
+            raise ValueError(f"past shape {tuple(pc.shape(node.inputs[i]))} does not match the keys")
+    if node.has_input(MASK):
+        mask = tuple(pc.shape(node.inputs[MASK]))
+        sq = q[-2] if len(q) == 4 else q[1]
+        if mask[-1] > total:
+            raise ValueError(f"mask shape {mask} is longer than the {total} keys")
+        if any(m not in (1, t) for m, t in zip(mask[::-1][1:], (sq, hq, batch))):
+            raise ValueError(f"mask shape {mask} does not broadcast to {(batch, hq, sq, total)}")
+    if node.has_input(NONPAD) and tuple(pc.shape(node.inputs[NONPAD])) != (batch,):
+        raise ValueError(f"nonpad_kv_seqlen shape {tuple(pc.shape(node.inputs[NONPAD]))} is not ({batch},)")
+
+
 def _has_output(node, i: int) -> bool:
     return len(node.outputs) > i and bool(node.outputs[i])
 
@@ -126,9 +149,10 @@ class Attention(Lowering):
     def dims(self, node, pc) -> dict[str, int]:
         q, k, v = (pc.shape(node.inputs[i]) for i in (Q, K, V))
         hq, sq, d, qs = _heads(node, Q, q)
-        hkv, skv, _, ks = _heads(node, K, k)
+        hkv, skv, dk, ks = _heads(node, K, k)
         _, _, dv, vs = _heads(node, V, v)
         past = pc.shape(node.inputs[PAST_K])[2] if node.has_input(PAST_K) else 0
+        _check_dims(node, pc, q, k, v, hq, hkv, d, dk, dv, past + skv)
         return dict(b=int(q[0]), hq=hq, sq=sq, d=d, dv=dv, hkv=hkv, t=past + skv, past=past, qs=qs, ks=ks, vs=vs)
 
     def infer(self, node, pc):
@@ -200,8 +224,7 @@ class Attention(Lowering):
             if mask:
                 shape = tuple(pc.shape(names[MASK]))
                 mask_part = broadcast_strides(shape, (b, hq, sq, shape[-1])) + [shape[-1]]
-            group = m["hq"] // m["hkv"] if m["hkv"] and m["hq"] % m["hkv"] == 0 else 1
-            head = [b * hq * sq, hq, sq, m["d"], dv, m["past"], m["t"], group, m["hkv"]]
+            head = [b * hq * sq, hq, sq, m["d"], dv, m["past"], m["t"], hq // m["hkv"], m["hkv"]]
             return head + list(m["qs"]) + list(m["ks"]) + list(m["vs"]) + list(ys) + mask_part
 
         grain = 4 * numel([d if isinstance(d, int) else 16 for d in (node.in_shape(K) or ())[-2:]])

@@ -47,7 +47,12 @@ class _Loss(Lowering):
 
     def infer(self, node, pc):
         x = tuple(pc.shape(node.inputs[0]))
-        loss = tuple(pc.shape(node.inputs[1])) if node.attr("reduction", "mean") == "none" else ()
+        target = tuple(pc.shape(node.inputs[1]))
+        if target != x[:1] + x[2:]:
+            raise ValueError(f"target shape {target} does not match scores {x}")
+        if node.has_input(2) and tuple(pc.shape(node.inputs[2])) != x[1:2]:
+            raise ValueError(f"weight shape {tuple(pc.shape(node.inputs[2]))} is not ({x[1]},)")
+        loss = target if node.attr("reduction", "mean") == "none" else ()
         return [loss, x][: len(node.outputs)]
 
     def weight_denominator(self, node) -> bool:

@@ -37,7 +37,8 @@ class SwiGLU(Swish):
 
 
 # One work item per element (b, s, k) of a head's row; the row starts at gid - k.
-# p: [items, head size, elements per position step, sequence length, elements per batch, rotary dim]
+# p: [items, head size, elements per position step, sequence length, elements per batch, rotary dim, cache rows]
+# (position ids out of the cache's range read its nearest row)
 ROTARY = (
     "const i64 hd = p[1], S = p[3], rd = p[5], hf_ = rd / 2, k = gid % hd, row_ = gid - k; "
     "const i64 s = (gid / p[2]) % S, b = gid / p[4]; "
@@ -75,11 +76,25 @@ class RotaryEmbedding(Lowering):
         return None
 
     def infer(self, node, pc):
-        return [pc.shape(node.inputs[0])]
+        x = tuple(pc.shape(node.inputs[0]))
+        cos, sin = tuple(pc.shape(node.inputs[1])), tuple(pc.shape(node.inputs[2]))
+        heads = x[1] if len(x) == 4 else int(node.attr("num_heads"))
+        hidden = x[-1] * (x[1] if len(x) == 4 else 1)
+        head_size = hidden // heads if heads else 0
+        rotary_dim = int(node.attr("rotary_embedding_dim", 0) or 0) or head_size
+        seq = x[2] if len(x) == 4 else x[1]
+        if not heads or hidden % heads or rotary_dim % 2 or rotary_dim > head_size:
+            raise ValueError(f"input shape {x} has no {heads} heads with a rotary dimension of {rotary_dim}")
+        rows = (len(cos) == 2) if node.has_input(3) else (cos[:2] == (x[0], seq) and len(cos) == 3)
+        if not rows or cos != sin or cos[-1] != rotary_dim // 2:
+            raise ValueError(f"cos and sin cache shapes {cos}, {sin} do not fit input {x}")
+        if node.has_input(3) and tuple(pc.shape(node.inputs[3])) != (x[0], seq):
+            raise ValueError(f"position_ids shape {tuple(pc.shape(node.inputs[3]))} is not {(x[0], seq)}")
+        return [x]
 
     def kernel(self, node):
         t = ctype(node.in_dtype(0))
-        x_name = node.inputs[0]
+        x_name, cos_name = node.inputs[0], node.inputs[1]
         rank4 = node.in_rank(0) == 4
         heads = node.attr("num_heads")
         rotary_dim = int(node.attr("rotary_embedding_dim", 0) or 0)
@@ -92,9 +107,9 @@ class RotaryEmbedding(Lowering):
             else:
                 _, seq, hidden = x
                 h, hd, step = int(heads), hidden // int(heads), hidden
-            return [numel(x), hd, step, seq, h * seq * hd, rotary_dim or hd]
+            return [numel(x), hd, step, seq, h * seq * hd, rotary_dim or hd, pc.shape(cos_name)[0]]
 
-        cache_row = "(i64)in3[b * S + s]" if node.has_input(3) else "(b * S + s)"
+        cache_row = "H_MIN(H_MAX((i64)in3[b * S + s], 0), p[6] - 1)" if node.has_input(3) else "(b * S + s)"
         body = render(ROTARY, T=t, CACHE_ROW=cache_row, PAIR=render(PAIRS[bool(node.attr("interleaved", 0))], T=t))
         inputs = [name for name in node.inputs[:4] if name]
-        return Kernel(inputs, [node.outputs[0]], 6, params, body=body, label="rotary")
+        return Kernel(inputs, [node.outputs[0]], 7, params, body=body, label="rotary")
