@@ -71,7 +71,9 @@ class _Loss(Lowering):
         if ignore is not None:
             weight = f"(t_ == {int(ignore)} ? ({t})0 : {weight})"
         code = render_position(t, self.softmax, out_lp) + f"const {t} w_ = {weight}; "
-        code += f"const {t} loss_ = w_ == 0 ? ({t})0 : -w_ * (in0[base_ + tc_ * Dd]{' - lse_' if self.softmax else ''}); "
+        code += (
+            f"const {t} loss_ = w_ == 0 ? ({t})0 : -w_ * (in0[base_ + tc_ * Dd]{' - lse_' if self.softmax else ''}); "
+        )
         if reduction == "none":
             body = "const i64 pos_ = gid; " + code + "out0[pos_] = loss_; "
         else:
