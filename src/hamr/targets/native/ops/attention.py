@@ -11,8 +11,9 @@ the work items of each key head's first query head also write present_key/presen
 from __future__ import annotations
 
 from hamr.ir.dtypes import FLOATS, ctype
-from hamr.targets.native.ops.base import Kernel, Lowering, broadcast_strides, numel
+from hamr.targets.native.ops.base import Kernel, Lowering, Source, broadcast_strides, numel
 from hamr.targets.native.ops.elementwise import lit
+from hamr.targets.native.ops.reduce import BITCASTS, exp_nonpositive_f32
 from hamr.targets.native.ops.registry import register
 from hamr.targets.native.render.template import render
 
@@ -24,8 +25,8 @@ QK_AFTER_BIAS, QK_AFTER_SOFTMAX = 2, 3
 #     y strides (b, h, i), mask strides (b, h, i, j), mask length]
 N_PARAMS = 26
 
-ROW = (
-    "const i64 Hq = p[1], Sq = p[2], D = p[3], Dv = p[4], PL = p[5], T = p[6], G = p[7], Hkv = p[8]; "
+DIMS = "const i64 Hq = p[1], Sq = p[2], D = p[3], Dv = p[4], PL = p[5], T = p[6], G = p[7], Hkv = p[8]; "
+ROW = DIMS + (
     "const i64 i = gid % Sq, h = (gid / Sq) % Hq, b = gid / (Sq * Hq), kh = h / G; "
     "const i64 qo_ = b * p[9] + h * p[10] + i * p[11], yo_ = b * p[18] + h * p[19] + i * p[20]; "
     "const $T s_ = $SCALE; const i64 off_ = $OFFSET; "
@@ -79,6 +80,62 @@ PRESENT = (
 )
 
 
+# float32 on cpu: one item per (batch, query head); the scores of all its rows are one sgemm (two with a past),
+# the softmax runs in place over them, and Y is one more sgemm (two with a past).
+C_ATTENTION = (
+    "#include <stdlib.h>\n"
+    + BITCASTS
+    + """static void $name(const i64 *p$extra) {
+  """
+    + DIMS
+    + """
+  const i64 items = Sq ? p[0] / Sq : 0;
+  #pragma omp parallel for schedule(dynamic) if(items > 1 && (double)p[0] * T * (D + Dv) > PARALLEL_THRESHOLD)
+  for (i64 it = 0; it < items; it++) {
+    const i64 b = it / Hq, h = it % Hq, kh = h / G;
+    const f32 s_ = $SCALE; const i64 off_ = $OFFSET;
+    f32 *x_ = (f32 *)malloc(sizeof(f32) * (Sq * T + 1));
+    const f32 *q_ = in0 + b * p[9] + h * p[10];
+    f32 *y_ = out0 + b * p[18] + h * p[19];
+    if (!x_) { for (i64 i = 0; i < Sq; i++) for (i64 d = 0; d < Dv; d++) y_[i * p[20] + d] = NAN; continue; }
+    if (PL > 0) hamr_sgemm(101, 111, 112, (int)Sq, (int)PL, (int)D, s_ * s_, q_, (int)p[11],
+                           $PK + (b * Hkv + kh) * PL * D, (int)D, 0.0f, x_, (int)T);
+    if (T > PL) hamr_sgemm(101, 111, 112, (int)Sq, (int)(T - PL), (int)D, s_ * s_, q_, (int)p[11],
+                           in1 + b * p[12] + kh * p[13], (int)p[14], 0.0f, x_ + PL, (int)T);
+    for (i64 i = 0; i < Sq; i++) { const i64 gid = it * Sq + i; f32 *xr_ = x_ + i * T; $ROW }
+    if (PL > 0) hamr_sgemm(101, 111, 111, (int)Sq, (int)Dv, (int)PL, 1.0f, x_, (int)T,
+                           $PV + (b * Hkv + kh) * PL * Dv, (int)Dv, 0.0f, y_, (int)p[20]);
+    if (T > PL) hamr_sgemm(101, 111, 111, (int)Sq, (int)Dv, (int)(T - PL), 1.0f, x_ + PL, (int)T,
+                           in2 + b * p[15] + kh * p[16], (int)p[17], PL > 0 ? 1.0f : 0.0f, y_, (int)p[20]);
+    if (T == 0) for (i64 i = 0; i < Sq; i++) for (i64 d = 0; d < Dv; d++) y_[i * p[20] + d] = 0;
+    for (i64 i = 0; i < Sq; i++) { $PRESENT }
+    free(x_);
+  }
+}
+"""
+)
+
+# one row of scores xr_ (query i of item `it`) to probabilities; $QK_EAGER writes x (or x + bias_) first
+C_SOFTMAX_ROW = (
+    "f32 m_ = -INFINITY; int any_ = 0; "
+    "for (i64 j = 0; j < T; j++) { f32 x = xr_[j]; $SOFTCAP $BIAS ${QK_EAGER}"
+    "if (bias_ == -INFINITY) x = -INFINITY; else { any_ = 1; x += bias_; } xr_[j] = x; m_ = H_MAX(m_, x); } "
+    "if (!any_ || m_ == -INFINITY) { for (i64 j = 0; j < T; j++) xr_[j] = 0; } "
+    "else { f32 sum_ = 0; for (i64 j = 0; j < T; j++) { $EXP sum_ += xr_[j]; } "
+    "const f32 r_ = sum_ == 0 ? 0.0f : 1.0f / sum_; for (i64 j = 0; j < T; j++) xr_[j] *= r_; } "
+    "$QK_SOFTMAX"
+)
+
+# OpenCL: the row kernel as a custom source, one work item per query row
+CL_ROWS = """__kernel void $name(__global const long *P, const long poff$extra) {
+  __global const long *p = P + poff;
+  const i64 gid = get_global_id(0);
+  if (gid >= p[0]) return;
+  $BODY
+}
+"""
+
+
 def _heads(node, i: int, shape) -> tuple[int, int, int, tuple[int, int, int]]:
     """(heads, sequence length, head size, element strides of (batch, head, position)) of Q, K or V."""
     if len(shape) == 4:
@@ -115,6 +172,89 @@ def _check_dims(node, pc, q, k, v, hq, hkv, d, dk, dv, total) -> None:
 
 def _has_output(node, i: int) -> bool:
     return len(node.outputs) > i and bool(node.outputs[i])
+
+
+class _Args:
+    """The node's buffers as kernel arguments (in0..., out0...) and its attributes as code."""
+
+    def __init__(self, node, inputs: list[str], outputs: list[str]):
+        t = ctype(node.in_dtype(Q))
+
+        def arg(i, kind="in"):
+            names, own = (inputs, node.inputs) if kind == "in" else (outputs, node.outputs)
+            return f"{kind}{names.index(own[i])}"
+
+        self.mask = arg(MASK) if node.has_input(MASK) else None
+        self.past_k = arg(PAST_K) if node.has_input(PAST_K) else "in1"
+        self.past_v = arg(PAST_V) if node.has_input(PAST_V) else "in2"
+        self.qk = arg(QK, "out") if _has_output(node, QK) else None
+        self.present = (arg(PRESENT_K, "out"), arg(PRESENT_V, "out")) if _has_output(node, PRESENT_K) else None
+        self.mode = int(node.attr("qk_matmul_output_mode", 0))
+        self.t, self.cap = t, float(node.attr("softcap", 0.0) or 0.0)
+        scale = node.attr("scale")
+        self.scale = f"sqrt({lit(float(scale), t)})" if scale is not None else f"sqrt(({t})1 / sqrt(({t})D))"
+        nonpad = arg(NONPAD) if node.has_input(NONPAD) else None
+        self.offset = "PL" if node.has_input(PAST_K) else (f"{nonpad}[b] - Sq" if nonpad else "0")
+        self.bias = _bias(node, t, self.mask, nonpad)
+
+    def softcap(self, x: str) -> str:
+        cap = lit(self.cap, self.t)
+        return f"{x} = {cap} * tanh({x} / {cap}); " if self.cap > 0 else ""
+
+    def present_copy(self) -> str:
+        if not self.present:
+            return ""
+        return render(PRESENT, PK=self.past_k, PV=self.past_v, PRK=self.present[0], PRV=self.present[1])
+
+
+def _bias(node, t: str, mask: str | None, nonpad: str | None) -> str:
+    """Statements declaring bias_, the additive bias of key j for query i."""
+    bias = f"{t} bias_ = 0; "
+    if mask:
+        bias += render(MASK_BIAS["bool" if node.in_dtype(MASK) == "bool" else "float"], M=mask)
+    if node.attr("is_causal", 0):
+        bias += "if (j > i + off_) bias_ = -INFINITY; "
+    left, right = int(node.attr("left_window_size", -1)), int(node.attr("right_window_size", -1))
+    if left >= 0:
+        bias += f"if (i + off_ - j > {left}) bias_ = -INFINITY; "
+    if right >= 0:
+        bias += f"if (j - i - off_ > {right}) bias_ = -INFINITY; "
+    if nonpad:
+        bias += f"if (j >= {nonpad}[b]) bias_ = -INFINITY; "
+    return bias
+
+
+def _row_body(t: str, a: _Args) -> str:
+    """The map kernel: one query row per work item, online softmax."""
+    score = render(SCORE, T=t, PK=a.past_k, SOFTCAP=a.softcap("x_"))
+    eager = ""
+    if a.qk and a.mode != QK_AFTER_SOFTMAX:
+        eager = f"{score} {a.qk}[gid * T + j] = {'x_ + bias_' if a.mode == QK_AFTER_BIAS else 'x_'}; "
+    accumulate = render(V_ROW, T=t, PV=a.past_v, STMT="out0[yo_ + d] += e_ * v_;")
+    body = render(ROW, T=t, SCALE=a.scale, OFFSET=a.offset) + render(
+        ONLINE, T=t, BIAS=a.bias, EAGER_SCORE=eager, LAZY_SCORE="" if eager else score, ACCUMULATE=accumulate
+    )
+    if a.qk and a.mode == QK_AFTER_SOFTMAX:
+        body += render(SOFTMAX_OUT, T=t, BIAS=a.bias, SCORE=score, QK=a.qk)
+    return body + a.present_copy()
+
+
+def _c_source(a: _Args) -> Source:
+    eager = softmax = ""
+    if a.qk and a.mode == QK_AFTER_SOFTMAX:
+        softmax = f"for (i64 j = 0; j < T; j++) {a.qk}[gid * T + j] = xr_[j]; "
+    elif a.qk:
+        eager = f"{a.qk}[gid * T + j] = {'x + bias_' if a.mode == QK_AFTER_BIAS else 'x'}; "
+    row = render(
+        C_SOFTMAX_ROW,
+        SOFTCAP=a.softcap("x"),
+        BIAS=a.bias,
+        QK_EAGER=eager,
+        EXP=exp_nonpositive_f32("xr_[j]", "xr_[j] - m_"),
+        QK_SOFTMAX=softmax,
+    )
+    values = dict(SCALE=a.scale, OFFSET=a.offset, PK=a.past_k, PV=a.past_v, ROW=row, PRESENT=a.present_copy())
+    return Source(C_ATTENTION, values)
 
 
 @register
@@ -166,53 +306,8 @@ class Attention(Lowering):
         t = ctype(node.in_dtype(Q))
         inputs = [name for name in node.inputs if name]
         outputs = [name for name in node.outputs if name]
-
-        def arg(names, kind, i):
-            names_ = node.inputs if kind == "in" else node.outputs
-            return f"{kind}{names.index(names_[i])}"
-
-        has = {i: node.has_input(i) for i in range(7)}
-        out = {i: _has_output(node, i) for i in range(4)}
-        mask = arg(inputs, "in", MASK) if has[MASK] else None
-        past_k = arg(inputs, "in", PAST_K) if has[PAST_K] else "in1"
-        past_v = arg(inputs, "in", PAST_V) if has[PAST_V] else "in2"
-        nonpad = arg(inputs, "in", NONPAD) if has[NONPAD] else None
-        mode = int(node.attr("qk_matmul_output_mode", 0))
-        softcap = float(node.attr("softcap", 0.0) or 0.0)
-        scale = node.attr("scale")
-        scale_expr = f"sqrt({lit(float(scale), t)})" if scale is not None else f"sqrt(({t})1 / sqrt(({t})D))"
-        offset = "PL" if has[PAST_K] else (f"{nonpad}[b] - Sq" if nonpad else "0")
-
-        bias = f"{t} bias_ = 0; "
-        if mask:
-            bias += render(MASK_BIAS["bool" if node.in_dtype(MASK) == "bool" else "float"], M=mask)
-        if node.attr("is_causal", 0):
-            bias += "if (j > i + off_) bias_ = -INFINITY; "
-        left, right = int(node.attr("left_window_size", -1)), int(node.attr("right_window_size", -1))
-        if left >= 0:
-            bias += f"if (i + off_ - j > {left}) bias_ = -INFINITY; "
-        if right >= 0:
-            bias += f"if (j - i - off_ > {right}) bias_ = -INFINITY; "
-        if nonpad:
-            bias += f"if (j >= {nonpad}[b]) bias_ = -INFINITY; "
-
-        cap = f"x_ = {lit(softcap, t)} * tanh(x_ / {lit(softcap, t)}); " if softcap > 0 else ""
-        score = render(SCORE, T=t, PK=past_k, SOFTCAP=cap)
-        qk = arg(outputs, "out", QK) if out[QK] else None
-        eager = ""
-        if qk and mode != QK_AFTER_SOFTMAX:
-            value = "x_ + bias_" if mode == QK_AFTER_BIAS else "x_"
-            eager = f"{score} {qk}[gid * T + j] = {value}; "
-        accumulate = render(V_ROW, T=t, PV=past_v, STMT="out0[yo_ + d] += e_ * v_;")
-        body = render(ROW, T=t, SCALE=scale_expr, OFFSET=offset) + render(
-            ONLINE, T=t, BIAS=bias, EAGER_SCORE=eager, LAZY_SCORE="" if eager else score, ACCUMULATE=accumulate
-        )
-        if qk and mode == QK_AFTER_SOFTMAX:
-            body += render(SOFTMAX_OUT, T=t, BIAS=bias, SCORE=score, QK=qk)
-        if out[PRESENT_K]:
-            prk, prv = arg(outputs, "out", PRESENT_K), arg(outputs, "out", PRESENT_V)
-            body += render(PRESENT, PK=past_k, PV=past_v, PRK=prk, PRV=prv)
-
+        a = _Args(node, inputs, outputs)
+        body = _row_body(t, a)
         names = node.inputs
         rank4 = node.in_rank(Q) == 4
 
@@ -221,11 +316,18 @@ class Attention(Lowering):
             b, hq, sq, dv = m["b"], m["hq"], m["sq"], m["dv"]
             ys = (hq * sq * dv, sq * dv, dv) if rank4 else (sq * hq * dv, dv, hq * dv)
             mask_part = [0, 0, 0, 0, 0]
-            if mask:
+            if a.mask:
                 shape = tuple(pc.shape(names[MASK]))
                 mask_part = broadcast_strides(shape, (b, hq, sq, shape[-1])) + [shape[-1]]
             head = [b * hq * sq, hq, sq, m["d"], dv, m["past"], m["t"], hq // m["hkv"], m["hkv"]]
             return head + list(m["qs"]) + list(m["ks"]) + list(m["vs"]) + list(ys) + mask_part
 
-        grain = 4 * numel([d if isinstance(d, int) else 16 for d in (node.in_shape(K) or ())[-2:]])
-        return Kernel(inputs, outputs, N_PARAMS, params, body=body, label="attention", grain=grain)
+        common = dict(inputs=inputs, outputs=outputs, n_params=N_PARAMS, params=params, label="attention")
+        if t != "f32":
+            grain = 4 * numel([d if isinstance(d, int) else 16 for d in (node.in_shape(K) or ())[-2:]])
+            return Kernel(body=body, grain=grain, **common)
+        rows = Source(CL_ROWS, dict(BODY=body), lambda p: ((int(p[0]),), None))
+        return Kernel(sources={"c": _c_source(a), "opencl": rows}, own_args=(0, 0), **common)
+
+    def dialects(self, node):
+        return ("c", "opencl") if node.in_dtype(Q) == "float32" else None
