@@ -13,7 +13,7 @@ from __future__ import annotations
 from hamr.ir.dtypes import FLOATS, ctype
 from hamr.targets.native.ops.base import Kernel, Lowering, Source, broadcast_strides, numel
 from hamr.targets.native.ops.elementwise import lit
-from hamr.targets.native.ops.reduce import BITCASTS, exp_nonpositive_f32
+from hamr.targets.native.ops.reduce import BITCASTS, exp_nonpositive_f32, lane_reduce
 from hamr.targets.native.ops.registry import register
 from hamr.targets.native.render.template import render
 
@@ -121,7 +121,7 @@ C_SOFTMAX_ROW = (
     "for (i64 j = 0; j < T; j++) { f32 x = xr_[j]; $SOFTCAP $BIAS ${QK_EAGER}"
     "if (bias_ == -INFINITY) x = -INFINITY; else { any_ = 1; x += bias_; } xr_[j] = x; m_ = H_MAX(m_, x); } "
     "if (!any_ || m_ == -INFINITY) { for (i64 j = 0; j < T; j++) xr_[j] = 0; } "
-    "else { f32 sum_ = 0; for (i64 j = 0; j < T; j++) { $EXP sum_ += xr_[j]; } "
+    "else { for (i64 j = 0; j < T; j++) { $EXP } ${SUM} "
     "const f32 r_ = sum_ == 0 ? 0.0f : 1.0f / sum_; for (i64 j = 0; j < T; j++) xr_[j] *= r_; } "
     "$QK_SOFTMAX"
 )
@@ -251,6 +251,9 @@ def _c_source(a: _Args) -> Source:
         BIAS=a.bias,
         QK_EAGER=eager,
         EXP=exp_nonpositive_f32("xr_[j]", "xr_[j] - m_"),
+        SUM=lane_reduce(
+            "sum_", "0.0f", "f32", lambda acc, x: f"{acc} + {x}", lambda x, y: f"{x} + {y}", "T", lambda j: f"xr_[{j}]"
+        ),
         QK_SOFTMAX=softmax,
     )
     values = dict(SCALE=a.scale, OFFSET=a.offset, PK=a.past_k, PV=a.past_v, ROW=row, PRESENT=a.present_copy())
