@@ -1,11 +1,17 @@
-"""Attention (opset 23+): one work item per query row, an online softmax over the keys.
+"""Attention (opset 23+): scores, additive bias, softmax and the weighted values in one kernel.
 
-A row (batch b, query head h, query position i) streams its keys once: each score is
-(q * sqrt(scale)) . (k * sqrt(scale)), softcapped, plus the additive bias (mask, causal and
-window frontiers, padding), and the running maximum rescales the partial sum and the output
-row (in Y itself, so no scratch buffer is needed). GQA maps query head h to key head
-h / (q heads / kv heads). Keys at positions below the past length come from past_key/past_value;
-the work items of each key head's first query head also write present_key/present_value.
+Each score is (q * sqrt(scale)) . (k * sqrt(scale)), softcapped, plus the additive bias of
+(query i, key j): the mask (shorter masks pad with -inf), the causal and window frontiers
+(offset by the past length, or by nonpad_kv_seqlen - Sq), the padding. A row whose bias is
+-inf everywhere gives 0. GQA maps query head h to key head h / (q heads / kv heads). Keys
+below the past length come from past_key/past_value; present_key/present_value are written
+by the work of each key head's first query head.
+
+- float32 on cpu (`C_ATTENTION`): one item per (batch, query head); its scores are one
+  sgemm through `hamr_sgemm` (two with a past), the softmax runs in place, and Y is one
+  more sgemm (two with a past).
+- elsewhere (OpenCL, float64): one work item per query row with an online softmax: the
+  running maximum rescales the partial sum and the output row, kept in Y itself.
 """
 
 from __future__ import annotations
@@ -135,6 +141,8 @@ CL_ROWS = """__kernel void $name(__global const long *P, const long poff$extra) 
 }
 """
 
+ATTENTION_SOURCES = {"c": C_ATTENTION, "opencl": CL_ROWS}  # float32 Attention, per dialect
+
 
 def _heads(node, i: int, shape) -> tuple[int, int, int, tuple[int, int, int]]:
     """(heads, sequence length, head size, element strides of (batch, head, position)) of Q, K or V."""
@@ -239,7 +247,8 @@ def _row_body(t: str, a: _Args) -> str:
     return body + a.present_copy()
 
 
-def _c_source(a: _Args) -> Source:
+def _c_values(a: _Args) -> dict:
+    """The values of `C_ATTENTION`: the softmax of one row of scores, the present copy."""
     eager = softmax = ""
     if a.qk and a.mode == QK_AFTER_SOFTMAX:
         softmax = f"for (i64 j = 0; j < T; j++) {a.qk}[gid * T + j] = xr_[j]; "
@@ -256,8 +265,7 @@ def _c_source(a: _Args) -> Source:
         ),
         QK_SOFTMAX=softmax,
     )
-    values = dict(SCALE=a.scale, OFFSET=a.offset, PK=a.past_k, PV=a.past_v, ROW=row, PRESENT=a.present_copy())
-    return Source(C_ATTENTION, values)
+    return dict(SCALE=a.scale, OFFSET=a.offset, PK=a.past_k, PV=a.past_v, ROW=row, PRESENT=a.present_copy())
 
 
 @register
@@ -275,7 +283,7 @@ class Attention(Lowering):
         if node.has_input(MASK) and node.in_dtype(MASK) not in (dtype, "bool"):
             return f"mask dtype {node.in_dtype(MASK)}"
         if node.has_input(NONPAD) and (node.in_dtype(NONPAD) != "int64" or node.has_input(PAST_K)):
-            return "nonpad_kv_seqlen with a past"
+            return "nonpad_kv_seqlen not int64, or with a past"
         if node.has_input(PAST_K) != node.has_input(PAST_V):
             return "past_key without past_value"
         rank = node.in_rank(Q)
@@ -329,8 +337,11 @@ class Attention(Lowering):
         if t != "f32":
             grain = 4 * numel([d if isinstance(d, int) else 16 for d in (node.in_shape(K) or ())[-2:]])
             return Kernel(body=body, grain=grain, **common)
-        rows = Source(CL_ROWS, dict(BODY=body), lambda p: ((int(p[0]),), None))
-        return Kernel(sources={"c": _c_source(a), "opencl": rows}, own_args=(0, 0), **common)
+        sources = {
+            "c": Source(ATTENTION_SOURCES["c"], _c_values(a)),
+            "opencl": Source(ATTENTION_SOURCES["opencl"], dict(BODY=body), lambda p: ((int(p[0]),), None)),
+        }
+        return Kernel(sources=sources, own_args=(0, 0), **common)
 
     def dialects(self, node):
-        return ("c", "opencl") if node.in_dtype(Q) == "float32" else None
+        return ATTENTION_SOURCES.keys() if node.in_dtype(Q) == "float32" else None
