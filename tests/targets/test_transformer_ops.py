@@ -147,3 +147,37 @@ def test_rotary_embedding_3d_with_caches_per_position(device):
 def test_swiglu_fuses_as_an_elementwise_op(device):
     feeds = dict(a=normal(4, 16), b=normal(4, 16))
     check_native(one_node_model("SwiGLU", feeds, ["y"], alpha=0.7), device, [feeds])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_linear_attention_gated_delta_gqa_with_past_state_over_two_lengths(device):
+    def feeds(steps):
+        return dict(
+            query=normal(2, steps, 4 * 6),
+            key=normal(2, steps, 2 * 6),
+            value=normal(2, steps, 2 * 5),
+            past_state=normal(2, 2, 6, 5),
+            decay=-RNG.random((2, steps, 2 * 6)).astype(np.float32),
+            beta=RNG.random((2, steps, 2)).astype(np.float32),
+        )
+
+    dims = {name: [2, "t", width] for name, width in dict(query=24, key=12, value=10, decay=12, beta=2).items()}
+    model = one_node_model(
+        "LinearAttention", feeds(3), ["output", "present_state"], dims=dims, q_num_heads=4, kv_num_heads=2
+    )
+    check_native(model, device, [feeds(3), feeds(1)], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_linear_attention_linear_rule_with_explicit_scale(device):
+    feeds = dict(query=normal(1, 5, 8), key=normal(1, 5, 8), value=normal(1, 5, 8))
+    model = one_node_model(
+        "LinearAttention",
+        feeds,
+        ["output", "present_state"],
+        q_num_heads=2,
+        kv_num_heads=2,
+        update_rule="linear",
+        scale=0.5,
+    )
+    check_native(model, device, [feeds], rtol=1e-4, atol=1e-5)

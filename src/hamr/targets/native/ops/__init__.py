@@ -11,6 +11,7 @@ from hamr.targets.native.ops import (  # noqa: F401  (registration)
     attention,
     elementwise,
     linalg,
+    linear_attention,
     losses,
     movement,
     nn,
