@@ -97,6 +97,32 @@ def test_attention_float64_nonpad_lengths_and_window_with_dynamic_batch(device):
     check_native(model, device, [feeds(1), feeds(3)], rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("device", DEVICES)
+def test_attention_causal_over_several_row_blocks_with_past_and_with_short_keys(device):
+    """Causal cpu attention leaves out the keys past each 64-row block's frontier: blocks of 150 rows, with a
+    past and a mask, and with nonpad lengths shorter than the queries (whole blocks masked: zeros)."""
+    past = dict(
+        Q=normal(1, 2, 150, 8),
+        K=normal(1, 2, 150, 8),
+        V=normal(1, 2, 150, 4),
+        attn_mask=normal(150, 170),
+        past_key=normal(1, 2, 20, 8),
+        past_value=normal(1, 2, 20, 4),
+    )
+    model = one_node_model("Attention", past, ["Y", "", "", "qk"], is_causal=1, qk_matmul_output_mode=3)
+    check_native(model, device, [past], rtol=1e-4, atol=1e-5)
+    padded = dict(
+        Q=normal(2, 2, 130, 8),
+        K=normal(2, 2, 130, 8),
+        V=normal(2, 2, 130, 4),
+        attn_mask=None,
+        past_key=None,
+        past_value=None,
+        nonpad_kv_seqlen=np.array([130, 40], np.int64),
+    )
+    check_native(one_node_model("Attention", padded, ["Y"], is_causal=1), device, [padded], rtol=1e-4, atol=1e-5)
+
+
 def test_attention_with_mismatched_heads_is_one_error_line():
     feeds = dict(Q=normal(1, 3, 2, 4), K=normal(1, 2, 2, 4), V=normal(1, 2, 2, 4))
     dims = {name: ["b", "h" + name, 2, 4] for name in feeds}

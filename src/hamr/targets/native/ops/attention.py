@@ -26,6 +26,7 @@ from hamr.targets.native.render.template import render
 Q, K, V, MASK, PAST_K, PAST_V, NONPAD = range(7)
 Y, PRESENT_K, PRESENT_V, QK = range(4)
 QK_AFTER_BIAS, QK_AFTER_SOFTMAX = 2, 3
+CAUSAL_BLOCK = 64  # query rows per score sgemm in causal attention
 
 # p: [rows, Hq, Sq, D, Dv, PL, T, G, Hkv, q strides (b, h, i), k strides (b, h, j), v strides (b, h, j),
 #     y strides (b, h, i), mask strides (b, h, i, j), mask length]
@@ -86,8 +87,9 @@ PRESENT = (
 )
 
 
-# float32 on cpu: one item per (batch, query head); the scores of all its rows are one sgemm (two with a past),
-# the softmax runs in place over them, and Y is one more sgemm (two with a past).
+# float32 on cpu: one item per (batch, query head); the scores of a block of its rows are one sgemm (two with a
+# past), the softmax runs in place over them, and Y is one more sgemm (two with a past). Causal attention
+# without raw scores to output takes blocks of 64 rows and leaves out the keys after the block's last frontier.
 C_ATTENTION = (
     "#include <stdlib.h>\n"
     + BITCASTS
@@ -104,16 +106,24 @@ C_ATTENTION = (
     const f32 *q_ = in0 + b * p[9] + h * p[10];
     f32 *y_ = out0 + b * p[18] + h * p[19];
     if (!x_) { for (i64 i = 0; i < Sq; i++) for (i64 d = 0; d < Dv; d++) y_[i * p[20] + d] = NAN; continue; }
-    if (PL > 0) hamr_sgemm(101, 111, 112, (int)Sq, (int)PL, (int)D, s_ * s_, q_, (int)p[11],
-                           $PK + (b * Hkv + kh) * PL * D, (int)D, 0.0f, x_, (int)T);
-    if (T > PL) hamr_sgemm(101, 111, 112, (int)Sq, (int)(T - PL), (int)D, s_ * s_, q_, (int)p[11],
-                           in1 + b * p[12] + kh * p[13], (int)p[14], 0.0f, x_ + PL, (int)T);
-    for (i64 i = 0; i < Sq; i++) { const i64 gid = it * Sq + i; f32 *xr_ = x_ + i * T; $ROW }
-    if (PL > 0) hamr_sgemm(101, 111, 111, (int)Sq, (int)Dv, (int)PL, 1.0f, x_, (int)T,
-                           $PV + (b * Hkv + kh) * PL * Dv, (int)Dv, 0.0f, y_, (int)p[20]);
-    if (T > PL) hamr_sgemm(101, 111, 111, (int)Sq, (int)Dv, (int)(T - PL), 1.0f, x_ + PL, (int)T,
-                           in2 + b * p[15] + kh * p[16], (int)p[17], PL > 0 ? 1.0f : 0.0f, y_, (int)p[20]);
-    if (T == 0) for (i64 i = 0; i < Sq; i++) for (i64 d = 0; d < Dv; d++) y_[i * p[20] + d] = 0;
+    for (i64 i0 = 0; i0 < Sq; i0 += $BLOCK) {
+      const i64 rb = H_MIN($BLOCK, Sq - i0), tj = $KEYS, tp = H_MIN(PL, tj);
+      const f32 *qb_ = q_ + i0 * p[11]; f32 *xb_ = x_ + i0 * T, *yb_ = y_ + i0 * p[20];
+      if (tp > 0) hamr_sgemm(101, 111, 112, (int)rb, (int)tp, (int)D, s_ * s_, qb_, (int)p[11],
+                             $PK + (b * Hkv + kh) * PL * D, (int)D, 0.0f, xb_, (int)T);
+      if (tj > PL) hamr_sgemm(101, 111, 112, (int)rb, (int)(tj - PL), (int)D, s_ * s_, qb_, (int)p[11],
+                              in1 + b * p[12] + kh * p[13], (int)p[14], 0.0f, xb_ + PL, (int)T);
+      for (i64 i = i0; i < i0 + rb; i++) {
+        const i64 gid = it * Sq + i; f32 *xr_ = x_ + i * T;
+        for (i64 j = H_MAX(tj, (i64)0); j < T; j++) xr_[j] = 0;
+        $ROW
+      }
+      if (tp > 0) hamr_sgemm(101, 111, 111, (int)rb, (int)Dv, (int)tp, 1.0f, xb_, (int)T,
+                             $PV + (b * Hkv + kh) * PL * Dv, (int)Dv, 0.0f, yb_, (int)p[20]);
+      if (tj > PL) hamr_sgemm(101, 111, 111, (int)rb, (int)Dv, (int)(tj - PL), 1.0f, xb_ + PL, (int)T,
+                              in2 + b * p[15] + kh * p[16], (int)p[17], tp > 0 ? 1.0f : 0.0f, yb_, (int)p[20]);
+      if (tj <= 0) for (i64 i = 0; i < rb; i++) for (i64 d = 0; d < Dv; d++) yb_[i * p[20] + d] = 0;
+    }
     for (i64 i = 0; i < Sq; i++) { $PRESENT }
     free(x_);
   }
@@ -198,6 +208,7 @@ class _Args:
         self.qk = arg(QK, "out") if _has_output(node, QK) else None
         self.present = (arg(PRESENT_K, "out"), arg(PRESENT_V, "out")) if _has_output(node, PRESENT_K) else None
         self.mode = int(node.attr("qk_matmul_output_mode", 0))
+        self.causal = bool(node.attr("is_causal", 0))
         self.t, self.cap = t, float(node.attr("softcap", 0.0) or 0.0)
         scale = node.attr("scale")
         self.scale = f"sqrt({lit(float(scale), t)})" if scale is not None else f"sqrt(({t})1 / sqrt(({t})D))"
@@ -265,7 +276,17 @@ def _c_values(a: _Args) -> dict:
         ),
         QK_SOFTMAX=softmax,
     )
-    return dict(SCALE=a.scale, OFFSET=a.offset, PK=a.past_k, PV=a.past_v, ROW=row, PRESENT=a.present_copy())
+    skip = a.causal and not (a.qk and a.mode != QK_AFTER_SOFTMAX)  # raw scores of masked keys are outputs
+    return dict(
+        SCALE=a.scale,
+        OFFSET=a.offset,
+        PK=a.past_k,
+        PV=a.past_v,
+        ROW=row,
+        PRESENT=a.present_copy(),
+        BLOCK=CAUSAL_BLOCK if skip else "Sq",
+        KEYS="H_MIN(T, i0 + rb + off_)" if skip else "T",
+    )
 
 
 @register
