@@ -77,7 +77,7 @@ def partition(model: ir.Model, accepts: Callable[[NodeView, Lowering], str | Non
             return "no lowering"
         reason = lowering.check(view)
         if reason is None and lowering.kind in ("elementwise", "kernel"):
-            if any(view.out_rank(i) is None for i in range(len(view.outputs))):
+            if any(view.outputs[i] and view.out_rank(i) is None for i in range(len(view.outputs))):
                 reason = "unknown output rank"
         if reason is None and accepts is not None:
             reason = accepts(view, lowering)

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 from hamr.ir.domains import is_onnx_domain
 from hamr.targets.native.ops import (  # noqa: F401  (registration)
+    attention,
     col2im,
     einsum,
     elementwise,
     linalg,
+    linear_attention,
+    losses,
     movement,
     nn,
     reduce,
@@ -19,6 +22,7 @@ from hamr.targets.native.ops import (  # noqa: F401  (registration)
     sampling,
     shape_ops,
     topk,
+    transformer,
 )
 from hamr.targets.native.ops.base import Lowering
 from hamr.targets.native.ops.custom import custom_lowering
