@@ -115,7 +115,7 @@ def partition_graph(
             return "no lowering"
         reason = lowering.check(view)
         if reason is None and lowering.kind in ("elementwise", "kernel"):
-            if any(view.out_rank(i) is None for i in range(len(view.outputs))):
+            if any(view.out_rank(i) is None for i, name in enumerate(view.outputs) if name):
                 reason = "unknown output rank"
         if reason is None and accepts is not None:
             reason = accepts(view, lowering)
