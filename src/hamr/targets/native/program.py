@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+from collections import ChainMap
 from typing import Any
 
 import numpy as np
@@ -185,8 +186,7 @@ class NativeProgram(HostMemory):
 
     def _run_control(self, step: ControlNode, env: dict, profile: Profile | None) -> None:
         def run_body(body: Body, outer: dict, feeds: dict) -> list:
-            inner = dict(outer)
-            inner.update(feeds)
+            inner = ChainMap(dict(feeds), outer)  # what the body writes stays in its own layer
             held: list = []
             try:
                 self._run_steps(body.steps, inner, held, profile)
