@@ -225,3 +225,52 @@ def test_scan_of_unequal_sequences_is_one_error_line():
     with pytest.raises((KernelError, hamr.errors.InputError)) as caught:
         session.run(feeds)
     assert "\n" not in str(caught.value)
+
+
+def rank_changing_if_model() -> onnx.ModelProto:
+    """y = sum(relu(c ? squeeze(x, -1) : x)): the branches differ in rank, as exporters write `if x.shape[-1] == 1`;
+    z = c ? x : x + 1 hands the feed back through an Identity."""
+    axes = numpy_helper.from_array(np.array([-1], dtype=np.int64), "axes")
+    then_branch = helper.make_graph(
+        [helper.make_node("Squeeze", ["x", "axes"], ["sq"])], "then", [], [tensor("sq", ["n"])]
+    )
+    else_branch = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["same"])], "else", [], [tensor("same", ["n", "m"])]
+    )
+    one = numpy_helper.from_array(np.array(1, dtype=np.float32), "one")
+    pass_then = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["x2"])], "pass_then", [], [tensor("x2", ["n", "m"])]
+    )
+    pass_else = helper.make_graph(
+        [helper.make_node("Add", ["x", "one"], ["plus"])], "pass_else", [], [tensor("plus", ["n", "m"])]
+    )
+    graph = helper.make_graph(
+        [
+            helper.make_node("Shape", ["x"], ["shape"], start=-1),
+            helper.make_node("Equal", ["shape", "one_i"], ["c1"]),
+            helper.make_node("Squeeze", ["c1"], ["c"]),
+            helper.make_node("If", ["c"], ["i"], then_branch=then_branch, else_branch=else_branch),
+            helper.make_node("Relu", ["i"], ["r"]),
+            helper.make_node("ReduceSum", ["r"], ["y"], keepdims=0),
+            helper.make_node("If", ["c"], ["z"], then_branch=pass_then, else_branch=pass_else),
+        ],
+        "rank_if",
+        [tensor("x", ["n", "m"])],
+        [tensor("y", []), tensor("z", ["n", "m"])],
+        [axes, one, numpy_helper.from_array(np.array([1], dtype=np.int64), "one_i")],
+    )
+    return opset17(graph)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("m", [1, 3])
+def test_if_whose_branches_differ_in_rank_runs_on_the_target(device, m):
+    x = RNG.standard_normal((4, m)).astype(np.float32)
+    exe, session = check(rank_changing_if_model(), {"x": x}, device)
+    variant = exe.variants[session.target]
+    assert {entry["op"] for entry in variant["fallback"].values()} <= {"Relu", "ReduceSum"}  # no rank to compile
+    assert "If" not in {entry["op"] for entry in variant["fallback"].values()}
+    z = session.run({"x": x})["z"]
+    if m == 1:  # the branch returned the feed: the caller gets a copy
+        z[...] = 7
+        assert not np.any(x == 7)

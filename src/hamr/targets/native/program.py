@@ -227,7 +227,8 @@ class NativeProgram(HostMemory):
 
     def _output(self, env: dict, name: str, on_device: bool, feeds: dict, profile: Profile | None) -> Any:
         value = env[name]
-        shared = name in self.weights or name in feeds  # the caller must not get our own array
+        # the caller must not get our own array, nor a feed a branch passed through
+        shared = name in self.weights or name in feeds or any(value is fed for fed in feeds.values())
         if on_device:
             if self.is_device_value(value):
                 return self.copy_device(value)
