@@ -17,9 +17,9 @@ from hamr.ir.passes.reduce_rank import ReduceRankPass
 def default_passes() -> list[ir.passes.PassBase]:
     return [
         common.RemoveInitializersFromInputsPass(),  # IR<4 models list weights as inputs
-        common.NameFixPass(),
-        common.ShapeInferencePass(strict_mode=False),
         IfTailPass(),  # what follows a rank-changing If moves into its branches, where ranks are known
+        common.NameFixPass(),  # after IfTailPass: an inlined branch's node names may repeat the graph's
+        common.ShapeInferencePass(strict_mode=False),
         CustomOpShapePass(),  # custom ops' shape functions; a no-op for models of onnx's own domains
         ReduceRankPass(),
         ConstantFoldingPass(),
