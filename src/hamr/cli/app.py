@@ -217,12 +217,15 @@ def conformance(
 def bench(
     model: Annotated[Path, typer.Argument(help="The ONNX model.")],
     device: Annotated[str, typer.Option("--device", help="auto, or a device id.")] = "auto",
-    compare: Annotated[str | None, typer.Option("--compare", help="Peer runtime to run side by side.")] = "onnxruntime",
+    compare: Annotated[
+        str | None,
+        typer.Option("--compare", help="Peer runtimes to run side by side, comma-separated: onnxruntime, iree."),
+    ] = "onnxruntime",
     runs: Annotated[int, typer.Option("--runs", min=1)] = 20,
     warmup: Annotated[int, typer.Option("--warmup", min=0)] = 3,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Time hamr and a peer on the same model and inputs; report the ratio of medians."""
+    """Time hamr and peer runtimes on the same model and inputs; report the ratio of medians to the first peer."""
     from hamr.benchmark import bench_model
 
     with err.status(f"benchmarking {model.name}"):
@@ -231,8 +234,13 @@ def bench(
         out.print_json(json.dumps(result))
         return
     line = f"{model.name} on {result['device']} ({result['target']}): median {result['hamr']['median_ms']:.2f} ms"
-    if "peer" in result:
-        line += f"; {result['peer']['name']} {result['peer']['median_ms']:.2f} ms; ratio {result['ratio']:.2f}"
+    for peer in result.get("peers", {}).values():
+        if "error" in peer:
+            line += f"; {peer['name']}: - ({peer['error']})"
+        else:
+            line += f"; {peer['name']} {peer['median_ms']:.2f} ms"
+    if "ratio" in result:
+        line += f"; ratio {result['ratio']:.2f}"
     out.print(line + f"; compile {result['compile_s']:.2f} s, load {result['load_s'] * 1000:.0f} ms")
 
 

@@ -12,6 +12,7 @@ from onnx import defs, version_converter
 
 from hamr.errors import ModelLoadError, first_line
 from hamr.format.external import all_tensors, is_external, location
+from hamr.frontends.checker import check_model
 from hamr.frontends.dims import free_dims
 from hamr.ir.domains import is_onnx_domain
 from hamr.ops.definition import STANDARD_DOMAINS
@@ -55,7 +56,7 @@ def read_onnx(source: ModelSource) -> onnx.ModelProto:
         raise ModelLoadError(f"{label} is not a valid ONNX model: it has no graph")
     _check_opset(model, label)
     try:
-        onnx.checker.check_model(model)
+        check_model(model)
     except onnx.checker.ValidationError as exc:
         first = first_line(exc, with_type=False)
         raise ModelLoadError(f"{label} is not a valid ONNX model: {first}") from exc
@@ -117,6 +118,9 @@ def normalise_opset(model: onnx.ModelProto) -> tuple[onnx.ModelProto, str]:
         note = f"opset {version} kept: converter refused ({first_line(exc, with_type=False)[:120]})"
         log.info(note)
         return model, note
+    if model.functions and not converted.functions:
+        # the converter drops model-local functions; their bodies keep their own opset imports
+        converted.functions.extend(model.functions)
     return converted, f"opset {version} -> {CANONICAL_OPSET}"
 
 

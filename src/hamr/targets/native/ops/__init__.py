@@ -8,13 +8,18 @@ from __future__ import annotations
 
 from hamr.ir.domains import is_onnx_domain
 from hamr.targets.native.ops import (  # noqa: F401  (registration)
+    col2im,
+    einsum,
     elementwise,
     linalg,
     movement,
     nn,
     recurrent,
     reduce,
+    resize,
+    sampling,
     shape_ops,
+    topk,
 )
 from hamr.targets.native.ops.base import Lowering
 from hamr.targets.native.ops.custom import custom_lowering

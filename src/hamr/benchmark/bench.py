@@ -18,14 +18,30 @@ def _percentile(times: list[float], q: float) -> float:
     return float(np.percentile(np.array(times), q))
 
 
-def _timed(fn, runs: int, warmup: int) -> list[float]:
-    for _ in range(warmup):
-        fn()
+def _timed(fn, runs: int) -> list[float]:
     times = []
     for _ in range(runs):
         start = time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)
+    return times
+
+
+def interleaved(runners: dict[str, object], runs: int, warmup: int, rounds: int, pause_s: float) -> dict[str, list]:
+    """Each runner's run times, taken in `rounds` blocks whose order rotates from round to round, with a pause after
+    every block: onnxruntime's worker threads keep spinning after a run and slow whatever runs next."""
+    names = list(runners)
+    for name in names:
+        for _ in range(warmup):
+            runners[name]()
+        time.sleep(pause_s)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    per_round = max(1, -(-runs // rounds))
+    for r in range(rounds):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            runners[name]()  # one untimed run: the block starts warm
+            times[name] += _timed(runners[name], per_round)
+            time.sleep(pause_s)
     return times
 
 
@@ -50,7 +66,14 @@ def bench_model(
     warmup: int = 3,
     dims: dict[str, int] | None = None,
     threads: int | None = None,
+    feeds: dict[str, np.ndarray] | None = None,
+    rounds: int = 4,
+    pause_s: float = 0.5,
+    peer_cache: Path | None = None,
 ) -> dict:
+    """hamr and the peers named in `compare` (comma-separated; the first is the one ratios divide by) on the same
+    inputs and thread count. A peer that cannot run the model gets {"error": reason} instead of timings."""
+    from hamr.benchmark.peers import PeerUnavailable, make_peer
     from hamr.compiler import compile_model
     from hamr.format.executable import load
     from hamr.ir.example_feeds import example_feeds
@@ -70,8 +93,19 @@ def bench_model(
             start = time.perf_counter()
             session = Session(load(path), device=device)
             load_s = time.perf_counter() - start
-            feeds = example_feeds(session.signature, dims or {"batch": 1, "sequence": 128})
-            hamr_times = _timed(lambda: session.run(feeds), runs, warmup)
+            if feeds is None:
+                feeds = example_feeds(session.signature, dims or {"batch": 1, "sequence": 128})
+            runners = {"hamr": lambda: session.run(feeds)}
+            peers: dict[str, dict] = {}
+            for name in [n.strip() for n in (compare or "").split(",") if n.strip()]:
+                try:
+                    peer = make_peer(name, Path(model), threads, peer_cache)
+                except PeerUnavailable as exc:
+                    peers[name] = {"name": name, "error": str(exc)}
+                    continue
+                peers[name] = {"name": peer.name, "prepare_s": peer.prepare_s}
+                runners[name] = lambda peer=peer: peer.run(feeds)
+            times = interleaved(runners, runs, warmup, rounds, pause_s)
         finally:
             if saved_cache is None:
                 os.environ.pop("HAMR_CACHE_DIR", None)
@@ -84,25 +118,22 @@ def bench_model(
         "target": session.target,
         "threads": threads,
         "inputs": {k: list(v.shape) for k, v in feeds.items()},
-        "hamr": _summary(hamr_times),
+        "hamr": _summary(times["hamr"]),
         "compile_s": compile_s,
         "load_s": load_s,
         "planned_peak_bytes": (variant.get("memory") or {}).get("peak_bytes"),
         "fallback_ops": sorted({e["op"] for e in variant.get("fallback", {}).values()}),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peers": {name: {**info, **(_summary(times[name]) if name in times else {})} for name, info in peers.items()},
     }
-    if compare:
-        if compare != "onnxruntime":
-            raise HamrError(f"unknown peer '{compare}'; supported: onnxruntime")
-        try:
-            import onnxruntime as ort
-        except ImportError:
-            raise HamrError("onnxruntime is not installed (pip install onnxruntime)") from None
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        options.intra_op_num_threads = threads
-        peer = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
-        peer_times = _timed(lambda: peer.run(None, feeds), runs, warmup)
-        result["peer"] = {"name": f"onnxruntime {ort.__version__}", **_summary(peer_times)}
-        result["ratio"] = result["hamr"]["median_ms"] / result["peer"]["median_ms"]
+    if peers:
+        first = next(iter(peers))
+        baseline = result["peers"][first].get("median_ms")
+        if baseline is None:
+            raise HamrError(f"{first} cannot run {Path(model).name}: {peers[first]['error']}")
+        result["peer"] = result["peers"][first]
+        result["ratio"] = result["hamr"]["median_ms"] / baseline
+        for name, info in result["peers"].items():
+            if name != first and "median_ms" in info:
+                info["ratio"] = info["median_ms"] / baseline
     return result
