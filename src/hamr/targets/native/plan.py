@@ -68,7 +68,7 @@ class SegmentPlan:
 def materialise_constants(lowered: Lowered, weights: dict[str, np.ndarray], opsets: dict) -> dict[str, np.ndarray]:
     """Weights plus the values of constant nodes (dequantized weights...), computed once."""
     weights = dict(weights)
-    for node in lowered.constants:
+    for node in lowered.all_constants:
         proto = ir.serde.serialize_node(node.node)
         results = evaluate_node(proto, opsets, [weights[i] if i else None for i in node.inputs])
         for name, value in zip(node.outputs, results):

@@ -17,6 +17,7 @@ from hamr.targets.native.ops import (  # noqa: F401  (registration)
     losses,
     movement,
     nn,
+    recurrent,
     reduce,
     resize,
     sampling,

@@ -44,7 +44,7 @@ class Renderer:
 
     def source(self, lowered: Lowered) -> str:
         parts = [self.prelude]
-        for segment in lowered.segments:
+        for segment in lowered.all_segments:
             parts += [self.function(launch, lowered.dtypes) for launch in segment.launches]
             parts += self.segment_entries(segment, lowered.dtypes)
         return "\n".join(parts)
