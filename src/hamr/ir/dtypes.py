@@ -58,6 +58,7 @@ STORAGE = {
     "float8_e4m3fnuz": Storage("u8", "f32", "h_e4m3fnuz_ld", "h_e4m3fnuz_st", max=240.0),
     "float8_e5m2": Storage("u8", "f32", "h_e5m2_ld", "h_e5m2_st", max=57344.0),
     "float8_e5m2fnuz": Storage("u8", "f32", "h_e5m2fnuz_ld", "h_e5m2fnuz_st", max=57344.0),
+    "float4_e2m1fn": Storage("u8", "f32", "h_e2m1_ld", "h_e2m1_st", max=6.0),
     "int4": Storage("u8", "i8", "h_i4_ld", "h_i4_st", lo=-8, hi=7),
     "uint4": Storage("u8", "u8", "h_u4_ld", "h_u4_st", lo=0, hi=15),
     "int2": Storage("u8", "i8", "h_i2_ld", "h_i2_st", lo=-2, hi=1),

@@ -9,7 +9,8 @@ value's low bits).
 `h_fp_enc(x, E, M, bias, kind, sat)` encodes `x` in a float with E exponent and M mantissa bits.
 `kind` says where NaN and infinity live: 0 IEEE (the top exponent: float16, bfloat16, e5m2),
 1 "fn" (no infinity, NaN is all ones: e4m3fn), 2 "fnuz" (no infinity, no -0, NaN is the sign bit
-alone). `sat` turns overflow and infinity into the largest finite value, as ONNX's saturate.
+alone), 3 no NaN nor infinity, always saturating (float4 e2m1; a NaN becomes -0 or 0 with its sign
+flipped, as ml_dtypes gives). `sat` turns overflow and infinity into the largest finite value, as ONNX's saturate.
 """
 
 CONVERSIONS = r"""
@@ -54,9 +55,10 @@ H_INL f32 h_fp_dec(u32 v, int E, int M, int bias, int kind) {
 H_INL u32 h_fp_enc(f64 x, int E, int M, int bias, int kind, int sat) {
   const u32 sign = signbit(x) ? 1u << (E + M) : 0u, top = (1u << E) - 1u;
   const u32 maxbits = kind == 0 ? ((top - 1u) << M) | ((1u << M) - 1u)
-                    : kind == 1 ? (top << M) | ((1u << M) - 2u) : (top << M) | ((1u << M) - 1u);
-  const u32 nan = kind == 2 ? 1u << (E + M) : sign | (kind == 0 ? (top << M) | (1u << (M - 1)) : (top << M) | ((1u << M) - 1u));
-  const u32 over = sat ? sign | maxbits : (kind == 0 ? sign | (top << M) : nan);
+                    : kind == 1 ? (top << M) | ((1u << M) - 2u) : (top << M) | ((1u << M) - 1u);  /* 2, 3: all ones */
+  const u32 nan = kind == 2 ? 1u << (E + M) : kind == 3 ? (sign ^ (1u << (E + M)))
+                : sign | (kind == 0 ? (top << M) | (1u << (M - 1)) : (top << M) | ((1u << M) - 1u));
+  const u32 over = sat || kind == 3 ? sign | maxbits : (kind == 0 ? sign | (top << M) : nan);
   if (isnan(x)) return nan;
   const f64 a = fabs(x);
   if (isinf(a)) return over;
@@ -73,6 +75,9 @@ H_INL u32 h_fp_enc(f64 x, int E, int M, int bias, int kind, int sat) {
 #define h_e4m3fnuz_ld(v) h_fp_dec((v), 4, 3, 8, 2)
 #define h_e5m2_ld(v) h_fp_dec((v), 5, 2, 15, 0)
 #define h_e5m2fnuz_ld(v) h_fp_dec((v), 5, 2, 16, 2)
+#define h_e2m1_ld(v) h_fp_dec((v), 2, 1, 1, 3)
+#define h_e2m1_st(x) ((u8)h_fp_enc((f64)(x), 2, 1, 1, 3, 1))
+#define h_e2m1_of64(x, sat) h_e2m1_ld(h_fp_enc((f64)(x), 2, 1, 1, 3, 1))
 #define h_e4m3fn_st(x) ((u8)h_fp_enc((f64)(x), 4, 3, 7, 1, 0))
 #define h_e4m3fnuz_st(x) ((u8)h_fp_enc((f64)(x), 4, 3, 8, 2, 0))
 #define h_e5m2_st(x) ((u8)h_fp_enc((f64)(x), 5, 2, 15, 0, 0))
