@@ -13,6 +13,7 @@ from hamr.targets.native.ops import (  # noqa: F401  (registration)
     linalg,
     movement,
     nn,
+    quantize,
     reduce,
     shape_ops,
 )
