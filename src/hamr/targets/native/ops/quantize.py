@@ -98,6 +98,8 @@ class QuantizeLinear(Linear):
         out = node.out_dtype()
         if out not in QUANT_INTS and out not in QUANT_FLOATS:
             return f"dtype {out}"
+        if not node.has_input(2) and not node.attr("output_dtype", 0) and out != "uint8":
+            return f"output {out} without a zero point or output_dtype (onnx says uint8)"
         return None
 
     def value(self, node):
