@@ -261,3 +261,35 @@ def test_a_scale_that_fits_no_axis_is_one_clear_error():
     exe = hamr.load(hamr.compile(model, targets=["cpu"]).to_bytes())
     with pytest.raises(HamrError, match="does not fit axis 1"):
         hamr.Session(exe, device="cpu").run({"x": np.zeros((2, 3), np.float32)})
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize(
+    "elem", [TP.FLOAT16, TP.BFLOAT16, TP.FLOAT8E4M3FN, TP.INT4], ids=["float16", "bfloat16", "e4m3fn", "int4"]
+)
+def test_movement_copies_storage_bits(device, elem):
+    dtype = helper.tensor_dtype_to_np_dtype(elem)
+    x = (np.arange(24) % 15 - 7).reshape(2, 3, 4).astype(dtype)
+    model = build(
+        [
+            helper.make_node("Transpose", ["x"], ["t"], perm=[2, 0, 1]),
+            helper.make_node("Reshape", ["t", "shape"], ["r"]),
+            helper.make_node("Concat", ["r", "r"], ["c"], axis=0),
+            helper.make_node("Gather", ["c", "idx"], ["g"], axis=1),
+            helper.make_node("Pad", ["x", "pads", "pv"], ["p"]),
+            helper.make_node("Slice", ["p", "starts", "ends"], ["s"]),
+        ],
+        [helper.make_tensor_value_info("x", elem, [2, 3, 4])],
+        [helper.make_tensor_value_info("g", elem, [8, 2]), helper.make_tensor_value_info("s", elem, [2, 4, 6])],
+        [
+            numpy_helper.from_array(np.array([4, 6], np.int64), "shape"),
+            numpy_helper.from_array(np.array([0, 1, 0, 0, 0, 2], np.int64), "pads"),
+            numpy_helper.from_array(np.array([2, 0], np.int64), "idx"),
+            numpy_helper.from_array(np.array(3, dtype), "pv"),
+            numpy_helper.from_array(np.array([1], np.int64), "starts"),
+            numpy_helper.from_array(np.array([5], np.int64), "ends"),
+        ],
+    )
+    got = run_native(model, device, {"x": x})
+    for name, want in zip("gs", reference(model, {"x": x})):
+        same_bits(got[name], want)
