@@ -83,7 +83,8 @@ def same_bits_or_nan(actual: np.ndarray, expected: np.ndarray) -> None:
 
 @pytest.mark.parametrize("device", DEVICES)
 def test_every_float16_widens_exactly(device):
-    same_bits(cast(TP.FLOAT16, TP.FLOAT, F16_ALL, device), F16_ALL.astype(np.float32))
+    # NaNs stay NaNs; the F16C instructions quiet a signalling one, numpy keeps its payload
+    same_bits_or_nan(cast(TP.FLOAT16, TP.FLOAT, F16_ALL, device), F16_ALL.astype(np.float32))
     same_bits_or_nan(cast(TP.FLOAT16, TP.DOUBLE, F16_ALL, device), F16_ALL.astype(np.float64))
 
 

@@ -100,7 +100,8 @@ def fuse_body(
             out = node.outputs[k]
             var = f"v{n}_{k}"
             dtype = node.out_dtype(k)
-            lines.append(f"const {ctype(dtype)} {var} = {rounded(dtype, expr)};")
+            value = expr if getattr(lowering, "rounds", False) else rounded(dtype, expr)
+            lines.append(f"const {ctype(dtype)} {var} = {value};")
             local[out] = var
             dtypes[out] = dtype
     for name in sorted(escaping, key=lambda v: _order(v, nodes, acc)):

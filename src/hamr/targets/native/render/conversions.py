@@ -2,7 +2,8 @@
 
 float16, bfloat16 and the float8 formats are kept as bits (u16, u8) and computed in f32, which
 holds each of their values exactly. Stores round to nearest even, as numpy and ml_dtypes do:
-float16 and bfloat16 from f32 by bit arithmetic, every format from f64 through `h_fp_enc`, which
+float16 and bfloat16 from f32 by bit arithmetic (float16 by the F16C instructions where the
+C compiler targets them), every format from f64 through `h_fp_enc`, which
 rounds once from any source. int4/uint4/int2/uint2 take one byte each (ml_dtypes' layout: the
 value's low bits).
 
@@ -18,11 +19,19 @@ CONVERSIONS = r"""
 #define H_INL inline
 #define H_U32_OF(x) as_uint(x)
 #define H_F32_OF(x) as_float(x)
+#define H_U64_OF(x) as_ulong(x)
+#define H_F64_OF(x) as_double(x)
 #else
 #define H_INL static inline
 #define H_U32_OF(x) (((union { f32 f_; u32 u_; }){ .f_ = (x) }).u_)
 #define H_F32_OF(x) (((union { f32 f_; u32 u_; }){ .u_ = (x) }).f_)
+#define H_U64_OF(x) (((union { f64 f_; u64 u_; }){ .f_ = (x) }).u_)
+#define H_F64_OF(x) (((union { f64 f_; u64 u_; }){ .u_ = (x) }).f_)
 #endif
+#if defined(__F16C__) && !defined(__OPENCL_VERSION__)
+H_INL f32 h_f16_ld(u16 h) { return (f32)((union { u16 u_; _Float16 h_; }){ .u_ = h }).h_; }
+H_INL u16 h_f16_st(f32 f) { return ((union { u16 u_; _Float16 h_; }){ .h_ = (_Float16)f }).u_; }
+#else
 H_INL f32 h_f16_ld(u16 h) {
   const u32 s = (u32)(h & 0x8000u) << 16, e = (h >> 10) & 0x1fu, m = h & 0x3ffu;
   if (e == 0x1fu) return H_F32_OF(s | 0x7f800000u | (m << 13));
@@ -38,6 +47,7 @@ H_INL u16 h_f16_st(f32 f) {
   if (x < 0x38800000u) return (u16)(s | (u16)rint(H_F32_OF(x) * 16777216.0f));
   return (u16)(s | ((x + 0xc8000fffu + ((x >> 13) & 1u)) >> 13));
 }
+#endif
 H_INL f32 h_bf16_ld(u16 h) { return H_F32_OF((u32)h << 16); }
 H_INL u16 h_bf16_st(f32 f) {
   const u32 x = H_U32_OF(f);
@@ -49,7 +59,8 @@ H_INL f32 h_fp_dec(u32 v, int E, int M, int bias, int kind) {
   if (kind == 2 && v == (1u << (E + M))) return NAN;
   if (kind == 1 && e == top && m == (1u << M) - 1u) return s ? -NAN : NAN;
   if (kind == 0 && e == top) return m ? (s ? -NAN : NAN) : (s ? -INFINITY : INFINITY);
-  const f32 r = e ? ldexp((f32)(m | (1u << M)), (int)e - bias - M) : ldexp((f32)m, 1 - bias - M);
+  const f32 r = e ? (f32)(m | (1u << M)) * H_F32_OF((u32)(127 + (int)e - bias - M) << 23)
+                 : (f32)m * H_F32_OF((u32)(127 + 1 - bias - M) << 23);
   return s ? -r : r;
 }
 H_INL u32 h_fp_enc(f64 x, int E, int M, int bias, int kind, int sat) {
@@ -62,10 +73,9 @@ H_INL u32 h_fp_enc(f64 x, int E, int M, int bias, int kind, int sat) {
   if (isnan(x)) return nan;
   const f64 a = fabs(x);
   if (isinf(a)) return over;
-  int ex;
-  frexp(a, &ex);
-  const int emin = 1 - bias, e = ex - 1 < emin ? emin : ex - 1;
-  const f64 q = rint(ldexp(a, M - e));
+  const int ex = (int)((H_U64_OF(a) >> 52) & 0x7ff) - 1023;
+  const int emin = 1 - bias, e = ex < emin ? emin : ex;
+  const f64 q = rint(a * H_F64_OF((u64)(1023 + M - e) << 52));
   if (q == 0) return kind == 2 ? 0u : sign;
   const u32 bits = e == emin ? (u32)q : ((u32)(e + bias) << M) + (u32)q - (1u << M);
   if (bits > maxbits) return over;
