@@ -294,3 +294,33 @@ def test_movement_copies_storage_bits(device, elem):
     got = run_native(model, device, {"x": x})
     for name, want in zip("gs", reference(model, {"x": x})):
         same_bits(got[name], want)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("elem", [TP.FLOAT16, TP.BFLOAT16], ids=["float16", "bfloat16"])
+def test_ops_without_storage_kernels_run_on_float32_copies(device, elem):
+    dtype = helper.tensor_dtype_to_np_dtype(elem)
+    rng = np.random.default_rng(8)
+    model = build(
+        [
+            helper.make_node("MatMul", ["x", "w"], ["m"]),
+            helper.make_node("Relu", ["m"], ["r"]),
+            helper.make_node("Softmax", ["r"], ["s"], axis=-1),
+            helper.make_node("ReduceSum", ["s", "axes"], ["y"], keepdims=1),
+            helper.make_node("LayerNormalization", ["m", "scale", "bias"], ["z"], axis=-1),
+        ],
+        [helper.make_tensor_value_info("x", elem, ["n", 16])],
+        [helper.make_tensor_value_info("y", elem, ["n", 1]), helper.make_tensor_value_info("z", elem, ["n", 8])],
+        [
+            numpy_helper.from_array((rng.standard_normal((16, 8)) * 0.3).astype(dtype), "w"),
+            numpy_helper.from_array(np.array([-1], np.int64), "axes"),
+            numpy_helper.from_array(rng.uniform(0.5, 2, 8).astype(dtype), "scale"),
+            numpy_helper.from_array(rng.standard_normal(8).astype(dtype), "bias"),
+        ],
+    )
+    x = rng.standard_normal((5, 16)).astype(dtype)
+    got = run_native(model, device, {"x": x})
+    ulp = 2.0**-10 if elem == TP.FLOAT16 else 2.0**-7  # the reference rounds after every op, hamr once at the end
+    for name, want in zip("yz", reference(model, {"x": x})):
+        assert got[name].dtype == want.dtype
+        np.testing.assert_allclose(got[name].astype(np.float32), want.astype(np.float32), rtol=4 * ulp, atol=4 * ulp)

@@ -62,6 +62,7 @@ def assemble(model: ir.Model, part: Partition) -> Lowered:
         dtypes.update({o.name: value_dtype(o) for o in node.outputs})
     for name, v in graph.initializers.items():
         dtypes[name] = value_dtype(v)
+    dtypes.update(part.dtypes)
     weights = set(graph.initializers)
     host_values = set(part.keyed)
     for item in part.items:
