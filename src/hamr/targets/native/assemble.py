@@ -103,6 +103,7 @@ def assemble_graph(graph: ir.Graph, part: Partition, first: int = 0, outer_weigh
         dtypes.update({o.name: value_dtype(o) for o in node.outputs})
     for name, v in graph.initializers.items():
         dtypes[name] = value_dtype(v)
+    dtypes.update(part.dtypes)
     weights = set(graph.initializers) | (set(part.outer) & outer_weights)
     host_values = set(part.keyed)
     for item in part.items:

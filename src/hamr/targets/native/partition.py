@@ -23,10 +23,11 @@ import onnx_ir as ir
 
 from hamr.ir.domains import is_onnx_domain
 from hamr.ir.dtypes import FLOATS, INTEGERS
-from hamr.ir.node_view import NodeView, outer_values, subgraphs, value_dtype
+from hamr.ir.node_view import NodeView, captured_names, outer_values, subgraphs, value_dtype
 from hamr.ir.onnx_reference.kernels import NONDETERMINISTIC, has_kernel
 from hamr.targets.native.ops import lowering_for
 from hamr.targets.native.ops.base import Kernel, Lowering, static_equal
+from hamr.targets.native.widen import CastView, widen
 
 HOST_DTYPES = INTEGERS | {"bool"}
 CONTROL_OPS = {"If": 1, "Loop": 1, "Scan": 9}  # op -> the first opset whose form the program runs
@@ -51,6 +52,7 @@ class Partition:
     placement: dict[str, str]  # node name -> native | constant | host | fallback
     reasons: dict[str, str]  # fallback node name -> why
     keyed: set[str] = field(default_factory=set)  # values whose contents key a plan
+    dtypes: dict[str, str] = field(default_factory=dict)  # values in no graph: the f32 copies of widen()
     graph: ir.Graph | None = None
     outer: dict[str, ir.Value] = field(default_factory=dict)  # outer-scope values a subgraph reads
 
@@ -106,6 +108,8 @@ def partition_graph(
     placement: dict[str, str] = {}
     reasons: dict[str, str] = {}
     keyed: set[str] = set()
+    placed: list[NodeView] = []  # the schedule: the graph's nodes and the Casts around widened ones
+    made: dict[str, str] = {}  # dtypes of the f32 copies made so far
 
     def native_reason(view: NodeView) -> str | None:
         if _has_subgraph(view.node):
@@ -164,13 +168,21 @@ def partition_graph(
             and has_kernel(view.domain, view.op, view.opset)
         )
 
+    def unresolved_shape_input(view: NodeView, lowering: Lowering) -> str | None:
+        for i in lowering.shape_inputs:
+            if view.has_input(i) and not resolve(view.inputs[i]):
+                return f"input {i} is not known when planning"
+        return None
+
     for view in views:
         if constant(view):
+            placed.append(view)
             placement[view.name] = "constant"
             constants.update(view.outputs)
             host_known.update(view.outputs)
             continue
         if _runs_as_control(view):
+            placed.append(view)
             placement[view.name] = "control"
             bodies[view.name] = {
                 name: partition_graph(g, opsets, accepts, frozenset(constants))
@@ -180,25 +192,50 @@ def partition_graph(
         lowering = lowering_for(view.domain, view.op)
         reason = native_reason(view)
         if reason is None and lowering.kind == "host":
+            placed.append(view)
             placement[view.name] = "host"
             host_known.update(view.outputs)
             continue
         if view.inputs and all(i == "" or i in host_known for i in view.inputs) and host_evaluable(view):
+            placed.append(view)
             placement[view.name] = "host"
             host_known.update(view.outputs)
             continue
         if reason is None:
-            for i in lowering.shape_inputs:
-                if view.has_input(i) and not resolve(view.inputs[i]):
-                    reason = f"input {i} is not known when planning"
-                    break
+            reason = unresolved_shape_input(view, lowering)
+        if reason is not None and (widened := widen(view)) is not None:
+            before, wide, after = widened
+            if native_reason(wide) is None and unresolved_shape_input(wide, lowering) is None:
+                for cast in [c for c in before if c.outputs[0] not in made] + [wide] + after:
+                    placement[cast.name] = "native"
+                    placed.append(cast)
+                    made.update({o: cast.out_dtype(k) for k, o in enumerate(cast.outputs) if o not in values})
+                continue
+        placed.append(view)
         if reason is None:
             placement[view.name] = "native"
         else:
             placement[view.name] = "fallback"
             reasons[view.name] = reason
-    items = _group(views, placement, bodies)
-    return Partition(items, placement, reasons, keyed, graph, outer)
+    placed = _without_unread_casts(placed, placement, {v.name for v in graph.outputs})
+    items = _group(placed, placement, bodies)
+    return Partition(items, placement, reasons, keyed, made, graph, outer)
+
+
+def _without_unread_casts(placed: list[NodeView], placement: dict[str, str], outputs: set[str]) -> list[NodeView]:
+    """Drop the Casts out of widened nodes whose float16/bfloat16 value only widened nodes read (as its f32 copy)."""
+    read = set(outputs)
+    for view in placed:
+        read.update(view.inputs)
+        if view.node is not None and _has_subgraph(view.node):
+            read.update(captured_names(view.node))
+    kept = []
+    for view in placed:
+        if isinstance(view, CastView) and view.outputs[0] not in read:
+            del placement[view.name]
+        else:
+            kept.append(view)
+    return kept
 
 
 def _group(views: list[NodeView], placement: dict[str, str], bodies: dict[str, dict]) -> list[Item]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from hamr.ir.domains import is_onnx_domain
 from hamr.targets.native.ops import (  # noqa: F401  (registration)
     attention,
+    cast,
     col2im,
     einsum,
     elementwise,
@@ -17,6 +18,7 @@ from hamr.targets.native.ops import (  # noqa: F401  (registration)
     losses,
     movement,
     nn,
+    quantize,
     recurrent,
     reduce,
     resize,
