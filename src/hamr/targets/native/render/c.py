@@ -6,6 +6,7 @@ from __future__ import annotations
 from hamr.ir.dtypes import ctype
 from hamr.targets.native.assemble import Launch, Segment
 from hamr.targets.native.render.base import COMMON, Renderer
+from hamr.targets.native.render.vecmath import VECMATH_C
 
 # hamr_sgemm is the one GEMM thread split: every sgemm of generated C (MatMul, Gemm, Conv) goes through it.
 PRELUDE = (
@@ -52,6 +53,7 @@ static double hamr_now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC,
 #define PARALLEL_THRESHOLD 32768
 """
     + COMMON
+    + VECMATH_C
 )
 
 
