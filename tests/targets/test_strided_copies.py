@@ -98,3 +98,36 @@ def test_slices_and_expands_match_numpy(device):
     got = session(graph_of(nodes, feeds, inits), device).run(feeds)
     for name, expected in want.items():
         np.testing.assert_array_equal(got[name], expected, err_msg=name)
+
+
+BROADCASTS = [
+    ((1, 12, 128, 128), (1, 1, 1, 128)),  # attention mask
+    ((2, 3, 4, 5), (2, 1, 4, 1)),
+    ((3, 1, 5), (1, 4, 1)),
+    ((6, 7), (6, 1)),
+    ((1, 1), (5, 1, 3)),
+    ((4, 1, 6, 1), (1, 5, 1, 7)),
+    ((2, 3, 0), (1, 3, 1)),
+    ((7,), (3, 1, 7)),
+]
+
+
+@pytest.mark.parametrize("symbolic", [False, True])
+@pytest.mark.parametrize("device", DEVICES)
+def test_broadcast_reads_match_numpy(device, symbolic):
+    """Elementwise chains over broadcast inputs; with symbolic dims every read takes the strided mode."""
+    feeds, nodes, want, infos = {}, [], {}, []
+    for i, (sa, sb) in enumerate(BROADCASTS):
+        a, b = f"a{i}", f"b{i}"
+        feeds[a] = RNG.standard_normal(sa).astype(np.float32)
+        feeds[b] = RNG.standard_normal(sb).astype(np.float32)
+        for name, shape in [(a, sa), (b, sb)]:
+            dims = [f"{name}_{k}" if symbolic else d for k, d in enumerate(shape)]
+            infos.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, dims))
+        nodes += [helper.make_node("Add", [a, b], [f"s{i}"]), helper.make_node("Mul", [f"s{i}", b], [f"y{i}"])]
+        want[f"y{i}"] = (feeds[a] + feeds[b]) * feeds[b]
+    outputs = [helper.make_tensor_value_info(n, TensorProto.UNDEFINED, None) for n in want]
+    model = helper.make_model(helper.make_graph(nodes, "bcast", infos, outputs), opset_imports=[helper.make_opsetid("", 17)])
+    got = session(onnx.shape_inference.infer_shapes(model), device).run(feeds)
+    for name, expected in want.items():
+        np.testing.assert_allclose(got[name], expected, rtol=1e-6, atol=1e-6, err_msg=name)
