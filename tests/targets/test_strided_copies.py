@@ -127,7 +127,9 @@ def test_broadcast_reads_match_numpy(device, symbolic):
         nodes += [helper.make_node("Add", [a, b], [f"s{i}"]), helper.make_node("Mul", [f"s{i}", b], [f"y{i}"])]
         want[f"y{i}"] = (feeds[a] + feeds[b]) * feeds[b]
     outputs = [helper.make_tensor_value_info(n, TensorProto.UNDEFINED, None) for n in want]
-    model = helper.make_model(helper.make_graph(nodes, "bcast", infos, outputs), opset_imports=[helper.make_opsetid("", 17)])
+    model = helper.make_model(
+        helper.make_graph(nodes, "bcast", infos, outputs), opset_imports=[helper.make_opsetid("", 17)]
+    )
     got = session(onnx.shape_inference.infer_shapes(model), device).run(feeds)
     for name, expected in want.items():
         np.testing.assert_allclose(got[name], expected, rtol=1e-6, atol=1e-6, err_msg=name)
