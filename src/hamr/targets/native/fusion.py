@@ -4,7 +4,8 @@ Every value inside a fused group has the group's domain shape (the fuser only ad
 node whose output has that shape), so one flat index `gid` addresses them all. Inputs
 from outside the group are read through one of four index modes chosen from their
 symbolic shapes: the same shape (`gid`), a scalar (`0`), a trailing-dims suffix
-(`gid % numel`) or general broadcasting (coordinates times strides, from parameters).
+(`gid % numel`) or general broadcasting (coordinates times strides over the input's axes
+merged at plan time, from parameters).
 """
 
 from __future__ import annotations
