@@ -491,3 +491,23 @@ def test_wrong_feeds_raise_before_anything_runs(mlp_exe, device, monkeypatch):
             session.run(feeds)
         with pytest.raises(hamr.InputError, match=message):
             session.run_async(feeds)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_feeds_accepted_once_are_still_checked_when_they_change(mlp_exe, device):
+    """Session remembers accepted (name, dtype, shape) sets; any other feed is validated in full."""
+    session = hamr.Session(mlp_exe, device=device)
+    x = RNG.standard_normal((2, 16)).astype(np.float32)
+    for _ in range(2):
+        np.testing.assert_allclose(session.run({"x": x})["y"], mlp_reference(x), **TOL)
+    for feeds, message in [
+        ({"x": x.astype(np.float64)}, "dtype float64"),
+        ({"x": np.ones((2, 15), np.float32)}, "axis 1"),
+        ({"x": x, "extra": [1.0]}, "unknown input 'extra'"),
+        ({"x": x, "y": x}, "unknown input 'y'"),
+    ]:
+        with pytest.raises(hamr.InputError, match=message):
+            session.run(feeds)
+    frozen = x.copy()
+    frozen.flags.writeable = False  # read-only inputs are passed by their pointer too
+    np.testing.assert_allclose(session.run({"x": frozen})["y"], mlp_reference(x), **TOL)

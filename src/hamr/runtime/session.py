@@ -27,7 +27,7 @@ from hamr.format.executable import Executable, load
 from hamr.runtime import last_profile, measurements
 from hamr.runtime.binding import IOBinding
 from hamr.runtime.devices import Device
-from hamr.runtime.feeds import validate_feeds
+from hamr.runtime.feeds import FeedValidator
 from hamr.runtime.placement import Choice, choose
 from hamr.runtime.state import check_state_map, initial_value
 from hamr.targets import get_target
@@ -72,6 +72,9 @@ class Session:
             executable if isinstance(executable, Executable) else load(executable, trust_binaries=trust_binaries)
         )
         self.state_map = check_state_map(self.signature, state)
+        self._validate = FeedValidator(self.signature)
+        self._state_inputs = tuple(dict.fromkeys(self.state_map.values()))
+        self._keep_state = frozenset(self.state_map)
         self.input_names = [s.name for s in self.signature.inputs]
         self.output_names = [s.name for s in self.signature.outputs]
         self._lock = threading.RLock()
@@ -119,7 +122,7 @@ class Session:
         A session with carried state runs its asynchronous calls one at a time, in submission order."""
         feeds = dict(feeds)
         if not self.state_map:
-            validate_feeds(self.signature, feeds)
+            self._validate(feeds)
         with self._lock:
             if self._pool is None:
                 # with carried state each run reads the last one's state: one worker keeps submission order
@@ -149,12 +152,11 @@ class Session:
 
     def _run_once(self, feeds: dict[str, Any], binding: IOBinding | None, profile: bool) -> dict[str, Any]:
         active = self._active
-        state_inputs = set(self.state_map.values())
-        for name in state_inputs:
+        for name in self._state_inputs:
             if name not in feeds:
                 feeds[name] = self._state[name] if name in self._state else initial_value(self.signature, name, feeds)
-        checked = validate_feeds(self.signature, feeds)
-        keep = frozenset(self.state_map) | (binding.bound_outputs if binding is not None else frozenset())
+        checked = self._validate(feeds)
+        keep = self._keep_state if binding is None else self._keep_state | binding.bound_outputs
         prof = profiling.Profile() if profile or self._profiling is not None else None
         start = profiling.now()
         try:

@@ -13,7 +13,7 @@ from pathlib import Path
 from hamr.errors import HamrError
 from hamr.targets.cpu.isa import march_flags
 
-BASE_FLAGS = ["-O3", "-fno-math-errno", "-fopenmp", "-fPIC", "-shared", "-std=gnu11", "-w"]
+BASE_FLAGS = ["-O3", "-fno-math-errno", "-fno-trapping-math", "-fopenmp", "-fPIC", "-shared", "-std=gnu11", "-w"]
 
 
 def cache_dir() -> Path:

@@ -13,6 +13,14 @@ from hamr.targets.native.plan import SegmentPlan
 from hamr.targets.native.program import NativeProgram
 
 
+def address(array: np.ndarray) -> int:
+    """The data pointer of a C-contiguous array; a few times cheaper than `array.ctypes.data` when writable."""
+    try:
+        return ctypes.addressof(ctypes.c_char.from_buffer(array))
+    except (TypeError, ValueError):  # read-only or empty
+        return array.ctypes.data
+
+
 class CpuPlan:
     def __init__(self, plan: SegmentPlan, entry, profiled_entry, weights: dict[str, np.ndarray], device: str):
         self.plan = plan
@@ -50,11 +58,11 @@ class CpuPlan:
             if not (isinstance(array, np.ndarray) and array.flags.c_contiguous and array.dtype == dtype):
                 array = np.ascontiguousarray(array, dtype=dtype)
                 held.append(array)
-            pointers[i] = array.ctypes.data
+            pointers[i] = address(array)
         for i, name, shape, dtype in self.outputs:
             array = np.empty(shape, dtype=dtype)
             env[name] = array
-            pointers[i] = array.ctypes.data
+            pointers[i] = address(array)
         if profile is None:
             self.entry(pointers, self.params_ptr)
         else:

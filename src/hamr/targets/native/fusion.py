@@ -4,7 +4,8 @@ Every value inside a fused group has the group's domain shape (the fuser only ad
 node whose output has that shape), so one flat index `gid` addresses them all. Inputs
 from outside the group are read through one of four index modes chosen from their
 symbolic shapes: the same shape (`gid`), a scalar (`0`), a trailing-dims suffix
-(`gid % numel`) or general broadcasting (coordinates times strides, from parameters).
+(`gid % numel`) or general broadcasting (coordinates times strides over the input's axes
+merged at plan time, from parameters).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from hamr.ir.dtypes import ctype, load, rounded, store
 from hamr.ir.node_view import NodeView
 from hamr.targets.native.ops import lowering_for
 from hamr.targets.native.ops.base import broadcast_strides, numel, static_equal
+from hamr.targets.native.ops.strided_copy import merged
 from hamr.targets.native.render.template import render
 
 
@@ -110,12 +112,12 @@ def fuse_body(
             value = store(dtypes[name], local[name]) if name in dtypes else local[name]
             lines.append(f"out{first_output + len(outputs) - 1}[gid] = {value};")
 
-    # parameters: domain dims, then broadcast strides per strided input, then suffix sizes
+    # parameters: domain dims, then per strided input its merged axes (count, dims, strides), then suffix sizes
     n_inputs = len(inputs)
     n_strided = len(strided_slots)
-    n_params = rank + rank * n_strided + n_inputs
+    n_params = rank + _slot_size(rank) * n_strided + n_inputs
     names, kinds = list(inputs), list(modes)
-    where = dict(DIMS=f"(p + {param_base})", SUFFIX=param_base + rank + rank * n_strided)
+    where = dict(DIMS=f"(p + {param_base})", SUFFIX=param_base + rank + _slot_size(rank) * n_strided)
     for i in templated:
         lines[i] = render(lines[i], **where)
     body = " ".join(lines)
@@ -124,7 +126,7 @@ def fuse_body(
         dims = pc.shape(domain_value)
         out = list(dims)
         for name in strided_slots:
-            out += broadcast_strides(pc.shape(name), dims)
+            out += _merged_slot(broadcast_strides(pc.shape(name), dims), dims)
         for name, mode in zip(names, kinds):
             out.append(max(numel(pc.shape(name)), 1) if mode == "suffix" else 0)
         return out
@@ -141,8 +143,23 @@ def _order(name, nodes, acc):
     return len(nodes)
 
 
+def _slot_size(rank: int) -> int:
+    return 1 + 2 * max(rank, 1)
+
+
+def _merged_slot(strides: list[int], dims) -> list[int]:
+    """[K, dims (K merged axes, padded), strides (padded)]: size-1 axes dropped, neighbours that the
+    input reads alike (both broadcast, or contiguous) joined, so most reads take one or two divisions."""
+    d, m = merged([int(x) for x in dims], [int(x) for x in strides])
+    pad = max(len(dims), 1) - len(d)
+    return [len(d), *d, *([1] * pad), *m, *([0] * pad)]
+
+
 def _strided_offset(var: str, rank: int, slot: int) -> str:
+    at = rank + _slot_size(rank) * slot
+    dims, strides = at + 1, at + 1 + max(rank, 1)
     return (
-        f"i64 {var} = 0; {{ i64 r_ = gid; for (int a_ = {rank - 1}; a_ >= 0; a_--) {{ "
-        f"const i64 d_ = $DIMS[a_]; {var} += (r_ % d_) * $DIMS[{rank * (slot + 1)} + a_]; r_ /= d_; }} }}"
+        f"i64 {var} = 0; {{ i64 r_ = gid; for (i64 a_ = $DIMS[{at}] - 1; a_ > 0; a_--) {{ "
+        f"const i64 d_ = $DIMS[{dims} + a_]; {var} += (r_ % d_) * $DIMS[{strides} + a_]; r_ /= d_; }} "
+        f"{var} += r_ * $DIMS[{strides}]; }}"
     )

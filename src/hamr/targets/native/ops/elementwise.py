@@ -61,8 +61,8 @@ def _unary(name: str, template: str, float_only: bool = False):
 for _name, _template, _float in [
     ("Abs", "(($T)($x < 0 ? -$x : $x))", False),
     ("Neg", "(($T)(-$x))", False),
-    ("Exp", "exp($x)", True),
-    ("Log", "log($x)", True),
+    ("Exp", "H_EXP($x)", True),
+    ("Log", "H_LOG($x)", True),
     ("Sqrt", "sqrt($x)", True),
     ("Sin", "sin($x)", True),
     ("Cos", "cos($x)", True),
@@ -75,16 +75,16 @@ for _name, _template, _float in [
     ("Asinh", "asinh($x)", True),
     ("Acosh", "acosh($x)", True),
     ("Atanh", "atanh($x)", True),
-    ("Erf", "erf($x)", True),
-    ("Tanh", "tanh($x)", True),
+    ("Erf", "H_ERF($x)", True),
+    ("Tanh", "H_TANH($x)", True),
     ("Floor", "floor($x)", True),
     ("Ceil", "ceil($x)", True),
     ("Round", "rint($x)", True),
     ("Reciprocal", "(($T)1 / $x)", True),
-    ("Sigmoid", "(($T)1 / (($T)1 + exp(-$x)))", True),
-    ("Softplus", "log(exp($x) + ($T)1)", True),
+    ("Sigmoid", "H_SIGMOID($x)", True),
+    ("Softplus", "H_LOG(H_EXP($x) + ($T)1)", True),
     ("Softsign", "($x / (($T)1 + fabs($x)))", True),
-    ("Mish", "($x * tanh(log(($T)1 + exp($x))))", True),
+    ("Mish", "($x * H_TANH(H_LOG(($T)1 + H_EXP($x))))", True),
     ("HardSwish", "($x * H_MAX(($T)0, H_MIN(($T)1, $x / ($T)6 + ($T)0.5)))", True),
     ("Relu", "(($T)($x > 0 ? $x : 0))", False),
     ("Sign", "(($T)(($x > 0) - ($x < 0)))", False),
@@ -120,7 +120,7 @@ class Elu(AttrUnary):
     ops = ("Elu",)
 
     def template(self, node, x, t):
-        return f"({x} < 0 ? {lit(node.attr('alpha', 1.0), t)} * (exp({x}) - ({t})1) : {x})"
+        return f"({x} < 0 ? {lit(node.attr('alpha', 1.0), t)} * (H_EXP({x}) - ({t})1) : {x})"
 
 
 @register
@@ -129,7 +129,7 @@ class Celu(AttrUnary):
 
     def template(self, node, x, t):
         a = lit(node.attr("alpha", 1.0), t)
-        return f"(H_MAX(({t})0, {x}) + H_MIN(({t})0, {a} * (exp({x} / {a}) - ({t})1)))"
+        return f"(H_MAX(({t})0, {x}) + H_MIN(({t})0, {a} * (H_EXP({x} / {a}) - ({t})1)))"
 
 
 @register
@@ -139,7 +139,7 @@ class Selu(AttrUnary):
     def template(self, node, x, t):
         a = lit(node.attr("alpha", 1.67326319217681884765625), t)
         g = lit(node.attr("gamma", 1.05070102214813232421875), t)
-        return f"({x} <= 0 ? {g} * ({a} * exp({x}) - {a}) : {g} * {x})"
+        return f"({x} <= 0 ? {g} * ({a} * H_EXP({x}) - {a}) : {g} * {x})"
 
 
 @register
@@ -179,8 +179,8 @@ class Gelu(AttrUnary):
     def template(self, node, x, t):
         if node.attr("approximate", "none") == "tanh":
             k = lit(math.sqrt(2 / math.pi), t)
-            return f"(({t})0.5 * {x} * (({t})1 + tanh({k} * ({x} + ({t})0.044715 * {x} * {x} * {x}))))"
-        return f"(({t})0.5 * {x} * (({t})1 + erf({x} * {lit(1 / math.sqrt(2), t)})))"
+            return f"(({t})0.5 * {x} * (({t})1 + H_TANH({k} * ({x} + ({t})0.044715 * {x} * {x} * {x}))))"
+        return f"(({t})0.5 * {x} * (({t})1 + H_ERF({x} * {lit(1 / math.sqrt(2), t)})))"
 
 
 @register

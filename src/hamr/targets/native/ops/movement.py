@@ -23,6 +23,7 @@ from hamr.targets.native.ops.base import (
 )
 from hamr.targets.native.ops.elementwise import lit
 from hamr.targets.native.ops.registry import register
+from hamr.targets.native.ops.strided_copy import STRIDED_DIALECTS, strided_kernel
 from hamr.targets.native.render.template import render
 
 INDEX_DTYPES = frozenset({"int32", "int64"})
@@ -125,18 +126,11 @@ class Strided(Movement):
     def infer(self, node, pc):
         return [tuple(self.layout(node, pc)[0])]
 
+    def dialects(self, node):
+        return STRIDED_DIALECTS
+
     def kernel(self, node):
-        rank = self.rank(node)
-
-        def params(pc):
-            dims, base, mults = self.layout(node, pc)
-            if len(dims) != rank:
-                raise ValueError(f"{node.op}: rank {len(dims)}, compiled for {rank}")
-            return [numel(dims), *dims, base, *mults]
-
-        offset = dot([f"c{a}" for a in range(rank)], 2 + rank)
-        body = f"{coords(rank, 1)} out0[gid] = in0[p[{1 + rank}] + {offset}];"
-        return Kernel([node.inputs[0]], [node.outputs[0]], 2 + 2 * rank, params, body=body, label=node.op.lower())
+        return strided_kernel(node, self.rank(node), lambda pc: self.layout(node, pc), node.op.lower())
 
 
 def permuted(view, perm) -> tuple[list[int], int, list[int]]:

@@ -381,25 +381,6 @@ class SoftmaxLike(RowLowering):
         return normalize_axis(node.attr("axis", -1 if node.opset >= 13 else 1), rank)
 
 
-def exp_nonpositive_f32(dst: str, x: str) -> str:
-    """Statements setting `dst` = exp(x) for x <= 0 or NaN, without branches or libm so that
-    the loop around it vectorises. Cephes' polynomial; results below 2^-126 flush to 0."""
-    return (
-        f"{{ const f32 ex_ = {x}; const i32 eb_ = H_F2I(ex_); "
-        "const i32 el_ = -(i32)((u32)eb_ > 0xC2B00000u); "  # x < -88 (or -NaN, -inf): clamp
-        "const i32 en_ = -(i32)((eb_ & 0x7FFFFFFF) > 0x7F800000); "
-        "const f32 ec_ = H_I2F((eb_ & ~el_) | ((i32)0xC2B00000u & el_)); "
-        "const f32 ek_ = rint(ec_ * (f32)1.44269504088896341); "
-        "const f32 er_ = ec_ - ek_ * (f32)0.693359375 + ek_ * (f32)2.12194440e-4; "
-        "f32 eq_ = (f32)1.9875691500e-4; eq_ = eq_ * er_ + (f32)1.3981999507e-3; "
-        "eq_ = eq_ * er_ + (f32)8.3334519073e-3; eq_ = eq_ * er_ + (f32)4.1665795894e-2; "
-        "eq_ = eq_ * er_ + (f32)1.6666665459e-1; eq_ = eq_ * er_ + (f32)5.0000001201e-1; "
-        "eq_ = eq_ * er_ * er_ + er_ + (f32)1; "
-        "const f32 ee_ = eq_ * H_I2F((i32)((u32)((i32)ek_ + 127) << 23)); "
-        f"{dst} = H_I2F((H_F2I(ee_) & ~en_) | (eb_ & en_)); }}"
-    )
-
-
 def _exp_row(row: Row, t: str) -> str:
     """m_ = the row max; out0 = exp(in0 - m_)."""
     if t == "f32":
@@ -408,7 +389,7 @@ def _exp_row(row: Row, t: str) -> str:
             BITCASTS
             + row_max
             + f"const f32 m_ = {f32_of_key('mk_')}; "
-            + row.loop(lambda at: exp_nonpositive_f32(f"out0[{at}]", f"in0[{at}] - m_"))
+            + row.loop(lambda at: f"out0[{at}] = H_EXP(in0[{at}] - m_);")
         )
     return row.reduce("m_", f"(({t})(-INFINITY))", t, lambda j: f"in0[{j}]", _max) + row.loop(
         lambda at: f"out0[{at}] = exp(in0[{at}] - m_);"

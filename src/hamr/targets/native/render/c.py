@@ -7,6 +7,7 @@ from hamr.ir.dtypes import buffer_ctype
 from hamr.targets.native.assemble import Launch, Segment
 from hamr.targets.native.render.base import COMMON, Renderer
 from hamr.targets.native.render.conversions import CONVERSIONS
+from hamr.targets.native.render.vecmath import VECMATH_C
 
 # hamr_sgemm is the one GEMM thread split: every sgemm of generated C (MatMul, Gemm, Conv) goes through it.
 PRELUDE = (
@@ -54,6 +55,7 @@ static double hamr_now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC,
 """
     + COMMON
     + CONVERSIONS
+    + VECMATH_C
 )
 
 
