@@ -19,7 +19,7 @@ from __future__ import annotations
 from hamr.ir.dtypes import FLOATS, ctype
 from hamr.targets.native.ops.base import Kernel, Lowering, Source, broadcast_strides, numel
 from hamr.targets.native.ops.elementwise import lit
-from hamr.targets.native.ops.reduce import BITCASTS, exp_nonpositive_f32, lane_reduce
+from hamr.targets.native.ops.reduce import BITCASTS, lane_reduce
 from hamr.targets.native.ops.registry import register
 from hamr.targets.native.render.template import render
 
@@ -270,7 +270,7 @@ def _c_values(a: _Args) -> dict:
         SOFTCAP=a.softcap("x"),
         BIAS=a.bias,
         QK_EAGER=eager,
-        EXP=exp_nonpositive_f32("xr_[j]", "xr_[j] - m_"),
+        EXP="xr_[j] = H_EXP(xr_[j] - m_);",
         SUM=lane_reduce(
             "sum_", "0.0f", "f32", lambda acc, x: f"{acc} + {x}", lambda x, y: f"{x} + {y}", "T", lambda j: f"xr_[{j}]"
         ),

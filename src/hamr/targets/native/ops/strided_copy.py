@@ -16,7 +16,7 @@ with the merged axes first.
 
 from __future__ import annotations
 
-from hamr.ir.dtypes import ctype
+from hamr.ir.dtypes import buffer_ctype
 from hamr.targets.native.ops.base import Kernel, Source
 
 TILE = 32
@@ -118,7 +118,7 @@ def strided_kernel(node, rank: int, layout, label: str) -> Kernel:
             raise ValueError(f"{node.op}: rank {len(dims)}, compiled for {rank}")
         return strided_params(dims, base, mults, rank)
 
-    values = {"T": ctype(node.out_dtype(0)), "R": max(rank, 1), "TILE": TILE}
+    values = {"T": buffer_ctype(node.out_dtype(0)), "R": max(rank, 1), "TILE": TILE}
     return Kernel(
         [node.inputs[0]],
         [node.outputs[0]],
