@@ -3,8 +3,10 @@ segment gets a host entry (`hamr_seg<N>`, and `hamr_seg<N>_prof` that times each
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from hamr.ir.dtypes import ctype
-from hamr.targets.native.assemble import Launch, Segment
+from hamr.targets.native.assemble import Launch, Lowered, Segment
 from hamr.targets.native.render.base import COMMON, Renderer
 
 # hamr_sgemm is the one GEMM thread split: every sgemm of generated C (MatMul, Gemm, Conv) goes through it.
@@ -61,6 +63,14 @@ class CRenderer(Renderer):
     buffer_qualifier = ""
     host_loops = True
 
+    def source(self, lowered: Lowered) -> str:
+        """The prelude, each distinct kernel function once, then the segment entries."""
+        functions, called = shared_functions(self, lowered)
+        parts = [self.prelude, *functions]
+        for segment in lowered.segments:
+            parts += self.segment_entries(segment, lowered.dtypes, called)
+        return "\n".join(parts)
+
     def map_function(self, launch: Launch, dtypes: dict[str, str]) -> str:
         k = launch.kernel
         return (
@@ -70,11 +80,14 @@ class CRenderer(Renderer):
             f"  for (i64 gid = 0; gid < n_; gid++) {{ {k.body} }}\n}}\n"
         )
 
-    def segment_entries(self, segment: Segment, dtypes: dict[str, str]) -> list[str]:
-        return [self.entry(segment, dtypes), self.entry(segment, dtypes, profiled=True)]
+    def segment_entries(
+        self, segment: Segment, dtypes: dict[str, str], called: dict[str, str] | None = None
+    ) -> list[str]:
+        called = called or {launch.name: launch.name for launch in segment.launches}
+        return [self.entry(segment, dtypes, called), self.entry(segment, dtypes, called, profiled=True)]
 
     @staticmethod
-    def entry(segment: Segment, dtypes: dict[str, str], profiled: bool = False) -> str:
+    def entry(segment: Segment, dtypes: dict[str, str], called: dict[str, str], profiled: bool = False) -> str:
         """`hamr_seg<N>` calls the kernels in order; `hamr_seg<N>_prof` also writes T[j] = the time before kernel j."""
         calls = []
         for j, launch in enumerate(segment.launches):
@@ -85,10 +98,32 @@ class CRenderer(Renderer):
                 const = "const " if arg[0] == "in" else ""
                 args.append(f"({const}{ctype(dtypes[name])} *)v[{segment.slot(name)}]")
             stamp = f"T[{j}] = hamr_now(); " if profiled else ""
-            calls.append(f"  {stamp}{launch.name}(P + P[{j}], {', '.join(args)});")
+            calls.append(f"  {stamp}{called[launch.name]}(P + P[{j}], {', '.join(args)});")
         if profiled:
             calls.append(f"  T[{len(segment.launches)}] = hamr_now();")
             head = f"void hamr_seg{segment.index}_prof(void **v, const i64 *P, double *T) {{\n"
         else:
             head = f"void hamr_seg{segment.index}(void **v, const i64 *P) {{\n"
         return head + "\n".join(calls) + "\n}\n"
+
+
+# ---- kernels rendered once: launches whose functions are the same text apart from the name share one function
+
+
+def shared_functions(renderer: Renderer, lowered: Lowered) -> tuple[list[str], dict[str, str]]:
+    """The distinct kernel functions (named hamr_k<i>, in first-use order) and the function each launch calls."""
+    index: dict[str, str] = {}
+    functions: list[str] = []
+    called: dict[str, str] = {}
+    for segment in lowered.segments:
+        for launch in segment.launches:
+            text = renderer.function(replace(launch, name=PLACEHOLDER), lowered.dtypes)
+            name = index.get(text)
+            if name is None:
+                name = index[text] = f"hamr_k{len(functions)}"
+                functions.append(text.replace(PLACEHOLDER, name))
+            called[launch.name] = name
+    return functions, called
+
+
+PLACEHOLDER = "HAMR_KERNEL_NAME"
