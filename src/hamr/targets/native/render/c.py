@@ -64,11 +64,12 @@ class CRenderer(Renderer):
     host_loops = True
 
     def source(self, lowered: Lowered) -> str:
-        """The prelude, each distinct kernel function once, then the segment entries."""
+        """The prelude, each distinct kernel function once, then the segment entries calling them."""
         functions, called = shared_functions(self, lowered)
         parts = [self.prelude, *functions]
         for segment in lowered.segments:
-            parts += self.segment_entries(segment, lowered.dtypes, called)
+            launches = [replace(launch, name=called[launch.name]) for launch in segment.launches]
+            parts += self.segment_entries(replace(segment, launches=launches), lowered.dtypes)
         return "\n".join(parts)
 
     def map_function(self, launch: Launch, dtypes: dict[str, str]) -> str:
@@ -80,14 +81,11 @@ class CRenderer(Renderer):
             f"  for (i64 gid = 0; gid < n_; gid++) {{ {k.body} }}\n}}\n"
         )
 
-    def segment_entries(
-        self, segment: Segment, dtypes: dict[str, str], called: dict[str, str] | None = None
-    ) -> list[str]:
-        called = called or {launch.name: launch.name for launch in segment.launches}
-        return [self.entry(segment, dtypes, called), self.entry(segment, dtypes, called, profiled=True)]
+    def segment_entries(self, segment: Segment, dtypes: dict[str, str]) -> list[str]:
+        return [self.entry(segment, dtypes), self.entry(segment, dtypes, profiled=True)]
 
     @staticmethod
-    def entry(segment: Segment, dtypes: dict[str, str], called: dict[str, str], profiled: bool = False) -> str:
+    def entry(segment: Segment, dtypes: dict[str, str], profiled: bool = False) -> str:
         """`hamr_seg<N>` calls the kernels in order; `hamr_seg<N>_prof` also writes T[j] = the time before kernel j."""
         calls = []
         for j, launch in enumerate(segment.launches):
@@ -98,7 +96,7 @@ class CRenderer(Renderer):
                 const = "const " if arg[0] == "in" else ""
                 args.append(f"({const}{ctype(dtypes[name])} *)v[{segment.slot(name)}]")
             stamp = f"T[{j}] = hamr_now(); " if profiled else ""
-            calls.append(f"  {stamp}{called[launch.name]}(P + P[{j}], {', '.join(args)});")
+            calls.append(f"  {stamp}{launch.name}(P + P[{j}], {', '.join(args)});")
         if profiled:
             calls.append(f"  T[{len(segment.launches)}] = hamr_now();")
             head = f"void hamr_seg{segment.index}_prof(void **v, const i64 *P, double *T) {{\n"
