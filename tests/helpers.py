@@ -106,6 +106,34 @@ def model(nodes, inputs, outputs, inits, name="g") -> onnx.ModelProto:
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
+def one_node_model(op: str, inputs, outputs: dict, inits=(), opset: int = 22, **attrs) -> onnx.ModelProto:
+    """A model of one node. `inputs`: (name, (element type, shape)) pairs in the node's order, where
+    "" is an omitted optional input and a spec of None marks one of `inits` (arrays named by
+    `numpy_helper.from_array`); `outputs` maps names to (element type, shape)."""
+    inputs = list(inputs)
+    node = helper.make_node(op, [name for name, _ in inputs], list(outputs), **attrs)
+    graph_inputs = [helper.make_tensor_value_info(name, *spec) for name, spec in inputs if name and spec is not None]
+    graph_outputs = [helper.make_tensor_value_info(name, t, shape) for name, (t, shape) in outputs.items()]
+    graph = helper.make_graph([node], op.lower(), graph_inputs, graph_outputs, list(inits))
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+
+
+def run_natively(model_proto: onnx.ModelProto, feeds: dict, device: str) -> tuple[dict, dict]:
+    """(hamr's outputs on `device` with every node native, onnx.reference's outputs) for one model."""
+    from onnx.reference import ReferenceEvaluator
+
+    import hamr
+
+    target = "cpu" if device == "cpu" else "opencl"
+    exe = hamr.load(hamr.compile(model_proto, targets=[target]).to_bytes())
+    variant = exe.variants[target]
+    assert not variant["fallback"], variant["fallback"]
+    got = hamr.Session(exe, device=device).run(feeds)
+    names = [o.name for o in model_proto.graph.output]
+    want = dict(zip(names, ReferenceEvaluator(model_proto).run(None, feeds)))
+    return got, want
+
+
 def mlp_model() -> onnx.ModelProto:
     """y = relu(x M1 + B1), x float32[batch, 16]."""
     f = TensorProto.FLOAT

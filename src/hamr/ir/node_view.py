@@ -81,20 +81,39 @@ class NodeView:
         return value_const(self.node.inputs[i]) if self.has_input(i) else None
 
 
+def subgraphs(node: ir.Node) -> dict[str, ir.Graph]:
+    """The node's graph attributes by name (a GRAPHS attribute's graphs as `name[i]`)."""
+    graphs: dict[str, ir.Graph] = {}
+    for name, attr in node.attributes.items():
+        if attr.type == ir.AttributeType.GRAPH:
+            graphs[name] = attr.value
+        elif attr.type == ir.AttributeType.GRAPHS:
+            graphs.update({f"{name}[{i}]": g for i, g in enumerate(attr.value)})
+    return graphs
+
+
+def outer_values(graph: ir.Graph) -> dict[str, ir.Value]:
+    """Outer-scope values read inside `graph` or its nested subgraphs, by name."""
+    defined = {v.name for v in graph.inputs} | set(graph.initializers)
+    outer: dict[str, ir.Value] = {}
+    for node in graph:
+        for v in node.inputs:
+            if v is not None and v.name not in defined:
+                outer.setdefault(v.name, v)
+        for inner in subgraphs(node).values():
+            for name, v in outer_values(inner).items():
+                if name not in defined:
+                    outer.setdefault(name, v)
+        defined.update(o.name for o in node.outputs)
+    for v in graph.outputs:
+        if v.name not in defined:
+            outer.setdefault(v.name, v)
+    return outer
+
+
 def captured_names(node: ir.Node) -> set[str]:
     """Outer-scope names read inside the node's subgraphs."""
     names: set[str] = set()
-    for attr in node.attributes.values():
-        graphs = []
-        if attr.type == ir.AttributeType.GRAPH:
-            graphs = [attr.value]
-        elif attr.type == ir.AttributeType.GRAPHS:
-            graphs = list(attr.value)
-        for g in graphs:
-            defined = {v.name for v in g.inputs} | set(g.initializers)
-            for inner in ir.traversal.RecursiveGraphIterator(g):
-                defined.update(o.name for o in inner.outputs)
-            for inner in ir.traversal.RecursiveGraphIterator(g):
-                names.update(v.name for v in inner.inputs if v is not None and v.name not in defined)
-            names.update(v.name for v in g.outputs if v.name not in defined)
+    for g in subgraphs(node).values():
+        names.update(outer_values(g))
     return names

@@ -8,6 +8,7 @@ import onnx_ir.passes.common as common
 from hamr.ir.passes.constant_folding import ConstantFoldingPass
 from hamr.ir.passes.custom_shapes import CustomOpShapePass
 from hamr.ir.passes.identity import IdentityEliminationPass
+from hamr.ir.passes.if_tails import IfTailPass
 from hamr.ir.passes.manager import PassManager, PassRecord
 from hamr.ir.passes.noop import NoOpToIdentityPass
 from hamr.ir.passes.reduce_rank import ReduceRankPass
@@ -16,7 +17,8 @@ from hamr.ir.passes.reduce_rank import ReduceRankPass
 def default_passes() -> list[ir.passes.PassBase]:
     return [
         common.RemoveInitializersFromInputsPass(),  # IR<4 models list weights as inputs
-        common.NameFixPass(),
+        IfTailPass(),  # what follows a rank-changing If moves into its branches, where ranks are known
+        common.NameFixPass(),  # after IfTailPass: an inlined branch's node names may repeat the graph's
         common.ShapeInferencePass(strict_mode=False),
         CustomOpShapePass(),  # custom ops' shape functions; a no-op for models of onnx's own domains
         ReduceRankPass(),

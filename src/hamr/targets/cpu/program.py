@@ -80,7 +80,7 @@ class CpuProgram(NativeProgram):
         self.library = library
         self.weights = {k: v if v.flags.c_contiguous else v.copy(order="C") for k, v in self.weights.items()}
         self.entries = {}
-        for segment in lowered.segments:
+        for segment in lowered.all_segments:
             entry = getattr(library, f"hamr_seg{segment.index}")
             entry.restype = None
             entry.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_int64)]

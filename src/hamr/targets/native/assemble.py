@@ -1,8 +1,10 @@
 """From a partition to segments of launches: final kernels, buffer slots and aliases.
 
-A segment is a maximal run of native items between fallback nodes. Each segment
-becomes one entry function (C) or one launch list (OpenCL), and is planned on its own
-for the concrete shapes of the values that enter it.
+A segment is a maximal run of native items between fallback and control nodes. Each
+segment becomes one entry function (C) or one launch list (OpenCL), and is planned on its
+own for the concrete shapes of the values that enter it. A control node's subgraphs are
+lowered the same way, their segments numbered after the enclosing graph's, so one source
+holds the kernels of every graph.
 """
 
 from __future__ import annotations
@@ -42,27 +44,67 @@ class Segment:
 
 
 @dataclass
+class Control:
+    """An If, Loop or Scan node: the program runs it, each subgraph lowered on its own."""
+
+    item: Item
+    bodies: dict[str, Lowered]  # attribute name -> its subgraph's lowering
+
+    @property
+    def node(self) -> NodeView:
+        return self.item.node
+
+
+@dataclass
 class Lowered:
     partition: Partition
-    steps: list  # Segment | Item (fallback)
-    dtypes: dict[str, str]  # value name -> numpy dtype name
-    weights: set[str]  # initializers and the outputs of constant nodes
+    steps: list  # Segment | Item (fallback) | Control
+    dtypes: dict[str, str]  # value name -> numpy dtype name (of every graph, at the outermost)
+    weights: set[str]  # initializers and the outputs of constant nodes (of every graph, at the outermost)
     host_values: set[str]
     constants: list[NodeView] = field(default_factory=list)  # computed once at load, in order
+    inputs: list[str] = field(default_factory=list)  # the graph's inputs
+    outputs: list[str] = field(default_factory=list)  # the graph's outputs
+    end: int = 0  # one past the highest segment index of this graph and its subgraphs
 
     @property
     def segments(self) -> list[Segment]:
         return [s for s in self.steps if isinstance(s, Segment)]
 
+    def walk(self):
+        """This lowering and those of every subgraph, outermost first."""
+        yield self
+        for step in self.steps:
+            if isinstance(step, Control):
+                for body in step.bodies.values():
+                    yield from body.walk()
+
+    @property
+    def all_segments(self) -> list[Segment]:
+        return [s for lowered in self.walk() for s in lowered.segments]
+
+    @property
+    def all_constants(self) -> list[NodeView]:
+        return [c for lowered in self.walk() for c in lowered.constants]
+
 
 def assemble(model: ir.Model, part: Partition) -> Lowered:
-    graph = model.graph
+    lowered = assemble_graph(model.graph, part)
+    for inner in list(lowered.walk())[1:]:
+        lowered.dtypes.update(inner.dtypes)
+        lowered.weights.update(inner.weights)
+    return lowered
+
+
+def assemble_graph(graph: ir.Graph, part: Partition, first: int = 0, outer_weights: frozenset = frozenset()) -> Lowered:
     dtypes = {v.name: value_dtype(v) for v in graph.inputs}
+    dtypes.update({name: value_dtype(v) for name, v in part.outer.items()})
     for node in graph:
         dtypes.update({o.name: value_dtype(o) for o in node.outputs})
     for name, v in graph.initializers.items():
         dtypes[name] = value_dtype(v)
-    weights = set(graph.initializers)
+    dtypes.update(part.dtypes)
+    weights = set(graph.initializers) | (set(part.outer) & outer_weights)
     host_values = set(part.keyed)
     for item in part.items:
         if item.kind == "host":
@@ -76,36 +118,30 @@ def assemble(model: ir.Model, part: Partition) -> Lowered:
     for item in part.items:
         if item.kind == "constant":
             continue
-        if item.kind == "fallback":
+        if item.kind in ("fallback", "control"):
             if current:
-                steps.append(Segment(len(steps), current))
+                steps.append(Segment(first + len(steps), current))
                 current = []
             steps.append(item)
         else:
             current.append(item)
     if current:
-        steps.append(Segment(len(steps), current))
+        steps.append(Segment(first + len(steps), current))
 
     graph_outputs = {v.name for v in graph.outputs}
-    step_of: dict[str, int] = {}
-    for index, step in enumerate(steps):
-        for item in step.items if isinstance(step, Segment) else [step]:
-            for node in item.nodes:
-                for out in node.outputs:
-                    step_of[out] = index
     needed_by: dict[str, set[int]] = {}
     for index, step in enumerate(steps):
         for item in step.items if isinstance(step, Segment) else [step]:
             for node in item.nodes:
                 names = list(node.inputs)
-                if item.kind == "fallback":
+                if item.kind in ("fallback", "control"):
                     names += sorted(captured_names(node.node))
                 for name in names:
                     if name:
                         needed_by.setdefault(name, set()).add(index)
 
     for segment in (s for s in steps if isinstance(s, Segment)):
-        here = segment.index
+        here = segment.index - first
         produced = [o for item in segment.items for node in item.nodes for o in node.outputs]
         segment.escaping = [o for o in produced if o in graph_outputs or any(i != here for i in needed_by.get(o, ()))]
         inside = set(produced)
@@ -118,7 +154,17 @@ def assemble(model: ir.Model, part: Partition) -> Lowered:
         segment.ext_inputs = ext
         segment.keyed = [name for name in ext if name in host_values]
         _build_launches(segment, set(segment.escaping), host_values, dtypes)
-    return Lowered(part, steps, dtypes, weights, host_values, constants)
+    end = first + len(steps)
+    for index, step in enumerate(steps):
+        if isinstance(step, Item) and step.kind == "control":
+            bodies = {}
+            for name, body in step.bodies.items():
+                bodies[name] = assemble_graph(body.graph, body, end, frozenset(weights))
+                end = bodies[name].end
+            steps[index] = Control(step, bodies)
+    inputs = [v.name for v in graph.inputs]
+    outputs = [v.name for v in graph.outputs]
+    return Lowered(part, steps, dtypes, weights, host_values, constants, inputs, outputs, end)
 
 
 def _build_launches(segment: Segment, escaping: set[str], host_values: set[str], dtypes) -> None:

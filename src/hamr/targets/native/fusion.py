@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from hamr.ir.dtypes import ctype
+from hamr.ir.dtypes import ctype, load, rounded, store
 from hamr.ir.node_view import NodeView
 from hamr.targets.native.ops import lowering_for
 from hamr.targets.native.ops.base import broadcast_strides, numel, static_equal
@@ -58,6 +58,7 @@ def fuse_body(
     inputs: list[str] = []
     modes: list[str] = []
     outputs: list[str] = []
+    dtypes: dict[str, str] = {}
     if acc is not None:
         local[acc[0]] = "acc"
     strided_slots: list[str] = []
@@ -83,8 +84,9 @@ def fuse_body(
             templated.append(len(lines))
             lines.append(_strided_offset(at, rank, len(strided_slots) - 1))
         templated.append(len(lines))
-        lines.append(f"const {ctype(dtype)} {var} = in{index}[{at}];")
+        lines.append(f"const {ctype(dtype)} {var} = {load(dtype, f'in{index}[{at}]')};")
         local[name] = var
+        dtypes[name] = dtype
         return var
 
     for n, node in enumerate(nodes):
@@ -97,12 +99,16 @@ def fuse_body(
         for k, expr in enumerate(lowering.expr(node, args)):
             out = node.outputs[k]
             var = f"v{n}_{k}"
-            lines.append(f"const {ctype(node.out_dtype(k))} {var} = {expr};")
+            dtype = node.out_dtype(k)
+            value = expr if getattr(lowering, "rounds", False) else rounded(dtype, expr)
+            lines.append(f"const {ctype(dtype)} {var} = {value};")
             local[out] = var
+            dtypes[out] = dtype
     for name in sorted(escaping, key=lambda v: _order(v, nodes, acc)):
         if name in local:
             outputs.append(name)
-            lines.append(f"out{first_output + len(outputs) - 1}[gid] = {local[name]};")
+            value = store(dtypes[name], local[name]) if name in dtypes else local[name]
+            lines.append(f"out{first_output + len(outputs) - 1}[gid] = {value};")
 
     # parameters: domain dims, then broadcast strides per strided input, then suffix sizes
     n_inputs = len(inputs)

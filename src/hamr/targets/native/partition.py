@@ -5,6 +5,8 @@ Every main-graph node gets one placement:
 - ``native``: a lowering of the target runs it (in a kernel group, or as a view);
 - ``constant``: depends on weights only (a dequantized weight, say): computed once at load;
 - ``host``: shape arithmetic evaluated while planning for concrete input shapes;
+- ``control``: ``If``, ``Loop`` or ``Scan``, run on the host side of the program, with each
+  subgraph (branch, body) partitioned the same way and run as native code;
 - ``fallback``: the reference target runs it, with explicit host transfers around it.
 
 The schedule is a list of items in topological order. Fused groups follow a simple rule
@@ -21,20 +23,23 @@ import onnx_ir as ir
 
 from hamr.ir.domains import is_onnx_domain
 from hamr.ir.dtypes import FLOATS, INTEGERS
-from hamr.ir.node_view import NodeView, value_dtype
+from hamr.ir.node_view import NodeView, captured_names, outer_values, subgraphs, value_dtype
 from hamr.ir.onnx_reference.kernels import NONDETERMINISTIC, has_kernel
 from hamr.targets.native.ops import lowering_for
 from hamr.targets.native.ops.base import Kernel, Lowering, static_equal
+from hamr.targets.native.widen import CastView, widen
 
 HOST_DTYPES = INTEGERS | {"bool"}
+CONTROL_OPS = {"If": 1, "Loop": 1, "Scan": 9}  # op -> the first opset whose form the program runs
 
 
 @dataclass
 class Item:
-    kind: str  # "host" | "view" | "group" | "fallback"
+    kind: str  # "host" | "view" | "group" | "control" | "fallback"
     nodes: list[NodeView]
     group: str = ""  # for groups: "fused" | "kernel" | "anchor"
     kernel: Kernel | None = None  # the lowering's kernel, for "kernel" and "anchor" groups
+    bodies: dict[str, Partition] = field(default_factory=dict)  # for "control": attribute -> its subgraph's
 
     @property
     def node(self) -> NodeView:
@@ -47,27 +52,64 @@ class Partition:
     placement: dict[str, str]  # node name -> native | constant | host | fallback
     reasons: dict[str, str]  # fallback node name -> why
     keyed: set[str] = field(default_factory=set)  # values whose contents key a plan
+    dtypes: dict[str, str] = field(default_factory=dict)  # values in no graph: the f32 copies of widen()
+    graph: ir.Graph | None = None
+    outer: dict[str, ir.Value] = field(default_factory=dict)  # outer-scope values a subgraph reads
+
+    def walk(self):
+        """This partition and those of every subgraph, outermost first."""
+        yield self
+        for item in self.items:
+            for body in item.bodies.values():
+                yield from body.walk()
+
+    def fallback_items(self) -> list[Item]:
+        return [item for part in self.walk() for item in part.items if item.kind == "fallback"]
 
     def fallback_ops(self) -> list[str]:
-        return sorted({item.node.op for item in self.items if item.kind == "fallback"})
+        return sorted({item.node.op for item in self.fallback_items()})
 
 
 def _has_subgraph(node: ir.Node) -> bool:
     return any(a.type in (ir.AttributeType.GRAPH, ir.AttributeType.GRAPHS) for a in node.attributes.values())
 
 
+def _runs_as_control(view: NodeView) -> bool:
+    """If, Loop or Scan over tensors (sequences and optionals stay with the reference)."""
+    if not is_onnx_domain(view.domain) or view.opset < CONTROL_OPS.get(view.op, 10**6):
+        return False
+    values = list(view.node.outputs)
+    for g in subgraphs(view.node).values():
+        values += list(g.inputs) + list(g.outputs)
+    return all(v.type is None or isinstance(v.type, ir.TensorType) for v in values)
+
+
 def partition(model: ir.Model, accepts: Callable[[NodeView, Lowering], str | None] | None = None) -> Partition:
-    graph = model.graph
-    opsets = dict(model.opset_imports)
+    return partition_graph(model.graph, dict(model.opset_imports), accepts)
+
+
+def partition_graph(
+    graph: ir.Graph,
+    opsets: dict,
+    accepts: Callable[[NodeView, Lowering], str | None] | None = None,
+    outer_constants: frozenset[str] | None = None,
+) -> Partition:
+    """Place the nodes of `graph`. A subgraph (`outer_constants` given: the enclosing scopes' constants) reads
+    its outer-scope values as inputs, except those constants, which stay constants."""
+    outer = outer_values(graph) if outer_constants is not None else {}
+    outer_constants = outer_constants or frozenset()
     views = [NodeView(n, n.version or opsets.get(n.domain, opsets.get("", 1))) for n in graph]
     producer = {out: v for v in views for out in v.outputs}
     values = {v.name: v for v in graph.inputs}
+    values.update(outer)
     values.update({o.name: o for n in graph for o in n.outputs})
-    graph_inputs = {v.name for v in graph.inputs}
-    host_known = set(graph.initializers)
+    graph_inputs = {v.name for v in graph.inputs} | (set(outer) - outer_constants)
+    host_known = set(graph.initializers) | (set(outer) & outer_constants)
     placement: dict[str, str] = {}
     reasons: dict[str, str] = {}
     keyed: set[str] = set()
+    placed: list[NodeView] = []  # the schedule: the graph's nodes and the Casts around widened ones
+    made: dict[str, str] = {}  # dtypes of the f32 copies made so far
 
     def native_reason(view: NodeView) -> str | None:
         if _has_subgraph(view.node):
@@ -77,7 +119,7 @@ def partition(model: ir.Model, accepts: Callable[[NodeView, Lowering], str | Non
             return "no lowering"
         reason = lowering.check(view)
         if reason is None and lowering.kind in ("elementwise", "kernel"):
-            if any(view.out_rank(i) is None for i in range(len(view.outputs))):
+            if any(view.out_rank(i) is None for i, name in enumerate(view.outputs) if name):
                 reason = "unknown output rank"
         if reason is None and accepts is not None:
             reason = accepts(view, lowering)
@@ -99,7 +141,7 @@ def partition(model: ir.Model, accepts: Callable[[NodeView, Lowering], str | Non
         if depth > 64:
             return False
         view = producer.get(name)
-        if name in graph_inputs or (view is not None and placement.get(view.name) == "fallback"):
+        if name in graph_inputs or (view is not None and placement.get(view.name) in ("fallback", "control")):
             if value_dtype(values[name]) in HOST_DTYPES | FLOATS:  # Range's limit, OneHot's depth
                 keyed.add(name)
                 host_known.add(name)
@@ -113,7 +155,8 @@ def partition(model: ir.Model, accepts: Callable[[NodeView, Lowering], str | Non
             return True
         return False
 
-    constants = set(graph.initializers)
+    constants = set(graph.initializers) | (set(outer) & outer_constants)
+    bodies: dict[str, dict[str, Partition]] = {}
 
     def constant(view: NodeView) -> bool:
         """Depends on weights only: computed once when the program loads."""
@@ -125,37 +168,77 @@ def partition(model: ir.Model, accepts: Callable[[NodeView, Lowering], str | Non
             and has_kernel(view.domain, view.op, view.opset)
         )
 
+    def unresolved_shape_input(view: NodeView, lowering: Lowering) -> str | None:
+        for i in lowering.shape_inputs:
+            if view.has_input(i) and not resolve(view.inputs[i]):
+                return f"input {i} is not known when planning"
+        return None
+
     for view in views:
         if constant(view):
+            placed.append(view)
             placement[view.name] = "constant"
             constants.update(view.outputs)
             host_known.update(view.outputs)
             continue
+        if _runs_as_control(view):
+            placed.append(view)
+            placement[view.name] = "control"
+            bodies[view.name] = {
+                name: partition_graph(g, opsets, accepts, frozenset(constants))
+                for name, g in subgraphs(view.node).items()
+            }
+            continue
         lowering = lowering_for(view.domain, view.op)
         reason = native_reason(view)
         if reason is None and lowering.kind == "host":
+            placed.append(view)
             placement[view.name] = "host"
             host_known.update(view.outputs)
             continue
         if view.inputs and all(i == "" or i in host_known for i in view.inputs) and host_evaluable(view):
+            placed.append(view)
             placement[view.name] = "host"
             host_known.update(view.outputs)
             continue
         if reason is None:
-            for i in lowering.shape_inputs:
-                if view.has_input(i) and not resolve(view.inputs[i]):
-                    reason = f"input {i} is not known when planning"
-                    break
+            reason = unresolved_shape_input(view, lowering)
+        if reason is not None and (widened := widen(view)) is not None:
+            before, wide, after = widened
+            if native_reason(wide) is None and unresolved_shape_input(wide, lowering) is None:
+                for cast in [c for c in before if c.outputs[0] not in made] + [wide] + after:
+                    placement[cast.name] = "native"
+                    placed.append(cast)
+                    made.update({o: cast.out_dtype(k) for k, o in enumerate(cast.outputs) if o not in values})
+                continue
+        placed.append(view)
         if reason is None:
             placement[view.name] = "native"
         else:
             placement[view.name] = "fallback"
             reasons[view.name] = reason
-    items = _group(views, placement)
-    return Partition(items, placement, reasons, keyed)
+    placed = _without_unread_casts(placed, placement, {v.name for v in graph.outputs})
+    items = _group(placed, placement, bodies)
+    return Partition(items, placement, reasons, keyed, made, graph, outer)
 
 
-def _group(views: list[NodeView], placement: dict[str, str]) -> list[Item]:
+def _without_unread_casts(placed: list[NodeView], placement: dict[str, str], outputs: set[str]) -> list[NodeView]:
+    """Drop the Casts out of widened nodes whose float16/bfloat16 value only widened nodes read (as its f32 copy)."""
+    read = set(outputs)
+    for view in placed:
+        read.update(view.inputs)
+        if view.node is not None and _has_subgraph(view.node):
+            read.update(captured_names(view.node))
+    kept = []
+    for view in placed:
+        if isinstance(view, CastView) and view.outputs[0] not in read:
+            del placement[view.name]
+        else:
+            kept.append(view)
+    return kept
+
+
+def _group(views: list[NodeView], placement: dict[str, str], bodies: dict[str, dict]) -> list[Item]:
     items: list[Item] = []
     group_of: dict[str, int] = {}  # value name -> index of the item that produces it
 
@@ -168,6 +251,8 @@ def _group(views: list[NodeView], placement: dict[str, str]) -> list[Item]:
             item = Item(where, [view])
         elif where == "fallback":
             item = Item("fallback", [view])
+        elif where == "control":
+            item = Item("control", [view], bodies=bodies[view.name])
         else:
             lowering = lowering_for(view.domain, view.op)
             if lowering.kind == "view":

@@ -19,7 +19,7 @@ from hamr.ir.onnx_reference.kernels import evaluate_node
 from hamr.targets.native.assemble import Lowered, Segment
 from hamr.targets.native.memory import Buffer, plan_memory
 from hamr.targets.native.ops import lowering_for
-from hamr.targets.native.ops.base import numel
+from hamr.targets.native.ops.base import VARIABLE_PARAMS, numel
 
 
 class PlanContext:
@@ -68,7 +68,7 @@ class SegmentPlan:
 def materialise_constants(lowered: Lowered, weights: dict[str, np.ndarray], opsets: dict) -> dict[str, np.ndarray]:
     """Weights plus the values of constant nodes (dequantized weights...), computed once."""
     weights = dict(weights)
-    for node in lowered.constants:
+    for node in lowered.all_constants:
         proto = ir.serde.serialize_node(node.node)
         results = evaluate_node(proto, opsets, [weights[i] if i else None for i in node.inputs])
         for name, value in zip(node.outputs, results):
@@ -106,7 +106,7 @@ def make_plan(
     launch_params = []
     for launch in segment.launches:
         values = [int(v) for v in launch.kernel.params(ctx)]
-        if len(values) != launch.kernel.n_params:
+        if launch.kernel.n_params != VARIABLE_PARAMS and len(values) != launch.kernel.n_params:
             raise AssertionError(f"{launch.name}: {len(values)} params, declared {launch.kernel.n_params}")
         launch_params.append(values)
     header = []

@@ -1,13 +1,14 @@
-"""Running a lowered graph: planned native segments, with reference fallback nodes between them.
+"""Running a lowered graph: planned native segments, with reference fallback nodes and control nodes between them.
 
 Subclasses (cpu, opencl) supply the executor for one segment plan. This module owns the
-per-shape plan cache, the fallback nodes and the order of steps.
+per-shape plan cache, the fallback nodes, the subgraphs of control nodes and the order of steps.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import threading
+from collections import ChainMap
 from typing import Any
 
 import numpy as np
@@ -20,7 +21,8 @@ from hamr.ir.node_view import captured_names
 from hamr.ir.onnx_reference.overrides import reference_ops
 from hamr.profiling import Profile, now
 from hamr.targets.base import HostMemory
-from hamr.targets.native.assemble import Lowered, Segment
+from hamr.targets.native.assemble import Control, Lowered, Segment
+from hamr.targets.native.control import Body, ControlNode
 from hamr.targets.native.partition import Item
 from hamr.targets.native.plan import SegmentPlan, make_plan, materialise_constants, plan_key
 from hamr.targets.native.target import loaded
@@ -98,15 +100,26 @@ class NativeProgram(HostMemory):
             lambda: materialise_constants(lowered, _initializers(model), self.opsets),
         )
         self.output_names = [v.name for v in model.graph.outputs]
-        self.steps = [FallbackNode(step, model) if isinstance(step, Item) else step for step in lowered.steps]
+        self.steps = self._steps(lowered, model)
         self.plans: dict[tuple, SegmentPlan] = {}
         self._idle: dict[tuple, list] = {}  # plan key -> executors not in use
         self._lock = threading.Lock()
         self._fallback_lock = threading.Lock()  # onnx.reference op instances are not re-entrant
 
+    def _steps(self, lowered: Lowered, model: ir.Model) -> list:
+        steps = []
+        for step in lowered.steps:
+            if isinstance(step, Item):
+                step = FallbackNode(step, model)
+            elif isinstance(step, Control):
+                bodies = {name: Body(body, self._steps(body, model)) for name, body in step.bodies.items()}
+                step = ControlNode(step, bodies)
+            steps.append(step)
+        return steps
+
     def adopt_plans(self, other: Any) -> int:
         """Reuse the shape plans of a program of the same executable (a migration): plans are device-neutral."""
-        mine = {segment.index: segment for segment in self.lowered.segments}
+        mine = {segment.index: segment for segment in self.lowered.all_segments}
         adopted = 0
         for key, plan in list(getattr(other, "plans", {}).items()):
             segment = mine.get(plan.segment.index)
@@ -152,19 +165,46 @@ class NativeProgram(HostMemory):
         env.update(feeds)
         held = []
         try:
-            for step in self.steps:
-                if isinstance(step, Segment):
-                    for name in step.keyed:
-                        env[name] = self._host(env[name], name, profile)
-                    key, executor = self.plan(step, env)
-                    held.append((key, executor))
-                    self.execute(executor, env, profile)
-                else:
-                    self._run_fallback(step, env, profile)
+            self._run_steps(self.steps, env, held, profile)
             return [self._output(env, name, name in keep_on_device, feeds, profile) for name in self.output_names]
         finally:
             for key, executor in held:
                 self.release(key, executor)
+
+    def _run_steps(self, steps: list, env: dict, held: list, profile: Profile | None) -> None:
+        for step in steps:
+            if isinstance(step, Segment):
+                for name in step.keyed:
+                    env[name] = self._host(env[name], name, profile)
+                key, executor = self.plan(step, env)
+                held.append((key, executor))
+                self.execute(executor, env, profile)
+            elif isinstance(step, ControlNode):
+                self._run_control(step, env, profile)
+            else:
+                self._run_fallback(step, env, profile)
+
+    def _run_control(self, step: ControlNode, env: dict, profile: Profile | None) -> None:
+        def run_body(body: Body, outer: dict, feeds: dict) -> list:
+            inner = ChainMap(dict(feeds), outer)  # what the body writes stays in its own layer
+            held: list = []
+            try:
+                self._run_steps(body.steps, inner, held, profile)
+                # an executor's device buffers serve its next run: what leaves the body is copied out first
+                return [
+                    self.copy_device(inner[name])
+                    if held and self.is_device_value(inner[name]) and name not in outer and name not in feeds
+                    else inner[name]
+                    for name in body.outputs
+                ]
+            finally:
+                for key, executor in held:
+                    self.release(key, executor)
+
+        def host(value: Any, name: str) -> Any:
+            return self._host(value, name, profile)
+
+        step.run(env, run_body, host, self.device)
 
     def _run_fallback(self, step: FallbackNode, env: dict, profile: Profile | None) -> None:
         for name in step.feeds:
@@ -187,7 +227,8 @@ class NativeProgram(HostMemory):
 
     def _output(self, env: dict, name: str, on_device: bool, feeds: dict, profile: Profile | None) -> Any:
         value = env[name]
-        shared = name in self.weights or name in feeds  # the caller must not get our own array
+        # the caller must not get our own array, nor a feed a branch passed through
+        shared = name in self.weights or name in feeds or any(value is fed for fed in feeds.values())
         if on_device:
             if self.is_device_value(value):
                 return self.copy_device(value)

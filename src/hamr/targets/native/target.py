@@ -102,21 +102,24 @@ class NativeTarget:
 
     def placement(self, part: Partition) -> dict[str, str]:
         return {
-            node: (self.name if where != "fallback" else REFERENCE_TARGET) for node, where in part.placement.items()
+            node: (self.name if where != "fallback" else REFERENCE_TARGET)
+            for inner in part.walk()
+            for node, where in inner.placement.items()
         }
 
     def describe(self, model: ir.Model, part: Partition, lowered: Lowered, source: str) -> dict:
-        fallback = {item.node.name: item.node.op for item in part.items if item.kind == "fallback"}
-        launches = [(launch.name, launch.kernel.label) for s in lowered.segments for launch in s.launches]
+        fallback = {item.node.name: item.node.op for item in part.fallback_items()}
+        reasons = {name: why for inner in part.walk() for name, why in inner.reasons.items()}
+        launches = [(launch.name, launch.kernel.label) for s in lowered.all_segments for launch in s.launches]
         return {
             "target": self.name,
             "kind": "native",
             "placement": self.placement(part),
             "planned_on_host": sorted(n for n, w in part.placement.items() if w == "host"),
             "computed_at_load": sorted(n for n, w in part.placement.items() if w == "constant"),
-            "fallback": {name: {"op": op, "reason": part.reasons.get(name, "")} for name, op in fallback.items()},
+            "fallback": {name: {"op": op, "reason": reasons.get(name, "")} for name, op in fallback.items()},
             "kernels": [{"name": n, "ops": label} for n, label in launches],
-            "segments": len(lowered.segments),
+            "segments": len(lowered.all_segments),
             "source_sha256": hashlib.sha256(source.encode()).hexdigest(),
             "memory": estimate_memory(model, lowered),
         }

@@ -127,7 +127,7 @@ class OpenCLProgram(NativeProgram):
         self.renderer = renderer  # launch ranges of the kernels in `source`
         self.context = cl.Context([device])
         self.queue = cl.CommandQueue(self.context, properties=cl.command_queue_properties.PROFILING_ENABLE)
-        self.program = cl.Program(self.context, source).build() if lowered.segments else None
+        self.program = cl.Program(self.context, source).build() if lowered.all_segments else None
         self.alignment = max(64, device.mem_base_addr_align // 8)
         self._weights: dict[str, object] = {}
 
@@ -144,7 +144,7 @@ class OpenCLProgram(NativeProgram):
             return self._weights[name]
 
     def warm(self) -> None:
-        for segment in self.lowered.segments:
+        for segment in self.lowered.all_segments:
             for name in segment.slots:
                 if name in self.lowered.weights and name in self.weights:
                     self.weight_buffer(name)

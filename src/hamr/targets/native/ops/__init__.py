@@ -7,7 +7,26 @@
 from __future__ import annotations
 
 from hamr.ir.domains import is_onnx_domain
-from hamr.targets.native.ops import elementwise, linalg, movement, nn, reduce, shape_ops  # noqa: F401  (registration)
+from hamr.targets.native.ops import (  # noqa: F401  (registration)
+    attention,
+    cast,
+    col2im,
+    einsum,
+    elementwise,
+    linalg,
+    linear_attention,
+    losses,
+    movement,
+    nn,
+    quantize,
+    recurrent,
+    reduce,
+    resize,
+    sampling,
+    shape_ops,
+    topk,
+    transformer,
+)
 from hamr.targets.native.ops.base import Lowering
 from hamr.targets.native.ops.custom import custom_lowering
 from hamr.targets.native.ops.registry import LOWERINGS

@@ -30,6 +30,7 @@ from hamr.ir.dtypes import NUMERIC
 from hamr.ir.node_view import NodeView
 
 Shape = tuple[int, ...]
+VARIABLE_PARAMS = -1  # Kernel.n_params of a kernel whose parameter count depends on the shapes
 
 
 class PlanCtx(Protocol):
@@ -63,7 +64,7 @@ class Source:
 class Kernel:
     inputs: list[str]  # buffer arguments in0, in1, ... (value names)
     outputs: list[str]  # buffer arguments out0, out1, ...
-    n_params: int  # length of the list `params` returns
+    n_params: int  # length of the list `params` returns; VARIABLE_PARAMS: any (a kernel that takes no epilogue)
     params: Callable[[PlanCtx], list[int]]
     body: str = ""  # map kernel: statements for one work item `gid`; p[0] is the item count
     sources: dict[str, Source] = field(default_factory=dict)  # custom kernel: dialect -> its source

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from hamr.ir.dtypes import CTYPES, FLOATS, INTEGERS, SIGNED, ctype, itemsize
+from hamr.ir.dtypes import COMPUTE_FLOATS, CTYPES, INTEGERS, SIGNED, STORAGE_FLOATS, ctype, itemsize
 from hamr.targets.native.ops.base import Lowering, broadcast_shapes
 from hamr.targets.native.ops.registry import register
 from hamr.targets.native.render.template import render
@@ -21,13 +21,14 @@ def lit(value: float, t: str) -> str:
 
 class Elementwise(Lowering):
     kind = "elementwise"
+    element_dtypes = frozenset(CTYPES) | STORAGE_FLOATS  # storage floats are loaded as f32 by the fuser
 
     def check(self, node):
         for i in range(len(node.inputs)):
-            if node.has_input(i) and node.in_dtype(i) not in CTYPES:
+            if node.has_input(i) and node.in_dtype(i) not in self.element_dtypes:
                 return f"dtype {node.in_dtype(i)}"
         for i in range(len(node.outputs)):
-            if node.out_dtype(i) not in CTYPES:
+            if node.out_dtype(i) not in self.element_dtypes:
                 return f"dtype {node.out_dtype(i)}"
         return self.check_more(node)
 
@@ -46,7 +47,7 @@ def _unary(name: str, template: str, float_only: bool = False):
         ops = (name,)
 
         def check_more(self, node):
-            if float_only and node.in_dtype(0) not in FLOATS:
+            if float_only and node.in_dtype(0) not in COMPUTE_FLOATS:
                 return f"dtype {node.in_dtype(0)}"
             return None
 
@@ -103,7 +104,7 @@ class AttrUnary(Elementwise):
         return [self.template(node, x, t)]
 
     def check_more(self, node):
-        return None if node.in_dtype(0) in FLOATS else f"dtype {node.in_dtype(0)}"
+        return None if node.in_dtype(0) in COMPUTE_FLOATS else f"dtype {node.in_dtype(0)}"
 
 
 @register
@@ -196,34 +197,6 @@ class IsInf(AttrUnary):
         return f"((b8)({' || '.join(terms) or '0'}))"
 
 
-def _cast_expr(x: str, src: str, dst: str) -> str:
-    if dst == "bool":
-        return f"((b8)({x} != 0))"
-    return f"(({ctype(dst)}){x})"
-
-
-@register
-class Cast(Elementwise):
-    ops = ("Cast",)
-
-    def expr(self, node, args):
-        return [_cast_expr(args[0], node.in_dtype(0), node.out_dtype())]
-
-
-@register
-class CastLike(Elementwise):
-    ops = ("CastLike",)
-
-    def infer(self, node, pc):
-        return [pc.shape(node.inputs[0])]
-
-    def uses(self, node):
-        return [0]
-
-    def expr(self, node, args):
-        return [_cast_expr(args[0], node.in_dtype(0), node.out_dtype())]
-
-
 def _binary(name: str, template: str, ints_guard: str | None = None):
     class Binary(Elementwise):
         ops = (name,)
@@ -266,7 +239,7 @@ class Pow(Elementwise):
 
     def expr(self, node, args):
         t = ctype(node.out_dtype())
-        if node.out_dtype() in FLOATS:
+        if node.out_dtype() in COMPUTE_FLOATS:
             return [f"(({t})pow(({t}){args[0]}, ({t}){args[1]}))"]
         return [f"(({t})pow((f64){args[0]}, (f64){args[1]}))"]
 
@@ -277,7 +250,7 @@ class Mod(Elementwise):
 
     def expr(self, node, args):
         a, b, t = args[0], args[1], ctype(node.out_dtype())
-        if node.out_dtype() in FLOATS:
+        if node.out_dtype() in COMPUTE_FLOATS:
             if node.attr("fmod", 0):
                 return [f"fmod({a}, {b})"]
             return [f"H_PYMODF({a}, {b}, {t})"]
@@ -338,7 +311,7 @@ class Max(Variadic):
     ops = ("Max",)
 
     def combine(self, a, b, t, dtype):
-        return f"H_MAXNAN({a}, {b})" if dtype in FLOATS else f"H_MAX({a}, {b})"
+        return f"H_MAXNAN({a}, {b})" if dtype in COMPUTE_FLOATS else f"H_MAX({a}, {b})"
 
 
 @register
@@ -346,7 +319,7 @@ class Min(Variadic):
     ops = ("Min",)
 
     def combine(self, a, b, t, dtype):
-        return f"H_MINNAN({a}, {b})" if dtype in FLOATS else f"H_MIN({a}, {b})"
+        return f"H_MINNAN({a}, {b})" if dtype in COMPUTE_FLOATS else f"H_MIN({a}, {b})"
 
 
 @register

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 
-from hamr.ir.dtypes import CTYPES, FLOATS, NUMERIC, ctype
+from hamr.ir.dtypes import CTYPES, FLOATS, NUMERIC, STORAGE, ctype
 from hamr.targets.native.ops.base import (
     Kernel,
     Lowering,
@@ -77,7 +77,7 @@ def around(shape, axis: int) -> tuple[int, int, int]:
 
 
 class Movement(Lowering):
-    dtypes = frozenset(CTYPES)
+    dtypes = frozenset(CTYPES) | frozenset(STORAGE)  # copies move a storage type's bits unchanged
     min_rank = 0
     same_rank = True  # output 0 has input 0's rank, which it tells when the input's is unknown
 
@@ -481,6 +481,8 @@ class Pad(Movement):
     shape_inputs = (1, 3)
 
     def check_more(self, node):
+        if node.opset < 11 and node.in_dtype(0) in STORAGE:
+            return f"dtype {node.in_dtype(0)} with a constant attribute"
         return None if self.mode(node) in PAD_MODES else f"mode {self.mode(node)}"
 
     def mode(self, node) -> str:
@@ -742,6 +744,8 @@ REDUCE = {
 
 class Scatter(Movement):
     """Copy data to the output, then apply each update (in parallel only without reduction)."""
+
+    dtypes = frozenset(CTYPES)  # its sources declare buffers of the computed type
 
     def reduction(self, node) -> str:
         value = node.attr("reduction", "none")

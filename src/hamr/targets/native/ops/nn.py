@@ -361,6 +361,56 @@ MAP_CONV_TRANSPOSE = (
 )
 
 
+# float32 ConvTranspose in C: per (image, group) one sgemm makes the columns W_g^T X (every input
+# pixel times every kernel tap), then each output row gathers the taps that land on it, as Col2Im.
+C_CONV_TRANSPOSE = r"""
+static void $name(const i64 *p, const f32 *in0, const f32 *in1, ${BIAS_ARG}f32 *out0$extra) {
+  $HEAD
+  const i64 Cg = C / G, Mg = M / G, KS = KD * KH * KW, IS = ID * IH * IW, OS = OD * OH * OW, R = Mg * KS;
+  if (p[0] == 0) return;
+  f32 *cols = (f32 *)__builtin_malloc(sizeof(f32) * (R * IS > 0 ? R * IS : 1));
+  for (i64 n = 0; n < N; n++) for (i64 g = 0; g < G; g++) {
+    if (cols && Cg > 0)
+      hamr_sgemm(101, 112, 111, (int)R, (int)IS, (int)Cg, 1.0f, in1 + g * Cg * R, (int)R,
+                 in0 + (n * C + g * Cg) * IS, (int)IS, 0.0f, cols, (int)IS);
+    #pragma omp parallel for schedule(static) if(Mg * OS * KS > PARALLEL_THRESHOLD)
+    for (i64 row = 0; row < Mg * OD * OH; row++) {
+      const i64 oh = row % OH, od = (row / OH) % OD, mg = row / (OH * OD), m = g * Mg + mg;
+      const i64 at = ((n * M + m) * OD + od) * OH * OW + oh * OW;
+      for (i64 ow = 0; ow < OW; ow++) {
+        f32 sum = $BIAS;
+        for (i64 kd = 0; kd < KD; kd++) { const i64 td = od + PD - kd * DD; if (td < 0 || td % SD) continue;
+          const i64 id = td / SD; if (id >= ID) continue;
+          for (i64 kh = 0; kh < KH; kh++) { const i64 th = oh + PH - kh * DH; if (th < 0 || th % SH) continue;
+            const i64 ih = th / SH; if (ih >= IH) continue;
+            for (i64 kw = 0; kw < KW; kw++) { const i64 tw = ow + PW - kw * DW; if (tw < 0 || tw % SW) continue;
+              const i64 iw = tw / SW; if (iw >= IW) continue;
+              const i64 k = (kd * KH + kh) * KW + kw, ii = (id * IH + ih) * IW + iw;
+              if (cols) sum += cols[(mg * KS + k) * IS + ii];
+              else for (i64 c = 0; c < Cg; c++) sum += in0[(n * C + g * Cg + c) * IS + ii] * in1[(g * Cg + c) * R + mg * KS + k];
+            } } }
+        STORE(at + ow, sum);
+      }
+    }
+  }
+  __builtin_free(cols);
+}
+"""
+
+# float32 ConvTranspose in OpenCL C: the map kernel's gather, one work item per output element
+CL_CONV_TRANSPOSE = r"""
+__kernel void $name(__global const long *P, const long poff, __global const f32 *in0, __global const f32 *in1,
+                    ${BIAS_ARG}__global f32 *out0$extra) {
+  __global const long *p = P + poff;
+  const i64 gid = get_global_id(0);
+  if (gid >= p[0]) return;
+  $BODY
+}
+"""
+
+CONV_TRANSPOSE_SOURCES = {"c": C_CONV_TRANSPOSE, "opencl": CL_CONV_TRANSPOSE}
+
+
 @register
 class ConvTranspose(Lowering):
     ops = ("ConvTranspose",)
@@ -391,6 +441,9 @@ class ConvTranspose(Lowering):
             out = list(out_shape[-r:]) if out_shape else [full[i] - pb[i] - pe[i] for i in range(r)]
         return out, kernel, strides, pb, pe, dil
 
+    def dialects(self, node):
+        return CONV_TRANSPOSE_SOURCES.keys() if node.in_dtype(0) == "float32" else None
+
     def infer(self, node, pc):
         x, w = pc.shape(node.inputs[0]), pc.shape(node.inputs[1])
         group = int(node.attr("group", 1))
@@ -410,6 +463,27 @@ class ConvTranspose(Lowering):
         t = ctype(node.in_dtype(0))
         body = render(MAP_CONV_TRANSPOSE, T=t, BIAS="in2[m]" if has_bias else f"({t})0")
         inputs = node.inputs[:3] if has_bias else node.inputs[:2]
+        if node.in_dtype(0) == "float32":
+            c_values = dict(
+                HEAD=_CONV_HEAD, BIAS_ARG="const f32 *in2, " if has_bias else "", BIAS="in2[m]" if has_bias else "0.0f"
+            )
+            cl_values = dict(
+                BODY=body.replace("out0[gid] = acc;", "{ const i64 at = gid; const f32 sum = acc; STORE(at, sum); }"),
+                BIAS_ARG="__global const f32 *in2, " if has_bias else "",
+            )
+            sources = {
+                "c": Source(CONV_TRANSPOSE_SOURCES["c"], c_values),
+                "opencl": Source(CONV_TRANSPOSE_SOURCES["opencl"], cl_values, lambda params: ((int(params[0]),), None)),
+            }
+            return Kernel(
+                inputs=inputs,
+                outputs=[node.outputs[0]],
+                n_params=5 + WINDOW,
+                params=params,
+                sources=sources,
+                anchor=True,
+                label="conv_transpose",
+            )
         return Kernel(
             inputs=inputs,
             outputs=[node.outputs[0]],

@@ -470,7 +470,9 @@ class LpNormalization(RowLowering):
 
 @register
 class CumSum(Lowering):
-    ops = ("CumSum",)
+    """CumSum and CumProd: one work item per row, running the sum (product) along it."""
+
+    ops = ("CumSum", "CumProd")
     shape_inputs = (1,)
     dtypes = NUMERIC
 
@@ -488,11 +490,17 @@ class CumSum(Lowering):
 
         row = Row(False)
         j = "nr_ - 1 - k_" if node.attr("reverse", 0) else "k_"
-        step = "out0[o_] = acc_; acc_ += in0[o_];" if node.attr("exclusive", 0) else "acc_ += in0[o_]; out0[o_] = acc_;"
-        body = (
-            row.prologue() + f"{t} acc_ = 0; for (i64 k_ = 0; k_ < nr_; k_++) {{ const i64 o_ = {row.at(j)}; {step} }}"
+        op, init = ("*=", 1) if node.op == "CumProd" else ("+=", 0)
+        step = (
+            f"out0[o_] = acc_; acc_ {op} in0[o_];"
+            if node.attr("exclusive", 0)
+            else f"acc_ {op} in0[o_]; out0[o_] = acc_;"
         )
-        return Kernel([x_name], [node.outputs[0]], 3, params, body=body, label="cumsum", grain=16)
+        body = (
+            row.prologue()
+            + f"{t} acc_ = ({t}){init}; for (i64 k_ = 0; k_ < nr_; k_++) {{ const i64 o_ = {row.at(j)}; {step} }}"
+        )
+        return Kernel([x_name], [node.outputs[0]], 3, params, body=body, label=node.op.lower(), grain=16)
 
 
 def _affine_index(node, i: int, norm_shape, pbase: int) -> tuple[str, str, int, object]:
@@ -575,6 +583,42 @@ class LayerNormalization(Lowering):
             body += f"out{k}[gid] = ({ctype(node.out_dtype(k))}){stats[k - 1]}; "
         grain = 3 * _static_numel(norm_shape)
         return Kernel(inputs, list(node.outputs), 2 + n1 + n2, params, body=body, label="layernorm", grain=grain)
+
+
+@register
+class RMSNormalization(LayerNormalization):
+    """y = x / sqrt(mean(x^2 over the axes from `axis` on) + epsilon) * scale."""
+
+    ops = ("RMSNormalization",)
+
+    def check(self, node):
+        if node.attr("stash_type", 1) != 1:
+            return f"stash_type {node.attr('stash_type')}"
+        return super().check(node)
+
+    def kernel(self, node):
+        rank = node.in_rank(0)
+        axis = normalize_axis(node.attr("axis", -1), rank)
+        norm_shape = node.in_shape(0)[axis:]
+        x_name = node.inputs[0]
+        t = ctype(node.in_dtype(0))
+        pre, scale, n_scale, scale_params = _affine_index(node, 1, norm_shape, 2)
+
+        def params(pc):
+            shape = pc.shape(x_name)
+            return [numel(shape[:axis]), numel(shape[axis:])] + scale_params(pc, shape[axis:])
+
+        row = Row(True)
+        eps = float(node.attr("epsilon", 1e-5))
+        body = (
+            "const i64 nr_ = p[1]; const i64 b_ = gid * nr_; "
+            + row.reduce("s2_", f"(({t})0)", t, lambda j: f"in0[{j}] * in0[{j}]", _add)
+            + f"const {t} rs_ = ({t})1 / sqrt(s2_ / ({t})nr_ + ({t}){eps!r}); "
+            + row.loop(lambda at: f"{pre}out0[{at}] = in0[{at}] * rs_ * in1[{scale}];")
+        )
+        grain = 2 * _static_numel(norm_shape)
+        inputs = list(node.inputs[:2])
+        return Kernel(inputs, [node.outputs[0]], 2 + n_scale, params, body=body, label="rmsnorm", grain=grain)
 
 
 @register

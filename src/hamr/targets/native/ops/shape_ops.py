@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from hamr.ir.dtypes import CTYPES
+from hamr.ir.dtypes import CTYPES, STORAGE
 from hamr.targets.native.ops.base import Lowering, normalize_axis, numel
 from hamr.targets.native.ops.registry import register
 
@@ -13,7 +13,7 @@ class View(Lowering):
     kind = "view"
 
     def check(self, node):
-        return None if node.in_dtype(0) in CTYPES else f"dtype {node.in_dtype(0)}"
+        return None if node.in_dtype(0) in CTYPES or node.in_dtype(0) in STORAGE else f"dtype {node.in_dtype(0)}"
 
 
 @register

@@ -16,7 +16,7 @@ the node and it falls back to the reference with that reason.
 
 from __future__ import annotations
 
-from hamr.ir.dtypes import ctype
+from hamr.ir.dtypes import buffer_ctype, ctype
 from hamr.targets.native.assemble import Launch, Lowered, Segment
 from hamr.targets.native.ops.base import Kernel, Source
 from hamr.targets.native.render.template import render
@@ -44,7 +44,7 @@ class Renderer:
 
     def source(self, lowered: Lowered) -> str:
         parts = [self.prelude]
-        for segment in lowered.segments:
+        for segment in lowered.all_segments:
             parts += [self.function(launch, lowered.dtypes) for launch in segment.launches]
             parts += self.segment_entries(segment, lowered.dtypes)
         return "\n".join(parts)
@@ -84,7 +84,7 @@ class Renderer:
         for kind, i in k.arg_order():
             if i < (skip[0] if kind == "in" else skip[1]):
                 continue
-            t = ctype(dtypes[k.arg_value((kind, i))])
+            t = buffer_ctype(dtypes[k.arg_value((kind, i))])
             parts.append(f"{qual}const {t} *in{i}" if kind == "in" else f"{qual}{t} *out{i}")
         return ", ".join(parts)
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from hamr.ir.dtypes import ctype
+from hamr.ir.dtypes import buffer_ctype
 from hamr.targets.native.assemble import Launch, Lowered, Segment
 from hamr.targets.native.render.base import COMMON, Renderer
+from hamr.targets.native.render.conversions import CONVERSIONS
 
 # hamr_sgemm is the one GEMM thread split: every sgemm of generated C (MatMul, Gemm, Conv) goes through it.
 PRELUDE = (
@@ -54,6 +55,7 @@ static double hamr_now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC,
 #define PARALLEL_THRESHOLD 32768
 """
     + COMMON
+    + CONVERSIONS
 )
 
 
@@ -94,7 +96,7 @@ class CRenderer(Renderer):
             for arg in k.arg_order():
                 name = k.arg_value(arg)
                 const = "const " if arg[0] == "in" else ""
-                args.append(f"({const}{ctype(dtypes[name])} *)v[{segment.slot(name)}]")
+                args.append(f"({const}{buffer_ctype(dtypes[name])} *)v[{segment.slot(name)}]")
             stamp = f"T[{j}] = hamr_now(); " if profiled else ""
             calls.append(f"  {stamp}{launch.name}(P + P[{j}], {', '.join(args)});")
         if profiled:
