@@ -69,7 +69,7 @@ class CRenderer(Renderer):
         """The prelude, each distinct kernel function once, then the segment entries calling them."""
         functions, called = shared_functions(self, lowered)
         parts = [self.prelude, *functions]
-        for segment in lowered.segments:
+        for segment in lowered.all_segments:
             launches = [replace(launch, name=called[launch.name]) for launch in segment.launches]
             parts += self.segment_entries(replace(segment, launches=launches), lowered.dtypes)
         return "\n".join(parts)
@@ -115,7 +115,7 @@ def shared_functions(renderer: Renderer, lowered: Lowered) -> tuple[list[str], d
     index: dict[str, str] = {}
     functions: list[str] = []
     called: dict[str, str] = {}
-    for segment in lowered.segments:
+    for segment in lowered.all_segments:
         for launch in segment.launches:
             text = renderer.function(replace(launch, name=PLACEHOLDER), lowered.dtypes)
             name = index.get(text)
