@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -40,6 +41,7 @@ class Signature:
         )
 
 
+@functools.lru_cache(maxsize=64)  # np.dtype(...).name costs ~20 us; lowering asks it thousands of times
 def numpy_dtype_name(dtype: ir.DataType) -> str:
     if dtype == ir.DataType.STRING:
         return "str"

@@ -11,9 +11,9 @@ import tempfile
 from pathlib import Path
 
 from hamr.errors import HamrError
-from hamr.targets.cpu.isa import march_flags
+from hamr.targets.cpu.isa import is_fallback, march_flags
 
-BASE_FLAGS = ["-O3", "-fno-math-errno", "-fno-trapping-math", "-fopenmp", "-fPIC", "-shared", "-std=gnu11", "-w"]
+BASE_FLAGS = ["-fno-math-errno", "-fno-trapping-math", "-fopenmp", "-fPIC", "-shared", "-std=gnu11", "-w"]
 
 
 def cache_dir() -> Path:
@@ -39,7 +39,13 @@ def compiler_identity(cc: str) -> str:
 
 
 def flags_for(level: str) -> list[str]:
-    return BASE_FLAGS + march_flags(level)
+    return [optimisation(level), *BASE_FLAGS, *march_flags(level)]
+
+
+def optimisation(level: str) -> str:
+    """-O3 for the level this host runs; -O2 for a portable fallback built beside it (about 40% less compile
+    time; it only runs on hosts without a prebuilt object of their own level)."""
+    return "-O2" if is_fallback(level) else "-O3"
 
 
 def build_key(source: str, level: str) -> str:
@@ -58,27 +64,33 @@ def require_compiler() -> str:
 def build_many(source: str, levels: list[str]) -> dict[str, Path]:
     """Build one shared object per ISA level (in parallel); cached ones are reused."""
     cc = require_compiler()
-    results: dict[str, Path] = {}
-    jobs = []
+    results = {level: cache_dir() / f"{build_key(source, level)}.so" for level in levels}
+    missing = [level for level in levels if not results[level].exists()]
+    if not missing:
+        return results
     workdir = Path(tempfile.mkdtemp(prefix="hamr-build-"))
-    src = workdir / "kernels.c"
-    src.write_text(source)
-    for level in levels:
-        target = cache_dir() / f"{build_key(source, level)}.so"
-        results[level] = target
-        if target.exists():
-            continue
-        tmp = workdir / f"{level}.so"
-        cmd = [cc, *flags_for(level), str(src), "-o", str(tmp)]
-        jobs.append((level, tmp, target, subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)))
-    for level, tmp, target, proc in jobs:
-        _, err = proc.communicate()
-        if proc.returncode != 0:
-            first = next((line for line in err.splitlines() if "error" in line), err.strip()[:300])
-            raise HamrError(f"C compiler failed for the cpu target ({level}): {first}")
-        os.replace(tmp, target)
-    shutil.rmtree(workdir, ignore_errors=True)
+    try:
+        src = workdir / "kernels.c"
+        src.write_text(source)
+        jobs = []
+        for level in missing:
+            cmd = [cc, *flags_for(level), str(src), "-o", str(workdir / f"{level}.so")]
+            jobs.append((level, subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)))
+        outcomes = [(level, proc, proc.communicate()[1]) for level, proc in jobs]
+        failed = [(level, err) for level, proc, err in outcomes if proc.returncode != 0]
+        if failed:
+            level, err = failed[0]
+            raise HamrError(f"C compiler failed for the cpu target ({level}): {first_error(err, src)}")
+        for level in missing:
+            os.replace(workdir / f"{level}.so", results[level])
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
     return results
+
+
+def first_error(stderr: str, src: Path) -> str:
+    lines = [line.replace(str(src), "kernels.c") for line in stderr.splitlines()]
+    return next((line for line in lines if "error" in line), " ".join(lines)[:300]).strip()
 
 
 def cached_object(data: bytes) -> Path:

@@ -58,3 +58,9 @@ def march_flags(level: str) -> list[str]:
     if machine() == "aarch64":
         return [f"-march={level}"]
     return [f"-march={level}", "-mtune=generic"]
+
+
+def is_fallback(level: str) -> bool:
+    """A level below the host's best one: built only to run elsewhere."""
+    levels = host_levels()
+    return level in levels[1:] or (level not in levels and level in BASELINE.values())

@@ -3,8 +3,10 @@ segment gets a host entry (`hamr_seg<N>`, and `hamr_seg<N>_prof` that times each
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from hamr.ir.dtypes import buffer_ctype
-from hamr.targets.native.assemble import Launch, Segment
+from hamr.targets.native.assemble import Launch, Lowered, Segment
 from hamr.targets.native.render.base import COMMON, Renderer
 from hamr.targets.native.render.conversions import CONVERSIONS
 from hamr.targets.native.render.vecmath import VECMATH_C
@@ -65,6 +67,15 @@ class CRenderer(Renderer):
     buffer_qualifier = ""
     host_loops = True
 
+    def source(self, lowered: Lowered) -> str:
+        """The prelude, each distinct kernel function once, then the segment entries calling them."""
+        functions, called = shared_functions(self, lowered)
+        parts = [self.prelude, *functions]
+        for segment in lowered.all_segments:
+            launches = [replace(launch, name=called[launch.name]) for launch in segment.launches]
+            parts += self.segment_entries(replace(segment, launches=launches), lowered.dtypes)
+        return "\n".join(parts)
+
     def map_function(self, launch: Launch, dtypes: dict[str, str]) -> str:
         k = launch.kernel
         return (
@@ -96,3 +107,25 @@ class CRenderer(Renderer):
         else:
             head = f"void hamr_seg{segment.index}(void **v, const i64 *P) {{\n"
         return head + "\n".join(calls) + "\n}\n"
+
+
+# ---- kernels rendered once: launches whose functions are the same text apart from the name share one function
+
+
+def shared_functions(renderer: Renderer, lowered: Lowered) -> tuple[list[str], dict[str, str]]:
+    """The distinct kernel functions (named hamr_k<i>, in first-use order) and the function each launch calls."""
+    index: dict[str, str] = {}
+    functions: list[str] = []
+    called: dict[str, str] = {}
+    for segment in lowered.all_segments:
+        for launch in segment.launches:
+            text = renderer.function(replace(launch, name=PLACEHOLDER), lowered.dtypes)
+            name = index.get(text)
+            if name is None:
+                name = index[text] = f"hamr_k{len(functions)}"
+                functions.append(text.replace(PLACEHOLDER, name))
+            called[launch.name] = name
+    return functions, called
+
+
+PLACEHOLDER = "HAMR_KERNEL_NAME"
