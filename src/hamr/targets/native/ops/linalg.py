@@ -1,4 +1,5 @@
-"""MatMul and Gemm: BLAS sgemm on the cpu target, a local-memory tiled GEMM on OpenCL.
+"""MatMul and Gemm: hamr_gemm on the cpu target (render/gemm_c.py; a constant B is packed once at load),
+a local-memory tiled GEMM on OpenCL.
 
 Both are anchors: their result passes through STORE(gid, acc), where the fuser inserts
 an elementwise epilogue (bias, activation, residual add) without another pass in memory.
@@ -7,9 +8,12 @@ Other dtypes run a plain map kernel (one output element per work item).
 
 from __future__ import annotations
 
+import functools
+
 from hamr.ir.dtypes import NUMERIC, ctype
 from hamr.targets.native.ops.base import Kernel, Lowering, Source, broadcast_shapes, broadcast_strides, numel
 from hamr.targets.native.ops.elementwise import lit
+from hamr.targets.native.ops.packing import pack_b, packed_name, packs_weights
 from hamr.targets.native.ops.registry import register
 from hamr.targets.native.render.template import render
 
@@ -27,9 +31,9 @@ def _batch_offsets(batch: str) -> str:
 
 
 # (batch, block of rows) items across the OpenMP threads; each item's epilogue runs right after
-# its sgemm, while the block is still in cache (STORE_RANGE), so there is one parallel region.
+# its GEMM (hamr_gemm, render/gemm_c.py; in2: a constant B packed at load), while the block is still in cache (STORE_RANGE), so there is one parallel region.
 C_SGEMM = (
-    """static void $name(const i64 *p, const f32 *in0, const f32 *in1, f32 *out0$extra) {
+    """static void $name(const i64 *p, const f32 *in0, const f32 *in1, ${PACKED_ARG}f32 *out0$extra) {
   const i64 nb = p[0], M = p[1], N = p[2], K = p[3];
   if (M * N == 0) return;
   const int nt = nb * M * N * K > 8 * PARALLEL_THRESHOLD ? omp_get_max_threads() : 1;
@@ -43,8 +47,7 @@ C_SGEMM = (
     + """
     f32 *C = out0 + b * M * N + r0 * N;
     if (K == 0) { for (i64 i = 0; i < r * N; i++) C[i] = 0; }
-    else hamr_sgemm(101, 111, 111, (int)r, (int)N, (int)K, 1.0f, in0 + oa * M * K + r0 * K, (int)K,
-                    in1 + ob * K * N, (int)N, 0.0f, C, (int)N);
+    else hamr_gemm(0, 0, r, N, K, 1.0f, in0 + oa * M * K + r0 * K, K, in1 + ob * K * N, N, $PACKED, C, N);
     STORE_RANGE(b * M * N + r0 * N, r * N, out0);
   }
 }
@@ -148,23 +151,35 @@ class MatMul(Lowering):
                 return [values[0] * values[1] * values[2]] + values[1:]
 
             return Kernel(body=body, label="matmul", **{**common, "params": map_params})
-        ranges = {"opencl": _gemm_range}
+        derived = _packed_b(node, b_name, rb, trans=False)
+        if derived:
+            common["inputs"] = [a_name, b_name, *derived]
+        values = {"R": rank, "TS": TILE}
+        c_values = {
+            **values,
+            "PACKED_ARG": "const f32 *in2, " if derived else "",
+            "PACKED": "in2 + ob * hamr_packed_size(K, N)" if derived else "0",
+        }
         return Kernel(
-            sources={d: Source(t, {"R": rank, "TS": TILE}, ranges.get(d)) for d, t in MATMUL_SOURCES.items()},
+            sources={
+                "c": Source(MATMUL_SOURCES["c"], c_values),
+                "opencl": Source(MATMUL_SOURCES["opencl"], values, _gemm_range),
+            },
             anchor=True,
             label="gemm",
+            derived=derived,
             **common,
         )
 
 
 # ---- Gemm: Y = alpha * A' B' + beta * C, p: [M * N, M, N, K, C row stride, C column stride] ----
 
-# hamr_sgemm (the C prelude) splits the product across the OpenMP threads; the epilogue runs after it.
-C_GEMM = """static void $name(const i64 *p, const f32 *in0, const f32 *in1, ${C_ARG}f32 *out0$extra) {
+# hamr_gemm (render/gemm_c.py) splits the product across the OpenMP threads; the epilogue runs after it.
+C_GEMM = """static void $name(const i64 *p, const f32 *in0, const f32 *in1, ${C_ARG}${PACKED_ARG}f32 *out0$extra) {
   const i64 total = p[0], M = p[1], N = p[2], K = p[3];
   if (total == 0) return;
   if (K == 0) for (i64 i = 0; i < total; i++) out0[i] = 0;
-  else hamr_sgemm(101, $TA, $TB, (int)M, (int)N, (int)K, $ALPHA, in0, (int)$LDA, in1, (int)$LDB, 0.0f, out0, (int)N);
+  else hamr_gemm($TA, $TB, M, N, K, $ALPHA, in0, $LDA, in1, $LDB, $PACKED, out0, N);
   $EPILOGUE
 }
 """
@@ -265,11 +280,17 @@ class Gemm(Lowering):
             )
             return Kernel(body=body, label="gemm", grain=64, **common)
         epilogue = render(C_GEMM_C_EPILOGUE, BETA=lit(beta, t)) if has_c else "STORE_ALL(total, out0);"
+        derived = _packed_b(node, node.inputs[1], 2, trans=tb)
+        if derived:
+            common["inputs"] = [*inputs, *derived]
+        packed = f"in{len(inputs)}"
         c_values = dict(
+            PACKED_ARG=f"const f32 *{packed}, " if derived else "",
+            PACKED=packed if derived else "0",
             EPILOGUE=epilogue,
             C_ARG="const f32 *in2, " if has_c else "",
-            TA="112" if ta else "111",
-            TB="112" if tb else "111",
+            TA=int(ta),
+            TB=int(tb),
             LDA="M" if ta else "K",
             LDB="K" if tb else "N",
             ALPHA=alpha_lit,
@@ -286,7 +307,14 @@ class Gemm(Lowering):
             "c": Source(GEMM_SOURCES["c"], c_values),
             "opencl": Source(GEMM_SOURCES["opencl"], cl_values, _gemm2_range),
         }
-        return Kernel(sources=sources, anchor=True, label="gemm", **common)
+        return Kernel(sources=sources, anchor=True, label="gemm", derived=derived, **common)
+
+
+def _packed_b(node, b_name: str, b_rank: int, trans: bool) -> dict:
+    """A constant float32 B of rank >= 2, packed once at load for a dialect whose GEMM reads panels."""
+    if not packs_weights() or b_rank is None or b_rank < 2 or node.const(1) is None:
+        return {}
+    return {packed_name(b_name, trans): (b_name, functools.partial(pack_b, trans=trans))}
 
 
 def _gemm2_range(params):

@@ -8,6 +8,7 @@ from hamr.targets.native.assemble import Launch, Segment
 from hamr.targets.native.render.base import COMMON, Renderer
 from hamr.targets.native.render.conversions import CONVERSIONS
 from hamr.targets.native.render.vecmath import VECMATH_C
+from hamr.targets.native.render.gemm_c import GEMM_C
 
 # hamr_sgemm is the one GEMM thread split: every sgemm of generated C (MatMul, Gemm, Conv) goes through it.
 PRELUDE = (
@@ -56,6 +57,7 @@ static double hamr_now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC,
     + COMMON
     + CONVERSIONS
     + VECMATH_C
+    + GEMM_C
 )
 
 

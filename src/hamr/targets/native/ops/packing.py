@@ -1,0 +1,47 @@
+"""Weights repacked once at load for a dialect's GEMM (a constant B of MatMul or Gemm on C: 32-column panels).
+
+A lowering asks `packing_dialect()` whether the dialect being lowered packs, and names the packed copy as a
+derived weight of its kernel (`Kernel.derived`); `materialise_constants` computes it with the weights.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+
+import numpy as np
+
+PANEL = 32  # columns per panel: HG_NR of render/gemm_c.py
+PACKING_DIALECTS = frozenset({"c"})
+
+_dialect: contextvars.ContextVar[str | None] = contextvars.ContextVar("hamr_lowering_dialect", default=None)
+
+
+@contextlib.contextmanager
+def lowering_dialect(dialect: str):
+    token = _dialect.set(dialect)
+    try:
+        yield
+    finally:
+        _dialect.reset(token)
+
+
+def packs_weights() -> bool:
+    return _dialect.get() in PACKING_DIALECTS
+
+
+def pack_b(b: np.ndarray, trans: bool) -> np.ndarray:
+    """op(B) of each matrix of `b` (..., K, N) as 32-column panels, K rows of 32 floats each, zero padded."""
+    b = np.asarray(b, dtype=np.float32)
+    if trans:
+        b = np.swapaxes(b, -1, -2)
+    *batch, k, n = b.shape
+    width = -(-n // PANEL) * PANEL
+    padded = np.zeros((*batch, k, width), dtype=np.float32)
+    padded[..., :n] = b
+    panels = padded.reshape(*batch, k, width // PANEL, PANEL)
+    return np.ascontiguousarray(np.swapaxes(panels, -3, -2)).reshape(-1)
+
+
+def packed_name(weight: str, trans: bool) -> str:
+    return f"{weight}::panels{'T' if trans else ''}"
