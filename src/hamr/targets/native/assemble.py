@@ -276,5 +276,6 @@ def _anchor_kernel(item: Item, live_out: set[str]) -> tuple[Kernel, str]:
         anchor=True,
         label=base.label + "+" + "+".join(n.op for n in item.nodes[1:]),
         own_args=(len(base.inputs), len(base.outputs)),
+        derived=base.derived,
     )
     return kernel, epi.body

@@ -27,6 +27,7 @@ from hamr.ir.node_view import NodeView, captured_names, outer_values, subgraphs,
 from hamr.ir.onnx_reference.kernels import NONDETERMINISTIC, has_kernel
 from hamr.targets.native.ops import lowering_for
 from hamr.targets.native.ops.base import Kernel, Lowering, static_equal
+from hamr.targets.native.ops.packing import known_weights
 from hamr.targets.native.widen import CastView, widen
 
 HOST_DTYPES = INTEGERS | {"bool"}
@@ -218,7 +219,8 @@ def partition_graph(
             placement[view.name] = "fallback"
             reasons[view.name] = reason
     placed = _without_unread_casts(placed, placement, {v.name for v in graph.outputs})
-    items = _group(placed, placement, bodies)
+    with known_weights(constants):
+        items = _group(placed, placement, bodies)
     return Partition(items, placement, reasons, keyed, made, graph, outer)
 
 

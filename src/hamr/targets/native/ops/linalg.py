@@ -13,7 +13,7 @@ import functools
 from hamr.ir.dtypes import NUMERIC, ctype
 from hamr.targets.native.ops.base import Kernel, Lowering, Source, broadcast_shapes, broadcast_strides, numel
 from hamr.targets.native.ops.elementwise import lit
-from hamr.targets.native.ops.packing import pack_b, packed_name, packs_weights
+from hamr.targets.native.ops.packing import pack_b, packed_name, packs_weight
 from hamr.targets.native.ops.registry import register
 from hamr.targets.native.render.template import render
 
@@ -312,7 +312,7 @@ class Gemm(Lowering):
 
 def _packed_b(node, b_name: str, b_rank: int, trans: bool) -> dict:
     """A constant float32 B of rank >= 2, packed once at load for a dialect whose GEMM reads panels."""
-    if not packs_weights() or b_rank is None or b_rank < 2 or node.const(1) is None:
+    if b_rank is None or b_rank < 2 or not packs_weight(b_name):
         return {}
     return {packed_name(b_name, trans): (b_name, functools.partial(pack_b, trans=trans))}
 

@@ -1,6 +1,6 @@
 """Weights repacked once at load for a dialect's GEMM (a constant B of MatMul or Gemm on C: 32-column panels).
 
-A lowering asks `packing_dialect()` whether the dialect being lowered packs, and names the packed copy as a
+A lowering asks `packing_dialect()` whether the dialect being lowered packs that weight, and names the packed copy as a
 derived weight of its kernel (`Kernel.derived`); `materialise_constants` computes it with the weights.
 """
 
@@ -15,6 +15,7 @@ PANEL = 32  # columns per panel: HG_NR of render/gemm_c.py
 PACKING_DIALECTS = frozenset({"c"})
 
 _dialect: contextvars.ContextVar[str | None] = contextvars.ContextVar("hamr_lowering_dialect", default=None)
+_weights: contextvars.ContextVar[frozenset[str]] = contextvars.ContextVar("hamr_lowering_weights", default=frozenset())
 
 
 @contextlib.contextmanager
@@ -26,8 +27,19 @@ def lowering_dialect(dialect: str):
         _dialect.reset(token)
 
 
-def packs_weights() -> bool:
-    return _dialect.get() in PACKING_DIALECTS
+@contextlib.contextmanager
+def known_weights(names):
+    """The values known at load (initializers, outputs of constant nodes) while kernels are made."""
+    token = _weights.set(frozenset(names))
+    try:
+        yield
+    finally:
+        _weights.reset(token)
+
+
+def packs_weight(name: str) -> bool:
+    """Whether the dialect being lowered takes `name` repacked at load: it packs, and `name` is known at load."""
+    return _dialect.get() in PACKING_DIALECTS and name in _weights.get()
 
 
 def pack_b(b: np.ndarray, trans: bool) -> np.ndarray:
