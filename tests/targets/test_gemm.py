@@ -94,3 +94,53 @@ def test_a_constant_b_is_packed_once_at_load():
     assert packed.shape == (8 * 64,)  # two 32-column panels, the second zero padded
     np.testing.assert_array_equal(packed.reshape(2, 8, 32)[1, :, 8:], 0)
     close(session.run({"a": a})["y"], np.maximum(a.astype(np.float64) @ b, 0), 8)
+
+
+def attention_scores_model(q_perm, k_perm, q_shape, k_shape, extra_use: bool):
+    nodes = [
+        helper.make_node("Transpose", ["q"], ["qt"], perm=q_perm),
+        helper.make_node("Transpose", ["k"], ["kt"], perm=k_perm),
+        helper.make_node("MatMul", ["qt", "kt"], ["y"]),
+    ]
+    outputs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)]
+    if extra_use:  # kt is also read by something other than a MatMul: it stays a Transpose kernel
+        nodes.append(helper.make_node("Relu", ["kt"], ["r"]))
+        outputs.append(helper.make_tensor_value_info("r", TensorProto.FLOAT, None))
+    q_out = np.transpose(np.zeros(q_shape), q_perm)
+    k_out = np.transpose(np.zeros(k_shape), k_perm)
+    outputs[0] = helper.make_tensor_value_info("y", TensorProto.FLOAT, np.matmul(q_out, k_out).shape)
+    if extra_use:
+        outputs[1] = helper.make_tensor_value_info("r", TensorProto.FLOAT, k_out.shape)
+    graph = helper.make_graph(
+        nodes,
+        "scores",
+        [
+            helper.make_tensor_value_info("q", TensorProto.FLOAT, list(q_shape)),
+            helper.make_tensor_value_info("k", TensorProto.FLOAT, list(k_shape)),
+        ],
+        outputs,
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize(
+    "q_perm, k_perm, q_shape, k_shape, extra_use, kept",
+    [
+        ((0, 2, 1, 3), (0, 2, 3, 1), (2, 37, 3, 16), (2, 37, 3, 16), False, 0),  # attention: Q and K^T
+        ((0, 2, 1, 3), (0, 2, 3, 1), (1, 20, 2, 8), (1, 20, 2, 8), True, 1),  # K^T is read by a Relu too
+        ((1, 0), (1, 0), (33, 17), (40, 33), False, 0),  # both operands transposed
+        ((1, 2, 0), (0, 2, 1), (14, 3, 9), (3, 11, 14), False, 0),  # q's contiguous axis becomes its rows
+        ((2, 0, 1), (0, 1, 2), (9, 3, 14), (14, 3, 5), False, 1),  # q's contiguous axis becomes a batch axis
+    ],
+)
+def test_transpose_is_folded_into_the_matmul(level, q_perm, k_perm, q_shape, k_shape, extra_use, kept):
+    model = attention_scores_model(q_perm, k_perm, q_shape, k_shape, extra_use)
+    session = hamr.Session(hamr.compile(model, targets=["cpu"]), device="cpu")
+    q, k = rand(*q_shape), rand(*k_shape)
+    out = session.run({"q": q, "k": k})
+    expected = np.transpose(q, q_perm).astype(np.float64) @ np.transpose(k, k_perm)
+    close(out["y"], expected, expected.shape[-1])
+    labels = [kernel["ops"] for kernel in session.executable.variants["cpu"]["kernels"]]
+    assert labels.count("transpose") == kept, labels
+    if extra_use:
+        np.testing.assert_array_equal(out["r"], np.maximum(np.transpose(k, k_perm), 0))

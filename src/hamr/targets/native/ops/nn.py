@@ -186,7 +186,7 @@ static void $name(const i64 *p, const f32 *in0, const f32 *in1, ${BIAS_ARG}f32 *
         const i64 c0 = b * nb, w = H_MIN(nb, OS - c0);
         const f32 *x = in0 + (n * C + g * Cg) * IS;
         if (!direct) ${name}_im2col(p, x, col, c0, w);
-        hamr_gemm(0, 0, Mg, w, K, 1.0f, in1 + g * Mg * K, K, direct ? x + c0 : col, direct ? OS : w, 0,
+        hamr_gemm(Mg, w, K, 1.0f, in1 + g * Mg * K, K, 1, direct ? x + c0 : col, direct ? OS : w, 1, 0,
                   out0 + (n * M + g * Mg) * OS + c0, OS);
         for (i64 m = 0; m < Mg; m++) {
           const i64 at = (n * M + g * Mg + m) * OS + c0;

@@ -1,4 +1,5 @@
-"""Weights repacked once at load for a dialect's GEMM (a constant B of MatMul or Gemm on C: 32-column panels).
+"""What a dialect's GEMM reads differently: weights repacked once at load (a constant B of MatMul or Gemm on
+C: 32-column panels), and operands read through a folded Transpose's strides.
 
 A lowering asks `packing_dialect()` whether the dialect being lowered packs that weight, and names the packed copy as a
 derived weight of its kernel (`Kernel.derived`); `materialise_constants` computes it with the weights.
@@ -13,8 +14,10 @@ import numpy as np
 
 PANEL = 32  # columns per panel: HG_NR of render/gemm_c.py
 PACKING_DIALECTS = frozenset({"c"})
+STRIDED_DIALECTS = frozenset({"c"})  # whose MatMul reads operands with any strides
 
 _dialect: contextvars.ContextVar[str | None] = contextvars.ContextVar("hamr_lowering_dialect", default=None)
+_transposed: contextvars.ContextVar[dict | None] = contextvars.ContextVar("hamr_transposed_operands", default=None)
 _weights: contextvars.ContextVar[frozenset[str]] = contextvars.ContextVar("hamr_lowering_weights", default=frozenset())
 
 
@@ -35,6 +38,24 @@ def known_weights(names):
         yield
     finally:
         _weights.reset(token)
+
+
+def reads_strided() -> bool:
+    return _dialect.get() in STRIDED_DIALECTS
+
+
+@contextlib.contextmanager
+def transposed_operands(folds: dict[str, tuple[str, tuple[int, ...]]]):
+    """Transpose outputs that MatMul kernels read from the Transpose's input: name -> (input, perm)."""
+    token = _transposed.set(dict(folds))
+    try:
+        yield
+    finally:
+        _transposed.reset(token)
+
+
+def transposed_operand(name: str) -> tuple[str, tuple[int, ...]] | None:
+    return (_transposed.get() or {}).get(name)
 
 
 def packs_weight(name: str) -> bool:

@@ -91,21 +91,28 @@ static f32 *hg_buffer(i64 n) {
 }
 #endif
 
-/* C[M x N] (row stride ldc) = alpha op(A) op(B); ta, tb: the operand is stored transposed, lda, ldb: its
-   row stride as stored. Bp: op(B) already packed, or 0. Splits across the OpenMP threads unless called
-   inside a parallel region. */
-static void hamr_gemm(int ta, int tb, i64 M, i64 N, i64 K, f32 alpha, const f32 *A, i64 lda, const f32 *B, i64 ldb,
-                      const f32 *Bp, f32 *C, i64 ldc) {
+/* A as a BLAS operand: one of its strides must be 1 */
+static int hg_blas_operand(i64 rows, i64 cols, i64 rs, i64 cs, int *trans, int *ld) {
+  if (cs == 1 && (rows == 1 || rs >= cols)) { *trans = 111; *ld = (int)H_MAX(H_MAX(rs, cols), 1); return 1; }
+  if (rs == 1 && (cols == 1 || cs >= rows)) { *trans = 112; *ld = (int)H_MAX(H_MAX(cs, rows), 1); return 1; }
+  return 0;
+}
+
+/* C[M x N] (row stride ldc) = alpha A B, where A's element (i, k) is A[i * rsa + k * csa] and B's (k, n) is
+   B[k * rsb + n * csb]. Bp: B already packed (hamr_pack_b), or 0. Splits across the OpenMP threads unless
+   called inside a parallel region. */
+static void hamr_gemm(i64 M, i64 N, i64 K, f32 alpha, const f32 *A, i64 rsa, i64 csa, const f32 *B, i64 rsb,
+                      i64 csb, const f32 *Bp, f32 *C, i64 ldc) {
   if (M <= 0 || N <= 0) return;
   if (K <= 0) { for (i64 i = 0; i < M; i++) for (i64 j = 0; j < N; j++) C[i * ldc + j] = 0; return; }
   const int nt = omp_in_parallel() || (double)M * N * K < 262144.0 ? 1 : omp_get_max_threads();
 #if defined(__AVX512F__)
   if (!Bp) {
     f32 *buf = hg_buffer(hamr_packed_size(K, N));
-    if (buf) { hamr_pack_b(K, N, B, tb ? 1 : ldb, tb ? ldb : 1, buf); Bp = buf; }
+    if (buf) { hamr_pack_b(K, N, B, rsb, csb, buf); Bp = buf; }
   }
   if (Bp) {
-    const i64 rsa = ta ? 1 : lda, csa = ta ? lda : 1, tiles = (M + HG_MR - 1) / HG_MR, panels = (N + 31) / 32;
+    const i64 tiles = (M + HG_MR - 1) / HG_MR, panels = (N + HG_NR - 1) / HG_NR;
     const int by_rows = tiles >= 2 * nt || tiles >= panels;
     #pragma omp parallel num_threads(nt) if(nt > 1)
     {
@@ -122,15 +129,32 @@ static void hamr_gemm(int ta, int tb, i64 M, i64 N, i64 K, f32 alpha, const f32 
     return;
   }
 #endif
+  int ta, lda, tb, ldb;
+  f32 *copy = 0;
+  if (!hg_blas_operand(M, K, rsa, csa, &ta, &lda)) {
+    copy = (f32 *)__builtin_malloc(sizeof(f32) * M * K);
+    if (!copy) return;
+    for (i64 i = 0; i < M; i++) for (i64 k = 0; k < K; k++) copy[i * K + k] = A[i * rsa + k * csa];
+    A = copy; ta = 111; lda = (int)K;
+  }
   if (!Bp) {
-    hamr_sgemm(101, ta ? 112 : 111, tb ? 112 : 111, (int)M, (int)N, (int)K, alpha, A, (int)lda, B, (int)ldb, 0.0f, C,
-               (int)ldc);
+    if (hg_blas_operand(K, N, rsb, csb, &tb, &ldb)) {
+      hamr_sgemm(101, ta, tb, (int)M, (int)N, (int)K, alpha, A, lda, B, ldb, 0.0f, C, (int)ldc);
+      __builtin_free(copy);
+      return;
+    }
+    f32 *packed = (f32 *)__builtin_malloc(sizeof(f32) * hamr_packed_size(K, N));
+    if (packed) { hamr_pack_b(K, N, B, rsb, csb, packed); hamr_gemm(M, N, K, alpha, A, ta == 111 ? lda : 1,
+                                                                    ta == 111 ? 1 : lda, 0, 0, 0, packed, C, ldc); }
+    __builtin_free(packed);
+    __builtin_free(copy);
     return;
   }
   const i64 panels = (N + HG_NR - 1) / HG_NR;
   #pragma omp parallel for schedule(static) num_threads(nt) if(nt > 1 && panels > 1)
   for (i64 j = 0; j < panels; j++)
-    hamr_blas_sgemm(101, ta ? 112 : 111, 111, (int)M, (int)H_MIN(HG_NR, N - j * HG_NR), (int)K, alpha, A, (int)lda,
+    hamr_blas_sgemm(101, ta, 111, (int)M, (int)H_MIN(HG_NR, N - j * HG_NR), (int)K, alpha, A, lda,
                     Bp + j * HG_NR * K, HG_NR, 0.0f, C + j * HG_NR, (int)ldc);
+  __builtin_free(copy);
 }
 """
