@@ -144,3 +144,33 @@ def test_transpose_is_folded_into_the_matmul(level, q_perm, k_perm, q_shape, k_s
     assert labels.count("transpose") == kept, labels
     if extra_use:
         np.testing.assert_array_equal(out["r"], np.maximum(np.transpose(k, k_perm), 0))
+
+
+@pytest.mark.parametrize(
+    "c, m, group, kernel, strides, pads, dilations",
+    [
+        (8, 8, 8, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1)),  # depthwise
+        (8, 16, 8, (3, 3), (2, 2), (1, 0, 1, 2), (1, 1)),  # depthwise, two outputs per channel, strided
+        (6, 12, 3, (3, 2), (1, 2), (0, 1, 2, 1), (2, 1)),  # grouped, dilated
+        (3, 5, 1, (5, 5), (2, 1), (2, 2, 2, 2), (1, 1)),  # few channels
+        (16, 40, 1, (1, 1), (1, 1), (0, 0, 0, 0), (1, 1)),  # pointwise: the GEMM reads the input directly
+    ],
+)
+def test_conv_matches_onnx_reference(level, c, m, group, kernel, strides, pads, dilations):
+    from onnx.reference import ReferenceEvaluator
+
+    x, w, b = rand(2, c, 11, 13), rand(m, c // group, *kernel), rand(m)
+    node = helper.make_node(
+        "Conv", ["x", "w", "b"], ["c"], group=group, strides=strides, pads=pads, dilations=dilations
+    )
+    graph = helper.make_graph(
+        [node, helper.make_node("Relu", ["c"], ["y"])],
+        "conv",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(x.shape))],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    expected = ReferenceEvaluator(model).run(None, {"x": x})[0]
+    model.graph.output[0].CopyFrom(helper.make_tensor_value_info("y", TensorProto.FLOAT, list(expected.shape)))
+    close(run_cpu(model, {"x": x}), expected, w[0].size)

@@ -215,7 +215,8 @@ static void $name(const i64 *p, const f32 *in0, const f32 *in1, ${BIAS_ARG}f32 *
             const i64 off = kw * DW - PW;
             const i64 lo = off >= 0 ? 0 : H_MIN(OW, (-off + SW - 1) / SW);
             const i64 hi = H_MAX(lo, IW - off <= 0 ? 0 : H_MIN(OW, (IW - off - 1) / SW + 1));
-            for (i64 ow = lo; ow < hi; ow++) y[ow] += wt * x[ow * SW + off];
+            if (SW == 1) for (i64 ow = lo; ow < hi; ow++) y[ow] += wt * x[ow + off];
+            else for (i64 ow = lo; ow < hi; ow++) y[ow] += wt * x[ow * SW + off];
           }
         }
       }
