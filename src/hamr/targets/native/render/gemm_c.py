@@ -2,7 +2,8 @@
 
 op(B) is packed in panels of 32 columns (panel j: K rows of 32 floats, zero padded; `hamr_pack_b`,
 or `ops/packing.pack_b` once at load for a constant B); A is read in place through its strides.
-The AVX-512 build runs a 14x32 register-blocked micro-kernel over those panels, K blocked by 256.
+The AVX-512 build runs a 14x32 register-blocked micro-kernel over those panels, K blocked by 256, except for
+small products with B not packed (attention's per-head 128x128x32), where OpenBLAS measured faster.
 Builds without AVX-512 hand the same product to OpenBLAS (one call per panel when B comes packed):
 their AVX2 and portable C micro-kernels measured slower than OpenBLAS here (docs in the report).
 """
@@ -10,6 +11,7 @@ their AVX2 and portable C micro-kernels measured slower than OpenBLAS here (docs
 GEMM_C = r"""
 #define HG_NR 32
 #define HG_KC 256
+#define HG_BLAS_BELOW 600000.0 /* M * N * K: below it, and with B not packed, OpenBLAS measured faster */
 static inline i64 hamr_packed_size(i64 K, i64 N) { return (N + HG_NR - 1) / HG_NR * HG_NR * K; }
 
 /* pack B (element (k, n) at B[k * rsb + n * csb]) into 32-column panels */
@@ -107,6 +109,12 @@ static void hamr_gemm(i64 M, i64 N, i64 K, f32 alpha, const f32 *A, i64 rsa, i64
   if (K <= 0) { for (i64 i = 0; i < M; i++) for (i64 j = 0; j < N; j++) C[i * ldc + j] = 0; return; }
   const int nt = omp_in_parallel() || (double)M * N * K < 262144.0 ? 1 : omp_get_max_threads();
 #if defined(__AVX512F__)
+  int sa, la, sb, lb;
+  if (!Bp && (double)M * N * K <= HG_BLAS_BELOW && hg_blas_operand(M, K, rsa, csa, &sa, &la) &&
+      hg_blas_operand(K, N, rsb, csb, &sb, &lb)) {
+    hamr_sgemm(101, sa, sb, (int)M, (int)N, (int)K, alpha, A, la, B, lb, 0.0f, C, (int)ldc);
+    return;
+  }
   if (!Bp) {
     f32 *buf = hg_buffer(hamr_packed_size(K, N));
     if (buf) { hamr_pack_b(K, N, B, rsb, csb, buf); Bp = buf; }
