@@ -7,6 +7,7 @@ import onnx_ir.passes.common as common
 
 from hamr.ir.passes.constant_folding import ConstantFoldingPass
 from hamr.ir.passes.custom_shapes import CustomOpShapePass
+from hamr.ir.passes.fold_batchnorm import FoldBatchNormIntoConvPass
 from hamr.ir.passes.identity import IdentityEliminationPass
 from hamr.ir.passes.if_tails import IfTailPass
 from hamr.ir.passes.manager import PassManager, PassRecord
@@ -23,6 +24,7 @@ def default_passes() -> list[ir.passes.PassBase]:
         CustomOpShapePass(),  # custom ops' shape functions; a no-op for models of onnx's own domains
         ReduceRankPass(),
         ConstantFoldingPass(),
+        FoldBatchNormIntoConvPass(),
         NoOpToIdentityPass(),
         IdentityEliminationPass(),
         common.CommonSubexpressionEliminationPass(),

@@ -66,6 +66,7 @@ class Lowered:
     inputs: list[str] = field(default_factory=list)  # the graph's inputs
     outputs: list[str] = field(default_factory=list)  # the graph's outputs
     end: int = 0  # one past the highest segment index of this graph and its subgraphs
+    derived: dict = field(default_factory=dict)  # weights repacked at load: name -> (source weight, function)
 
     @property
     def segments(self) -> list[Segment]:
@@ -93,6 +94,7 @@ def assemble(model: ir.Model, part: Partition) -> Lowered:
     for inner in list(lowered.walk())[1:]:
         lowered.dtypes.update(inner.dtypes)
         lowered.weights.update(inner.weights)
+        lowered.derived.update(inner.derived)
     return lowered
 
 
@@ -162,9 +164,16 @@ def assemble_graph(graph: ir.Graph, part: Partition, first: int = 0, outer_weigh
                 bodies[name] = assemble_graph(body.graph, body, end, frozenset(weights))
                 end = bodies[name].end
             steps[index] = Control(step, bodies)
+    derived = {}
+    for segment in (s for s in steps if isinstance(s, Segment)):
+        for launch in segment.launches:
+            derived.update(launch.kernel.derived)
+    for name, (source, _) in derived.items():
+        weights.add(name)
+        dtypes[name] = dtypes[source]
     inputs = [v.name for v in graph.inputs]
     outputs = [v.name for v in graph.outputs]
-    return Lowered(part, steps, dtypes, weights, host_values, constants, inputs, outputs, end)
+    return Lowered(part, steps, dtypes, weights, host_values, constants, inputs, outputs, end, derived)
 
 
 def _build_launches(segment: Segment, escaping: set[str], host_values: set[str], dtypes) -> None:
@@ -267,5 +276,6 @@ def _anchor_kernel(item: Item, live_out: set[str]) -> tuple[Kernel, str]:
         anchor=True,
         label=base.label + "+" + "+".join(n.op for n in item.nodes[1:]),
         own_args=(len(base.inputs), len(base.outputs)),
+        derived=base.derived,
     )
     return kernel, epi.body

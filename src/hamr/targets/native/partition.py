@@ -27,6 +27,7 @@ from hamr.ir.node_view import NodeView, captured_names, outer_values, subgraphs,
 from hamr.ir.onnx_reference.kernels import NONDETERMINISTIC, has_kernel
 from hamr.targets.native.ops import lowering_for
 from hamr.targets.native.ops.base import Kernel, Lowering, static_equal
+from hamr.targets.native.ops.packing import known_weights, reads_strided, transposed_operands
 from hamr.targets.native.widen import CastView, widen
 
 HOST_DTYPES = INTEGERS | {"bool"}
@@ -218,7 +219,9 @@ def partition_graph(
             placement[view.name] = "fallback"
             reasons[view.name] = reason
     placed = _without_unread_casts(placed, placement, {v.name for v in graph.outputs})
-    items = _group(placed, placement, bodies)
+    folds = _foldable_transposes(placed, placement, {v.name for v in graph.outputs}) if reads_strided() else {}
+    with known_weights(constants), transposed_operands(folds):
+        items = _group(placed, placement, bodies, folds)
     return Partition(items, placement, reasons, keyed, made, graph, outer)
 
 
@@ -238,7 +241,35 @@ def _without_unread_casts(placed: list[NodeView], placement: dict[str, str], out
     return kept
 
 
-def _group(views: list[NodeView], placement: dict[str, str], bodies: dict[str, dict]) -> list[Item]:
+def _foldable_transposes(views: list[NodeView], placement: dict[str, str], graph_outputs: set[str]) -> dict:
+    """float32 Transposes read only by native float32 MatMuls of the same segment, keeping one operand axis
+    contiguous: the MatMul reads the Transpose's input through permuted strides, and the Transpose is a view."""
+    consumers: dict[str, list[int]] = {}
+    for index, view in enumerate(views):
+        for name in view.inputs:
+            if name:
+                consumers.setdefault(name, []).append(index)
+    folds = {}
+    for index, view in enumerate(views):
+        rank = view.in_rank(0)
+        if view.op != "Transpose" or placement[view.name] != "native" or view.in_dtype(0) != "float32" or not rank:
+            continue
+        out = view.outputs[0]
+        perm = tuple(view.attr("perm") or range(rank)[::-1])
+        users = consumers.get(out, [])
+        if out in graph_outputs or not users or rank < 2 or rank - 1 not in perm[-2:]:
+            continue
+        matmuls = all(
+            views[u].op == "MatMul" and placement[views[u].name] == "native" and views[u].in_dtype(0) == "float32"
+            for u in users
+        )
+        same_segment = all(placement[views[i].name] not in ("fallback", "control") for i in range(index, max(users)))
+        if matmuls and same_segment:
+            folds[out] = (view.inputs[0], perm)
+    return folds
+
+
+def _group(views: list[NodeView], placement: dict[str, str], bodies: dict[str, dict], folds: dict) -> list[Item]:
     items: list[Item] = []
     group_of: dict[str, int] = {}  # value name -> index of the item that produces it
 
@@ -255,7 +286,7 @@ def _group(views: list[NodeView], placement: dict[str, str], bodies: dict[str, d
             item = Item("control", [view], bodies=bodies[view.name])
         else:
             lowering = lowering_for(view.domain, view.op)
-            if lowering.kind == "view":
+            if lowering.kind == "view" or view.outputs[0] in folds:
                 item = Item("view", [view])
             elif lowering.kind == "elementwise":
                 target = _fusable_group(view, items, group_of, ready_before)

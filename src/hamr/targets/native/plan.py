@@ -73,6 +73,8 @@ def materialise_constants(lowered: Lowered, weights: dict[str, np.ndarray], opse
         results = evaluate_node(proto, opsets, [weights[i] if i else None for i in node.inputs])
         for name, value in zip(node.outputs, results):
             weights[name] = np.ascontiguousarray(value) if np.ndim(value) else np.asarray(value)
+    for name, (source, derive) in lowered.derived.items():
+        weights[name] = derive(weights[source])
     return weights
 
 

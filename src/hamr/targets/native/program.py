@@ -96,7 +96,7 @@ class NativeProgram(HostMemory):
         self.opsets = dict(model.opset_imports)
         self.weights = loaded(
             model,
-            ("weights", tuple(n.name for n in lowered.constants)),
+            ("weights", tuple(n.name for n in lowered.constants), tuple(lowered.derived)),
             lambda: materialise_constants(lowered, _initializers(model), self.opsets),
         )
         self.output_names = [v.name for v in model.graph.outputs]

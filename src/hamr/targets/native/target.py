@@ -17,6 +17,7 @@ from hamr.plugins import REFERENCE_TARGET
 from hamr.targets.native.assemble import Lowered, assemble
 from hamr.targets.native.ops import lowering_for
 from hamr.targets.native.ops.custom import CustomLowering, lowering_target
+from hamr.targets.native.ops.packing import lowering_dialect
 from hamr.targets.native.partition import Partition, partition
 from hamr.targets.native.plan import make_plan, materialise_constants
 from hamr.targets.native.render.base import Renderer
@@ -72,7 +73,7 @@ class NativeTarget:
 
     def lower(self, model: ir.Model) -> tuple[Partition, Lowered]:
         require_registered(model)  # at load, a custom op of the model may be missing from this process
-        with lowering_target(self.name):
+        with lowering_target(self.name), lowering_dialect(self.renderer.dialect):
             part = partition(model, self.accepts)
             return part, assemble(model, part)
 

@@ -73,6 +73,8 @@ class Kernel:
     label: str = ""
     grain: int = 1  # rough cost of one work item, in elements (decides when to go parallel)
     own_args: tuple[int, int] | None = None  # (inputs, outputs) named by a custom source itself
+    # inputs that are weights computed at load from another weight: name -> (source weight, function)
+    derived: dict[str, tuple[str, Callable[[np.ndarray], np.ndarray]]] = field(default_factory=dict)
 
     @property
     def is_map(self) -> bool:

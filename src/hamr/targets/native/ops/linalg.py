@@ -1,4 +1,5 @@
-"""MatMul and Gemm: BLAS sgemm on the cpu target, a local-memory tiled GEMM on OpenCL.
+"""MatMul and Gemm: hamr_gemm on the cpu target (render/gemm_c.py; a constant B is packed once at load),
+a local-memory tiled GEMM on OpenCL.
 
 Both are anchors: their result passes through STORE(gid, acc), where the fuser inserts
 an elementwise epilogue (bias, activation, residual add) without another pass in memory.
@@ -7,18 +8,30 @@ Other dtypes run a plain map kernel (one output element per work item).
 
 from __future__ import annotations
 
+import functools
+
 from hamr.ir.dtypes import NUMERIC, ctype
-from hamr.targets.native.ops.base import Kernel, Lowering, Source, broadcast_shapes, broadcast_strides, numel
+from hamr.targets.native.ops.base import (
+    Kernel,
+    Lowering,
+    Source,
+    broadcast_shapes,
+    broadcast_strides,
+    numel,
+    strides_of,
+)
 from hamr.targets.native.ops.elementwise import lit
+from hamr.targets.native.ops.packing import pack_b, packed_name, packs_weight, transposed_operand
 from hamr.targets.native.ops.registry import register
 from hamr.targets.native.render.template import render
 
 TILE = 16
 
 
-# p: [nb, M, N, K, alpha-bits unused, batch dims (R), A batch strides (R), B batch strides (R)]
+# p: [nb, M, N, K, batch dims (R), A batch strides (R), B batch strides (R), A row, A column, B row, B column
+# strides], strides in elements (a folded Transpose makes them other than contiguous)
 def _batch_offsets(batch: str) -> str:
-    """oa, ob: the A and B offsets (in matrices) of batch item `batch`."""
+    """oa, ob: the A and B offsets (in elements) of batch item `batch`."""
     return (
         "i64 oa = 0, ob = 0; { i64 r_ = " + batch + "; "
         "for (int a_ = $R - 1; a_ >= 0; a_--) { const i64 d_ = p[4 + a_]; const i64 c_ = r_ % d_; r_ /= d_; "
@@ -27,9 +40,9 @@ def _batch_offsets(batch: str) -> str:
 
 
 # (batch, block of rows) items across the OpenMP threads; each item's epilogue runs right after
-# its sgemm, while the block is still in cache (STORE_RANGE), so there is one parallel region.
+# its GEMM (hamr_gemm, render/gemm_c.py; in2: a constant B packed at load), while the block is still in cache (STORE_RANGE), so there is one parallel region.
 C_SGEMM = (
-    """static void $name(const i64 *p, const f32 *in0, const f32 *in1, f32 *out0$extra) {
+    """static void $name(const i64 *p, const f32 *in0, const f32 *in1, ${PACKED_ARG}f32 *out0$extra) {
   const i64 nb = p[0], M = p[1], N = p[2], K = p[3];
   if (M * N == 0) return;
   const int nt = nb * M * N * K > 8 * PARALLEL_THRESHOLD ? omp_get_max_threads() : 1;
@@ -41,10 +54,9 @@ C_SGEMM = (
     """
     + _batch_offsets("it / chunks")
     + """
+    const i64 rsa = p[4 + 3 * $R], csa = p[5 + 3 * $R], rsb = p[6 + 3 * $R], csb = p[7 + 3 * $R];
     f32 *C = out0 + b * M * N + r0 * N;
-    if (K == 0) { for (i64 i = 0; i < r * N; i++) C[i] = 0; }
-    else hamr_sgemm(101, 111, 111, (int)r, (int)N, (int)K, 1.0f, in0 + oa * M * K + r0 * K, (int)K,
-                    in1 + ob * K * N, (int)N, 0.0f, C, (int)N);
+    hamr_gemm(r, N, K, 1.0f, in0 + oa + r0 * rsa, rsa, csa, in1 + ob, rsb, csb, $PACKED, C, N);
     STORE_RANGE(b * M * N + r0 * N, r * N, out0);
   }
 }
@@ -62,8 +74,8 @@ void $name(__global const long *P, const long poff, __global const f32 *in0, __g
   """
     + _batch_offsets("b")
     + """
-  __global const f32 *A = in0 + oa * M * K;
-  __global const f32 *B = in1 + ob * K * N;
+  __global const f32 *A = in0 + oa;
+  __global const f32 *B = in1 + ob;
   __local f32 As[$TS][$TS];
   __local f32 Bs[$TS][$TS + 1];
   f32 sum = 0;
@@ -84,9 +96,28 @@ MATMUL_SOURCES = {"c": C_SGEMM, "opencl": CL_GEMM}  # float32 MatMul, per dialec
 MAP_MATMUL = (
     "const i64 M = p[1], N = p[2], K = p[3]; const i64 b = gid / (M * N), r = (gid / N) % M, c = gid % N; "
     + _batch_offsets("b")
-    + " $T acc = 0; for (i64 k = 0; k < K; k++) acc += in0[oa * M * K + r * K + k] * in1[ob * K * N + k * N + c];"
+    + " $T acc = 0; for (i64 k = 0; k < K; k++) acc += in0[oa + r * K + k] * in1[ob + k * N + c];"
     " out0[gid] = acc;"
 )
+
+
+def _read_strides(pc, fold, shape2) -> list[int]:
+    """Element strides the GEMM reads an operand with: contiguous, or a folded Transpose's permuted strides."""
+    if fold is None:
+        return strides_of(shape2)
+    source, perm = fold
+    contiguous = strides_of(pc.shape(source))
+    return [contiguous[axis] for axis in perm]
+
+
+def _batch_strides(shape2, strides2, batch) -> list[int]:
+    """Strides of the batch axes of an operand broadcast to `batch` (0 along broadcast axes)."""
+    lead = len(batch) - (len(shape2) - 2)
+    out = []
+    for d, size in enumerate(batch):
+        j = d - lead
+        out.append(0 if j < 0 or (shape2[j] == 1 and size != 1) else strides2[j])
+    return out
 
 
 def _round_up(x: int, m: int) -> int:
@@ -130,15 +161,16 @@ class MatMul(Lowering):
         ra, rb = node.in_rank(0), node.in_rank(1)
         rank = max(max(ra, 2), max(rb, 2)) - 2
         a_name, b_name = node.inputs[0], node.inputs[1]
+        folds = (transposed_operand(a_name), transposed_operand(b_name))
 
         def params(pc):
             batch, a2, b2, m, n, k, _ = _matmul_dims(pc.shape(a_name), pc.shape(b_name))
             batch = (1,) * (rank - len(batch)) + batch
-            sa = broadcast_strides(a2[:-2], batch) if rank else []
-            sb = broadcast_strides(b2[:-2], batch) if rank else []
-            return [numel(batch), m, n, k] + list(batch) + sa + sb
+            va, vb = _read_strides(pc, folds[0], a2), _read_strides(pc, folds[1], b2)
+            sa, sb = _batch_strides(a2, va, batch), _batch_strides(b2, vb, batch)
+            return [numel(batch), m, n, k] + list(batch) + sa + sb + va[-2:] + vb[-2:]
 
-        n_params = 4 + 3 * rank
+        n_params = 8 + 3 * rank
         common = dict(inputs=[a_name, b_name], outputs=[node.outputs[0]], n_params=n_params, params=params)
         if node.in_dtype(0) != "float32":
             body = render(MAP_MATMUL, R=rank, T=ctype(node.out_dtype()))
@@ -148,23 +180,35 @@ class MatMul(Lowering):
                 return [values[0] * values[1] * values[2]] + values[1:]
 
             return Kernel(body=body, label="matmul", **{**common, "params": map_params})
-        ranges = {"opencl": _gemm_range}
+        derived = _packed_b(node, b_name, rb, trans=False)
+        if derived:
+            common["inputs"] = [a_name, b_name, *derived]
+        values = {"R": rank, "TS": TILE}
+        c_values = {
+            **values,
+            "PACKED_ARG": "const f32 *in2, " if derived else "",
+            "PACKED": "in2 + (K ? ob / (K * N) : 0) * hamr_packed_size(K, N)" if derived else "0",
+        }
         return Kernel(
-            sources={d: Source(t, {"R": rank, "TS": TILE}, ranges.get(d)) for d, t in MATMUL_SOURCES.items()},
+            sources={
+                "c": Source(MATMUL_SOURCES["c"], c_values),
+                "opencl": Source(MATMUL_SOURCES["opencl"], values, _gemm_range),
+            },
             anchor=True,
             label="gemm",
+            derived=derived,
             **common,
         )
 
 
 # ---- Gemm: Y = alpha * A' B' + beta * C, p: [M * N, M, N, K, C row stride, C column stride] ----
 
-# hamr_sgemm (the C prelude) splits the product across the OpenMP threads; the epilogue runs after it.
-C_GEMM = """static void $name(const i64 *p, const f32 *in0, const f32 *in1, ${C_ARG}f32 *out0$extra) {
+# hamr_gemm (render/gemm_c.py) splits the product across the OpenMP threads; the epilogue runs after it.
+C_GEMM = """static void $name(const i64 *p, const f32 *in0, const f32 *in1, ${C_ARG}${PACKED_ARG}f32 *out0$extra) {
   const i64 total = p[0], M = p[1], N = p[2], K = p[3];
   if (total == 0) return;
   if (K == 0) for (i64 i = 0; i < total; i++) out0[i] = 0;
-  else hamr_sgemm(101, $TA, $TB, (int)M, (int)N, (int)K, $ALPHA, in0, (int)$LDA, in1, (int)$LDB, 0.0f, out0, (int)N);
+  else hamr_gemm(M, N, K, $ALPHA, in0, $RSA, $CSA, in1, $RSB, $CSB, $PACKED, out0, N);
   $EPILOGUE
 }
 """
@@ -265,13 +309,19 @@ class Gemm(Lowering):
             )
             return Kernel(body=body, label="gemm", grain=64, **common)
         epilogue = render(C_GEMM_C_EPILOGUE, BETA=lit(beta, t)) if has_c else "STORE_ALL(total, out0);"
+        derived = _packed_b(node, node.inputs[1], 2, trans=tb)
+        if derived:
+            common["inputs"] = [*inputs, *derived]
+        packed = f"in{len(inputs)}"
         c_values = dict(
+            PACKED_ARG=f"const f32 *{packed}, " if derived else "",
+            PACKED=packed if derived else "0",
             EPILOGUE=epilogue,
             C_ARG="const f32 *in2, " if has_c else "",
-            TA="112" if ta else "111",
-            TB="112" if tb else "111",
-            LDA="M" if ta else "K",
-            LDB="K" if tb else "N",
+            RSA="1" if ta else "K",
+            CSA="M" if ta else "1",
+            RSB="1" if tb else "N",
+            CSB="K" if tb else "1",
             ALPHA=alpha_lit,
         )
         cl_values = dict(
@@ -286,7 +336,14 @@ class Gemm(Lowering):
             "c": Source(GEMM_SOURCES["c"], c_values),
             "opencl": Source(GEMM_SOURCES["opencl"], cl_values, _gemm2_range),
         }
-        return Kernel(sources=sources, anchor=True, label="gemm", **common)
+        return Kernel(sources=sources, anchor=True, label="gemm", derived=derived, **common)
+
+
+def _packed_b(node, b_name: str, b_rank: int, trans: bool) -> dict:
+    """A constant float32 B of rank >= 2, packed once at load for a dialect whose GEMM reads panels."""
+    if b_rank is None or b_rank < 2 or not packs_weight(b_name):
+        return {}
+    return {packed_name(b_name, trans): (b_name, functools.partial(pack_b, trans=trans))}
 
 
 def _gemm2_range(params):

@@ -6,7 +6,7 @@ input dims, output dims, kernel, strides, begin pads, end pads, dilations (3 eac
 
 float32 Conv is an anchor. On cpu, OpenMP threads take blocks of output columns: each
 builds the block's im2col rows in its own L2-sized scratch (1x1 convs read the input
-directly), calls single-threaded BLAS sgemm on it and runs the epilogue (bias, activation,
+directly), calls single-threaded hamr_gemm on it and runs the epilogue (bias, activation,
 residual add) through STORE while the block is in cache. On OpenCL it is an implicit GEMM
 whose B tile is gathered from the input while loading.
 """
@@ -176,7 +176,7 @@ static void $name(const i64 *p, const f32 *in0, const f32 *in1, ${BIAS_ARG}f32 *
     use_gemm = scratch != 0;
   }
   if (use_gemm) {
-    /* blocks of output columns: im2col into this thread's scratch, single-threaded sgemm, epilogue in cache */
+    /* blocks of output columns: im2col into this thread's scratch, single-threaded GEMM, epilogue in cache */
     #pragma omp parallel num_threads(threads) if(threads > 1)
     {
       f32 *col = scratch ? scratch + omp_get_thread_num() * K * nb : 0;
@@ -186,8 +186,8 @@ static void $name(const i64 *p, const f32 *in0, const f32 *in1, ${BIAS_ARG}f32 *
         const i64 c0 = b * nb, w = H_MIN(nb, OS - c0);
         const f32 *x = in0 + (n * C + g * Cg) * IS;
         if (!direct) ${name}_im2col(p, x, col, c0, w);
-        hamr_sgemm(101, 111, 111, (int)Mg, (int)w, (int)K, 1.0f, in1 + g * Mg * K, (int)K,
-                   direct ? x + c0 : col, (int)(direct ? OS : w), 0.0f, out0 + (n * M + g * Mg) * OS + c0, (int)OS);
+        hamr_gemm(Mg, w, K, 1.0f, in1 + g * Mg * K, K, 1, direct ? x + c0 : col, direct ? OS : w, 1, 0,
+                  out0 + (n * M + g * Mg) * OS + c0, OS);
         for (i64 m = 0; m < Mg; m++) {
           const i64 at = (n * M + g * Mg + m) * OS + c0;
           for (i64 i = 0; i < w; i++) STORE(at + i, out0[at + i]$BIAS_ADD);
@@ -215,7 +215,8 @@ static void $name(const i64 *p, const f32 *in0, const f32 *in1, ${BIAS_ARG}f32 *
             const i64 off = kw * DW - PW;
             const i64 lo = off >= 0 ? 0 : H_MIN(OW, (-off + SW - 1) / SW);
             const i64 hi = H_MAX(lo, IW - off <= 0 ? 0 : H_MIN(OW, (IW - off - 1) / SW + 1));
-            for (i64 ow = lo; ow < hi; ow++) y[ow] += wt * x[ow * SW + off];
+            if (SW == 1) for (i64 ow = lo; ow < hi; ow++) y[ow] += wt * x[ow + off];
+            else for (i64 ow = lo; ow < hi; ow++) y[ow] += wt * x[ow * SW + off];
           }
         }
       }

@@ -9,6 +9,7 @@ from hamr.ir.dtypes import buffer_ctype
 from hamr.targets.native.assemble import Launch, Lowered, Segment
 from hamr.targets.native.render.base import COMMON, Renderer
 from hamr.targets.native.render.conversions import CONVERSIONS
+from hamr.targets.native.render.gemm_c import GEMM_C
 from hamr.targets.native.render.vecmath import VECMATH_C
 
 # hamr_sgemm is the one GEMM thread split: every sgemm of generated C (MatMul, Gemm, Conv) goes through it.
@@ -58,6 +59,7 @@ static double hamr_now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC,
     + COMMON
     + CONVERSIONS
     + VECMATH_C
+    + GEMM_C
 )
 
 

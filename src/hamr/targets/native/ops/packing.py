@@ -1,0 +1,80 @@
+"""What a dialect's GEMM reads differently: weights repacked once at load (a constant B of MatMul or Gemm on
+C: 32-column panels), and operands read through a folded Transpose's strides.
+
+A lowering asks `packing_dialect()` whether the dialect being lowered packs that weight, and names the packed copy as a
+derived weight of its kernel (`Kernel.derived`); `materialise_constants` computes it with the weights.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+
+import numpy as np
+
+PANEL = 32  # columns per panel: HG_NR of render/gemm_c.py
+PACKING_DIALECTS = frozenset({"c"})
+STRIDED_DIALECTS = frozenset({"c"})  # whose MatMul reads operands with any strides
+
+_dialect: contextvars.ContextVar[str | None] = contextvars.ContextVar("hamr_lowering_dialect", default=None)
+_transposed: contextvars.ContextVar[dict | None] = contextvars.ContextVar("hamr_transposed_operands", default=None)
+_weights: contextvars.ContextVar[frozenset[str]] = contextvars.ContextVar("hamr_lowering_weights", default=frozenset())
+
+
+@contextlib.contextmanager
+def lowering_dialect(dialect: str):
+    token = _dialect.set(dialect)
+    try:
+        yield
+    finally:
+        _dialect.reset(token)
+
+
+@contextlib.contextmanager
+def known_weights(names):
+    """The values known at load (initializers, outputs of constant nodes) while kernels are made."""
+    token = _weights.set(frozenset(names))
+    try:
+        yield
+    finally:
+        _weights.reset(token)
+
+
+def reads_strided() -> bool:
+    return _dialect.get() in STRIDED_DIALECTS
+
+
+@contextlib.contextmanager
+def transposed_operands(folds: dict[str, tuple[str, tuple[int, ...]]]):
+    """Transpose outputs that MatMul kernels read from the Transpose's input: name -> (input, perm)."""
+    token = _transposed.set(dict(folds))
+    try:
+        yield
+    finally:
+        _transposed.reset(token)
+
+
+def transposed_operand(name: str) -> tuple[str, tuple[int, ...]] | None:
+    return (_transposed.get() or {}).get(name)
+
+
+def packs_weight(name: str) -> bool:
+    """Whether the dialect being lowered takes `name` repacked at load: it packs, and `name` is known at load."""
+    return _dialect.get() in PACKING_DIALECTS and name in _weights.get()
+
+
+def pack_b(b: np.ndarray, trans: bool) -> np.ndarray:
+    """op(B) of each matrix of `b` (..., K, N) as 32-column panels, K rows of 32 floats each, zero padded."""
+    b = np.asarray(b, dtype=np.float32)
+    if trans:
+        b = np.swapaxes(b, -1, -2)
+    *batch, k, n = b.shape
+    width = -(-n // PANEL) * PANEL
+    padded = np.zeros((*batch, k, width), dtype=np.float32)
+    padded[..., :n] = b
+    panels = padded.reshape(*batch, k, width // PANEL, PANEL)
+    return np.ascontiguousarray(np.swapaxes(panels, -3, -2)).reshape(-1)
+
+
+def packed_name(weight: str, trans: bool) -> str:
+    return f"{weight}::panels{'T' if trans else ''}"

@@ -1,0 +1,176 @@
+"""The cpu target's GEMM (hamr_gemm: constant B packed at load) on awkward shapes, on the host's best ISA
+build and on the portable baseline build, against NumPy in float64."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+import hamr
+from hamr.targets.cpu import isa
+
+RNG = np.random.default_rng(11)
+LEVELS = list(dict.fromkeys([isa.host_levels()[0], isa.host_levels()[-1]]))
+
+
+@pytest.fixture(params=LEVELS)
+def level(request, monkeypatch, tmp_path):
+    """Compile and load only this ISA level's shared object."""
+    monkeypatch.setattr(isa, "host_levels", lambda: [request.param])
+    monkeypatch.setenv("HAMR_CACHE_DIR", str(tmp_path))
+    return request.param
+
+
+def rand(*shape):
+    return RNG.standard_normal(shape).astype(np.float32)
+
+
+def run_cpu(model, feeds):
+    session = hamr.Session(hamr.compile(model, targets=["cpu"]), device="cpu")
+    assert session.executable.variants["cpu"]["fallback"] == {}
+    return session.run(feeds)["y"]
+
+
+def matmul_model(a_shape, b, const_b: bool):
+    inputs = [helper.make_tensor_value_info("a", TensorProto.FLOAT, list(a_shape))]
+    initializers = [numpy_helper.from_array(b, "b")] if const_b else []
+    if not const_b:
+        inputs.append(helper.make_tensor_value_info("b", TensorProto.FLOAT, list(b.shape)))
+    nodes = [helper.make_node("MatMul", ["a", "b"], ["m"]), helper.make_node("Relu", ["m"], ["y"])]
+    out_shape = np.matmul(np.zeros(a_shape, np.float32), np.zeros(b.shape, np.float32)).shape
+    graph = helper.make_graph(nodes, "mm", inputs, [helper.make_tensor_value_info("y", TensorProto.FLOAT, out_shape)])
+    graph.initializer.extend(initializers)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def close(actual, expected, k):
+    np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=1e-5 * max(k, 1) ** 0.5)
+
+
+@pytest.mark.parametrize("const_b", [True, False], ids=["packed-at-load", "packed-per-run"])
+@pytest.mark.parametrize(
+    "m, n, k", [(1, 1, 1), (1, 7, 33), (7, 33, 130), (130, 7, 1), (33, 130, 7), (130, 65, 300), (15, 33, 0)]
+)
+def test_matmul_shapes(level, m, n, k, const_b):
+    a, b = rand(m, k), rand(k, n)
+    y = run_cpu(matmul_model(a.shape, b, const_b), {"a": a} if const_b else {"a": a, "b": b})
+    close(y, np.maximum(a.astype(np.float64) @ b, 0), k)
+
+
+@pytest.mark.parametrize("const_b", [True, False], ids=["packed-at-load", "packed-per-run"])
+@pytest.mark.parametrize("a_shape, b_shape", [((2, 3, 17, 40), (3, 40, 33)), ((3, 1, 9, 20), (4, 20, 35))])
+def test_batched_matmul_broadcasts_the_batch(level, a_shape, b_shape, const_b):
+    a, b = rand(*a_shape), rand(*b_shape)
+    y = run_cpu(matmul_model(a.shape, b, const_b), {"a": a} if const_b else {"a": a, "b": b})
+    close(y, np.maximum(a.astype(np.float64) @ b, 0), a_shape[-1])
+
+
+@pytest.mark.parametrize("trans_a, trans_b", [(0, 0), (1, 0), (0, 1), (1, 1)])
+def test_gemm_transposed_operands_alpha_beta(level, trans_a, trans_b):
+    m, n, k = 29, 45, 70
+    a = rand(k, m) if trans_a else rand(m, k)
+    b = rand(n, k) if trans_b else rand(k, n)
+    c = rand(n)
+    node = helper.make_node("Gemm", ["a", "b", "c"], ["y"], transA=trans_a, transB=trans_b, alpha=0.5, beta=2.0)
+    graph = helper.make_graph(
+        [node],
+        "gemm",
+        [helper.make_tensor_value_info("a", TensorProto.FLOAT, list(a.shape))],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [m, n])],
+        [numpy_helper.from_array(b, "b"), numpy_helper.from_array(c, "c")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    a64, b64 = a.astype(np.float64), b.astype(np.float64)
+    expected = 0.5 * (a64.T if trans_a else a64) @ (b64.T if trans_b else b64) + 2.0 * c
+    close(run_cpu(model, {"a": a}), expected, k)
+
+
+def test_a_constant_b_is_packed_once_at_load():
+    a, b = rand(4, 8), rand(8, 40)
+    exe = hamr.compile(matmul_model(a.shape, b, True), targets=["cpu"])
+    session = hamr.Session(exe, device="cpu")
+    packed = session.program.weights["b::panels"]
+    assert packed.shape == (8 * 64,)  # two 32-column panels, the second zero padded
+    np.testing.assert_array_equal(packed.reshape(2, 8, 32)[1, :, 8:], 0)
+    close(session.run({"a": a})["y"], np.maximum(a.astype(np.float64) @ b, 0), 8)
+
+
+def attention_scores_model(q_perm, k_perm, q_shape, k_shape, extra_use: bool):
+    nodes = [
+        helper.make_node("Transpose", ["q"], ["qt"], perm=q_perm),
+        helper.make_node("Transpose", ["k"], ["kt"], perm=k_perm),
+        helper.make_node("MatMul", ["qt", "kt"], ["y"]),
+    ]
+    outputs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)]
+    if extra_use:  # kt is also read by something other than a MatMul: it stays a Transpose kernel
+        nodes.append(helper.make_node("Relu", ["kt"], ["r"]))
+        outputs.append(helper.make_tensor_value_info("r", TensorProto.FLOAT, None))
+    q_out = np.transpose(np.zeros(q_shape), q_perm)
+    k_out = np.transpose(np.zeros(k_shape), k_perm)
+    outputs[0] = helper.make_tensor_value_info("y", TensorProto.FLOAT, np.matmul(q_out, k_out).shape)
+    if extra_use:
+        outputs[1] = helper.make_tensor_value_info("r", TensorProto.FLOAT, k_out.shape)
+    graph = helper.make_graph(
+        nodes,
+        "scores",
+        [
+            helper.make_tensor_value_info("q", TensorProto.FLOAT, list(q_shape)),
+            helper.make_tensor_value_info("k", TensorProto.FLOAT, list(k_shape)),
+        ],
+        outputs,
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize(
+    "q_perm, k_perm, q_shape, k_shape, extra_use, kept",
+    [
+        ((0, 2, 1, 3), (0, 2, 3, 1), (2, 37, 3, 16), (2, 37, 3, 16), False, 0),  # attention: Q and K^T
+        ((0, 2, 1, 3), (0, 2, 3, 1), (1, 20, 2, 8), (1, 20, 2, 8), True, 1),  # K^T is read by a Relu too
+        ((1, 0), (1, 0), (33, 17), (40, 33), False, 0),  # both operands transposed
+        ((1, 2, 0), (0, 2, 1), (14, 3, 9), (3, 11, 14), False, 0),  # q's contiguous axis becomes its rows
+        ((2, 0, 1), (0, 1, 2), (9, 3, 14), (14, 3, 5), False, 1),  # q's contiguous axis becomes a batch axis
+    ],
+)
+def test_transpose_is_folded_into_the_matmul(level, q_perm, k_perm, q_shape, k_shape, extra_use, kept):
+    model = attention_scores_model(q_perm, k_perm, q_shape, k_shape, extra_use)
+    session = hamr.Session(hamr.compile(model, targets=["cpu"]), device="cpu")
+    q, k = rand(*q_shape), rand(*k_shape)
+    out = session.run({"q": q, "k": k})
+    expected = np.transpose(q, q_perm).astype(np.float64) @ np.transpose(k, k_perm)
+    close(out["y"], expected, expected.shape[-1])
+    labels = [kernel["ops"] for kernel in session.executable.variants["cpu"]["kernels"]]
+    assert labels.count("transpose") == kept, labels
+    if extra_use:
+        np.testing.assert_array_equal(out["r"], np.maximum(np.transpose(k, k_perm), 0))
+
+
+@pytest.mark.parametrize(
+    "c, m, group, kernel, strides, pads, dilations",
+    [
+        (8, 8, 8, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1)),  # depthwise
+        (8, 16, 8, (3, 3), (2, 2), (1, 0, 1, 2), (1, 1)),  # depthwise, two outputs per channel, strided
+        (6, 12, 3, (3, 2), (1, 2), (0, 1, 2, 1), (2, 1)),  # grouped, dilated
+        (3, 5, 1, (5, 5), (2, 1), (2, 2, 2, 2), (1, 1)),  # few channels
+        (16, 40, 1, (1, 1), (1, 1), (0, 0, 0, 0), (1, 1)),  # pointwise: the GEMM reads the input directly
+    ],
+)
+def test_conv_matches_onnx_reference(level, c, m, group, kernel, strides, pads, dilations):
+    from onnx.reference import ReferenceEvaluator
+
+    x, w, b = rand(2, c, 11, 13), rand(m, c // group, *kernel), rand(m)
+    node = helper.make_node(
+        "Conv", ["x", "w", "b"], ["c"], group=group, strides=strides, pads=pads, dilations=dilations
+    )
+    graph = helper.make_graph(
+        [node, helper.make_node("Relu", ["c"], ["y"])],
+        "conv",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(x.shape))],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    expected = ReferenceEvaluator(model).run(None, {"x": x})[0]
+    model.graph.output[0].CopyFrom(helper.make_tensor_value_info("y", TensorProto.FLOAT, list(expected.shape)))
+    close(run_cpu(model, {"x": x}), expected, w[0].size)
