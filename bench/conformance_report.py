@@ -61,9 +61,31 @@ def pinned_section() -> str:
 DOC = Path(__file__).resolve().parent.parent / "docs" / "conformance.md"
 
 
+def pin(target: str, report, cases) -> None:
+    """Raise the target's native floors to what ran, and unlist its known failures that now pass.
+    A new failure is printed, never pinned: its cause needs checking by hand first."""
+    known = json.loads(KNOWN.read_text())
+    status = {c.name: c.status for c in report.cases}
+    listed = known["failures"][target]
+    for name in [n for n in listed if status.get(n) in ("passed", "passed_with_fallback")]:
+        print(f"{target}: {name} passes now; unlisted")
+        del listed[name]
+    for name, state in status.items():
+        if state in ("failed", "unsupported") and name not in listed:
+            print(f"{target}: NEW FAILURE {name}")
+    if target in known["native_passed"]:
+        sample = {case.name for case in cases[::8]}
+        known["native_passed"][target] = {
+            "all": report.count("passed"),
+            "sample": sum(1 for c in report.cases if c.name in sample and c.status == "passed"),
+        }
+    KNOWN.write_text(json.dumps(known, indent=2) + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--target", action="append", default=None)
+    parser.add_argument("--pin", action="store_true", help="write the measured floors into known_failures.json")
     args = parser.parse_args()
     targets = args.target or ["reference", "cpu", "opencl"]
     cases = load_cases()
@@ -81,6 +103,8 @@ def main() -> None:
             f"| {report.count('failed')} | {report.count('unsupported')} | {elapsed:.0f} |"
         )
         print(summary[-1], flush=True)
+        if args.pin:
+            pin(target, report, cases)
         rows = ["| op | passed | with fallback | failed | unsupported |", "| --- | ---: | ---: | ---: | ---: |"]
         for op, row in report.per_op().items():
             rows.append(
