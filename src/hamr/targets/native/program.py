@@ -234,7 +234,14 @@ class NativeProgram(HostMemory):
                 return self.copy_device(value)
             return self.to_device(value) if shared or not self.host_is_device else value
         value = self._host(value, name, profile)
-        return np.copy(value) if shared else value
+        return _copied(value) if shared else value
+
+
+def _copied(value: Any) -> Any:
+    """A copy of a tensor, or of a sequence's tensors (an optional or a sequence stays what it is)."""
+    if isinstance(value, list):
+        return [_copied(v) for v in value]
+    return np.copy(value) if isinstance(value, np.ndarray) else value
 
 
 def _shape_of(segment: Segment) -> tuple:
