@@ -18,6 +18,10 @@ warnings.filterwarnings("ignore", category=RuntimeWarning, module="onnx.backend.
 
 INTEGRATION = Path(__file__).parent / "pool" / "integration"
 
+# One gcc build per cpu compile in the suite (the host's level): half the build time. The two-level build
+# that `hamr compile` makes by default is checked on its own (tests/targets/test_native.py, test_gemm.py).
+os.environ.setdefault("HAMR_CPU_ISA", "host")
+
 
 def pytest_collection_modifyitems(config, items):
     for item in items:
