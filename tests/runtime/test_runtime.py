@@ -511,3 +511,18 @@ def test_feeds_accepted_once_are_still_checked_when_they_change(mlp_exe, device)
     frozen = x.copy()
     frozen.flags.writeable = False  # read-only inputs are passed by their pointer too
     np.testing.assert_allclose(session.run({"x": frozen})["y"], mlp_reference(x), **TOL)
+
+
+def test_a_finalizer_recording_inside_a_record_does_not_deadlock(mlp_exe, cache_dir):
+    """The garbage collector may run a Session's finalizer inside record() on the same thread."""
+    import threading
+
+    def nested():
+        with measurements._lock:  # what the outer record() holds when the finalizer runs
+            measurements.record(mlp_exe, "cpu", "cpu", [0.002] * 3)
+
+    worker = threading.Thread(target=nested, daemon=True)
+    worker.start()
+    worker.join(timeout=10)
+    assert not worker.is_alive(), "record() deadlocked on a lock its own thread holds"
+    assert measurements.latencies(mlp_exe)["cpu/cpu"]["runs"] == 3

@@ -14,7 +14,9 @@ import tempfile
 import threading
 from pathlib import Path
 
-_lock = threading.Lock()
+# Re-entrant: a Session's finalizer records its times, and the garbage collector may run it inside
+# record() itself (while json.dump allocates), on the thread that already holds the lock.
+_lock = threading.RLock()
 
 
 def _root() -> Path:
