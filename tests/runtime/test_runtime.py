@@ -366,7 +366,8 @@ def test_state_survives_migration_cpu_opencl_and_back(rnn_exe):
             report = moving.migrate(route[i])
             assert (report.destination, report.moved_bytes) == (route[i], 2 * 8 * 4)
             assert moving.device.id == route[i]
-            assert report.plans_adopted == 1  # the batch-2 plan moved with the session
+            # no plan moves: the cpu variant reads its MatMul weight packed at load (a slot opencl lacks)
+            assert report.plans_adopted == 0
         np.testing.assert_allclose(moving.run({"x": x})["y"], steady.run({"x": x})["y"], **TOL)
     np.testing.assert_allclose(moving.state["h"], steady.state["h"], **TOL)
     np.testing.assert_allclose(moving.state["h"], rnn_reference(xs)[1], **TOL)
