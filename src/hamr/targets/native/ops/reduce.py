@@ -532,12 +532,14 @@ class LayerNormalization(Lowering):
         stat = tuple(shape[:axis]) + (1,) * (len(shape) - axis)
         return [shape] + [stat] * (len(node.outputs) - 1)
 
+    @staticmethod
+    def normalised(node):
+        """(the first normalised axis, the normalised shape, the input's name, its C type)."""
+        axis = normalize_axis(node.attr("axis", -1), node.in_rank(0))
+        return axis, node.in_shape(0)[axis:], node.inputs[0], ctype(node.in_dtype(0))
+
     def kernel(self, node):
-        rank = node.in_rank(0)
-        axis = normalize_axis(node.attr("axis", -1), rank)
-        norm_shape = node.in_shape(0)[axis:]
-        x_name = node.inputs[0]
-        t = ctype(node.in_dtype(0))
+        axis, norm_shape, x_name, t = self.normalised(node)
         inputs = [name for name in node.inputs[:3] if name]
         pre1, scale, n1, p1 = _affine_index(node, 1, norm_shape, 2)
         pre2, bias, n2, p2 = _affine_index(node, 2, norm_shape, 2 + n1) if len(inputs) == 3 else ("", "", 0, None)
@@ -578,11 +580,7 @@ class RMSNormalization(LayerNormalization):
         return super().check(node)
 
     def kernel(self, node):
-        rank = node.in_rank(0)
-        axis = normalize_axis(node.attr("axis", -1), rank)
-        norm_shape = node.in_shape(0)[axis:]
-        x_name = node.inputs[0]
-        t = ctype(node.in_dtype(0))
+        axis, norm_shape, x_name, t = self.normalised(node)
         pre, scale, n_scale, scale_params = _affine_index(node, 1, norm_shape, 2)
 
         def params(pc):
