@@ -13,6 +13,7 @@ from hamr.targets.native.ops import (  # noqa: F401  (registration)
     col2im,
     einsum,
     elementwise,
+    integer_linalg,
     linalg,
     linear_attention,
     losses,

@@ -10,6 +10,7 @@ from hamr.targets.native.assemble import Launch, Lowered, Segment
 from hamr.targets.native.render.base import COMMON, Renderer
 from hamr.targets.native.render.conversions import CONVERSIONS
 from hamr.targets.native.render.gemm_c import GEMM_C
+from hamr.targets.native.render.gemm_int8_c import GEMM_INT8_C
 from hamr.targets.native.render.vecmath import VECMATH_C
 
 # hamr_sgemm is the one GEMM thread split: every sgemm of generated C (MatMul, Gemm, Conv) goes through it.
@@ -60,6 +61,7 @@ static double hamr_now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC,
     + CONVERSIONS
     + VECMATH_C
     + GEMM_C
+    + GEMM_INT8_C
 )
 
 
