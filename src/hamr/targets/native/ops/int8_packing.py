@@ -21,7 +21,7 @@ def pack_int8_b(b: np.ndarray) -> np.ndarray:
     padded[..., :k, :n] = values
     grouped = padded.reshape(*batch, kp // GROUP, GROUP, np_ // PANEL, PANEL)
     panels = np.moveaxis(grouped, (-4, -3, -2, -1), (-3, -1, -4, -2))  # panel, group, column, row in group
-    sums = padded.astype(np.int32).sum(axis=-2)
+    sums = padded.sum(axis=-2, dtype=np.int32)
     rows = int(np.prod(batch, dtype=np.int64)) if batch else 1
     packed = np.concatenate(
         [panels.reshape(rows, -1).view(np.uint8), np.ascontiguousarray(sums.reshape(rows, -1)).view(np.uint8)],
