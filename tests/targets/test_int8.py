@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import onnx
+import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
 
@@ -134,8 +136,7 @@ def test_conv_integer(level, case, x_type, w_type):
 
 
 @pytest.mark.parametrize("case", CONV_CASES, ids=list(CONV_CASES))
-@pytest.mark.parametrize("with_bias", [True, False], ids=["bias", "no-bias"])
-@pytest.mark.parametrize("x_type, w_type", [("uint8", "int8"), ("int8", "int8")])
+@pytest.mark.parametrize("x_type, w_type, with_bias", [("uint8", "int8", True), ("int8", "int8", False)])
 def test_qlinear_conv(level, case, with_bias, x_type, w_type):
     spec = CONV_CASES[case]
     x, w = ints(x_type, *spec["x"]), ints(w_type, *spec["w"])
@@ -157,6 +158,39 @@ def test_qlinear_conv(level, case, with_bias, x_type, w_type):
     node = helper.make_node("QLinearConv", names, ["y"], **conv_attrs(spec))
     model = model_of(node, {"x": x}, weights, x_type)
     np.testing.assert_array_equal(run_cpu(model, {"x": x}), reference(model, {"x": x}))
+
+
+def test_dynamically_quantized_mlp_matches_onnxruntime(level, tmp_path):
+    """quantize_dynamic's graph: DynamicQuantizeLinear, MatMulInteger with Cast, the scales' Mul and the bias Add
+    fused into its epilogue."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    d, h = 48, 70
+    weights = {
+        "w1": RNG.standard_normal((d, h)).astype(np.float32) / d**0.5,
+        "b1": RNG.standard_normal(h).astype(np.float32),
+        "w2": RNG.standard_normal((h, d)).astype(np.float32) / h**0.5,
+    }
+    nodes = [
+        helper.make_node("MatMul", ["x", "w1"], ["m1"]),
+        helper.make_node("Add", ["m1", "b1"], ["a1"]),
+        helper.make_node("Relu", ["a1"], ["r"]),
+        helper.make_node("MatMul", ["r", "w2"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "mlp",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 5, d])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 5, d])],
+        [numpy_helper.from_array(v, n) for n, v in weights.items()],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "f32.onnx")
+    quantize_dynamic(tmp_path / "f32.onnx", tmp_path / "int8.onnx", weight_type=QuantType.QInt8)
+    model = onnx.load(tmp_path / "int8.onnx")
+    assert {"DynamicQuantizeLinear", "MatMulInteger"} <= {n.op_type for n in model.graph.node}
+    x = RNG.standard_normal((2, 5, d)).astype(np.float32)
+    expected = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    np.testing.assert_allclose(run_cpu(model, {"x": x}), expected[0], rtol=1e-5, atol=1e-5)
 
 
 def test_zero_point_of_the_wrong_length_is_one_error_line():

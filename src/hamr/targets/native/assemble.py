@@ -275,7 +275,8 @@ def _anchor_kernel(item: Item, live_out: set[str]) -> tuple[Kernel, str]:
         sources=base.sources,
         anchor=True,
         label=base.label + "+" + "+".join(n.op for n in item.nodes[1:]),
-        own_args=(len(base.inputs), len(base.outputs)),
+        own_args=base.own_args or (len(base.inputs), len(base.outputs)),
         derived=base.derived,
+        epilogue_casts=base.epilogue_casts,
     )
     return kernel, epi.body

@@ -319,8 +319,10 @@ def _fusable_group(view: NodeView, items: list[Item], group_of, ready_before) ->
         head = item.nodes[0]
         if not static_equal(head.out_shape(0), domain) or not static_equal(view.in_shape(i), domain):
             continue
-        if item.group == "anchor" and view.out_dtype(0) != head.out_dtype(0):
+        if item.group == "anchor" and view.out_dtype(0) != head.out_dtype(0) and not item.kernel.epilogue_casts:
             continue
+        if item.group == "anchor" and item.kernel.epilogue_casts and len(item.nodes) == 1 and view.op != "Cast":
+            continue  # STORE's acc takes the epilogue's output type, which a Cast first makes the anchor's value
         if all(ready_before(other, index) or group_of.get(other) == index for other in view.inputs):
             return index
     return None

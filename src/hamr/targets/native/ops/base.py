@@ -75,6 +75,7 @@ class Kernel:
     own_args: tuple[int, int] | None = None  # (inputs, outputs) named by a custom source itself
     # inputs that are weights computed at load from another weight: name -> (source weight, function)
     derived: dict[str, tuple[str, Callable[[np.ndarray], np.ndarray]]] = field(default_factory=dict)
+    epilogue_casts: bool = False  # an anchor whose epilogue may change the type (an int32 GEMM, then Cast)
 
     @property
     def is_map(self) -> bool:

@@ -88,7 +88,36 @@ C_IMATMUL = (
 """
 )
 
-INT32_STORE = "hq_int32_out o = { (i32 *)out0 + b * M * N, N };"
+# MatMulInteger is an anchor: each tile goes through STORE, where a fused epilogue (Cast, the scales' Mul, the bias
+# Add of a dynamically quantized MatMul) runs; out0 comes with the epilogue's arguments, in its final type.
+C_MATMUL_INTEGER = (
+    """static void $name(const i64 *p, $PARAMS$extra) {
+  const i64 nb = p[0], M = p[1], N = p[2], K = p[3];
+  const i64 rsa = p[4 + 3 * $R], csa = p[5 + 3 * $R], rsb = p[6 + 3 * $R], csb = p[7 + 3 * $R];
+  const i64 zas = p[8 + 3 * $R], zbs = p[9 + 3 * $R];
+  for (i64 b = 0; b < nb; b++) {
+    """
+    + _batch_offsets("b")
+    + """
+    hq_gemm g;
+    if (hq_prepare(&g, M, N, K, (const u8 *)$A + oa, rsa, csa, $A_SIGNED, $ZA, zas, (const u8 *)$B + ob, rsb, csb,
+                   $B_SIGNED, $PACKED, $ZB, zbs)) {
+      const i64 items = g.tiles * g.panels, base = b * M * N;
+      #pragma omp parallel for schedule(dynamic, g.tiles) num_threads(g.nt) if(g.nt > 1 && items > 1)
+      for (i64 it = 0; it < items; it++) {
+        i32 acc_[HQ_MR * HQ_NR];
+        i64 i0, j0;
+        int mr, nc;
+        hq_tile(&g, it, &i0, &j0, &mr, &nc, acc_);
+        for (int r = 0; r < mr; r++)
+          for (int j = 0; j < nc; j++) STORE(base + (i0 + r) * N + j0 + j, acc_[r * HQ_NR + j]);
+      }
+    }
+    hq_release(&g);
+  }
+}
+"""
+)
 
 # onnx.reference: (C * (a_scale * b_scale / y_scale)) + y_zero_point, in f64
 MATMUL_REQUANT = (
@@ -114,6 +143,8 @@ class IntegerMatMul(Lowering):
 
     a, b, za, zb = 0, 1, 2, 3  # input indices
     scale_col = None  # index of a per-column scale
+    template = C_IMATMUL
+    anchor = False
 
     def dialects(self, node):
         return DIALECTS
@@ -146,6 +177,7 @@ class IntegerMatMul(Lowering):
         values = dict(
             R=rank,
             PARAMS=_params_decl(len(inputs)),
+            TEMPLATE=self.template,
             A=arg[a_name],
             B=arg[b_name],
             A_SIGNED=_signed(node.in_dtype(self.a)),
@@ -155,32 +187,34 @@ class IntegerMatMul(Lowering):
             PACKED=packed,
             **self.store(node, arg),
         )
+        template = values.pop("TEMPLATE")
         return Kernel(
             inputs,
             [node.outputs[0]],
             11 + 3 * rank,
             params,
-            sources={"c": Source(C_IMATMUL, values)},
+            sources={"c": Source(template, values)},
             label=node.op.lower(),
-            own_args=(len(inputs), 1),
+            anchor=self.anchor,
+            epilogue_casts=self.anchor,
+            own_args=(len(inputs), 0 if self.anchor else 1),
             derived=derived,
         )
 
     def store(self, node, arg) -> dict:
-        raise NotImplementedError
+        return {}
 
 
 @register
 class MatMulInteger(IntegerMatMul):
     ops = ("MatMulInteger",)
+    template = C_MATMUL_INTEGER
+    anchor = True
 
     def check(self, node):
         if node.in_rank(0) is None or node.in_rank(1) is None:
             return "unknown rank"
         return _check_int8(node, 0, 1, 2, 3) or _check_small(node, 2, 3)
-
-    def store(self, node, arg):
-        return dict(STORE_SETUP=INT32_STORE, STORE_FN="hq_store_int32")
 
 
 @register

@@ -142,58 +142,88 @@ static void hq_store_requant(const void *ctx, i64 i0, i64 j0, int mr, int nc, co
 static const u8 hq_zero_byte = 0;
 static const f32 hq_one = 1.0f;
 
-/* The product (A - za)(B - zb), A's element (i, k) at A[i * rsa + k * csa], B's (k, n) at B[k * rsb + n * csb],
-   za[i * zas] and zb[n * zbs] in their operand's type; Bp: B already packed (hamr_qpack_b), or 0. Each finished
-   tile goes to store(ctx, ...). Splits across the OpenMP threads unless called inside a parallel region. */
+/* One product (A - za)(B - zb) in tiles: A's element (i, k) at A[i * rsa + k * csa], B's (k, n) at B[k * rsb + n * csb],
+   za[i * zas] and zb[n * zbs] in their operand's type; Bp: B already packed (hamr_qpack_b), or 0. hq_prepare packs
+   A (and B) and returns 1 when ready; hq_tile computes tile `it` of tiles * panels; hq_release frees what it took. */
+typedef struct {
+  i64 M, N, K, kp, np, tiles, panels;
+  const i8 *Bp; i8 *own_b; u8 *ap; i32 *asum, *za32, *zb32; const i32 *bsum;
+  int nt, vnni;
+} hq_gemm;
+
+static int hq_prepare(hq_gemm *g, i64 M, i64 N, i64 K, const u8 *A, i64 rsa, i64 csa, int asigned, const u8 *za,
+                      i64 zas, const u8 *B, i64 rsb, i64 csb, int bsigned, const i8 *Bp, const u8 *zb, i64 zbs) {
+  memset(g, 0, sizeof(*g));
+  if (M <= 0 || N <= 0) return 0;
+  const i64 kp = hq_kp(K), np = hq_np(N);
+  g->M = M; g->N = N; g->K = K; g->kp = kp; g->np = np;
+  g->tiles = (M + HQ_MR - 1) / HQ_MR; g->panels = np / HQ_NR;
+  g->nt = omp_in_parallel() || (double)M * N * K < 262144.0 ? 1 : omp_get_max_threads();
+#if defined(HQ_VNNI)
+  g->vnni = __builtin_cpu_supports("avx512vnni");
+#endif
+  if (!Bp) {
+    g->own_b = (i8 *)__builtin_malloc(hamr_qpacked_size(K, N));
+    if (!g->own_b) return 0;
+    hamr_qpack_b(K, N, B, rsb, csb, bsigned, g->own_b, g->nt);
+    Bp = g->own_b;
+  }
+  g->Bp = Bp;
+  g->bsum = (const i32 *)(Bp + kp * np);
+  g->ap = (u8 *)__builtin_malloc(M * kp + 1);
+  g->asum = (i32 *)__builtin_malloc(sizeof(i32) * M);
+  g->za32 = (i32 *)__builtin_malloc(sizeof(i32) * M);
+  g->zb32 = (i32 *)__builtin_malloc(sizeof(i32) * np);
+  if (!g->ap || !g->asum || !g->za32 || !g->zb32) return 0;
+  hq_pack_a(M, K, A, rsa, csa, asigned, g->ap, g->asum);
+  for (i64 i = 0; i < M; i++) g->za32[i] = asigned ? (i32)(i8)za[i * zas] + 128 : (i32)za[i * zas];
+  for (i64 j = 0; j < np; j++) g->zb32[j] = j >= N ? 0 : bsigned ? (i32)(i8)zb[j * zbs] : (i32)zb[j * zbs] - 128;
+  return 1;
+}
+
+static void hq_release(hq_gemm *g) {
+  __builtin_free(g->ap);
+  __builtin_free(g->asum);
+  __builtin_free(g->za32);
+  __builtin_free(g->zb32);
+  __builtin_free(g->own_b);
+}
+
+/* acc = tile `it` (panel-major, so consecutive tiles share their B panel): rows [i0, i0 + mr), columns [j0, j0 + nc) */
+static inline void hq_tile(const hq_gemm *g, i64 it, i64 *i0, i64 *j0, int *mr, int *nc, i32 *acc) {
+  const i64 r0 = it % g->tiles * HQ_MR, c0 = it / g->tiles * HQ_NR, kp = g->kp;
+  const int rows = (int)H_MIN(HQ_MR, g->M - r0);
+#if defined(HQ_VNNI)
+  if (g->vnni) hq_tile_vnni(rows, kp, g->ap + r0 * kp, g->Bp + c0 * kp, acc);
+  else
+#endif
+    hq_tile_c(rows, kp, g->ap + r0 * kp, g->Bp + c0 * kp, acc);
+  /* acc - zb sum(a) - za sum(b) + K za zb, as acc - zb (sum(a) - K za) - za sum(b), wrapping as int32 does */
+  for (int r = 0; r < rows; r++) {
+    const u32 r1 = (u32)g->asum[r0 + r] - (u32)g->K * (u32)g->za32[r0 + r], r2 = (u32)g->za32[r0 + r];
+    u32 *c = (u32 *)(acc + r * HQ_NR);
+    for (int j = 0; j < HQ_NR; j++) c[j] = c[j] - (u32)g->zb32[c0 + j] * r1 - (u32)g->bsum[c0 + j] * r2;
+  }
+  *i0 = r0; *j0 = c0; *mr = rows; *nc = (int)H_MIN(HQ_NR, g->N - c0);
+}
+
+/* The product in tiles, each finished tile handed to store(ctx, ...); split across the OpenMP threads unless
+   called inside a parallel region. */
 static void hamr_igemm(i64 M, i64 N, i64 K, const u8 *A, i64 rsa, i64 csa, int asigned, const u8 *za, i64 zas,
                        const u8 *B, i64 rsb, i64 csb, int bsigned, const i8 *Bp, const u8 *zb, i64 zbs,
                        hq_store_fn store, const void *ctx) {
-  if (M <= 0 || N <= 0) return;
-  const i64 kp = hq_kp(K), np = hq_np(N);
-  const int nt = omp_in_parallel() || (double)M * N * K < 262144.0 ? 1 : omp_get_max_threads();
-  i8 *own_b = 0;
-  if (!Bp) {
-    own_b = (i8 *)__builtin_malloc(hamr_qpacked_size(K, N));
-    if (!own_b) return;
-    hamr_qpack_b(K, N, B, rsb, csb, bsigned, own_b, nt);
-    Bp = own_b;
-  }
-  u8 *ap = (u8 *)__builtin_malloc(M * kp + 1);
-  i32 *asum = (i32 *)__builtin_malloc(sizeof(i32) * M);
-  i32 *za32 = (i32 *)__builtin_malloc(sizeof(i32) * M), *zb32 = (i32 *)__builtin_malloc(sizeof(i32) * np);
-  if (ap && asum && za32 && zb32) {
-    hq_pack_a(M, K, A, rsa, csa, asigned, ap, asum);
-    for (i64 i = 0; i < M; i++) za32[i] = (asigned ? (i32)(i8)za[i * zas] + 128 : (i32)za[i * zas]);
-    for (i64 j = 0; j < N; j++) zb32[j] = (bsigned ? (i32)(i8)zb[j * zbs] : (i32)zb[j * zbs] - 128);
-    const i32 *bsum = (const i32 *)(Bp + kp * np);
-#if defined(HQ_VNNI)
-    const int vnni = __builtin_cpu_supports("avx512vnni");
-#endif
-    const i64 tiles = (M + HQ_MR - 1) / HQ_MR, panels = np / HQ_NR;
-    #pragma omp parallel for schedule(static) num_threads(nt) if(nt > 1 && tiles * panels > 1)
-    for (i64 it = 0; it < tiles * panels; it++) {
-      const i64 pj = it / tiles, ti = it % tiles, i0 = ti * HQ_MR, j0 = pj * HQ_NR;
-      const int mr = (int)H_MIN(HQ_MR, M - i0), nc = (int)H_MIN(HQ_NR, N - j0);
+  hq_gemm g;
+  if (hq_prepare(&g, M, N, K, A, rsa, csa, asigned, za, zas, B, rsb, csb, bsigned, Bp, zb, zbs)) {
+    const i64 items = g.tiles * g.panels;
+    #pragma omp parallel for schedule(dynamic, g.tiles) num_threads(g.nt) if(g.nt > 1 && items > 1)
+    for (i64 it = 0; it < items; it++) {
       i32 acc[HQ_MR * HQ_NR];
-#if defined(HQ_VNNI)
-      if (vnni) hq_tile_vnni(mr, kp, ap + i0 * kp, Bp + j0 * kp, acc);
-      else
-#endif
-        hq_tile_c(mr, kp, ap + i0 * kp, Bp + j0 * kp, acc);
-      for (int r = 0; r < mr; r++) {
-        const i64 i = i0 + r, za_i = za32[i], sa_i = asum[i];
-        for (int j = 0; j < nc; j++) {
-          const i64 zb_j = zb32[j0 + j];
-          acc[r * HQ_NR + j] = (i32)((i64)acc[r * HQ_NR + j] - zb_j * sa_i - za_i * bsum[j0 + j] + K * za_i * zb_j);
-        }
-      }
+      i64 i0, j0;
+      int mr, nc;
+      hq_tile(&g, it, &i0, &j0, &mr, &nc, acc);
       store(ctx, i0, j0, mr, nc, acc);
     }
   }
-  __builtin_free(ap);
-  __builtin_free(asum);
-  __builtin_free(za32);
-  __builtin_free(zb32);
-  __builtin_free(own_b);
+  hq_release(&g);
 }
 """
