@@ -5,9 +5,9 @@ baseline build, against NumPy's exact integer arithmetic and onnx.reference."""
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import onnx
 import onnxruntime as ort
+import pytest
 from onnx import TensorProto, helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
 
