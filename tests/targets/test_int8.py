@@ -193,6 +193,25 @@ def test_dynamically_quantized_mlp_matches_onnxruntime(level, tmp_path):
     np.testing.assert_allclose(run_cpu(model, {"x": x}), expected[0], rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("shift", [0.0, 3.0, -3.0], ids=["centred", "positive", "negative"])
+def test_dynamic_quantize_large_tensor(level, shift):
+    """Large enough for the range and the quantization to run across the OpenMP threads."""
+    x = (RNG.standard_normal((300, 211)) + shift).astype(np.float32)
+    node = helper.make_node("DynamicQuantizeLinear", ["x"], ["y", "s", "z"])
+    graph = helper.make_graph(
+        [node],
+        "dql",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, x.shape)],
+        [helper.make_tensor_value_info(n, t, None) for n, t in (("y", 2), ("s", 1), ("z", 2))],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])
+    session = hamr.Session(hamr.compile(model, targets=["cpu"]), device="cpu")
+    assert session.executable.variants["cpu"]["fallback"] == {}
+    got = session.run({"x": x})
+    for name, expected in zip(("y", "s", "z"), ReferenceEvaluator(model).run(None, {"x": x})):
+        np.testing.assert_array_equal(got[name], expected)
+
+
 def test_zero_point_of_the_wrong_length_is_one_error_line():
     a, b = ints("uint8", 4, 6), ints("int8", 6, 3)
     node = helper.make_node("MatMulInteger", ["a", "b", "za"], ["y"])

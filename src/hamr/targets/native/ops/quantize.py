@@ -13,7 +13,7 @@ a scalar scale has every multiplier 0, a per-axis scale (1-D) only the axis one,
 from __future__ import annotations
 
 from hamr.ir.dtypes import STORAGE, STORAGE_FLOATS, ctype, load, rounded, store
-from hamr.targets.native.ops.base import Kernel, Lowering, normalize_axis, numel
+from hamr.targets.native.ops.base import Kernel, Lowering, Source, normalize_axis, numel
 from hamr.targets.native.ops.movement import around, split3
 from hamr.targets.native.ops.registry import register
 
@@ -142,9 +142,43 @@ class DequantizeLinear(Linear):
         return f"out0[gid] = {store(out, f'({ctype(out)})({y})')};"
 
 
+# the range of x (OpenMP reductions in C), the scale and zero point, then every element; p: [1, elements]
+C_DYNAMIC_QUANTIZE = """static void $name(const i64 *p, const f32 *in0, u8 *out0, f32 *out1, u8 *out2) {
+  const i64 m_ = p[1];
+  const int nt = m_ > PARALLEL_THRESHOLD ? omp_get_max_threads() : 1;
+  f32 hi_ = 0, lo_ = 0;
+  #pragma omp parallel for schedule(static) num_threads(nt) reduction(max:hi_) reduction(min:lo_) if(nt > 1)
+  for (i64 k_ = 0; k_ < m_; k_++) { const f32 v_ = in0[k_]; hi_ = v_ > hi_ ? v_ : hi_; lo_ = v_ < lo_ ? v_ : lo_; }
+  $SCALE
+  #pragma omp parallel for schedule(static) num_threads(nt) if(nt > 1)
+  for (i64 k_ = 0; k_ < m_; k_++) { $QUANTIZE }
+  out1[0] = sc_; out2[0] = (u8)zp_;
+}
+"""
+
+CL_DYNAMIC_QUANTIZE = """__kernel void $name(__global const long *P, const long poff, __global const f32 *in0, __global u8 *out0,
+                    __global f32 *out1, __global u8 *out2) {
+  __global const long *p = P + poff;
+  if (get_global_id(0) != 0) return;
+  const long m_ = p[1];
+  f32 hi_ = 0, lo_ = 0;
+  for (long k_ = 0; k_ < m_; k_++) { const f32 v_ = in0[k_]; hi_ = v_ > hi_ ? v_ : hi_; lo_ = v_ < lo_ ? v_ : lo_; }
+  $SCALE
+  for (long k_ = 0; k_ < m_; k_++) { $QUANTIZE }
+  out1[0] = sc_; out2[0] = (u8)zp_;
+}
+"""
+
+DYNAMIC_QUANTIZE_VALUES = dict(
+    SCALE="const f32 sc_ = (hi_ == lo_ ? 1.0f : hi_ - lo_) / 255.0f; const f32 z0_ = 0.0f - lo_ / sc_; "
+    "const f32 zp_ = rint(z0_ < 0 ? 0.0f : z0_ > 255 ? 255.0f : z0_);",
+    QUANTIZE="const f32 y_ = rint(in0[k_] / sc_) + zp_; out0[k_] = (u8)(!(y_ >= 0) ? 0 : y_ > 255 ? 255 : y_);",
+)
+
+
 @register
 class DynamicQuantizeLinear(Lowering):
-    """One work item: the range of x, then every element (the scale needs the whole tensor first)."""
+    """The scale needs the whole tensor first: one function, its two passes parallel in C, one work item in OpenCL."""
 
     ops = ("DynamicQuantizeLinear",)
 
@@ -155,24 +189,20 @@ class DynamicQuantizeLinear(Lowering):
             return "skipped optional output"
         return None
 
+    def dialects(self, node):
+        return ("c", "opencl")
+
     def infer(self, node, pc):
         return [pc.shape(node.inputs[0]), (), ()]
 
     def kernel(self, node):
         x = node.inputs[0]
-        body = (
-            "const i64 m_ = p[1]; f32 hi_ = 0, lo_ = 0; "
-            "for (i64 k_ = 0; k_ < m_; k_++) { const f32 v_ = in0[k_]; hi_ = v_ > hi_ ? v_ : hi_; "
-            "lo_ = v_ < lo_ ? v_ : lo_; } "
-            "const f32 sc_ = (hi_ == lo_ ? 1.0f : hi_ - lo_) / 255.0f; "
-            "const f32 z0_ = 0.0f - lo_ / sc_; "
-            "const f32 zp_ = rint(z0_ < 0 ? 0.0f : z0_ > 255 ? 255.0f : z0_); "
-            "for (i64 k_ = 0; k_ < m_; k_++) { const f32 y_ = rint(in0[k_] / sc_) + zp_; "
-            "out0[k_] = (u8)(!(y_ >= 0) ? 0 : y_ > 255 ? 255 : y_); } "
-            "out1[0] = sc_; out2[0] = (u8)zp_;"
-        )
 
         def params(pc):
             return [1, numel(pc.shape(x))]
 
-        return Kernel([x], list(node.outputs), 2, params, body=body, label="dynamicquantize")
+        sources = {
+            "c": Source(C_DYNAMIC_QUANTIZE, DYNAMIC_QUANTIZE_VALUES),
+            "opencl": Source(CL_DYNAMIC_QUANTIZE, DYNAMIC_QUANTIZE_VALUES, lambda params: ((1,), None)),
+        }
+        return Kernel([x], list(node.outputs), 2, params, sources=sources, label="dynamicquantize", own_args=(1, 3))
