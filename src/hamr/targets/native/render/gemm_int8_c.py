@@ -141,7 +141,12 @@ static void hq_store_requant(const void *ctx, i64 i0, i64 j0, int mr, int nc, co
   f32 scale[HQ_NR];
   for (int r = 0; r < mr; r++) {
     const i64 i = i0 + r;
-    for (int j = 0; j < nc; j++) scale[j] = o->s0 * o->srow[i * o->srs] * o->scol[(j0 + j) * o->scs] / o->sy;
+    if (o->scs == 0) {
+      const f32 s = o->s0 * o->srow[i * o->srs] * o->scol[0] / o->sy;
+      for (int j = 0; j < nc; j++) scale[j] = s;
+    } else {
+      for (int j = 0; j < nc; j++) scale[j] = o->s0 * o->srow[i * o->srs] * o->scol[(j0 + j) * o->scs] / o->sy;
+    }
     const i32 b = o->bias ? o->bias[i * o->bias_rs] : 0;
     const i32 *a = acc + r * HQ_NR;
     if (o->is_signed) {
