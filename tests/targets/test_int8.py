@@ -72,7 +72,16 @@ def test_matmul_integer(level, m, n, k, a_type, b_type, const_b):
     np.testing.assert_array_equal(y, expected.astype(np.int32))
 
 
-@pytest.mark.parametrize("a_shape, b_shape", [((2, 3, 5, 17), (17, 9)), ((3, 4, 18), (3, 18, 5)), ((1, 9), (9, 40))])
+@pytest.mark.parametrize(
+    "a_shape, b_shape",
+    [
+        ((2, 3, 5, 17), (17, 9)),
+        ((3, 4, 18), (3, 18, 5)),
+        ((2, 1, 7, 9), (3, 9, 5)),
+        ((3, 0, 5), (5, 4)),
+        ((4, 0), (0, 6)),
+    ],
+)
 def test_matmul_integer_batched_scalar_zero_points(level, a_shape, b_shape):
     a, b = ints("uint8", *a_shape), ints("int8", *b_shape)
     za, zb = np.array(131, np.uint8), np.array(-3, np.int8)
