@@ -13,11 +13,13 @@ whose B tile is gathered from the input while loading.
 
 from __future__ import annotations
 
+import functools
 import math
 
 from hamr.ir.dtypes import FLOATS, NUMERIC, ctype
 from hamr.targets.native.ops.base import Kernel, Lowering, Source, numel
 from hamr.targets.native.ops.elementwise import lit
+from hamr.targets.native.ops.packing import pack_a, packed_a_name, packs_weight
 from hamr.targets.native.ops.registry import register
 from hamr.targets.native.render.template import render
 
@@ -103,6 +105,17 @@ def _window(in_sp, out_sp, kernel, strides, pb, pe, dil) -> list[int]:
     return values
 
 
+def _drop_unit_axes(in_sp, out_sp, kernel, strides, pb, pe, dil):
+    """The window without its spatial axes of size 1 everywhere (input, output and kernel 1, no padding), so that
+    a (H, 1) convolution runs over rows of H rather than of 1."""
+    keep = [
+        a
+        for a in range(len(in_sp))
+        if not (in_sp[a] == 1 and out_sp[a] == 1 and kernel[a] == 1 and pb[a] == 0 and pe[a] == 0)
+    ]
+    return [[part[a] for a in keep] for part in (in_sp, out_sp, kernel, strides, pb, pe, dil)]
+
+
 def _spatial_rank_ok(node) -> str | None:
     rank = node.in_rank(0)
     if rank is None:
@@ -158,7 +171,7 @@ static void ${name}_im2col(const i64 *p, const f32 *x, f32 *dst, i64 c0, const i
   }
 }
 
-static void $name(const i64 *p, const f32 *in0, const f32 *in1, ${BIAS_ARG}f32 *out0$extra) {
+static void $name(const i64 *p, const f32 *in0, const f32 *in1, ${BIAS_ARG}${PACKED_ARG}f32 *out0$extra) {
   $HEAD
   const i64 total = p[0];
   if (total == 0) return;
@@ -186,8 +199,9 @@ static void $name(const i64 *p, const f32 *in0, const f32 *in1, ${BIAS_ARG}f32 *
         const i64 c0 = b * nb, w = H_MIN(nb, OS - c0);
         const f32 *x = in0 + (n * C + g * Cg) * IS;
         if (!direct) ${name}_im2col(p, x, col, c0, w);
-        hamr_gemm(Mg, w, K, 1.0f, in1 + g * Mg * K, K, 1, direct ? x + c0 : col, direct ? OS : w, 1, 0,
-                  out0 + (n * M + g * Mg) * OS + c0, OS);
+        const f32 *B = direct ? x + c0 : col;
+        f32 *Y = out0 + (n * M + g * Mg) * OS + c0;
+        $GEMM
         for (i64 m = 0; m < Mg; m++) {
           const i64 at = (n * M + g * Mg + m) * OS + c0;
           for (i64 i = 0; i < w; i++) STORE(at + i, out0[at + i]$BIAS_ADD);
@@ -317,7 +331,9 @@ class Conv(Lowering):
             x, w = pc.shape(x_name), pc.shape(w_name)
             out, kernel, strides, pb, pe, dil = self.geometry(node, x, w)
             total = x[0] * w[0] * numel(out)
-            return [total, x[0], x[1], w[0], group] + _window(x[2:], out, kernel, strides, pb, pe, dil)
+            return [total, x[0], x[1], w[0], group] + _window(
+                *_drop_unit_axes(x[2:], out, kernel, strides, pb, pe, dil)
+            )
 
         inputs = node.inputs[:3] if has_bias else node.inputs[:2]
         common = dict(inputs=inputs, outputs=[node.outputs[0]], n_params=5 + WINDOW, params=params)
@@ -325,10 +341,23 @@ class Conv(Lowering):
             t = ctype(node.in_dtype(0))
             body = render(MAP_CONV, T=t, BIAS="in2[m]" if has_bias else f"({t})0")
             return Kernel(body=body, label="conv", grain=_grain(node), **common)
+        derived = {}
+        if packs_weight(w_name) and _static_ints(node.in_shape(1)):
+            derived = {packed_a_name(w_name, group): (w_name, functools.partial(pack_a, groups=group))}
+            common["inputs"] = [*inputs, *derived]
+        packed = f"in{len(inputs)}"
+        gemm = (
+            f"hamr_gemm_pa(Mg, w, K, {packed} + g * hamr_packed_a_size(Mg, K), in1 + g * Mg * K, B, "
+            "direct ? OS : w, 1, Y, OS);"
+            if derived
+            else "hamr_gemm(Mg, w, K, 1.0f, in1 + g * Mg * K, K, 1, B, direct ? OS : w, 1, 0, Y, OS);"
+        )
         c_values = dict(
             HEAD=_CONV_HEAD,
             BLOCK_BYTES=BLOCK_BYTES,
             BIAS_ARG="const f32 *in2, " if has_bias else "",
+            PACKED_ARG=f"const f32 *{packed}, " if derived else "",
+            GEMM=gemm,
             BIAS_ADD=" + in2[at / OS % M]" if has_bias else "",
         )
         cl_values = dict(
@@ -341,7 +370,7 @@ class Conv(Lowering):
             "c": Source(CONV_SOURCES["c"], c_values),
             "opencl": Source(CONV_SOURCES["opencl"], cl_values, _conv_range),
         }
-        return Kernel(sources=sources, anchor=True, label="conv", **common)
+        return Kernel(sources=sources, anchor=True, label="conv", derived=derived, **common)
 
 
 # ---- ConvTranspose -------------------------------------------------------------------
