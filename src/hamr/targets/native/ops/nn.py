@@ -391,8 +391,9 @@ MAP_CONV_TRANSPOSE = (
 )
 
 
-# float32 ConvTranspose in C: per (image, group) one sgemm makes the columns W_g^T X (every input
-# pixel times every kernel tap), then each output row gathers the taps that land on it, as Col2Im.
+# float32 ConvTranspose in C: per (image, group) hamr_gemm makes the columns W_g^T X (every input pixel times every
+# kernel tap), then each output row adds, tap by tap, the run of columns that lands on it (Col2Im), without a
+# division per element.
 C_CONV_TRANSPOSE = r"""
 static void $name(const i64 *p, const f32 *in0, const f32 *in1, ${BIAS_ARG}f32 *out0$extra) {
   $HEAD
@@ -400,27 +401,30 @@ static void $name(const i64 *p, const f32 *in0, const f32 *in1, ${BIAS_ARG}f32 *
   if (p[0] == 0) return;
   f32 *cols = (f32 *)__builtin_malloc(sizeof(f32) * (R * IS > 0 ? R * IS : 1));
   for (i64 n = 0; n < N; n++) for (i64 g = 0; g < G; g++) {
-    if (cols && Cg > 0)
-      hamr_sgemm(101, 112, 111, (int)R, (int)IS, (int)Cg, 1.0f, in1 + g * Cg * R, (int)R,
-                 in0 + (n * C + g * Cg) * IS, (int)IS, 0.0f, cols, (int)IS);
+    const f32 *x = in0 + (n * C + g * Cg) * IS, *wt = in1 + g * Cg * R;
+    if (cols) hamr_gemm(R, IS, Cg, 1.0f, wt, 1, R, x, IS, 1, 0, cols, IS);
     #pragma omp parallel for schedule(static) if(Mg * OS * KS > PARALLEL_THRESHOLD)
     for (i64 row = 0; row < Mg * OD * OH; row++) {
       const i64 oh = row % OH, od = (row / OH) % OD, mg = row / (OH * OD), m = g * Mg + mg;
       const i64 at = ((n * M + m) * OD + od) * OH * OW + oh * OW;
-      for (i64 ow = 0; ow < OW; ow++) {
-        f32 sum = $BIAS;
-        for (i64 kd = 0; kd < KD; kd++) { const i64 td = od + PD - kd * DD; if (td < 0 || td % SD) continue;
-          const i64 id = td / SD; if (id >= ID) continue;
-          for (i64 kh = 0; kh < KH; kh++) { const i64 th = oh + PH - kh * DH; if (th < 0 || th % SH) continue;
-            const i64 ih = th / SH; if (ih >= IH) continue;
-            for (i64 kw = 0; kw < KW; kw++) { const i64 tw = ow + PW - kw * DW; if (tw < 0 || tw % SW) continue;
-              const i64 iw = tw / SW; if (iw >= IW) continue;
-              const i64 k = (kd * KH + kh) * KW + kw, ii = (id * IH + ih) * IW + iw;
-              if (cols) sum += cols[(mg * KS + k) * IS + ii];
-              else for (i64 c = 0; c < Cg; c++) sum += in0[(n * C + g * Cg + c) * IS + ii] * in1[(g * Cg + c) * R + mg * KS + k];
-            } } }
-        STORE(at + ow, sum);
-      }
+      f32 *y = out0 + at;
+      for (i64 ow = 0; ow < OW; ow++) y[ow] = $BIAS;
+      for (i64 kd = 0; kd < KD; kd++) { const i64 td = od + PD - kd * DD; if (td < 0 || td % SD) continue;
+        const i64 id = td / SD; if (id >= ID) continue;
+        for (i64 kh = 0; kh < KH; kh++) { const i64 th = oh + PH - kh * DH; if (th < 0 || th % SH) continue;
+          const i64 ih = th / SH; if (ih >= IH) continue;
+          for (i64 kw = 0; kw < KW; kw++) {
+            const i64 r = mg * KS + (kd * KH + kh) * KW + kw, ii = (id * IH + ih) * IW, off = kw * DW - PW;
+            const i64 lo = off >= 0 ? 0 : H_MIN(IW, (-off + SW - 1) / SW);
+            const i64 hi = H_MAX(lo, OW - off <= 0 ? 0 : H_MIN(IW, (OW - off - 1) / SW + 1));
+            if (cols) { const f32 *c = cols + r * IS + ii; for (i64 iw = lo; iw < hi; iw++) y[iw * SW + off] += c[iw]; }
+            else for (i64 iw = lo; iw < hi; iw++) {
+              f32 sum = 0;
+              for (i64 c = 0; c < Cg; c++) sum += x[c * IS + ii + iw] * wt[c * R + r];
+              y[iw * SW + off] += sum;
+            }
+          } } }
+      for (i64 ow = 0; ow < OW; ow++) STORE(at + ow, y[ow]);
     }
   }
   __builtin_free(cols);
