@@ -178,8 +178,9 @@ static void $name(const i64 *p, const f32 *in0, const f32 *in1, ${BIAS_ARG}${PAC
   const i64 Cg = C / G, Mg = M / G, KS = KD * KH * KW, K = Cg * KS, IS = ID * IH * IW, OS = OD * OH * OW;
   const int direct = KS == 1 && SD == 1 && SH == 1 && SW == 1 && PD == 0 && PH == 0 && PW == 0 && OS == IS;
   const int threads = total * (K + 1) > PARALLEL_THRESHOLD ? omp_get_max_threads() : 1;
-  i64 nb = H_MAX(64, ($BLOCK_BYTES / 4 / H_MAX(K, 1)) / 16 * 16);
-  if (N * G < threads) nb = H_MIN(nb, ((OS + threads - 1) / threads + 15) / 16 * 16);
+  /* blocks of whole 32-column panels of the GEMM */
+  i64 nb = H_MAX(64, ($BLOCK_BYTES / 4 / H_MAX(K, 1)) / 32 * 32);
+  if (N * G < threads) nb = H_MIN(nb, ((OS + threads - 1) / threads + 31) / 32 * 32);
   nb = H_MIN(nb, OS);
   const i64 blocks = (OS + nb - 1) / nb, jobs = N * G * blocks;
   int use_gemm = Mg >= 4 && K > 0;
