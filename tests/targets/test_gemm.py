@@ -158,6 +158,7 @@ def test_transpose_is_folded_into_the_matmul(level, q_perm, k_perm, q_shape, k_s
         (16, 40, 1, (1, 1), (1, 1), (0, 0, 0, 0), (1, 1)),  # pointwise: the GEMM reads the input directly
         (20, 33, 1, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1)),  # 33 rows of weights: the last 14-row tile padded
         (12, 30, 2, (1, 3), (1, 1), (0, 1, 0, 1), (1, 1)),  # grouped: one packed weight matrix per group
+        (8, 60, 1, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1)),  # few column blocks: the threads share the rows too
     ],
 )
 def test_conv_matches_onnx_reference(level, c, m, group, kernel, strides, pads, dilations):

@@ -178,11 +178,14 @@ static void $name(const i64 *p, const f32 *in0, const f32 *in1, ${BIAS_ARG}${PAC
   const i64 Cg = C / G, Mg = M / G, KS = KD * KH * KW, K = Cg * KS, IS = ID * IH * IW, OS = OD * OH * OW;
   const int direct = KS == 1 && SD == 1 && SH == 1 && SW == 1 && PD == 0 && PH == 0 && PW == 0 && OS == IS;
   const int threads = total * (K + 1) > PARALLEL_THRESHOLD ? omp_get_max_threads() : 1;
-  /* blocks of whole 32-column panels of the GEMM */
-  i64 nb = H_MAX(64, ($BLOCK_BYTES / 4 / H_MAX(K, 1)) / 32 * 32);
-  if (N * G < threads) nb = H_MIN(nb, ((OS + threads - 1) / threads + 31) / 32 * 32);
-  nb = H_MIN(nb, OS);
-  const i64 blocks = (OS + nb - 1) / nb, jobs = N * G * blocks;
+  /* jobs: blocks of whole 32-column panels of the GEMM, and when those are too few to share out evenly (late
+     ResNet stages: 7x7 or 14x14 outputs, 256 to 2048 channels), parts of the rows in whole 14-row tiles too */
+  i64 nb = H_MIN(OS, H_MAX(64, ($BLOCK_BYTES / 4 / H_MAX(K, 1)) / 32 * 32));
+  i64 parts = 1;
+  if (N * G * ((OS + nb - 1) / nb) < 4 * threads && Mg >= 2 * HG_MR_PACK * threads) parts = threads;
+  else if (N * G < threads) nb = H_MIN(nb, ((OS + threads - 1) / threads + 31) / 32 * 32);
+  const i64 blocks = (OS + nb - 1) / nb, jobs = N * G * blocks * parts;
+  const i64 part_rows = ((Mg + HG_MR_PACK - 1) / HG_MR_PACK + parts - 1) / parts * HG_MR_PACK;
   int use_gemm = Mg >= 4 && K > 0;
   f32 *scratch = 0;
   if (use_gemm && !direct) {
@@ -196,14 +199,16 @@ static void $name(const i64 *p, const f32 *in0, const f32 *in1, ${BIAS_ARG}${PAC
       f32 *col = scratch ? scratch + omp_get_thread_num() * K * nb : 0;
       #pragma omp for schedule(dynamic)
       for (i64 j = 0; j < jobs; j++) {
-        const i64 b = j % blocks, g = (j / blocks) % G, n = j / (blocks * G);
+        const i64 r0 = j % parts * part_rows, b = j / parts % blocks, g = j / (parts * blocks) % G;
+        const i64 n = j / (parts * blocks * G), rows = H_MIN(part_rows, Mg - r0);
         const i64 c0 = b * nb, w = H_MIN(nb, OS - c0);
+        if (rows <= 0) continue;
         const f32 *x = in0 + (n * C + g * Cg) * IS;
         if (!direct) ${name}_im2col(p, x, col, c0, w);
         const f32 *B = direct ? x + c0 : col;
-        f32 *Y = out0 + (n * M + g * Mg) * OS + c0;
+        f32 *Y = out0 + (n * M + g * Mg + r0) * OS + c0;
         $GEMM
-        for (i64 m = 0; m < Mg; m++) {
+        for (i64 m = r0; m < r0 + rows; m++) {
           const i64 at = (n * M + g * Mg + m) * OS + c0;
           for (i64 i = 0; i < w; i++) STORE(at + i, out0[at + i]$BIAS_ADD);
         }
@@ -348,10 +353,10 @@ class Conv(Lowering):
             common["inputs"] = [*inputs, *derived]
         packed = f"in{len(inputs)}"
         gemm = (
-            f"hamr_gemm_pa(Mg, w, K, {packed} + g * hamr_packed_a_size(Mg, K), in1 + g * Mg * K, B, "
-            "direct ? OS : w, 1, Y, OS);"
+            f"hamr_gemm_pa(rows, w, K, {packed} + g * hamr_packed_a_size(Mg, K) + r0 * K, in1 + (g * Mg + r0) * K, "
+            "B, direct ? OS : w, 1, Y, OS);"
             if derived
-            else "hamr_gemm(Mg, w, K, 1.0f, in1 + g * Mg * K, K, 1, B, direct ? OS : w, 1, 0, Y, OS);"
+            else "hamr_gemm(rows, w, K, 1.0f, in1 + (g * Mg + r0) * K, K, 1, B, direct ? OS : w, 1, 0, Y, OS);"
         )
         c_values = dict(
             HEAD=_CONV_HEAD,
