@@ -4,10 +4,12 @@ Every windowed op sees its input as 3-D spatial (missing leading spatial dims ar
 one kernel text serves 1-D, 2-D and 3-D. The window geometry is a block of parameters:
 input dims, output dims, kernel, strides, begin pads, end pads, dilations (3 each).
 
-float32 Conv is an anchor. On cpu, OpenMP threads take blocks of output columns: each
-builds the block's im2col rows in its own L2-sized scratch (1x1 convs read the input
-directly), calls single-threaded hamr_gemm on it and runs the epilogue (bias, activation,
-residual add) through STORE while the block is in cache. On OpenCL it is an implicit GEMM
+float32 Conv is an anchor. On cpu, OpenMP threads take blocks of output columns (and parts of
+the rows when the blocks are too few): each builds the block's im2col rows in its own L2-sized
+scratch (1x1 convs read the input directly), multiplies them single-threaded by the weights,
+packed at load in 14-row tiles (hamr_gemm_pa), and runs the epilogue (bias, activation,
+residual add) through STORE while the block is in cache. Spatial axes of size 1 are dropped
+from the window, so a (5, 1) kernel over (512, 1) runs over rows of 512. On OpenCL it is an implicit GEMM
 whose B tile is gathered from the input while loading.
 """
 

@@ -4,6 +4,9 @@ op(B) is packed in panels of 32 columns (panel j: K rows of 32 floats, zero padd
 or `ops/packing.pack_b` once at load for a constant B); A is read in place through its strides.
 The AVX-512 build runs a 14x32 register-blocked micro-kernel over those panels, K blocked by 256, except for
 small products with B not packed (attention's per-head 128x128x32), where OpenBLAS measured faster.
+`hamr_gemm_pa` reads an A packed at load in 14-row tiles (a convolution's weights: `ops/packing.pack_a`), each
+tile K columns of 14 contiguous floats, which the micro-kernel reads without the cache-set conflicts of rows a
+power-of-two multiple apart (ResNet's 1x1 1024->256: 13 -> 120 GFLOP/s).
 Builds without AVX-512 hand the same product to OpenBLAS (one call per panel when B comes packed):
 their AVX2 and portable C micro-kernels measured slower than OpenBLAS here (docs in the report).
 """
