@@ -3,6 +3,8 @@ build and on the portable baseline build, against NumPy in float64."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 from onnx import TensorProto, helper, numpy_helper
@@ -154,6 +156,9 @@ def test_transpose_is_folded_into_the_matmul(level, q_perm, k_perm, q_shape, k_s
         (6, 12, 3, (3, 2), (1, 2), (0, 1, 2, 1), (2, 1)),  # grouped, dilated
         (3, 5, 1, (5, 5), (2, 1), (2, 2, 2, 2), (1, 1)),  # few channels
         (16, 40, 1, (1, 1), (1, 1), (0, 0, 0, 0), (1, 1)),  # pointwise: the GEMM reads the input directly
+        (20, 33, 1, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1)),  # 33 rows of weights: the last 14-row tile padded
+        (12, 30, 2, (1, 3), (1, 1), (0, 1, 0, 1), (1, 1)),  # grouped: one packed weight matrix per group
+        (8, 60, 1, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1)),  # few column blocks: the threads share the rows too
     ],
 )
 def test_conv_matches_onnx_reference(level, c, m, group, kernel, strides, pads, dilations):
@@ -174,3 +179,74 @@ def test_conv_matches_onnx_reference(level, c, m, group, kernel, strides, pads, 
     expected = ReferenceEvaluator(model).run(None, {"x": x})[0]
     model.graph.output[0].CopyFrom(helper.make_tensor_value_info("y", TensorProto.FLOAT, list(expected.shape)))
     close(run_cpu(model, {"x": x}), expected, w[0].size)
+
+
+def conv_model(x_shape, w, b, op="Conv", **attrs):
+    graph = helper.make_graph(
+        [helper.make_node(op, ["x", "w", "b"], ["c"], **attrs), helper.make_node("Relu", ["c"], ["y"])],
+        "conv",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(x_shape))],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def reference_then_cpu(model, x):
+    from onnx.reference import ReferenceEvaluator
+
+    expected = ReferenceEvaluator(model).run(None, {"x": x})[0]
+    model.graph.output[0].CopyFrom(helper.make_tensor_value_info("y", TensorProto.FLOAT, list(expected.shape)))
+    session = hamr.Session(hamr.compile(model, targets=["cpu"]), device="cpu")
+    assert session.executable.variants["cpu"]["fallback"] == {}
+    return session, session.run({"x": x})["y"], expected
+
+
+def test_conv_over_a_unit_axis_reads_weights_packed_at_load(level):
+    """magika's (5, 1) convolution over (512, 1): the unit axis is dropped, the weights are packed in 14-row tiles."""
+    x, w, b = rand(1, 24, 40, 1), rand(20, 24, 5, 1), rand(20)
+    session, y, expected = reference_then_cpu(conv_model(x.shape, w, b), x)
+    close(y, expected, w[0].size)
+    tiles = session.program.weights["w::tiles1"].reshape(2, 24 * 5, 14)
+    np.testing.assert_array_equal(tiles[0], w[:14].reshape(14, -1).T)
+    np.testing.assert_array_equal(tiles[1, :, :6], w[14:].reshape(6, -1).T)
+    np.testing.assert_array_equal(tiles[1, :, 6:], 0)
+
+
+@pytest.mark.parametrize(
+    "c, m, group, kernel, strides, pads",
+    [
+        (24, 24, 1, (2, 2), (2, 2), (0, 0, 0, 0)),  # PP-OCR det's upsampling: taps do not overlap
+        (24, 1, 1, (2, 2), (2, 2), (0, 0, 0, 0)),  # one output channel
+        (6, 8, 1, (3, 3), (2, 1), (1, 0, 0, 2)),  # overlapping taps, padded (grouped: test_ops_conv_transpose)
+    ],
+)
+def test_conv_transpose_matches_onnx_reference(level, c, m, group, kernel, strides, pads):
+    x, w, b = rand(2, c, 9, 10), rand(c, m // group, *kernel), rand(m)
+    model = conv_model(x.shape, w, b, "ConvTranspose", group=group, strides=strides, pads=pads)
+    _, y, expected = reference_then_cpu(model, x)
+    close(y, expected, c * int(np.prod(kernel)))
+
+
+def test_matmul_epilogue_reads_broadcast_inputs_by_row(level):
+    """A bias over the columns and an input over (rows, columns) of a batched MatMul, fused into its epilogue."""
+    a, b, bias, res = rand(2, 3, 17, 40), rand(40, 33), rand(33), rand(17, 33)
+    nodes = [
+        helper.make_node("MatMul", ["a", "b"], ["m"]),
+        helper.make_node("Add", ["m", "bias"], ["t"]),
+        helper.make_node("Add", ["t", "res"], ["u"]),
+        helper.make_node("Erf", ["u"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "mm",
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, list(v.shape)) for n, v in (("a", a), ("res", res))],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3, 17, 33])],
+        [numpy_helper.from_array(b, "b"), numpy_helper.from_array(bias, "bias")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    session = hamr.Session(hamr.compile(model, targets=["cpu"]), device="cpu")
+    kernels = [kernel["ops"] for kernel in session.executable.variants["cpu"]["kernels"]]
+    assert kernels == ["gemm+Add+Add+Erf"], kernels
+    expected = np.vectorize(math.erf)(a.astype(np.float64) @ b + bias + res)
+    close(session.run({"a": a, "res": res})["y"], expected, 40)

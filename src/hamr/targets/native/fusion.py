@@ -79,7 +79,7 @@ def fuse_body(
         elif mode == "scalar":
             at = "0"
         elif mode == "suffix":
-            at = f"(gid % p[$SUFFIX + {len(inputs) - 1}])"
+            at = f"H_SUFFIX(gid, p[$SUFFIX + {len(inputs) - 1}])"
         else:
             strided_slots.append(name)
             at = f"off{len(inputs) - 1}"

@@ -39,8 +39,23 @@ def _batch_offsets(batch: str) -> str:
     )
 
 
-# (batch, block of rows) items across the OpenMP threads; each item's epilogue runs right after
-# its GEMM (hamr_gemm, render/gemm_c.py; in2: a constant B packed at load), while the block is still in cache (STORE_RANGE), so there is one parallel region.
+def store_rows(first_row: str, rows: str, value: str = "out0[at_ + c_]", pragma: str = "") -> str:
+    """The epilogue over rows of N columns of out0 (row i at i * N), row by row, so that an input broadcast along
+    the leading axes (a bias: its size a multiple of N) is read at the row's offset plus the column, without a
+    division per element; `value` may read `i_` (the row) and `c_` (the column)."""
+    return (
+        "#undef H_SUFFIX\n#define H_SUFFIX(G_, N_) (at_ % (N_) + c_)\n"
+        + (pragma + "\n" if pragma else "")
+        + f"    for (i64 i_ = {first_row}; i_ < {first_row} + {rows}; i_++) {{\n"
+        + "      const i64 at_ = i_ * N;\n"
+        + f"      for (i64 c_ = 0; c_ < N; c_++) STORE(at_ + c_, {value});\n"
+        + "    }\n#undef H_SUFFIX\n#define H_SUFFIX(G_, N_) ((G_) % (N_))\n"
+    )
+
+
+# (batch, block of rows) items across the OpenMP threads; each item's epilogue runs right after its GEMM
+# (hamr_gemm, render/gemm_c.py; in2: a constant B packed at load), while the block is still in cache, so there is
+# one parallel region.
 C_SGEMM = (
     """static void $name(const i64 *p, const f32 *in0, const f32 *in1, ${PACKED_ARG}f32 *out0$extra) {
   const i64 nb = p[0], M = p[1], N = p[2], K = p[3];
@@ -57,8 +72,9 @@ C_SGEMM = (
     const i64 rsa = p[4 + 3 * $R], csa = p[5 + 3 * $R], rsb = p[6 + 3 * $R], csb = p[7 + 3 * $R];
     f32 *C = out0 + b * M * N + r0 * N;
     hamr_gemm(r, N, K, 1.0f, in0 + oa + r0 * rsa, rsa, csa, in1 + ob, rsb, csb, $PACKED, C, N);
-    STORE_RANGE(b * M * N + r0 * N, r * N, out0);
-  }
+"""
+    + store_rows("b * M + r0", "r")
+    + """  }
 }
 """
 )
@@ -203,20 +219,14 @@ class MatMul(Lowering):
 
 # ---- Gemm: Y = alpha * A' B' + beta * C, p: [M * N, M, N, K, C row stride, C column stride] ----
 
-# hamr_gemm (render/gemm_c.py) splits the product across the OpenMP threads; the epilogue runs after it.
+# hamr_gemm (render/gemm_c.py) splits the product across the OpenMP threads; the epilogue runs after it, by rows.
 C_GEMM = """static void $name(const i64 *p, const f32 *in0, const f32 *in1, ${C_ARG}${PACKED_ARG}f32 *out0$extra) {
   const i64 total = p[0], M = p[1], N = p[2], K = p[3];
   if (total == 0) return;
   if (K == 0) for (i64 i = 0; i < total; i++) out0[i] = 0;
   else hamr_gemm(M, N, K, $ALPHA, in0, $RSA, $CSA, in1, $RSB, $CSB, $PACKED, out0, N);
-  $EPILOGUE
-}
+$EPILOGUE}
 """
-
-C_GEMM_C_EPILOGUE = (
-    "#pragma omp parallel for schedule(static) if(total > PARALLEL_THRESHOLD)\n"
-    "  for (i64 i = 0; i < total; i++) STORE(i, out0[i] + $BETA * in2[(i / N) * p[4] + (i % N) * p[5]]);"
-)
 
 CL_GEMM2 = """__kernel __attribute__((reqd_work_group_size($TS, $TS, 1)))
 void $name(__global const long *P, const long poff, __global const f32 *in0, __global const f32 *in1,
@@ -308,7 +318,9 @@ class Gemm(Lowering):
                 B_AT="c * K + k" if tb else "k * N + c",
             )
             return Kernel(body=body, label="gemm", grain=64, **common)
-        epilogue = render(C_GEMM_C_EPILOGUE, BETA=lit(beta, t)) if has_c else "STORE_ALL(total, out0);"
+        value = f"out0[at_ + c_] + {lit(beta, t)} * in2[i_ * p[4] + c_ * p[5]]" if has_c else "out0[at_ + c_]"
+        pragma = "  #pragma omp parallel for schedule(static) if(total > PARALLEL_THRESHOLD)"
+        epilogue = store_rows("0", "M", value, pragma)
         derived = _packed_b(node, node.inputs[1], 2, trans=tb)
         if derived:
             common["inputs"] = [*inputs, *derived]

@@ -4,20 +4,24 @@ Every windowed op sees its input as 3-D spatial (missing leading spatial dims ar
 one kernel text serves 1-D, 2-D and 3-D. The window geometry is a block of parameters:
 input dims, output dims, kernel, strides, begin pads, end pads, dilations (3 each).
 
-float32 Conv is an anchor. On cpu, OpenMP threads take blocks of output columns: each
-builds the block's im2col rows in its own L2-sized scratch (1x1 convs read the input
-directly), calls single-threaded hamr_gemm on it and runs the epilogue (bias, activation,
-residual add) through STORE while the block is in cache. On OpenCL it is an implicit GEMM
+float32 Conv is an anchor. On cpu, OpenMP threads take blocks of output columns (and parts of
+the rows when the blocks are too few): each builds the block's im2col rows in its own L2-sized
+scratch (1x1 convs read the input directly), multiplies them single-threaded by the weights,
+packed at load in 14-row tiles (hamr_gemm_pa), and runs the epilogue (bias, activation,
+residual add) through STORE while the block is in cache. Spatial axes of size 1 are dropped
+from the window, so a (5, 1) kernel over (512, 1) runs over rows of 512. On OpenCL it is an implicit GEMM
 whose B tile is gathered from the input while loading.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 
 from hamr.ir.dtypes import FLOATS, NUMERIC, ctype
 from hamr.targets.native.ops.base import Kernel, Lowering, Source, numel
 from hamr.targets.native.ops.elementwise import lit
+from hamr.targets.native.ops.packing import pack_a, packed_a_name, packs_weight
 from hamr.targets.native.ops.registry import register
 from hamr.targets.native.render.template import render
 
@@ -103,6 +107,17 @@ def _window(in_sp, out_sp, kernel, strides, pb, pe, dil) -> list[int]:
     return values
 
 
+def _drop_unit_axes(in_sp, out_sp, kernel, strides, pb, pe, dil):
+    """The window without its spatial axes of size 1 everywhere (input, output and kernel 1, no padding), so that
+    a (H, 1) convolution runs over rows of H rather than of 1."""
+    keep = [
+        a
+        for a in range(len(in_sp))
+        if not (in_sp[a] == 1 and out_sp[a] == 1 and kernel[a] == 1 and pb[a] == 0 and pe[a] == 0)
+    ]
+    return [[part[a] for a in keep] for part in (in_sp, out_sp, kernel, strides, pb, pe, dil)]
+
+
 def _spatial_rank_ok(node) -> str | None:
     rank = node.in_rank(0)
     if rank is None:
@@ -158,17 +173,21 @@ static void ${name}_im2col(const i64 *p, const f32 *x, f32 *dst, i64 c0, const i
   }
 }
 
-static void $name(const i64 *p, const f32 *in0, const f32 *in1, ${BIAS_ARG}f32 *out0$extra) {
+static void $name(const i64 *p, const f32 *in0, const f32 *in1, ${BIAS_ARG}${PACKED_ARG}f32 *out0$extra) {
   $HEAD
   const i64 total = p[0];
   if (total == 0) return;
   const i64 Cg = C / G, Mg = M / G, KS = KD * KH * KW, K = Cg * KS, IS = ID * IH * IW, OS = OD * OH * OW;
   const int direct = KS == 1 && SD == 1 && SH == 1 && SW == 1 && PD == 0 && PH == 0 && PW == 0 && OS == IS;
   const int threads = total * (K + 1) > PARALLEL_THRESHOLD ? omp_get_max_threads() : 1;
-  i64 nb = H_MAX(64, ($BLOCK_BYTES / 4 / H_MAX(K, 1)) / 16 * 16);
-  if (N * G < threads) nb = H_MIN(nb, ((OS + threads - 1) / threads + 15) / 16 * 16);
-  nb = H_MIN(nb, OS);
-  const i64 blocks = (OS + nb - 1) / nb, jobs = N * G * blocks;
+  /* jobs: blocks of whole 32-column panels of the GEMM, and when those are too few to share out evenly (late
+     ResNet stages: 7x7 or 14x14 outputs, 256 to 2048 channels), parts of the rows in whole 14-row tiles too */
+  i64 nb = H_MIN(OS, H_MAX(64, ($BLOCK_BYTES / 4 / H_MAX(K, 1)) / 32 * 32));
+  i64 parts = 1;
+  if (N * G * ((OS + nb - 1) / nb) < 4 * threads && Mg >= 2 * HG_MR_PACK * threads) parts = threads;
+  else if (N * G < threads) nb = H_MIN(nb, ((OS + threads - 1) / threads + 31) / 32 * 32);
+  const i64 blocks = (OS + nb - 1) / nb, jobs = N * G * blocks * parts;
+  const i64 part_rows = ((Mg + HG_MR_PACK - 1) / HG_MR_PACK + parts - 1) / parts * HG_MR_PACK;
   int use_gemm = Mg >= 4 && K > 0;
   f32 *scratch = 0;
   if (use_gemm && !direct) {
@@ -182,13 +201,16 @@ static void $name(const i64 *p, const f32 *in0, const f32 *in1, ${BIAS_ARG}f32 *
       f32 *col = scratch ? scratch + omp_get_thread_num() * K * nb : 0;
       #pragma omp for schedule(dynamic)
       for (i64 j = 0; j < jobs; j++) {
-        const i64 b = j % blocks, g = (j / blocks) % G, n = j / (blocks * G);
+        const i64 r0 = j % parts * part_rows, b = j / parts % blocks, g = j / (parts * blocks) % G;
+        const i64 n = j / (parts * blocks * G), rows = H_MIN(part_rows, Mg - r0);
         const i64 c0 = b * nb, w = H_MIN(nb, OS - c0);
+        if (rows <= 0) continue;
         const f32 *x = in0 + (n * C + g * Cg) * IS;
         if (!direct) ${name}_im2col(p, x, col, c0, w);
-        hamr_gemm(Mg, w, K, 1.0f, in1 + g * Mg * K, K, 1, direct ? x + c0 : col, direct ? OS : w, 1, 0,
-                  out0 + (n * M + g * Mg) * OS + c0, OS);
-        for (i64 m = 0; m < Mg; m++) {
+        const f32 *B = direct ? x + c0 : col;
+        f32 *Y = out0 + (n * M + g * Mg + r0) * OS + c0;
+        $GEMM
+        for (i64 m = r0; m < r0 + rows; m++) {
           const i64 at = (n * M + g * Mg + m) * OS + c0;
           for (i64 i = 0; i < w; i++) STORE(at + i, out0[at + i]$BIAS_ADD);
         }
@@ -317,7 +339,9 @@ class Conv(Lowering):
             x, w = pc.shape(x_name), pc.shape(w_name)
             out, kernel, strides, pb, pe, dil = self.geometry(node, x, w)
             total = x[0] * w[0] * numel(out)
-            return [total, x[0], x[1], w[0], group] + _window(x[2:], out, kernel, strides, pb, pe, dil)
+            return [total, x[0], x[1], w[0], group] + _window(
+                *_drop_unit_axes(x[2:], out, kernel, strides, pb, pe, dil)
+            )
 
         inputs = node.inputs[:3] if has_bias else node.inputs[:2]
         common = dict(inputs=inputs, outputs=[node.outputs[0]], n_params=5 + WINDOW, params=params)
@@ -325,10 +349,23 @@ class Conv(Lowering):
             t = ctype(node.in_dtype(0))
             body = render(MAP_CONV, T=t, BIAS="in2[m]" if has_bias else f"({t})0")
             return Kernel(body=body, label="conv", grain=_grain(node), **common)
+        derived = {}
+        if packs_weight(w_name) and _static_ints(node.in_shape(1)):
+            derived = {packed_a_name(w_name, group): (w_name, functools.partial(pack_a, groups=group))}
+            common["inputs"] = [*inputs, *derived]
+        packed = f"in{len(inputs)}"
+        gemm = (
+            f"hamr_gemm_pa(rows, w, K, {packed} + g * hamr_packed_a_size(Mg, K) + r0 * K, in1 + (g * Mg + r0) * K, "
+            "B, direct ? OS : w, 1, Y, OS);"
+            if derived
+            else "hamr_gemm(rows, w, K, 1.0f, in1 + (g * Mg + r0) * K, K, 1, B, direct ? OS : w, 1, 0, Y, OS);"
+        )
         c_values = dict(
             HEAD=_CONV_HEAD,
             BLOCK_BYTES=BLOCK_BYTES,
             BIAS_ARG="const f32 *in2, " if has_bias else "",
+            PACKED_ARG=f"const f32 *{packed}, " if derived else "",
+            GEMM=gemm,
             BIAS_ADD=" + in2[at / OS % M]" if has_bias else "",
         )
         cl_values = dict(
@@ -341,7 +378,7 @@ class Conv(Lowering):
             "c": Source(CONV_SOURCES["c"], c_values),
             "opencl": Source(CONV_SOURCES["opencl"], cl_values, _conv_range),
         }
-        return Kernel(sources=sources, anchor=True, label="conv", **common)
+        return Kernel(sources=sources, anchor=True, label="conv", derived=derived, **common)
 
 
 # ---- ConvTranspose -------------------------------------------------------------------
@@ -362,8 +399,9 @@ MAP_CONV_TRANSPOSE = (
 )
 
 
-# float32 ConvTranspose in C: per (image, group) one sgemm makes the columns W_g^T X (every input
-# pixel times every kernel tap), then each output row gathers the taps that land on it, as Col2Im.
+# float32 ConvTranspose in C: per (image, group) hamr_gemm makes the columns W_g^T X (every input pixel times every
+# kernel tap), then each output row adds, tap by tap, the run of columns that lands on it (Col2Im), without a
+# division per element.
 C_CONV_TRANSPOSE = r"""
 static void $name(const i64 *p, const f32 *in0, const f32 *in1, ${BIAS_ARG}f32 *out0$extra) {
   $HEAD
@@ -371,27 +409,30 @@ static void $name(const i64 *p, const f32 *in0, const f32 *in1, ${BIAS_ARG}f32 *
   if (p[0] == 0) return;
   f32 *cols = (f32 *)__builtin_malloc(sizeof(f32) * (R * IS > 0 ? R * IS : 1));
   for (i64 n = 0; n < N; n++) for (i64 g = 0; g < G; g++) {
-    if (cols && Cg > 0)
-      hamr_sgemm(101, 112, 111, (int)R, (int)IS, (int)Cg, 1.0f, in1 + g * Cg * R, (int)R,
-                 in0 + (n * C + g * Cg) * IS, (int)IS, 0.0f, cols, (int)IS);
+    const f32 *x = in0 + (n * C + g * Cg) * IS, *wt = in1 + g * Cg * R;
+    if (cols) hamr_gemm(R, IS, Cg, 1.0f, wt, 1, R, x, IS, 1, 0, cols, IS);
     #pragma omp parallel for schedule(static) if(Mg * OS * KS > PARALLEL_THRESHOLD)
     for (i64 row = 0; row < Mg * OD * OH; row++) {
       const i64 oh = row % OH, od = (row / OH) % OD, mg = row / (OH * OD), m = g * Mg + mg;
       const i64 at = ((n * M + m) * OD + od) * OH * OW + oh * OW;
-      for (i64 ow = 0; ow < OW; ow++) {
-        f32 sum = $BIAS;
-        for (i64 kd = 0; kd < KD; kd++) { const i64 td = od + PD - kd * DD; if (td < 0 || td % SD) continue;
-          const i64 id = td / SD; if (id >= ID) continue;
-          for (i64 kh = 0; kh < KH; kh++) { const i64 th = oh + PH - kh * DH; if (th < 0 || th % SH) continue;
-            const i64 ih = th / SH; if (ih >= IH) continue;
-            for (i64 kw = 0; kw < KW; kw++) { const i64 tw = ow + PW - kw * DW; if (tw < 0 || tw % SW) continue;
-              const i64 iw = tw / SW; if (iw >= IW) continue;
-              const i64 k = (kd * KH + kh) * KW + kw, ii = (id * IH + ih) * IW + iw;
-              if (cols) sum += cols[(mg * KS + k) * IS + ii];
-              else for (i64 c = 0; c < Cg; c++) sum += in0[(n * C + g * Cg + c) * IS + ii] * in1[(g * Cg + c) * R + mg * KS + k];
-            } } }
-        STORE(at + ow, sum);
-      }
+      f32 *y = out0 + at;
+      for (i64 ow = 0; ow < OW; ow++) y[ow] = $BIAS;
+      for (i64 kd = 0; kd < KD; kd++) { const i64 td = od + PD - kd * DD; if (td < 0 || td % SD) continue;
+        const i64 id = td / SD; if (id >= ID) continue;
+        for (i64 kh = 0; kh < KH; kh++) { const i64 th = oh + PH - kh * DH; if (th < 0 || th % SH) continue;
+          const i64 ih = th / SH; if (ih >= IH) continue;
+          for (i64 kw = 0; kw < KW; kw++) {
+            const i64 r = mg * KS + (kd * KH + kh) * KW + kw, ii = (id * IH + ih) * IW, off = kw * DW - PW;
+            const i64 lo = off >= 0 ? 0 : H_MIN(IW, (-off + SW - 1) / SW);
+            const i64 hi = H_MAX(lo, OW - off <= 0 ? 0 : H_MIN(IW, (OW - off - 1) / SW + 1));
+            if (cols) { const f32 *c = cols + r * IS + ii; for (i64 iw = lo; iw < hi; iw++) y[iw * SW + off] += c[iw]; }
+            else for (i64 iw = lo; iw < hi; iw++) {
+              f32 sum = 0;
+              for (i64 c = 0; c < Cg; c++) sum += x[c * IS + ii + iw] * wt[c * R + r];
+              y[iw * SW + off] += sum;
+            }
+          } } }
+      for (i64 ow = 0; ow < OW; ow++) STORE(at + ow, y[ow]);
     }
   }
   __builtin_free(cols);

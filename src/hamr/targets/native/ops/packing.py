@@ -13,6 +13,7 @@ import contextvars
 import numpy as np
 
 PANEL = 32  # columns per panel: HG_NR of render/gemm_c.py
+TILE_ROWS = 14  # rows per tile of a packed A: HG_MR_PACK of render/gemm_c.py
 PACKING_DIALECTS = frozenset({"c"})
 STRIDED_DIALECTS = frozenset({"c"})  # whose MatMul reads operands with any strides
 
@@ -78,3 +79,20 @@ def pack_b(b: np.ndarray, trans: bool) -> np.ndarray:
 
 def packed_name(weight: str, trans: bool) -> str:
     return f"{weight}::panels{'T' if trans else ''}"
+
+
+def pack_a(w: np.ndarray, groups: int) -> np.ndarray:
+    """A convolution's weights (M, C/groups, kernel...) as `groups` row-major (M/groups) x K matrices, each in tiles
+    of 14 rows: tile t holds its K columns of 14 floats (rows t*14...), zero padded; groups one after another."""
+    w = np.asarray(w, dtype=np.float32)
+    m = w.shape[0]
+    a = w.reshape(groups, m // groups, -1)
+    rows, k = a.shape[1], a.shape[2]
+    tiles = -(-rows // TILE_ROWS)
+    padded = np.zeros((groups, tiles * TILE_ROWS, k), dtype=np.float32)
+    padded[:, :rows] = a
+    return np.ascontiguousarray(padded.reshape(groups, tiles, TILE_ROWS, k).transpose(0, 1, 3, 2)).reshape(-1)
+
+
+def packed_a_name(weight: str, groups: int) -> str:
+    return f"{weight}::tiles{groups}"

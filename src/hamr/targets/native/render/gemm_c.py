@@ -4,6 +4,9 @@ op(B) is packed in panels of 32 columns (panel j: K rows of 32 floats, zero padd
 or `ops/packing.pack_b` once at load for a constant B); A is read in place through its strides.
 The AVX-512 build runs a 14x32 register-blocked micro-kernel over those panels, K blocked by 256, except for
 small products with B not packed (attention's per-head 128x128x32), where OpenBLAS measured faster.
+`hamr_gemm_pa` reads an A packed at load in 14-row tiles (a convolution's weights: `ops/packing.pack_a`), each
+tile K columns of 14 contiguous floats, which the micro-kernel reads without the cache-set conflicts of rows a
+power-of-two multiple apart (ResNet's 1x1 1024->256: 13 -> 120 GFLOP/s).
 Builds without AVX-512 hand the same product to OpenBLAS (one call per panel when B comes packed):
 their AVX2 and portable C micro-kernels measured slower than OpenBLAS here (docs in the report).
 """
@@ -12,7 +15,9 @@ GEMM_C = r"""
 #define HG_NR 32
 #define HG_KC 256
 #define HG_BLAS_BELOW 600000.0 /* M * N * K: below it, and with B not packed, OpenBLAS measured faster */
+#define HG_MR_PACK 14 /* rows per tile of a packed A: HG_MR of the AVX-512 build, ops/packing.TILE_ROWS */
 static inline i64 hamr_packed_size(i64 K, i64 N) { return (N + HG_NR - 1) / HG_NR * HG_NR * K; }
+static inline i64 hamr_packed_a_size(i64 M, i64 K) { return (M + HG_MR_PACK - 1) / HG_MR_PACK * HG_MR_PACK * K; }
 
 /* pack B (element (k, n) at B[k * rsb + n * csb]) into 32-column panels */
 static void hamr_pack_b(i64 K, i64 N, const f32 *B, i64 rsb, i64 csb, f32 *dst) {
@@ -30,7 +35,7 @@ static void hamr_pack_b(i64 K, i64 N, const f32 *B, i64 rsb, i64 csb, f32 *dst) 
 
 #if defined(__AVX512F__)
 #include <immintrin.h>
-#define HG_MR 14
+#define HG_MR HG_MR_PACK
 static inline __attribute__((always_inline)) void hg_tile(const int mr, i64 K, const f32 *A, i64 rsa, i64 csa,
                                                         const f32 *Bp, f32 *C, i64 ldc, int nc, int acc) {
   __m512 c0[HG_MR], c1[HG_MR];
@@ -67,18 +72,39 @@ static void hg_rows(int mr, i64 K, const f32 *A, i64 rsa, i64 csa, const f32 *Bp
   }
 }
 
-/* rows [0, M) and columns [n0, n1) of C = A Bp, one thread; n0 a multiple of 32 */
-static void hg_block(i64 M, i64 K, const f32 *A, i64 rsa, i64 csa, const f32 *Bp, f32 *C, i64 ldc, i64 n0, i64 n1) {
+/* rows [0, M) and columns [n0, n1) of C = A Bp, one thread; n0 a multiple of 32. The tile of rows from i0 starts
+   at A + i0 * rst: rst = rsa for A read in place, K for A packed in 14-row tiles (hamr_pack_a) */
+static void hg_block(i64 M, i64 K, const f32 *A, i64 rsa, i64 csa, i64 rst, const f32 *Bp, f32 *C, i64 ldc, i64 n0,
+                     i64 n1) {
   for (i64 k0 = 0; k0 < K; k0 += HG_KC) {
     const i64 kc = H_MIN(HG_KC, K - k0);
     for (i64 j0 = n0; j0 < n1; j0 += HG_NR) {
       const f32 *bp = Bp + j0 * K + k0 * HG_NR;
       const int nc = (int)H_MIN(HG_NR, n1 - j0);
       for (i64 i0 = 0; i0 < M; i0 += HG_MR)
-        hg_rows((int)H_MIN(HG_MR, M - i0), kc, A + i0 * rsa + k0 * csa, rsa, csa, bp, C + i0 * ldc + j0, ldc, nc,
+        hg_rows((int)H_MIN(HG_MR, M - i0), kc, A + i0 * rst + k0 * csa, rsa, csa, bp, C + i0 * ldc + j0, ldc, nc,
                 k0 > 0);
     }
   }
+}
+
+/* C = alpha A Bp across nt threads: by 14-row tiles, or by 32-column panels when the tiles are too few */
+static void hg_split(i64 M, i64 N, i64 K, f32 alpha, const f32 *A, i64 rsa, i64 csa, i64 rst, const f32 *Bp, f32 *C,
+                     i64 ldc, int nt) {
+  const i64 tiles = (M + HG_MR - 1) / HG_MR, panels = (N + HG_NR - 1) / HG_NR;
+  const int by_rows = tiles >= 2 * nt || tiles >= panels;
+  #pragma omp parallel num_threads(nt) if(nt > 1)
+  {
+    const int t = omp_get_thread_num(), n = omp_get_num_threads();
+    if (by_rows) {
+      const i64 r0 = H_MIN(M, tiles * t / n * HG_MR), r1 = H_MIN(M, tiles * (t + 1) / n * HG_MR);
+      if (r1 > r0) hg_block(r1 - r0, K, A + r0 * rst, rsa, csa, rst, Bp, C + r0 * ldc, ldc, 0, N);
+    } else {
+      const i64 c0 = panels * t / n * HG_NR, c1 = H_MIN(N, panels * (t + 1) / n * HG_NR);
+      if (c1 > c0) hg_block(M, K, A, rsa, csa, rst, Bp, C, ldc, c0, c1);
+    }
+  }
+  if (alpha != 1.0f) for (i64 i = 0; i < M; i++) for (i64 j = 0; j < N; j++) C[i * ldc + j] *= alpha;
 }
 
 static __thread f32 *hg_scratch;
@@ -120,20 +146,7 @@ static void hamr_gemm(i64 M, i64 N, i64 K, f32 alpha, const f32 *A, i64 rsa, i64
     if (buf) { hamr_pack_b(K, N, B, rsb, csb, buf); Bp = buf; }
   }
   if (Bp) {
-    const i64 tiles = (M + HG_MR - 1) / HG_MR, panels = (N + HG_NR - 1) / HG_NR;
-    const int by_rows = tiles >= 2 * nt || tiles >= panels;
-    #pragma omp parallel num_threads(nt) if(nt > 1)
-    {
-      const int t = omp_get_thread_num(), n = omp_get_num_threads();
-      if (by_rows) {
-        const i64 r0 = H_MIN(M, tiles * t / n * HG_MR), r1 = H_MIN(M, tiles * (t + 1) / n * HG_MR);
-        if (r1 > r0) hg_block(r1 - r0, K, A + r0 * rsa, rsa, csa, Bp, C + r0 * ldc, ldc, 0, N);
-      } else {
-        const i64 c0 = panels * t / n * HG_NR, c1 = H_MIN(N, panels * (t + 1) / n * HG_NR);
-        if (c1 > c0) hg_block(M, K, A, rsa, csa, Bp, C, ldc, c0, c1);
-      }
-    }
-    if (alpha != 1.0f) for (i64 i = 0; i < M; i++) for (i64 j = 0; j < N; j++) C[i * ldc + j] *= alpha;
+    hg_split(M, N, K, alpha, A, rsa, csa, rsa, Bp, C, ldc, nt);
     return;
   }
 #endif
@@ -164,5 +177,23 @@ static void hamr_gemm(i64 M, i64 N, i64 K, f32 alpha, const f32 *A, i64 rsa, i64
     hamr_blas_sgemm(101, ta, 111, (int)M, (int)H_MIN(HG_NR, N - j * HG_NR), (int)K, alpha, A, lda,
                     Bp + j * HG_NR * K, HG_NR, 0.0f, C + j * HG_NR, (int)ldc);
   __builtin_free(copy);
+}
+
+/* C = A B with A packed in 14-row tiles (hamr_pack_a; ops/packing.pack_a at load): the tile of rows from i0 holds
+   K columns of 14 floats, zero padded. Builds without AVX-512 read A_plain (row-major M x K) instead. */
+static void hamr_gemm_pa(i64 M, i64 N, i64 K, const f32 *Ap, const f32 *A_plain, const f32 *B, i64 rsb, i64 csb,
+                         f32 *C, i64 ldc) {
+#if defined(__AVX512F__)
+  if (M <= 0 || N <= 0) return;
+  if (K <= 0) { for (i64 i = 0; i < M; i++) for (i64 j = 0; j < N; j++) C[i * ldc + j] = 0; return; }
+  const int nt = omp_in_parallel() || (double)M * N * K < 262144.0 ? 1 : omp_get_max_threads();
+  f32 *Bp = hg_buffer(hamr_packed_size(K, N));
+  if (!Bp) { hamr_gemm(M, N, K, 1.0f, A_plain, K, 1, B, rsb, csb, 0, C, ldc); return; }
+  hamr_pack_b(K, N, B, rsb, csb, Bp);
+  hg_split(M, N, K, 1.0f, Ap, 1, HG_MR, K, Bp, C, ldc, nt);
+#else
+  (void)Ap;
+  hamr_gemm(M, N, K, 1.0f, A_plain, K, 1, B, rsb, csb, 0, C, ldc);
+#endif
 }
 """
