@@ -69,6 +69,8 @@ def materialise_constants(lowered: Lowered, weights: dict[str, np.ndarray], opse
     """Weights plus the values of constant nodes (dequantized weights...), computed once."""
     weights = dict(weights)
     for node in lowered.all_constants:
+        if _constant_tensor(node, weights):
+            continue
         proto = ir.serde.serialize_node(node.node)
         results = evaluate_node(proto, opsets, [weights[i] if i else None for i in node.inputs])
         for name, value in zip(node.outputs, results):
@@ -76,6 +78,16 @@ def materialise_constants(lowered: Lowered, weights: dict[str, np.ndarray], opse
     for name, (source, derive) in lowered.derived.items():
         weights[name] = derive(weights[source])
     return weights
+
+
+def _constant_tensor(node, weights: dict[str, np.ndarray]) -> bool:
+    """A Constant holding a tensor (most constant nodes of control-flow bodies) is read, not evaluated."""
+    attr = node.node.attributes.get("value") if node.op == "Constant" and not node.node.domain else None
+    if attr is None or len(node.node.attributes) != 1 or not node.outputs[0]:
+        return False
+    value = attr.value.numpy()
+    weights[node.outputs[0]] = np.ascontiguousarray(value) if np.ndim(value) else np.asarray(value)
+    return True
 
 
 def plan_key(segment: Segment, env: dict[str, np.ndarray]) -> tuple:
