@@ -45,9 +45,12 @@ SPECS = {
 }
 
 # C[b, 0:N] = A[b, 0:K] Bt[0:K, 0:N] for rows b < M (row strides lda, ldb, ldc), on the calling thread:
-# 64 columns at a time, their sums in registers, Bt streamed once per row.
+# 64 columns at a time in four 16-float vector registers (gcc vector extensions; plain C arrays were kept
+# on the stack), Bt streamed once per row; 16-column blocks, then single columns, for the rest.
 PRODUCT = """#ifndef HAMR_RNN_PRODUCT
 #define HAMR_RNN_PRODUCT
+typedef f32 hamr_v16 __attribute__((vector_size(64)));
+typedef f32 hamr_v16u __attribute__((vector_size(64), aligned(4)));
 static void hamr_rnn_product(i64 M, i64 N, i64 K, const f32 *A, i64 lda, const f32 *Bt, i64 ldb, f32 *C, i64 ldc) {
   if (M >= 16) { hamr_gemm(M, N, K, 1.0f, A, lda, 1, Bt, ldb, 1, 0, C, ldc); return; }
   for (i64 b = 0; b < M; b++) {
@@ -55,19 +58,30 @@ static void hamr_rnn_product(i64 M, i64 N, i64 K, const f32 *A, i64 lda, const f
     f32 *c = C + b * ldc;
     i64 n0 = 0;
     for (; n0 + 64 <= N; n0 += 64) {
-      f32 acc[64] = {0};
-      for (i64 k = 0; k < K; k++) {
-        const f32 ak = a[k], *bt = Bt + k * ldb + n0;
-        #pragma omp simd
-        for (int j = 0; j < 64; j++) acc[j] += ak * bt[j];
+      hamr_v16 s0 = {0}, s1 = {0}, s2 = {0}, s3 = {0};
+      const f32 *bt = Bt + n0;
+      for (i64 k = 0; k < K; k++, bt += ldb) {
+        const f32 ak = a[k];
+        s0 += ak * *(const hamr_v16u *)bt;
+        s1 += ak * *(const hamr_v16u *)(bt + 16);
+        s2 += ak * *(const hamr_v16u *)(bt + 32);
+        s3 += ak * *(const hamr_v16u *)(bt + 48);
       }
-      for (int j = 0; j < 64; j++) c[n0 + j] = acc[j];
+      *(hamr_v16u *)(c + n0) = s0;
+      *(hamr_v16u *)(c + n0 + 16) = s1;
+      *(hamr_v16u *)(c + n0 + 32) = s2;
+      *(hamr_v16u *)(c + n0 + 48) = s3;
     }
-    for (i64 j = n0; j < N; j++) c[j] = 0.0f;
-    for (i64 k = 0; k < K && n0 < N; k++) {
-      const f32 ak = a[k], *bt = Bt + k * ldb;
-      #pragma omp simd
-      for (i64 j = n0; j < N; j++) c[j] += ak * bt[j];
+    for (; n0 + 16 <= N; n0 += 16) {
+      hamr_v16 s0 = {0};
+      const f32 *bt = Bt + n0;
+      for (i64 k = 0; k < K; k++, bt += ldb) s0 += a[k] * *(const hamr_v16u *)bt;
+      *(hamr_v16u *)(c + n0) = s0;
+    }
+    for (; n0 < N; n0++) {
+      f32 s0 = 0.0f;
+      for (i64 k = 0; k < K; k++) s0 += a[k] * Bt[k * ldb + n0];
+      c[n0] = s0;
     }
   }
 }
@@ -81,7 +95,7 @@ static void $name(const i64 *p, $ARGS) {
   const f32 *X = in0, *W = in1, *R = in2, *B = $B, *H0 = $H0, *C0 = $C0, *P = $P, *WP = $WP, *RT = $RT;
   const i32 *L = $L;
   f32 *Y = $Y, *YH = $YH, *YC = $YC;
-  const i64 per_dir = NB * GH + 3 * NB * NH;
+  const i64 per_dir = NB * GH + 3 * NB * NH + 2 * NH;
   f32 *xw = (f32 *)malloc(sizeof(f32) * (S * NB * DGH + D * per_dir + (RT ? 0 : D * NH * GH) + 16));
   f32 *work = xw + S * NB * DGH;
   (void)C0; (void)P; (void)YC; (void)W;
@@ -109,7 +123,9 @@ static void $name(const i64 *p, $ARGS) {
     const int rev = $REV;
     const f32 *Rt = RT + d * NH * GH, *Rb = B ? B + d * 2 * GH + GH : 0, *Pd = P ? P + d * 3 * NH : 0;
     f32 *hr = work + d * per_dir, *h = hr + NB * GH, *c = h + NB * NH, *tmp = c + NB * NH;
-    (void)Rb; (void)Pd; (void)tmp;
+    f32 *rbh = tmp + NB * NH, *sink = rbh + NH;  /* GRU's R bias of the candidate (or 0); Y's row when Y is omitted */
+    for (i64 j = 0; j < NH; j++) rbh[j] = Rb && G == 3 ? Rb[2 * NH + j] : 0.0f;
+    (void)Pd; (void)tmp; (void)sink;
     for (i64 b = 0; b < NB; b++)
       for (i64 j = 0; j < NH; j++) {
         h[b * NH + j] = H0 ? H0[HIDX(d, b, j)] : 0.0f;
@@ -135,17 +151,17 @@ RECURRENT_PRODUCT = """      hamr_rnn_product(NB, $N, NH, h, NH, Rt, GH, hr, GH)
 # One batch row's gates: the pre-activations are the projection (biases folded in) and the recurrent product.
 ELEMENTS = """      for (i64 b = 0; b < NB; b++) {
         const f32 *xr = xw + XROW(t, b) * DGH + d * GH, *hb = hr + b * GH;
-        f32 *hh = h + b * NH, *cc = c + b * NH, *y = Y ? Y + YIDX(t, d, b, 0) : 0;
+        f32 *hh = h + b * NH, *cc = c + b * NH, *y = Y ? Y + YIDX(t, d, b, 0) : sink;
         (void)cc;
         if (L && t >= (i64)L[b]) {
-          if (y) for (i64 j = 0; j < NH; j++) y[j] = 0.0f;
+          for (i64 j = 0; j < NH; j++) y[j] = 0.0f;
           continue;
         }
         #define PRE(g) (xr[(g) * NH + j] + hb[(g) * NH + j])
         #pragma omp simd
         for (i64 j = 0; j < NH; j++) {
 $BODY
-          if (y) y[j] = hn;
+          y[j] = hn;
         }
         #undef PRE
       }
@@ -291,8 +307,8 @@ class Recurrent(Lowering):
             values = {"A": lit(args_[0], "f32") if args_ else "", "B": lit(args_[1], "f32") if len(args_) > 1 else ""}
             expr = render(ACTIVATIONS[key][0], **values)
             helpers.append(f"static inline f32 ${{name}}_a{k}(f32 x) {{ return {expr}; }}")
-        n_dirs = len(acts) // per_dir
-        act = "(d ? ${name}_a{k1}(X_) : ${name}_a{k0}(X_))" if n_dirs == 2 else "${name}_a{k0}(X_)"
+        same = acts[:per_dir] == acts[per_dir:] or len(acts) == per_dir
+        act = "${name}_a{k0}(X_)" if same else "(d ? ${name}_a{k1}(X_) : ${name}_a{k0}(X_))"
         macros = []
         for slot in range(per_dir):
             body = act.replace("{k0}", str(slot)).replace("{k1}", str(per_dir + slot))
@@ -357,7 +373,7 @@ class Recurrent(Lowering):
         if op == "RNN":
             return render(RECURRENT_PRODUCT, N="GH") + render(ELEMENTS, BODY=RNN_BODY)
         if node.attr("linear_before_reset", 0):
-            candidate = "xr[2 * NH + j] + r * (hb[2 * NH + j] + (Rb ? Rb[2 * NH + j] : 0.0f))"
+            candidate = "xr[2 * NH + j] + r * (hb[2 * NH + j] + rbh[j])"
             return render(RECURRENT_PRODUCT, N="GH") + render(ELEMENTS, BODY=render(GRU_BODY, CANDIDATE=candidate))
         return (
             render(RECURRENT_PRODUCT, N="2 * NH")
