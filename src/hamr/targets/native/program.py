@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from collections import ChainMap
 from typing import Any
 
 import numpy as np
@@ -22,7 +21,7 @@ from hamr.ir.onnx_reference.overrides import reference_ops
 from hamr.profiling import Profile, now
 from hamr.targets.base import HostMemory
 from hamr.targets.native.assemble import Control, Lowered, Segment
-from hamr.targets.native.control import Body, ControlNode
+from hamr.targets.native.control import Body, ControlNode, Scope
 from hamr.targets.native.partition import Item
 from hamr.targets.native.plan import SegmentPlan, make_plan, materialise_constants, plan_key
 from hamr.targets.native.target import loaded
@@ -188,7 +187,7 @@ class NativeProgram(HostMemory):
 
     def _run_control(self, step: ControlNode, env: dict, profile: Profile | None) -> None:
         def run_body(body: Body, outer: dict, feeds: dict) -> list:
-            inner = ChainMap(dict(feeds), outer)  # what the body writes stays in its own layer
+            inner = Scope(feeds, outer)
             held: list = []
             try:
                 self._run_steps(body.steps, inner, held, profile)
