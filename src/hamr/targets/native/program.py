@@ -162,8 +162,7 @@ class NativeProgram(HostMemory):
     def run(
         self, feeds: dict[str, Any], keep_on_device: frozenset = frozenset(), profile: Profile | None = None
     ) -> list[Any]:
-        env: dict[str, Any] = dict(self.weights)
-        env.update(feeds)
+        env: dict[str, Any] = Scope(feeds, self.weights)  # the weights are read through, never copied per run
         held = []
         try:
             self._run_steps(self.steps, env, held, profile)
