@@ -50,7 +50,7 @@ class NodeView:
         if attr is None:
             return default
         value = attr.value
-        if isinstance(value, ir.TensorProtocol):
+        if attr.type == ir.AttributeType.TENSOR:  # isinstance against the runtime Protocol costs ~70 us a call
             return value.numpy()
         if isinstance(value, (list, tuple)):
             return list(value)
