@@ -285,3 +285,18 @@ def test_a_fed_sequence_passed_through_stays_a_sequence(target, case):
     (found,) = [c for c in load_cases() if c.name == case]
     result = run_case(found, target)
     assert result.status in ("passed", "passed_with_fallback"), result.detail
+
+
+def test_a_scope_reads_through_and_keeps_its_writes():
+    from hamr.targets.native.control import Scope
+
+    weights = {"w": 1}
+    outer = Scope({"x": 2}, weights)
+    inner = Scope({"y": 3}, outer)
+    inner["z"] = 4
+    inner["x"] = 5  # a body's own value of an outer name shadows it inside the body only
+    assert (inner["w"], inner["x"], inner["y"], inner["z"]) == (1, 5, 3, 4)
+    assert "w" in inner and "z" not in outer and outer["x"] == 2
+    assert inner.get("missing", 6) == 6
+    with pytest.raises(KeyError):
+        inner["missing"]

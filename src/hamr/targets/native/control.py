@@ -34,6 +34,27 @@ class Body:
         return self.lowered.outputs
 
 
+class Scope(dict):
+    """A subgraph's values over its enclosing scope's: what the body writes stays here, and a name it does
+    not hold is looked up outside. A dict subclass, so a hit costs a C lookup (ChainMap raised and caught a
+    KeyError per enclosing level on every outer read)."""
+
+    __slots__ = ("outer",)
+
+    def __init__(self, values: dict, outer: dict):
+        super().__init__(values)
+        self.outer = outer
+
+    def __missing__(self, name: str) -> Any:
+        return self.outer[name]
+
+    def __contains__(self, name: object) -> bool:
+        return dict.__contains__(self, name) or name in self.outer
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self[name] if name in self else default
+
+
 RunBody = Callable[[Body, dict, dict], list]  # (body, outer env, the body's input values) -> its output values
 ToHost = Callable[[Any, str], Any]
 

@@ -16,6 +16,7 @@ import onnx_ir as ir
 from hamr.errors import KernelError
 from hamr.ir.dtypes import itemsize
 from hamr.ir.onnx_reference.kernels import evaluate_node
+from hamr.targets.native import constant_nodes
 from hamr.targets.native.assemble import Lowered, Segment
 from hamr.targets.native.memory import Buffer, plan_memory
 from hamr.targets.native.ops import lowering_for
@@ -69,8 +70,10 @@ def materialise_constants(lowered: Lowered, weights: dict[str, np.ndarray], opse
     """Weights plus the values of constant nodes (dequantized weights...), computed once."""
     weights = dict(weights)
     for node in lowered.all_constants:
-        proto = ir.serde.serialize_node(node.node)
-        results = evaluate_node(proto, opsets, [weights[i] if i else None for i in node.inputs])
+        inputs = [weights[i] if i else None for i in node.inputs]
+        results = constant_nodes.evaluate(node, inputs)
+        if results is None:
+            results = evaluate_node(ir.serde.serialize_node(node.node), opsets, inputs)
         for name, value in zip(node.outputs, results):
             weights[name] = np.ascontiguousarray(value) if np.ndim(value) else np.asarray(value)
     for name, (source, derive) in lowered.derived.items():

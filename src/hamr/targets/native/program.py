@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from collections import ChainMap
 from typing import Any
 
 import numpy as np
@@ -22,7 +21,7 @@ from hamr.ir.onnx_reference.overrides import reference_ops
 from hamr.profiling import Profile, now
 from hamr.targets.base import HostMemory
 from hamr.targets.native.assemble import Control, Lowered, Segment
-from hamr.targets.native.control import Body, ControlNode
+from hamr.targets.native.control import Body, ControlNode, Scope
 from hamr.targets.native.partition import Item
 from hamr.targets.native.plan import SegmentPlan, make_plan, materialise_constants, plan_key
 from hamr.targets.native.target import loaded
@@ -48,12 +47,14 @@ class FallbackNode:
         )
         opsets = [onnx.helper.make_opsetid(d, v) for d, v in model.opset_imports.items()]
         functions = [ir.serde.serialize_function(f) for f in model.functions.values()]
-        mini = onnx.helper.make_model(graph, opset_imports=opsets, functions=functions)
+        self.mini = onnx.helper.make_model(graph, opset_imports=opsets, functions=functions)
         self.outputs = list(item.node.outputs)
-        self.evaluator = ReferenceEvaluator(mini, new_ops=reference_ops(mini))
+        self.evaluator: ReferenceEvaluator | None = None  # built on first run: a branch never taken costs no load time
 
     def run(self, env: dict[str, Any], device: str) -> None:
         try:
+            if self.evaluator is None:
+                self.evaluator = ReferenceEvaluator(self.mini, new_ops=reference_ops(self.mini))
             results = self.evaluator.run(None, {n: env[n] for n in self.feeds})
         except Exception as exc:
             detail = first_line(exc, with_type=False)
@@ -161,8 +162,7 @@ class NativeProgram(HostMemory):
     def run(
         self, feeds: dict[str, Any], keep_on_device: frozenset = frozenset(), profile: Profile | None = None
     ) -> list[Any]:
-        env: dict[str, Any] = dict(self.weights)
-        env.update(feeds)
+        env: dict[str, Any] = Scope(feeds, self.weights)  # the weights are read through, never copied per run
         held = []
         try:
             self._run_steps(self.steps, env, held, profile)
@@ -186,7 +186,7 @@ class NativeProgram(HostMemory):
 
     def _run_control(self, step: ControlNode, env: dict, profile: Profile | None) -> None:
         def run_body(body: Body, outer: dict, feeds: dict) -> list:
-            inner = ChainMap(dict(feeds), outer)  # what the body writes stays in its own layer
+            inner = Scope(feeds, outer)
             held: list = []
             try:
                 self._run_steps(body.steps, inner, held, profile)

@@ -10,7 +10,7 @@ import weakref
 import numpy as np
 import onnx_ir as ir
 
-from hamr.ir.node_view import NodeView, value_shape
+from hamr.ir.node_view import NodeView, outer_values_memo, value_shape
 from hamr.ir.signature import signature_of
 from hamr.ops.registry import require_registered
 from hamr.plugins import REFERENCE_TARGET
@@ -73,7 +73,7 @@ class NativeTarget:
 
     def lower(self, model: ir.Model) -> tuple[Partition, Lowered]:
         require_registered(model)  # at load, a custom op of the model may be missing from this process
-        with lowering_target(self.name), lowering_dialect(self.renderer.dialect):
+        with lowering_target(self.name), lowering_dialect(self.renderer.dialect), outer_values_memo():
             part = partition(model, self.accepts)
             return part, assemble(model, part)
 
