@@ -182,3 +182,36 @@ def test_batchnorm_with_parameters_fed_at_run_time_runs_as_its_own_kernel(target
     got = hamr.Session(exe, device=DEVICES[target]).run(feeds)
     expected = ReferenceEvaluator(model).run(None, feeds)[0]
     np.testing.assert_allclose(got["y"], expected, rtol=1e-4, atol=1e-5)
+
+
+BLOCK_READS = [
+    ((2, 3, 4, 5), (3, 1, 1)),  # per channel
+    ((2, 3, 4, 5), (1, 3, 1, 1)),
+    ((2, 3, 4, 5), (2, 3, 1, 1)),  # squeeze-and-excitation scale: outer axes
+    ((2, 3, 4, 5), (3, 4, 1)),
+    ((2, 3, 4, 5), (2, 1, 1, 1)),
+    ((2, 3, 0, 5), (3, 1, 1)),
+]
+
+
+@pytest.mark.parametrize("target", ["cpu", pytest.param("opencl", marks=pytest.mark.opencl)])
+def test_reads_of_a_block_of_the_domain_axes_match_numpy(target):
+    """Inputs that span a run of the domain's axes (1 elsewhere) are read as (gid / inner) % block."""
+    feeds, nodes, infos, outputs, want = {}, [], [], [], {}
+    for i, (sa, sb) in enumerate(BLOCK_READS):
+        a, b, y = f"a{i}", f"b{i}", f"y{i}"
+        feeds[a] = RNG.standard_normal(sa).astype(np.float32)
+        feeds[b] = RNG.standard_normal(sb).astype(np.float32)
+        infos += [helper.make_tensor_value_info(a, TensorProto.FLOAT, sa)]
+        infos += [helper.make_tensor_value_info(b, TensorProto.FLOAT, sb)]
+        nodes += [helper.make_node("Mul", [a, b], [f"m{i}"]), helper.make_node("Add", [f"m{i}", b], [y])]
+        outputs.append(helper.make_tensor_value_info(y, TensorProto.FLOAT, sa))
+        want[y] = feeds[a] * feeds[b] + feeds[b]
+    model = helper.make_model(
+        helper.make_graph(nodes, "blocks", infos, outputs), opset_imports=[helper.make_opsetid("", 17)]
+    )
+    exe = hamr.compile(model, targets=[target])
+    assert [k["ops"] for k in exe.variants[target]["kernels"]] == ["Mul+Add"] * len(BLOCK_READS)
+    got = hamr.Session(exe, device=DEVICES[target]).run(feeds)
+    for name, expected in want.items():
+        np.testing.assert_allclose(got[name], expected, rtol=1e-6, atol=1e-6, err_msg=name)
