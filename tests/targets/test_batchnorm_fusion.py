@@ -11,7 +11,7 @@ from onnx.reference import ReferenceEvaluator
 import hamr
 
 RNG = np.random.default_rng(11)
-C_IN, C = 3, 4
+C_IN, C = 32, 16  # weights of 4608 elements: a Tile making them is not folded at compile time
 SHAPE = [1, C, 6, 5]
 DEVICES = {"cpu": "cpu", "opencl": "opencl:0"}
 
@@ -36,9 +36,21 @@ def _model(nodes, inits, outputs, inputs=None, value_info=()):
 
 
 def _weights_at_load(kind: str) -> tuple[list, list]:
-    """Nodes making the Conv weight `w` and bias `b` at load: a `Constant` node, or ConstantOfShape fills."""
+    """Nodes making the Conv weight `w` and bias `b` at load: a `Constant` node, ConstantOfShape fills or a Tile."""
     w = RNG.standard_normal((C, C_IN, 3, 3)).astype(np.float32)
     b = RNG.standard_normal(C).astype(np.float32)
+    if kind == "Tile":
+        nodes = [
+            helper.make_node("Tile", ["w_part", "w_repeats"], ["w"]),
+            helper.make_node("Tile", ["b_part", "b_repeats"], ["b"]),
+        ]
+        inits = [
+            numpy_helper.from_array(w[: C // 4], "w_part"),
+            numpy_helper.from_array(np.array([4, 1, 1, 1], np.int64), "w_repeats"),
+            numpy_helper.from_array(b[: C // 4], "b_part"),
+            numpy_helper.from_array(np.array([4], np.int64), "b_repeats"),
+        ]
+        return nodes, inits
     if kind == "Constant":
         nodes = [
             helper.make_node("Constant", [], ["w"], value=numpy_helper.from_array(w)),
@@ -69,8 +81,15 @@ def _check(model, x, got, names):
         np.testing.assert_allclose(got[name], want, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("kind", ["Constant", "ConstantOfShape"])
-def test_batchnorm_folds_into_a_conv_whose_weights_are_computed_at_load(kind):
+@pytest.mark.parametrize(
+    "kind, ops",
+    [
+        ("Constant", ["Conv", "Relu"]),  # scaled now
+        ("ConstantOfShape", ["Expand", "Conv", "Relu"]),  # the scaled fill expanded at load
+        ("Tile", ["Tile", "Mul", "Conv", "Relu"]),  # scaled at load
+    ],
+)
+def test_batchnorm_folds_into_a_conv_whose_weights_are_computed_at_load(kind, ops):
     weight_nodes, shapes = _weights_at_load(kind)
     nodes = [
         *weight_nodes,
@@ -81,7 +100,7 @@ def test_batchnorm_folds_into_a_conv_whose_weights_are_computed_at_load(kind):
     model = _model(nodes, _bn_params() + shapes, [("y", SHAPE)])
     x = RNG.standard_normal((1, C_IN, 6, 5)).astype(np.float32)
     exe, got, labels = _run(model, x)
-    assert "BatchNormalization" not in [n.op_type for n in exe.model.graph]
+    assert [n.op_type for n in exe.model.graph] == ops
     assert labels == ["conv+Relu"]
     _check(model, x, got, ["y"])
 

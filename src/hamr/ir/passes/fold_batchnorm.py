@@ -34,6 +34,21 @@ def _const(value: ir.Value | None) -> np.ndarray | None:
     return None
 
 
+def _fill(value: ir.Value | None) -> tuple[float, ir.Value] | None:
+    """(fill value, shape input) of a value made by a ConstantOfShape whose shape is known now."""
+    node = value.producer() if value is not None else None
+    if (
+        node is None
+        or node.op_type != "ConstantOfShape"
+        or not is_onnx_domain(node.domain)
+        or _const(node.inputs[0]) is None
+    ):
+        return None
+    attr = node.attributes.get("value")
+    fill = attr.as_tensor().numpy().reshape(-1)[0] if attr is not None else 0.0
+    return float(fill), node.inputs[0]
+
+
 def _known_at_load(value: ir.Value, graph: ir.Graph, memo: dict, depth: int = 0) -> bool:
     """Computed from weights only (what the targets evaluate once when a program loads)."""
     if value.const_value is not None or value.name in graph.initializers:
@@ -104,9 +119,20 @@ class FoldBatchNormIntoConvPass(ir.passes.InPlacePass):
         dtype = w.dtype if w is not None else w_value.dtype.numpy()
         rank = len(w_value.shape) if w is None else w.ndim
         before: list[ir.Node] = []
+        fill = _fill(w_value)
         if w is not None:
             new_w = (w.astype(np.float64) * s.reshape((-1,) + (1,) * (w.ndim - 1))).astype(w.dtype)
             w_new = names.initializer(f"{w_value.name}_bn", new_w)
+        elif fill is not None:  # a ConstantOfShape fill scaled per channel is that scale expanded to the shape
+            column = (fill[0] * s).reshape((-1,) + (1,) * (rank - 1)).astype(dtype)
+            expand = names.node(
+                "Expand",
+                [names.initializer(f"{w_value.name}_bn", column), fill[1]],
+                w_value,
+                f"{w_value.name}_bn_expanded",
+            )
+            before.append(expand)
+            w_new = expand.outputs[0]
         else:
             factor = names.initializer(f"{w_value.name}_bn_scale", s.reshape((-1,) + (1,) * (rank - 1)).astype(dtype))
             mul = names.node("Mul", [w_value, factor], w_value, f"{w_value.name}_bn")
@@ -114,6 +140,8 @@ class FoldBatchNormIntoConvPass(ir.passes.InPlacePass):
             w_new = mul.outputs[0]
         bias_value = conv.inputs[2] if len(conv.inputs) > 2 else None
         bias = _const(bias_value)
+        if bias is None and (bias_fill := _fill(bias_value)) is not None:
+            bias = np.full(len(s), bias_fill[0])
         if bias_value is None or bias is not None:
             base = bias.astype(np.float64) if bias is not None else np.zeros_like(s)
             b_new = names.initializer(f"{conv.outputs[0].name}_bn_bias", (base * s + t).astype(dtype))
