@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
+import onnx_ir.passes.common as common
 import pytest
 from onnx import TensorProto, helper
 
 import hamr
+from hamr.frontends.onnx_model import import_onnx
 from tests.helpers import DEVICES, hamr_cli, require
 
 
@@ -82,3 +84,13 @@ def test_hamr_inspect_says_which_dimensions_were_left_free(tmp_path):
     shown = hamr_cli("inspect", tmp_path / "exported.hamr", env=None)
     assert shown.returncode == 0, shown.stderr
     assert "input 'x': axis 0 (-1), axis 3 ('?') left free" in " ".join(shown.stdout.split())
+
+
+def test_a_negative_dim_of_an_intermediate_or_output_is_the_inputs_dim_after_shape_inference():
+    """The version converter writes the input's -1 batch on every tensor: it is inferred, not freed again."""
+    model, _ = import_onnx(exported_model())
+    values = {v.name: v for n in model.graph for v in n.outputs}
+    common.ShapeInferencePass(strict_mode=False)(model)
+    batch = model.graph.inputs[0].shape[0]
+    assert values["t"].shape[0] == batch
+    assert values["y"].shape[0] == batch

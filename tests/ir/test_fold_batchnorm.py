@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import onnx
 import onnx_ir as ir
 import pytest
 from onnx import TensorProto, helper, numpy_helper
@@ -60,7 +61,34 @@ def test_batchnorm_is_folded_into_the_conv(with_bias, bn_output_is_graph_output)
         assert [k["ops"] for k in exe.variants["cpu"]["kernels"]] == ["conv+Relu"]
 
 
-def test_a_conv_output_read_elsewhere_keeps_its_batchnorm():
-    model = ir.from_proto(conv_bn_model(True, True, conv_output_used_twice=True))
-    assert not FoldBatchNormIntoConvPass()(model).modified
-    assert [n.op_type for n in model.graph] == ["Conv", "BatchNormalization", "Neg"]
+def test_a_conv_output_read_elsewhere_keeps_its_weights_and_the_batchnorm_becomes_mul_add():
+    model = ir.from_proto(onnx.shape_inference.infer_shapes(conv_bn_model(True, True, conv_output_used_twice=True)))
+    assert FoldBatchNormIntoConvPass()(model).modified
+    assert [n.op_type for n in model.graph] == ["Conv", "Mul", "Add", "Neg"]
+    assert [v.name for v in model.graph.outputs] == ["n", "z"]
+
+
+def test_weights_and_bias_computed_at_load_are_scaled_by_nodes_run_at_load():
+    m, c = 4, 3
+    w = RNG.standard_normal((m, c, 3, 3)).astype(np.float32)
+    b = RNG.standard_normal(m).astype(np.float32)
+    params = [RNG.uniform(0.5, 2, m), RNG.standard_normal(m), RNG.standard_normal(m), RNG.uniform(0.5, 2, m)]
+    inits = [numpy_helper.from_array(p.astype(np.float32), n) for p, n in zip(params, ["s", "beta", "mean", "var"])]
+    inits += [numpy_helper.from_array(w, "w0"), numpy_helper.from_array(b, "b0")]
+    nodes = [
+        helper.make_node("Neg", ["w0"], ["w"]),
+        helper.make_node("Neg", ["b0"], ["b"]),
+        helper.make_node("Conv", ["x", "w", "b"], ["c"]),
+        helper.make_node("BatchNormalization", ["c", "s", "beta", "mean", "var"], ["y"]),
+    ]
+    x_info = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, c, 5, 5])
+    y_info = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, m, 3, 3])
+    proto = helper.make_model(
+        helper.make_graph(nodes, "load", [x_info], [y_info], inits), opset_imports=[helper.make_opsetid("", 17)]
+    )
+    model = ir.from_proto(onnx.shape_inference.infer_shapes(proto))
+    assert FoldBatchNormIntoConvPass()(model).modified
+    assert [n.op_type for n in model.graph] == ["Neg", "Neg", "Mul", "Mul", "Add", "Conv"]
+    x = RNG.standard_normal((1, c, 5, 5)).astype(np.float32)
+    folded = ReferenceEvaluator(ir.serde.serialize_model(model)).run(None, {"x": x})[0]
+    np.testing.assert_allclose(folded, ReferenceEvaluator(proto).run(None, {"x": x})[0], rtol=1e-4, atol=1e-5)

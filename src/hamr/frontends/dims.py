@@ -4,8 +4,10 @@ the axes of one tensor does not make those axes equal.
 Exporters write both: `[-1, 3, '?', '?']` for an image model whose batch, height and width all vary. Each such
 dimension of a graph input or output gets a name of its own, unique in the model, so that nothing downstream
 (feed checks, shape inference, fusion) takes the axes to be equal; so do the intermediate value infos' repeats
-of the names freed there. Other names an intermediate repeats (an attention mask's `[batch, 1, seq, seq]`)
-are the exporter's knowledge and stay. The same name on two different tensors still ties them.
+of the names freed there. The dim_values of 0 or less of outputs and intermediates become unknown instead, for
+shape inference to derive from the inputs: the version converter writes an input's -1 batch on every intermediate,
+and a name of its own on each would keep fusion from seeing that a chain's tensors have one shape. Other names an intermediate repeats (an
+attention mask's `[batch, 1, seq, seq]`) are the exporter's knowledge and stay. The same name on two different tensors still ties them.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ def free_dims(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]:
     graph = copy.graph
     copied_ends = [*graph.input, *graph.output]
     targets = [(copied_ends[i], axes) for i, axes in loose] + [(graph.value_info[i], axes) for i, axes in inner]
+    derived = {info.name for info in [*graph.output, *graph.value_info]} - {info.name for info in graph.input}
     taken = {d.dim_param for info in [*copied_ends, *graph.value_info] if _is_shaped(info) for d in _dims(info)}
     inputs = {i.name for i in graph.input}
     notes = []
@@ -33,6 +36,9 @@ def free_dims(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]:
         changed = []
         for axis in axes:
             dim = _dims(info)[axis]
+            if info.name in derived and dim.HasField("dim_value"):
+                dim.Clear()  # for shape inference to derive from the inputs
+                continue
             was = repr(dim.dim_param) if dim.HasField("dim_param") else str(dim.dim_value)
             dim.dim_param = _fresh(f"{info.name}_{axis}", taken)
             changed.append(f"axis {axis} ({was})")

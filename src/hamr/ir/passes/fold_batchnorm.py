@@ -1,6 +1,12 @@
-"""Folds an inference BatchNormalization into the Conv before it: W' = W * s, B' = (B - mean) * s + beta, where
-s = scale / sqrt(var + epsilon), when the Conv's weights and every BatchNormalization parameter are constant
-and the Conv's output feeds nothing else. The Conv keeps anchoring its fused epilogue (Relu, Clip, ...)."""
+"""Removes inference BatchNormalizations whose parameters are constant, with s = scale / sqrt(var + epsilon) and
+t = beta - mean * s:
+
+- after a Conv whose output feeds nothing else and whose weights are known at load, the normalisation folds into the
+  Conv: W' = W * s, B' = B * s + t. Weights known now are scaled here; weights computed at load (`ConstantOfShape`,
+  ...) get a `Mul` node that the targets compute with them at load. The Conv keeps anchoring its fused epilogue.
+- anywhere else it becomes `Mul(x, s) + t` over the channel axis, which fuses into its producer's kernel like any
+  elementwise chain.
+"""
 
 from __future__ import annotations
 
@@ -8,76 +14,220 @@ import numpy as np
 import onnx_ir as ir
 
 from hamr.ir.domains import is_onnx_domain
+from hamr.ir.onnx_reference.kernels import NONDETERMINISTIC
 
 FLOAT_TYPES = (np.float32, np.float64)
+FLOAT_IR_TYPES = (ir.DataType.FLOAT, ir.DataType.DOUBLE)
 
 
 def _const(value: ir.Value | None) -> np.ndarray | None:
-    return None if value is None or value.const_value is None else value.const_value.numpy()
+    """The value known now: an initializer or a `Constant` node's tensor."""
+    if value is None:
+        return None
+    if value.const_value is not None:
+        return value.const_value.numpy()
+    node = value.producer()
+    if node is not None and node.op_type == "Constant" and is_onnx_domain(node.domain):
+        attr = node.attributes.get("value")
+        if attr is not None and attr.type == ir.AttributeType.TENSOR:
+            return attr.as_tensor().numpy()
+    return None
 
 
-def _unique(graph: ir.Graph, name: str) -> str:
-    candidate, n = name, 0
-    while candidate in graph.initializers:
-        n += 1
-        candidate = f"{name}_{n}"
-    return candidate
+def _fill(value: ir.Value | None) -> tuple[float, ir.Value] | None:
+    """(fill value, shape input) of a value made by a ConstantOfShape whose shape is known now."""
+    node = value.producer() if value is not None else None
+    if (
+        node is None
+        or node.op_type != "ConstantOfShape"
+        or not is_onnx_domain(node.domain)
+        or _const(node.inputs[0]) is None
+    ):
+        return None
+    attr = node.attributes.get("value")
+    fill = attr.as_tensor().numpy().reshape(-1)[0] if attr is not None else 0.0
+    return float(fill), node.inputs[0]
+
+
+def _known_at_load(value: ir.Value, graph: ir.Graph, memo: dict, depth: int = 0) -> bool:
+    """Computed from weights only (what the targets evaluate once when a program loads)."""
+    if value.const_value is not None or value.name in graph.initializers:
+        return True
+    if value.name in memo:
+        return memo[value.name]
+    node = value.producer()
+    known = (
+        depth < 64
+        and node is not None
+        and node.graph is graph
+        and is_onnx_domain(node.domain)
+        and node.op_type not in NONDETERMINISTIC
+        and not any(a.type in (ir.AttributeType.GRAPH, ir.AttributeType.GRAPHS) for a in node.attributes.values())
+        and all(i is None or _known_at_load(i, graph, memo, depth + 1) for i in node.inputs)
+    )
+    memo[value.name] = known
+    return known
+
+
+class _Names:
+    def __init__(self, graph: ir.Graph):
+        self.graph = graph
+        self.taken = {n.name for n in graph} | {v.name for n in graph for v in n.outputs} | set(graph.initializers)
+        self.taken |= {v.name for v in graph.inputs}
+
+    def fresh(self, name: str) -> str:
+        candidate, n = name, 0
+        while candidate in self.taken:
+            n += 1
+            candidate = f"{name}_{n}"
+        self.taken.add(candidate)
+        return candidate
+
+    def initializer(self, name: str, array: np.ndarray) -> ir.Value:
+        value = ir.Value(name=self.fresh(name), const_value=ir.tensor(array))
+        self.graph.register_initializer(value)
+        return value
+
+    def node(self, op: str, inputs: list[ir.Value], like: ir.Value, name: str) -> ir.Node:
+        out = ir.Value(name=self.fresh(name), type=like.type, shape=like.shape)
+        return ir.Node("", op, inputs, outputs=[out], name=self.fresh(f"{name}_node"))
 
 
 class FoldBatchNormIntoConvPass(ir.passes.InPlacePass):
     def call(self, model: ir.Model) -> ir.passes.PassResult:
         graph = model.graph
+        names = _Names(graph)
+        memo: dict[str, bool] = {}
         modified = False
         for bn in list(graph):
-            if bn.op_type != "BatchNormalization" or not is_onnx_domain(bn.domain) or len(bn.inputs) != 5:
+            affine = _affine(bn)
+            if affine is None:
                 continue
-            if bn.attributes.get_int("training_mode", 0) or any(
-                o.uses() or o.is_graph_output() for o in bn.outputs[1:]
-            ):
-                continue
-            x = bn.inputs[0]
-            conv = x.producer() if x is not None else None
-            if conv is None or conv.op_type != "Conv" or not is_onnx_domain(conv.domain) or conv.graph is not graph:
-                continue
-            if len(x.uses()) != 1 or x.is_graph_output():
-                continue
-            params = [_const(v) for v in bn.inputs[1:]]
-            w = _const(conv.inputs[1])
-            bias = _const(conv.inputs[2]) if len(conv.inputs) > 2 and conv.inputs[2] is not None else None
-            if (
-                w is None
-                or any(p is None for p in params)
-                or (len(conv.inputs) > 2 and conv.inputs[2] and bias is None)
-            ):
-                continue
-            if w.dtype.type not in FLOAT_TYPES or any(p.shape != (w.shape[0],) for p in params):
-                continue
-            self._fold(graph, conv, bn, w, bias, params)
-            modified = True
+            s, t = affine
+            conv = _conv_to_fold(bn, len(s), graph, memo)
+            if conv is not None:
+                self._fold(graph, names, conv, bn, s, t)
+                modified = True
+            elif _as_channel_affine(graph, names, bn, s, t):
+                modified = True
         return ir.passes.PassResult(model, modified)
 
     @staticmethod
-    def _fold(graph: ir.Graph, conv: ir.Node, bn: ir.Node, w, bias, params) -> None:
-        scale, beta, mean, var = (p.astype(np.float64) for p in params)
-        eps = bn.attributes.get_float("epsilon", 1e-5)
-        s = scale / np.sqrt(var + eps)
-        new_w = (w.astype(np.float64) * s.reshape((-1,) + (1,) * (w.ndim - 1))).astype(w.dtype)
-        base = bias.astype(np.float64) if bias is not None else np.zeros_like(s)
-        new_b = ((base - mean) * s + beta).astype(w.dtype)
-        w_value = ir.Value(name=_unique(graph, f"{conv.inputs[1].name}_bn"), const_value=ir.tensor(new_w))
-        graph.register_initializer(w_value)
-        b_value = ir.Value(name=_unique(graph, f"{conv.outputs[0].name}_bn_bias"), const_value=ir.tensor(new_b))
-        graph.register_initializer(b_value)
+    def _fold(graph: ir.Graph, names: _Names, conv: ir.Node, bn: ir.Node, s: np.ndarray, t: np.ndarray) -> None:
+        w_value = conv.inputs[1]
+        w = _const(w_value)
+        dtype = w.dtype if w is not None else w_value.dtype.numpy()
+        rank = len(w_value.shape) if w is None else w.ndim
+        before: list[ir.Node] = []
+        fill = _fill(w_value)
+        if w is not None:
+            new_w = (w.astype(np.float64) * s.reshape((-1,) + (1,) * (w.ndim - 1))).astype(w.dtype)
+            w_new = names.initializer(f"{w_value.name}_bn", new_w)
+        elif fill is not None:  # a ConstantOfShape fill scaled per channel is that scale expanded to the shape
+            column = (fill[0] * s).reshape((-1,) + (1,) * (rank - 1)).astype(dtype)
+            expand = names.node(
+                "Expand",
+                [names.initializer(f"{w_value.name}_bn", column), fill[1]],
+                w_value,
+                f"{w_value.name}_bn_expanded",
+            )
+            before.append(expand)
+            w_new = expand.outputs[0]
+        else:
+            factor = names.initializer(f"{w_value.name}_bn_scale", s.reshape((-1,) + (1,) * (rank - 1)).astype(dtype))
+            mul = names.node("Mul", [w_value, factor], w_value, f"{w_value.name}_bn")
+            before.append(mul)
+            w_new = mul.outputs[0]
+        bias_value = conv.inputs[2] if len(conv.inputs) > 2 else None
+        bias = _const(bias_value)
+        if bias is None and (bias_fill := _fill(bias_value)) is not None:
+            bias = np.full(len(s), bias_fill[0])
+        if bias_value is None or bias is not None:
+            base = bias.astype(np.float64) if bias is not None else np.zeros_like(s)
+            b_new = names.initializer(f"{conv.outputs[0].name}_bn_bias", (base * s + t).astype(dtype))
+        else:
+            scaled = names.node(
+                "Mul",
+                [bias_value, names.initializer(f"{bias_value.name}_bn_scale", s.astype(dtype))],
+                bias_value,
+                f"{bias_value.name}_bn_scaled",
+            )
+            shift = names.initializer(f"{bias_value.name}_bn_shift", t.astype(dtype))
+            shifted = names.node("Add", [scaled.outputs[0], shift], bias_value, f"{conv.outputs[0].name}_bn_bias")
+            before += [scaled, shifted]
+            b_new = shifted.outputs[0]
+        if before:
+            graph.insert_before(conv, before)
         if len(conv.inputs) < 3:
             conv.resize_inputs(3)
-        conv.replace_input_with(1, w_value)
-        conv.replace_input_with(2, b_value)
-        out, y = conv.outputs[0], bn.outputs[0]
-        if y.is_graph_output():
-            name = y.name
-            y.replace_all_uses_with(out, replace_graph_outputs=True)
-            y.name = None
-            out.name = name
-        else:
-            y.replace_all_uses_with(out)
-        graph.remove(bn, safe=True)
+        conv.replace_input_with(1, w_new)
+        conv.replace_input_with(2, b_new)
+        _replace_output(graph, bn, conv.outputs[0])
+
+
+def _affine(bn: ir.Node) -> tuple[np.ndarray, np.ndarray] | None:
+    """(s, t) in float64 for an inference BatchNormalization whose parameters are known now."""
+    if bn.op_type != "BatchNormalization" or not is_onnx_domain(bn.domain) or len(bn.inputs) != 5:
+        return None
+    if bn.attributes.get_int("training_mode", 0) or any(o.uses() or o.is_graph_output() for o in bn.outputs[1:]):
+        return None
+    if bn.inputs[0] is None or bn.inputs[0].dtype not in FLOAT_IR_TYPES:
+        return None
+    params = [_const(v) for v in bn.inputs[1:]]
+    if any(p is None or p.dtype.type not in FLOAT_TYPES or p.ndim != 1 for p in params):
+        return None
+    if len({p.shape for p in params}) != 1:
+        return None
+    scale, beta, mean, var = (p.astype(np.float64) for p in params)
+    s = scale / np.sqrt(var + bn.attributes.get_float("epsilon", 1e-5))
+    return s, beta - mean * s
+
+
+def _conv_to_fold(bn: ir.Node, channels: int, graph: ir.Graph, memo: dict) -> ir.Node | None:
+    x = bn.inputs[0]
+    conv = x.producer()
+    if conv is None or conv.op_type != "Conv" or not is_onnx_domain(conv.domain) or conv.graph is not graph:
+        return None
+    if len(x.uses()) != 1 or x.is_graph_output() or len(conv.inputs) < 2 or conv.inputs[1] is None:
+        return None
+    w = conv.inputs[1]
+    if w.dtype not in FLOAT_IR_TYPES or w.shape is None or not w.shape.is_static() or w.shape[0] != channels:
+        return None
+    if not _known_at_load(w, graph, memo):
+        return None
+    bias = conv.inputs[2] if len(conv.inputs) > 2 else None
+    if bias is not None and not _known_at_load(bias, graph, memo):
+        return None
+    return conv
+
+
+def _as_channel_affine(graph: ir.Graph, names: _Names, bn: ir.Node, s: np.ndarray, t: np.ndarray) -> bool:
+    """BatchNormalization(x) -> Mul(x, s) + t, with s and t shaped to broadcast over x's channel axis."""
+    x = bn.inputs[0]
+    if x.shape is None or len(x.shape) < 2:
+        return False
+    channels = x.shape[1]
+    if isinstance(channels, int) and channels != len(s):
+        return False
+    dtype = x.dtype.numpy()
+    shape = (-1,) + (1,) * (len(x.shape) - 2)
+    y = bn.outputs[0]
+    scale = names.initializer(f"{bn.name}_scale", s.reshape(shape).astype(dtype))
+    shift = names.initializer(f"{bn.name}_shift", t.reshape(shape).astype(dtype))
+    mul = names.node("Mul", [x, scale], y, f"{y.name}_scaled")
+    add = names.node("Add", [mul.outputs[0], shift], y, f"{y.name}_shifted")
+    graph.insert_before(bn, [mul, add])
+    _replace_output(graph, bn, add.outputs[0])
+    return True
+
+
+def _replace_output(graph: ir.Graph, bn: ir.Node, out: ir.Value) -> None:
+    y = bn.outputs[0]
+    if y.is_graph_output():
+        name = y.name
+        y.replace_all_uses_with(out, replace_graph_outputs=True)
+        y.name = None
+        out.name = name
+    else:
+        y.replace_all_uses_with(out)
+    graph.remove(bn, safe=True)

@@ -4,7 +4,8 @@ Every value inside a fused group has the group's domain shape (the fuser only ad
 node whose output has that shape), so one flat index `gid` addresses them all. Inputs
 from outside the group are read through one of four index modes chosen from their
 symbolic shapes: the same shape (`gid`), a scalar (`0`), a trailing-dims suffix
-(`gid % numel`) or general broadcasting (coordinates times strides over the input's axes
+(`gid % numel`), a block of the domain's axes (`gid / inner`, or `(gid / inner) % block` for a per-channel vector
+against NCHW) or general broadcasting (coordinates times strides over the input's axes
 merged at plan time, from parameters).
 """
 
@@ -27,7 +28,25 @@ def _index_mode(shape, domain) -> str:
         return "scalar"
     if shape is not None and len(shape) <= len(domain) and static_equal(shape, domain[len(domain) - len(shape) :]):
         return "suffix"
+    block = _block(shape, domain)
+    if block is not None:
+        return "outer" if block[0] == 0 else "block"
     return "strided"
+
+
+def _block(shape, domain) -> tuple[int, int] | None:
+    """(j, k) when `shape`, right-aligned to `domain`, is the domain's axes j..k-1 and 1 elsewhere (a per-channel
+    vector against NCHW, say): its element at `gid` is (gid / numel(domain[k:])) % numel(domain[j:k])."""
+    if shape is None or len(shape) > len(domain):
+        return None
+    padded = (1,) * (len(domain) - len(shape)) + tuple(shape)
+    kept = [a for a, d in enumerate(padded) if d != 1]
+    if not kept:
+        return None
+    j, k = kept[0], kept[-1] + 1
+    if not static_equal(padded[j:k], domain[j:k]):
+        return None
+    return j, k
 
 
 @dataclass
@@ -59,6 +78,7 @@ def fuse_body(
     lines: list[str] = []
     inputs: list[str] = []
     modes: list[str] = []
+    blocks: list[tuple[int, int] | None] = []  # per input, the axes an outer or block read spans
     outputs: list[str] = []
     dtypes: dict[str, str] = {}
     if acc is not None:
@@ -73,13 +93,18 @@ def fuse_body(
         mode = _index_mode(shape, domain_shape)
         inputs.append(name)
         modes.append(mode)
+        blocks.append(_block(shape, domain_shape) if mode in ("outer", "block") else None)
         var = f"x{len(inputs) - 1}"
         if mode == "same":
             at = "gid"
         elif mode == "scalar":
             at = "0"
         elif mode == "suffix":
-            at = f"H_SUFFIX(gid, p[$SUFFIX + {len(inputs) - 1}])"
+            at = f"H_SUFFIX(gid, p[$SUFFIX + {2 * (len(inputs) - 1)}])"
+        elif mode == "outer":
+            at = f"(gid / p[$SUFFIX + {2 * (len(inputs) - 1)}])"
+        elif mode == "block":
+            at = f"((gid / p[$SUFFIX + {2 * (len(inputs) - 1)}]) % p[$SUFFIX + {2 * (len(inputs) - 1) + 1}])"
         else:
             strided_slots.append(name)
             at = f"off{len(inputs) - 1}"
@@ -112,10 +137,11 @@ def fuse_body(
             value = store(dtypes[name], local[name]) if name in dtypes else local[name]
             lines.append(f"out{first_output + len(outputs) - 1}[gid] = {value};")
 
-    # parameters: domain dims, then per strided input its merged axes (count, dims, strides), then suffix sizes
+    # parameters: domain dims, then per strided input its merged axes (count, dims, strides), then two sizes per
+    # input: a suffix's size, or the inner size and block size of an outer or block read
     n_inputs = len(inputs)
     n_strided = len(strided_slots)
-    n_params = rank + _slot_size(rank) * n_strided + n_inputs
+    n_params = rank + _slot_size(rank) * n_strided + 2 * n_inputs
     names, kinds = list(inputs), list(modes)
     where = dict(DIMS=f"(p + {param_base})", SUFFIX=param_base + rank + _slot_size(rank) * n_strided)
     for i in templated:
@@ -127,11 +153,20 @@ def fuse_body(
         out = list(dims)
         for name in strided_slots:
             out += _merged_slot(broadcast_strides(pc.shape(name), dims), dims)
-        for name, mode in zip(names, kinds):
-            out.append(max(numel(pc.shape(name)), 1) if mode == "suffix" else 0)
+        for name, mode, block in zip(names, kinds, blocks):
+            out += _sizes(mode, pc.shape(name), dims, block)
         return out
 
     return Epilogue(body, inputs, outputs, n_params, params)
+
+
+def _sizes(mode: str, shape, dims, block: tuple[int, int] | None) -> list[int]:
+    if mode == "suffix":
+        return [max(numel(shape), 1), 0]
+    if block is not None:
+        j, k = block
+        return [max(numel(dims[k:]), 1), max(numel(dims[j:k]), 1)]
+    return [0, 0]
 
 
 def _order(name, nodes, acc):

@@ -749,18 +749,31 @@ class BatchNormalization(Lowering):
         t = ctype(node.in_dtype(0))
         eps = lit(node.attr("epsilon", 1e-5), t)
         body = (
-            "const i64 c = (gid / p[2]) % p[1];"
-            f" out0[gid] = in1[c] * (in0[gid] - in3[c]) / sqrt(in4[c] + {eps}) + in2[c];"
+            f"const i64 c = gid % p[1], S = p[2], at = gid * S; const {t} s = in1[c] / sqrt(in4[c] + {eps});"
+            f" const {t} b = in2[c] - in3[c] * s;"
+            " for (i64 i = 0; i < S; i++) out0[at + i] = in0[at + i] * s + b;"
         )
+        shape = node.in_shape(0)
         return Kernel(
             inputs=node.inputs[:5],
             outputs=[node.outputs[0]],
             n_params=3,
-            params=_channel_params(node.inputs[0]),
+            params=_row_params(node.inputs[0]),
             body=body,
             label="batchnorm",
-            grain=2,
+            grain=numel(shape[2:]) if shape is not None and _static_ints(shape[2:]) else 1024,
         )
+
+
+def _row_params(x_name):
+    """[batch x channels (the work items: one row each), channels, row length]."""
+
+    def params(pc):
+        x = pc.shape(x_name)
+        channels = x[1] if len(x) > 1 else 1
+        return [numel(x[:2]), channels, numel(x[2:])]
+
+    return params
 
 
 @register
