@@ -109,6 +109,9 @@ BROADCASTS = [
     ((4, 1, 6, 1), (1, 5, 1, 7)),
     ((2, 3, 0), (1, 3, 1)),
     ((7,), (3, 1, 7)),
+    ((3, 211, 101), (211, 1)),  # above the parallel threshold: threads split rows
+    ((67, 999), (999,)),  # a suffix read, rows split across threads
+    ((5, 1, 3001), (5, 13, 1)),  # both inputs broadcast, along different axes
 ]
 
 

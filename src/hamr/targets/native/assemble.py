@@ -244,7 +244,14 @@ def _fused_kernel(nodes: list[NodeView], live_out: set[str]) -> Kernel:
     same = [i for i, name in enumerate(ins) if f"in{i}[gid]" in epi.body]
     inplace = [(0, i) for i in same]
     return Kernel(
-        ins, epi.outputs, 1 + epi.n_params, params, body=epi.body, inplace=inplace, label="+".join(n.op for n in nodes)
+        ins,
+        epi.outputs,
+        1 + epi.n_params,
+        params,
+        body=epi.body,
+        rows=epi.rows,
+        inplace=inplace,
+        label="+".join(n.op for n in nodes),
     )
 
 

@@ -80,11 +80,36 @@ class CRenderer(Renderer):
 
     def map_function(self, launch: Launch, dtypes: dict[str, str]) -> str:
         k = launch.kernel
+        if k.rows is not None:
+            return self.row_function(launch, dtypes)
         return (
             f"static void {launch.name}(const i64 *p, {self.args(launch, dtypes)}) {{\n"
             "  const i64 n_ = p[0];\n"
             f"  #pragma omp parallel for schedule(static) if(n_ * {max(k.grain, 1)} > PARALLEL_THRESHOLD)\n"
             f"  for (i64 gid = 0; gid < n_; gid++) {{ {k.body} }}\n}}\n"
+        )
+
+    def row_function(self, launch: Launch, dtypes: dict[str, str]) -> str:
+        """Each thread takes an equal share of the items and walks it row by row."""
+        k, rows = launch.kernel, launch.kernel.rows
+        return (
+            f"static void {launch.name}(const i64 *p, {self.args(launch, dtypes)}) {{\n"
+            f"  const i64 n_ = p[0], L_ = p[{rows.length}];\n"
+            f"  #pragma omp parallel if(n_ * {max(k.grain, 1)} > PARALLEL_THRESHOLD)\n"
+            "  {\n"
+            "    const i64 nt_ = omp_get_num_threads(), t_ = omp_get_thread_num(), end_ = n_ * (t_ + 1) / nt_;\n"
+            "    for (i64 g_ = n_ * t_ / nt_; g_ < end_;) {\n"
+            "      const i64 e_ = H_MIN(end_, (g_ / L_ + 1) * L_);\n"
+            f"      {rows.setup}\n"
+            f"      if ({rows.fast_when}) {{\n"
+            f"        {rows.fast_setup}\n"
+            f"        for (i64 gid = g_; gid < e_; gid++) {{ {rows.fast_body} }}\n"
+            "      } else {\n"
+            f"        for (i64 gid = g_; gid < e_; gid++) {{ {rows.body} }}\n"
+            "      }\n"
+            "      g_ = e_;\n"
+            "    }\n"
+            "  }\n}\n"
         )
 
     def segment_entries(self, segment: Segment, dtypes: dict[str, str]) -> list[str]:
