@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 
 from hamr.ir.dtypes import FLOATS, NUMERIC, ctype
-from hamr.targets.native.ops.base import Kernel, Lowering, Source, numel
+from hamr.targets.native.ops.base import Kernel, Lowering, RowLoop, Source, numel
 from hamr.targets.native.ops.elementwise import lit
 from hamr.targets.native.ops.registry import register
 from hamr.targets.native.render.template import render
@@ -500,6 +500,14 @@ class ConvTranspose(Lowering):
 
 # p: [total, C, window block]
 _POOL_HEAD = "const i64 C = p[1]; " + _win_decl(2) + " " + _OUT_COORDS + " const i64 xb = nc * ID * IH * IW;"
+# the same head once per row of OW outputs starting at g_ (RowLoop), and each output's column in it
+_POOL_ROW_SETUP = (
+    "const i64 C = p[1]; "
+    + _win_decl(2)
+    + " const i64 ow0_ = g_ % OW, oh = (g_ / OW) % OH, od = (g_ / (OW * OH)) % OD,"
+    " nc = g_ / (OW * OH * OD); const i64 xb = nc * ID * IH * IW;"
+)
+_POOL_ROW_COLUMN = "const i64 ow = ow0_ + (gid - g_);"
 
 MAP_MAXPOOL = (
     _POOL_HEAD
@@ -577,6 +585,15 @@ class Pool(Lowering):
             return [x[0] * x[1] * numel(out), x[1]] + _window(x[2:], out, kernel, strides, pb, pe, dil)
 
         body = self.body(node, ctype(node.in_dtype(0)))
+        window = _POOL_ROW_COLUMN + body.removeprefix(_POOL_HEAD)
+        rows = RowLoop(
+            length=2 + _WIN_NAMES.index("OW"),
+            setup=_POOL_ROW_SETUP,
+            body=window,
+            fast_when="1",
+            fast_setup="",
+            fast_body=window,
+        )
         kernel = node.attr("kernel_shape")
         return Kernel(
             inputs=[x_name],
@@ -584,6 +601,7 @@ class Pool(Lowering):
             n_params=2 + WINDOW,
             params=params,
             body=body,
+            rows=rows,
             label=node.op.lower(),
             grain=numel(kernel),
         )
@@ -626,9 +644,20 @@ class LpPool(Pool):
 
 # ---- global pools: one work item per (n, c), p: [N * C, spatial size] ---------------
 
+
+def _lanes(init: str, step: str) -> str:
+    """acc = `init` folded with every in0[b + i] by `step` (a macro of two values), in 16 lanes that vectorise."""
+    return (
+        f"$T l_[16]; for (int k = 0; k < 16; k++) l_[k] = {init}; i64 i = 0; "
+        f"for (; i + 16 <= S; i += 16) for (int k = 0; k < 16; k++) l_[k] = {step}(l_[k], in0[b + i + k]); "
+        f"$T acc = l_[0]; for (int k = 1; k < 16; k++) acc = {step}(acc, l_[k]); "
+        f"for (; i < S; i++) acc = {step}(acc, in0[b + i]);"
+    )
+
+
 GLOBAL_POOLS = {
-    "GlobalAveragePool": "$T acc = 0; for (i64 i = 0; i < S; i++) acc += in0[b + i]; out0[gid] = acc / ($T)S;",
-    "GlobalMaxPool": "$T acc = in0[b]; for (i64 i = 1; i < S; i++) acc = H_MAX(acc, in0[b + i]); out0[gid] = acc;",
+    "GlobalAveragePool": _lanes("0", "H_ADD") + " out0[gid] = acc / ($T)S;",
+    "GlobalMaxPool": _lanes("in0[b]", "H_MAX") + " out0[gid] = acc;",
     "GlobalLpPool": "$T sum = 0; for (i64 i = 0; i < S; i++) { const $T v = in0[b + i]; sum += $POW; }"
     " out0[gid] = $ROOT;",
 }
