@@ -586,14 +586,10 @@ class Pool(Lowering):
 
         body = self.body(node, ctype(node.in_dtype(0)))
         window = _POOL_ROW_COLUMN + body.removeprefix(_POOL_HEAD)
-        rows = RowLoop(
-            length=2 + _WIN_NAMES.index("OW"),
-            setup=_POOL_ROW_SETUP,
-            body=window,
-            fast_when="1",
-            fast_setup="",
-            fast_body=window,
-        )
+        rows = RowLoop(2 + _WIN_NAMES.index("OW"), _POOL_ROW_SETUP, window, "1", "", window)
+        if node.op == "MaxPool" and len(outputs) == 1 and node.in_dtype(0) in ("float32", "float64"):
+            whole = render(_MAXPOOL_ROW, T=ctype(node.in_dtype(0)))
+            rows = RowLoop(rows.length, _POOL_ROW_SETUP, window, _WINDOWS_FULL, whole, "")
         kernel = node.attr("kernel_shape")
         return Kernel(
             inputs=[x_name],
@@ -622,6 +618,27 @@ class MaxPool(Pool):
         if len(node.outputs) > 1 and node.outputs[1]:
             body += MAXPOOL_INDEX[int(node.attr("storage_order", 0))]
         return render(body, T=t)
+
+
+# MaxPool over a whole row of outputs at once, the row its own accumulator: for each window row and column
+# (kd, kh, kw), the outputs whose input column lies inside take the max with it, a loop that vectorises for
+# strides 1 and 2. Only where every window holds an input element (the pads are smaller than the window).
+_MAXPOOL_ROW = (
+    "$T *o_ = out0 + g_; for (i64 w = 0; w < OW; w++) o_[w] = -INFINITY; "
+    "for (i64 kd = 0; kd < KD; kd++) { const i64 id = od * SD - PD + kd * DD; if (id < 0 || id >= ID) continue; "
+    "for (i64 kh = 0; kh < KH; kh++) { const i64 ih = oh * SH - PH + kh * DH; if (ih < 0 || ih >= IH) continue; "
+    "const $T *x_ = in0 + xb + (id * IH + ih) * IW; "
+    "for (i64 kw = 0; kw < KW; kw++) { const i64 c_ = kw * DW - PW; "
+    "i64 lo_ = c_ >= 0 ? 0 : (-c_ + SW - 1) / SW, hi_ = IW - 1 - c_ < 0 ? 0 : (IW - 1 - c_) / SW + 1; "
+    "if (hi_ > OW) hi_ = OW; "
+    "if (SW == 1) { for (i64 w = lo_; w < hi_; w++) { const $T v = x_[w + c_]; o_[w] = v > o_[w] ? v : o_[w]; } } "
+    "else if (SW == 2) { for (i64 w = lo_; w < hi_; w++) { const $T v = x_[2 * w + c_]; o_[w] = v > o_[w] ? v : o_[w]; } } "
+    "else { for (i64 w = lo_; w < hi_; w++) { const $T v = x_[SW * w + c_]; o_[w] = v > o_[w] ? v : o_[w]; } } } } }"
+)
+_WINDOWS_FULL = (
+    "g_ % OW == 0 && e_ - g_ == OW && PD < (KD - 1) * DD + 1 && PH < (KH - 1) * DH + 1 && PW < (KW - 1) * DW + 1"
+    " && ED < (KD - 1) * DD + 1 && EH < (KH - 1) * DH + 1 && EW < (KW - 1) * DW + 1"
+)
 
 
 @register

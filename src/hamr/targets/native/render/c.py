@@ -7,6 +7,7 @@ from dataclasses import replace
 
 from hamr.ir.dtypes import buffer_ctype
 from hamr.targets.native.assemble import Launch, Lowered, Segment
+from hamr.targets.native.ops.base import RowLoop
 from hamr.targets.native.render.base import COMMON, Renderer
 from hamr.targets.native.render.conversions import CONVERSIONS
 from hamr.targets.native.render.gemm_c import GEMM_C
@@ -101,16 +102,21 @@ class CRenderer(Renderer):
             "    for (i64 g_ = n_ * t_ / nt_; g_ < end_;) {\n"
             "      const i64 e_ = H_MIN(end_, (g_ / L_ + 1) * L_);\n"
             f"      {rows.setup}\n"
-            f"      if ({rows.fast_when}) {{\n"
-            f"        {rows.fast_setup}\n"
-            f"        for (i64 gid = g_; gid < e_; gid++) {{ {rows.fast_body} }}\n"
-            "      } else {\n"
-            f"        for (i64 gid = g_; gid < e_; gid++) {{ {rows.body} }}\n"
-            "      }\n"
+            f"{self.row_branches(rows)}"
             "      g_ = e_;\n"
             "    }\n"
             "  }\n}\n"
         )
+
+    @staticmethod
+    def row_branches(rows: RowLoop) -> str:
+        general = f"for (i64 gid = g_; gid < e_; gid++) {{ {rows.body} }}"
+        if rows.fast_when == "1" and not rows.fast_setup and rows.fast_body == rows.body:
+            return f"      {general}\n"
+        fast = rows.fast_setup + (
+            f" for (i64 gid = g_; gid < e_; gid++) {{ {rows.fast_body} }}" if rows.fast_body else ""
+        )
+        return f"      if ({rows.fast_when}) {{ {fast} }}\n      else {general}\n"
 
     def segment_entries(self, segment: Segment, dtypes: dict[str, str]) -> list[str]:
         return [self.entry(segment, dtypes), self.entry(segment, dtypes, profiled=True)]
