@@ -359,7 +359,15 @@ class Gather(Movement):
             f"{split3(1)} const i64 K_ = p[3]; i64 x_ = (i64)in1[a_]; if (x_ < 0) x_ += K_; "
             f"out0[gid] = (x_ >= 0 && x_ < K_) ? in0[(o_ * K_ + x_) * inner_ + i_] : ({self.out_type(node)})0;"
         )
-        return Kernel([data, indices], [node.outputs[0]], 4, params, body=body, label="gather")
+        # rows of `inner` elements: the index read and checked once per row, then one contiguous copy
+        setup = (
+            f"{split3(1, 'g_')} const i64 K_ = p[3]; i64 x_ = (i64)in1[a_]; if (x_ < 0) x_ += K_; "
+            "const int in_ = x_ >= 0 && x_ < K_; const i64 s_ = in_ ? (o_ * K_ + x_) * inner_ + i_ - g_ : 0;"
+        )
+        copy = "out0[gid] = in0[s_ + gid];"
+        zero = f"out0[gid] = ({self.out_type(node)})0;"
+        rows = RowLoop(2, setup, zero, "in_", "", copy)
+        return Kernel([data, indices], [node.outputs[0]], 4, params, body=body, rows=rows, label="gather")
 
 
 @register
