@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 from onnx import TensorProto, helper, numpy_helper
@@ -57,3 +59,26 @@ def test_tanh_gelu_over_a_channel_bias_matches_numpy(device):
     a = x + bias
     want = 0.5 * a * (1 + np.tanh(0.7978845608 * (a + 0.044715 * a**3)))
     np.testing.assert_allclose(got["y"], want, rtol=2e-5, atol=2e-5)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("batch", [(), (3,)])
+def test_matmul_epilogue_with_broadcast_reads_matches_numpy(device, batch):
+    """A GEMM's fused epilogue reading a bias (suffix), a per-row scale (strided) and a per-batch block."""
+    m, k, n = 130, 96, 200
+    a = RNG.standard_normal((*batch, m, k)).astype(np.float32)
+    w = RNG.standard_normal((k, n)).astype(np.float32)
+    bias = RNG.standard_normal(n).astype(np.float32)
+    scale = RNG.standard_normal((m, 1)).astype(np.float32)
+    block = RNG.standard_normal((m, n)).astype(np.float32)
+    nodes = [
+        helper.make_node("MatMul", ["a", "w"], ["y0"]),
+        helper.make_node("Add", ["y0", "bias"], ["y1"]),
+        helper.make_node("Mul", ["y1", "scale"], ["y2"]),
+        helper.make_node("Add", ["y2", "block"], ["y3"]),
+        helper.make_node("Erf", ["y3"], ["y"]),
+    ]
+    got = run(nodes, {"a": a, "scale": scale, "block": block}, {"w": w, "bias": bias}, device)
+    erf = np.vectorize(math.erf)
+    want = erf((((a @ w) + bias) * scale + block).astype(np.float64))
+    np.testing.assert_allclose(got["y"], want, rtol=1e-4, atol=1e-4)

@@ -281,6 +281,7 @@ def _anchor_kernel(item: Item, live_out: set[str]) -> tuple[Kernel, str]:
         params=params,
         sources=base.sources,
         anchor=True,
+        rows=epi.rows,
         label=base.label + "+" + "+".join(n.op for n in item.nodes[1:]),
         own_args=(len(base.inputs), len(base.outputs)),
         derived=base.derived,

@@ -84,9 +84,9 @@ class Kernel:
     n_params: int  # length of the list `params` returns; VARIABLE_PARAMS: any (a kernel that takes no epilogue)
     params: Callable[[PlanCtx], list[int]]
     body: str = ""  # map kernel: statements for one work item `gid`; p[0] is the item count
-    rows: RowLoop | None = (
-        None  # map kernel: the same body in rows, where the divisions of broadcast reads run once per row
-    )
+    # map kernel: the same body in rows, where the divisions of broadcast reads run once per row;
+    # anchor: its epilogue in rows, for STORE_RANGE where loops run on the host
+    rows: RowLoop | None = None
     sources: dict[str, Source] = field(default_factory=dict)  # custom kernel: dialect -> its source
     inplace: list[tuple[int, int]] = field(default_factory=list)  # (output, input) that may share a buffer
     anchor: bool = False  # custom kernel that writes through STORE(gid, acc) and may take an epilogue

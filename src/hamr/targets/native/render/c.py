@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from hamr.ir.dtypes import buffer_ctype
+from hamr.ir.dtypes import buffer_ctype, ctype
 from hamr.targets.native.assemble import Launch, Lowered, Segment
 from hamr.targets.native.ops.base import RowLoop
 from hamr.targets.native.render.base import COMMON, Renderer
@@ -107,6 +107,23 @@ class CRenderer(Renderer):
             "    }\n"
             "  }\n}\n"
         )
+
+    def store_macros(self, launch: Launch, dtypes: dict[str, str]) -> tuple[str, str]:
+        """STORE_RANGE of an epilogue with broadcast reads walks rows, as a map kernel's row form does."""
+        define, undef = super().store_macros(launch, dtypes)
+        rows = launch.kernel.rows
+        if not launch.stores or rows is None:
+            return define, undef
+        acc = f"const {ctype(dtypes[launch.kernel.outputs[0]])} acc = BUF_[gid];"
+        fast = rows.fast_setup + f" for (i64 gid = g_; gid < e_; gid++) {{ {acc} {rows.fast_body} }}"
+        walk = (
+            "#define STORE_RANGE(S_, N_, BUF_) do { const i64 s0_ = (S_), end_ = s0_ + (N_), L_ = "
+            f"p[{rows.length}]; for (i64 g_ = s0_; g_ < end_;) {{ const i64 e_ = H_MIN(end_, (g_ / L_ + 1) * L_); "
+            f"{rows.setup} if ({rows.fast_when}) {{ {fast} }} "
+            f"else for (i64 gid = g_; gid < e_; gid++) {{ {acc} {rows.body} }} g_ = e_; }} }} while (0)\n"
+        )
+        lines = [line for line in define.splitlines(keepends=True) if not line.startswith("#define STORE_RANGE")]
+        return "".join(lines) + walk, undef
 
     @staticmethod
     def row_branches(rows: RowLoop) -> str:
