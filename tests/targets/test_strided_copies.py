@@ -109,6 +109,9 @@ BROADCASTS = [
     ((4, 1, 6, 1), (1, 5, 1, 7)),
     ((2, 3, 0), (1, 3, 1)),
     ((7,), (3, 1, 7)),
+    ((3, 211, 101), (211, 1)),  # above the parallel threshold: threads split rows
+    ((67, 999), (999,)),  # a suffix read, rows split across threads
+    ((5, 1, 3001), (5, 13, 1)),  # both inputs broadcast, along different axes
 ]
 
 
@@ -133,3 +136,34 @@ def test_broadcast_reads_match_numpy(device, symbolic):
     got = session(onnx.shape_inference.infer_shapes(model), device).run(feeds)
     for name, expected in want.items():
         np.testing.assert_allclose(got[name], expected, rtol=1e-6, atol=1e-6, err_msg=name)
+
+
+CONCATS = [
+    ([(1, 24, 80, 80)] * 4, 1),  # PP-OCR det's neck: four blocks of 6400-element rows, split across threads
+    ([(3, 5, 7), (3, 2, 7), (3, 1, 7)], 1),
+    ([(4, 3), (4, 5)], -1),  # rows of one to five elements
+    ([(2, 3), (7, 3)], 0),
+    ([(37, 1000), (37, 1200)], 1),  # above the parallel threshold, rows cut mid-way by the thread split
+    ([(2, 0, 4), (2, 3, 4)], 1),  # an empty block
+]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_concats_match_numpy(device):
+    feeds, nodes, want = {}, [], {}
+    for i, (shapes, axis) in enumerate(CONCATS):
+        names = []
+        for j, shape in enumerate(shapes):
+            names.append(f"c{i}_{j}")
+            feeds[names[-1]] = RNG.standard_normal(shape).astype(np.float32)
+        nodes.append(helper.make_node("Concat", names, [f"y{i}"], axis=axis))
+        want[f"y{i}"] = np.concatenate([feeds[n] for n in names], axis=axis)
+    feeds["k0"], feeds["k1"] = (
+        np.arange(60, dtype=np.int64).reshape(5, 12),
+        np.arange(24, dtype=np.int64).reshape(2, 12),
+    )
+    nodes.append(helper.make_node("Concat", ["k0", "k1"], ["yk"], axis=0))
+    want["yk"] = np.concatenate([feeds["k0"], feeds["k1"]])
+    got = session(graph_of(nodes, feeds), device).run(feeds)
+    for name, expected in want.items():
+        np.testing.assert_array_equal(got[name], expected, err_msg=name)

@@ -244,7 +244,14 @@ def _fused_kernel(nodes: list[NodeView], live_out: set[str]) -> Kernel:
     same = [i for i, name in enumerate(ins) if f"in{i}[gid]" in epi.body]
     inplace = [(0, i) for i in same]
     return Kernel(
-        ins, epi.outputs, 1 + epi.n_params, params, body=epi.body, inplace=inplace, label="+".join(n.op for n in nodes)
+        ins,
+        epi.outputs,
+        1 + epi.n_params,
+        params,
+        body=epi.body,
+        rows=epi.rows,
+        inplace=inplace,
+        label="+".join(n.op for n in nodes),
     )
 
 
@@ -274,6 +281,7 @@ def _anchor_kernel(item: Item, live_out: set[str]) -> tuple[Kernel, str]:
         params=params,
         sources=base.sources,
         anchor=True,
+        rows=epi.rows,
         label=base.label + "+" + "+".join(n.op for n in item.nodes[1:]),
         own_args=base.own_args or (len(base.inputs), len(base.outputs)),
         derived=base.derived,

@@ -7,6 +7,10 @@ symbolic shapes: the same shape (`gid`), a scalar (`0`), a trailing-dims suffix
 (`gid % numel`), a block of the domain's axes (`gid / inner`, or `(gid / inner) % block` for a per-channel vector
 against NCHW) or general broadcasting (coordinates times strides over the input's axes
 merged at plan time, from parameters).
+
+A standalone chain with suffix or strided inputs also gets a row form (`RowLoop`): the
+domain cut into rows along which every such read moves by a constant stride (0 or 1), so
+the divisions run once per row and the inner loop vectorises.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from dataclasses import dataclass
 from hamr.ir.dtypes import ctype, load, rounded, store
 from hamr.ir.node_view import NodeView
 from hamr.targets.native.ops import lowering_for
-from hamr.targets.native.ops.base import broadcast_strides, numel, static_equal
+from hamr.targets.native.ops.base import RowLoop, broadcast_strides, numel, static_equal
 from hamr.targets.native.ops.strided_copy import merged
 from hamr.targets.native.render.template import render
 
@@ -56,6 +60,7 @@ class Epilogue:
     outputs: list[str]  # values written, in order
     n_params: int
     params: object  # Callable[[PlanCtx], list[int]]
+    rows: RowLoop | None = None
 
 
 def fuse_body(
@@ -85,6 +90,11 @@ def fuse_body(
         local[acc[0]] = "acc"
     strided_slots: list[str] = []
     templated: list[int] = []  # lines (the reads of inputs) with $DIMS / $SUFFIX, known at the end
+    setup: list[str] = []  # row form: per row starting at g_, the row's offset of each suffix/strided input
+    general: list[str] = []  # row form: the body, strided reads moving by their inner stride $DIMS[$INNER + k]
+    fast: list[str] = []  # row form: the body where each strided input moves by the stride its shapes suggest
+    hoisted: list[str] = []  # row form: reads of the fast body that stay put along a row
+    expected: list[int] = []  # per strided input, the inner stride the fast body assumes
 
     def read(name: str, dtype: str, shape) -> str:
         if name in local:
@@ -95,23 +105,50 @@ def fuse_body(
         modes.append(mode)
         blocks.append(_block(shape, domain_shape) if mode in ("outer", "block") else None)
         var = f"x{len(inputs) - 1}"
+        decl = f"const {ctype(dtype)} {var} ="
         if mode == "same":
             at = "gid"
         elif mode == "scalar":
             at = "0"
         elif mode == "suffix":
             at = f"H_SUFFIX(gid, p[$SUFFIX + {2 * (len(inputs) - 1)}])"
+            setup.append(f"const i64 o{len(inputs) - 1}_ = g_ % p[$SUFFIX + {2 * (len(inputs) - 1)}];")
         elif mode == "outer":
             at = f"(gid / p[$SUFFIX + {2 * (len(inputs) - 1)}])"
+            setup.append(f"const i64 o{len(inputs) - 1}_ = g_ / p[$SUFFIX + {2 * (len(inputs) - 1)}];")
         elif mode == "block":
             at = f"((gid / p[$SUFFIX + {2 * (len(inputs) - 1)}]) % p[$SUFFIX + {2 * (len(inputs) - 1) + 1}])"
+            setup.append(f"const i64 o{len(inputs) - 1}_ = {at.replace('gid', 'g_')};")
         else:
             strided_slots.append(name)
             at = f"off{len(inputs) - 1}"
             templated.append(len(lines))
             lines.append(_strided_offset(at, rank, len(strided_slots) - 1))
+            setup.append(_strided_offset(f"o{len(inputs) - 1}_", rank, len(strided_slots) - 1, start="g_"))
         templated.append(len(lines))
-        lines.append(f"const {ctype(dtype)} {var} = {load(dtype, f'in{index}[{at}]')};")
+        lines.append(f"{decl} {load(dtype, f'in{index}[{at}]')};")
+        if mode == "same":
+            general.append(lines[-1])
+            fast.append(lines[-1])
+        elif mode == "scalar":
+            general.append(lines[-1])
+            hoisted.append(lines[-1])
+        elif mode == "suffix":
+            row_read = f"{decl} {load(dtype, f'in{index}[o{len(inputs) - 1}_ + (gid - g_)]')};"
+            general.append(row_read)
+            fast.append(row_read)
+        else:
+            k = len(expected)
+            o = f"o{len(inputs) - 1}_"
+            general.append(f"{decl} {load(dtype, f'in{index}[{o} + (gid - g_) * p[$INNER + {k}]]')};")
+            if mode == "strided":
+                expected.append(_expected_inner_stride(shape, domain_shape))
+            else:
+                expected.append(int(blocks[-1][1] == rank))
+            if expected[-1]:
+                fast.append(f"{decl} {load(dtype, f'in{index}[{o} + (gid - g_)]')};")
+            else:
+                hoisted.append(f"{decl} {load(dtype, f'in{index}[{o}]')};")
         local[name] = var
         dtypes[name] = dtype
         return var
@@ -129,6 +166,8 @@ def fuse_body(
             dtype = node.out_dtype(k)
             value = expr if getattr(lowering, "rounds", False) else rounded(dtype, expr)
             lines.append(f"const {ctype(dtype)} {var} = {value};")
+            general.append(lines[-1])
+            fast.append(lines[-1])
             local[out] = var
             dtypes[out] = dtype
     for name in sorted(escaping, key=lambda v: _order(v, nodes, acc)):
@@ -136,28 +175,55 @@ def fuse_body(
             outputs.append(name)
             value = store(dtypes[name], local[name]) if name in dtypes else local[name]
             lines.append(f"out{first_output + len(outputs) - 1}[gid] = {value};")
+            general.append(lines[-1])
+            fast.append(lines[-1])
 
     # parameters: domain dims, then per strided input its merged axes (count, dims, strides), then two sizes per
-    # input: a suffix's size, or the inner size and block size of an outer or block read
+    # input (a suffix's size, or the inner size and block size of an outer or block read), then the row length
+    # and per strided, outer or block input its stride along a row
     n_inputs = len(inputs)
     n_strided = len(strided_slots)
-    n_params = rank + _slot_size(rank) * n_strided + 2 * n_inputs
+    suffix_at = param_base + rank + _slot_size(rank) * n_strided
+    n_params = rank + _slot_size(rank) * n_strided + 2 * n_inputs + 1 + len(expected)
     names, kinds = list(inputs), list(modes)
-    where = dict(DIMS=f"(p + {param_base})", SUFFIX=param_base + rank + _slot_size(rank) * n_strided)
+    where = dict(DIMS=f"(p + {param_base})", SUFFIX=suffix_at, INNER=suffix_at + 2 * n_inputs + 1)
     for i in templated:
         lines[i] = render(lines[i], **where)
     body = " ".join(lines)
+    rows = None
+    if setup:
+        fast_when = " && ".join(f"p[$INNER + {k}] == {s}" for k, s in enumerate(expected)) or "1"
+        rows = RowLoop(
+            length=suffix_at + 2 * n_inputs,
+            setup=render(" ".join(setup), **where),
+            body=render(" ".join(general), **where),
+            fast_when=render(fast_when, **where),
+            fast_setup=render(" ".join(hoisted), **where),
+            fast_body=render(" ".join(fast), **where),
+        )
 
     def params(pc):
         dims = pc.shape(domain_value)
         out = list(dims)
+        row, inner = max(numel(dims), 1), {}
         for name in strided_slots:
-            out += _merged_slot(broadcast_strides(pc.shape(name), dims), dims)
+            slot = _merged_slot(broadcast_strides(pc.shape(name), dims), dims)
+            count = slot[0]
+            row = min(row, slot[count])
+            inner[name] = slot[1 + max(len(dims), 1) + count - 1]
+            out += slot
         for name, mode, block in zip(names, kinds, blocks):
-            out += _sizes(mode, pc.shape(name), dims, block)
-        return out
+            sizes = _sizes(mode, pc.shape(name), dims, block)
+            out += sizes
+            if mode == "suffix":
+                row = min(row, sizes[0])
+            elif block is not None:
+                along = sizes[0] == 1 and sizes[1] > 1  # the block is the domain's last axes: it moves along a row
+                row = min(row, sizes[1] if along else sizes[0])
+                inner[name] = 1 if along else 0
+        return out + [max(row, 1)] + [inner[name] for name in names if name in inner]
 
-    return Epilogue(body, inputs, outputs, n_params, params)
+    return Epilogue(body, inputs, outputs, n_params, params, rows)
 
 
 def _sizes(mode: str, shape, dims, block: tuple[int, int] | None) -> list[int]:
@@ -190,11 +256,23 @@ def _merged_slot(strides: list[int], dims) -> list[int]:
     return [len(d), *d, *([1] * pad), *m, *([0] * pad)]
 
 
-def _strided_offset(var: str, rank: int, slot: int) -> str:
+def _expected_inner_stride(shape, domain) -> int:
+    """0 where the input's shapes say it is broadcast along the domain's last axis that is not 1, else 1."""
+    if shape is None:
+        return 1
+    pad = len(domain) - len(shape)
+    for a in range(len(domain) - 1, -1, -1):
+        if domain[a] == 1:
+            continue
+        return 0 if a < pad or shape[a - pad] == 1 else 1
+    return 1
+
+
+def _strided_offset(var: str, rank: int, slot: int, start: str = "gid") -> str:
     at = rank + _slot_size(rank) * slot
     dims, strides = at + 1, at + 1 + max(rank, 1)
     return (
-        f"i64 {var} = 0; {{ i64 r_ = gid; for (i64 a_ = $DIMS[{at}] - 1; a_ > 0; a_--) {{ "
+        f"i64 {var} = 0; {{ i64 r_ = {start}; for (i64 a_ = $DIMS[{at}] - 1; a_ > 0; a_--) {{ "
         f"const i64 d_ = $DIMS[{dims} + a_]; {var} += (r_ % d_) * $DIMS[{strides} + a_]; r_ /= d_; }} "
         f"{var} += r_ * $DIMS[{strides}]; }}"
     )

@@ -61,12 +61,32 @@ class Source:
 
 
 @dataclass
+class RowLoop:
+    """A map kernel's body over rows of `p[length]` work items, for dialects that loop on the host.
+
+    `setup` runs at the first item `g_` of each row (or of a thread's part of one); `body` then runs for
+    each `gid` of it. Where `fast_when` holds, `fast_setup` and `fast_body` run instead (the same values,
+    with the reads that stay put along a row hoisted out of the loop).
+    """
+
+    length: int
+    setup: str
+    body: str
+    fast_when: str
+    fast_setup: str
+    fast_body: str
+
+
+@dataclass
 class Kernel:
     inputs: list[str]  # buffer arguments in0, in1, ... (value names)
     outputs: list[str]  # buffer arguments out0, out1, ...
     n_params: int  # length of the list `params` returns; VARIABLE_PARAMS: any (a kernel that takes no epilogue)
     params: Callable[[PlanCtx], list[int]]
     body: str = ""  # map kernel: statements for one work item `gid`; p[0] is the item count
+    # map kernel: the same body in rows, where the divisions of broadcast reads run once per row;
+    # anchor: its epilogue in rows, for STORE_RANGE where loops run on the host
+    rows: RowLoop | None = None
     sources: dict[str, Source] = field(default_factory=dict)  # custom kernel: dialect -> its source
     inplace: list[tuple[int, int]] = field(default_factory=list)  # (output, input) that may share a buffer
     anchor: bool = False  # custom kernel that writes through STORE(gid, acc) and may take an epilogue

@@ -240,8 +240,22 @@ class Pow(Elementwise):
     def expr(self, node, args):
         t = ctype(node.out_dtype())
         if node.out_dtype() in COMPUTE_FLOATS:
+            power = _constant_power(node)
+            if power is not None:
+                return [power.format(x=f"(({t}){args[0]})")]
             return [f"(({t})pow(({t}){args[0]}, ({t}){args[1]}))"]
         return [f"(({t})pow((f64){args[0]}, (f64){args[1]}))"]
+
+
+# exponents whose pow() is exactly a product (x^2 in the variance of exported LayerNorms)
+_POWERS = {1.0: "{x}", 2.0: "({x} * {x})"}
+
+
+def _constant_power(node) -> str | None:
+    exponent = node.const(1)
+    if exponent is None or exponent.size != 1:
+        return None
+    return _POWERS.get(float(exponent.reshape(-1)[0]))
 
 
 @register

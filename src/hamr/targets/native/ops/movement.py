@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import math
 
-from hamr.ir.dtypes import CTYPES, FLOATS, NUMERIC, STORAGE, ctype
+from hamr.ir.dtypes import CTYPES, FLOATS, NUMERIC, STORAGE, buffer_ctype, ctype
 from hamr.targets.native.ops.base import (
     Kernel,
     Lowering,
+    RowLoop,
     Source,
     broadcast_shapes,
     broadcast_strides,
@@ -48,11 +49,11 @@ def dot(terms: list[str], strides_at: int) -> str:
     return " + ".join([f"{t} * p[{strides_at + a}]" for a, t in enumerate(terms)]) or "0"
 
 
-def split3(dims_at: int) -> str:
-    """o_, a_, i_: gid split over (outer, p[dims_at], p[dims_at + 1]) (axis size, inner size)."""
+def split3(dims_at: int, at: str = "gid") -> str:
+    """o_, a_, i_: `at` split over (outer, p[dims_at], p[dims_at + 1]) (axis size, inner size)."""
     return (
-        f"const i64 A_ = p[{dims_at}], inner_ = p[{dims_at + 1}]; const i64 i_ = gid % inner_, "
-        "a_ = (gid / inner_) % A_, o_ = gid / (inner_ * A_);"
+        f"const i64 A_ = p[{dims_at}], inner_ = p[{dims_at + 1}]; const i64 i_ = {at} % inner_, "
+        f"a_ = ({at} / inner_) % A_, o_ = {at} / (inner_ * A_);"
     )
 
 
@@ -286,7 +287,11 @@ class Concat(Movement):
             return blocks_params(pc.shape(out), axis, sizes, numel(pc.shape(out)))
 
         body = split3(1) + " " + blocks_branches(k, lambda j, at: f"out0[gid] = in{j}[{at}];")
-        return Kernel(list(node.inputs), [out], 3 + 2 * k, params, body=body, label="concat")
+        t = buffer_ctype(node.in_dtype(0))
+        setup = f"{split3(1, 'g_')} const {t} *s_ = in0; " + blocks_branches(k, lambda j, at: f"s_ = in{j} + {at};")
+        copy = "out0[gid] = s_[gid - g_];"
+        rows = RowLoop(length=2, setup=setup, body=copy, fast_when="1", fast_setup="", fast_body=copy)
+        return Kernel(list(node.inputs), [out], 3 + 2 * k, params, body=body, rows=rows, label="concat")
 
 
 @register
@@ -354,7 +359,15 @@ class Gather(Movement):
             f"{split3(1)} const i64 K_ = p[3]; i64 x_ = (i64)in1[a_]; if (x_ < 0) x_ += K_; "
             f"out0[gid] = (x_ >= 0 && x_ < K_) ? in0[(o_ * K_ + x_) * inner_ + i_] : ({self.out_type(node)})0;"
         )
-        return Kernel([data, indices], [node.outputs[0]], 4, params, body=body, label="gather")
+        # rows of `inner` elements: the index read and checked once per row, then one contiguous copy
+        setup = (
+            f"{split3(1, 'g_')} const i64 K_ = p[3]; i64 x_ = (i64)in1[a_]; if (x_ < 0) x_ += K_; "
+            "const int in_ = x_ >= 0 && x_ < K_; const i64 s_ = in_ ? (o_ * K_ + x_) * inner_ + i_ - g_ : 0;"
+        )
+        copy = "out0[gid] = in0[s_ + gid];"
+        zero = f"out0[gid] = ({self.out_type(node)})0;"
+        rows = RowLoop(2, setup, zero, "in_", "", copy)
+        return Kernel([data, indices], [node.outputs[0]], 4, params, body=body, rows=rows, label="gather")
 
 
 @register

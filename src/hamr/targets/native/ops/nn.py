@@ -19,7 +19,7 @@ import functools
 import math
 
 from hamr.ir.dtypes import FLOATS, NUMERIC, ctype
-from hamr.targets.native.ops.base import Kernel, Lowering, Source, numel
+from hamr.targets.native.ops.base import Kernel, Lowering, RowLoop, Source, numel
 from hamr.targets.native.ops.elementwise import lit
 from hamr.targets.native.ops.packing import pack_a, packed_a_name, packs_weight
 from hamr.targets.native.ops.registry import register
@@ -541,6 +541,14 @@ class ConvTranspose(Lowering):
 
 # p: [total, C, window block]
 _POOL_HEAD = "const i64 C = p[1]; " + _win_decl(2) + " " + _OUT_COORDS + " const i64 xb = nc * ID * IH * IW;"
+# the same head once per row of OW outputs starting at g_ (RowLoop), and each output's column in it
+_POOL_ROW_SETUP = (
+    "const i64 C = p[1]; "
+    + _win_decl(2)
+    + " const i64 ow0_ = g_ % OW, oh = (g_ / OW) % OH, od = (g_ / (OW * OH)) % OD,"
+    " nc = g_ / (OW * OH * OD); const i64 xb = nc * ID * IH * IW;"
+)
+_POOL_ROW_COLUMN = "const i64 ow = ow0_ + (gid - g_);"
 
 MAP_MAXPOOL = (
     _POOL_HEAD
@@ -618,6 +626,11 @@ class Pool(Lowering):
             return [x[0] * x[1] * numel(out), x[1]] + _window(x[2:], out, kernel, strides, pb, pe, dil)
 
         body = self.body(node, ctype(node.in_dtype(0)))
+        window = _POOL_ROW_COLUMN + body.removeprefix(_POOL_HEAD)
+        rows = RowLoop(2 + _WIN_NAMES.index("OW"), _POOL_ROW_SETUP, window, "1", "", window)
+        if node.op == "MaxPool" and len(outputs) == 1 and node.in_dtype(0) in ("float32", "float64"):
+            whole = render(_MAXPOOL_ROW, T=ctype(node.in_dtype(0)))
+            rows = RowLoop(rows.length, _POOL_ROW_SETUP, window, _WINDOWS_FULL, whole, "")
         kernel = node.attr("kernel_shape")
         return Kernel(
             inputs=[x_name],
@@ -625,6 +638,7 @@ class Pool(Lowering):
             n_params=2 + WINDOW,
             params=params,
             body=body,
+            rows=rows,
             label=node.op.lower(),
             grain=numel(kernel),
         )
@@ -647,6 +661,27 @@ class MaxPool(Pool):
         return render(body, T=t)
 
 
+# MaxPool over a whole row of outputs at once, the row its own accumulator: for each window row and column
+# (kd, kh, kw), the outputs whose input column lies inside take the max with it, a loop that vectorises for
+# strides 1 and 2. Only where every window holds an input element (the pads are smaller than the window).
+_MAXPOOL_ROW = (
+    "$T *o_ = out0 + g_; for (i64 w = 0; w < OW; w++) o_[w] = -INFINITY; "
+    "for (i64 kd = 0; kd < KD; kd++) { const i64 id = od * SD - PD + kd * DD; if (id < 0 || id >= ID) continue; "
+    "for (i64 kh = 0; kh < KH; kh++) { const i64 ih = oh * SH - PH + kh * DH; if (ih < 0 || ih >= IH) continue; "
+    "const $T *x_ = in0 + xb + (id * IH + ih) * IW; "
+    "for (i64 kw = 0; kw < KW; kw++) { const i64 c_ = kw * DW - PW; "
+    "i64 lo_ = c_ >= 0 ? 0 : (-c_ + SW - 1) / SW, hi_ = IW - 1 - c_ < 0 ? 0 : (IW - 1 - c_) / SW + 1; "
+    "if (hi_ > OW) hi_ = OW; "
+    "if (SW == 1) { for (i64 w = lo_; w < hi_; w++) { const $T v = x_[w + c_]; o_[w] = v > o_[w] ? v : o_[w]; } } "
+    "else if (SW == 2) { for (i64 w = lo_; w < hi_; w++) { const $T v = x_[2 * w + c_]; o_[w] = v > o_[w] ? v : o_[w]; } } "
+    "else { for (i64 w = lo_; w < hi_; w++) { const $T v = x_[SW * w + c_]; o_[w] = v > o_[w] ? v : o_[w]; } } } } }"
+)
+_WINDOWS_FULL = (
+    "g_ % OW == 0 && e_ - g_ == OW && PD < (KD - 1) * DD + 1 && PH < (KH - 1) * DH + 1 && PW < (KW - 1) * DW + 1"
+    " && ED < (KD - 1) * DD + 1 && EH < (KH - 1) * DH + 1 && EW < (KW - 1) * DW + 1"
+)
+
+
 @register
 class AveragePool(Pool):
     ops = ("AveragePool",)
@@ -667,9 +702,20 @@ class LpPool(Pool):
 
 # ---- global pools: one work item per (n, c), p: [N * C, spatial size] ---------------
 
+
+def _lanes(init: str, step: str) -> str:
+    """acc = `init` folded with every in0[b + i] by `step` (a macro of two values), in 16 lanes that vectorise."""
+    return (
+        f"$T l_[16]; for (int k = 0; k < 16; k++) l_[k] = {init}; i64 i = 0; "
+        f"for (; i + 16 <= S; i += 16) for (int k = 0; k < 16; k++) l_[k] = {step}(l_[k], in0[b + i + k]); "
+        f"$T acc = l_[0]; for (int k = 1; k < 16; k++) acc = {step}(acc, l_[k]); "
+        f"for (; i < S; i++) acc = {step}(acc, in0[b + i]);"
+    )
+
+
 GLOBAL_POOLS = {
-    "GlobalAveragePool": "$T acc = 0; for (i64 i = 0; i < S; i++) acc += in0[b + i]; out0[gid] = acc / ($T)S;",
-    "GlobalMaxPool": "$T acc = in0[b]; for (i64 i = 1; i < S; i++) acc = H_MAX(acc, in0[b + i]); out0[gid] = acc;",
+    "GlobalAveragePool": _lanes("0", "H_ADD") + " out0[gid] = acc / ($T)S;",
+    "GlobalMaxPool": _lanes("in0[b]", "H_MAX") + " out0[gid] = acc;",
     "GlobalLpPool": "$T sum = 0; for (i64 i = 0; i < S; i++) { const $T v = in0[b + i]; sum += $POW; }"
     " out0[gid] = $ROOT;",
 }

@@ -23,6 +23,7 @@ from hamr.targets.native.render.template import render
 
 # Helpers every dialect's prelude ends with.
 COMMON = r"""
+#define H_ADD(a, b) ((a) + (b))
 #define H_MAX(a, b) ((a) > (b) ? (a) : (b))
 #define H_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define H_MAXNAN(a, b) (((a) != (a) || (a) > (b)) ? (a) : (b))

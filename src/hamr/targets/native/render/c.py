@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from hamr.ir.dtypes import buffer_ctype
+from hamr.ir.dtypes import buffer_ctype, ctype
 from hamr.targets.native.assemble import Launch, Lowered, Segment
+from hamr.targets.native.ops.base import RowLoop
 from hamr.targets.native.render.base import COMMON, Renderer
 from hamr.targets.native.render.conversions import CONVERSIONS
 from hamr.targets.native.render.gemm_c import GEMM_C
@@ -82,12 +83,59 @@ class CRenderer(Renderer):
 
     def map_function(self, launch: Launch, dtypes: dict[str, str]) -> str:
         k = launch.kernel
+        if k.rows is not None:
+            return self.row_function(launch, dtypes)
         return (
             f"static void {launch.name}(const i64 *p, {self.args(launch, dtypes)}) {{\n"
             "  const i64 n_ = p[0];\n"
             f"  #pragma omp parallel for schedule(static) if(n_ * {max(k.grain, 1)} > PARALLEL_THRESHOLD)\n"
             f"  for (i64 gid = 0; gid < n_; gid++) {{ {k.body} }}\n}}\n"
         )
+
+    def row_function(self, launch: Launch, dtypes: dict[str, str]) -> str:
+        """Each thread takes an equal share of the items and walks it row by row."""
+        k, rows = launch.kernel, launch.kernel.rows
+        return (
+            f"static void {launch.name}(const i64 *p, {self.args(launch, dtypes)}) {{\n"
+            f"  const i64 n_ = p[0], L_ = p[{rows.length}];\n"
+            f"  #pragma omp parallel if(n_ * {max(k.grain, 1)} > PARALLEL_THRESHOLD)\n"
+            "  {\n"
+            "    const i64 nt_ = omp_get_num_threads(), t_ = omp_get_thread_num(), end_ = n_ * (t_ + 1) / nt_;\n"
+            "    for (i64 g_ = n_ * t_ / nt_; g_ < end_;) {\n"
+            "      const i64 e_ = H_MIN(end_, (g_ / L_ + 1) * L_);\n"
+            f"      {rows.setup}\n"
+            f"{self.row_branches(rows)}"
+            "      g_ = e_;\n"
+            "    }\n"
+            "  }\n}\n"
+        )
+
+    def store_macros(self, launch: Launch, dtypes: dict[str, str]) -> tuple[str, str]:
+        """STORE_RANGE of an epilogue with broadcast reads walks rows, as a map kernel's row form does."""
+        define, undef = super().store_macros(launch, dtypes)
+        rows = launch.kernel.rows
+        if not launch.stores or rows is None:
+            return define, undef
+        acc = f"const {ctype(dtypes[launch.kernel.outputs[0]])} acc = BUF_[gid];"
+        fast = rows.fast_setup + f" for (i64 gid = g_; gid < e_; gid++) {{ {acc} {rows.fast_body} }}"
+        walk = (
+            "#define STORE_RANGE(S_, N_, BUF_) do { const i64 s0_ = (S_), end_ = s0_ + (N_), L_ = "
+            f"p[{rows.length}]; for (i64 g_ = s0_; g_ < end_;) {{ const i64 e_ = H_MIN(end_, (g_ / L_ + 1) * L_); "
+            f"{rows.setup} if ({rows.fast_when}) {{ {fast} }} "
+            f"else for (i64 gid = g_; gid < e_; gid++) {{ {acc} {rows.body} }} g_ = e_; }} }} while (0)\n"
+        )
+        lines = [line for line in define.splitlines(keepends=True) if not line.startswith("#define STORE_RANGE")]
+        return "".join(lines) + walk, undef
+
+    @staticmethod
+    def row_branches(rows: RowLoop) -> str:
+        general = f"for (i64 gid = g_; gid < e_; gid++) {{ {rows.body} }}"
+        if rows.fast_when == "1" and not rows.fast_setup and rows.fast_body == rows.body:
+            return f"      {general}\n"
+        fast = rows.fast_setup + (
+            f" for (i64 gid = g_; gid < e_; gid++) {{ {rows.fast_body} }}" if rows.fast_body else ""
+        )
+        return f"      if ({rows.fast_when}) {{ {fast} }}\n      else {general}\n"
 
     def segment_entries(self, segment: Segment, dtypes: dict[str, str]) -> list[str]:
         return [self.entry(segment, dtypes), self.entry(segment, dtypes, profiled=True)]
