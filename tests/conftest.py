@@ -21,6 +21,9 @@ INTEGRATION = Path(__file__).parent / "pool" / "integration"
 # One gcc build per cpu compile in the suite (the host's level): half the build time. The two-level build
 # that `hamr compile` makes by default is checked on its own (tests/targets/test_native.py, test_gemm.py).
 os.environ.setdefault("HAMR_CPU_ISA", "host")
+# The suite runs in two xdist workers on two cores, each with two OpenMP threads: spinning workers would take
+# the core another process needs, so they sleep at once (the cpu target's default is to spin briefly).
+os.environ.setdefault("GOMP_SPINCOUNT", "0")
 
 
 def pytest_collection_modifyitems(config, items):
