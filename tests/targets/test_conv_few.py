@@ -47,7 +47,7 @@ CASES = {
     "5col-depthwise": ((1, 6, 5), (6, 1, 3), dict(pads=[2, 0], group=6)),
     "2d-2x2": ((1, 3, 4, 4), (17, 3, 3, 3), dict(pads=[0, 1, 1, 0], strides=[2, 2])),
     "k-not-16": ((1, 3, 3), (4, 3, 3), dict()),
-    "parallel-rows": ((2, 129, 4), (128, 129, 3), dict(pads=[1, 1])),
+    "parallel-rows": ((2, 256, 4), (256, 256, 3), dict(pads=[1, 1])),
 }
 
 

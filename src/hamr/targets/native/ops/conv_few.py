@@ -2,7 +2,7 @@
 
 im2col + GEMM would fill a 32-wide panel with 1 to 4 columns, so instead each output position's patch is
 gathered once, contiguous (the im2col matrix transposed), and every weight row is dotted with up to four
-patches at a time in 16 lanes that vectorise. Small products run on the calling thread without opening a
+patches at a time in GCC vector types (8 lanes with AVX, 4 without). Small products run on the calling thread without opening a
 parallel region; larger ones split the weight rows between the threads. `${name}_few` writes the raw products
 to out0 and returns 1, or returns 0 where it does not apply; the caller then runs the epilogue.
 """
@@ -10,21 +10,35 @@ to out0 and returns 1, or returns 0 where it does not apply; the caller then run
 from __future__ import annotations
 
 FEW_COLUMNS = 8  # output positions per image up to which the direct path runs
-SERIAL_WORK = 131072  # multiply-adds below which one thread does it all
+SERIAL_WORK = 524288  # multiply-adds below which one thread does it all
 
 C_CONV_FEW = r"""
+#ifndef H_FEW_LANES
+#if defined(__AVX__)
+#define H_FEW_LANES 8
+#else
+#define H_FEW_LANES 4
+#endif
+typedef f32 h_few_vec __attribute__((vector_size(H_FEW_LANES * 4), aligned(4)));
+#endif
 static inline __attribute__((always_inline)) void ${name}_few_dot(const f32 *w, const f32 *col, const i64 K,
                                                                   const i64 rows, f32 *y, const i64 OS, const int NC) {
+  enum { L = H_FEW_LANES };
   for (i64 m = 0; m < rows; m++) {
     const f32 *wr = w + m * K;
-    f32 acc[4][16];
-    for (int c = 0; c < NC; c++) for (int l = 0; l < 16; l++) acc[c][l] = 0;
+    h_few_vec a[4][2] = {{0}};
     i64 k = 0;
-    for (; k + 16 <= K; k += 16)
-      for (int c = 0; c < NC; c++) for (int l = 0; l < 16; l++) acc[c][l] += wr[k + l] * col[c * K + k + l];
+    for (; k + 2 * L <= K; k += 2 * L) {
+      const h_few_vec w0 = *(const h_few_vec *)(wr + k), w1 = *(const h_few_vec *)(wr + k + L);
+      for (int c = 0; c < NC; c++) {
+        a[c][0] += w0 * *(const h_few_vec *)(col + c * K + k);
+        a[c][1] += w1 * *(const h_few_vec *)(col + c * K + k + L);
+      }
+    }
     for (int c = 0; c < NC; c++) {
+      const h_few_vec v = a[c][0] + a[c][1];
       f32 s = 0;
-      for (int l = 0; l < 16; l++) s += acc[c][l];
+      for (int l = 0; l < L; l++) s += v[l];
       for (i64 r = k; r < K; r++) s += wr[r] * col[c * K + r];
       y[m * OS + c] = s;
     }

@@ -142,7 +142,9 @@ MAP_CONV = (
     + " } out0[gid] = acc;"
 )
 
-C_CONV = C_CONV_FEW + r"""
+C_CONV = (
+    C_CONV_FEW
+    + r"""
 static void ${name}_im2col(const i64 *p, const f32 *x, f32 *dst, i64 c0, const i64 nb) {
   $HEAD
   const i64 KS = KD * KH * KW, K = (C / G) * KS;
@@ -252,6 +254,7 @@ static void $name(const i64 *p, const f32 *in0, const f32 *in1, ${BIAS_ARG}${PAC
   }
 }
 """
+)
 
 CL_CONV = r"""
 __kernel __attribute__((reqd_work_group_size($TS, $TS, 1)))
