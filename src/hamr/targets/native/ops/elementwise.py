@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import math
 
+import onnx_ir as ir
+
+from hamr.ir.domains import is_onnx_domain
 from hamr.ir.dtypes import COMPUTE_FLOATS, CTYPES, INTEGERS, SIGNED, STORAGE_FLOATS, ctype, itemsize
 from hamr.targets.native.ops.base import Lowering, broadcast_shapes
 from hamr.targets.native.ops.registry import register
@@ -253,9 +256,20 @@ _POWERS = {1.0: "{x}", 2.0: "({x} * {x})"}
 
 def _constant_power(node) -> str | None:
     exponent = node.const(1)
+    if exponent is None:
+        exponent = _constant_node_value(node.node.inputs[1])
     if exponent is None or exponent.size != 1:
         return None
     return _POWERS.get(float(exponent.reshape(-1)[0]))
+
+
+def _constant_node_value(value):
+    """The tensor of a `Constant` node's `value` (in a subgraph, where constant folding leaves them as nodes)."""
+    producer = value.producer() if value is not None else None
+    if producer is None or producer.op_type != "Constant" or not is_onnx_domain(producer.domain):
+        return None
+    attr = producer.attributes.get("value")
+    return attr.value.numpy() if attr is not None and attr.type == ir.AttributeType.TENSOR else None
 
 
 @register

@@ -20,6 +20,7 @@ import math
 
 from hamr.ir.dtypes import FLOATS, NUMERIC, ctype
 from hamr.targets.native.ops.base import Kernel, Lowering, RowLoop, Source, numel
+from hamr.targets.native.ops.conv_few import C_CONV_FEW, FEW_COLUMNS, SERIAL_WORK
 from hamr.targets.native.ops.elementwise import lit
 from hamr.targets.native.ops.packing import pack_a, packed_a_name, packs_weight
 from hamr.targets.native.ops.registry import register
@@ -141,7 +142,9 @@ MAP_CONV = (
     + " } out0[gid] = acc;"
 )
 
-C_CONV = r"""
+C_CONV = (
+    C_CONV_FEW
+    + r"""
 static void ${name}_im2col(const i64 *p, const f32 *x, f32 *dst, i64 c0, const i64 nb) {
   $HEAD
   const i64 KS = KD * KH * KW, K = (C / G) * KS;
@@ -178,6 +181,10 @@ static void $name(const i64 *p, const f32 *in0, const f32 *in1, ${BIAS_ARG}${PAC
   const i64 total = p[0];
   if (total == 0) return;
   const i64 Cg = C / G, Mg = M / G, KS = KD * KH * KW, K = Cg * KS, IS = ID * IH * IW, OS = OD * OH * OW;
+  if (${name}_few(p, in0, in1, out0)) {
+    for (i64 at = 0; at < N * M * OS; at++) STORE(at, out0[at]$BIAS_ADD);
+    return;
+  }
   const int direct = KS == 1 && SD == 1 && SH == 1 && SW == 1 && PD == 0 && PH == 0 && PW == 0 && OS == IS;
   const int threads = total * (K + 1) > PARALLEL_THRESHOLD ? omp_get_max_threads() : 1;
   /* jobs: blocks of whole 32-column panels of the GEMM, and when those are too few to share out evenly (late
@@ -247,6 +254,7 @@ static void $name(const i64 *p, const f32 *in0, const f32 *in1, ${BIAS_ARG}${PAC
   }
 }
 """
+)
 
 CL_CONV = r"""
 __kernel __attribute__((reqd_work_group_size($TS, $TS, 1)))
@@ -366,6 +374,8 @@ class Conv(Lowering):
             BIAS_ARG="const f32 *in2, " if has_bias else "",
             PACKED_ARG=f"const f32 *{packed}, " if derived else "",
             GEMM=gemm,
+            FEW_COLUMNS=FEW_COLUMNS,
+            SERIAL_WORK=SERIAL_WORK,
             BIAS_ADD=" + in2[at / OS % M]" if has_bias else "",
         )
         cl_values = dict(
