@@ -221,7 +221,8 @@ static void $name(const i64 *p, const f32 *in0, const f32 *in1, ${BIAS_ARG}${PAC
         $GEMM
         for (i64 m = r0; m < r0 + rows; m++) {
           const i64 at = (n * M + g * Mg + m) * OS + c0;
-          for (i64 i = 0; i < w; i++) STORE(at + i, out0[at + i]$BIAS_ADD);
+          $BIAS_ROW
+          STORE_RANGE(at, w, out0);
         }
       }
     }
@@ -246,11 +247,13 @@ static void $name(const i64 *p, const f32 *in0, const f32 *in1, ${BIAS_ARG}${PAC
             for (i64 s = 0; s < SW; s++) {
               f32 *d = xp + (s * PR + r) * LW;
               if (ih < 0 || ih >= IH) { for (i64 j = 0; j < LW; j++) d[j] = 0; continue; }
-              const f32 *src = x + ih * IW;
-              i64 j = 0;
-              for (; j < LW; j++) { const i64 iw = j * SW + s - PW; if (iw >= 0) break; d[j] = 0; }
-              for (; j < LW; j++) { const i64 iw = j * SW + s - PW; if (iw >= IW) break; d[j] = src[iw]; }
-              for (; j < LW; j++) d[j] = 0;
+              const f32 *src = x + ih * IW + s - PW;
+              const i64 lo = H_MIN(LW, H_MAX(0, (PW - s + SW - 1) / SW));
+              const i64 hi = H_MAX(lo, H_MIN(LW, (IW + PW - s + SW - 1) / SW));
+              for (i64 j = 0; j < lo; j++) d[j] = 0;
+              if (SW == 1) __builtin_memcpy(d + lo, src + lo, sizeof(f32) * (hi - lo));
+              else for (i64 j = lo; j < hi; j++) d[j] = src[j * SW];
+              for (i64 j = hi; j < LW; j++) d[j] = 0;
             }
           }
           /* four output rows at a time: four independent accumulators per tap */
@@ -436,6 +439,9 @@ class Conv(Lowering):
             BIAS_ARG="const f32 *in2, " if has_bias else "",
             PACKED_ARG=f"const f32 *{packed}, " if derived else "",
             GEMM=gemm,
+            BIAS_ROW="{ const f32 b_ = in2[g * Mg + m]; for (i64 i = 0; i < w; i++) out0[at + i] += b_; }"
+            if has_bias
+            else "",
             BIAS_ADD=" + in2[at / OS % M]" if has_bias else "",
             BIAS_M="in2[m]" if has_bias else "0.0f",
         )
