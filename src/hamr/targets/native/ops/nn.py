@@ -145,6 +145,7 @@ C_CONV = r"""
 #ifndef HAMR_V16
 #define HAMR_V16
 typedef f32 hamr_v16 __attribute__((vector_size(64))); /* 16 floats: one AVX-512 register, two AVX2 ones */
+typedef f32 hamr_v8 __attribute__((vector_size(32)));
 #endif
 static void ${name}_im2col(const i64 *p, const f32 *x, f32 *dst, i64 c0, const i64 nb) {
   $HEAD
@@ -176,6 +177,33 @@ static void ${name}_im2col(const i64 *p, const f32 *x, f32 *dst, i64 c0, const i
     }
   }
 }
+
+/* 4 rows x WIDTH_ outputs of the depthwise path, in four vectors of type V_ */
+#define HAMR_DW_CHUNK(V_, WIDTH_) do {                                                      \
+  const i64 nv = H_MIN(WIDTH_, OW - ow0);                                                   \
+  V_ a[4];                                                                                  \
+  for (int q = 0; q < 4; q++) {                                                             \
+    a[q] = (V_){0} + (c == 0 ? $BIAS_M : 0.0f);                                             \
+    if (c > 0 && q < nr) for (i64 i = 0; i < nv; i++) a[q][i] = y[(oh + q) * OW + ow0 + i]; \
+  }                                                                                         \
+  for (i64 kh = 0; kh < KH; kh++) {                                                         \
+    const f32 *row = xp + (oh * SH + kh * DH) * LW + ow0;                                   \
+    for (i64 kw = 0; kw < KW; kw++) {                                                       \
+      const f32 *t = row + koff[kw];                                                        \
+      const f32 wk = wt[kh * KW + kw];                                                      \
+      for (int q = 0; q < 4; q++) {                                                         \
+        V_ v;                                                                               \
+        __builtin_memcpy(&v, t + q * SH * LW, sizeof v);                                    \
+        a[q] += wk * v;                                                                     \
+      }                                                                                     \
+    }                                                                                       \
+  }                                                                                         \
+  for (int q = 0; q < nr; q++) {                                                            \
+    f32 *yr = y + (oh + q) * OW + ow0;                                                      \
+    if (nv == WIDTH_) __builtin_memcpy(yr, &a[q], sizeof a[q]);                             \
+    else for (i64 i = 0; i < nv; i++) yr[i] = a[q][i];                                      \
+  }                                                                                         \
+} while (0)
 
 static void $name(const i64 *p, const f32 *in0, const f32 *in1, ${BIAS_ARG}${PACKED_ARG}f32 *out0$extra) {
   $HEAD
@@ -259,30 +287,10 @@ static void $name(const i64 *p, const f32 *in0, const f32 *in1, ${BIAS_ARG}${PAC
           /* four output rows at a time: four independent accumulators per tap */
           for (i64 oh = 0; oh < OH; oh += 4) {
             const int nr = (int)H_MIN(4, OH - oh);
-            for (i64 ow0 = 0; ow0 < OW; ow0 += 16) {
-              const i64 nv = H_MIN(16, OW - ow0);
-              hamr_v16 a[4];
-              for (int q = 0; q < 4; q++) {
-                a[q] = (hamr_v16){0} + (c == 0 ? $BIAS_M : 0.0f);
-                if (c > 0 && q < nr) for (i64 i = 0; i < nv; i++) a[q][i] = y[(oh + q) * OW + ow0 + i];
-              }
-              for (i64 kh = 0; kh < KH; kh++) {
-                const f32 *row = xp + (oh * SH + kh * DH) * LW + ow0;
-                for (i64 kw = 0; kw < KW; kw++) {
-                  const f32 *t = row + koff[kw];
-                  const f32 wk = wt[kh * KW + kw];
-                  for (int q = 0; q < 4; q++) {
-                    hamr_v16 v;
-                    __builtin_memcpy(&v, t + q * SH * LW, sizeof v);
-                    a[q] += wk * v;
-                  }
-                }
-              }
-              for (int q = 0; q < nr; q++) {
-                f32 *yr = y + (oh + q) * OW + ow0;
-                if (nv == 16) __builtin_memcpy(yr, &a[q], sizeof a[q]);
-                else for (i64 i = 0; i < nv; i++) yr[i] = a[q][i];
-              }
+            for (i64 ow0 = 0; ow0 < OW;) {
+              /* a tail of up to 8 outputs in an 8-wide vector (PP-OCR's 20- and 10-wide planes) */
+              if (OW - ow0 > 8) { HAMR_DW_CHUNK(hamr_v16, 16); ow0 += 16; }
+              else { HAMR_DW_CHUNK(hamr_v8, 8); ow0 += 8; }
             }
           }
         }
@@ -319,6 +327,7 @@ static void $name(const i64 *p, const f32 *in0, const f32 *in1, ${BIAS_ARG}${PAC
     }
   }
 }
+#undef HAMR_DW_CHUNK
 """
 
 CL_CONV = r"""
