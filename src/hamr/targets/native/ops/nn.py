@@ -280,6 +280,7 @@ static void $name(const i64 *p, const f32 *in0, const f32 *in1, ${BIAS_ARG}${PAC
               const i64 hi = H_MAX(lo, H_MIN(LW, (IW + PW - s + SW - 1) / SW));
               for (i64 j = 0; j < lo; j++) d[j] = 0;
               if (SW == 1) __builtin_memcpy(d + lo, src + lo, sizeof(f32) * (hi - lo));
+              else if (SW == 2) for (i64 j = lo; j < hi; j++) d[j] = src[j * 2]; /* a constant stride vectorises */
               else for (i64 j = lo; j < hi; j++) d[j] = src[j * SW];
               for (i64 j = hi; j < LW; j++) d[j] = 0;
             }
