@@ -250,3 +250,63 @@ def test_matmul_epilogue_reads_broadcast_inputs_by_row(level):
     assert kernels == ["gemm+Add+Add+Erf"], kernels
     expected = np.vectorize(math.erf)(a.astype(np.float64) @ b + bias + res)
     close(session.run({"a": a, "res": res})["y"], expected, 40)
+
+
+def conv_bn_model(x_shape, w, b, op, epilogue, **attrs):
+    """op, then a per-channel Mul and Add (an unfolded BatchNorm) and an activation, all fused into op's epilogue."""
+    per_channel = (b.shape[0],) + (1,) * (len(x_shape) - 2)
+    scale, shift = rand(*per_channel), rand(*per_channel)
+    nodes = [
+        helper.make_node(op, ["x", "w", "b"], ["c"], **attrs),
+        helper.make_node("Mul", ["c", "s"], ["d"]),
+        helper.make_node("Add", ["d", "t"], ["e"]),
+        helper.make_node(epilogue, ["e"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "conv_bn",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(x_shape))],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(a, n) for a, n in ((w, "w"), (b, "b"), (scale, "s"), (shift, "t"))],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize(
+    "c, m, group, kernel, strides, pads, dilations, size",
+    [
+        (16, 16, 16, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), (37, 41)),  # depthwise: rows of 16 + a tail, 4-row blocks
+        (12, 12, 12, (3, 3), (2, 2), (1, 1, 1, 1), (1, 1), (33, 40)),  # strided: two column phases
+        (8, 8, 8, (5, 5), (1, 1), (2, 2, 2, 2), (1, 1), (10, 10)),  # PP-OCR's 5x5 on a 10x10 plane
+        (6, 12, 6, (3, 2), (3, 2), (0, 1, 2, 1), (2, 1), (19, 23)),  # two outputs per channel, dilated, asymmetric
+        (4, 4, 2, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), (9, 35)),  # two input channels per group
+        (3, 3, 3, (5,), (2,), (1, 3), (2,), (50,)),  # 1-D
+        (16, 24, 1, (1, 1), (1, 1), (0, 0, 0, 0), (1, 1), (20, 21)),  # pointwise: the GEMM path's row epilogue
+    ],
+)
+def test_conv_epilogue_with_per_channel_inputs(level, c, m, group, kernel, strides, pads, dilations, size):
+    from onnx.reference import ReferenceEvaluator
+
+    x, w, b = rand(2, c, *size), rand(m, c // group, *kernel), rand(m)
+    attrs = dict(group=group, strides=strides, pads=pads, dilations=dilations)
+    model = conv_bn_model(x.shape, w, b, "Conv", "HardSwish", **attrs)
+    expected = ReferenceEvaluator(model).run(None, {"x": x})[0]
+    model.graph.output[0].CopyFrom(helper.make_tensor_value_info("y", TensorProto.FLOAT, list(expected.shape)))
+    session = hamr.Session(hamr.compile(model, targets=["cpu"]), device="cpu")
+    kernels = [kernel["ops"] for kernel in session.executable.variants["cpu"]["kernels"]]
+    assert kernels == ["conv+Mul+Add+HardSwish"], kernels
+    close(session.run({"x": x})["y"], expected, w[0].size)
+
+
+def test_conv_transpose_epilogue_with_per_channel_inputs(level):
+    """PP-OCR det's upsampling followed by an unfolded BatchNorm and Relu, fused and stored by rows."""
+    from onnx.reference import ReferenceEvaluator
+
+    x, w, b = rand(1, 8, 12, 10), rand(8, 6, 2, 2), rand(6)
+    model = conv_bn_model(x.shape, w, b, "ConvTranspose", "Relu", strides=(2, 2))
+    expected = ReferenceEvaluator(model).run(None, {"x": x})[0]
+    model.graph.output[0].CopyFrom(helper.make_tensor_value_info("y", TensorProto.FLOAT, list(expected.shape)))
+    session = hamr.Session(hamr.compile(model, targets=["cpu"]), device="cpu")
+    kernels = [kernel["ops"] for kernel in session.executable.variants["cpu"]["kernels"]]
+    assert kernels == ["conv_transpose+Mul+Add+Relu"], kernels
+    close(session.run({"x": x})["y"], expected, 8 * 4)

@@ -145,6 +145,11 @@ MAP_CONV = (
 C_CONV = (
     C_CONV_FEW
     + r"""
+#ifndef HAMR_V16
+#define HAMR_V16
+typedef f32 hamr_v16 __attribute__((vector_size(64))); /* 16 floats: one AVX-512 register, two AVX2 ones */
+typedef f32 hamr_v8 __attribute__((vector_size(32)));
+#endif
 static void ${name}_im2col(const i64 *p, const f32 *x, f32 *dst, i64 c0, const i64 nb) {
   $HEAD
   const i64 KS = KD * KH * KW, K = (C / G) * KS;
@@ -176,6 +181,33 @@ static void ${name}_im2col(const i64 *p, const f32 *x, f32 *dst, i64 c0, const i
   }
 }
 
+/* 4 rows x WIDTH_ outputs of the depthwise path, in four vectors of type V_ */
+#define HAMR_DW_CHUNK(V_, WIDTH_) do {                                                      \
+  const i64 nv = H_MIN(WIDTH_, OW - ow0);                                                   \
+  V_ a[4];                                                                                  \
+  for (int q = 0; q < 4; q++) {                                                             \
+    a[q] = (V_){0} + (c == 0 ? $BIAS_M : 0.0f);                                             \
+    if (c > 0 && q < nr) for (i64 i = 0; i < nv; i++) a[q][i] = y[(oh + q) * OW + ow0 + i]; \
+  }                                                                                         \
+  for (i64 kh = 0; kh < KH; kh++) {                                                         \
+    const f32 *row = xp + (oh * SH + kh * DH) * LW + ow0;                                   \
+    for (i64 kw = 0; kw < KW; kw++) {                                                       \
+      const f32 *t = row + koff[kw];                                                        \
+      const f32 wk = wt[kh * KW + kw];                                                      \
+      for (int q = 0; q < 4; q++) {                                                         \
+        V_ v;                                                                               \
+        __builtin_memcpy(&v, t + q * SH * LW, sizeof v);                                    \
+        a[q] += wk * v;                                                                     \
+      }                                                                                     \
+    }                                                                                       \
+  }                                                                                         \
+  for (int q = 0; q < nr; q++) {                                                            \
+    f32 *yr = y + (oh + q) * OW + ow0;                                                      \
+    if (nv == WIDTH_) __builtin_memcpy(yr, &a[q], sizeof a[q]);                             \
+    else for (i64 i = 0; i < nv; i++) yr[i] = a[q][i];                                      \
+  }                                                                                         \
+} while (0)
+
 static void $name(const i64 *p, const f32 *in0, const f32 *in1, ${BIAS_ARG}${PACKED_ARG}f32 *out0$extra) {
   $HEAD
   const i64 total = p[0];
@@ -201,6 +233,11 @@ static void $name(const i64 *p, const f32 *in0, const f32 *in1, ${BIAS_ARG}${PAC
     scratch = (f32 *)__builtin_malloc(sizeof(f32) * K * nb * threads);
     use_gemm = scratch != 0;
   }
+  /* padded input plane of the direct path: rows, columns, and the length of one column phase's row */
+  const i64 PR = (OH - 1) * SH + (KH - 1) * DH + 1, PC = (OW - 1) * SW + (KW - 1) * DW + 1;
+  const i64 LW = (PC + SW - 1) / SW + 16, plane = SW * PR * LW + 3 * SH * LW;
+  const int direct_planes = !use_gemm && KD == 1 && OD == 1 && ID == 1;
+  f32 *planes = direct_planes ? (f32 *)__builtin_malloc(sizeof(f32) * plane * threads) : 0;
   if (use_gemm) {
     /* blocks of output columns: im2col into this thread's scratch, single-threaded GEMM, epilogue in cache */
     #pragma omp parallel num_threads(threads) if(threads > 1)
@@ -219,13 +256,58 @@ static void $name(const i64 *p, const f32 *in0, const f32 *in1, ${BIAS_ARG}${PAC
         $GEMM
         for (i64 m = r0; m < r0 + rows; m++) {
           const i64 at = (n * M + g * Mg + m) * OS + c0;
-          for (i64 i = 0; i < w; i++) STORE(at + i, out0[at + i]$BIAS_ADD);
+          $BIAS_ROW
+          STORE_RANGE(at, w, out0);
         }
       }
     }
     __builtin_free(scratch);
+  } else if (planes) {
+    /* few output channels per group (depthwise), 2-D: per (image, output channel) plane, each input channel's plane
+       is copied zero padded and split by column phase (stride), so that every tap reads a contiguous run; 16 outputs
+       of a row stay in registers across all taps, then the epilogue runs over the plane in rows */
+    #pragma omp parallel num_threads(threads) if(threads > 1)
+    {
+      f32 *xp = planes + omp_get_thread_num() * plane;
+      i64 koff[KW];
+      for (i64 kw = 0; kw < KW; kw++) koff[kw] = (kw * DW % SW) * PR * LW + kw * DW / SW;
+      #pragma omp for schedule(static)
+      for (i64 nm = 0; nm < N * M; nm++) {
+        const i64 m = nm % M, n = nm / M, g = m / Mg;
+        f32 *y = out0 + nm * OS;
+        for (i64 c = 0; c < Cg; c++) {
+          const f32 *x = in0 + (n * C + g * Cg + c) * IS, *wt = in1 + (m * Cg + c) * KH * KW;
+          for (i64 r = 0; r < PR; r++) {
+            const i64 ih = r - PH;
+            for (i64 s = 0; s < SW; s++) {
+              f32 *d = xp + (s * PR + r) * LW;
+              if (ih < 0 || ih >= IH) { for (i64 j = 0; j < LW; j++) d[j] = 0; continue; }
+              const f32 *src = x + ih * IW + s - PW;
+              const i64 lo = H_MIN(LW, H_MAX(0, (PW - s + SW - 1) / SW));
+              const i64 hi = H_MAX(lo, H_MIN(LW, (IW + PW - s + SW - 1) / SW));
+              for (i64 j = 0; j < lo; j++) d[j] = 0;
+              if (SW == 1) __builtin_memcpy(d + lo, src + lo, sizeof(f32) * (hi - lo));
+              else if (SW == 2) for (i64 j = lo; j < hi; j++) d[j] = src[j * 2]; /* a constant stride vectorises */
+              else for (i64 j = lo; j < hi; j++) d[j] = src[j * SW];
+              for (i64 j = hi; j < LW; j++) d[j] = 0;
+            }
+          }
+          /* four output rows at a time: four independent accumulators per tap */
+          for (i64 oh = 0; oh < OH; oh += 4) {
+            const int nr = (int)H_MIN(4, OH - oh);
+            for (i64 ow0 = 0; ow0 < OW;) {
+              /* a tail of up to 8 outputs in an 8-wide vector (PP-OCR's 20- and 10-wide planes) */
+              if (OW - ow0 > 8) { HAMR_DW_CHUNK(hamr_v16, 16); ow0 += 16; }
+              else { HAMR_DW_CHUNK(hamr_v8, 8); ow0 += 8; }
+            }
+          }
+        }
+        STORE_RANGE(nm * OS, OS, out0);
+      }
+    }
+    __builtin_free(planes);
   } else {
-    /* few output channels per group (depthwise): one output row per iteration */
+    /* few output channels per group, 3-D (or no memory for the padded planes): one output row per iteration */
     #pragma omp parallel for schedule(static) num_threads(threads) if(threads > 1)
     for (i64 row = 0; row < N * M * OD * OH; row++) {
       const i64 oh = row % OH, od = (row / OH) % OD, m = (row / (OH * OD)) % M, n = row / (OH * OD * M);
@@ -253,6 +335,7 @@ static void $name(const i64 *p, const f32 *in0, const f32 *in1, ${BIAS_ARG}${PAC
     }
   }
 }
+#undef HAMR_DW_CHUNK
 """
 )
 
@@ -376,7 +459,11 @@ class Conv(Lowering):
             GEMM=gemm,
             FEW_COLUMNS=FEW_COLUMNS,
             SERIAL_WORK=SERIAL_WORK,
+            BIAS_ROW="{ const f32 b_ = in2[g * Mg + m]; for (i64 i = 0; i < w; i++) out0[at + i] += b_; }"
+            if has_bias
+            else "",
             BIAS_ADD=" + in2[at / OS % M]" if has_bias else "",
+            BIAS_M="in2[m]" if has_bias else "0.0f",
         )
         cl_values = dict(
             HEAD=_CONV_HEAD,
@@ -442,7 +529,7 @@ static void $name(const i64 *p, const f32 *in0, const f32 *in1, ${BIAS_ARG}f32 *
               y[iw * SW + off] += sum;
             }
           } } }
-      for (i64 ow = 0; ow < OW; ow++) STORE(at + ow, y[ow]);
+      STORE_RANGE(at, OW, out0);
     }
   }
   __builtin_free(cols);
