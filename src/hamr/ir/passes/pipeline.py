@@ -8,6 +8,7 @@ import onnx_ir.passes.common as common
 from hamr.ir.passes.constant_folding import ConstantFoldingPass
 from hamr.ir.passes.custom_shapes import CustomOpShapePass
 from hamr.ir.passes.fold_batchnorm import FoldBatchNormIntoConvPass
+from hamr.ir.passes.fuse_normalization import FuseNormalizationPass
 from hamr.ir.passes.identity import IdentityEliminationPass
 from hamr.ir.passes.if_tails import IfTailPass
 from hamr.ir.passes.manager import PassManager, PassRecord
@@ -25,6 +26,7 @@ def default_passes() -> list[ir.passes.PassBase]:
         ReduceRankPass(),
         ConstantFoldingPass(),
         FoldBatchNormIntoConvPass(),
+        FuseNormalizationPass(),  # after constant folding: eps and exponents are initializers by then
         NoOpToIdentityPass(),
         IdentityEliminationPass(),
         common.CommonSubexpressionEliminationPass(),
