@@ -7,6 +7,7 @@ import onnx_ir.passes.common as common
 
 from hamr.ir.passes.constant_folding import ConstantFoldingPass
 from hamr.ir.passes.custom_shapes import CustomOpShapePass
+from hamr.ir.passes.equal_dims import EqualDimsPass
 from hamr.ir.passes.fold_batchnorm import FoldBatchNormIntoConvPass
 from hamr.ir.passes.fuse_normalization import FuseNormalizationPass
 from hamr.ir.passes.identity import IdentityEliminationPass
@@ -34,6 +35,7 @@ def default_passes() -> list[ir.passes.PassBase]:
         common.TopologicalSortPass(),
         common.ShapeInferencePass(strict_mode=False),
         CustomOpShapePass(),
+        EqualDimsPass(),  # last: shape inference would name the dims afresh
     ]
 
 
