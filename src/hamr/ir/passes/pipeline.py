@@ -15,6 +15,7 @@ from hamr.ir.passes.if_tails import IfTailPass
 from hamr.ir.passes.manager import PassManager, PassRecord
 from hamr.ir.passes.noop import NoOpToIdentityPass
 from hamr.ir.passes.reduce_rank import ReduceRankPass
+from hamr.ir.passes.scale_after_matmul import ScaleAfterMatMulPass
 
 
 def default_passes() -> list[ir.passes.PassBase]:
@@ -28,6 +29,7 @@ def default_passes() -> list[ir.passes.PassBase]:
         ConstantFoldingPass(),
         FoldBatchNormIntoConvPass(),
         FuseNormalizationPass(),  # after constant folding: eps and exponents are initializers by then
+        ScaleAfterMatMulPass(),
         NoOpToIdentityPass(),
         IdentityEliminationPass(),
         common.CommonSubexpressionEliminationPass(),
