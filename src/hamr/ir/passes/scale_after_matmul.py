@@ -21,7 +21,8 @@ def _scaled_operand(matmul: ir.Node, index: int) -> tuple[ir.Node, ir.Value, ir.
         return None
     for operand, scalar in ((mul.inputs[0], mul.inputs[1]), (mul.inputs[1], mul.inputs[0])):
         known = constant(scalar)
-        if known is not None and known.size == 1 and known.ndim <= 1 and operand is not None:
+        out_rank = len(matmul.outputs[0].shape) if matmul.outputs[0].shape is not None else 0
+        if known is not None and known.size == 1 and known.ndim <= min(1, out_rank) and operand is not None:
             if operand.dtype == ir.DataType.FLOAT and scalar.dtype == ir.DataType.FLOAT:
                 return mul, operand, scalar
     return None
