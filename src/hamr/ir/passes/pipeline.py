@@ -16,6 +16,7 @@ from hamr.ir.passes.manager import PassManager, PassRecord
 from hamr.ir.passes.noop import NoOpToIdentityPass
 from hamr.ir.passes.reduce_rank import ReduceRankPass
 from hamr.ir.passes.scale_after_matmul import ScaleAfterMatMulPass
+from hamr.ir.passes.swap_last_axes import SwapLastAxesPass
 
 
 def default_passes() -> list[ir.passes.PassBase]:
@@ -30,6 +31,7 @@ def default_passes() -> list[ir.passes.PassBase]:
         FoldBatchNormIntoConvPass(),
         FuseNormalizationPass(),  # after constant folding: eps and exponents are initializers by then
         ScaleAfterMatMulPass(),
+        SwapLastAxesPass(),
         NoOpToIdentityPass(),
         IdentityEliminationPass(),
         common.CommonSubexpressionEliminationPass(),
