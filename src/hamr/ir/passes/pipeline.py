@@ -7,12 +7,16 @@ import onnx_ir.passes.common as common
 
 from hamr.ir.passes.constant_folding import ConstantFoldingPass
 from hamr.ir.passes.custom_shapes import CustomOpShapePass
+from hamr.ir.passes.equal_dims import EqualDimsPass
 from hamr.ir.passes.fold_batchnorm import FoldBatchNormIntoConvPass
+from hamr.ir.passes.fuse_normalization import FuseNormalizationPass
 from hamr.ir.passes.identity import IdentityEliminationPass
 from hamr.ir.passes.if_tails import IfTailPass
 from hamr.ir.passes.manager import PassManager, PassRecord
 from hamr.ir.passes.noop import NoOpToIdentityPass
 from hamr.ir.passes.reduce_rank import ReduceRankPass
+from hamr.ir.passes.scale_after_matmul import ScaleAfterMatMulPass
+from hamr.ir.passes.swap_last_axes import SwapLastAxesPass
 
 
 def default_passes() -> list[ir.passes.PassBase]:
@@ -25,6 +29,9 @@ def default_passes() -> list[ir.passes.PassBase]:
         ReduceRankPass(),
         ConstantFoldingPass(),
         FoldBatchNormIntoConvPass(),
+        FuseNormalizationPass(),  # after constant folding: eps and exponents are initializers by then
+        ScaleAfterMatMulPass(),
+        SwapLastAxesPass(),
         NoOpToIdentityPass(),
         IdentityEliminationPass(),
         common.CommonSubexpressionEliminationPass(),
@@ -32,6 +39,7 @@ def default_passes() -> list[ir.passes.PassBase]:
         common.TopologicalSortPass(),
         common.ShapeInferencePass(strict_mode=False),
         CustomOpShapePass(),
+        EqualDimsPass(),  # last: shape inference would name the dims afresh
     ]
 
 
