@@ -1,0 +1,131 @@
+"""The weights a loaded program holds: initializers, the values of constant nodes, and the copies kernels read
+repacked (`Kernel.derived`), computed once at load.
+
+A weight read only to derive a packed copy is dropped once the copy is made: the program keeps its shape and
+type (`DroppedWeight`) for planning, and hands its kernels a null pointer where they would take it. Pages of a
+dropped weight mapped from a `.hamr` file are given back to the file, so resident weights stay about 1x.
+"""
+
+from __future__ import annotations
+
+import mmap
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import onnx_ir as ir
+
+from hamr.ir.node_view import NodeView, captured_names
+from hamr.ir.onnx_reference.kernels import evaluate_node
+from hamr.targets.native import constant_nodes
+from hamr.targets.native.assemble import Control, Lowered, Segment
+from hamr.targets.native.partition import Item
+
+
+@dataclass(frozen=True)
+class DroppedWeight:
+    """A weight no loaded kernel reads (they read its packed copy): its shape and type, without its data."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+
+def materialise_constants(
+    lowered: Lowered, weights: dict[str, np.ndarray], opsets: dict, drop: frozenset[str] = frozenset()
+) -> dict[str, np.ndarray | DroppedWeight]:
+    """Weights plus the values of constant nodes (dequantized weights...) and the derived copies, computed once.
+
+    Each weight in `drop` is derived from as soon as no later constant node reads it, then dropped, so the peak
+    holds one weight twice at a time, not all of them."""
+    weights = dict(weights)
+    pending: dict[str, list[tuple[str, Callable]]] = defaultdict(list)
+    for name, (source, derive) in lowered.derived.items():
+        pending[source].append((name, derive))
+    constants = lowered.all_constants
+    last_read = {name: i for i, node in enumerate(constants) for name in node.inputs if name}
+
+    def finish(source: str) -> None:
+        for name, derive in pending.pop(source):
+            weights[name] = derive(weights[source])
+        if source in drop:
+            weights[source] = _dropped(weights[source])
+
+    for source in [s for s in pending if s in weights and s not in last_read]:
+        finish(source)
+    for i, node in enumerate(constants):
+        inputs = [weights[name] if name else None for name in node.inputs]
+        results = constant_nodes.evaluate(node, inputs)
+        if results is None:
+            results = evaluate_node(ir.serde.serialize_node(node.node), opsets, inputs)
+        for name, value in zip(node.outputs, results):
+            weights[name] = np.ascontiguousarray(value) if np.ndim(value) else np.asarray(value)
+        for name in [*node.inputs, *node.outputs]:
+            if name in pending and name in weights and last_read.get(name, -1) <= i:
+                finish(name)
+    for source in list(pending):
+        finish(source)
+    return weights
+
+
+def unread_sources(lowered: Lowered, reads_source: Callable[[str, NodeView], bool]) -> frozenset[str]:
+    """Weights whose every reader is a kernel that reads a derived copy instead.
+
+    `reads_source(derived name, node)`: whether the loaded code of `node`'s kernel still reads the source beside
+    that copy (a build without the micro-kernel the copy is laid out for, or a path taken for that node's shapes)."""
+    derived_sources = {source for source, _ in lowered.derived.values()}
+    read: set[str] = set()
+    for graph in lowered.walk():
+        read.update(graph.outputs)
+        for step in graph.steps:
+            if isinstance(step, Segment):
+                read.update(_read_by_segment(step, reads_source))
+            elif isinstance(step, Control | Item):
+                node = step.node
+                read.update(name for name in node.inputs if name)
+                read.update(captured_names(node.node))
+    return frozenset(derived_sources - read)
+
+
+def _read_by_segment(segment: Segment, reads_source: Callable[[str, NodeView], bool]) -> set[str]:
+    nodes = {node.name: node for item in segment.items for node in item.nodes}
+    in_launches: set[str] = set()
+    read = set(segment.keyed)
+    for launch in segment.launches:
+        in_launches.update(launch.nodes)
+        readers = [nodes[n] for n in launch.nodes if n in nodes]
+        counts = Counter(name for node in readers for name in node.inputs if name)
+        packed = set()
+        for name, (source, _) in launch.kernel.derived.items():
+            reader = next((node for node in readers if source in node.inputs), None)
+            if reader is not None and counts[source] == 1 and not reads_source(name, reader):
+                packed.add(source)
+        read.update(name for name in counts if name not in packed)
+    for name, node in nodes.items():
+        if name not in in_launches:
+            read.update(i for i in node.inputs if i)
+    return read
+
+
+def _dropped(value: np.ndarray) -> DroppedWeight:
+    _release_file_pages(value)
+    return DroppedWeight(tuple(value.shape), value.dtype)
+
+
+def _release_file_pages(value: np.ndarray) -> None:
+    """Give back the resident pages of an array mapped read-only from a file (they would be read again from it)."""
+    owner = value
+    while isinstance(owner, np.ndarray) and owner.base is not None:
+        owner = owner.base
+    mapped = owner.obj if isinstance(owner, memoryview) else owner
+    if not isinstance(mapped, mmap.mmap) or not value.flags.c_contiguous or value.nbytes == 0:
+        return
+    start = value.ctypes.data - np.frombuffer(mapped, dtype=np.uint8, count=1).ctypes.data
+    first = -(-start // mmap.PAGESIZE) * mmap.PAGESIZE
+    end = (start + value.nbytes) // mmap.PAGESIZE * mmap.PAGESIZE
+    if end > first:
+        mapped.madvise(mmap.MADV_DONTNEED, first, end - first)
