@@ -9,10 +9,10 @@ import onnx_ir as ir
 
 from hamr.profiling import Profile
 from hamr.targets.native.assemble import Lowered
-from hamr.targets.native.ops.packing import reads_source_too
+from hamr.targets.native.ops.packing import reads_of_packed
 from hamr.targets.native.plan import SegmentPlan
 from hamr.targets.native.program import NativeProgram
-from hamr.targets.native.weights import DroppedWeight, unread_sources
+from hamr.targets.native.weights import DroppedWeight, unread_weights
 
 
 def address(array: np.ndarray) -> int:
@@ -90,8 +90,8 @@ class CpuProgram(NativeProgram):
         self, model: ir.Model, lowered: Lowered, library: ctypes.CDLL, device: str = "cpu", micro_kernel: bool = False
     ):
         """`micro_kernel`: the library has the AVX-512 GEMM, which reads packed weights in place of their sources."""
-        drop = unread_sources(lowered, lambda derived, node: reads_source_too(derived, node, micro_kernel))
-        super().__init__(model, lowered, device, drop)
+        unread = unread_weights(lowered, lambda derived, node: reads_of_packed(derived, node, micro_kernel))
+        super().__init__(model, lowered, device, unread)
         self.library = library
         self.weights = {
             k: v if isinstance(v, DroppedWeight) or v.flags.c_contiguous else v.copy(order="C")

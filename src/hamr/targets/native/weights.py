@@ -25,7 +25,8 @@ from hamr.targets.native.partition import Item
 
 @dataclass(frozen=True)
 class DroppedWeight:
-    """A weight no loaded kernel reads (they read its packed copy): its shape and type, without its data."""
+    """A weight no loaded kernel reads (they read its packed copy instead, or it is a copy none reads): its shape
+    and type, without its data."""
 
     shape: tuple[int, ...]
     dtype: np.dtype
@@ -35,13 +36,27 @@ class DroppedWeight:
         return len(self.shape)
 
 
+@dataclass(frozen=True)
+class Unread:
+    """What a loaded program's code never reads: sources of derived copies, and derived copies."""
+
+    sources: frozenset[str] = frozenset()
+    copies: frozenset[str] = frozenset()
+
+    def key(self) -> tuple:
+        return tuple(sorted(self.sources)), tuple(sorted(self.copies))
+
+
+READS_ALL = Unread()
+
+
 def materialise_constants(
-    lowered: Lowered, weights: dict[str, np.ndarray], opsets: dict, drop: frozenset[str] = frozenset()
+    lowered: Lowered, weights: dict[str, np.ndarray], opsets: dict, unread: Unread = READS_ALL
 ) -> dict[str, np.ndarray | DroppedWeight]:
     """Weights plus the values of constant nodes (dequantized weights...) and the derived copies, computed once.
 
-    Each weight in `drop` is derived from as soon as no later constant node reads it, then dropped, so the peak
-    holds one weight twice at a time, not all of them."""
+    Each of `unread.sources` is derived from as soon as no later constant node reads it, then dropped, so the peak
+    holds one weight twice at a time, not all of them; `unread.copies` are never made."""
     weights = dict(weights)
     pending: dict[str, list[tuple[str, Callable]]] = defaultdict(list)
     for name, (source, derive) in lowered.derived.items():
@@ -51,8 +66,11 @@ def materialise_constants(
 
     def finish(source: str) -> None:
         for name, derive in pending.pop(source):
-            weights[name] = derive(weights[source])
-        if source in drop:
+            if name in unread.copies:
+                weights[name] = DroppedWeight((0,), np.dtype(lowered.dtypes.get(name, "float32")))
+            else:
+                weights[name] = derive(weights[source])
+        if source in unread.sources:
             weights[source] = _dropped(weights[source])
 
     for source in [s for s in pending if s in weights and s not in last_read]:
@@ -72,26 +90,27 @@ def materialise_constants(
     return weights
 
 
-def unread_sources(lowered: Lowered, reads_source: Callable[[str, NodeView], bool]) -> frozenset[str]:
-    """Weights whose every reader is a kernel that reads a derived copy instead.
+def unread_weights(lowered: Lowered, reads: Callable[[str, NodeView], tuple[bool, bool]]) -> Unread:
+    """Weights whose every reader is a kernel that reads a derived copy instead, and copies no kernel reads.
 
-    `reads_source(derived name, node)`: whether the loaded code of `node`'s kernel still reads the source beside
-    that copy (a build without the micro-kernel the copy is laid out for, or a path taken for that node's shapes)."""
-    derived_sources = {source for source, _ in lowered.derived.values()}
+    `reads(derived name, node)`: whether the loaded code of `node`'s kernel reads (the source, the copy): a build
+    without the micro-kernel a copy is laid out for, or a path taken for that node's shapes, reads the source."""
     read: set[str] = set()
+    copies_read: set[str] = set()
     for graph in lowered.walk():
         read.update(graph.outputs)
         for step in graph.steps:
             if isinstance(step, Segment):
-                read.update(_read_by_segment(step, reads_source))
+                read.update(_read_by_segment(step, reads, copies_read))
             elif isinstance(step, Control | Item):
                 node = step.node
                 read.update(name for name in node.inputs if name)
                 read.update(captured_names(node.node))
-    return frozenset(derived_sources - read)
+    sources = {source for source, _ in lowered.derived.values()}
+    return Unread(frozenset(sources - read), frozenset(set(lowered.derived) - copies_read))
 
 
-def _read_by_segment(segment: Segment, reads_source: Callable[[str, NodeView], bool]) -> set[str]:
+def _read_by_segment(segment: Segment, reads: Callable, copies_read: set[str]) -> set[str]:
     nodes = {node.name: node for item in segment.items for node in item.nodes}
     in_launches: set[str] = set()
     read = set(segment.keyed)
@@ -102,7 +121,10 @@ def _read_by_segment(segment: Segment, reads_source: Callable[[str, NodeView], b
         packed = set()
         for name, (source, _) in launch.kernel.derived.items():
             reader = next((node for node in readers if source in node.inputs), None)
-            if reader is not None and counts[source] == 1 and not reads_source(name, reader):
+            source_read, copy_read = (True, True) if reader is None else reads(name, reader)
+            if copy_read:
+                copies_read.add(name)
+            if not source_read and counts[source] == 1:
                 packed.add(source)
         read.update(name for name in counts if name not in packed)
     for name, node in nodes.items():

@@ -100,12 +100,13 @@ def packed_a_name(weight: str, groups: int) -> str:
     return f"{weight}::tiles{groups}"
 
 
-def reads_source_too(derived: str, reader: NodeView, micro_kernel: bool) -> bool:
-    """Whether C code still reads a derived weight's source beside it. Builds without the AVX-512 micro-kernel
+def reads_of_packed(derived: str, reader: NodeView, micro_kernel: bool) -> tuple[bool, bool]:
+    """What C code reads of a derived weight: (its source, the copy). Builds without the AVX-512 micro-kernel
     (`micro_kernel` false) hand a convolution's plain weights to OpenBLAS instead of its 14-row tiles, and every
     build reads them in its loop for fewer than 4 output channels per group. Every other packed copy is read in
     place of its source."""
     if "::tiles" not in derived:
-        return False
+        return False, True
     rows = (reader.in_shape(1) or [None])[0]
-    return not micro_kernel or not isinstance(rows, int) or rows // int(derived.rsplit("::tiles", 1)[1]) < 4
+    tiles = micro_kernel and isinstance(rows, int) and rows // int(derived.rsplit("::tiles", 1)[1]) >= 4
+    return not tiles, tiles
