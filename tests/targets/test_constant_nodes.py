@@ -121,6 +121,8 @@ def test_weights_dequantized_at_load_run_through_numpy(monkeypatch):
     monkeypatch.setattr(weights, "evaluate_node", lambda *a: pytest.fail("evaluated through onnx.reference"))
     program = session.program
     assert {n.op for n in program.lowered.all_constants} == {"Cast", "Mul", "DequantizeLinear"}
+    # read only at load (q, qf) or through a copy packed at load (w1, w2): none is held
+    assert all(isinstance(program.weights[n], weights.DroppedWeight) for n in ("q", "qf", "w1", "w2"))
     initializers = {n: v.const_value.numpy() for n, v in session.executable.model.graph.initializers.items()}
     program.weights = weights.materialise_constants(program.lowered, initializers, program.opsets)
     x = np.arange(128, dtype=np.float32).reshape(2, 64) / 64

@@ -1,8 +1,9 @@
 """The weights a loaded program holds: initializers, the values of constant nodes, and the copies kernels read
 repacked (`Kernel.derived`), computed once at load.
 
-A weight read only to derive a packed copy is dropped once the copy is made: the program keeps its shape and
-type (`DroppedWeight`) for planning, and hands its kernels a null pointer where they would take it. Pages of a
+A weight read only at load (to derive a packed copy, or by constant nodes: a dequantized weight's int8 source and
+its float intermediates) is dropped once its last reader has run: the program keeps its shape and type
+(`DroppedWeight`) for planning, and hands its kernels a null pointer where they would take it. Pages of a
 dropped weight mapped from a `.hamr` file are given back to the file, so resident weights stay about 1x.
 """
 
@@ -25,8 +26,8 @@ from hamr.targets.native.partition import Item
 
 @dataclass(frozen=True)
 class DroppedWeight:
-    """A weight no loaded kernel reads (they read its packed copy instead, or it is a copy none reads): its shape
-    and type, without its data."""
+    """A weight no step reads at run time (read only at load, to compute others or a packed copy; or a copy none
+    reads): its shape and type, without its data."""
 
     shape: tuple[int, ...]
     dtype: np.dtype
@@ -38,7 +39,8 @@ class DroppedWeight:
 
 @dataclass(frozen=True)
 class Unread:
-    """What a loaded program's code never reads: sources of derived copies, and derived copies."""
+    """What a loaded program never reads at run time: weights (read only to compute others at load), and derived
+    copies."""
 
     sources: frozenset[str] = frozenset()
     copies: frozenset[str] = frozenset()
@@ -55,8 +57,8 @@ def materialise_constants(
 ) -> dict[str, np.ndarray | DroppedWeight]:
     """Weights plus the values of constant nodes (dequantized weights...) and the derived copies, computed once.
 
-    Each of `unread.sources` is derived from as soon as no later constant node reads it, then dropped, so the peak
-    holds one weight twice at a time, not all of them; `unread.copies` are never made."""
+    Each of `unread.sources` is dropped as soon as no later constant node reads it and its copies are made, so the
+    peak holds one weight twice at a time, not all of them; `unread.copies` are never made."""
     weights = dict(weights)
     pending: dict[str, list[tuple[str, Callable]]] = defaultdict(list)
     for name, (source, derive) in lowered.derived.items():
@@ -64,17 +66,18 @@ def materialise_constants(
     constants = lowered.all_constants
     last_read = {name: i for i, node in enumerate(constants) for name in node.inputs if name}
 
-    def finish(source: str) -> None:
-        for name, derive in pending.pop(source):
-            if name in unread.copies:
-                weights[name] = DroppedWeight((0,), np.dtype(lowered.dtypes.get(name, "float32")))
+    def done(name: str) -> None:
+        """No constant node reads `name` any more: make its copies, then drop it if nothing else reads it."""
+        for copy, derive in pending.pop(name, ()):
+            if copy in unread.copies:
+                weights[copy] = DroppedWeight((0,), np.dtype(lowered.dtypes.get(copy, "float32")))
             else:
-                weights[name] = derive(weights[source])
-        if source in unread.sources:
-            weights[source] = _dropped(weights[source])
+                weights[copy] = derive(weights[name])
+        if name in unread.sources and isinstance(weights.get(name), np.ndarray):
+            weights[name] = _dropped(weights[name])
 
-    for source in [s for s in pending if s in weights and s not in last_read]:
-        finish(source)
+    for name in [n for n in weights if n not in last_read]:
+        done(name)
     for i, node in enumerate(constants):
         inputs = [weights[name] if name else None for name in node.inputs]
         results = constant_nodes.evaluate(node, inputs)
@@ -83,15 +86,16 @@ def materialise_constants(
         for name, value in zip(node.outputs, results):
             weights[name] = np.ascontiguousarray(value) if np.ndim(value) else np.asarray(value)
         for name in [*node.inputs, *node.outputs]:
-            if name in pending and name in weights and last_read.get(name, -1) <= i:
-                finish(name)
-    for source in list(pending):
-        finish(source)
+            if name in weights and last_read.get(name, -1) <= i:
+                done(name)
+    for name in list(pending):
+        done(name)
     return weights
 
 
 def unread_weights(lowered: Lowered, reads: Callable[[str, NodeView], tuple[bool, bool]]) -> Unread:
-    """Weights whose every reader is a kernel that reads a derived copy instead, and copies no kernel reads.
+    """Weights no step reads at run time (each reader is a constant node, or a kernel that reads a derived copy
+    instead), and copies no kernel reads.
 
     `reads(derived name, node)`: whether the loaded code of `node`'s kernel reads (the source, the copy): a build
     without the micro-kernel a copy is laid out for, or a path taken for that node's shapes, reads the source."""
@@ -106,8 +110,9 @@ def unread_weights(lowered: Lowered, reads: Callable[[str, NodeView], tuple[bool
                 node = step.node
                 read.update(name for name in node.inputs if name)
                 read.update(captured_names(node.node))
-    sources = {source for source, _ in lowered.derived.values()}
-    return Unread(frozenset(sources - read), frozenset(set(lowered.derived) - copies_read))
+    return Unread(
+        frozenset(lowered.weights - set(lowered.derived) - read), frozenset(set(lowered.derived) - copies_read)
+    )
 
 
 def _read_by_segment(segment: Segment, reads: Callable, copies_read: set[str]) -> set[str]:
