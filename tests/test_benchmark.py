@@ -58,3 +58,31 @@ def test_iree_runs_what_it_imports_and_says_why_it_refuses_the_rest(tmp_path):
         pytest.skip("arabic-name-romanizer is not installed (pip install -e '.[test]')")
     with pytest.raises(PeerUnavailable, match=r"iree-compile refused it: .*\(onnx\.GRU\)"):
         iree_peer(romanizer, threads=1, cache_dir=tmp_path / "iree")
+
+
+def test_peak_memory_of_each_runtime_counts_the_model_weights(tmp_path):
+    """A 16 MiB weight: each runtime's peak, measured in a fresh process, holds it at least once."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = np.random.default_rng(3).standard_normal((2048, 2048)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"])],
+        "big",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 2048])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 2048])],
+        [numpy_helper.from_array(w, "w")],
+    )
+    path = tmp_path / "big.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    result = bench_model(path, device="cpu", runs=1, warmup=0, rounds=1, pause_s=0, memory=True)
+    peaks = result["model_peak_mb"]
+    assert 16 <= peaks["onnxruntime"] < 400
+    assert 16 <= peaks["hamr"] < 400
+
+
+def test_peak_memory_of_a_model_that_does_not_load_is_one_clear_error(tmp_path):
+    from hamr.benchmark.memory import peak_bytes
+
+    (tmp_path / "bad.hamr").write_bytes(b"not a hamr file")
+    with pytest.raises(RuntimeError, match="^hamr: .*bad.hamr"):
+        peak_bytes("hamr", tmp_path / "bad.hamr", {"x": np.zeros(1, np.float32)}, "cpu")

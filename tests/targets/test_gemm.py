@@ -11,6 +11,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 import hamr
 from hamr.targets.cpu import isa
+from hamr.targets.native.weights import DroppedWeight
 
 RNG = np.random.default_rng(11)
 LEVELS = list(dict.fromkeys([isa.host_levels()[0], isa.host_levels()[-1]]))
@@ -207,6 +208,9 @@ def test_conv_over_a_unit_axis_reads_weights_packed_at_load(level):
     x, w, b = rand(1, 24, 40, 1), rand(20, 24, 5, 1), rand(20)
     session, y, expected = reference_then_cpu(conv_model(x.shape, w, b), x)
     close(y, expected, w[0].size)
+    if not isa.has_avx512(level):  # the build reads the plain weights: their tiles are never made
+        assert isinstance(session.program.weights["w::tiles1"], DroppedWeight)
+        return
     tiles = session.program.weights["w::tiles1"].reshape(2, 24 * 5, 14)
     np.testing.assert_array_equal(tiles[0], w[:14].reshape(14, -1).T)
     np.testing.assert_array_equal(tiles[1, :, :6], w[14:].reshape(6, -1).T)

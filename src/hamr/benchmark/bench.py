@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import resource
 import statistics
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -58,6 +59,19 @@ def target_for(device: str) -> list[str] | None:
     return native or None
 
 
+def _peak_memory(executable: Path, model: Path, feeds: dict, device: str, threads: int) -> dict[str, float | None]:
+    """MiB each runtime adds at its peak opening the model and running it once (None: it could not)."""
+    from hamr.benchmark.memory import peak_bytes
+
+    peaks: dict[str, float | None] = {}
+    for runtime, path, setting in (("hamr", executable, device), ("onnxruntime", model, str(threads))):
+        try:
+            peaks[runtime] = peak_bytes(runtime, path, feeds, setting) / 2**20
+        except (RuntimeError, OSError, subprocess.SubprocessError):
+            peaks[runtime] = None
+    return peaks
+
+
 def bench_model(
     model: Path,
     device: str = "auto",
@@ -70,9 +84,11 @@ def bench_model(
     rounds: int = 4,
     pause_s: float = 0.5,
     peer_cache: Path | None = None,
+    memory: bool = False,
 ) -> dict:
     """hamr and the peers named in `compare` (comma-separated; the first is the one ratios divide by) on the same
-    inputs and thread count. A peer that cannot run the model gets {"error": reason} instead of timings."""
+    inputs and thread count. A peer that cannot run the model gets {"error": reason} instead of timings.
+    `memory`: also each of hamr and onnxruntime's peak resident memory for the model, in a fresh process each."""
     from hamr.benchmark.peers import PeerUnavailable, make_peer
     from hamr.compiler import compile_model
     from hamr.format.executable import load
@@ -106,6 +122,7 @@ def bench_model(
                 peers[name] = {"name": peer.name, "prepare_s": peer.prepare_s}
                 runners[name] = lambda peer=peer: peer.run(feeds)
             times = interleaved(runners, runs, warmup, rounds, pause_s)
+            peak_mb = _peak_memory(path, Path(model), feeds, device, threads) if memory else {}
         finally:
             if saved_cache is None:
                 os.environ.pop("HAMR_CACHE_DIR", None)
@@ -124,6 +141,7 @@ def bench_model(
         "planned_peak_bytes": (variant.get("memory") or {}).get("peak_bytes"),
         "fallback_ops": sorted({e["op"] for e in variant.get("fallback", {}).values()}),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "model_peak_mb": peak_mb,
         "peers": {name: {**info, **(_summary(times[name]) if name in times else {})} for name, info in peers.items()},
     }
     if peers:

@@ -52,6 +52,11 @@ def build_levels() -> list[str]:
     return list(dict.fromkeys([levels[0], levels[-1]]))
 
 
+def has_avx512(level: str) -> bool:
+    """Whether code built for `level` compiles the `__AVX512F__` paths."""
+    return level == X86_LEVELS[0][0]
+
+
 def march_flags(level: str) -> list[str]:
     if level == "native":
         return ["-march=native"]

@@ -9,8 +9,10 @@ import onnx_ir as ir
 
 from hamr.profiling import Profile
 from hamr.targets.native.assemble import Lowered
+from hamr.targets.native.ops.packing import reads_of_packed
 from hamr.targets.native.plan import SegmentPlan
 from hamr.targets.native.program import NativeProgram
+from hamr.targets.native.weights import DroppedWeight, unread_weights
 
 
 def address(array: np.ndarray) -> int:
@@ -36,7 +38,8 @@ class CpuPlan:
         self.outputs: list[tuple[int, str, tuple, np.dtype]] = []
         for i, slot in enumerate(plan.slots):
             if slot.kind == "weight":
-                self.pointers[i] = weights[slot.name].ctypes.data
+                weight = weights[slot.name]
+                self.pointers[i] = None if isinstance(weight, DroppedWeight) else weight.ctypes.data
             elif slot.kind == "const":
                 value = np.ascontiguousarray(plan.ctx.values[slot.name], dtype=slot.dtype)
                 self.keep.append(value)
@@ -83,10 +86,17 @@ class CpuPlan:
 class CpuProgram(NativeProgram):
     target = "cpu"
 
-    def __init__(self, model: ir.Model, lowered: Lowered, library: ctypes.CDLL, device: str = "cpu"):
-        super().__init__(model, lowered, device)
+    def __init__(
+        self, model: ir.Model, lowered: Lowered, library: ctypes.CDLL, device: str = "cpu", micro_kernel: bool = False
+    ):
+        """`micro_kernel`: the library has the AVX-512 GEMM, which reads packed weights in place of their sources."""
+        unread = unread_weights(lowered, lambda derived, node: reads_of_packed(derived, node, micro_kernel))
+        super().__init__(model, lowered, device, unread)
         self.library = library
-        self.weights = {k: v if v.flags.c_contiguous else v.copy(order="C") for k, v in self.weights.items()}
+        self.weights = {
+            k: v if isinstance(v, DroppedWeight) or v.flags.c_contiguous else v.copy(order="C")
+            for k, v in self.weights.items()
+        }
         self.entries = {}
         for segment in lowered.all_segments:
             entry = getattr(library, f"hamr_seg{segment.index}")

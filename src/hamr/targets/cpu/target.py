@@ -52,18 +52,19 @@ class CpuTarget(NativeTarget):
         # Left unset, libgomp throttles the spin when it counts more threads than cores, and every one
         # of a small model's kernels then pays a futex wake-up: PP-OCR cls 7.6 ms against 3.3-4.5 spinning.
         os.environ.setdefault("GOMP_SPINCOUNT", "1000000")
-        library = ctypes.CDLL(str(self._object(variant, files, source)))
+        path, level = self._object(variant, files, source)
+        library = ctypes.CDLL(str(path))
         library.hamr_set_sgemm(ctypes.c_void_p(blas.sgemm_address()))
         library.hamr_set_threads(ctypes.c_int(thread_count()))
         blas.set_blas_threads(1)  # one thread pool: the generated code splits GEMMs across OpenMP threads
-        return CpuProgram(model, lowered, library, device)
+        return CpuProgram(model, lowered, library, device, micro_kernel=isa.has_avx512(level))
 
     def _object(self, variant: dict, files: dict, source: str):
         if variant.get("machine") == isa.machine():
             for level in isa.host_levels():
                 data = files.get(f"{level}.so")
                 if data is not None:
-                    return build.cached_object(bytes(data))
+                    return build.cached_object(bytes(data)), level
         log.info("no prebuilt cpu object for %s; building from the stored C source", isa.machine())
         level = isa.host_levels()[0]
-        return build.build_many(source, [level])[level]
+        return build.build_many(source, [level])[level], level

@@ -16,7 +16,6 @@ import onnx_ir as ir
 from hamr.errors import KernelError
 from hamr.ir.dtypes import itemsize
 from hamr.ir.onnx_reference.kernels import evaluate_node
-from hamr.targets.native import constant_nodes
 from hamr.targets.native.assemble import Lowered, Segment
 from hamr.targets.native.memory import Buffer, plan_memory
 from hamr.targets.native.ops import lowering_for
@@ -64,21 +63,6 @@ class SegmentPlan:
     outputs: list[str] = field(default_factory=list)  # escaping values written by kernels
     host_outputs: list[str] = field(default_factory=list)  # escaping values computed while planning
     alignment: int = 64  # of every arena offset
-
-
-def materialise_constants(lowered: Lowered, weights: dict[str, np.ndarray], opsets: dict) -> dict[str, np.ndarray]:
-    """Weights plus the values of constant nodes (dequantized weights...), computed once."""
-    weights = dict(weights)
-    for node in lowered.all_constants:
-        inputs = [weights[i] if i else None for i in node.inputs]
-        results = constant_nodes.evaluate(node, inputs)
-        if results is None:
-            results = evaluate_node(ir.serde.serialize_node(node.node), opsets, inputs)
-        for name, value in zip(node.outputs, results):
-            weights[name] = np.ascontiguousarray(value) if np.ndim(value) else np.asarray(value)
-    for name, (source, derive) in lowered.derived.items():
-        weights[name] = derive(weights[source])
-    return weights
 
 
 def plan_key(segment: Segment, env: dict[str, np.ndarray]) -> tuple:

@@ -23,8 +23,9 @@ from hamr.targets.base import HostMemory
 from hamr.targets.native.assemble import Control, Lowered, Segment
 from hamr.targets.native.control import Body, ControlNode, Scope
 from hamr.targets.native.partition import Item
-from hamr.targets.native.plan import SegmentPlan, make_plan, materialise_constants, plan_key
+from hamr.targets.native.plan import SegmentPlan, make_plan, plan_key
 from hamr.targets.native.target import loaded
+from hamr.targets.native.weights import READS_ALL, Unread, materialise_constants
 
 
 class FallbackNode:
@@ -91,14 +92,16 @@ class NativeProgram(HostMemory):
     target = "native"
     alignment = 128  # bytes; a multiple of common OpenCL base-address alignments, so plans move between devices
 
-    def __init__(self, model: ir.Model, lowered: Lowered, device: str):
+    def __init__(self, model: ir.Model, lowered: Lowered, device: str, unread: Unread = READS_ALL):
+        """`unread`: weights no step of this program reads once their derived copies are made, and copies none
+        reads."""
         self.device = device
         self.lowered = lowered
         self.opsets = dict(model.opset_imports)
         self.weights = loaded(
             model,
-            ("weights", tuple(n.name for n in lowered.constants), tuple(lowered.derived)),
-            lambda: materialise_constants(lowered, _initializers(model), self.opsets),
+            ("weights", tuple(n.name for n in lowered.constants), tuple(lowered.derived), unread.key()),
+            lambda: materialise_constants(lowered, _initializers(model), self.opsets, unread),
         )
         self.output_names = [v.name for v in model.graph.outputs]
         self.steps = self._steps(lowered, model)

@@ -19,8 +19,9 @@ from hamr.targets.native.ops import lowering_for
 from hamr.targets.native.ops.custom import CustomLowering, lowering_target
 from hamr.targets.native.ops.packing import lowering_dialect
 from hamr.targets.native.partition import Partition, partition
-from hamr.targets.native.plan import make_plan, materialise_constants
+from hamr.targets.native.plan import make_plan
 from hamr.targets.native.render.base import Renderer
+from hamr.targets.native.weights import materialise_constants
 from hamr.targets.reference import ReferenceTarget
 
 log = logging.getLogger(__name__)

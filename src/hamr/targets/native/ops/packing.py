@@ -2,7 +2,7 @@
 C: 32-column panels), and operands read through a folded Transpose's strides.
 
 A lowering asks `packing_dialect()` whether the dialect being lowered packs that weight, and names the packed copy as a
-derived weight of its kernel (`Kernel.derived`); `materialise_constants` computes it with the weights.
+derived weight of its kernel (`Kernel.derived`); `weights.materialise_constants` computes it with the weights.
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ import contextlib
 import contextvars
 
 import numpy as np
+
+from hamr.ir.node_view import NodeView
 
 PANEL = 32  # columns per panel: HG_NR of render/gemm_c.py
 TILE_ROWS = 14  # rows per tile of a packed A: HG_MR_PACK of render/gemm_c.py
@@ -96,3 +98,15 @@ def pack_a(w: np.ndarray, groups: int) -> np.ndarray:
 
 def packed_a_name(weight: str, groups: int) -> str:
     return f"{weight}::tiles{groups}"
+
+
+def reads_of_packed(derived: str, reader: NodeView, micro_kernel: bool) -> tuple[bool, bool]:
+    """What C code reads of a derived weight: (its source, the copy). Builds without the AVX-512 micro-kernel
+    (`micro_kernel` false) hand a convolution's plain weights to OpenBLAS instead of its 14-row tiles, and every
+    build reads them in its loop for fewer than 4 output channels per group. Every other packed copy is read in
+    place of its source."""
+    if "::tiles" not in derived:
+        return False, True
+    rows = (reader.in_shape(1) or [None])[0]
+    tiles = micro_kernel and isinstance(rows, int) and rows // int(derived.rsplit("::tiles", 1)[1]) >= 4
+    return not tiles, tiles

@@ -180,7 +180,8 @@ static void hamr_gemm(i64 M, i64 N, i64 K, f32 alpha, const f32 *A, i64 rsa, i64
 }
 
 /* C = A B with A packed in 14-row tiles (hamr_pack_a; ops/packing.pack_a at load): the tile of rows from i0 holds
-   K columns of 14 floats, zero padded. Builds without AVX-512 read A_plain (row-major M x K) instead. */
+   K columns of 14 floats, zero padded. Builds without AVX-512 read A_plain (row-major M x K) instead; the AVX-512
+   build never reads it (a loaded program drops it). */
 static void hamr_gemm_pa(i64 M, i64 N, i64 K, const f32 *Ap, const f32 *A_plain, const f32 *B, i64 rsb, i64 csb,
                          f32 *C, i64 ldc) {
 #if defined(__AVX512F__)
@@ -188,7 +189,16 @@ static void hamr_gemm_pa(i64 M, i64 N, i64 K, const f32 *Ap, const f32 *A_plain,
   if (K <= 0) { for (i64 i = 0; i < M; i++) for (i64 j = 0; j < N; j++) C[i * ldc + j] = 0; return; }
   const int nt = omp_in_parallel() || (double)M * N * K < 262144.0 ? 1 : omp_get_max_threads();
   f32 *Bp = hg_buffer(hamr_packed_size(K, N));
-  if (!Bp) { hamr_gemm(M, N, K, 1.0f, A_plain, K, 1, B, rsb, csb, 0, C, ldc); return; }
+  if (!Bp) { /* A_plain may be dropped at load: read the tiles */
+    for (i64 i = 0; i < M; i++)
+      for (i64 j = 0; j < N; j++) {
+        f32 acc = 0.0f;
+        const f32 *row = Ap + i / HG_MR_PACK * HG_MR_PACK * K + i % HG_MR_PACK;
+        for (i64 k = 0; k < K; k++) acc += row[k * HG_MR_PACK] * B[k * rsb + j * csb];
+        C[i * ldc + j] = acc;
+      }
+    return;
+  }
   hamr_pack_b(K, N, B, rsb, csb, Bp);
   hg_split(M, N, K, 1.0f, Ap, 1, HG_MR, K, Bp, C, ldc, nt);
 #else
