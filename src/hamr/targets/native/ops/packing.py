@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import math
 
 import numpy as np
 
 from hamr.ir.node_view import NodeView
+from hamr.targets.native.ops.conv_few import FEW_COLUMNS
 
 PANEL = 32  # columns per panel: HG_NR of render/gemm_c.py
 TILE_ROWS = 14  # rows per tile of a packed A: HG_MR_PACK of render/gemm_c.py
@@ -109,4 +111,11 @@ def reads_of_packed(derived: str, reader: NodeView, micro_kernel: bool) -> tuple
         return False, True
     rows = (reader.in_shape(1) or [None])[0]
     tiles = micro_kernel and isinstance(rows, int) and rows // int(derived.rsplit("::tiles", 1)[1]) >= 4
-    return not tiles, tiles
+    return not tiles or not _many_columns(reader), tiles
+
+
+def _many_columns(conv: NodeView) -> bool:
+    """Whether every image's output has more positions than the few-column path takes (which reads the plain
+    weights): known only where the output's spatial dims are."""
+    spatial = (conv.out_shape(0) or [None, None, None])[2:]
+    return bool(spatial) and all(isinstance(d, int) for d in spatial) and math.prod(spatial) > FEW_COLUMNS
