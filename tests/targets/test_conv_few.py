@@ -63,3 +63,16 @@ def test_few_column_conv_matches_reference(level, case, relu):
     actual = session.run({"x": x})["y"]
     assert actual.shape == expected.shape and 0 < expected.shape[-1] <= 8
     np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("length", [1, "T", 64], ids=["few", "dynamic", "many"])
+def test_conv_loaded_from_a_file_keeps_the_weights_its_path_reads(level, tmp_path, length):
+    # a loaded program drops plain weights it holds a packed copy of: the few-column path reads the plain ones
+    model = conv_model((1, 64, length), (32, 64, 3), relu=True, pads=[1, 1])
+    exe = hamr.load(hamr.compile(model, targets=["cpu"]).save(tmp_path / "conv.hamr"))
+    session = hamr.Session(exe, device="cpu")
+    reference = ReferenceEvaluator(model)
+    for steps in [1, 3] if length == "T" else [length]:
+        x = RNG.standard_normal((1, 64, steps)).astype(np.float32)
+        got = session.run({"x": x})["y"]
+        np.testing.assert_allclose(got, reference.run(None, {"x": x})[0], rtol=1e-4, atol=1e-4)
