@@ -9,17 +9,8 @@ from onnx import TensorProto, helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
 
 import hamr
-from hamr.targets.cpu import isa
 
 RNG = np.random.default_rng(5)
-LEVELS = list(dict.fromkeys([isa.host_levels()[0], isa.host_levels()[-1]]))
-
-
-@pytest.fixture(params=LEVELS)
-def level(request, monkeypatch, tmp_path):
-    monkeypatch.setattr(isa, "host_levels", lambda: [request.param])
-    monkeypatch.setenv("HAMR_CACHE_DIR", str(tmp_path))
-    return request.param
 
 
 def conv_model(x_shape, w_shape, relu: bool, **attrs):

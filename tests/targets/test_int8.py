@@ -13,19 +13,9 @@ from onnx.reference import ReferenceEvaluator
 
 import hamr
 from hamr.errors import HamrError
-from hamr.targets.cpu import isa
 
 RNG = np.random.default_rng(13)
-LEVELS = list(dict.fromkeys([isa.host_levels()[0], isa.host_levels()[-1]]))
 ONNX_TYPE = {"uint8": TensorProto.UINT8, "int8": TensorProto.INT8, "int32": TensorProto.INT32}
-
-
-@pytest.fixture(params=LEVELS)
-def level(request, monkeypatch, tmp_path):
-    """Compile and load only this ISA level's shared object."""
-    monkeypatch.setattr(isa, "host_levels", lambda: [request.param])
-    monkeypatch.setenv("HAMR_CACHE_DIR", str(tmp_path))
-    return request.param
 
 
 def ints(dtype, *shape):

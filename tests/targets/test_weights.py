@@ -13,15 +13,6 @@ from hamr.targets.cpu import isa
 from hamr.targets.native.weights import DroppedWeight
 
 RNG = np.random.default_rng(5)
-LEVELS = list(dict.fromkeys([isa.host_levels()[0], isa.host_levels()[-1]]))
-
-
-@pytest.fixture(params=LEVELS)
-def level(request, monkeypatch, tmp_path):
-    """Compile and load only this ISA level's shared object."""
-    monkeypatch.setattr(isa, "host_levels", lambda: [request.param])
-    monkeypatch.setenv("HAMR_CACHE_DIR", str(tmp_path))
-    return request.param
 
 
 def rand(*shape):

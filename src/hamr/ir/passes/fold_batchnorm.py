@@ -15,23 +15,10 @@ import onnx_ir as ir
 
 from hamr.ir.domains import is_onnx_domain
 from hamr.ir.onnx_reference.kernels import NONDETERMINISTIC
+from hamr.ir.passes.graph_match import FreshNames, constant, replace_value
 
 FLOAT_TYPES = (np.float32, np.float64)
 FLOAT_IR_TYPES = (ir.DataType.FLOAT, ir.DataType.DOUBLE)
-
-
-def _const(value: ir.Value | None) -> np.ndarray | None:
-    """The value known now: an initializer or a `Constant` node's tensor."""
-    if value is None:
-        return None
-    if value.const_value is not None:
-        return value.const_value.numpy()
-    node = value.producer()
-    if node is not None and node.op_type == "Constant" and is_onnx_domain(node.domain):
-        attr = node.attributes.get("value")
-        if attr is not None and attr.type == ir.AttributeType.TENSOR:
-            return attr.as_tensor().numpy()
-    return None
 
 
 def _fill(value: ir.Value | None) -> tuple[float, ir.Value] | None:
@@ -41,7 +28,7 @@ def _fill(value: ir.Value | None) -> tuple[float, ir.Value] | None:
         node is None
         or node.op_type != "ConstantOfShape"
         or not is_onnx_domain(node.domain)
-        or _const(node.inputs[0]) is None
+        or constant(node.inputs[0]) is None
     ):
         return None
     attr = node.attributes.get("value")
@@ -69,25 +56,7 @@ def _known_at_load(value: ir.Value, graph: ir.Graph, memo: dict, depth: int = 0)
     return known
 
 
-class _Names:
-    def __init__(self, graph: ir.Graph):
-        self.graph = graph
-        self.taken = {n.name for n in graph} | {v.name for n in graph for v in n.outputs} | set(graph.initializers)
-        self.taken |= {v.name for v in graph.inputs}
-
-    def fresh(self, name: str) -> str:
-        candidate, n = name, 0
-        while candidate in self.taken:
-            n += 1
-            candidate = f"{name}_{n}"
-        self.taken.add(candidate)
-        return candidate
-
-    def initializer(self, name: str, array: np.ndarray) -> ir.Value:
-        value = ir.Value(name=self.fresh(name), const_value=ir.tensor(array))
-        self.graph.register_initializer(value)
-        return value
-
+class _Names(FreshNames):
     def node(self, op: str, inputs: list[ir.Value], like: ir.Value, name: str) -> ir.Node:
         out = ir.Value(name=self.fresh(name), type=like.type, shape=like.shape)
         return ir.Node("", op, inputs, outputs=[out], name=self.fresh(f"{name}_node"))
@@ -115,7 +84,7 @@ class FoldBatchNormIntoConvPass(ir.passes.InPlacePass):
     @staticmethod
     def _fold(graph: ir.Graph, names: _Names, conv: ir.Node, bn: ir.Node, s: np.ndarray, t: np.ndarray) -> None:
         w_value = conv.inputs[1]
-        w = _const(w_value)
+        w = constant(w_value)
         dtype = w.dtype if w is not None else w_value.dtype.numpy()
         rank = len(w_value.shape) if w is None else w.ndim
         before: list[ir.Node] = []
@@ -139,7 +108,7 @@ class FoldBatchNormIntoConvPass(ir.passes.InPlacePass):
             before.append(mul)
             w_new = mul.outputs[0]
         bias_value = conv.inputs[2] if len(conv.inputs) > 2 else None
-        bias = _const(bias_value)
+        bias = constant(bias_value)
         if bias is None and (bias_fill := _fill(bias_value)) is not None:
             bias = np.full(len(s), bias_fill[0])
         if bias_value is None or bias is not None:
@@ -173,7 +142,7 @@ def _affine(bn: ir.Node) -> tuple[np.ndarray, np.ndarray] | None:
         return None
     if bn.inputs[0] is None or bn.inputs[0].dtype not in FLOAT_IR_TYPES:
         return None
-    params = [_const(v) for v in bn.inputs[1:]]
+    params = [constant(v) for v in bn.inputs[1:]]
     if any(p is None or p.dtype.type not in FLOAT_TYPES or p.ndim != 1 for p in params):
         return None
     if len({p.shape for p in params}) != 1:
@@ -222,12 +191,5 @@ def _as_channel_affine(graph: ir.Graph, names: _Names, bn: ir.Node, s: np.ndarra
 
 
 def _replace_output(graph: ir.Graph, bn: ir.Node, out: ir.Value) -> None:
-    y = bn.outputs[0]
-    if y.is_graph_output():
-        name = y.name
-        y.replace_all_uses_with(out, replace_graph_outputs=True)
-        y.name = None
-        out.name = name
-    else:
-        y.replace_all_uses_with(out)
+    replace_value(bn.outputs[0], out)
     graph.remove(bn, safe=True)
