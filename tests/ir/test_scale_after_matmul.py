@@ -69,3 +69,26 @@ def test_other_scalings_stay_before_the_matmul(options):
 def test_a_product_read_elsewhere_stays():
     ops = compile_and_compare(attention_scores(mul_read_twice=True))
     assert ops.index("Mul") < ops.index("MatMul")
+
+
+def test_a_dequantised_weight_stays_one_weight():
+    # Cast(q) * s is computed (and packed) once at load; moving s after the MatMul would scale every run's output
+    q = (np.arange(64 * 96) % 251 - 125).astype(np.int8).reshape(64, 96)
+    graph = helper.make_graph(
+        [
+            helper.make_node("Cast", ["q"], ["qf"], to=TensorProto.FLOAT),
+            helper.make_node("Mul", ["qf", "s"], ["w"]),
+            helper.make_node("MatMul", ["x", "w"], ["y"]),
+        ],
+        "dequantised",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 64])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 96])],
+        [numpy_helper.from_array(q, "q"), numpy_helper.from_array(np.float32(0.5), "s")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    x = RNG.standard_normal((2, 64)).astype(np.float32)
+    exe = hamr.compile(model, targets=["cpu"])
+    got = hamr.Session(exe, device="cpu").run({"x": x})["y"]
+    np.testing.assert_allclose(got, ReferenceEvaluator(model).run(None, {"x": x})[0], rtol=1e-5, atol=1e-4)
+    ops = [n.op_type for n in exe.model.graph]
+    assert ops.index("Mul") < ops.index("MatMul")

@@ -49,8 +49,18 @@ def check_against_onnxruntime(path, feeds_for, target, tmp_path, native_only=Tru
     return session
 
 
-@pytest.mark.parametrize("target", TARGETS)
-@pytest.mark.parametrize("name", models.LIGHT_MODELS)
+# PoCL on the two CI cores takes 60-150 s for each of these (the suite's three slowest tests): they run with `-m slow`
+SLOW_ON_OPENCL = {"densenet121", "inception_v1", "inception_v2"}
+LIGHT_CASES = [
+    pytest.param(name, target, marks=pytest.mark.slow)
+    if target == "opencl" and name in SLOW_ON_OPENCL
+    else (name, target)
+    for name in models.LIGHT_MODELS
+    for target in TARGETS
+]
+
+
+@pytest.mark.parametrize(("name", "target"), LIGHT_CASES)
 def test_light_model_matches_onnxruntime(name, target, tmp_path):
     path = models.light(name)
     assert path is not None, f"light_{name}.onnx should ship inside the onnx wheel"

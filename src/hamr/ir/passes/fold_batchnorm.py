@@ -14,8 +14,7 @@ import numpy as np
 import onnx_ir as ir
 
 from hamr.ir.domains import is_onnx_domain
-from hamr.ir.onnx_reference.kernels import NONDETERMINISTIC
-from hamr.ir.passes.graph_match import FreshNames, constant, replace_value
+from hamr.ir.passes.graph_match import FreshNames, constant, known_at_load, replace_value
 
 FLOAT_TYPES = (np.float32, np.float64)
 FLOAT_IR_TYPES = (ir.DataType.FLOAT, ir.DataType.DOUBLE)
@@ -34,26 +33,6 @@ def _fill(value: ir.Value | None) -> tuple[float, ir.Value] | None:
     attr = node.attributes.get("value")
     fill = attr.as_tensor().numpy().reshape(-1)[0] if attr is not None else 0.0
     return float(fill), node.inputs[0]
-
-
-def _known_at_load(value: ir.Value, graph: ir.Graph, memo: dict, depth: int = 0) -> bool:
-    """Computed from weights only (what the targets evaluate once when a program loads)."""
-    if value.const_value is not None or value.name in graph.initializers:
-        return True
-    if value.name in memo:
-        return memo[value.name]
-    node = value.producer()
-    known = (
-        depth < 64
-        and node is not None
-        and node.graph is graph
-        and is_onnx_domain(node.domain)
-        and node.op_type not in NONDETERMINISTIC
-        and not any(a.type in (ir.AttributeType.GRAPH, ir.AttributeType.GRAPHS) for a in node.attributes.values())
-        and all(i is None or _known_at_load(i, graph, memo, depth + 1) for i in node.inputs)
-    )
-    memo[value.name] = known
-    return known
 
 
 class _Names(FreshNames):
@@ -162,10 +141,10 @@ def _conv_to_fold(bn: ir.Node, channels: int, graph: ir.Graph, memo: dict) -> ir
     w = conv.inputs[1]
     if w.dtype not in FLOAT_IR_TYPES or w.shape is None or not w.shape.is_static() or w.shape[0] != channels:
         return None
-    if not _known_at_load(w, graph, memo):
+    if not known_at_load(w, graph, memo):
         return None
     bias = conv.inputs[2] if len(conv.inputs) > 2 else None
-    if bias is not None and not _known_at_load(bias, graph, memo):
+    if bias is not None and not known_at_load(bias, graph, memo):
         return None
     return conv
 

@@ -6,6 +6,7 @@ import numpy as np
 import onnx_ir as ir
 
 from hamr.ir.domains import is_onnx_domain
+from hamr.ir.onnx_reference.kernels import NONDETERMINISTIC
 
 
 def constant(value: ir.Value | None) -> np.ndarray | None:
@@ -20,6 +21,26 @@ def constant(value: ir.Value | None) -> np.ndarray | None:
         if attr is not None and attr.type == ir.AttributeType.TENSOR:
             return attr.as_tensor().numpy()
     return None
+
+
+def known_at_load(value: ir.Value, graph: ir.Graph, memo: dict, depth: int = 0) -> bool:
+    """Computed from weights only (what the targets evaluate once when a program loads)."""
+    if value.const_value is not None or value.name in graph.initializers:
+        return True
+    if value.name in memo:
+        return memo[value.name]
+    node = value.producer()
+    known = (
+        depth < 64
+        and node is not None
+        and node.graph is graph
+        and is_onnx_domain(node.domain)
+        and node.op_type not in NONDETERMINISTIC
+        and not any(a.type in (ir.AttributeType.GRAPH, ir.AttributeType.GRAPHS) for a in node.attributes.values())
+        and all(i is None or known_at_load(i, graph, memo, depth + 1) for i in node.inputs)
+    )
+    memo[value.name] = known
+    return known
 
 
 def producer(value: ir.Value | None, *ops: str) -> ir.Node | None:
