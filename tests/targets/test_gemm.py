@@ -195,17 +195,18 @@ def reference_then_cpu(model, x):
 
 
 def test_conv_over_a_unit_axis_reads_weights_packed_at_load(level):
-    """magika's (5, 1) convolution over (512, 1): the unit axis is dropped, the weights are packed in 14-row tiles."""
+    """magika's (5, 1) convolution over (512, 1): the unit axis is dropped, the weights are packed in panels of 32
+    output channels, taps by channels, for the pixel-row path."""
     x, w, b = rand(1, 24, 40, 1), rand(20, 24, 5, 1), rand(20)
     session, y, expected = reference_then_cpu(conv_model(x.shape, w, b), x)
     close(y, expected, w[0].size)
-    if not isa.has_avx512(level):  # the build reads the plain weights: their tiles are never made
-        assert isinstance(session.program.weights["w::tiles1"], DroppedWeight)
+    if not isa.has_avx512(level):  # the build reads the plain weights: their panels are never made
+        assert isinstance(session.program.weights["w::chanpanels1"], DroppedWeight)
         return
-    tiles = session.program.weights["w::tiles1"].reshape(2, 24 * 5, 14)
-    np.testing.assert_array_equal(tiles[0], w[:14].reshape(14, -1).T)
-    np.testing.assert_array_equal(tiles[1, :, :6], w[14:].reshape(6, -1).T)
-    np.testing.assert_array_equal(tiles[1, :, 6:], 0)
+    assert isinstance(session.program.weights["w"], DroppedWeight)
+    panel = session.program.weights["w::chanpanels1"].reshape(24 * 5, 32)
+    np.testing.assert_array_equal(panel[:, :20], w.reshape(20, -1).T)
+    np.testing.assert_array_equal(panel[:, 20:], 0)
 
 
 @pytest.mark.parametrize(

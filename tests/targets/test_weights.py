@@ -20,7 +20,7 @@ def rand(*shape):
 
 
 WEIGHTS = {
-    "w": rand(16, 8, 3, 3),  # a convolution's, packed in 14-row tiles
+    "w": rand(16, 8, 3, 3),  # a convolution's, packed in panels of 32 output channels
     "cb": rand(16),
     "wd": rand(16, 1, 3, 3),  # depthwise: one output channel per group, read plain by every build
     "m": rand(576, 10),  # MatMul's B, packed in panels
@@ -68,11 +68,12 @@ def test_a_loaded_program_drops_weights_read_only_through_their_packed_copy(leve
     weights = session.program.weights
     micro_kernel = isa.has_avx512(level)
     dropped = {n for n, v in weights.items() if isinstance(v, DroppedWeight)}
-    # the depthwise convolution reads its plain weights, and builds without AVX-512 a convolution's too:
-    # their 14-row tiles are never made
-    assert dropped == ({"w", "m", "g", "wd::tiles16"} if micro_kernel else {"m", "g", "w::tiles1", "wd::tiles16"})
+    # the depthwise convolution reads its plain weights (nothing is packed for it), and builds without AVX-512 a
+    # convolution's too: its channel panels are never made
+    assert "wd" not in dropped and not any(n.startswith("wd::") for n in weights)
+    assert dropped == ({"w", "m", "g"} if micro_kernel else {"m", "g", "w::chanpanels1"})
     assert weights["m"].shape == (576, 10) and weights["m"].dtype == np.float32
-    packed = {"m::panels", "g::panelsT", "k::panels"} | ({"w::tiles1"} if micro_kernel else set())
+    packed = {"m::panels", "g::panelsT", "k::panels"} | ({"w::chanpanels1"} if micro_kernel else set())
     assert all(isinstance(weights[n], np.ndarray) for n in packed)
     held = sum(v.nbytes for v in weights.values() if isinstance(v, np.ndarray))
     plain_kept = sum(WEIGHTS[n].nbytes for n in WEIGHTS if n not in dropped)

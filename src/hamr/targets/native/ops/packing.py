@@ -102,16 +102,31 @@ def packed_a_name(weight: str, groups: int) -> str:
     return f"{weight}::tiles{groups}"
 
 
+def pack_channel_panels(w: np.ndarray, groups: int) -> np.ndarray:
+    """A convolution's weights (M, C/groups, kernel...) as `groups` K x (M/groups) matrices (taps by output
+    channels), each in 32-column panels (`pack_b`): what the pixel-row path multiplies output pixels by."""
+    w = np.asarray(w, dtype=np.float32)
+    return pack_b(w.reshape(groups, w.shape[0] // groups, -1), trans=True)
+
+
+def channel_panels_name(weight: str, groups: int) -> str:
+    return f"{weight}::chanpanels{groups}"
+
+
+_CONV_PACKINGS = ("::tiles", "::chanpanels")
+
+
 def reads_of_packed(derived: str, reader: NodeView, micro_kernel: bool) -> tuple[bool, bool]:
     """What C code reads of a derived weight: (its source, the copy). Builds without the AVX-512 micro-kernel
-    (`micro_kernel` false) hand a convolution's plain weights to OpenBLAS instead of its 14-row tiles, and every
-    build reads them in its loop for fewer than 4 output channels per group. Every other packed copy is read in
-    place of its source."""
-    if "::tiles" not in derived:
+    (`micro_kernel` false) hand a convolution's plain weights to OpenBLAS instead of its packed copy (14-row tiles
+    or channel panels), and every build reads them in its loop for fewer than 4 output channels per group. Every
+    other packed copy is read in place of its source."""
+    kind = next((k for k in _CONV_PACKINGS if k in derived), None)
+    if kind is None:
         return False, True
     rows = (reader.in_shape(1) or [None])[0]
-    tiles = micro_kernel and isinstance(rows, int) and rows // int(derived.rsplit("::tiles", 1)[1]) >= 4
-    return not tiles or not _many_columns(reader), tiles
+    packed = micro_kernel and isinstance(rows, int) and rows // int(derived.rsplit(kind, 1)[1]) >= 4
+    return not packed or not _many_columns(reader), packed
 
 
 def _many_columns(conv: NodeView) -> bool:

@@ -9,6 +9,7 @@ from hamr.ir.dtypes import buffer_ctype, ctype
 from hamr.targets.native.assemble import Launch, Lowered, Segment
 from hamr.targets.native.ops.base import RowLoop
 from hamr.targets.native.render.base import COMMON, Renderer
+from hamr.targets.native.render.conv_c import CONV_C
 from hamr.targets.native.render.conversions import CONVERSIONS
 from hamr.targets.native.render.gemm_c import GEMM_C
 from hamr.targets.native.render.gemm_int8_c import GEMM_INT8_C
@@ -62,6 +63,7 @@ static double hamr_now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC,
     + CONVERSIONS
     + VECMATH_C
     + GEMM_C
+    + CONV_C
     + GEMM_INT8_C
 )
 

@@ -1,0 +1,148 @@
+"""The pixel-row convolution of the C prelude (AVX-512 builds): a float32 Conv whose weights are packed at load in
+32-channel panels (`ops/packing.pack_channel_panels`) runs as a GEMM with the output pixels as rows.
+
+A job is one output row of one image, group and panel of 32 output channels. Its pixels go 14 at a time through
+a micro-kernel that broadcasts each pixel's tap and multiplies it by the panel's row for that tap. Tap k of pixel r
+is `x[offs[k] + r]`: the input is copied once per run with its padding, each row split by column phase when the
+stride is above 1, so that every pixel row reads a contiguous run and there is no im2col. The job stores its rows
+transposed (pixels to channel rows) with the bias; the kernel then runs its epilogue over them while in cache.
+
+The parameters are the Conv kernel's (ops/nn.py): p[1..4] = N, C, M, G, then the 21-value window block.
+"""
+
+CONV_C = r"""
+#if defined(__AVX512F__)
+/* mr (<= 14) pixels times the 32 channels of a panel: T holds mr rows of 32 */
+static inline __attribute__((always_inline)) void hc_tile(const int mr, i64 K, const f32 *x, const i64 *offs,
+                                                        const f32 *Bp, f32 *T) {
+  __m512 c0[HG_MR], c1[HG_MR];
+  for (int r = 0; r < mr; r++) { c0[r] = _mm512_setzero_ps(); c1[r] = _mm512_setzero_ps(); }
+  for (i64 k = 0; k < K; k++) {
+    const __m512 b0 = _mm512_loadu_ps(Bp + k * HG_NR), b1 = _mm512_loadu_ps(Bp + k * HG_NR + 16);
+    const f32 *a = x + offs[k];
+    for (int r = 0; r < mr; r++) {
+      const __m512 av = _mm512_set1_ps(a[r]);
+      c0[r] = _mm512_fmadd_ps(av, b0, c0[r]);
+      c1[r] = _mm512_fmadd_ps(av, b1, c1[r]);
+    }
+  }
+  for (int r = 0; r < mr; r++) { _mm512_storeu_ps(T + r * HG_NR, c0[r]); _mm512_storeu_ps(T + r * HG_NR + 16, c1[r]); }
+}
+
+/* mr is a constant in each case, so the accumulators stay in registers */
+static void hc_rows(int mr, i64 K, const f32 *x, const i64 *offs, const f32 *Bp, f32 *T) {
+  switch (mr) {
+#define HC_CASE(n) case n: hc_tile(n, K, x, offs, Bp, T); break;
+    HC_CASE(1) HC_CASE(2) HC_CASE(3) HC_CASE(4) HC_CASE(5) HC_CASE(6) HC_CASE(7)
+    HC_CASE(8) HC_CASE(9) HC_CASE(10) HC_CASE(11) HC_CASE(12) HC_CASE(13) HC_CASE(14)
+#undef HC_CASE
+  }
+}
+
+typedef struct {
+  i64 N, C, M, G, ID, IH, IW, OD, OH, OW, SD, SH, SW, PD, PH, PW;
+  i64 XD, XH, XW, PL, CS, K, Mg, panels, jobs; /* the copy's depth, rows, columns, phase length, channel size */
+  f32 *xp; /* N x C channels of XD x XH rows, each SW phases of PL */
+  i64 *offs;
+} hamr_conv_px;
+
+/* the copy and the tap offsets; 0 when there is no memory for them */
+static int hamr_conv_px_begin(const i64 *p, hamr_conv_px *s) {
+  const i64 *w = p + 5; /* ID IH IW, OD OH OW, KD KH KW, SD SH SW, PD PH PW, end pads, DD DH DW */
+  const i64 KD = w[6], KH = w[7], KW = w[8], DD = w[18], DH = w[19], DW = w[20];
+  *s = (hamr_conv_px){.N = p[1], .C = p[2], .M = p[3], .G = p[4], .ID = w[0], .IH = w[1], .IW = w[2], .OD = w[3],
+                      .OH = w[4], .OW = w[5], .SD = w[9], .SH = w[10], .SW = w[11], .PD = w[12], .PH = w[13],
+                      .PW = w[14]};
+  s->XD = (s->OD - 1) * s->SD + (KD - 1) * DD + 1;
+  s->XH = (s->OH - 1) * s->SH + (KH - 1) * DH + 1;
+  s->XW = (s->OW - 1) * s->SW + (KW - 1) * DW + 1;
+  s->PL = (s->XW + s->SW - 1) / s->SW;
+  s->CS = s->XD * s->XH * s->SW * s->PL;
+  s->K = s->C / s->G * KD * KH * KW;
+  s->Mg = s->M / s->G;
+  s->panels = (s->Mg + HG_NR - 1) / HG_NR;
+  s->jobs = s->N * s->G * s->panels * s->OD * s->OH;
+  s->xp = (f32 *)__builtin_malloc(sizeof(f32) * (s->N * s->C * s->CS + HG_MR));
+  s->offs = (i64 *)__builtin_malloc(sizeof(i64) * s->K);
+  if (!s->xp || !s->offs) {
+    __builtin_free(s->xp);
+    __builtin_free(s->offs);
+    return 0;
+  }
+  for (i64 k = 0; k < s->K; k++) {
+    const i64 kw = k % KW, kh = k / KW % KH, kd = k / (KW * KH) % KD, c = k / (KD * KH * KW), col = kw * DW;
+    s->offs[k] = c * s->CS + ((kd * DD * s->XH + kh * DH) * s->SW + col % s->SW) * s->PL + col / s->SW;
+  }
+  return 1;
+}
+
+/* the padded copy, shared out among the threads of the enclosing parallel region */
+static void hamr_conv_px_copy(const hamr_conv_px *s, const f32 *in0) {
+  #pragma omp for schedule(static)
+  for (i64 row = 0; row < s->N * s->C * s->XD * s->XH; row++) {
+    const i64 ih = row % s->XH - s->PH, id = row / s->XH % s->XD - s->PD, nc = row / (s->XH * s->XD);
+    f32 *dst = s->xp + row * s->SW * s->PL;
+    if (ih < 0 || ih >= s->IH || id < 0 || id >= s->ID) {
+      for (i64 j = 0; j < s->SW * s->PL; j++) dst[j] = 0;
+      continue;
+    }
+    const f32 *src = in0 + (nc * s->ID + id) * s->IH * s->IW + ih * s->IW;
+    for (i64 ph = 0; ph < s->SW; ph++) {
+      f32 *d = dst + ph * s->PL;
+      for (i64 j = 0; j < s->PL; j++) {
+        const i64 iw = j * s->SW + ph - s->PW;
+        d[j] = iw >= 0 && iw < s->IW ? src[iw] : 0.0f;
+      }
+    }
+  }
+}
+
+/* job j's output rows, convolution plus bias, before the epilogue: nc channels from out0 + *at, OS apart */
+static void hamr_conv_px_job(const hamr_conv_px *s, i64 j, const f32 *panels, const f32 *bias, f32 *out0, i64 *at,
+                             i64 *nc) {
+  const i64 OS = s->OD * s->OH * s->OW, oh = j % s->OH, od = j / s->OH % s->OD;
+  const i64 jp = j / (s->OH * s->OD) % s->panels, g = j / (s->OH * s->OD * s->panels) % s->G;
+  const i64 n = j / (s->OH * s->OD * s->panels * s->G), m0 = g * s->Mg + jp * HG_NR;
+  const f32 *bp = panels + (g * s->panels + jp) * HG_NR * s->K;
+  const f32 *x = s->xp + (n * s->C + g * (s->C / s->G)) * s->CS + (od * s->SD * s->XH + oh * s->SH) * s->SW * s->PL;
+  f32 T[HG_MR * HG_NR] __attribute__((aligned(64)));
+  *at = (n * s->M + m0) * OS + (od * s->OH + oh) * s->OW;
+  *nc = H_MIN(HG_NR, s->Mg - jp * HG_NR);
+  for (i64 ow0 = 0; ow0 < s->OW; ow0 += HG_MR) {
+    const int mr = (int)H_MIN(HG_MR, s->OW - ow0);
+    hc_rows(mr, s->K, x + ow0, s->offs, bp, T);
+    for (i64 m = 0; m < *nc; m++) {
+      const f32 b = bias ? bias[m0 + m] : 0.0f;
+      f32 *y = out0 + *at + m * OS + ow0;
+      for (int r = 0; r < mr; r++) y[r] = T[r * HG_NR + m] + b;
+    }
+  }
+}
+
+/* the whole output, convolution plus bias, one value at a time: where hamr_conv_px_begin found no memory */
+static void hamr_conv_px_slow(const i64 *p, const f32 *in0, const f32 *panels, const f32 *bias, f32 *out0) {
+  const i64 N = p[1], C = p[2], M = p[3], G = p[4], *w = p + 5;
+  const i64 ID = w[0], IH = w[1], IW = w[2], OD = w[3], OH = w[4], OW = w[5], KD = w[6], KH = w[7], KW = w[8];
+  const i64 Cg = C / G, Mg = M / G, K = Cg * KD * KH * KW, panels_g = (Mg + HG_NR - 1) / HG_NR;
+  for (i64 at = 0; at < N * M * OD * OH * OW; at++) {
+    const i64 ow = at % OW, oh = at / OW % OH, od = at / (OW * OH) % OD, m = at / (OW * OH * OD) % M;
+    const i64 n = at / (OW * OH * OD * M), g = m / Mg, mg = m % Mg;
+    const f32 *bp = panels + (g * panels_g + mg / HG_NR) * HG_NR * K + mg % HG_NR;
+    f32 acc = bias ? bias[m] : 0.0f;
+    for (i64 k = 0; k < K; k++) {
+      const i64 kw = k % KW, kh = k / KW % KH, kd = k / (KW * KH) % KD, c = k / (KD * KH * KW);
+      const i64 id = od * w[9] - w[12] + kd * w[18], ih = oh * w[10] - w[13] + kh * w[19];
+      const i64 iw = ow * w[11] - w[14] + kw * w[20];
+      if (id >= 0 && id < ID && ih >= 0 && ih < IH && iw >= 0 && iw < IW)
+        acc += in0[(((n * C + g * Cg + c) * ID + id) * IH + ih) * IW + iw] * bp[k * HG_NR];
+    }
+    out0[at] = acc;
+  }
+}
+
+static void hamr_conv_px_end(hamr_conv_px *s) {
+  __builtin_free(s->xp);
+  __builtin_free(s->offs);
+}
+#endif
+"""
