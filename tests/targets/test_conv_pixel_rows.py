@@ -50,7 +50,13 @@ CASES = {
         dict(strides=[3, 3], pads=[0, 2, 1, 1], dilations=[2, 3]),
     ),
     "1x1/2 downsample without padding": ((1, 12, 9, 11), (16, 12, 1, 1), dict(strides=[2, 2])),
-    "pointwise over 130 channels": ((1, 130, 6, 5), (36, 130, 1, 1), {}),
+    "pointwise over 130 channels: read in place": ((1, 130, 6, 5), (36, 130, 1, 1), {}),
+    "3x3 without padding: read in place": ((2, 6, 9, 17), (20, 6, 3, 3), {}),
+    "strides (2, 1) without padding: every other row read in place": (
+        (1, 7, 12, 16),
+        (18, 7, 3, 2),
+        dict(strides=[2, 1]),
+    ),
     "grouped, 20 channels per group": ((2, 16, 8, 9), (40, 8, 3, 3), dict(group=2, pads=[1, 1, 1, 1])),
     "1-D, strided": ((2, 6, 50), (8, 6, 5), dict(strides=[2], pads=[2, 1])),
     "3-D": ((1, 4, 5, 6, 7), (12, 4, 3, 3, 2), dict(pads=[1, 0, 1, 1, 1, 0], strides=[1, 2, 1])),
@@ -72,8 +78,8 @@ def test_pixel_rows_match_onnx_reference(level, case, bias):
 
 
 def test_a_pointwise_conv_over_few_channels_stays_on_the_gemm_path(level):
-    """Below 128 taps a 1x1 convolution reads its input in place as the GEMM's B, with weights in 14-row tiles."""
-    x, w = rand(1, 64, 7, 9), rand(30, 64, 1, 1) / np.float32(8)
+    """Below 32 taps a 1x1 convolution reads its input in place as the GEMM's B, with weights in 14-row tiles."""
+    x, w = rand(1, 24, 7, 9), rand(30, 24, 1, 1) / np.float32(5)
     model, expected = conv_relu_model(x, w, rand(30))
     session = hamr.Session(hamr.compile(model, targets=["cpu"]), device="cpu")
     np.testing.assert_allclose(session.run({"x": x})["y"], expected, rtol=1e-4, atol=1e-5)

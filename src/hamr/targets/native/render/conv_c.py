@@ -4,8 +4,9 @@
 A job is one output row of one image, group and panel of 32 output channels. Its pixels go 14 at a time through
 a micro-kernel that broadcasts each pixel's tap and multiplies it by the panel's row for that tap. Tap k of pixel r
 is `x[offs[k] + r]`: the input is copied once per run with its padding, each row split by column phase when the
-stride is above 1, so that every pixel row reads a contiguous run and there is no im2col. The job stores its rows
-transposed (pixels to channel rows) with the bias; the kernel then runs its epilogue over them while in cache.
+stride is above 1 (or read in place when neither applies), so that every pixel row reads a contiguous run and there
+is no im2col. The job stores its rows transposed in registers (pixels to channel rows) with the bias; the kernel
+then runs its epilogue over them while in cache.
 
 The parameters are the Conv kernel's (ops/nn.py): p[1..4] = N, C, M, G, then the 21-value window block.
 """
@@ -39,15 +40,54 @@ static void hc_rows(int mr, i64 K, const f32 *x, const i64 *offs, const f32 *Bp,
   }
 }
 
+/* rows r[0..15] of 16 floats to columns */
+static inline void hc_transpose16(__m512 *r) {
+  __m512 t[16];
+  for (int i = 0; i < 16; i += 2) {
+    t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 16; i += 4) {
+    r[i] = _mm512_shuffle_ps(t[i], t[i + 2], 0x44);
+    r[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], 0xEE);
+    r[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+    r[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+  }
+  for (int h = 0; h < 16; h += 8)
+    for (int i = 0; i < 4; i++) {
+      t[h + i] = _mm512_shuffle_f32x4(r[h + i], r[h + i + 4], 0x88);
+      t[h + i + 4] = _mm512_shuffle_f32x4(r[h + i], r[h + i + 4], 0xDD);
+    }
+  for (int i = 0; i < 8; i++) {
+    r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
+    r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xDD);
+  }
+}
+
+/* T's mr pixel rows of 32 channels, transposed into nc channel rows OS apart, plus the bias */
+static void hc_store(const f32 *T, int mr, f32 *y, i64 OS, i64 nc, const f32 *bias) {
+  const __mmask16 lanes = (__mmask16)((1u << mr) - 1);
+  for (i64 h = 0; h < nc; h += 16) {
+    __m512 r[16];
+    for (int i = 0; i < 16; i++) r[i] = i < mr ? _mm512_loadu_ps(T + i * HG_NR + h) : _mm512_setzero_ps();
+    hc_transpose16(r);
+    for (i64 m = 0; m < 16 && h + m < nc; m++) {
+      const __m512 v = bias ? _mm512_add_ps(r[m], _mm512_set1_ps(bias[h + m])) : r[m];
+      _mm512_mask_storeu_ps(y + (h + m) * OS, lanes, v);
+    }
+  }
+}
+
 typedef struct {
   i64 N, C, M, G, ID, IH, IW, OD, OH, OW, SD, SH, SW, PD, PH, PW;
   i64 XD, XH, XW, PL, CS, K, Mg, panels, jobs; /* the copy's depth, rows, columns, phase length, channel size */
-  f32 *xp; /* N x C channels of XD x XH rows, each SW phases of PL */
+  f32 *xp; /* N x C channels of XD x XH rows, each SW phases of PL; 0 where the input is read in place */
+  const f32 *x;
   i64 *offs;
 } hamr_conv_px;
 
 /* the copy and the tap offsets; 0 when there is no memory for them */
-static int hamr_conv_px_begin(const i64 *p, hamr_conv_px *s) {
+static int hamr_conv_px_begin(const i64 *p, const f32 *in0, hamr_conv_px *s) {
   const i64 *w = p + 5; /* ID IH IW, OD OH OW, KD KH KW, SD SH SW, PD PH PW, end pads, DD DH DW */
   const i64 KD = w[6], KH = w[7], KW = w[8], DD = w[18], DH = w[19], DW = w[20];
   *s = (hamr_conv_px){.N = p[1], .C = p[2], .M = p[3], .G = p[4], .ID = w[0], .IH = w[1], .IW = w[2], .OD = w[3],
@@ -57,14 +97,19 @@ static int hamr_conv_px_begin(const i64 *p, hamr_conv_px *s) {
   s->XH = (s->OH - 1) * s->SH + (KH - 1) * DH + 1;
   s->XW = (s->OW - 1) * s->SW + (KW - 1) * DW + 1;
   s->PL = (s->XW + s->SW - 1) / s->SW;
+  /* unit column stride, no padding, the window inside the input: the input's own rows are the copy's */
+  const int in_place = s->SW == 1 && s->PD == 0 && s->PH == 0 && s->PW == 0 && s->XD <= s->ID && s->XH <= s->IH &&
+                       s->XW <= s->IW;
+  if (in_place) { s->XD = s->ID; s->XH = s->IH; s->PL = s->IW; }
   s->CS = s->XD * s->XH * s->SW * s->PL;
   s->K = s->C / s->G * KD * KH * KW;
   s->Mg = s->M / s->G;
   s->panels = (s->Mg + HG_NR - 1) / HG_NR;
   s->jobs = s->N * s->G * s->panels * s->OD * s->OH;
-  s->xp = (f32 *)__builtin_malloc(sizeof(f32) * (s->N * s->C * s->CS + HG_MR));
+  s->xp = in_place ? 0 : (f32 *)__builtin_malloc(sizeof(f32) * (s->N * s->C * s->CS + HG_MR));
+  s->x = in_place ? in0 : s->xp;
   s->offs = (i64 *)__builtin_malloc(sizeof(i64) * s->K);
-  if (!s->xp || !s->offs) {
+  if (!s->x || !s->offs) {
     __builtin_free(s->xp);
     __builtin_free(s->offs);
     return 0;
@@ -78,6 +123,7 @@ static int hamr_conv_px_begin(const i64 *p, hamr_conv_px *s) {
 
 /* the padded copy, shared out among the threads of the enclosing parallel region */
 static void hamr_conv_px_copy(const hamr_conv_px *s, const f32 *in0) {
+  if (!s->xp) return;
   #pragma omp for schedule(static)
   for (i64 row = 0; row < s->N * s->C * s->XD * s->XH; row++) {
     const i64 ih = row % s->XH - s->PH, id = row / s->XH % s->XD - s->PD, nc = row / (s->XH * s->XD);
@@ -104,18 +150,14 @@ static void hamr_conv_px_job(const hamr_conv_px *s, i64 j, const f32 *panels, co
   const i64 jp = j / (s->OH * s->OD) % s->panels, g = j / (s->OH * s->OD * s->panels) % s->G;
   const i64 n = j / (s->OH * s->OD * s->panels * s->G), m0 = g * s->Mg + jp * HG_NR;
   const f32 *bp = panels + (g * s->panels + jp) * HG_NR * s->K;
-  const f32 *x = s->xp + (n * s->C + g * (s->C / s->G)) * s->CS + (od * s->SD * s->XH + oh * s->SH) * s->SW * s->PL;
+  const f32 *x = s->x + (n * s->C + g * (s->C / s->G)) * s->CS + (od * s->SD * s->XH + oh * s->SH) * s->SW * s->PL;
   f32 T[HG_MR * HG_NR] __attribute__((aligned(64)));
   *at = (n * s->M + m0) * OS + (od * s->OH + oh) * s->OW;
   *nc = H_MIN(HG_NR, s->Mg - jp * HG_NR);
   for (i64 ow0 = 0; ow0 < s->OW; ow0 += HG_MR) {
     const int mr = (int)H_MIN(HG_MR, s->OW - ow0);
     hc_rows(mr, s->K, x + ow0, s->offs, bp, T);
-    for (i64 m = 0; m < *nc; m++) {
-      const f32 b = bias ? bias[m0 + m] : 0.0f;
-      f32 *y = out0 + *at + m * OS + ow0;
-      for (int r = 0; r < mr; r++) y[r] = T[r * HG_NR + m] + b;
-    }
+    hc_store(T, mr, out0 + *at + ow0, OS, *nc, bias ? bias + m0 : 0);
   }
 }
 
