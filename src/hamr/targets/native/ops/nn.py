@@ -20,7 +20,6 @@ import math
 
 from hamr.ir.dtypes import FLOATS, NUMERIC, ctype
 from hamr.targets.native.ops.base import Kernel, Lowering, RowLoop, Source, numel
-from hamr.targets.native.ops.conv_few import C_CONV_FEW, FEW_COLUMNS, SERIAL_WORK
 from hamr.targets.native.ops.elementwise import lit
 from hamr.targets.native.ops.packing import (
     channel_panels_name,
@@ -30,6 +29,7 @@ from hamr.targets.native.ops.packing import (
     packs_weight,
 )
 from hamr.targets.native.ops.registry import register
+from hamr.targets.native.render.conv_c import CONV_HEAD, WINDOW_NAMES
 from hamr.targets.native.render.template import render
 
 TILE = 16
@@ -37,7 +37,7 @@ BLOCK_BYTES = 512 * 1024  # im2col scratch per block (about an L2 cache)
 WINDOW = 21  # parameters in a window block
 PIXEL_ROWS_MIN_K = 32  # a pointwise Conv with fewer input channels per group stays on the im2col GEMM path
 
-_WIN_NAMES = "ID IH IW OD OH OW KD KH KW SD SH SW PD PH PW ED EH EW DD DH DW".split()
+_WIN_NAMES = WINDOW_NAMES
 
 
 def _win_decl(base: int) -> str:
@@ -138,7 +138,7 @@ def _spatial_rank_ok(node) -> str | None:
 # ---- Conv ----------------------------------------------------------------------------
 
 # p: [total, N, C, M, G, window block]
-_CONV_HEAD = "const i64 N = p[1], C = p[2], M = p[3], G = p[4]; " + _win_decl(5)
+_CONV_HEAD = CONV_HEAD
 
 MAP_CONV = (
     _CONV_HEAD + " " + _OUT_COORDS + " const i64 m = nc % M, n = nc / M, Cg = C / G, g = m / (M / G);"
@@ -149,9 +149,7 @@ MAP_CONV = (
     + " } out0[gid] = acc;"
 )
 
-C_CONV = (
-    C_CONV_FEW
-    + r"""
+C_CONV = r"""
 #ifndef HAMR_V16
 #define HAMR_V16
 typedef f32 hamr_v16 __attribute__((vector_size(64))); /* 16 floats: one AVX-512 register, two AVX2 ones */
@@ -220,7 +218,7 @@ static void $name(const i64 *p, const f32 *in0, const f32 *in1, ${BIAS_ARG}${PAC
   const i64 total = p[0];
   if (total == 0) return;
   const i64 Cg = C / G, Mg = M / G, KS = KD * KH * KW, K = Cg * KS, IS = ID * IH * IW, OS = OD * OH * OW;
-  if (${name}_few(p, in0, in1, out0)) {
+  if (hamr_conv_few(p, in0, in1, out0)) {
     for (i64 at = 0; at < N * M * OS; at++) STORE(at, out0[at]$BIAS_ADD);
     return;
   }
@@ -244,9 +242,10 @@ $PIXEL_ROWS
   /* padded input plane of the direct path: rows, columns, and the length of one column phase's row */
   const i64 PR = (OH - 1) * SH + (KH - 1) * DH + 1, PC = (OW - 1) * SW + (KW - 1) * DW + 1;
   const i64 LW = (PC + SW - 1) / SW + 16, plane = SW * PR * LW + 3 * SH * LW;
-  const int direct_planes = !use_gemm && KD == 1 && OD == 1 && ID == 1;
+  const int direct_planes = $PLANES_PATH && !use_gemm && KD == 1 && OD == 1 && ID == 1;
   f32 *planes = direct_planes ? (f32 *)__builtin_malloc(sizeof(f32) * plane * threads) : 0;
   if (use_gemm) {
+#if $GEMM_PATH
     /* blocks of output columns: im2col into this thread's scratch, single-threaded GEMM, epilogue in cache */
     #pragma omp parallel num_threads(threads) if(threads > 1)
     {
@@ -270,7 +269,9 @@ $PIXEL_ROWS
       }
     }
     __builtin_free(scratch);
+#endif
   } else if (planes) {
+#if $PLANES_PATH
     /* few output channels per group (depthwise), 2-D: per (image, output channel) plane, each input channel's plane
        is copied zero padded and split by column phase (stride), so that every tap reads a contiguous run; 16 outputs
        of a row stay in registers across all taps, then the epilogue runs over the plane in rows */
@@ -314,6 +315,7 @@ $PIXEL_ROWS
       }
     }
     __builtin_free(planes);
+#endif
   } else {
     /* few output channels per group, 3-D (or no memory for the padded planes): one output row per iteration */
     #pragma omp parallel for schedule(static) num_threads(threads) if(threads > 1)
@@ -346,7 +348,6 @@ $PIXEL_ROWS_END
 }
 #undef HAMR_DW_CHUNK
 """
-)
 
 # The AVX-512 build's path for weights packed in channel panels (render/conv_c.py): output pixels as GEMM rows, no
 # im2col. Each job (image, group, panel of 32 channels, output row) runs its epilogue while its rows are in cache.
@@ -509,6 +510,9 @@ class Conv(Lowering):
         bias_ptr = "in2" if has_bias else "0"
         pixel_rows = render(C_PIXEL_ROWS, PANELS=packed, BIAS_PTR=bias_ptr) if panels else ""
         pixel_rows_end = "#endif" if panels else ""
+        # with the weights' shape known, only the paths its output channels per group can take are compiled
+        w = node.in_shape(1)
+        mg = w[0] // group if _static_ints(w) else None
         c_values = dict(
             HEAD=_CONV_HEAD,
             BLOCK_BYTES=BLOCK_BYTES,
@@ -517,8 +521,8 @@ class Conv(Lowering):
             GEMM=gemm,
             PIXEL_ROWS=pixel_rows,
             PIXEL_ROWS_END=pixel_rows_end,
-            FEW_COLUMNS=FEW_COLUMNS,
-            SERIAL_WORK=SERIAL_WORK,
+            GEMM_PATH=int(mg is None or mg >= 4),
+            PLANES_PATH=int(mg is None or mg < 4),
             BIAS_ROW="{ const f32 b_ = in2[g * Mg + m]; for (i64 i = 0; i < w; i++) out0[at + i] += b_; }"
             if has_bias
             else "",

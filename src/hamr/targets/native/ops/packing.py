@@ -14,7 +14,7 @@ import math
 import numpy as np
 
 from hamr.ir.node_view import NodeView
-from hamr.targets.native.ops.conv_few import FEW_COLUMNS
+from hamr.targets.native.render.conv_c import FEW_COLUMNS
 
 PANEL = 32  # columns per panel: HG_NR of render/gemm_c.py
 TILE_ROWS = 14  # rows per tile of a packed A: HG_MR_PACK of render/gemm_c.py

@@ -1,4 +1,4 @@
-"""The pixel-row convolution of the C prelude (AVX-512 builds): a float32 Conv whose weights are packed at load in
+"""The convolution paths of the C prelude. The pixel-row path (AVX-512 builds): a float32 Conv whose weights are packed at load in
 32-channel panels (`ops/packing.pack_channel_panels`) runs as a GEMM with the output pixels as rows.
 
 A job is one output row of one image, group and panel of 32 output channels. Its pixels go 14 at a time through
@@ -9,9 +9,127 @@ is no im2col. The job stores its rows transposed in registers (pixels to channel
 then runs its epilogue over them while in cache.
 
 The parameters are the Conv kernel's (ops/nn.py): p[1..4] = N, C, M, G, then the 21-value window block.
+
+The few-column path (`hamr_conv_few`, every build) takes a Conv whose images each have at most 8 output positions
+(1-D audio front ends). im2col + GEMM would fill a 32-wide panel with 1 to 4 columns, so instead each output
+position's patch is gathered once, contiguous (the im2col matrix transposed), and every weight row is dotted with up
+to four patches at a time in GCC vector types (8 lanes with AVX, 4 without). Small products run on the calling
+thread without opening a parallel region; larger ones split the weight rows between the threads. It writes the raw
+products to out0 and returns 1, or returns 0 where it does not apply; the caller then runs the epilogue.
 """
 
-CONV_C = r"""
+FEW_COLUMNS = 8  # output positions per image up to which the few-column path runs
+SERIAL_WORK = 524288  # multiply-adds below which the few-column path runs on one thread
+WINDOW_NAMES = "ID IH IW OD OH OW KD KH KW SD SH SW PD PH PW ED EH EW DD DH DW".split()
+
+# the names of a Conv's parameters, as C declarations
+CONV_HEAD = (
+    "const i64 N = p[1], C = p[2], M = p[3], G = p[4]; const i64 "
+    + ", ".join(f"{name} = p[{5 + i}]" for i, name in enumerate(WINDOW_NAMES))
+    + ";"
+)
+
+
+CONV_C = (
+    f"""
+#define HCF_HEAD {CONV_HEAD}
+#define HCF_COLUMNS {FEW_COLUMNS}
+#define HCF_SERIAL_WORK {SERIAL_WORK}
+"""
+    + r"""
+#ifndef H_FEW_LANES
+#if defined(__AVX__)
+#define H_FEW_LANES 8
+#else
+#define H_FEW_LANES 4
+#endif
+typedef f32 h_few_vec __attribute__((vector_size(H_FEW_LANES * 4), aligned(4)));
+#endif
+static inline __attribute__((always_inline)) void hcf_dot(const f32 *w, const f32 *col, const i64 K,
+                                                                  const i64 rows, f32 *y, const i64 OS, const int NC) {
+  enum { L = H_FEW_LANES };
+  for (i64 m = 0; m < rows; m++) {
+    const f32 *wr = w + m * K;
+    h_few_vec a[4][2] = {{0}};
+    i64 k = 0;
+    for (; k + 2 * L <= K; k += 2 * L) {
+      const h_few_vec w0 = *(const h_few_vec *)(wr + k), w1 = *(const h_few_vec *)(wr + k + L);
+      for (int c = 0; c < NC; c++) {
+        a[c][0] += w0 * *(const h_few_vec *)(col + c * K + k);
+        a[c][1] += w1 * *(const h_few_vec *)(col + c * K + k + L);
+      }
+    }
+    for (int c = 0; c < NC; c++) {
+      const h_few_vec v = a[c][0] + a[c][1];
+      f32 s = 0;
+      for (int l = 0; l < L; l++) s += v[l];
+      for (i64 r = k; r < K; r++) s += wr[r] * col[c * K + r];
+      y[m * OS + c] = s;
+    }
+  }
+}
+
+static void hcf_job(const i64 *p, const f32 *in0, const f32 *in1, f32 *out0, f32 *col, const i64 job,
+                            const i64 parts) {
+  HCF_HEAD
+  const i64 Cg = C / G, Mg = M / G, KS = KD * KH * KW, K = Cg * KS, OS = OD * OH * OW;
+  const i64 part = job % parts, g = job / parts % G, n = job / (parts * G);
+  const i64 r0 = Mg * part / parts, r1 = Mg * (part + 1) / parts;
+  if (r1 <= r0) return;
+  const f32 *x = in0 + (n * C + g * Cg) * ID * IH * IW;
+  for (i64 o = 0; o < OS; o++) {
+    const i64 ow = o % OW, oh = (o / OW) % OH, od = o / (OW * OH);
+    f32 *d = col + o * K;
+    for (i64 c = 0; c < Cg; c++) for (i64 kd = 0; kd < KD; kd++) for (i64 kh = 0; kh < KH; kh++) {
+      const i64 id = od * SD - PD + kd * DD, ih = oh * SH - PH + kh * DH;
+      if (id < 0 || id >= ID || ih < 0 || ih >= IH) {
+        for (i64 kw = 0; kw < KW; kw++) *d++ = 0;
+        continue;
+      }
+      const f32 *s = x + ((c * ID + id) * IH + ih) * IW;
+      for (i64 kw = 0; kw < KW; kw++) {
+        const i64 iw = ow * SW - PW + kw * DW;
+        *d++ = iw >= 0 && iw < IW ? s[iw] : 0;
+      }
+    }
+  }
+  const f32 *w = in1 + (g * Mg + r0) * K;
+  f32 *y = out0 + (n * M + g * Mg + r0) * OS;
+  for (i64 c0 = 0; c0 < OS; c0 += 4) {
+    const f32 *cc = col + c0 * K;
+    switch (H_MIN(4, OS - c0)) {
+      case 1: hcf_dot(w, cc, K, r1 - r0, y + c0, OS, 1); break;
+      case 2: hcf_dot(w, cc, K, r1 - r0, y + c0, OS, 2); break;
+      case 3: hcf_dot(w, cc, K, r1 - r0, y + c0, OS, 3); break;
+      default: hcf_dot(w, cc, K, r1 - r0, y + c0, OS, 4); break;
+    }
+  }
+}
+
+static int hamr_conv_few(const i64 *p, const f32 *in0, const f32 *in1, f32 *out0) {
+  HCF_HEAD
+  const i64 Cg = C / G, Mg = M / G, K = Cg * KD * KH * KW, OS = OD * OH * OW;
+  if (OS > HCF_COLUMNS || K <= 0 || Mg <= 0) return 0;
+  const int threads = N * M * K * OS < HCF_SERIAL_WORK ? 1 : omp_get_max_threads();
+  const i64 parts = H_MIN(threads, Mg), jobs = N * G * parts;
+  f32 *cols = (f32 *)__builtin_malloc(sizeof(f32) * K * OS * threads);
+  if (!cols) return 0;
+  if (threads == 1) {
+    for (i64 j = 0; j < jobs; j++) hcf_job(p, in0, in1, out0, cols, j, parts);
+  } else {
+    #pragma omp parallel num_threads(threads)
+    {
+      f32 *col = cols + omp_get_thread_num() * K * OS;
+      #pragma omp for schedule(static)
+      for (i64 j = 0; j < jobs; j++) hcf_job(p, in0, in1, out0, col, j, parts);
+    }
+  }
+  __builtin_free(cols);
+  return 1;
+}
+#undef HCF_HEAD
+#undef HCF_COLUMNS
+#undef HCF_SERIAL_WORK
 #if defined(__AVX512F__)
 /* mr (<= 14) pixels times the 32 channels of a panel: T holds mr rows of 32 */
 static inline __attribute__((always_inline)) void hc_tile(const int mr, i64 K, const f32 *x, const i64 *offs,
@@ -188,3 +306,4 @@ static void hamr_conv_px_end(hamr_conv_px *s) {
 }
 #endif
 """
+)
