@@ -71,14 +71,20 @@ def packs_weight(name: str) -> bool:
 def pack_b(b: np.ndarray, trans: bool) -> np.ndarray:
     """op(B) of each matrix of `b` (..., K, N) as 32-column panels, K rows of 32 floats each, zero padded."""
     b = np.asarray(b, dtype=np.float32)
-    if trans:
-        b = np.swapaxes(b, -1, -2)
     *batch, k, n = b.shape
+    if trans:  # b holds N x K: each panel is 32 rows of b, transposed in one copy
+        k, n = n, k
     width = -(-n // PANEL) * PANEL
-    padded = np.zeros((*batch, k, width), dtype=np.float32)
-    padded[..., :n] = b
-    panels = padded.reshape(*batch, k, width // PANEL, PANEL)
-    return np.ascontiguousarray(np.swapaxes(panels, -3, -2)).reshape(-1)
+    axis = -2 if trans else -1
+    if width != n:
+        pad = [(0, 0)] * b.ndim
+        pad[axis] = (0, width - n)
+        b = np.pad(b, pad)
+    if trans:
+        panels = b.reshape(*batch, width // PANEL, PANEL, k).swapaxes(-1, -2)
+    else:
+        panels = b.reshape(*batch, k, width // PANEL, PANEL).swapaxes(-3, -2)
+    return np.ascontiguousarray(panels).reshape(-1)
 
 
 def packed_name(weight: str, trans: bool) -> str:
