@@ -13,8 +13,10 @@ import math
 import os
 import platform
 import re
+import statistics
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import onnx
@@ -45,14 +47,49 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores, {memory:.0f} GiB, {platform.system()} {platform.machine()}, Python {platform.python_version()}"
 
 
+SMALL_MLP = (784, 256, 10)
+
+
 def synthetic_models(tmp: Path) -> list[tuple[str, Path, dict]]:
-    conv, mlp = tmp / "conv3x3.onnx", tmp / "mlp3.onnx"
+    conv, mlp, small = tmp / "conv3x3.onnx", tmp / "mlp3.onnx", tmp / "mlp2.onnx"
     onnx.save(models.conv3x3(), conv)
     onnx.save(models.mlp3(), mlp)
+    onnx.save(models.mlp(SMALL_MLP), small)
     return [
         ("Conv 3x3 64->64 + bias + Relu (synthetic)", conv, {"batch": 1}),
         ("MLP 784-1024-1024-10, batch 64 (synthetic)", mlp, {"batch": 64}),
+        ("MLP 784-256-10, batch 1 (synthetic)", small, {"batch": 1}),
     ]
+
+
+def python_time_per_run(runs: int = 1000, blocks: int = 3) -> str:
+    """What `Session.run` of the small MLP costs beyond its kernels: the wall time of unprofiled runs less the
+    per-run kernel time that the C code measures in profiled ones (medians per block, the quietest block of each)."""
+    import numpy as np
+
+    session = hamr.Session(hamr.compile(models.mlp(SMALL_MLP), targets=["cpu"]), device="cpu")
+    feeds = {"x": np.random.default_rng(0).standard_normal((1, SMALL_MLP[0])).astype(np.float32)}
+    for _ in range(100):
+        session.run(feeds)
+    walls, kernels = [], []
+    for _ in range(blocks):
+        times = []
+        for _ in range(runs):
+            start = time.perf_counter()
+            session.run(feeds)
+            times.append(time.perf_counter() - start)
+        walls.append(statistics.median(times))
+        with session.profiling() as profile:
+            for _ in range(runs):
+                session.run(feeds)
+        kernels.append(sum(e.duration for e in profile.kernels()) / runs)
+        time.sleep(0.5)
+    wall, kernel = min(walls), min(kernels)
+    return (
+        f"- Python time per `Session.run` of the MLP {'-'.join(map(str, SMALL_MLP))} at batch 1: "
+        f"{(wall - kernel) * 1e6:.1f} us of a {wall * 1e6:.1f} us run (median wall time of {runs} runs less the "
+        f"kernels' mean time, which the C code measures; the lowest of {blocks} blocks each)"
+    )
 
 
 def geomean(values: list[float]) -> float | None:
@@ -83,7 +120,9 @@ def row(label: str, family: str, r: dict) -> str:
     )
 
 
-def markdown(args, rows: list[str], results: list[tuple[str, dict]], refusals: list[str], peers: str) -> str:
+def markdown(
+    args, rows: list[str], results: list[tuple[str, dict]], refusals: list[str], peers: str, notes: list[str]
+) -> str:
     hamr_ratios = [r["ratio"] for _, r in results if "ratio" in r]
     both = [
         (r["ratio"], r["peers"]["iree"]["ratio"]) for _, r in results if "ratio" in r.get("peers", {}).get("iree", {})
@@ -122,6 +161,7 @@ hamr (from the `.hamr` file) / onnxruntime (from the `.onnx` file). Models come 
 {chr(10).join(summary)}
 
 {chr(10).join(refusals) or "IREE imported and ran every model."}
+{chr(10).join(["", *notes]) if notes else ""}
 {END}"""
 
 
@@ -176,12 +216,15 @@ def main() -> None:
         peer_names.update({k: v["name"] for k, v in r["peers"].items() if "error" not in v})
         refusals += [f"- {spec.name}: {v['name']} - {v['error']}" for v in r["peers"].values() if "error" in v]
         print(rows[-1], flush=True)
+    notes = []
     if args.synthetic:
         with tempfile.TemporaryDirectory() as tmp:
             for label, path, dims in synthetic_models(Path(tmp)):
                 rows.append(row(label, "synthetic", bench_model(path, dims=dims, **common)))
                 print(rows[-1], flush=True)
-    section = markdown(args, rows, results, refusals, " and ".join(peer_names.values()) or "no peer")
+        notes.append(python_time_per_run())
+        print(notes[-1], flush=True)
+    section = markdown(args, rows, results, refusals, " and ".join(peer_names.values()) or "no peer", notes)
     if args.write is None:
         print(section)
         return

@@ -117,11 +117,15 @@ def conv3x3(seed: int = 0):
 
 def mlp3(width: int = 1024, seed: int = 0):
     """The benchmark MLP: three Gemm layers (784 -> width -> width -> 10) with Relu between."""
+    return mlp((784, width, width, 10), seed)
+
+
+def mlp(sizes: tuple[int, ...], seed: int = 0):
+    """Gemm layers through `sizes` (784 -> 256 -> 10: the per-run overhead benchmark) with Relu between."""
     import numpy as np
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(seed)
-    sizes = [784, width, width, 10]
     inits, nodes, prev = [], [], "x"
     for i, (n_in, n_out) in enumerate(zip(sizes, sizes[1:])):
         inits.append(
@@ -130,15 +134,15 @@ def mlp3(width: int = 1024, seed: int = 0):
         inits.append(numpy_helper.from_array(rng.standard_normal(n_out).astype(np.float32) * 0.1, f"b{i}"))
         nodes.append(helper.make_node("Gemm", [prev, f"w{i}", f"b{i}"], [f"g{i}"]))
         prev = f"g{i}"
-        if i < 2:
+        if i < len(sizes) - 2:
             nodes.append(helper.make_node("Relu", [prev], [f"r{i}"]))
             prev = f"r{i}"
     nodes[-1].output[0] = "y"
     graph = helper.make_graph(
         nodes,
-        "mlp3",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 784])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 10])],
+        "mlp",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", sizes[0]])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", sizes[-1]])],
         inits,
     )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=10)

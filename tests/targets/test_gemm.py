@@ -44,7 +44,9 @@ def close(actual, expected, k):
 
 @pytest.mark.parametrize("const_b", [True, False], ids=["packed-at-load", "packed-per-run"])
 @pytest.mark.parametrize(
-    "m, n, k", [(1, 1, 1), (1, 7, 33), (7, 33, 130), (130, 7, 1), (33, 130, 7), (130, 65, 300), (15, 33, 0)]
+    "m, n, k",
+    # (1, 300, 260): a GEMV over a B of 78,000 floats, split across the threads though the product is small
+    [(1, 1, 1), (1, 7, 33), (7, 33, 130), (130, 7, 1), (33, 130, 7), (130, 65, 300), (15, 33, 0), (1, 300, 260)],
 )
 def test_matmul_shapes(level, m, n, k, const_b):
     a, b = rand(m, k), rand(k, n)

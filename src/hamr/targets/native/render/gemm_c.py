@@ -15,6 +15,7 @@ GEMM_C = r"""
 #define HG_NR 32
 #define HG_KC 256
 #define HG_BLAS_BELOW 600000.0 /* M * N * K: below it, and with B not packed, OpenBLAS measured faster */
+#define HG_STREAM_B 65536.0 /* floats of B above which even a small product is split across the threads */
 #define HG_MR_PACK 14 /* rows per tile of a packed A: HG_MR of the AVX-512 build, ops/packing.TILE_ROWS */
 static inline i64 hamr_packed_size(i64 K, i64 N) { return (N + HG_NR - 1) / HG_NR * HG_NR * K; }
 static inline i64 hamr_packed_a_size(i64 M, i64 K) { return (M + HG_MR_PACK - 1) / HG_MR_PACK * HG_MR_PACK * K; }
@@ -133,7 +134,10 @@ static void hamr_gemm(i64 M, i64 N, i64 K, f32 alpha, const f32 *A, i64 rsa, i64
                       i64 csb, const f32 *Bp, f32 *C, i64 ldc) {
   if (M <= 0 || N <= 0) return;
   if (K <= 0) { for (i64 i = 0; i < M; i++) for (i64 j = 0; j < N; j++) C[i * ldc + j] = 0; return; }
-  const int nt = omp_in_parallel() || (double)M * N * K < 262144.0 ? 1 : omp_get_max_threads();
+  /* small products on one thread, unless B is large enough that reading it is what takes the time (a GEMV over
+     weights of 256 KiB or more: the threads each stream their share of the panels) */
+  const int small = (double)M * N * K < 262144.0 && (double)K * N < HG_STREAM_B;
+  const int nt = omp_in_parallel() || small ? 1 : omp_get_max_threads();
 #if defined(__AVX512F__)
   int sa, la, sb, lb;
   if (!Bp && (double)M * N * K <= HG_BLAS_BELOW && hg_blas_operand(M, K, rsa, csa, &sa, &la) &&
