@@ -1,4 +1,4 @@
-"""float32 Conv with a few output positions per image (the direct path of ops/conv_few.py), on the host's best ISA
+"""float32 Conv with a few output positions per image (`hamr_conv_few` of render/conv_c.py), on the host's best ISA
 build and on the portable baseline, against onnx.reference."""
 
 from __future__ import annotations
