@@ -94,3 +94,28 @@ def test_a_depthwise_conv_packs_nothing(level):
     session = hamr.Session(hamr.compile(model, targets=["cpu"]), device="cpu")
     np.testing.assert_allclose(session.run({"x": x})["y"], expected, rtol=1e-4, atol=1e-5)
     assert not any("::" in name for name in session.program.weights)
+
+
+OPENCL_CASES = {
+    # name: x shape, w shape, attrs
+    "70 channels (a 64-channel tile and a tail of 6), 150 positions (tiles of 64 and a tail)": (
+        (2, 9, 10, 15),
+        (70, 9, 3, 3),
+        dict(pads=[1, 1, 1, 1]),
+    ),
+    "grouped, 20 channels per group, strided": ((1, 16, 11, 13), (40, 8, 3, 3), dict(group=2, strides=[2, 1])),
+    "depthwise: one channel per group, one-row tiles": ((1, 8, 20, 21), (8, 1, 3, 3), dict(group=8, pads=[1, 1, 1, 1])),
+    "12 channels, dilated 1-D": ((2, 6, 70), (12, 6, 3), dict(dilations=[2], pads=[2, 2])),
+}
+
+
+@pytest.mark.opencl
+@pytest.mark.parametrize("case", list(OPENCL_CASES))
+def test_opencl_conv_tiles_match_onnx_reference(case):
+    """The register-blocked OpenCL Conv: 16 x RI channels by 64 positions per work-group, tails masked."""
+    x_shape, w_shape, attrs = OPENCL_CASES[case]
+    x, w = rand(*x_shape), rand(*w_shape) / np.float32(np.sqrt(np.prod(w_shape[1:])))
+    model, expected = conv_relu_model(x, w, rand(w_shape[0]), **attrs)
+    session = hamr.Session(hamr.compile(model, targets=["opencl"]), device="opencl:0")
+    assert session.executable.variants["opencl"]["fallback"] == {}
+    np.testing.assert_allclose(session.run({"x": x})["y"], expected, rtol=1e-4, atol=1e-5)

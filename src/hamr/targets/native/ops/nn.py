@@ -377,6 +377,10 @@ C_PIXEL_ROWS = r"""
 #else
 """
 
+# float32 Conv in OpenCL C: an implicit GEMM, register blocked. A 16x16 work-group computes a tile of 16 * RI output
+# channels by 64 positions, each work item RI x 4 outputs 16 apart (RI = 4, or 1 for fewer than 16 output channels
+# per group, as in depthwise convs); per step of 16 taps the group stages the weights and the input patch gathered
+# from the input (im2col on the fly) in local memory.
 CL_CONV = r"""
 __kernel __attribute__((reqd_work_group_size($TS, $TS, 1)))
 void $name(__global const long *P, const long poff, __global const f32 *in0, __global const f32 *in1,
@@ -384,31 +388,50 @@ void $name(__global const long *P, const long poff, __global const f32 *in0, __g
   __global const long *p = P + poff;
   $HEAD
   const i64 Cg = C / G, Mg = M / G, KS = KD * KH * KW, K = Cg * KS, OS = OD * OH * OW;
-  const int lc = get_local_id(0), lr = get_local_id(1);
-  const i64 col = get_group_id(0) * $TS + lc, row = get_group_id(1) * $TS + lr, ng = get_global_id(2);
+  const int lc = get_local_id(0), lr = get_local_id(1), item = lr * $TS + lc;
+  const i64 col0 = get_group_id(0) * $TS * 4, row0 = get_group_id(1) * $TS * $RI, ng = get_global_id(2);
   const i64 n = ng / G, g = ng % G;
-  const i64 ow = col % OW, oh = (col / OW) % OH, od = col / (OW * OH);
-  const i64 id0 = od * SD - PD, ih0 = oh * SH - PH, iw0 = ow * SW - PW;
   __global const f32 *X = in0 + (n * C + g * Cg) * ID * IH * IW;
   __global const f32 *Wt = in1 + g * Mg * K;
-  __local f32 As[$TS][$TS];
-  __local f32 Bs[$TS][$TS + 1];
-  f32 sum = 0;
-  for (i64 t = 0; t < K; t += $TS) {
-    As[lr][lc] = (row < Mg && t + lc < K) ? Wt[row * K + t + lc] : 0.0f;
-    const i64 r = t + lr;
-    f32 b = 0.0f;
-    if (r < K && col < OS) {
-      const i64 kw = r % KW, kh = (r / KW) % KH, kd = (r / (KW * KH)) % KD, c = r / KS;
-      const i64 id = id0 + kd * DD, ih = ih0 + kh * DH, iw = iw0 + kw * DW;
-      if (id >= 0 && id < ID && ih >= 0 && ih < IH && iw >= 0 && iw < IW) b = X[((c * ID + id) * IH + ih) * IW + iw];
+  __local f32 As[$TS][$TS * $RI + 1];
+  __local f32 Bs[$TS][$TS * 4 + 1];
+  f32 sums[$RI][4];
+  for (int i = 0; i < $RI; i++) for (int j = 0; j < 4; j++) sums[i][j] = 0.0f;
+  for (i64 t0 = 0; t0 < K; t0 += $TS) {
+    for (int e = item; e < $TS * $TS * $RI; e += $TS * $TS) { /* weights: 16 * RI rows of 16 taps */
+      const int kk = e % $TS, rr = e / $TS;
+      const i64 row = row0 + rr, k = t0 + kk;
+      As[kk][rr] = (row < Mg && k < K) ? Wt[row * K + k] : 0.0f;
     }
-    Bs[lr][lc] = b;
+    for (int e = item; e < $TS * $TS * 4; e += $TS * $TS) { /* patch: 16 taps of 64 positions */
+      const int cc = e % ($TS * 4), kb = e / ($TS * 4);
+      const i64 col = col0 + cc, r = t0 + kb;
+      f32 b = 0.0f;
+      if (r < K && col < OS) {
+        const i64 ow = col % OW, oh = (col / OW) % OH, od = col / (OW * OH);
+        const i64 kw = r % KW, kh = (r / KW) % KH, kd = (r / (KW * KH)) % KD, c = r / KS;
+        const i64 id = od * SD - PD + kd * DD, ih = oh * SH - PH + kh * DH, iw = ow * SW - PW + kw * DW;
+        if (id >= 0 && id < ID && ih >= 0 && ih < IH && iw >= 0 && iw < IW) b = X[((c * ID + id) * IH + ih) * IW + iw];
+      }
+      Bs[kb][cc] = b;
+    }
     barrier(CLK_LOCAL_MEM_FENCE);
-    for (int k = 0; k < $TS; k++) sum += As[lr][k] * Bs[k][lc];
+    for (int k = 0; k < $TS; k++) {
+      f32 a[$RI], bv[4];
+      for (int i = 0; i < $RI; i++) a[i] = As[k][lr + $TS * i];
+      for (int j = 0; j < 4; j++) bv[j] = Bs[k][lc + $TS * j];
+      for (int i = 0; i < $RI; i++) for (int j = 0; j < 4; j++) sums[i][j] += a[i] * bv[j];
+    }
     barrier(CLK_LOCAL_MEM_FENCE);
   }
-  if (row < Mg && col < OS) STORE((n * M + g * Mg + row) * OS + col, sum$BIAS_ADD);
+  for (int i = 0; i < $RI; i++) {
+    const i64 row = row0 + lr + $TS * i;
+    if (row >= Mg) continue;
+    for (int j = 0; j < 4; j++) {
+      const i64 col = col0 + lc + $TS * j;
+      if (col < OS) STORE((n * M + g * Mg + row) * OS + col, sums[i][j]$BIAS_ADD);
+    }
+  }
 }
 """
 
@@ -416,11 +439,18 @@ void $name(__global const long *P, const long poff, __global const f32 *in0, __g
 CONV_SOURCES = {"c": C_CONV, "opencl": CL_CONV}  # float32 Conv, per dialect
 
 
-def _conv_range(params):
+def _conv_range(params, rows: int):
+    """One 16x16 work-group per tile of 16 * `rows` channels by 64 positions of each image's and group's output."""
     n, m, g = params[1], params[3], params[4]
     os_ = params[5 + 3] * params[5 + 4] * params[5 + 5]
-    up = lambda x: (x + TILE - 1) // TILE * TILE  # noqa: E731
-    return (up(os_), up(m // g), n * g), (TILE, TILE, 1)
+    tiles = lambda x, side: (x + side - 1) // side * TILE  # noqa: E731
+    return (tiles(os_, TILE * 4), tiles(m // g, TILE * rows), n * g), (TILE, TILE, 1)
+
+
+def _cl_rows(node, group: int) -> int:
+    """Output channels per work item of the OpenCL Conv: 4, or 1 where a group has fewer than 16."""
+    w = node.in_shape(1)
+    return 4 if _static_ints(w) and w[0] // group >= 16 else 1
 
 
 def _conv_check(node) -> str | None:
@@ -532,12 +562,13 @@ class Conv(Lowering):
         cl_values = dict(
             HEAD=_CONV_HEAD,
             TS=TILE,
+            RI=_cl_rows(node, group),
             BIAS_ARG="__global const f32 *in2, " if has_bias else "",
             BIAS_ADD=" + in2[g * Mg + row]" if has_bias else "",
         )
         sources = {
             "c": Source(CONV_SOURCES["c"], c_values),
-            "opencl": Source(CONV_SOURCES["opencl"], cl_values, _conv_range),
+            "opencl": Source(CONV_SOURCES["opencl"], cl_values, functools.partial(_conv_range, rows=cl_values["RI"])),
         }
         return Kernel(sources=sources, anchor=True, label="conv", derived=derived, **common)
 
