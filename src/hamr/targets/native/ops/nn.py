@@ -4,13 +4,16 @@ Every windowed op sees its input as 3-D spatial (missing leading spatial dims ar
 one kernel text serves 1-D, 2-D and 3-D. The window geometry is a block of parameters:
 input dims, output dims, kernel, strides, begin pads, end pads, dilations (3 each).
 
-float32 Conv is an anchor. On cpu, OpenMP threads take blocks of output columns (and parts of
-the rows when the blocks are too few): each builds the block's im2col rows in its own L2-sized
-scratch (1x1 convs read the input directly), multiplies them single-threaded by the weights,
-packed at load in 14-row tiles (hamr_gemm_pa), and runs the epilogue (bias, activation,
-residual add) through STORE while the block is in cache. Spatial axes of size 1 are dropped
-from the window, so a (5, 1) kernel over (512, 1) runs over rows of 512. On OpenCL it is an implicit GEMM
-whose B tile is gathered from the input while loading.
+float32 Conv is an anchor. On cpu it takes one of four paths (docs/architecture.md): at most 8
+output positions per image, `hamr_conv_few`; under 4 output channels per group, a direct depthwise
+kernel; with constant weights in the AVX-512 build, the pixel-row path of render/conv_c.py (output
+pixels as GEMM rows, weights in 32-channel panels packed at load), except a pointwise conv over
+fewer than 32 input channels; otherwise OpenMP threads take blocks of output columns, build their
+im2col rows in an L2-sized scratch (1x1 convs read the input directly) and multiply them by the
+weights (in 14-row tiles packed at load, hamr_gemm_pa). Every path runs the epilogue (bias,
+activation, residual add) over output rows while they are in cache. Spatial axes of size 1 are
+dropped from the window, so a (5, 1) kernel over (512, 1) runs over rows of 512. On OpenCL it is a
+register-blocked implicit GEMM whose input tile is gathered from the input while loading.
 """
 
 from __future__ import annotations
