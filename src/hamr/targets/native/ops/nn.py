@@ -32,19 +32,13 @@ from hamr.targets.native.ops.packing import (
     packs_weight,
 )
 from hamr.targets.native.ops.registry import register
-from hamr.targets.native.render.conv_c import CONV_HEAD, WINDOW_NAMES
+from hamr.targets.native.render.conv_c import CONV_HEAD, WINDOW_NAMES, window_decl
 from hamr.targets.native.render.template import render
 
 TILE = 16
 BLOCK_BYTES = 512 * 1024  # im2col scratch per block (about an L2 cache)
-WINDOW = 21  # parameters in a window block
+WINDOW = len(WINDOW_NAMES)  # parameters in a window block
 PIXEL_ROWS_MIN_K = 32  # a pointwise Conv with fewer input channels per group stays on the im2col GEMM path
-
-_WIN_NAMES = WINDOW_NAMES
-
-
-def _win_decl(base: int) -> str:
-    return "const i64 " + ", ".join(f"{n} = p[{base + i}]" for i, n in enumerate(_WIN_NAMES)) + ";"
 
 
 _OUT_COORDS = "const i64 ow = gid % OW, oh = (gid / OW) % OH, od = (gid / (OW * OH)) % OD, nc = gid / (OW * OH * OD);"
@@ -735,11 +729,11 @@ class ConvTranspose(Lowering):
 # ---- pooling -------------------------------------------------------------------------
 
 # p: [total, C, window block]
-_POOL_HEAD = "const i64 C = p[1]; " + _win_decl(2) + " " + _OUT_COORDS + " const i64 xb = nc * ID * IH * IW;"
+_POOL_HEAD = "const i64 C = p[1]; " + window_decl(2) + " " + _OUT_COORDS + " const i64 xb = nc * ID * IH * IW;"
 # the same head once per row of OW outputs starting at g_ (RowLoop), and each output's column in it
 _POOL_ROW_SETUP = (
     "const i64 C = p[1]; "
-    + _win_decl(2)
+    + window_decl(2)
     + " const i64 ow0_ = g_ % OW, oh = (g_ / OW) % OH, od = (g_ / (OW * OH)) % OD,"
     " nc = g_ / (OW * OH * OD); const i64 xb = nc * ID * IH * IW;"
 )
@@ -822,7 +816,7 @@ class Pool(Lowering):
 
         body = self.body(node, ctype(node.in_dtype(0)))
         window = _POOL_ROW_COLUMN + body.removeprefix(_POOL_HEAD)
-        rows = RowLoop(2 + _WIN_NAMES.index("OW"), _POOL_ROW_SETUP, window, "1", "", window)
+        rows = RowLoop(2 + WINDOW_NAMES.index("OW"), _POOL_ROW_SETUP, window, "1", "", window)
         if node.op == "MaxPool" and len(outputs) == 1 and node.in_dtype(0) in ("float32", "float64"):
             whole = render(_MAXPOOL_ROW, T=ctype(node.in_dtype(0)))
             rows = RowLoop(rows.length, _POOL_ROW_SETUP, window, _WINDOWS_FULL, whole, "")

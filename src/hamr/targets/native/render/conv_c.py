@@ -22,12 +22,14 @@ FEW_COLUMNS = 8  # output positions per image up to which the few-column path ru
 SERIAL_WORK = 524288  # multiply-adds below which the few-column path runs on one thread
 WINDOW_NAMES = "ID IH IW OD OH OW KD KH KW SD SH SW PD PH PW ED EH EW DD DH DW".split()
 
+
+def window_decl(base: int) -> str:
+    """The window block's names from p[base], as C declarations."""
+    return "const i64 " + ", ".join(f"{name} = p[{base + i}]" for i, name in enumerate(WINDOW_NAMES)) + ";"
+
+
 # the names of a Conv's parameters, as C declarations
-CONV_HEAD = (
-    "const i64 N = p[1], C = p[2], M = p[3], G = p[4]; const i64 "
-    + ", ".join(f"{name} = p[{5 + i}]" for i, name in enumerate(WINDOW_NAMES))
-    + ";"
-)
+CONV_HEAD = "const i64 N = p[1], C = p[2], M = p[3], G = p[4]; " + window_decl(5)
 
 
 CONV_C = (
