@@ -173,7 +173,7 @@ class RemoteNode:
         return RemoteWorker(self, local_id)
 
     def node_labels(self) -> dict:
-        return {}  # its agent's heartbeat carries its own (how its workers are contained)
+        return dict(self.labels)  # its agent's latest heartbeat says how its workers are contained
 
     def ready(self, workers: dict[str, RemoteWorker], wait: float) -> list[str]:
         with self.changed:
@@ -356,6 +356,7 @@ class RemoteNodes:
             remote = self.nodes.get(name)
             if remote is None:
                 remote = self.nodes[name] = RemoteNode(self, name)
+                remote.labels = dict(labels or {})  # the Dispatcher's first heartbeat writes them already
                 dispatcher = Dispatcher(
                     self.registry,
                     name,
