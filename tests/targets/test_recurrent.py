@@ -132,12 +132,28 @@ def test_recurrent_with_a_dynamic_sequence_reuses_the_kernel():
             np.testing.assert_allclose(got[name], want, rtol=1e-4, atol=1e-5)
 
 
-def test_recurrent_on_opencl_falls_back_with_its_reason():
-    model, _ = recurrent_model("GRU", {}, ["B"], ["Y", "YH"])
-    variant = hamr.compile(model, targets=["opencl"]).variants["opencl"] if _has_opencl() else None
-    if variant is None:
+@pytest.mark.parametrize("op, attrs, inputs, outputs", CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES)])
+def test_recurrent_runs_natively_on_opencl(op, attrs, inputs, outputs):
+    """The OpenCL kernel (one work-group per direction and batch row), which the GPU targets build too."""
+    if not _has_opencl():
         pytest.skip("no OpenCL device")
-    assert [entry["reason"] for entry in variant["fallback"].values()] == ["no opencl kernel for GRU"]
+    model, feeds = recurrent_model(op, attrs, inputs, outputs)
+    exe = hamr.load(hamr.compile(model, targets=["opencl"]).to_bytes())
+    assert exe.variants["opencl"]["fallback"] == {}
+    got = hamr.Session(exe, device="opencl:0").run(feeds)
+    expected = onnxruntime_results(op, attrs, inputs, outputs, feeds)
+    for name, want in zip([o for o in outputs if o], expected):
+        np.testing.assert_allclose(got[name], want, rtol=1e-4, atol=1e-5)
+
+
+def test_a_hidden_size_past_local_memory_falls_back_on_opencl_with_its_reason():
+    if not _has_opencl():
+        pytest.skip("no OpenCL device")
+    from hamr.targets.native.ops.recurrent_cl import MAX_HIDDEN
+
+    model = constant_weight_model("RNN", {}, 2, 1, 3, MAX_HIDDEN + 1, [])[0]
+    variant = hamr.compile(model, targets=["opencl"]).variants["opencl"]
+    assert [entry["reason"] for entry in variant["fallback"].values()] == ["no opencl kernel for RNN"]
 
 
 def _has_opencl() -> bool:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from hamr.targets.native.ops import recurrent_cl
 from hamr.targets.native.ops.base import Kernel, Lowering, Source
 from hamr.targets.native.ops.elementwise import lit
 from hamr.targets.native.ops.packing import pack_b, packs_weight
@@ -253,7 +254,8 @@ class Recurrent(Lowering):
         return acts if isinstance(acts, str) else None
 
     def dialects(self, node):
-        return ("c",)
+        hidden = node.attr("hidden_size") or (node.in_shape(2) or (None,))[-1]
+        return ("c", "opencl") if isinstance(hidden, int) and 0 < hidden <= recurrent_cl.MAX_HIDDEN else ("c",)
 
     @staticmethod
     def dims(node, pc):
@@ -351,14 +353,39 @@ class Recurrent(Lowering):
             seq, batch, size, hidden, _ = self.dims(node, pc)
             return [seq, batch, size, hidden]
 
+        sources = {"c": Source(template, values)}
+        if "opencl" in self.dialects(node):
+            sources["opencl"] = self._opencl(node, op, present, outputs, helpers + macros, values)
+
         return Kernel(
             inputs=inputs,
             outputs=outputs,
             n_params=4,
             params=params,
-            sources={"c": Source(template, values)},
+            sources=sources,
             label=op.lower(),
             derived=derived,
+        )
+
+    @staticmethod
+    def _opencl(node, op: str, present: list[int], outputs: list, acts_and_macros: list[str], values: dict) -> Source:
+        args = [f"__global const {'i32' if i == 4 else 'f32'} *in{k}" for k, i in enumerate(present)]
+        args += [f"__global f32 *out{k}" for k in range(len(outputs))]
+        phase, body = recurrent_cl.step(
+            op, bool(node.attr("input_forget", 0)), bool(node.attr("linear_before_reset", 0))
+        )
+        group = recurrent_cl.RNN_GROUP
+        hidden = node.attr("hidden_size") or node.in_shape(2)[-1]
+        template = (
+            recurrent_cl.CL_DOT
+            + recurrent_cl.CL_RECURRENT.replace("$ACTS", "\n".join(acts_and_macros))
+            .replace("$PHASE", phase)
+            .replace("$BODY", body)
+            + "".join(f"#undef {m.split()[1].split('(')[0]}\n" for m in acts_and_macros if m.startswith("#define"))
+        )
+        cl_values = {**values, "ARGS": ", ".join(args), "GROUP": str(group), "HMAX": str(hidden)}
+        return Source(
+            template, cl_values, lambda p: ((group * int(p[1]) * (2 if values["D"].endswith("2") else 1),), (group,))
         )
 
     @staticmethod
