@@ -24,6 +24,9 @@ os.environ.setdefault("HAMR_CPU_ISA", "host")
 # The suite runs in two xdist workers on two cores, each with two OpenMP threads: spinning workers would take
 # the core another process needs, so they sleep at once (the cpu target's default is to spin briefly).
 os.environ.setdefault("GOMP_SPINCOUNT", "0")
+# Compiles that name no target build the host's: the GPU targets (NVRTC and clang for 5 and 3 architectures) are
+# built where a test names them (tests/targets/test_gpu_targets.py), not by every compile in the suite.
+os.environ.setdefault("HAMR_TARGETS", "cpu,opencl,reference")
 
 
 def pytest_collection_modifyitems(config, items):

@@ -22,7 +22,12 @@ log = logging.getLogger(__name__)
 
 
 def default_targets() -> list[str]:
-    """Every target this machine can build, in the order variants are built and preferred in."""
+    """$HAMR_TARGETS, else every target this machine can build, in the order variants are built and preferred in."""
+    from hamr.settings import settings
+
+    chosen = settings().targets
+    if chosen:
+        return [name.strip() for name in chosen.split(",") if name.strip()]
     return [name for name in target_names() if get_target(name).available()]
 
 

@@ -25,11 +25,14 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 CACHE_DIR = "HAMR_CACHE_DIR"
 CA_FILE = "HAMR_CA_FILE"
 CPU_ISA = "HAMR_CPU_ISA"
+CUDA_ARCHS = "HAMR_CUDA_ARCHS"
 HOST_ID = "HAMR_HOST_ID"
 NUM_THREADS = "HAMR_NUM_THREADS"
 POOL_DIR = "HAMR_POOL_DIR"
 POOL_DATABASE = "HAMR_POOL_DATABASE"
 POOL_URL = "HAMR_POOL_URL"
+ROCM_ARCHS = "HAMR_ROCM_ARCHS"
+TARGETS = "HAMR_TARGETS"
 TOKEN = "HAMR_TOKEN"
 TRUSTED_KEYS = "HAMR_TRUSTED_KEYS"
 
@@ -53,6 +56,8 @@ class Settings(BaseSettings):
     """The CA file an https pool's clients verify it with (else the system's authorities)."""
     cpu_isa: str | None = Field(None, validation_alias=CPU_ISA)
     """`host`: the cpu target builds the host's ISA level only."""
+    cuda_archs: str | None = Field(None, validation_alias=CUDA_ARCHS)
+    """The cuda target's builds, comma-separated (sm_90, compute_80...); else every one it knows."""
     host_id: str | None = Field(None, validation_alias=HOST_ID)
     """This host's identity in device uuids (blank: unset; else /etc/machine-id, else the host name)."""
     num_threads: str | None = Field(None, validation_alias=NUM_THREADS)
@@ -64,6 +69,10 @@ class Settings(BaseSettings):
     the pool's directory. An environment variable keeps the password out of the process list."""
     pool_url: str | None = Field(None, validation_alias=POOL_URL)
     """The pool the `hamr pool` client commands and `hamr agent` talk to."""
+    rocm_archs: str | None = Field(None, validation_alias=ROCM_ARCHS)
+    """The rocm target's builds, comma-separated (gfx942...); else every one it knows."""
+    targets: str | None = Field(None, validation_alias=TARGETS)
+    """The targets `hamr compile` builds when none is named, comma-separated; else every one this machine can."""
     token: str | None = Field(None, validation_alias=TOKEN, repr=False)
     """Their bearer token."""
     trusted_keys: str = Field("", validation_alias=TRUSTED_KEYS)

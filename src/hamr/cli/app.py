@@ -200,13 +200,16 @@ def conformance(
     target: Annotated[str, typer.Option("--target", help="The target to measure.")] = "reference",
     as_json: Annotated[bool, typer.Option("--json", help="Print the full JSON report.")] = False,
     filter: Annotated[str | None, typer.Option("--filter", "-k", help="Regex on case names.")] = None,
+    compile_only: Annotated[
+        bool, typer.Option("--compile-only", help="Only compile each case (a target whose device is absent).")
+    ] = False,
 ) -> None:
     """Run the ONNX backend node test suite on one target."""
     from hamr.cli.conformance_view import render, run_with_progress
     from hamr.targets import get_target
 
     get_target(target)
-    report_ = run_with_progress(target, filter, err)
+    report_ = run_with_progress(target, filter, err, compile_only)
     if as_json:
         out.print_json(json.dumps(report_.to_json()))
     else:

@@ -16,7 +16,7 @@ from hamr.errors import FormatError
 from hamr.format.container import Container
 from hamr.format.signing import ALGORITHM, trusted_keys, verify
 
-SOURCE_SUFFIXES = (".c", ".cl")
+SOURCE_SUFFIXES = (".c", ".cl", ".cu", ".hip")
 
 
 def is_native(file_name: str) -> bool:

@@ -126,12 +126,36 @@ def opencl_devices(host_free: int | None = None) -> list[Device]:
     return found
 
 
+def gpu_devices() -> list[Device]:
+    """NVIDIA GPUs through the CUDA driver, AMD GPUs through HIP; none where a driver is missing."""
+    from hamr.targets import targets_for
+    from hamr.targets.cuda.driver import devices as cuda_devices
+    from hamr.targets.rocm.hip import devices as rocm_devices
+
+    found = []
+    for prefix, vendor, listed in (("cuda", "NVIDIA", cuda_devices()), ("rocm", "AMD", rocm_devices())):
+        for dev in listed:
+            found.append(
+                Device(
+                    id=f"{prefix}:{dev.index}",
+                    kind="gpu",
+                    vendor=vendor,
+                    architecture=f"{dev.name} ({dev.arch})",
+                    compute_units=dev.multiprocessors,
+                    memory_total=dev.memory_total,
+                    targets=targets_for(prefix),
+                    driver=f"{prefix} {dev.driver_version}",
+                )
+            )
+    return found
+
+
 def available_devices(utilisation: bool = False) -> list[Device]:
-    """Most preferred first: accelerators, then the host CPU, then OpenCL devices that are CPUs."""
+    """Most preferred first: GPUs, other accelerators, then the host CPU, then OpenCL devices that are CPUs."""
     cpu = host_cpu(cpu_utilisation() if utilisation else None)
     opencl = opencl_devices(cpu.memory_free)
     accelerators = [d for d in opencl if d.kind != "cpu"]
-    return accelerators + [cpu] + [d for d in opencl if d.kind == "cpu"]
+    return gpu_devices() + accelerators + [cpu] + [d for d in opencl if d.kind == "cpu"]
 
 
 def devices() -> list[Device]:

@@ -59,8 +59,8 @@ class NativeTarget:
         if isinstance(lowering, CustomLowering):
             return lowering.veto(self.name, node)
         dialects = lowering.dialects(node)
-        if dialects is not None and self.renderer.dialect not in dialects:
-            return f"no {self.renderer.dialect} kernel for {node.op}"
+        if dialects is not None and self.renderer.kernel_dialect not in dialects:
+            return f"no {self.renderer.kernel_dialect} kernel for {node.op}"
         return None
 
     def supports_natively(self, node: ir.Node, opset: int) -> bool:
@@ -74,7 +74,7 @@ class NativeTarget:
 
     def lower(self, model: ir.Model) -> tuple[Partition, Lowered]:
         require_registered(model)  # at load, a custom op of the model may be missing from this process
-        with lowering_target(self.name), lowering_dialect(self.renderer.dialect), outer_values_memo():
+        with lowering_target(self.name), lowering_dialect(self.renderer.kernel_dialect), outer_values_memo():
             part = partition(model, self.accepts)
             return part, assemble(model, part)
 

@@ -66,7 +66,7 @@ def lane_reduce(out: str, init: str, acc_t: str, combine, merge, count: str, at)
 
 # f32 <-> i32 bit casts in both dialects (defined once, where first used)
 BITCASTS = (
-    "\n#ifndef H_F2I\n#ifdef __OPENCL_VERSION__\n#define H_F2I(x) as_int(x)\n#define H_I2F(x) as_float(x)\n#else\n"
+    "\n#ifndef H_F2I\n#ifdef H_DEVICE_DIALECT\n#define H_F2I(x) as_int(x)\n#define H_I2F(x) as_float(x)\n#else\n"
     "#define H_F2I(x) (((union { f32 f_; i32 i_; }){ .f_ = (x) }).i_)\n"
     "#define H_I2F(x) (((union { f32 f_; i32 i_; }){ .i_ = (x) }).f_)\n#endif\n#endif\n"
 )

@@ -38,10 +38,16 @@ LaunchRange = tuple[tuple[int, ...], tuple[int, ...] | None]
 
 
 class Renderer:
-    dialect: str = ""  # the key of Kernel.sources this renderer reads
+    dialect: str = ""  # the language this renderer writes
+    kernels_from: str = ""  # the key of Kernel.sources it reads, where not its own dialect (a GPU dialect: opencl)
     prelude: str = ""  # typedefs, macros and helpers before the first kernel
     buffer_qualifier: str = ""  # written before every buffer argument ("__global " in OpenCL C)
     host_loops: bool = False  # STORE_ALL / STORE_RANGE exist (a custom kernel may loop over a buffer)
+
+    @property
+    def kernel_dialect(self) -> str:
+        """The dialect whose kernels this renderer writes out: lowerings choose their kernels for it."""
+        return self.kernels_from or self.dialect
 
     # ---- the whole source --------------------------------------------------------------
 
@@ -74,9 +80,9 @@ class Renderer:
 
     def kernel_source(self, kernel: Kernel) -> Source:
         """The custom kernel's source in this dialect (accepts() vetoed nodes without one)."""
-        source = kernel.sources.get(self.dialect)
+        source = kernel.sources.get(self.kernel_dialect)
         if source is None:
-            raise RuntimeError(f"kernel '{kernel.label}' has no {self.dialect} source")
+            raise RuntimeError(f"kernel '{kernel.label}' has no {self.kernel_dialect} source")
         return source
 
     def args(self, launch: Launch, dtypes: dict[str, str], skip=(0, 0)) -> str:
@@ -123,5 +129,5 @@ class Renderer:
             return (int(params[0]),), None
         source = self.kernel_source(kernel)
         if source.range is None:
-            raise RuntimeError(f"kernel '{kernel.label}' has no {self.dialect} launch range")
+            raise RuntimeError(f"kernel '{kernel.label}' has no {self.kernel_dialect} launch range")
         return source.range(params)

@@ -15,7 +15,7 @@ flipped, as ml_dtypes gives). `sat` turns overflow and infinity into the largest
 """
 
 CONVERSIONS = r"""
-#ifdef __OPENCL_VERSION__
+#ifdef H_DEVICE_DIALECT
 #define H_INL inline
 #define H_U32_OF(x) as_uint(x)
 #define H_F32_OF(x) as_float(x)
@@ -28,7 +28,7 @@ CONVERSIONS = r"""
 #define H_U64_OF(x) (((union { f64 f_; u64 u_; }){ .f_ = (x) }).u_)
 #define H_F64_OF(x) (((union { f64 f_; u64 u_; }){ .u_ = (x) }).f_)
 #endif
-#if defined(__F16C__) && !defined(__OPENCL_VERSION__)
+#if defined(__F16C__) && !defined(H_DEVICE_DIALECT)
 H_INL f32 h_f16_ld(u16 h) { return (f32)((union { u16 u_; _Float16 h_; }){ .u_ = h }).h_; }
 H_INL u16 h_f16_st(f32 f) { return ((union { u16 u_; _Float16 h_; }){ .h_ = (_Float16)f }).u_; }
 #else

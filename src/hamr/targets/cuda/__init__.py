@@ -1,0 +1,3 @@
+from hamr.targets.cuda.target import CudaTarget
+
+__all__ = ["CudaTarget"]

@@ -1,0 +1,3 @@
+from hamr.targets.rocm.target import RocmTarget
+
+__all__ = ["RocmTarget"]

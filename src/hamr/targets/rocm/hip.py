@@ -1,0 +1,173 @@
+"""The HIP module API through ctypes over libamdhip64 (no torch, no ROCm Python): memory, modules, launches, events.
+
+A GPU's architecture comes from the kernel driver's topology (/sys/class/kfd: gfx_target_version), the
+same place AMD SMI reads it, not from HIP's device-properties struct, whose layout changes between releases.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from hamr.errors import HamrError
+from hamr.targets.gpu.program import DeviceApi
+
+LIBRARIES = ("libamdhip64.so", "libamdhip64.so.6", "libamdhip64.so.5")
+TOPOLOGY = Path("/sys/class/kfd/kfd/topology/nodes")
+
+
+@dataclass(frozen=True)
+class HipDevice:
+    index: int
+    name: str
+    arch: str
+    memory_total: int
+    multiprocessors: int
+    driver_version: int
+
+
+def library():
+    for name in LIBRARIES:
+        try:
+            return ctypes.CDLL(name)
+        except OSError:
+            continue
+    raise HamrError("rocm: no AMD GPU runtime on this host (libamdhip64.so not found)")
+
+
+class Hip:
+    """libamdhip64, initialised: calls raise one HamrError line on an error code."""
+
+    def __init__(self, lib=None):
+        self.lib = lib if lib is not None else library()
+        self.call("hipInit", 0)
+
+    def call(self, name: str, *args) -> None:
+        err = getattr(self.lib, name)(*args)
+        if err != 0:
+            self.lib.hipGetErrorName.restype = ctypes.c_char_p
+            label = self.lib.hipGetErrorName(err)
+            raise HamrError(f"rocm: {name} failed: {label.decode() if label else err}")
+
+    def devices(self) -> list[HipDevice]:
+        count, version = ctypes.c_int(), ctypes.c_int()
+        self.call("hipGetDeviceCount", ctypes.byref(count))
+        self.call("hipDriverGetVersion", ctypes.byref(version))
+        archs = gpu_archs()
+        found = []
+        for index in range(count.value):
+            name = ctypes.create_string_buffer(256)
+            total = ctypes.c_size_t()
+            units = ctypes.c_int()
+            self.call("hipDeviceGetName", name, 256, index)
+            self.call("hipDeviceTotalMem", ctypes.byref(total), index)
+            self.call("hipDeviceGetAttribute", ctypes.byref(units), HIP_ATTRIBUTE_MULTIPROCESSOR_COUNT, index)
+            found.append(
+                HipDevice(
+                    index=index,
+                    name=name.value.decode(errors="replace"),
+                    arch=archs[index] if index < len(archs) else "unknown",
+                    memory_total=total.value,
+                    multiprocessors=units.value,
+                    driver_version=version.value,
+                )
+            )
+        return found
+
+
+HIP_ATTRIBUTE_MULTIPROCESSOR_COUNT = 63  # hipDeviceAttributeMultiprocessorCount (ROCm 5 and 6)
+
+
+def gpu_archs(topology: Path = TOPOLOGY) -> list[str]:
+    """gfx names of the GPU nodes of the kernel driver's topology, in node order (HIP's device order)."""
+    archs = []
+    for node in sorted(topology.glob("*"), key=lambda p: int(p.name) if p.name.isdigit() else -1):
+        try:
+            fields = dict(line.split(None, 1) for line in (node / "properties").read_text().splitlines() if " " in line)
+        except OSError:
+            continue
+        version = int(fields.get("gfx_target_version", "0").strip() or 0)
+        if version:  # CPU nodes have none
+            major, minor, stepping = version // 10000, version // 100 % 100, version % 100
+            archs.append(f"gfx{major}{minor:x}{stepping:x}")
+    return archs
+
+
+def devices() -> list[HipDevice]:
+    try:
+        return Hip().devices()
+    except HamrError:
+        return []
+
+
+class HipApi(DeviceApi):
+    vendor = "rocm"
+
+    def __init__(self, index: int, lib=None):
+        self.hip = Hip(lib)
+        found = self.hip.devices()
+        if not 0 <= index < len(found):
+            raise HamrError(f"rocm:{index} is not present (this host has {len(found)} AMD GPU(s))")
+        self.device, self.index = found[index], index
+        self.activate()
+        stream = ctypes.c_void_p()
+        self.hip.call("hipStreamCreate", ctypes.byref(stream))
+        self.stream = stream
+
+    def activate(self) -> None:
+        self.hip.call("hipSetDevice", self.index)
+
+    def alloc(self, nbytes: int) -> int:
+        pointer = ctypes.c_void_p()
+        self.hip.call("hipMalloc", ctypes.byref(pointer), ctypes.c_size_t(nbytes))
+        return int(pointer.value or 0)
+
+    def free(self, pointer: int) -> None:
+        self.hip.call("hipFree", ctypes.c_void_p(pointer))
+
+    def upload(self, pointer: int, array: np.ndarray) -> None:
+        self.hip.call("hipMemcpyHtoD", ctypes.c_void_p(pointer), ctypes.c_void_p(array.ctypes.data), array.nbytes)
+
+    def download(self, array: np.ndarray, pointer: int) -> None:
+        self.synchronize()
+        self.hip.call("hipMemcpyDtoH", ctypes.c_void_p(array.ctypes.data), ctypes.c_void_p(pointer), array.nbytes)
+
+    def copy(self, dst: int, src: int, nbytes: int) -> None:
+        self.hip.call(
+            "hipMemcpyDtoDAsync", ctypes.c_void_p(dst), ctypes.c_void_p(src), ctypes.c_size_t(nbytes), self.stream
+        )
+
+    def load_module(self, image: bytes):
+        module = ctypes.c_void_p()
+        self.hip.call("hipModuleLoadData", ctypes.byref(module), ctypes.c_char_p(image))
+        return module
+
+    def function(self, module, name: str):
+        function = ctypes.c_void_p()
+        self.hip.call("hipModuleGetFunction", ctypes.byref(function), module, name.encode())
+        return function
+
+    def launch(self, function, grid: tuple, block: tuple, shared: int, args: list[tuple[str, int]]) -> None:
+        values = [ctypes.c_uint64(v) if kind == "ptr" else ctypes.c_int64(v) for kind, v in args]
+        pointers = (ctypes.c_void_p * len(values))(*[ctypes.addressof(v) for v in values])
+        g = [ctypes.c_uint(x) for x in tuple(grid) + (1,) * (3 - len(grid))]
+        b = [ctypes.c_uint(x) for x in tuple(block) + (1,) * (3 - len(block))]
+        self.hip.call("hipModuleLaunchKernel", function, *g, *b, ctypes.c_uint(shared), self.stream, pointers, None)
+
+    def record(self):
+        event = ctypes.c_void_p()
+        self.hip.call("hipEventCreate", ctypes.byref(event))
+        self.hip.call("hipEventRecord", event, self.stream)
+        return event
+
+    def elapsed_ms(self, start, end) -> float:
+        ms = ctypes.c_float()
+        self.hip.call("hipEventSynchronize", end)
+        self.hip.call("hipEventElapsedTime", ctypes.byref(ms), start, end)
+        return float(ms.value)
+
+    def synchronize(self) -> None:
+        self.hip.call("hipStreamSynchronize", self.stream)
