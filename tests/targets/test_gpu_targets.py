@@ -209,3 +209,62 @@ def test_a_kernel_nvrtc_refuses_is_one_error_line():
     with pytest.raises(HamrError) as info:
         nvrtc._compile("__global__ void k() { undeclared_thing(); }", "sm_80")
     assert "\n" not in str(info.value) and "undeclared_thing" in str(info.value)
+
+
+@pytest.fixture(scope="module")
+def rnn_exe():
+    if nvrtc.module() is None:
+        pytest.skip(f"NVRTC is not installed ({nvrtc.EXTRA})")
+    from tests.runtime.test_runtime import rnn_model
+
+    return hamr.compile(rnn_model(), targets=["cpu", "cuda"])
+
+
+@needs_nvrtc
+def test_carried_state_moves_cpu_to_cuda_and_back_through_device_memory(rnn_exe, monkeypatch):
+    """What migration moves, byte for byte, through the driver (the fake's kernels compute nothing)."""
+    from tests.runtime.test_runtime import rnn_reference
+
+    fake = FakeCudaDriver(capability=(9, 0))
+    fake.expect(rnn_exe.variants["cuda"]["launches"])
+    monkeypatch.setattr("hamr.targets.cuda.driver.driver_module", lambda: fake)
+    session = hamr.Session(load(rnn_exe.to_bytes(), trust_binaries=True), device="cpu", state={"h_next": "h"})
+    xs = [np.random.default_rng(i).standard_normal((2, 4)).astype(np.float32) for i in range(3)]
+    for x in xs:
+        session.run({"x": x})
+    held = np.array(session.state["h"])
+    np.testing.assert_allclose(held, rnn_reference(xs)[1], rtol=1e-5, atol=1e-6)
+    report = session.migrate("cuda:0")
+    assert (report.source, report.destination, report.moved_bytes) == ("cpu", "cuda:0", held.nbytes)
+    assert session.program.is_device_value(session._state["h"])
+    np.testing.assert_array_equal(session.state["h"], held)  # read back from device memory
+    back = session.migrate("cpu")
+    assert back.destination == "cpu" and back.moved_bytes == held.nbytes
+    np.testing.assert_array_equal(session.state["h"], held)
+    x = xs[0]
+    np.testing.assert_allclose(session.run({"x": x})["y"], 2 * np.tanh(x @ _u() + held @ _w()), rtol=1e-5, atol=1e-6)
+
+
+def _u():
+    from tests.runtime.test_runtime import U
+
+    return U
+
+
+def _w():
+    from tests.runtime.test_runtime import W
+
+    return W
+
+
+@needs_nvrtc
+def test_a_cuda_profile_has_each_kernel_from_its_events(rnn_exe, monkeypatch):
+    fake = FakeCudaDriver(capability=(9, 0))
+    fake.expect(rnn_exe.variants["cuda"]["launches"])
+    monkeypatch.setattr("hamr.targets.cuda.driver.driver_module", lambda: fake)
+    session = hamr.Session(load(rnn_exe.to_bytes(), trust_binaries=True), device="cuda:0")
+    session.run({"x": np.ones((2, 4), np.float32), "h": np.zeros((2, 8), np.float32)}, profile=True)
+    kernels = session.last_profile.kernels()
+    assert [e.ops for e in kernels] == ["gemm", "gemm+Add+Tanh+Mul"]
+    assert all((e.target, e.device) == ("cuda", "cuda:0") for e in kernels)
+    assert len(fake.launches) == 2

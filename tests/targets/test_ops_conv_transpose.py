@@ -1,4 +1,5 @@
-"""float32 ConvTranspose (sgemm + column gather on cpu, a gather per element on opencl) with its fused epilogue."""
+"""float32 ConvTranspose (sgemm + column gather on cpu, runs of one output row per work item on opencl) with its fused
+epilogue."""
 
 from __future__ import annotations
 
@@ -47,10 +48,11 @@ def upsampling_block(group: int, dilations) -> onnx.ModelProto:
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
+@pytest.mark.parametrize("dilations", [[2, 1], [1, 1]])  # [1, 1]: the taps step by the stride
 @pytest.mark.parametrize("device", DEVICES)
-def test_conv_transpose_with_its_epilogue_matches_reference(device):
+def test_conv_transpose_with_its_epilogue_matches_reference(device, dilations):
     x = RNG.standard_normal((2, 4, 5, 7)).astype(np.float32)
-    got, want = run_natively(upsampling_block(1, [2, 1]), {"x": x}, device)
+    got, want = run_natively(upsampling_block(1, dilations), {"x": x}, device)
     np.testing.assert_allclose(got["y"], want["y"], rtol=1e-4, atol=1e-4)
 
 

@@ -1,5 +1,5 @@
 """MatMul and Gemm: hamr_gemm on the cpu target (render/gemm_c.py; a constant B is packed once at load),
-a local-memory tiled GEMM on OpenCL.
+a register-blocked GEMM on OpenCL (and the GPU dialects).
 
 Both are anchors: their result passes through STORE(gid, acc), where the fuser inserts
 an elementwise epilogue (bias, activation, residual add) without another pass in memory.
@@ -24,8 +24,6 @@ from hamr.targets.native.ops.elementwise import lit
 from hamr.targets.native.ops.packing import pack_b, packed_name, packs_weight, transposed_operand
 from hamr.targets.native.ops.registry import register
 from hamr.targets.native.render.template import render
-
-TILE = 16
 
 
 # p: [nb, M, N, K, batch dims (R), A batch strides (R), B batch strides (R), A row, A column, B row, B column
@@ -79,32 +77,70 @@ C_SGEMM = (
 """
 )
 
-CL_GEMM = (
-    """__kernel __attribute__((reqd_work_group_size($TS, $TS, 1)))
-void $name(__global const long *P, const long poff, __global const f32 *in0, __global const f32 *in1,
-            __global f32 *out0$extra) {
+# float32 GEMM in OpenCL C, register blocked: each work item computes RI rows by W columns of C in registers,
+# reading W consecutive elements of a row of B (one coalesced run per item on a GPU, vector code on a CPU) and
+# RI elements of A per step of K. A whole tile skips the bounds checks; an edge tile clamps its reads and stores
+# only what is inside. No local memory: its barriers cost more than they save on CPU OpenCL (PoCL), and neighbouring
+# items share A's rows and B's columns through the cache.
+GEMM_RI, GEMM_W = 8, 16
+CL_GEMM_RB = """#define HA(R_, K_) ($A_AT)
+#define HB(K_, C_) ($B_AT)
+__kernel void $name(__global const long *P, const long poff, __global const f32 *in0, __global const f32 *in1,
+            ${C_ARG}__global f32 *out0$extra) {
   __global const long *p = P + poff;
-  const long nb = p[0], M = p[1], N = p[2], K = p[3];
-  const int lc = get_local_id(0), lr = get_local_id(1);
-  const long col = get_group_id(0) * $TS + lc, row = get_group_id(1) * $TS + lr, b = get_global_id(2);
-  """
-    + _batch_offsets("b")
-    + """
-  __global const f32 *A = in0 + oa;
-  __global const f32 *B = in1 + ob;
-  __local f32 As[$TS][$TS];
-  __local f32 Bs[$TS][$TS + 1];
-  f32 sum = 0;
-  for (long t = 0; t < K; t += $TS) {
-    As[lr][lc] = (row < M && t + lc < K) ? A[row * K + t + lc] : 0.0f;
-    Bs[lr][lc] = (t + lr < K && col < N) ? B[(t + lr) * N + col] : 0.0f;
-    barrier(CLK_LOCAL_MEM_FENCE);
-    for (int k = 0; k < $TS; k++) sum += As[lr][k] * Bs[k][lc];
-    barrier(CLK_LOCAL_MEM_FENCE);
+  const long M = p[1], N = p[2], K = p[3];
+  const long c0 = get_global_id(0) * $W, r0 = get_global_id(1) * $RI;
+  if (c0 >= N || r0 >= M) return;
+  $BATCH
+  f32 s[$RI][$W];
+  for (int i = 0; i < $RI; i++) for (int j = 0; j < $W; j++) s[i][j] = 0.0f;
+  if (c0 + $W <= N && r0 + $RI <= M) {
+    for (long k = 0; k < K; k++) {
+      f32 bv[$W];
+      for (int j = 0; j < $W; j++) bv[j] = HB(k, c0 + j);
+      for (int i = 0; i < $RI; i++) {
+        const f32 av = HA(r0 + i, k);
+        for (int j = 0; j < $W; j++) s[i][j] += av * bv[j];
+      }
+    }
+  } else {
+    const long rows = H_MIN((long)$RI, M - r0);
+    for (long k = 0; k < K; k++) {
+      f32 bv[$W];
+      for (int j = 0; j < $W; j++) bv[j] = HB(k, H_MIN(c0 + j, N - 1));
+      for (int i = 0; i < rows; i++) {
+        const f32 av = HA(r0 + i, k);
+        for (int j = 0; j < $W; j++) s[i][j] += av * bv[j];
+      }
+    }
   }
-  if (row < M && col < N) STORE(b * M * N + row * N + col, sum);
+  for (int i = 0; i < $RI; i++) {
+    const long row = r0 + i;
+    if (row >= M) break;
+    for (int j = 0; j < $W; j++) {
+      const long col = c0 + j;
+      if (col < N) STORE($OUT_AT, $VALUE);
+    }
+  }
 }
+#undef HA
+#undef HB
 """
+
+CL_GEMM = render(
+    CL_GEMM_RB,
+    A_AT="A[(R_) * K + (K_)]",
+    B_AT="B[(K_) * N + (C_)]",
+    BATCH="const long b = get_global_id(2);\n  "
+    + _batch_offsets("b")
+    + "\n  __global const f32 *A = in0 + oa, *B = in1 + ob;",
+    OUT_AT="(b * M + row) * N + col",
+    VALUE="s[i][j]",
+    C_ARG="",
+    RI=GEMM_RI,
+    W=GEMM_W,
+    name="$name",  # left for the renderer
+    extra="$extra",
 )
 
 MATMUL_SOURCES = {"c": C_SGEMM, "opencl": CL_GEMM}  # float32 MatMul, per dialect
@@ -136,13 +172,10 @@ def _batch_strides(shape2, strides2, batch) -> list[int]:
     return out
 
 
-def _round_up(x: int, m: int) -> int:
-    return (x + m - 1) // m * m
-
-
 def _gemm_range(params):
+    """One work item per tile of GEMM_RI rows by GEMM_W columns of each batch item's C."""
     nb, m, n = params[0], params[1], params[2]
-    return (_round_up(n, TILE), _round_up(m, TILE), nb), (TILE, TILE, 1)
+    return (-(-n // GEMM_W), -(-m // GEMM_RI), nb), None
 
 
 def _matmul_dims(a, b):
@@ -199,7 +232,7 @@ class MatMul(Lowering):
         derived = _packed_b(node, b_name, rb, trans=False)
         if derived:
             common["inputs"] = [a_name, b_name, *derived]
-        values = {"R": rank, "TS": TILE}
+        values = {"R": rank}
         c_values = {
             **values,
             "PACKED_ARG": "const f32 *in2, " if derived else "",
@@ -228,26 +261,7 @@ C_GEMM = """static void $name(const i64 *p, const f32 *in0, const f32 *in1, ${C_
 $EPILOGUE}
 """
 
-CL_GEMM2 = """__kernel __attribute__((reqd_work_group_size($TS, $TS, 1)))
-void $name(__global const long *P, const long poff, __global const f32 *in0, __global const f32 *in1,
-            ${C_ARG}__global f32 *out0$extra) {
-  __global const long *p = P + poff;
-  const long M = p[1], N = p[2], K = p[3];
-  const int lc = get_local_id(0), lr = get_local_id(1);
-  const long col = get_group_id(0) * $TS + lc, row = get_group_id(1) * $TS + lr;
-  __local f32 As[$TS][$TS];
-  __local f32 Bs[$TS][$TS + 1];
-  f32 sum = 0;
-  for (long t = 0; t < K; t += $TS) {
-    As[lr][lc] = (row < M && t + lc < K) ? in0[$A_AT] : 0.0f;
-    Bs[lr][lc] = (t + lr < K && col < N) ? in1[$B_AT] : 0.0f;
-    barrier(CLK_LOCAL_MEM_FENCE);
-    for (int k = 0; k < $TS; k++) sum += As[lr][k] * Bs[k][lc];
-    barrier(CLK_LOCAL_MEM_FENCE);
-  }
-  if (row < M && col < N) STORE(row * N + col, $ALPHA * sum$C_ADD);
-}
-"""
+CL_GEMM2 = CL_GEMM_RB  # Gemm: the same kernel with its transposes, alpha and C (cl_values in Gemm.kernel)
 
 GEMM_SOURCES = {"c": C_GEMM, "opencl": CL_GEMM2}  # float32 Gemm, per dialect
 
@@ -337,12 +351,14 @@ class Gemm(Lowering):
             ALPHA=alpha_lit,
         )
         cl_values = dict(
-            TS=TILE,
             C_ARG="__global const f32 *in2, " if has_c else "",
-            C_ADD=c_add("row * p[4] + col * p[5]"),
-            A_AT="(t + lc) * M + row" if ta else "row * K + t + lc",
-            B_AT="col * K + t + lr" if tb else "(t + lr) * N + col",
-            ALPHA=alpha_lit,
+            A_AT="in0[(K_) * M + (R_)]" if ta else "in0[(R_) * K + (K_)]",
+            B_AT="in1[(C_) * K + (K_)]" if tb else "in1[(K_) * N + (C_)]",
+            BATCH="",
+            OUT_AT="row * N + col",
+            VALUE=f"{alpha_lit} * s[i][j]" + c_add("row * p[4] + col * p[5]"),
+            RI=GEMM_RI,
+            W=GEMM_W,
         )
         sources = {
             "c": Source(GEMM_SOURCES["c"], c_values),
@@ -360,4 +376,4 @@ def _packed_b(node, b_name: str, b_rank: int, trans: bool) -> dict:
 
 def _gemm2_range(params):
     m, n = params[1], params[2]
-    return (_round_up(n, TILE), _round_up(m, TILE)), (TILE, TILE)
+    return (-(-n // GEMM_W), -(-m // GEMM_RI)), None

@@ -35,7 +35,6 @@ from hamr.targets.native.ops.registry import register
 from hamr.targets.native.render.conv_c import CONV_HEAD, WINDOW_NAMES, window_decl
 from hamr.targets.native.render.template import render
 
-TILE = 16
 BLOCK_BYTES = 512 * 1024  # im2col scratch per block (about an L2 cache)
 WINDOW = len(WINDOW_NAMES)  # parameters in a window block
 PIXEL_ROWS_MIN_K = 32  # a pointwise Conv with fewer input channels per group stays on the im2col GEMM path
@@ -374,59 +373,82 @@ C_PIXEL_ROWS = r"""
 #else
 """
 
-# float32 Conv in OpenCL C: an implicit GEMM, register blocked. A 16x16 work-group computes a tile of 16 * RI output
-# channels by 64 positions, each work item RI x 4 outputs 16 apart (RI = 4, or 1 for fewer than 16 output channels
-# per group, as in depthwise convs); per step of 16 taps the group stages the weights and the input patch gathered
-# from the input (im2col on the fly) in local memory.
+# float32 Conv in OpenCL C: an implicit GEMM, register blocked as the OpenCL GEMM (linalg.py). Each work item
+# computes CONV_RI output channels (8 or one where a group has fewer: depthwise convs) by CONV_W output positions of one image and group in registers. The taps are
+# walked as nested loops (channel, kd, kh, kw), so the input patch is gathered (im2col on the fly) with no integer
+# division: each position's input origin is worked out once, and a tap adds its offsets. Where the item's positions
+# are one output row and a tap's run of the input row is inside it, the run is read without per-element checks.
+CONV_RI, CONV_W = 16, 8
 CL_CONV = r"""
-__kernel __attribute__((reqd_work_group_size($TS, $TS, 1)))
-void $name(__global const long *P, const long poff, __global const f32 *in0, __global const f32 *in1,
+__kernel void $name(__global const long *P, const long poff, __global const f32 *in0, __global const f32 *in1,
             ${BIAS_ARG}__global f32 *out0$extra) {
   __global const long *p = P + poff;
   $HEAD
   const i64 Cg = C / G, Mg = M / G, KS = KD * KH * KW, K = Cg * KS, OS = OD * OH * OW;
-  const int lc = get_local_id(0), lr = get_local_id(1), item = lr * $TS + lc;
-  const i64 col0 = get_group_id(0) * $TS * 4, row0 = get_group_id(1) * $TS * $RI, ng = get_global_id(2);
+  const i64 col0 = get_global_id(0) * $W, row0 = get_global_id(1) * $RI, ng = get_global_id(2);
+  if (col0 >= OS || row0 >= Mg) return;
   const i64 n = ng / G, g = ng % G;
   __global const f32 *X = in0 + (n * C + g * Cg) * ID * IH * IW;
-  __global const f32 *Wt = in1 + g * Mg * K;
-  __local f32 As[$TS][$TS * $RI + 1];
-  __local f32 Bs[$TS][$TS * 4 + 1];
-  f32 sums[$RI][4];
-  for (int i = 0; i < $RI; i++) for (int j = 0; j < 4; j++) sums[i][j] = 0.0f;
-  for (i64 t0 = 0; t0 < K; t0 += $TS) {
-    for (int e = item; e < $TS * $TS * $RI; e += $TS * $TS) { /* weights: 16 * RI rows of 16 taps */
-      const int kk = e % $TS, rr = e / $TS;
-      const i64 row = row0 + rr, k = t0 + kk;
-      As[kk][rr] = (row < Mg && k < K) ? Wt[row * K + k] : 0.0f;
-    }
-    for (int e = item; e < $TS * $TS * 4; e += $TS * $TS) { /* patch: 16 taps of 64 positions */
-      const int cc = e % ($TS * 4), kb = e / ($TS * 4);
-      const i64 col = col0 + cc, r = t0 + kb;
-      f32 b = 0.0f;
-      if (r < K && col < OS) {
-        const i64 ow = col % OW, oh = (col / OW) % OH, od = col / (OW * OH);
-        const i64 kw = r % KW, kh = (r / KW) % KH, kd = (r / (KW * KH)) % KD, c = r / KS;
-        const i64 id = od * SD - PD + kd * DD, ih = oh * SH - PH + kh * DH, iw = ow * SW - PW + kw * DW;
-        if (id >= 0 && id < ID && ih >= 0 && ih < IH && iw >= 0 && iw < IW) b = X[((c * ID + id) * IH + ih) * IW + iw];
-      }
-      Bs[kb][cc] = b;
-    }
-    barrier(CLK_LOCAL_MEM_FENCE);
-    for (int k = 0; k < $TS; k++) {
-      f32 a[$RI], bv[4];
-      for (int i = 0; i < $RI; i++) a[i] = As[k][lr + $TS * i];
-      for (int j = 0; j < 4; j++) bv[j] = Bs[k][lc + $TS * j];
-      for (int i = 0; i < $RI; i++) for (int j = 0; j < 4; j++) sums[i][j] += a[i] * bv[j];
-    }
-    barrier(CLK_LOCAL_MEM_FENCE);
+  __global const f32 *Wt = in1 + (g * Mg + row0) * K;
+  const int rows = (int)H_MIN((i64)$RI, Mg - row0);
+  i64 d0[$W], h0[$W], w0[$W];
+  for (int j = 0; j < $W; j++) {
+    const i64 col = H_MIN(col0 + j, OS - 1);
+    w0[j] = (col % OW) * SW - PW;
+    h0[j] = (col / OW % OH) * SH - PH;
+    d0[j] = (col / (OW * OH)) * SD - PD;
   }
-  for (int i = 0; i < $RI; i++) {
-    const i64 row = row0 + lr + $TS * i;
-    if (row >= Mg) continue;
-    for (int j = 0; j < 4; j++) {
-      const i64 col = col0 + lc + $TS * j;
-      if (col < OS) STORE((n * M + g * Mg + row) * OS + col, sums[i][j]$BIAS_ADD);
+  const int one_row = col0 % OW + $W <= OW && col0 + $W <= OS;  /* the W positions are one output row's */
+  f32 s[$RI][$W];
+  for (int i = 0; i < $RI; i++) for (int j = 0; j < $W; j++) s[i][j] = 0.0f;
+  i64 tap = 0;
+  if ($POINTWISE && col0 + $W <= OS && rows == $RI) { /* a 1x1 conv over a whole run: a GEMM with X as B */
+    for (i64 c = 0; c < Cg; c++) {
+      __global const f32 *x = X + c * OS + col0;
+      f32 bv[$W];
+      for (int j = 0; j < $W; j++) bv[j] = x[j];
+      for (int i = 0; i < $RI; i++) {
+        const f32 av = Wt[i * K + c];
+        for (int j = 0; j < $W; j++) s[i][j] += av * bv[j];
+      }
+    }
+  } else
+  for (i64 c = 0; c < Cg; c++) {
+    __global const f32 *Xc = X + c * ID * IH * IW;
+    for (i64 kd = 0; kd < KD; kd++)
+    for (i64 kh = 0; kh < KH; kh++)
+    for (i64 kw = 0; kw < KW; kw++, tap++) {
+      f32 bv[$W];
+      const i64 id = d0[0] + kd * DD, ih = h0[0] + kh * DH, iw = w0[0] + kw * DW;
+      if (one_row && iw >= 0 && iw + ($W - 1) * SW < IW) { /* the run's taps lie in one input row */
+        const int inside = id >= 0 && id < ID && ih >= 0 && ih < IH;
+        __global const f32 *x = Xc + (inside ? (id * IH + ih) * IW + iw : 0);
+        for (int j = 0; j < $W; j++) bv[j] = inside ? x[j * SW] : 0.0f;
+      } else {
+        for (int j = 0; j < $W; j++) {
+          const i64 idj = d0[j] + kd * DD, ihj = h0[j] + kh * DH, iwj = w0[j] + kw * DW;
+          const int inside = idj >= 0 && idj < ID && ihj >= 0 && ihj < IH && iwj >= 0 && iwj < IW;
+          bv[j] = inside ? Xc[(idj * IH + ihj) * IW + iwj] : 0.0f;
+        }
+      }
+      if (rows == $RI) {
+        for (int i = 0; i < $RI; i++) {
+          const f32 av = Wt[i * K + tap];
+          for (int j = 0; j < $W; j++) s[i][j] += av * bv[j];
+        }
+      } else {
+        for (int i = 0; i < rows; i++) {
+          const f32 av = Wt[i * K + tap];
+          for (int j = 0; j < $W; j++) s[i][j] += av * bv[j];
+        }
+      }
+    }
+  }
+  for (int i = 0; i < rows; i++) {
+    const i64 row = row0 + i;
+    for (int j = 0; j < $W; j++) {
+      const i64 col = col0 + j;
+      if (col < OS) STORE((n * M + g * Mg + row) * OS + col, s[i][j]$BIAS_ADD);
     }
   }
 }
@@ -437,17 +459,18 @@ CONV_SOURCES = {"c": C_CONV, "opencl": CL_CONV}  # float32 Conv, per dialect
 
 
 def _conv_range(params, rows: int):
-    """One 16x16 work-group per tile of 16 * `rows` channels by 64 positions of each image's and group's output."""
+    """One work item per `rows` output channels by CONV_W positions of each image and group."""
     n, m, g = params[1], params[3], params[4]
     os_ = params[5 + 3] * params[5 + 4] * params[5 + 5]
-    tiles = lambda x, side: (x + side - 1) // side * TILE  # noqa: E731
-    return (tiles(os_, TILE * 4), tiles(m // g, TILE * rows), n * g), (TILE, TILE, 1)
+    return (-(-os_ // CONV_W), -(-(m // g) // rows), n * g), None
 
 
 def _cl_rows(node, group: int) -> int:
-    """Output channels per work item of the OpenCL Conv: 4, or 1 where a group has fewer than 16."""
+    """Output channels per work item of the OpenCL Conv: CONV_RI, or 8, where every group has that many; else one
+    (depthwise convs, and weights whose shape is unknown when lowering)."""
     w = node.in_shape(1)
-    return 4 if _static_ints(w) and w[0] // group >= 16 else 1
+    mg = w[0] // group if _static_ints(w) else 0
+    return next((rows for rows in (CONV_RI, 8) if mg >= rows), 1)
 
 
 def _conv_check(node) -> str | None:
@@ -556,34 +579,36 @@ class Conv(Lowering):
             BIAS_ADD=" + in2[at / OS % M]" if has_bias else "",
             BIAS_M="in2[m]" if has_bias else "0.0f",
         )
+        rows = _cl_rows(node, group)
         cl_values = dict(
             HEAD=_CONV_HEAD,
-            TS=TILE,
-            RI=_cl_rows(node, group),
+            POINTWISE=int(_pointwise(node)),
+            RI=rows,
+            W=CONV_W,
             BIAS_ARG="__global const f32 *in2, " if has_bias else "",
             BIAS_ADD=" + in2[g * Mg + row]" if has_bias else "",
         )
-        sources = {
-            "c": Source(CONV_SOURCES["c"], c_values),
-            "opencl": Source(CONV_SOURCES["opencl"], cl_values, functools.partial(_conv_range, rows=cl_values["RI"])),
-        }
+        opencl = Source(CONV_SOURCES["opencl"], cl_values, functools.partial(_conv_range, rows=rows))
+        sources = {"c": Source(CONV_SOURCES["c"], c_values), "opencl": opencl}
         return Kernel(sources=sources, anchor=True, label="conv", derived=derived, **common)
 
 
 # ---- ConvTranspose -------------------------------------------------------------------
 
+# Each output's taps: with no dilation only every S-th kernel position lands on an input (the first at
+# (o + P) % S), so the loops step by the stride; past the input's start every later tap is too (break).
+_TRANSPOSED_TAPS = (
+    "for (i64 kd = DD == 1 ? (od + PD) % SD : 0; kd < KD; kd += DD == 1 ? SD : 1) { const i64 tkd = od + PD - kd * DD; if (tkd < 0) break; if (DD != 1 && tkd % SD) continue; const i64 id = tkd / SD; if (id >= ID) continue;",
+    "for (i64 kh = DH == 1 ? (oh + PH) % SH : 0; kh < KH; kh += DH == 1 ? SH : 1) { const i64 tkh = oh + PH - kh * DH; if (tkh < 0) break; if (DH != 1 && tkh % SH) continue; const i64 ih = tkh / SH; if (ih >= IH) continue;",
+    "for (i64 kw = DW == 1 ? (ow + PW) % SW : 0; kw < KW; kw += DW == 1 ? SW : 1) { const i64 tkw = ow + PW - kw * DW; if (tkw < 0) break; if (DW != 1 && tkw % SW) continue; const i64 iw = tkw / SW; if (iw >= IW) continue;",
+)  # the loops over kd, kh, kw: each opens a brace
 MAP_CONV_TRANSPOSE = (
     _CONV_HEAD + " " + _OUT_COORDS + " const i64 m = nc % M, n = nc / M, Cg = C / G, Mg = M / G, g = m / Mg;"
     " $T acc = $BIAS;"
     " for (i64 c = 0; c < Cg; c++) { const i64 xb = (n * C + g * Cg + c) * ID * IH * IW;"
-    " const i64 wb = ((g * Cg + c) * Mg + m % Mg) * KD * KH * KW;"
-    " for (i64 kd = 0; kd < KD; kd++) { const i64 td = od + PD - kd * DD; if (td < 0 || td % SD) continue;"
-    " const i64 id = td / SD; if (id >= ID) continue;"
-    " for (i64 kh = 0; kh < KH; kh++) { const i64 th = oh + PH - kh * DH; if (th < 0 || th % SH) continue;"
-    " const i64 ih = th / SH; if (ih >= IH) continue;"
-    " for (i64 kw = 0; kw < KW; kw++) { const i64 tw = ow + PW - kw * DW; if (tw < 0 || tw % SW) continue;"
-    " const i64 iw = tw / SW; if (iw >= IW) continue;"
-    " acc += in0[xb + (id * IH + ih) * IW + iw] * in1[wb + (kd * KH + kh) * KW + kw]; } } } }"
+    " const i64 wb = ((g * Cg + c) * Mg + m % Mg) * KD * KH * KW; "
+    + " ".join(_TRANSPOSED_TAPS)
+    + " acc += in0[xb + (id * IH + ih) * IW + iw] * in1[wb + (kd * KH + kh) * KW + kw]; } } } }"
     " out0[gid] = acc;"
 )
 
@@ -629,13 +654,40 @@ static void $name(const i64 *p, const f32 *in0, const f32 *in1, ${BIAS_ARG}f32 *
 """
 
 # float32 ConvTranspose in OpenCL C: the map kernel's gather, one work item per output element
+# float32 ConvTranspose in OpenCL C: each work item computes a run of CONV_W outputs of one output row, so that the
+# output's coordinates are worked out once per run and the depth and height taps once per input channel; the run's
+# outputs past the end of its row take the map kernel's body, one at a time.
 CL_CONV_TRANSPOSE = r"""
 __kernel void $name(__global const long *P, const long poff, __global const f32 *in0, __global const f32 *in1,
                     ${BIAS_ARG}__global f32 *out0$extra) {
   __global const long *p = P + poff;
-  const i64 gid = get_global_id(0);
-  if (gid >= p[0]) return;
-  $BODY
+  const i64 total = p[0], g0 = get_global_id(0) * $W;
+  if (g0 >= total) return;
+  {
+    $HEAD
+    const i64 Cg = C / G, Mg = M / G;
+    const i64 ow0 = g0 % OW, oh = (g0 / OW) % OH, od = (g0 / (OW * OH)) % OD, nc = g0 / (OW * OH * OD);
+    const i64 m = nc % M, n = nc / M, g = m / Mg;
+    const int run = (int)H_MIN((i64)$W, H_MIN(OW - ow0, total - g0));
+    f32 s[$W];
+    for (int j = 0; j < $W; j++) s[j] = $BIAS;
+    for (i64 c = 0; c < Cg; c++) {
+      const i64 xb = (n * C + g * Cg + c) * ID * IH * IW, wb = ((g * Cg + c) * Mg + m % Mg) * KD * KH * KW;
+      $DEPTH_HEIGHT
+        for (int j = 0; j < run; j++) {
+          const i64 ow = ow0 + j;
+          $WIDTH
+            s[j] += in0[xb + (id * IH + ih) * IW + iw] * in1[wb + (kd * KH + kh) * KW + kw];
+          }
+        }
+      } }
+    }
+    for (int j = 0; j < run; j++) { const i64 at = g0 + j; const f32 v = s[j]; STORE(at, v); }
+    for (int j = run; j < $W && g0 + j < total; j++) {
+      const i64 gid = g0 + j;
+      $BODY
+    }
+  }
 }
 """
 
@@ -701,10 +753,16 @@ class ConvTranspose(Lowering):
             cl_values = dict(
                 BODY=body.replace("out0[gid] = acc;", "{ const i64 at = gid; const f32 sum = acc; STORE(at, sum); }"),
                 BIAS_ARG="__global const f32 *in2, " if has_bias else "",
+                BIAS="in2[m]" if has_bias else "0.0f",
+                HEAD=_CONV_HEAD,
+                W=CONV_W,
+                DEPTH_HEIGHT=_TRANSPOSED_TAPS[0] + " " + _TRANSPOSED_TAPS[1],
+                WIDTH=_TRANSPOSED_TAPS[2],
             )
+            run = lambda params: ((-(-int(params[0]) // CONV_W),), None)  # noqa: E731
             sources = {
                 "c": Source(CONV_TRANSPOSE_SOURCES["c"], c_values),
-                "opencl": Source(CONV_TRANSPOSE_SOURCES["opencl"], cl_values, lambda params: ((int(params[0]),), None)),
+                "opencl": Source(CONV_TRANSPOSE_SOURCES["opencl"], cl_values, run),
             }
             return Kernel(
                 inputs=inputs,
