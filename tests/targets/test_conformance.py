@@ -145,3 +145,27 @@ def test_a_fallback_case_is_reported_as_such():
     x = np.array([0.0, 2.0, 3.0], np.float32)
     result = run_case(_case(model, [x], [np.array([[1, 2]], np.int64)]), "cpu")
     assert result.status == "passed_with_fallback" and "NonZero" in result.detail
+
+
+# -- the GPU targets, compile only (no GPU here) ----------------------------------------------------------------
+
+
+def _gpu_target(name: str):
+    from hamr.targets import get_target
+
+    target = get_target(name)
+    reason = f"the {name} target's compiler is not installed ({target.builder.EXTRA})"
+    return pytest.param(name, marks=pytest.mark.skipif(not target.available(), reason=reason))
+
+
+@pytest.mark.parametrize("target", [_gpu_target("cuda"), _gpu_target("rocm")])
+def test_gpu_target_builds_every_kernel_of_a_sample_of_the_node_suite(target):
+    """Every 24th case built for every architecture the target ships (NVRTC: four SMs and PTX; clang: three gfx):
+    no case fails to build, and at least today's count build with every node native (the full sweep:
+    `hamr conformance --target cuda --compile-only`, docs/conformance.md)."""
+    cases = load_cases()[::24]
+    report = run_suite(target, cases, compile_only=True).to_json()
+    broken = [(c["name"], c["detail"]) for c in report["cases"] if c["status"] in ("failed", "unsupported")]
+    assert not broken, broken[:3]
+    floor = KNOWN["compile_only"][target]["sample"]
+    assert report["passed"] >= floor, f"{target}: {report['passed']} of {len(cases)} built natively, {floor} did before"

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import ctypes
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,6 +43,9 @@ class Cuda:
     """The driver, initialised once: calls return their values, or raise one HamrError line."""
 
     def __init__(self, driver=None):
+        # cuda:N is the pool's NVIDIA device N (pool/drivers/nvidia.py), which NVML numbers by PCI bus id; the
+        # driver numbers fastest first unless told, before cuInit, to number as NVML does
+        os.environ.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
         self.cu = driver if driver is not None else driver_module()
         try:
             self.call("cuInit", 0)
