@@ -23,8 +23,10 @@ REFERENCE_TARGET = "reference"
 #: installed before the group existed (``pip install -e .`` registers it).
 BUILTIN_TARGETS = {
     "cpu": "hamr.targets.cpu:CpuTarget",
+    "cuda": "hamr.targets.cuda:CudaTarget",
     "opencl": "hamr.targets.opencl:OpenCLTarget",
     "reference": "hamr.targets.reference:ReferenceTarget",
+    "rocm": "hamr.targets.rocm:RocmTarget",
 }
 
 

@@ -45,6 +45,14 @@ def rocm_exe(conv_model):
     return hamr.compile(conv_model, targets=["rocm"])
 
 
+def _fake_driver(monkeypatch, exe, capability=(9, 0)) -> FakeCudaDriver:
+    """The recording fake in place of cuda.bindings.driver, for a GPU of `capability`."""
+    fake = FakeCudaDriver(capability=capability)
+    fake.expect(exe.variants["cuda"]["launches"])
+    monkeypatch.setattr("hamr.targets.cuda.driver.driver_module", lambda: fake)
+    return fake
+
+
 def _fixed_blocks(variant: dict) -> dict[str, int]:
     return {k["name"]: math.prod(k["block"]) for k in variant["launches"] if k["block_fixed"]}
 
@@ -122,9 +130,7 @@ def test_the_gpu_kernels_are_the_opencl_kernels_under_a_dialect_header(conv_mode
 
 @needs_nvrtc
 def test_the_loader_drives_the_driver_with_the_stored_launch_metadata(cuda_exe, monkeypatch):
-    fake = FakeCudaDriver(capability=(9, 0))
-    fake.expect(cuda_exe.variants["cuda"]["launches"])
-    monkeypatch.setattr("hamr.targets.cuda.driver.driver_module", lambda: fake)
+    fake = _fake_driver(monkeypatch, cuda_exe, (9, 0))
     session = hamr.Session(load(cuda_exe.to_bytes(), trust_binaries=True), device="auto")
     assert session.device.id == "cuda:0"  # the GPU is preferred
     x = np.random.default_rng(0).standard_normal((1, 64, 56, 56)).astype(np.float32)
@@ -156,16 +162,14 @@ def test_the_loader_drives_the_driver_with_the_stored_launch_metadata(cuda_exe, 
 def test_a_gpu_loads_its_own_cubin_else_an_older_one_of_its_generation_else_ptx(
     cuda_exe, monkeypatch, capability, image
 ):
-    fake = FakeCudaDriver(capability=capability)
-    monkeypatch.setattr("hamr.targets.cuda.driver.driver_module", lambda: fake)
+    fake = _fake_driver(monkeypatch, cuda_exe, capability)
     hamr.Session(load(cuda_exe.to_bytes(), trust_binaries=True), device="cuda:0")
     assert fake.modules == [bytes(cuda_exe.variants["cuda"]["files"][image])]
 
 
 @needs_nvrtc
 def test_untrusted_binaries_are_dropped_and_this_machine_builds_the_kernels_itself(cuda_exe, monkeypatch):
-    fake = FakeCudaDriver(capability=(7, 5))
-    monkeypatch.setattr("hamr.targets.cuda.driver.driver_module", lambda: fake)
+    fake = _fake_driver(monkeypatch, cuda_exe, (7, 5))
     exe = load(cuda_exe.to_bytes())  # not signed, not trusted: no cubin nor PTX reaches the driver
     assert {f for f in exe.trust.native if "/cuda/" in f or f.endswith((".cubin", ".ptx"))}
     hamr.Session(exe, device="cuda:0")
@@ -225,9 +229,7 @@ def test_carried_state_moves_cpu_to_cuda_and_back_through_device_memory(rnn_exe,
     """What migration moves, byte for byte, through the driver (the fake's kernels compute nothing)."""
     from tests.runtime.test_runtime import rnn_reference
 
-    fake = FakeCudaDriver(capability=(9, 0))
-    fake.expect(rnn_exe.variants["cuda"]["launches"])
-    monkeypatch.setattr("hamr.targets.cuda.driver.driver_module", lambda: fake)
+    fake = _fake_driver(monkeypatch, rnn_exe, (9, 0))
     session = hamr.Session(load(rnn_exe.to_bytes(), trust_binaries=True), device="cpu", state={"h_next": "h"})
     xs = [np.random.default_rng(i).standard_normal((2, 4)).astype(np.float32) for i in range(3)]
     for x in xs:
@@ -237,6 +239,7 @@ def test_carried_state_moves_cpu_to_cuda_and_back_through_device_memory(rnn_exe,
     report = session.migrate("cuda:0")
     assert (report.source, report.destination, report.moved_bytes) == ("cpu", "cuda:0", held.nbytes)
     assert session.program.is_device_value(session._state["h"])
+    assert any(bytes(data) == held.tobytes() for data in fake.memory.values())  # the state's own allocation
     np.testing.assert_array_equal(session.state["h"], held)  # read back from device memory
     back = session.migrate("cpu")
     assert back.destination == "cpu" and back.moved_bytes == held.nbytes
@@ -259,9 +262,7 @@ def _w():
 
 @needs_nvrtc
 def test_a_cuda_profile_has_each_kernel_from_its_events(rnn_exe, monkeypatch):
-    fake = FakeCudaDriver(capability=(9, 0))
-    fake.expect(rnn_exe.variants["cuda"]["launches"])
-    monkeypatch.setattr("hamr.targets.cuda.driver.driver_module", lambda: fake)
+    fake = _fake_driver(monkeypatch, rnn_exe, (9, 0))
     session = hamr.Session(load(rnn_exe.to_bytes(), trust_binaries=True), device="cuda:0")
     session.run({"x": np.ones((2, 4), np.float32), "h": np.zeros((2, 8), np.float32)}, profile=True)
     kernels = session.last_profile.kernels()

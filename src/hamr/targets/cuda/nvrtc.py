@@ -26,6 +26,10 @@ def module():
         return None
 
 
+def available() -> bool:
+    return module() is not None
+
+
 def require():
     nvrtc = module()
     if nvrtc is None:

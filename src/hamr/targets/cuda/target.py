@@ -15,30 +15,11 @@ from hamr.targets.native.render.gpu import CudaRenderer
 MIN_DRIVER = {"cubin": "525.60.13 (CUDA 12.0)", "ptx": "575.51.03 (CUDA 12.9)"}
 
 
-class Nvrtc(Builder):
-    EXTRA = nvrtc.EXTRA
-
-    def available(self) -> bool:
-        return nvrtc.module() is not None
-
-    def version(self) -> str:
-        return nvrtc.version()
-
-    def archs(self) -> list[str]:
-        return nvrtc.archs()
-
-    def file_name(self, arch: str) -> str:
-        return nvrtc.file_name(arch)
-
-    def build(self, source: str, arch: str) -> bytes:
-        return nvrtc.build(source, arch)
-
-
 class CudaTarget(GpuTarget):
     name = "cuda"
     devices = ("cuda",)
     renderer = CudaRenderer()
-    builder = Nvrtc()
+    builder = Builder(nvrtc)
     source_file = "kernels.cu"
 
     def compiler(self) -> dict:

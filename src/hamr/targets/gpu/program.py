@@ -13,6 +13,7 @@ import onnx_ir as ir
 
 from hamr.profiling import Profile, now
 from hamr.targets.native.assemble import Lowered
+from hamr.targets.native.device_value import DeviceMemory, DeviceValue
 from hamr.targets.native.plan import SegmentPlan
 from hamr.targets.native.program import NativeProgram
 from hamr.targets.native.render.gpu import GpuRenderer
@@ -75,7 +76,7 @@ class DeviceBuffer:
 
 
 @dataclass(frozen=True)
-class GpuArray:
+class GpuArray(DeviceValue):
     """A tensor in device memory of one program."""
 
     buffer: DeviceBuffer | None  # None: a view into a plan's arena, kept alive by `owner`
@@ -83,17 +84,6 @@ class GpuArray:
     shape: tuple
     dtype: np.dtype
     owner: GpuProgram
-
-    @property
-    def nbytes(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
-
-    @property
-    def ndim(self) -> int:
-        return len(self.shape)
-
-    def numpy(self) -> np.ndarray:
-        return self.owner.to_host(self)
 
 
 class GpuPlan:
@@ -162,8 +152,9 @@ class GpuPlan:
             env[name] = np.array(self.plan.ctx.values[name])
 
 
-class GpuProgram(NativeProgram):
+class GpuProgram(DeviceMemory, NativeProgram):
     host_is_device = False
+    value_type = GpuArray
 
     def __init__(
         self,
@@ -202,23 +193,10 @@ class GpuProgram(NativeProgram):
             self.api.upload(buf.pointer, np.ascontiguousarray(array))
         return buf
 
-    def weight_buffer(self, name: str) -> DeviceBuffer:
-        with self._lock:
-            if name not in self._weights:
-                self._weights[name] = self.upload(np.ascontiguousarray(self.weights[name]))
-            return self._weights[name]
-
-    def warm(self) -> None:
-        for segment in self.lowered.all_segments:
-            for name in segment.slots:
-                if name in self.lowered.weights and name in self.weights:
-                    self.weight_buffer(name)
+    def finish(self) -> None:
         self.api.synchronize()
 
     # -- device values --
-
-    def is_device_value(self, value) -> bool:
-        return isinstance(value, GpuArray)
 
     def to_device(self, array) -> GpuArray:
         if isinstance(array, GpuArray):

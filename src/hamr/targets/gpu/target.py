@@ -19,24 +19,28 @@ _GROUP_SIZE = re.compile(r"reqd_work_group_size\((\d+), (\d+), (\d+)\)")
 
 
 class Builder:
-    """A GPU compiler as a target uses it (cuda: NVRTC; rocm: clang)."""
+    """A GPU compiler as a target uses it, from its module (cuda: `nvrtc`; rocm: `clang`), which defines
+    `EXTRA` (what to install when it is missing), `available()`, `version()`, `archs()`, `file_name(arch)`
+    and `build(source, arch)`."""
 
-    EXTRA = ""  # what to install when it is missing
+    def __init__(self, module):
+        self.module = module
+        self.EXTRA = module.EXTRA
 
     def available(self) -> bool:
-        raise NotImplementedError
+        return self.module.available()
 
     def version(self) -> str:
-        raise NotImplementedError
+        return self.module.version()
 
     def archs(self) -> list[str]:
-        raise NotImplementedError
+        return self.module.archs()
 
     def file_name(self, arch: str) -> str:
-        raise NotImplementedError
+        return self.module.file_name(arch)
 
     def build(self, source: str, arch: str) -> bytes:
-        raise NotImplementedError
+        return self.module.build(source, arch)
 
 
 class GpuTarget(NativeTarget):

@@ -13,30 +13,20 @@ import onnx_ir as ir
 
 from hamr.profiling import Profile, now
 from hamr.targets.native.assemble import Lowered
+from hamr.targets.native.device_value import DeviceMemory, DeviceValue
 from hamr.targets.native.plan import SegmentPlan
 from hamr.targets.native.program import NativeProgram
 from hamr.targets.native.render.base import Renderer
 
 
 @dataclass(frozen=True)
-class ClArray:
+class ClArray(DeviceValue):
     """A tensor in an OpenCL buffer of one program's context."""
 
     buffer: object
     shape: tuple
     dtype: np.dtype
     owner: OpenCLProgram
-
-    @property
-    def nbytes(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
-
-    @property
-    def ndim(self) -> int:
-        return len(self.shape)
-
-    def numpy(self) -> np.ndarray:
-        return self.owner.to_host(self)
 
 
 class OpenCLPlan:
@@ -115,9 +105,10 @@ class OpenCLPlan:
             env[name] = np.array(self.plan.ctx.values[name])
 
 
-class OpenCLProgram(NativeProgram):
+class OpenCLProgram(DeviceMemory, NativeProgram):
     target = "opencl"
     host_is_device = False
+    value_type = ClArray
 
     def __init__(self, model: ir.Model, lowered: Lowered, source: str, device, device_id: str, renderer: Renderer):
         import pyopencl as cl
@@ -137,23 +128,10 @@ class OpenCLProgram(NativeProgram):
             return self.cl.Buffer(self.context, flags.READ_ONLY, size=1)
         return self.cl.Buffer(self.context, flags.READ_ONLY | flags.COPY_HOST_PTR, hostbuf=np.ascontiguousarray(array))
 
-    def weight_buffer(self, name: str):
-        with self._lock:
-            if name not in self._weights:
-                self._weights[name] = self.upload(self.weights[name])
-            return self._weights[name]
-
-    def warm(self) -> None:
-        for segment in self.lowered.all_segments:
-            for name in segment.slots:
-                if name in self.lowered.weights and name in self.weights:
-                    self.weight_buffer(name)
+    def finish(self) -> None:
         self.queue.finish()
 
     # -- device values --
-
-    def is_device_value(self, value) -> bool:
-        return isinstance(value, ClArray)
 
     def to_device(self, array) -> ClArray:
         if isinstance(array, ClArray):

@@ -11,30 +11,11 @@ from hamr.targets.native.render.gpu import HipRenderer
 from hamr.targets.rocm import clang
 
 
-class Clang(Builder):
-    EXTRA = clang.EXTRA
-
-    def available(self) -> bool:
-        return clang.available()
-
-    def version(self) -> str:
-        return clang.version()
-
-    def archs(self) -> list[str]:
-        return clang.archs()
-
-    def file_name(self, arch: str) -> str:
-        return clang.file_name(arch)
-
-    def build(self, source: str, arch: str) -> bytes:
-        return clang.build(source, arch)
-
-
 class RocmTarget(GpuTarget):
     name = "rocm"
     devices = ("rocm",)
     renderer = HipRenderer()
-    builder = Clang()
+    builder = Builder(clang)
     source_file = "kernels.hip"
 
     def compiler(self) -> dict:
