@@ -20,6 +20,7 @@ from hamr.targets import get_target
 from hamr.targets.cuda import nvrtc
 from hamr.targets.rocm import clang
 from tests.targets.fake_cuda import FakeCudaDriver
+from tests.targets.fake_hip import FakeHip
 
 needs_nvrtc = pytest.mark.skipif(nvrtc.module() is None, reason=f"NVRTC is not installed ({nvrtc.EXTRA})")
 needs_clang = pytest.mark.skipif(not clang.available(), reason=f"no HIP-capable clang here ({clang.EXTRA})")
@@ -269,3 +270,50 @@ def test_a_cuda_profile_has_each_kernel_from_its_events(rnn_exe, monkeypatch):
     assert [e.ops for e in kernels] == ["gemm", "gemm+Add+Tanh+Mul"]
     assert all((e.target, e.device) == ("cuda", "cuda:0") for e in kernels)
     assert len(fake.launches) == 2
+
+
+def _fake_hip(monkeypatch, tmp_path, exe, arch: str) -> FakeHip:
+    """The recording fake in place of libamdhip64, and a kernel-driver topology with one GPU of `arch`."""
+    fake = FakeHip()
+    fake.params_of = {k["name"]: k["params"] for k in exe.variants["rocm"]["launches"]}
+    monkeypatch.setattr("hamr.targets.rocm.hip.library", lambda: fake)
+    node = tmp_path / "topology" / "1"
+    node.mkdir(parents=True)
+    digits = arch[3:]
+    version = int(digits[:-2]) * 10000 + int(digits[-2], 16) * 100 + int(digits[-1], 16)
+    (node / "properties").write_text(f"gfx_target_version {version}\n")
+    monkeypatch.setattr("hamr.targets.rocm.hip.TOPOLOGY", tmp_path / "topology")
+    return fake
+
+
+@needs_clang
+def test_the_rocm_loader_drives_hip_with_the_stored_launch_metadata(rocm_exe, monkeypatch, tmp_path):
+    fake = _fake_hip(monkeypatch, tmp_path, rocm_exe, "gfx942")
+    session = hamr.Session(load(rocm_exe.to_bytes(), trust_binaries=True), device="auto")
+    assert session.device.id == "rocm:0" and "gfx942" in session.device.architecture
+    session.run({"x": np.ones((1, 64, 56, 56), np.float32)}, profile=True)
+    variant = rocm_exe.variants["rocm"]
+    assert fake.modules == [bytes(variant["files"]["gfx942.hsaco"])]
+    metadata = {k["name"]: k for k in variant["launches"]}
+    assert fake.launches and {launch["function"] for launch in fake.launches} == set(metadata)
+    for launch in fake.launches:
+        meta = metadata[launch["function"]]
+        assert len(launch["args"]) == len(meta["params"]) and launch["shared"] == 0
+        if meta["block_fixed"]:
+            assert list(launch["block"]) == meta["block"]
+        for pointer in [launch["args"][0], *launch["args"][2:]]:
+            fake._view(pointer, 1)
+    assert all(e.target == "rocm" for e in session.last_profile.kernels())
+
+
+@needs_clang
+def test_an_amd_gpu_the_file_has_no_code_object_for_gets_one_built_here(rocm_exe, monkeypatch, tmp_path):
+    fake = _fake_hip(monkeypatch, tmp_path, rocm_exe, "gfx1030")
+    hamr.Session(load(rocm_exe.to_bytes(), trust_binaries=True), device="rocm:0")
+    (image,) = fake.modules
+    notes = [
+        n for s in ELFFile(io.BytesIO(image)).iter_sections() if s["sh_type"] == "SHT_NOTE" for n in s.iter_notes()
+    ]
+    desc = next(n["n_desc"] for n in notes if n["n_type"] == NT_AMDGPU_METADATA)
+    meta = msgpack.unpackb(desc if isinstance(desc, bytes) else desc.encode("latin-1"))
+    assert meta["amdhsa.target"] == "amdgcn-amd-amdhsa--gfx1030"

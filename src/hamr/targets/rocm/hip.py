@@ -81,8 +81,9 @@ class Hip:
 HIP_ATTRIBUTE_MULTIPROCESSOR_COUNT = 63  # hipDeviceAttributeMultiprocessorCount (ROCm 5 and 6)
 
 
-def gpu_archs(topology: Path = TOPOLOGY) -> list[str]:
+def gpu_archs(topology: Path | None = None) -> list[str]:
     """gfx names of the GPU nodes of the kernel driver's topology, in node order (HIP's device order)."""
+    topology = topology if topology is not None else TOPOLOGY
     archs = []
     for node in sorted(topology.glob("*"), key=lambda p: int(p.name) if p.name.isdigit() else -1):
         try:
@@ -142,7 +143,7 @@ class HipApi(DeviceApi):
 
     def load_module(self, image: bytes):
         module = ctypes.c_void_p()
-        self.hip.call("hipModuleLoadData", ctypes.byref(module), ctypes.c_char_p(image))
+        self.hip.call("hipModuleLoadData", ctypes.byref(module), ctypes.create_string_buffer(image, len(image)))
         return module
 
     def function(self, module, name: str):
