@@ -317,3 +317,38 @@ def test_an_amd_gpu_the_file_has_no_code_object_for_gets_one_built_here(rocm_exe
     desc = next(n["n_desc"] for n in notes if n["n_type"] == NT_AMDGPU_METADATA)
     meta = msgpack.unpackb(desc if isinstance(desc, bytes) else desc.encode("latin-1"))
     assert meta["amdhsa.target"] == "amdgcn-amd-amdhsa--gfx1030"
+
+
+@needs_nvrtc
+@needs_clang
+def test_carried_state_moves_cuda_to_rocm_through_both_drivers(monkeypatch, tmp_path):
+    """An NVIDIA and an AMD GPU side by side (both fakes): the state leaves one device's memory for the other's."""
+    from tests.runtime.test_runtime import rnn_model
+
+    exe = load(hamr.compile(rnn_model(), targets=["cpu", "cuda", "rocm"]).to_bytes(), trust_binaries=True)
+    cuda = _fake_driver(monkeypatch, exe)
+    amd = _fake_hip(monkeypatch, tmp_path, exe, "gfx942")
+    session = hamr.Session(exe, device="cpu", state={"h_next": "h"})
+    x = np.random.default_rng(3).standard_normal((2, 4)).astype(np.float32)
+    session.run({"x": x})
+    held = np.array(session.state["h"])
+    assert session.migrate("cuda:0").moved_bytes == held.nbytes
+    assert any(bytes(data) == held.tobytes() for data in cuda.memory.values())
+    report = session.migrate("rocm:0")
+    assert (report.source, report.destination, report.moved_bytes) == ("cuda:0", "rocm:0", held.nbytes)
+    assert any(bytes(data) == held.tobytes() for data in amd.memory.values())
+    np.testing.assert_array_equal(session.state["h"], held)
+    assert amd.modules == [bytes(exe.variants["rocm"]["files"]["gfx942.hsaco"])]
+
+
+@needs_nvrtc
+def test_a_gpu_older_than_every_binary_without_nvrtc_here_is_one_line_naming_what_the_file_carries(
+    cuda_exe, monkeypatch
+):
+    _fake_driver(monkeypatch, cuda_exe, (7, 5))
+    monkeypatch.setattr(get_target("cuda").builder, "available", lambda: False)
+    with pytest.raises(HamrError) as info:
+        hamr.Session(load(cuda_exe.to_bytes(), trust_binaries=True), device="cuda:0")
+    message = str(info.value)
+    assert "\n" not in message and "cuda:0 (sm_75)" in message
+    assert "sm_80.cubin" in message and "compute_80.ptx" in message and nvrtc.EXTRA in message
