@@ -352,3 +352,18 @@ def test_a_gpu_older_than_every_binary_without_nvrtc_here_is_one_line_naming_wha
     message = str(info.value)
     assert "\n" not in message and "cuda:0 (sm_75)" in message
     assert "sm_80.cubin" in message and "compute_80.ptx" in message and nvrtc.EXTRA in message
+
+
+def test_conformance_on_a_target_no_device_here_runs_says_to_compile_only():
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "hamr.cli.app", "conformance", "--target", "cuda", "-k", "^test_relu$"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode != 0 and len(lines) == 1
+    assert "no device here runs the cuda target" in lines[0] and "--compile-only" in lines[0]

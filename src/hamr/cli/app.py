@@ -209,6 +209,15 @@ def conformance(
     from hamr.targets import get_target
 
     get_target(target)
+    if not compile_only:
+        from hamr.runtime.devices import available_devices
+
+        devices = available_devices()
+        if not any(target in d.targets for d in devices):
+            raise HamrError(
+                f"no device here runs the {target} target (present: {', '.join(d.id for d in devices)}); "
+                "--compile-only builds every case without running it"
+            )
     report_ = run_with_progress(target, filter, err, compile_only)
     if as_json:
         out.print_json(json.dumps(report_.to_json()))
