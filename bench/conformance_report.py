@@ -41,6 +41,7 @@ def pinned_section() -> str:
         for reason, names in by_reason(table).items():
             rows.append(f"| {', '.join(f'`{n}`' for n in names)} | {reason}" + ("" if same else f" ({target})") + " |")
     floors = "; ".join(f"{t}: {n['all']} of all, {n['sample']} of the sample" for t, n in native.items())
+    gpu_floors = "; ".join(f"{t}: {n['sample']} of the sample" for t, n in known.get("compile_only", {}).items())
     return (
         "## Known failures, pinned\n\n"
         "`tests/targets/known_failures.json` lists the exact cases each target fails, each with its reason"
@@ -53,7 +54,10 @@ def pinned_section() -> str:
         "warning, so that the list stays exact);\n"
         "- on a native target, when fewer cases run with every node native than the file's "
         f"`native_passed` ({floors}): a coverage floor at the measured value, which a new native lowering "
-        "raises.\n\n"
+        "raises;\n"
+        "- on cuda and rocm, built compile only for every shipped architecture from every 24th case, when a "
+        "case fails to build or fewer build with every node native than the file's `compile_only` "
+        f"({gpu_floors}).\n\n"
         "After a change that fixes or breaks cases, run `hamr conformance --target T --json` once per target "
         "and write the new set into the file.\n\n" + "\n".join(rows) + "\n"
     )
