@@ -55,7 +55,7 @@ def pinned_section() -> str:
         "- on a native target, when fewer cases run with every node native than the file's "
         f"`native_passed` ({floors}): a coverage floor at the measured value, which a new native lowering "
         "raises;\n"
-        "- on cuda and rocm, built compile only for every shipped architecture from every 24th case, when a "
+        "- on cuda and rocm, built compile only for every shipped architecture from every 48th case, when a "
         "case fails to build or fewer build with every node native than the file's `compile_only` "
         f"({gpu_floors}).\n\n"
         "After a change that fixes or breaks cases, run `hamr conformance --target T --json` once per target "
