@@ -379,3 +379,33 @@ def test_names_in_the_model_never_reach_the_generated_source(tmp_path):
 
 if __name__ == "__main__":
     sys.exit(pytest.main([__file__, "-q"]))
+
+
+# -- the GPU targets' binaries ------------------------------------------------------------------------
+
+
+def test_a_forged_cubin_and_cuda_source_never_reach_the_gpu_driver(tmp_path, monkeypatch):
+    """A cuda .hamr whose cubins and PTX are swapped for foreign bytes and whose kernels.cu is rewritten, every hash
+    recomputed: the driver (a recording fake, there is no GPU here) loads only what NVRTC built on this machine
+    from the source regenerated from the graph."""
+    from tests.targets.fake_cuda import FakeCudaDriver
+
+    nvrtc = pytest.importorskip("hamr.targets.cuda.nvrtc")
+    if not nvrtc.available():
+        pytest.skip(f"NVRTC is not installed ({nvrtc.EXTRA})")
+    monkeypatch.setenv("HAMR_CUDA_ARCHS", "sm_90,compute_80")
+    data = hamr.compile(mlp_model(), targets=["cuda"]).to_bytes()
+    files = manifest_of(data)["variants"]["cuda"]["files"]
+    hostile_source = b'extern "C" __global__ void hamr_k0() { /* the attacker\'s kernel */ }\n'
+    trojan = b"\x7fELF" + b"\x00" * 60 + b"attacker's code"
+    swapped = {m: (hostile_source if f == "kernels.cu" else trojan) for f, m in files.items()}
+    forged = forge(data, swapped)
+    fake = FakeCudaDriver(capability=(9, 0))
+    monkeypatch.setattr("hamr.targets.cuda.driver.driver_module", lambda: fake)
+    session = hamr.Session(forged, device="cuda:0")  # unsigned: its native members are dropped
+    (image,) = fake.modules
+    assert image != trojan and b"attacker" not in image
+    target = hamr.targets.get_target("cuda")
+    regenerated = target.lowered_for_load(session.executable.model)[1]
+    assert b"attacker" not in regenerated.encode()
+    assert image == nvrtc.build(regenerated, "sm_90")
