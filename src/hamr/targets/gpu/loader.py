@@ -34,6 +34,6 @@ def load(target, model: ir.Model, variant: dict, device: str, api: DeviceApi, ar
             )
         log.info("%s: building the kernels for %s from the regenerated source", target.name, arch)
         image = target.builder.build(source, arch)
-    functions, called = target.renderer.functions(lowered)
-    module = api.load_module(image) if functions else None
+    called = target.rendered(model)[2]
+    module = api.load_module(image) if called else None
     return GpuProgram(model, lowered, api, module, called, device, target.renderer)

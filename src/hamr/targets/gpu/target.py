@@ -12,7 +12,7 @@ import onnx_ir as ir
 from hamr.ir.dtypes import buffer_ctype
 from hamr.targets.native.assemble import Launch, Lowered
 from hamr.targets.native.render.gpu import MAP_BLOCK, GpuRenderer
-from hamr.targets.native.target import NativeTarget
+from hamr.targets.native.target import NativeTarget, loaded
 
 log = logging.getLogger(__name__)
 _GROUP_SIZE = re.compile(r"reqd_work_group_size\((\d+), (\d+), (\d+)\)")
@@ -53,20 +53,34 @@ class GpuTarget(NativeTarget):
 
     def compile(self, model: ir.Model) -> dict:
         part, lowered = self.lower(model)
-        source = self.source(lowered)
+        functions, called = self.renderer.functions(lowered)
+        source = self.renderer.joined(functions)
         archs = self.builder.archs()
         binaries = build_all(self.builder, source, archs)
         variant = self.describe(model, part, lowered, source)
         variant.update(
             archs=archs,
             compiler=self.compiler(),
-            launches=launch_metadata(self.renderer, lowered),
+            launches=launch_metadata(lowered, functions, called),
             files={self.source_file: source.encode(), **{self.builder.file_name(a): binaries[a] for a in archs}},
         )
         return variant
 
     def compiler(self) -> dict:
         raise NotImplementedError
+
+    def lowered_for_load(self, model: ir.Model) -> tuple[Lowered, str]:
+        return self.rendered(model)[:2]
+
+    def rendered(self, model: ir.Model) -> tuple[Lowered, str, dict[str, str]]:
+        """A loaded model's lowering, source and launch name -> kernel function, rendered once per process."""
+
+        def make():
+            lowered = self.lower(model)[1]
+            functions, called = self.renderer.functions(lowered)
+            return lowered, self.renderer.joined(functions), called
+
+        return loaded(model, (self.name, "rendered"), make)
 
 
 def build_all(builder: Builder, source: str, archs: list[str]) -> dict[str, bytes]:
@@ -75,9 +89,8 @@ def build_all(builder: Builder, source: str, archs: list[str]) -> dict[str, byte
         return dict(zip(archs, pool.map(lambda arch: builder.build(source, arch), archs)))
 
 
-def launch_metadata(renderer: GpuRenderer, lowered: Lowered) -> list[dict]:
+def launch_metadata(lowered: Lowered, functions: dict[str, str], called: dict[str, str]) -> list[dict]:
     """Per kernel function: its parameters in order (types and names) and its block size."""
-    functions, called = renderer.functions(lowered)
     seen: dict[str, dict] = {}
     for segment in lowered.all_segments:
         for launch in segment.launches:

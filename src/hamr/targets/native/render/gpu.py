@@ -132,7 +132,10 @@ class GpuRenderer(OpenCLRenderer):
 
     def source(self, lowered: Lowered) -> str:
         """The header, then each distinct kernel once (launches of one text share a function: hamr_k<i>)."""
-        return "\n".join([self.prelude, *self.functions(lowered)[0].values()])
+        return self.joined(self.functions(lowered)[0])
+
+    def joined(self, functions: dict[str, str]) -> str:
+        return "\n".join([self.prelude, *functions.values()])
 
     def functions(self, lowered: Lowered) -> tuple[dict[str, str], dict[str, str]]:
         """function name -> its text, and launch name -> the function it calls."""
