@@ -52,10 +52,6 @@ class FakeHip:
         _out(total).value = 192 << 30
         return 0
 
-    def hipDeviceGetAttribute(self, value, attr, index):
-        _out(value).value = 304
-        return 0
-
     def hipSetDevice(self, index):
         return 0
 

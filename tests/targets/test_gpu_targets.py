@@ -281,7 +281,7 @@ def _fake_hip(monkeypatch, tmp_path, exe, arch: str) -> FakeHip:
     node.mkdir(parents=True)
     digits = arch[3:]
     version = int(digits[:-2]) * 10000 + int(digits[-2], 16) * 100 + int(digits[-1], 16)
-    (node / "properties").write_text(f"gfx_target_version {version}\n")
+    (node / "properties").write_text(f"simd_count 1216\nsimd_per_cu 4\ngfx_target_version {version}\n")
     monkeypatch.setattr("hamr.targets.rocm.hip.TOPOLOGY", tmp_path / "topology")
     return fake
 
@@ -291,6 +291,7 @@ def test_the_rocm_loader_drives_hip_with_the_stored_launch_metadata(rocm_exe, mo
     fake = _fake_hip(monkeypatch, tmp_path, rocm_exe, "gfx942")
     session = hamr.Session(load(rocm_exe.to_bytes(), trust_binaries=True), device="auto")
     assert session.device.id == "rocm:0" and "gfx942" in session.device.architecture
+    assert session.device.compute_units == 304
     session.run({"x": np.ones((1, 64, 56, 56), np.float32)}, profile=True)
     variant = rocm_exe.variants["rocm"]
     assert fake.modules == [bytes(variant["files"]["gfx942.hsaco"])]

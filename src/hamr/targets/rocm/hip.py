@@ -1,7 +1,8 @@
 """The HIP module API through ctypes over libamdhip64 (no torch, no ROCm Python): memory, modules, launches, events.
 
-A GPU's architecture comes from the kernel driver's topology (/sys/class/kfd: gfx_target_version), the
-same place AMD SMI reads it, not from HIP's device-properties struct, whose layout changes between releases.
+A GPU's architecture and compute units come from the kernel driver's topology (/sys/class/kfd:
+gfx_target_version, simd_count / simd_per_cu), the same place AMD SMI reads them, not from HIP's
+device-properties struct or attribute numbers, whose layouts change between releases.
 """
 
 from __future__ import annotations
@@ -56,45 +57,47 @@ class Hip:
         count, version = ctypes.c_int(), ctypes.c_int()
         self.call("hipGetDeviceCount", ctypes.byref(count))
         self.call("hipDriverGetVersion", ctypes.byref(version))
-        archs = gpu_archs()
+        nodes = gpu_nodes()
         found = []
         for index in range(count.value):
             name = ctypes.create_string_buffer(256)
             total = ctypes.c_size_t()
-            units = ctypes.c_int()
             self.call("hipDeviceGetName", name, 256, index)
             self.call("hipDeviceTotalMem", ctypes.byref(total), index)
-            self.call("hipDeviceGetAttribute", ctypes.byref(units), HIP_ATTRIBUTE_MULTIPROCESSOR_COUNT, index)
+            arch, units = nodes[index] if index < len(nodes) else ("unknown", 0)
             found.append(
                 HipDevice(
                     index=index,
                     name=name.value.decode(errors="replace"),
-                    arch=archs[index] if index < len(archs) else "unknown",
+                    arch=arch,
                     memory_total=total.value,
-                    multiprocessors=units.value,
+                    multiprocessors=units,
                     driver_version=version.value,
                 )
             )
         return found
 
 
-HIP_ATTRIBUTE_MULTIPROCESSOR_COUNT = 63  # hipDeviceAttributeMultiprocessorCount (ROCm 5 and 6)
+def gpu_nodes(topology: Path | None = None) -> list[tuple[str, int]]:
+    """(gfx name, compute units) of each GPU node of the kernel driver's topology, in node order (HIP's order)."""
+    topology = topology if topology is not None else TOPOLOGY
+    nodes = []
+    for node in sorted(topology.glob("*"), key=lambda p: int(p.name) if p.name.isdigit() else -1):
+        try:
+            lines = (node / "properties").read_text().splitlines()
+        except OSError:
+            continue
+        fields = {k: int(v) for k, v in (line.split(None, 1) for line in lines if " " in line) if v.strip().isdigit()}
+        version = fields.get("gfx_target_version", 0)
+        if version:  # CPU nodes have none
+            major, minor, stepping = version // 10000, version // 100 % 100, version % 100
+            units = fields.get("simd_count", 0) // max(fields.get("simd_per_cu", 1), 1)
+            nodes.append((f"gfx{major}{minor:x}{stepping:x}", units))
+    return nodes
 
 
 def gpu_archs(topology: Path | None = None) -> list[str]:
-    """gfx names of the GPU nodes of the kernel driver's topology, in node order (HIP's device order)."""
-    topology = topology if topology is not None else TOPOLOGY
-    archs = []
-    for node in sorted(topology.glob("*"), key=lambda p: int(p.name) if p.name.isdigit() else -1):
-        try:
-            fields = dict(line.split(None, 1) for line in (node / "properties").read_text().splitlines() if " " in line)
-        except OSError:
-            continue
-        version = int(fields.get("gfx_target_version", "0").strip() or 0)
-        if version:  # CPU nodes have none
-            major, minor, stepping = version // 10000, version // 100 % 100, version % 100
-            archs.append(f"gfx{major}{minor:x}{stepping:x}")
-    return archs
+    return [arch for arch, _ in gpu_nodes(topology)]
 
 
 def devices() -> list[HipDevice]:
