@@ -34,6 +34,7 @@ POOL_URL = "HAMR_POOL_URL"
 ROCM_ARCHS = "HAMR_ROCM_ARCHS"
 TARGETS = "HAMR_TARGETS"
 TOKEN = "HAMR_TOKEN"
+TRITON = "HAMR_TRITON"
 TRUSTED_KEYS = "HAMR_TRUSTED_KEYS"
 
 
@@ -75,6 +76,9 @@ class Settings(BaseSettings):
     """The targets `hamr compile` builds when none is named, comma-separated; else every one this machine can."""
     token: str | None = Field(None, validation_alias=TOKEN, repr=False)
     """Their bearer token."""
+    triton: str | None = Field(None, validation_alias=TRITON)
+    """`off`: the GPU targets build no Triton kernels (their GEMMs run the dialect kernels); else they do
+    wherever triton is installed."""
     trusted_keys: str = Field("", validation_alias=TRUSTED_KEYS)
     """Public key files, separated by os.pathsep, whose signed .hamr files may run their native code."""
 

@@ -385,14 +385,16 @@ if __name__ == "__main__":
 
 
 def test_a_forged_cubin_and_cuda_source_never_reach_the_gpu_driver(tmp_path, monkeypatch):
-    """A cuda .hamr whose cubins and PTX are swapped for foreign bytes and whose kernels.cu is rewritten, every hash
-    recomputed: the driver (a recording fake, there is no GPU here) loads only what NVRTC built on this machine
-    from the source regenerated from the graph."""
+    """A cuda .hamr whose cubins and PTX (the dialect's and the Triton GEMMs') are swapped for foreign bytes and
+    whose kernels.cu is rewritten, every hash recomputed: the driver (a recording fake, there is no GPU here)
+    loads only what NVRTC and Triton built on this machine from what it regenerated from the graph."""
     from tests.targets.fake_cuda import FakeCudaDriver
 
     nvrtc = pytest.importorskip("hamr.targets.cuda.nvrtc")
     if not nvrtc.available():
         pytest.skip(f"NVRTC is not installed ({nvrtc.EXTRA})")
+    from hamr.targets.gpu.triton import aot, specs
+
     monkeypatch.setenv("HAMR_CUDA_ARCHS", "sm_90,compute_80")
     data = hamr.compile(mlp_model(), targets=["cuda"]).to_bytes()
     files = manifest_of(data)["variants"]["cuda"]["files"]
@@ -400,12 +402,15 @@ def test_a_forged_cubin_and_cuda_source_never_reach_the_gpu_driver(tmp_path, mon
     trojan = b"\x7fELF" + b"\x00" * 60 + b"attacker's code"
     swapped = {m: (hostile_source if f == "kernels.cu" else trojan) for f, m in files.items()}
     forged = forge(data, swapped)
-    fake = FakeCudaDriver(capability=(9, 0))
+    fake = FakeCudaDriver(capability=(9, 0), driver_version=13000)
     monkeypatch.setattr("hamr.targets.cuda.driver.driver_module", lambda: fake)
     session = hamr.Session(forged, device="cuda:0")  # unsigned: its native members are dropped
-    (image,) = fake.modules
-    assert image != trojan and b"attacker" not in image
     target = hamr.targets.get_target("cuda")
-    regenerated = target.lowered_for_load(session.executable.model)[1]
+    lowered, regenerated = target.lowered_for_load(session.executable.model)
     assert b"attacker" not in regenerated.encode()
-    assert image == nvrtc.build(regenerated, "sm_90")
+    expected = [nvrtc.build(regenerated, "sm_90")]
+    if aot.available():
+        expected += [aot.build(spec, "sm_90")[0] for spec in specs.specs_for(lowered)]
+        assert len(expected) > 1  # the MLP's GEMMs run as Triton kernels, built here
+    assert fake.modules == expected
+    assert all(image != trojan and b"attacker" not in image for image in fake.modules)

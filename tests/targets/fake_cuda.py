@@ -16,9 +16,10 @@ class FakeCudaDriver:
         CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR=76,
         CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT=16,
     )
+    CUfunction_attribute = SimpleNamespace(CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES=8)
 
-    def __init__(self, capability=(9, 0), name=b"Fake H200"):
-        self.capability, self.name = capability, name
+    def __init__(self, capability=(9, 0), name=b"Fake H200", driver_version=12090):
+        self.capability, self.name, self.driver_version = capability, name, driver_version
         self.calls: list[tuple] = []
         self.memory: dict[int, bytearray] = {}
         self.modules: list[bytes] = []
@@ -37,7 +38,7 @@ class FakeCudaDriver:
         return (0, b"CUDA_ERROR_FAKE")
 
     def cuDriverGetVersion(self):
-        return (0, 12090)
+        return (0, self.driver_version)
 
     def cuDeviceGetCount(self):
         return (0, 1)
@@ -106,6 +107,10 @@ class FakeCudaDriver:
         self._log("cuModuleGetFunction", name.decode())
         return (0, name.decode())
 
+    def cuFuncSetAttribute(self, function, attribute, value):
+        self._log("cuFuncSetAttribute", function, attribute, value)
+        return (0,)
+
     def cuLaunchKernel(self, function, gx, gy, gz, bx, by, bz, shared, stream, params, extra):
         count = len(self._expected_params.get(function, ())) or 0
         pointers = (ctypes.c_void_p * count).from_address(params)
@@ -130,3 +135,9 @@ class FakeCudaDriver:
     def expect(self, launches: list[dict]) -> None:
         """The variant's launch metadata: how many parameters each function takes (to read its arguments back)."""
         self._expected_params = {entry["name"]: entry["params"] for entry in launches}
+
+    def expect_triton(self, triton: dict | None) -> None:
+        """The variant's Triton kernels: their own parameters, then the two scratch pointers."""
+        for kernel in (triton or {}).get("kernels", []):
+            runtime = [name for name, kind in kernel["signature"].items() if kind != "constexpr"]
+            self._expected_params[next(iter(kernel["archs"].values()))["function"]] = [*runtime, "scratch", "scratch"]

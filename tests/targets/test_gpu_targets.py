@@ -27,6 +27,15 @@ needs_clang = pytest.mark.skipif(not clang.available(), reason=f"no HIP-capable 
 NT_AMDGPU_METADATA = 32
 
 
+@pytest.fixture(scope="module", autouse=True)
+def dialect_kernels_only():
+    """These tests are about the dialect kernels and their loading; the Triton kernels that take over the GEMM and
+    Conv anchors where triton is installed have theirs in test_triton_kernels.py."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HAMR_TRITON", "off")
+        yield
+
+
 @pytest.fixture(scope="module")
 def conv_model():
     return models.conv3x3()

@@ -27,6 +27,7 @@ def describe(exe: Executable, path: Path) -> dict:
                 "size": exe.members.get(f"variants/{target}", {}).get("size", 0),
                 "nodes_by_target": dict(collections.Counter(variant.get("placement", {}).values())),
                 "kernels": len(variant.get("kernels", [])),
+                "triton_launches": sum(len(k["launches"]) for k in (variant.get("triton") or {}).get("kernels", [])),
                 "peak_memory": (variant.get("memory") or {}).get("peak_bytes"),
             }
             for target, variant in exe.variants.items()
@@ -80,7 +81,8 @@ def render(info: dict, console: Console) -> None:
     for v in info["variants"]:
         peak = "-" if v["peak_memory"] is None else f"{v['peak_memory']:,} B"
         nodes = ", ".join(f"{k}: {n}" for k, n in v["nodes_by_target"].items())
-        variants.add_row(v["target"], v["kind"], str(v["size"]), str(v["kernels"]), peak, nodes)
+        kernels = str(v["kernels"]) + (f" ({v['triton_launches']} triton)" if v.get("triton_launches") else "")
+        variants.add_row(v["target"], v["kind"], str(v["size"]), kernels, peak, nodes)
     console.print(variants)
     for target, memory in info["memory"].items():
         dims = ", ".join(f"{k}={n}" for k, n in memory["dims"].items()) or "static shapes"

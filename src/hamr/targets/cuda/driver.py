@@ -139,6 +139,10 @@ class CudaApi(DeviceApi):
     def function(self, module, name: str):
         return self.cuda.call("cuModuleGetFunction", module, name.encode())
 
+    def allow_shared(self, function, nbytes: int) -> None:
+        attribute = self.cu.CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES
+        self.cuda.call("cuFuncSetAttribute", function, attribute, nbytes)
+
     def launch(self, function, grid: tuple, block: tuple, shared: int, args: list[tuple[str, int]]) -> None:
         values = [ctypes.c_uint64(v) if kind == "ptr" else ctypes.c_int64(v) for kind, v in args]
         pointers = (ctypes.c_void_p * len(values))(*[ctypes.addressof(v) for v in values])

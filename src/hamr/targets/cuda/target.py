@@ -36,6 +36,14 @@ class CudaTarget(GpuTarget):
         api = CudaApi(device_index(device, "cuda"))
         return loader.load(self, model, variant, device, api, api.device.arch)
 
+    def runs(self, metadata: dict, api) -> bool:
+        need = metadata.get("min_cuda")
+        if not need:
+            return True
+        major, minor = (int(x) for x in need.split("."))
+        version = api.device.driver_version  # 12090: CUDA 12.9
+        return (version // 1000, version % 1000 // 10) >= (major, minor)
+
     def shipped_image(self, files: dict, arch: str) -> bytes | None:
         """The cubin for `arch`, else one of the same major version and an older minor (which it runs), else PTX
         of an older or equal virtual architecture (which the driver compiles)."""

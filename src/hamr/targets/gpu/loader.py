@@ -9,6 +9,7 @@ import onnx_ir as ir
 
 from hamr.errors import HamrError
 from hamr.targets.gpu.program import DeviceApi, GpuProgram
+from hamr.targets.gpu.triton import variant as triton_variant
 
 log = logging.getLogger(__name__)
 
@@ -36,4 +37,5 @@ def load(target, model: ir.Model, variant: dict, device: str, api: DeviceApi, ar
         image = target.builder.build(source, arch)
     called = target.rendered(model)[2]
     module = api.load_module(image) if called else None
-    return GpuProgram(model, lowered, api, module, called, device, target.renderer)
+    triton = triton_variant.loaded(target, lowered, variant, files, arch, api)
+    return GpuProgram(model, lowered, api, module, called, device, target.renderer, triton)

@@ -6,6 +6,7 @@ in order on the program's stream; values that leave a segment stay on the device
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,11 +19,14 @@ from hamr.targets.native.plan import SegmentPlan
 from hamr.targets.native.program import NativeProgram
 from hamr.targets.native.render.gpu import GpuRenderer
 
+SCRATCH = ("global_scratch", "profile_scratch")  # the two pointers after a Triton kernel's own arguments
+
 
 class DeviceApi:
     """What a GPU program asks of a driver. Pointers are ints; calls queue on one stream."""
 
     vendor = ""  # the target that loads through it (cuda, rocm)
+    default_shared_limit = 48 * 1024  # dynamic shared memory a kernel gets without opting in
 
     def alloc(self, nbytes: int) -> int:
         raise NotImplementedError
@@ -44,6 +48,10 @@ class DeviceApi:
         raise NotImplementedError
 
     def function(self, module, name: str):
+        raise NotImplementedError
+
+    def allow_shared(self, function, nbytes: int) -> None:
+        """Opt `function` in to `nbytes` of dynamic shared memory, above default_shared_limit."""
         raise NotImplementedError
 
     def launch(self, function, grid: tuple, block: tuple, shared: int, args: list[tuple[str, int]]) -> None:
@@ -117,12 +125,29 @@ class GpuPlan:
         self.launches = []
         for launch, values, offset in zip(segment.launches, plan.launch_params, plan.params[: len(segment.launches)]):
             k = launch.kernel
-            grid, block = program.renderer.launch_grid(k, values)
-            if 0 in grid:
-                continue
             args = [("ptr", self.params.pointer), ("i64", int(offset))]
             args += [("ptr", pointers[segment.slot(k.arg_value(arg))]) for arg in k.arg_order()]
-            self.launches.append((program.function_of(launch.name), grid, block, args, launch))
+            triton = program.triton.get(launch.name)
+            if triton is not None:
+                grid, block, shared = triton.grid(values), tuple(triton.metadata["block"]), 0
+                shared = triton.metadata["dynamic_shared_bytes"]
+                args += [("ptr", self._scratch(triton.metadata[kind], grid)) for kind in SCRATCH]
+                function = triton.function
+            else:
+                (grid, block), shared = program.renderer.launch_grid(k, values), 0
+                function = program.function_of(launch.name)
+            if 0 in grid:
+                continue
+            self.launches.append((function, grid, block, shared, args, launch))
+
+    def _scratch(self, need: dict, grid: tuple) -> int:
+        """A Triton launch's scratch: `size` bytes per block, or NULL where it needs none."""
+        if not need["size"]:
+            return 0
+        align = max(need["align"], 1)
+        buf = DeviceBuffer(self.program.api, math.prod(grid) * -(-need["size"] // align) * align)
+        self.held.append(buf)
+        return buf.pointer
 
     def run(self, env: dict, profile: Profile | None = None) -> None:
         program, api = self.program, self.program.api
@@ -138,9 +163,9 @@ class GpuPlan:
             array = np.ascontiguousarray(program.to_host(value), dtype=dtype)
             if array.nbytes:
                 api.upload(pointer, array)
-        for function, grid, block, args, launch in self.launches:
+        for function, grid, block, shared, args, launch in self.launches:
             start = api.record() if profile is not None else None
-            api.launch(function, grid, block, 0, args)
+            api.launch(function, grid, block, shared, args)
             if profile is not None:
                 marks.append((launch, start, api.record()))
         for buf, name, shape, dtype in self.outputs:
@@ -165,9 +190,12 @@ class GpuProgram(DeviceMemory, NativeProgram):
         functions: dict[str, str],
         device_id: str,
         renderer: GpuRenderer,
+        triton: dict | None = None,
     ):
-        """`functions`: launch name -> the kernel function in `module` it runs."""
+        """`functions`: launch name -> the kernel function in `module` it runs; `triton`: launch name -> the
+        Triton kernel (variant.TritonFunction) that runs it instead."""
         super().__init__(model, lowered, device_id)
+        self.triton = triton or {}
         self.target = api.vendor
         self.api, self.module, self.renderer = api, module, renderer
         self._names = functions
@@ -229,9 +257,8 @@ class GpuProgram(DeviceMemory, NativeProgram):
         for launch, start, end in marks:
             offset = self.api.elapsed_ms(first, start) * 1e-3
             duration = self.api.elapsed_ms(start, end) * 1e-3
-            profile.add(
-                launch.name, "kernel", host_start + offset, duration, self.target, self.device, launch.kernel.label
-            )
+            label = launch.kernel.label + (" (triton)" if launch.name in self.triton else "")
+            profile.add(launch.name, "kernel", host_start + offset, duration, self.target, self.device, label)
 
     def prepare(self, plan: SegmentPlan) -> GpuPlan:
         return GpuPlan(self, plan)

@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import onnx_ir as ir
 
 from hamr.ir.dtypes import buffer_ctype
+from hamr.targets.gpu.triton import variant as triton_variant
 from hamr.targets.native.assemble import Launch, Lowered
 from hamr.targets.native.render.gpu import MAP_BLOCK, GpuRenderer
 from hamr.targets.native.target import NativeTarget, loaded
@@ -58,13 +59,23 @@ class GpuTarget(NativeTarget):
         archs = self.builder.archs()
         binaries = build_all(self.builder, source, archs)
         variant = self.describe(model, part, lowered, source)
+        triton, triton_files = triton_variant.compiled(lowered, archs)
         variant.update(
             archs=archs,
             compiler=self.compiler(),
             launches=launch_metadata(lowered, functions, called),
-            files={self.source_file: source.encode(), **{self.builder.file_name(a): binaries[a] for a in archs}},
+            triton=triton,
+            files={
+                self.source_file: source.encode(),
+                **{self.builder.file_name(a): binaries[a] for a in archs},
+                **triton_files,
+            },
         )
         return variant
+
+    def runs(self, metadata: dict, api) -> bool:
+        """Whether `api`'s driver runs a binary with this launch metadata (a driver new enough for it)."""
+        return True
 
     def compiler(self) -> dict:
         raise NotImplementedError

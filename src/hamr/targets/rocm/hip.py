@@ -109,6 +109,7 @@ def devices() -> list[HipDevice]:
 
 class HipApi(DeviceApi):
     vendor = "rocm"
+    default_shared_limit = 64 * 1024  # LDS per workgroup on gfx90a, gfx942 and gfx1100, no opt-in
 
     def __init__(self, index: int, lib=None):
         self.hip = Hip(lib)
@@ -153,6 +154,9 @@ class HipApi(DeviceApi):
         function = ctypes.c_void_p()
         self.hip.call("hipModuleGetFunction", ctypes.byref(function), module, name.encode())
         return function
+
+    def allow_shared(self, function, nbytes: int) -> None:
+        raise HamrError(f"rocm: a kernel needs {nbytes} bytes of LDS; a workgroup has {self.default_shared_limit}")
 
     def launch(self, function, grid: tuple, block: tuple, shared: int, args: list[tuple[str, int]]) -> None:
         values = [ctypes.c_uint64(v) if kind == "ptr" else ctypes.c_int64(v) for kind, v in args]
