@@ -327,3 +327,34 @@ def test_the_onnx_gemm_and_matmul_node_cases_pass_on_the_triton_kernels(case, mo
         for expected, actual in zip((_normalise(v) for v in outputs), got, strict=True):
             assert_similar(expected, actual, case.rtol, case.atol)
     assert api.launched  # and every launch was a Triton kernel (a dialect launch fails in the api)
+
+
+def conv_silu():
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+        helper.make_node("Sigmoid", ["c"], ["s"]),
+        helper.make_node("Mul", ["s", "c"], ["y"]),
+    ]
+    return _model(nodes, [("x", [1, 4, 6, 7])], [1, 16, 6, 7], [_weight("w", 16, 4, 3, 3)])
+
+
+def gemm_hard_sigmoid_hard_swish():
+    nodes = [
+        helper.make_node("Gemm", ["x", "w"], ["g"]),
+        helper.make_node("HardSigmoid", ["g"], ["h"], alpha=0.3, beta=0.4),
+        helper.make_node("Mul", ["h", "k"], ["m"]),
+        helper.make_node("HardSwish", ["m"], ["y"]),
+    ]
+    return _model(nodes, [("x", [9, 12])], [9, 10], [_weight("w", 12, 10), _weight("k", 1, 1)])
+
+
+@pytest.mark.parametrize("make", [conv_silu, gemm_hard_sigmoid_hard_swish], ids=lambda f: f.__name__)
+def test_silu_and_the_hard_activations_fuse_into_the_triton_kernel(make, sm90, monkeypatch):
+    model = make()
+    exe = hamr.compile(model, targets=["cuda"])
+    [kernel] = exe.variants["cuda"]["triton"]["kernels"]
+    session, api = _interpreted_session(monkeypatch, exe)
+    feeds = {name: value * 2 for name, value in _feeds(model).items()}  # wide enough for the hard clamps
+    (want,) = ReferenceEvaluator(model).run(None, feeds)
+    np.testing.assert_allclose(session.run(feeds)["y"], want, rtol=1e-4, atol=1e-5)
+    assert [name for name, *_ in api.launched] == [kernel["name"]]

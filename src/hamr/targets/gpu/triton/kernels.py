@@ -34,7 +34,23 @@ def _operand(E, MODE: tl.constexpr, out_rows, rows, cols, ncols, row_ok, col_ok,
 
 
 @triton.jit
-def _step(acc, S: tl.constexpr, F: tl.constexpr, E0, E1, E2, E3, out_rows, rows, cols, ncols, row_ok, col_ok, mask):
+def _step(
+    acc,
+    S: tl.constexpr,
+    F: tl.constexpr,
+    G: tl.constexpr,
+    E0,
+    E1,
+    E2,
+    E3,
+    out_rows,
+    rows,
+    cols,
+    ncols,
+    row_ok,
+    col_ok,
+    mask,
+):
     OP: tl.constexpr = S // 1000
     MODE: tl.constexpr = (S // 100) % 10
     SLOT: tl.constexpr = (S // 10) % 10
@@ -82,16 +98,47 @@ def _step(acc, S: tl.constexpr, F: tl.constexpr, E0, E1, E2, E3, out_rows, rows,
         return -acc
     elif OP == 18:
         return tl.abs(acc)
-    else:
+    elif OP == 19:
         return tl.math.erf(acc)
+    elif OP == 20:  # SiLU: x * Sigmoid(x)
+        return acc / (1.0 + tl.exp(-acc))
+    elif OP == 21:  # HardSigmoid(alpha F, beta G)
+        return tl.minimum(tl.maximum(acc * F + G, 0.0), 1.0)
+    else:  # HardSwish
+        return acc * tl.minimum(tl.maximum(acc * (1.0 / 6.0) + 0.5, 0.0), 1.0)
 
 
 @triton.jit
-def _epilogue(acc, S0, S1, S2, S3, F0, F1, F2, F3, E0, E1, E2, E3, out_rows, rows, cols, ncols, row_ok, col_ok, mask):
-    acc = _step(acc, S0, F0, E0, E1, E2, E3, out_rows, rows, cols, ncols, row_ok, col_ok, mask)
-    acc = _step(acc, S1, F1, E0, E1, E2, E3, out_rows, rows, cols, ncols, row_ok, col_ok, mask)
-    acc = _step(acc, S2, F2, E0, E1, E2, E3, out_rows, rows, cols, ncols, row_ok, col_ok, mask)
-    return _step(acc, S3, F3, E0, E1, E2, E3, out_rows, rows, cols, ncols, row_ok, col_ok, mask)
+def _epilogue(
+    acc,
+    S0,
+    S1,
+    S2,
+    S3,
+    F0,
+    F1,
+    F2,
+    F3,
+    G0,
+    G1,
+    G2,
+    G3,
+    E0,
+    E1,
+    E2,
+    E3,
+    out_rows,
+    rows,
+    cols,
+    ncols,
+    row_ok,
+    col_ok,
+    mask,
+):
+    acc = _step(acc, S0, F0, G0, E0, E1, E2, E3, out_rows, rows, cols, ncols, row_ok, col_ok, mask)
+    acc = _step(acc, S1, F1, G1, E0, E1, E2, E3, out_rows, rows, cols, ncols, row_ok, col_ok, mask)
+    acc = _step(acc, S2, F2, G2, E0, E1, E2, E3, out_rows, rows, cols, ncols, row_ok, col_ok, mask)
+    return _step(acc, S3, F3, G3, E0, E1, E2, E3, out_rows, rows, cols, ncols, row_ok, col_ok, mask)
 
 
 @triton.jit
@@ -120,6 +167,10 @@ def gemm(
     F1: tl.constexpr,
     F2: tl.constexpr,
     F3: tl.constexpr,
+    G0: tl.constexpr,
+    G1: tl.constexpr,
+    G2: tl.constexpr,
+    G3: tl.constexpr,
     BM: tl.constexpr,
     BN: tl.constexpr,
     BK: tl.constexpr,
@@ -181,7 +232,30 @@ def gemm(
             acc += BETA * tl.load(c_at, mask=mask, other=0.0)
     out_rows = b * M + rows
     acc = _epilogue(
-        acc, S0, S1, S2, S3, F0, F1, F2, F3, E0, E1, E2, E3, out_rows, rows, cols, N, rows < M, cols < N, mask
+        acc,
+        S0,
+        S1,
+        S2,
+        S3,
+        F0,
+        F1,
+        F2,
+        F3,
+        G0,
+        G1,
+        G2,
+        G3,
+        E0,
+        E1,
+        E2,
+        E3,
+        out_rows,
+        rows,
+        cols,
+        N,
+        rows < M,
+        cols < N,
+        mask,
     )
     tl.store(OUT + out_rows[:, None] * N + cols[None, :], acc, mask=mask)
 
@@ -207,6 +281,10 @@ def conv(
     F1: tl.constexpr,
     F2: tl.constexpr,
     F3: tl.constexpr,
+    G0: tl.constexpr,
+    G1: tl.constexpr,
+    G2: tl.constexpr,
+    G3: tl.constexpr,
     BM: tl.constexpr,
     BN: tl.constexpr,
     BK: tl.constexpr,
@@ -279,7 +357,30 @@ def conv(
         acc += tl.load(BIAS + channels, mask=row_ok, other=0.0)[:, None]
     out_rows = n * M + channels
     acc = _epilogue(
-        acc, S0, S1, S2, S3, F0, F1, F2, F3, E0, E1, E2, E3, out_rows, channels, cols, OS, row_ok, col_ok, mask
+        acc,
+        S0,
+        S1,
+        S2,
+        S3,
+        F0,
+        F1,
+        F2,
+        F3,
+        G0,
+        G1,
+        G2,
+        G3,
+        E0,
+        E1,
+        E2,
+        E3,
+        out_rows,
+        channels,
+        cols,
+        OS,
+        row_ok,
+        col_ok,
+        mask,
     )
     tl.store(OUT + out_rows[:, None] * OS + cols[None, :], acc, mask=mask)
 

@@ -1,10 +1,12 @@
 """Which launches of a GPU lowering run as a Triton kernel, and with what: a spec per distinct kernel.
 
-A float32 MatMul, Gemm or Conv anchor (a Conv with at least MIN_CONV_CHANNELS output channels per group) qualifies
-when its fused epilogue is a chain the Triton kernel applies in registers: each node takes the running value, alone (Relu, Sigmoid, Tanh, Gelu, LeakyRelu, Exp, Neg, Abs,
-Erf) or with one float32 operand that is a scalar, a per-column vector, a per-row vector or the output's own
-shape (Add, Sub, Mul, Div), and only the last node's output leaves the kernel. Any other launch keeps its
-dialect kernel. Specs are plain JSON: the variant records them, and a loader regenerates them to compare.
+A float32 MatMul, Gemm or Conv anchor (a Conv with at least MIN_CONV_CHANNELS output channels per group)
+qualifies when its fused epilogue is a chain the Triton kernel applies in registers: each node takes the
+running value, alone (Relu, Sigmoid, Tanh, Gelu, LeakyRelu, Exp, Neg, Abs, Erf, HardSigmoid, HardSwish; SiLU
+as Sigmoid then Mul) or with one float32 operand that is a scalar, a per-column vector, a per-row vector or
+the output's own shape (Add, Sub, Mul, Div), and only the last node's output leaves the kernel. Any other
+launch keeps its dialect kernel. Specs are plain JSON: the variant records them, and a loader regenerates
+them to compare.
 """
 
 from __future__ import annotations
@@ -20,7 +22,19 @@ from hamr.targets.native.ops.base import static_equal
 MAX_STEPS = 4  # S0..S3 in kernels.gemm
 MAX_OPERANDS = 4  # E0..E3
 BINARY = {"Add": 1, "Sub": 2, "Mul": 3, "Div": 4}
-UNARY = {"Relu": 10, "Sigmoid": 11, "Tanh": 12, "LeakyRelu": 15, "Exp": 16, "Neg": 17, "Abs": 18, "Erf": 19}
+UNARY = {
+    "Relu": 10,
+    "Sigmoid": 11,
+    "Tanh": 12,
+    "LeakyRelu": 15,
+    "Exp": 16,
+    "Neg": 17,
+    "Abs": 18,
+    "Erf": 19,
+    "HardSigmoid": 21,
+    "HardSwish": 22,
+}
+SILU = 20  # Sigmoid, then Mul of its input by it: one step
 GELU = {"none": 13, "tanh": 14}
 SCALAR, COLUMN, ROW, FULL = range(4)
 # One tile configuration for every architecture: 64 x 64 outputs, 32 deep, four warps, three stages in flight
@@ -36,7 +50,8 @@ class Step:
     mode: int = 0
     slot: int = 0
     swap: int = 0
-    value: float = 0.0  # LeakyRelu's alpha
+    value: float = 0.0  # LeakyRelu's and HardSigmoid's alpha
+    value2: float = 0.0  # HardSigmoid's beta
 
     @property
     def code(self) -> int:
@@ -121,6 +136,7 @@ def _step_constexprs(steps: list[Step], config: dict) -> dict:
     return {
         **{f"S{i}": s.code for i, s in enumerate(steps)},
         **{f"F{i}": float(s.value) for i, s in enumerate(steps)},
+        **{f"G{i}": float(s.value2) for i, s in enumerate(steps)},
         "BM": config["BM"],
         "BN": config["BN"],
         "BK": config["BK"],
@@ -184,16 +200,33 @@ def _modes_fit(head: NodeView, steps: list[Step]) -> bool:
 
 def epilogue_steps(chain: list[NodeView], acc: str, domain, operands: list[str], conv: bool) -> list[Step] | None:
     """The chain as steps over the running value, or None where a node is not one the Triton GEMM applies."""
-    if len(chain) > MAX_STEPS or len(operands) > MAX_OPERANDS:
+    if len(operands) > MAX_OPERANDS:
         return None
-    steps, current = [], acc
-    for node in chain:
+    steps, current, i = [], acc, 0
+    while i < len(chain):
+        node = chain[i]
+        if _silu(node, chain[i + 1] if i + 1 < len(chain) else None, current):
+            steps.append(Step(SILU))
+            current, i = chain[i + 1].outputs[0], i + 2
+            continue
         step = _step(node, current, domain, operands, conv)
         if step is None:
             return None
         steps.append(step)
-        current = node.outputs[0]
-    return steps
+        current, i = node.outputs[0], i + 1
+    return steps if len(steps) <= MAX_STEPS else None
+
+
+def _silu(node: NodeView, after: NodeView | None, current: str) -> bool:
+    """Sigmoid of the running value, then Mul of the running value by it (x * sigmoid(x))."""
+    return (
+        node.op == "Sigmoid"
+        and node.inputs == [current]
+        and after is not None
+        and after.op == "Mul"
+        and sorted(after.inputs) == sorted([current, node.outputs[0]])
+        and after.out_dtype(0) == "float32"
+    )
 
 
 def _step(node: NodeView, current: str, domain, operands: list[str], conv: bool) -> Step | None:
@@ -213,6 +246,8 @@ def _step(node: NodeView, current: str, domain, operands: list[str], conv: bool)
     if node.op == "Gelu":
         op = GELU.get(node.attr("approximate", "none"))
         return Step(op) if op else None
+    if node.op == "HardSigmoid":
+        return Step(UNARY[node.op], value=float(node.attr("alpha", 0.2)), value2=float(node.attr("beta", 0.5)))
     if node.op in UNARY:
         return Step(UNARY[node.op], value=float(node.attr("alpha", 0.01)) if node.op == "LeakyRelu" else 0.0)
     return None

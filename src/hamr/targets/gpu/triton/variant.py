@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from hamr.targets.gpu.program import DeviceApi
@@ -38,8 +36,9 @@ def compiled(lowered: Lowered, archs: list[str]) -> tuple[dict | None, dict[str,
         _without_triton()
         return None, {}
     jobs = [(spec, arch) for spec in specs for arch in archs]
-    with ThreadPoolExecutor(max(1, os.cpu_count() or 1)) as pool:  # ptxas and LLVM run outside the GIL
-        built = dict(zip(((s["name"], a) for s, a in jobs), pool.map(lambda job: aot.build(*job), jobs)))
+    # one at a time: triton.compile parses the kernel's source with `ast` on every call, and CPython 3.11's ast
+    # is not safe across threads ("AST constructor recursion depth mismatch")
+    built = {(spec["name"], arch): aot.build(spec, arch) for spec, arch in jobs}
     files = {aot.file_name(spec, arch): built[spec["name"], arch][0] for spec, arch in jobs}
     kernels = [{**spec, "archs": {arch: built[spec["name"], arch][1] for arch in archs}} for spec in specs]
     return {"version": aot.version(), "specs_sha256": digest(specs), "kernels": kernels}, files
