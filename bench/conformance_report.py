@@ -155,7 +155,10 @@ def main() -> None:
         "compile only (`hamr conformance --target cuda --compile-only`): `passed` means every kernel of the case "
         "built for every architecture the target ships (NVRTC: sm_80, sm_86, sm_89, sm_90 and compute_80 PTX; "
         "clang: gfx90a, gfx942, gfx1100) with every node native, and nothing ran; `bench/gpu_check.py` runs "
-        "the suite on a GPU.\n\n"
+        "the suite on a GPU. With `triton` installed (as here) that includes the Triton kernels of the float32 "
+        "Gemm, MatMul and Conv anchors, built for the same architectures. Their results are checked under "
+        "Triton's interpreter: every float32 Gemm and MatMul case of the suite (18) passes with each launch a "
+        "Triton kernel (`tests/targets/test_triton_kernels.py`).\n\n"
         f"Measured {datetime.date.today()} with hamr {hamr.__version__} on {platform.machine()}, "
         f"Python {platform.python_version()}.\n\n"
     )

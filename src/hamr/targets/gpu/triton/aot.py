@@ -8,12 +8,16 @@ import functools
 import json
 import os
 import re
+import threading
 from pathlib import Path
 
 from hamr.errors import HamrError
 from hamr.targets.gpu.cache import built, cache_dir
 
 EXTRA = "pip install 'hamr[triton]'"
+# triton.compile parses the kernel's source with `ast` on each call, and CPython 3.11's ast fails when two threads
+# parse at once ("AST constructor recursion depth mismatch"): a process builds one Triton kernel at a time
+_ONE_AT_A_TIME = threading.Lock()
 BUILD = "3"  # bump when _compile builds or records differently: older cache entries are then not read
 _PTX_VERSION = re.compile(rb"^\.version (\d+)\.(\d+)", re.M)
 
@@ -79,10 +83,10 @@ def _compile(spec: dict, arch: str) -> bytes:
     if target.backend == "hip" and target.warp_size == 32:
         options["num_warps"] *= 2  # RDNA's wave32: the same 256 threads per tile, else the tile spills
     try:
-        compiled = triton.compile(source, target=target, options=options)
+        with _ONE_AT_A_TIME:
+            compiled = triton.compile(source, target=target, options=options)
     except Exception as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        raise HamrError(f"triton could not compile {spec['name']} for {arch}: {first}") from None
+        raise HamrError(f"triton could not compile {spec['name']} for {arch}: {_reason(exc)}") from None
     asm, meta = compiled.asm, compiled.metadata
     image = asm["ptx"].encode() if arch.startswith("compute_") else asm.get("cubin") or asm["hsaco"]
     if isinstance(image, str):
@@ -101,6 +105,12 @@ def _compile(spec: dict, arch: str) -> bytes:
         metadata["ptx_version"] = f"{found[1].decode()}.{found[2].decode()}" if found else None
         metadata["min_cuda"] = _min_cuda(arch, metadata["ptx_version"])
     return json.dumps({"image": base64.b64encode(bytes(image)).decode(), "metadata": metadata}).encode()
+
+
+def _reason(exc: Exception) -> str:
+    """One line of a compiler error: Triton's start with the location ("at 86:10:") and end with the message."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__]
+    return (f"{lines[0]} {lines[-1]}" if lines[0].startswith("at ") and len(lines) > 1 else lines[0])[:240]
 
 
 def _min_cuda(arch: str, ptx_version: str | None) -> str:

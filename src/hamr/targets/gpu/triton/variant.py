@@ -36,8 +36,6 @@ def compiled(lowered: Lowered, archs: list[str]) -> tuple[dict | None, dict[str,
         _without_triton()
         return None, {}
     jobs = [(spec, arch) for spec in specs for arch in archs]
-    # one at a time: triton.compile parses the kernel's source with `ast` on every call, and CPython 3.11's ast
-    # is not safe across threads ("AST constructor recursion depth mismatch")
     built = {(spec["name"], arch): aot.build(spec, arch) for spec, arch in jobs}
     files = {aot.file_name(spec, arch): built[spec["name"], arch][0] for spec, arch in jobs}
     kernels = [{**spec, "archs": {arch: built[spec["name"], arch][1] for arch in archs}} for spec in specs]
