@@ -5,7 +5,8 @@
 1. the device, as the driver names it;
 2. the ONNX backend node suite on cuda, run and compared (not just built);
 3. the benchmark models on cuda beside onnxruntime's CUDA execution provider (onnxruntime-gpu) where it is
-   installed, runtimes alternating in one process, as bench/models.py does on the CPU;
+   installed, runtimes alternating in one process, as bench/models.py does on the CPU; where triton is
+   installed, hamr twice: with its Triton kernels and on the dialect kernels alone (HAMR_TRITON=off);
 4. migration of a stateful session cpu -> cuda -> cpu, timed, with the state compared to a session that stayed;
 5. one profiled run on cuda, written as a Chrome trace.
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -71,8 +73,17 @@ def models(runs: int) -> list[dict]:
         try:
             exe = hamr.compile(str(path), targets=["cuda"])
             row["fallback"] = len(exe.variants["cuda"]["fallback"])
+            triton = exe.variants["cuda"].get("triton") or {}
+            row["triton_launches"] = sum(len(k["launches"]) for k in triton.get("kernels", []))
             session = hamr.Session(exe, device="cuda:0")
             runners = {"hamr": lambda s=session, f=feeds: s.run(f)}
+            if triton:  # the same model on the dialect kernels alone, to see what the Triton kernels bring
+                os.environ["HAMR_TRITON"] = "off"
+                try:
+                    plain = hamr.Session(hamr.compile(str(path), targets=["cuda"]), device="cuda:0")
+                finally:
+                    os.environ.pop("HAMR_TRITON")
+                runners["hamr-dialect"] = lambda s=plain, f=feeds: s.run(f)
             if cuda_ep:
                 peer = ort.InferenceSession(str(path), providers=["CUDAExecutionProvider"])
                 runners["onnxruntime-cuda"] = lambda s=peer, f=feeds: s.run(None, f)

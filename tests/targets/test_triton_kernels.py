@@ -172,7 +172,7 @@ def test_cuda_triton_binaries_match_their_launch_metadata(monkeypatch):
     monkeypatch.delenv("HAMR_CUDA_ARCHS", raising=False)
     variant = hamr.compile(matmul_bias_relu(), targets=["cuda"]).variants["cuda"]
     [kernel] = variant["triton"]["kernels"]
-    assert set(kernel["archs"]) == set(nvrtc.ARCHS)
+    assert set(kernel["archs"]) == {"sm_80", "sm_90", "compute_80"}  # sm_86 and sm_89 GPUs run sm_80's cubin
     for arch, meta in kernel["archs"].items():
         assert meta["input_precision"] == "ieee" and meta["global_scratch"]["size"] == 0
         image = bytes(variant["files"][aot.file_name(kernel, arch)])
@@ -359,3 +359,17 @@ def test_silu_and_the_hard_activations_fuse_into_the_triton_kernel(make, sm90, m
     (want,) = ReferenceEvaluator(model).run(None, feeds)
     np.testing.assert_allclose(session.run(feeds)["y"], want, rtol=1e-4, atol=1e-5)
     assert [name for name, *_ in api.launched] == [kernel["name"]]
+
+
+def test_an_sm_86_gpu_runs_the_sm_80_triton_cubin(monkeypatch):
+    monkeypatch.delenv("HAMR_CUDA_ARCHS", raising=False)
+    exe = hamr.compile(matmul_bias_relu(), targets=["cuda"])
+    [kernel] = exe.variants["cuda"]["triton"]["kernels"]
+    fake = FakeCudaDriver(capability=(8, 6), driver_version=12090)
+    fake.expect(exe.variants["cuda"]["launches"])
+    fake.expect_triton(exe.variants["cuda"]["triton"])
+    monkeypatch.setattr("hamr.targets.cuda.driver.driver_module", lambda: fake)
+    session = hamr.Session(load(exe.to_bytes(), trust_binaries=True), device="cuda:0")
+    session.run({"x": np.ones((70, 96), np.float32)})
+    files = exe.variants["cuda"]["files"]
+    assert fake.modules == [bytes(files["sm_86.cubin"]), bytes(files[f"{kernel['name']}.sm_80.cubin"])]

@@ -35,11 +35,23 @@ def compiled(lowered: Lowered, archs: list[str]) -> tuple[dict | None, dict[str,
     if not enabled():
         _without_triton()
         return None, {}
+    archs = generations(archs)
     jobs = [(spec, arch) for spec in specs for arch in archs]
     built = {(spec["name"], arch): aot.build(spec, arch) for spec, arch in jobs}
     files = {aot.file_name(spec, arch): built[spec["name"], arch][0] for spec, arch in jobs}
     kernels = [{**spec, "archs": {arch: built[spec["name"], arch][1] for arch in archs}} for spec in specs]
     return {"version": aot.version(), "specs_sha256": digest(specs), "kernels": kernels}, files
+
+
+def generations(archs: list[str]) -> list[str]:
+    """The architectures worth a Triton build: a cubin for sm_86 or sm_89 is left out where sm_80's is built, since a
+    GPU runs a cubin of its own major version and an older minor (a Triton build takes 1-3 s and 150-400 KiB)."""
+    kept = []
+    for arch in archs:
+        if arch.startswith("sm_") and arch[-1] != "0" and f"{arch[:-1]}0" in archs:
+            continue
+        kept.append(arch)
+    return kept
 
 
 @functools.cache
