@@ -373,3 +373,29 @@ def test_an_sm_86_gpu_runs_the_sm_80_triton_cubin(monkeypatch):
     session.run({"x": np.ones((70, 96), np.float32)})
     files = exe.variants["cuda"]["files"]
     assert fake.modules == [bytes(files["sm_86.cubin"]), bytes(files[f"{kernel['name']}.sm_80.cubin"])]
+
+
+def test_a_stateful_session_computes_on_cuda_between_migrations_from_and_back_to_cpu(sm90, monkeypatch):
+    """The recurrent cell's two launches (the second one writes h' and y = 2 h') are Triton kernels, run by the
+    interpreter: the state migrates to the GPU, two steps compute there, it comes back, and every output and the
+    final state match a NumPy recurrence."""
+    from tests.runtime.test_runtime import rnn_model, rnn_reference
+
+    exe = hamr.compile(rnn_model(), targets=["cpu", "cuda"])
+    triton = exe.variants["cuda"]["triton"]
+    assert sum(len(k["launches"]) for k in triton["kernels"]) == len(exe.variants["cuda"]["kernels"]) == 2
+    api = InterpretingApi(exe.variants["cuda"])
+    monkeypatch.setattr("hamr.targets.cuda.driver.driver_module", lambda: FakeCudaDriver(driver_version=13000))
+    monkeypatch.setattr("hamr.targets.cuda.driver.CudaApi", lambda index: api)
+    session = hamr.Session(load(exe.to_bytes(), trust_binaries=True), device="cpu", state={"h_next": "h"})
+    xs = [RNG.standard_normal((3, 4)).astype(np.float32) for _ in range(5)]
+    ys = [session.run({"x": xs[0]})["y"], session.run({"x": xs[1]})["y"]]
+    session.migrate("cuda:0")
+    ys += [session.run({"x": xs[2]})["y"], session.run({"x": xs[3]})["y"]]
+    assert len(api.launched) == 4  # two steps of two launches, all on the Triton kernels
+    session.migrate("cpu")
+    ys.append(session.run({"x": xs[4]})["y"])
+    want_ys, want_h = rnn_reference(xs)
+    for got, want in zip(ys, want_ys, strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(session.state["h"], want_h, rtol=1e-5, atol=1e-5)

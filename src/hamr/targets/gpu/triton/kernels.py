@@ -1,6 +1,6 @@
 """The Triton kernels (`pip install 'hamr[triton]'`): a tiled float32 GEMM and a Conv as an implicit GEMM, which
 read their dimensions and strides from hamr's parameter table, then apply up to four epilogue steps to the tile
-in registers.
+in registers, storing each value that leaves the kernel (up to three) as soon as it is computed.
 
 A step is one int (see specs.Step.code): the operation, how its operand is indexed, which of E0..E3 it reads and
 whether the operand comes first. All of it is constexpr, so each kernel compiles to straight-line code.
@@ -109,6 +109,18 @@ def _step(
 
 
 @triton.jit
+def _store(acc, W: tl.constexpr, OUT, O1, O2, out_rows, cols, ncols, mask):
+    """Write the running value to the output W names (1: OUT, 2: O1, 3: O2; 0: none)."""
+    at = out_rows[:, None] * ncols + cols[None, :]
+    if W == 1:
+        tl.store(OUT + at, acc, mask=mask)
+    elif W == 2:
+        tl.store(O1 + at, acc, mask=mask)
+    elif W == 3:
+        tl.store(O2 + at, acc, mask=mask)
+
+
+@triton.jit
 def _epilogue(
     acc,
     S0,
@@ -123,10 +135,18 @@ def _epilogue(
     G1,
     G2,
     G3,
+    W0,
+    W1,
+    W2,
+    W3,
+    W4,
     E0,
     E1,
     E2,
     E3,
+    OUT,
+    O1,
+    O2,
     out_rows,
     rows,
     cols,
@@ -135,10 +155,16 @@ def _epilogue(
     col_ok,
     mask,
 ):
+    """The steps over the tile, each value that leaves the kernel stored as soon as it is there."""
+    _store(acc, W0, OUT, O1, O2, out_rows, cols, ncols, mask)
     acc = _step(acc, S0, F0, G0, E0, E1, E2, E3, out_rows, rows, cols, ncols, row_ok, col_ok, mask)
+    _store(acc, W1, OUT, O1, O2, out_rows, cols, ncols, mask)
     acc = _step(acc, S1, F1, G1, E0, E1, E2, E3, out_rows, rows, cols, ncols, row_ok, col_ok, mask)
+    _store(acc, W2, OUT, O1, O2, out_rows, cols, ncols, mask)
     acc = _step(acc, S2, F2, G2, E0, E1, E2, E3, out_rows, rows, cols, ncols, row_ok, col_ok, mask)
-    return _step(acc, S3, F3, G3, E0, E1, E2, E3, out_rows, rows, cols, ncols, row_ok, col_ok, mask)
+    _store(acc, W3, OUT, O1, O2, out_rows, cols, ncols, mask)
+    acc = _step(acc, S3, F3, G3, E0, E1, E2, E3, out_rows, rows, cols, ncols, row_ok, col_ok, mask)
+    _store(acc, W4, OUT, O1, O2, out_rows, cols, ncols, mask)
 
 
 @triton.jit
@@ -153,6 +179,8 @@ def gemm(
     E1,
     E2,
     E3,
+    O1,
+    O2,
     GEMM: tl.constexpr,  # 0: MatMul (batched, strides in P); 1: Gemm (transposes, alpha, beta * C)
     R: tl.constexpr,  # MatMul: the number of batch axes
     TRANS_A: tl.constexpr,
@@ -171,6 +199,11 @@ def gemm(
     G1: tl.constexpr,
     G2: tl.constexpr,
     G3: tl.constexpr,
+    W0: tl.constexpr,
+    W1: tl.constexpr,
+    W2: tl.constexpr,
+    W3: tl.constexpr,
+    W4: tl.constexpr,
     BM: tl.constexpr,
     BN: tl.constexpr,
     BK: tl.constexpr,
@@ -231,7 +264,7 @@ def gemm(
             c_at = C + rows[:, None] * tl.load(p + 4) + cols[None, :] * tl.load(p + 5)
             acc += BETA * tl.load(c_at, mask=mask, other=0.0)
     out_rows = b * M + rows
-    acc = _epilogue(
+    _epilogue(
         acc,
         S0,
         S1,
@@ -245,10 +278,18 @@ def gemm(
         G1,
         G2,
         G3,
+        W0,
+        W1,
+        W2,
+        W3,
+        W4,
         E0,
         E1,
         E2,
         E3,
+        OUT,
+        O1,
+        O2,
         out_rows,
         rows,
         cols,
@@ -257,7 +298,6 @@ def gemm(
         cols < N,
         mask,
     )
-    tl.store(OUT + out_rows[:, None] * N + cols[None, :], acc, mask=mask)
 
 
 @triton.jit
@@ -272,6 +312,8 @@ def conv(
     E1,
     E2,
     E3,
+    O1,
+    O2,
     HAS_BIAS: tl.constexpr,
     S0: tl.constexpr,
     S1: tl.constexpr,
@@ -285,6 +327,11 @@ def conv(
     G1: tl.constexpr,
     G2: tl.constexpr,
     G3: tl.constexpr,
+    W0: tl.constexpr,
+    W1: tl.constexpr,
+    W2: tl.constexpr,
+    W3: tl.constexpr,
+    W4: tl.constexpr,
     BM: tl.constexpr,
     BN: tl.constexpr,
     BK: tl.constexpr,
@@ -356,7 +403,7 @@ def conv(
     if HAS_BIAS:
         acc += tl.load(BIAS + channels, mask=row_ok, other=0.0)[:, None]
     out_rows = n * M + channels
-    acc = _epilogue(
+    _epilogue(
         acc,
         S0,
         S1,
@@ -370,10 +417,18 @@ def conv(
         G1,
         G2,
         G3,
+        W0,
+        W1,
+        W2,
+        W3,
+        W4,
         E0,
         E1,
         E2,
         E3,
+        OUT,
+        O1,
+        O2,
         out_rows,
         channels,
         cols,
@@ -382,7 +437,6 @@ def conv(
         col_ok,
         mask,
     )
-    tl.store(OUT + out_rows[:, None] * OS + cols[None, :], acc, mask=mask)
 
 
 KERNELS = {"gemm": gemm, "conv": conv}

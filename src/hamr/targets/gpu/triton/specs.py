@@ -4,8 +4,8 @@ A float32 MatMul, Gemm or Conv anchor (a Conv with at least MIN_CONV_CHANNELS ou
 qualifies when its fused epilogue is a chain the Triton kernel applies in registers: each node takes the
 running value, alone (Relu, Sigmoid, Tanh, Gelu, LeakyRelu, Exp, Neg, Abs, Erf, HardSigmoid, HardSwish; SiLU
 as Sigmoid then Mul) or with one float32 operand that is a scalar, a per-column vector, a per-row vector or
-the output's own shape (Add, Sub, Mul, Div), and only the last node's output leaves the kernel. Any other
-launch keeps its dialect kernel. Specs are plain JSON: the variant records them, and a loader regenerates
+the output's own shape (Add, Sub, Mul, Div); up to three of the chain's values may leave the kernel. Any
+other launch keeps its dialect kernel. Specs are plain JSON: the variant records them, and a loader regenerates
 them to compare.
 """
 
@@ -21,6 +21,7 @@ from hamr.targets.native.ops.base import static_equal
 
 MAX_STEPS = 4  # S0..S3 in kernels.gemm
 MAX_OPERANDS = 4  # E0..E3
+MAX_OUTPUTS = 3  # OUT, O1, O2
 BINARY = {"Add": 1, "Sub": 2, "Mul": 3, "Div": 4}
 UNARY = {
     "Relu": 10,
@@ -95,27 +96,39 @@ def anchor_spec(launch: Launch, nodes: dict[str, NodeView], config: dict) -> dic
     head = nodes.get(launch.nodes[0]) if launch.nodes else None
     if head is None or head.op not in ("MatMul", "Gemm", "Conv") or head.domain not in ("", "ai.onnx"):
         return None
-    if not k.anchor or k.derived or head.in_dtype(0) != "float32" or len(k.outputs) != 1:
+    if not k.anchor or k.derived or head.in_dtype(0) != "float32":
         return None
     if head.op == "Conv":
         return conv_spec(launch, head, [nodes[name] for name in launch.nodes[1:]], config)
     return gemm_spec(launch, head, [nodes[name] for name in launch.nodes[1:]], config)
 
 
-def _chain(launch: Launch, head: NodeView, chain: list[NodeView], conv: bool) -> tuple[int, list[Step]] | None:
-    """(the anchor's own inputs, the epilogue's steps), or None where the epilogue is not a chain over the tile."""
+def _chain(launch: Launch, head: NodeView, chain: list[NodeView], conv: bool) -> tuple[int, list[Step], dict] | None:
+    """(the anchor's own inputs, the epilogue's steps, where each output is stored: W<stage> -> 1 + its index), or
+    None where the epilogue is not a chain over the tile or a value that leaves it is not one of its stages."""
     k = launch.kernel
-    if k.outputs != [(chain[-1] if chain else head).outputs[0]]:
-        return None  # an intermediate value leaves the kernel too
     own = k.own_args[0] if k.own_args else len(k.inputs)
-    steps = epilogue_steps(chain, head.outputs[0], head.out_shape(0), k.inputs[own:], conv)
-    return None if steps is None else (own, steps)
+    if len(k.outputs) > MAX_OUTPUTS or (k.own_args and k.own_args[1] != 1):
+        return None
+    found = epilogue_steps(chain, head.outputs[0], head.out_shape(0), k.inputs[own:], conv)
+    if found is None:
+        return None
+    steps, stages = found
+    if any(name not in stages for name in k.outputs):
+        return None  # e.g. the Sigmoid inside a SiLU
+    stores = {f"W{stage}": 0 for stage in range(MAX_STEPS + 1)}
+    for index, name in enumerate(k.outputs):
+        stores[f"W{stages.index(name)}"] = index + 1
+    return own, steps, stores
 
 
-def _signature(names: tuple[str, ...], present: set[str], constexprs: dict, operands: int) -> dict:
+def _signature(names: tuple[str, ...], present: set[str], constexprs: dict, operands: int, outputs: int) -> dict:
+    """In the dialect kernel's argument order: its own inputs and first output, the epilogue's inputs, then its
+    further outputs."""
     signature = {"P": "*i64", "poff": "i64"}
     signature.update({name: "*fp32" if name in present else "constexpr" for name in names})
     signature.update({f"E{i}": "*fp32" if i < operands else "constexpr" for i in range(MAX_OPERANDS)})
+    signature.update({f"O{i}": "*fp32" if i < outputs else "constexpr" for i in range(1, MAX_OUTPUTS)})
     signature.update({name: "constexpr" for name in constexprs})
     return signature
 
@@ -155,11 +168,12 @@ def conv_spec(launch: Launch, head: NodeView, chain: list[NodeView], config: dic
     found = _chain(launch, head, chain, conv=True)
     if found is None:
         return None
-    own, steps = found
+    own, steps, stores = found
     has_bias = own == 3
-    constexprs = {"HAS_BIAS": int(has_bias), **_step_constexprs(steps, config)}
+    constexprs = {"HAS_BIAS": int(has_bias), **_step_constexprs(steps, config), **stores}
     present = {"X", "W", "OUT"} | ({"BIAS"} if has_bias else set())
-    signature = _signature(("X", "W", "BIAS", "OUT"), present, constexprs, len(launch.kernel.inputs) - own)
+    k = launch.kernel
+    signature = _signature(("X", "W", "BIAS", "OUT"), present, constexprs, len(k.inputs) - own, len(k.outputs))
     return _spec("conv", signature, constexprs, config)
 
 
@@ -170,7 +184,7 @@ def gemm_spec(launch: Launch, head: NodeView, chain: list[NodeView], config: dic
     found = _chain(launch, head, chain, conv=False)
     if found is None or not _modes_fit(head, found[1]):
         return None
-    own, steps = found
+    own, steps, stores = found
     is_gemm = head.op == "Gemm"
     has_c = is_gemm and own == 3
     constexprs = {
@@ -181,9 +195,10 @@ def gemm_spec(launch: Launch, head: NodeView, chain: list[NodeView], config: dic
         "ALPHA": float(head.attr("alpha", 1.0)) if is_gemm else 1.0,
         "BETA": float(head.attr("beta", 1.0)) if has_c else 0.0,
         **_step_constexprs(steps, config),
+        **stores,
     }
     present = {"A", "B", "OUT"} | ({"C"} if has_c else set())
-    signature = _signature(("A", "B", "C", "OUT"), present, constexprs, len(k.inputs) - own)
+    signature = _signature(("A", "B", "C", "OUT"), present, constexprs, len(k.inputs) - own, len(k.outputs))
     return _spec("gemm", signature, constexprs, config)
 
 
@@ -198,23 +213,27 @@ def _modes_fit(head: NodeView, steps: list[Step]) -> bool:
     return head.in_rank(0) != 1 or ROW not in modes
 
 
-def epilogue_steps(chain: list[NodeView], acc: str, domain, operands: list[str], conv: bool) -> list[Step] | None:
+def epilogue_steps(
+    chain: list[NodeView], acc: str, domain, operands: list[str], conv: bool
+) -> tuple[list[Step], list[str]] | None:
     """The chain as steps over the running value, or None where a node is not one the Triton GEMM applies."""
     if len(operands) > MAX_OPERANDS:
         return None
-    steps, current, i = [], acc, 0
+    steps, stages, i = [], [acc], 0  # stages: the value after the anchor, then after each step
     while i < len(chain):
         node = chain[i]
-        if _silu(node, chain[i + 1] if i + 1 < len(chain) else None, current):
+        if _silu(node, chain[i + 1] if i + 1 < len(chain) else None, stages[-1]):
             steps.append(Step(SILU))
-            current, i = chain[i + 1].outputs[0], i + 2
+            stages.append(chain[i + 1].outputs[0])
+            i += 2
             continue
-        step = _step(node, current, domain, operands, conv)
+        step = _step(node, stages[-1], domain, operands, conv)
         if step is None:
             return None
         steps.append(step)
-        current, i = node.outputs[0], i + 1
-    return steps if len(steps) <= MAX_STEPS else None
+        stages.append(node.outputs[0])
+        i += 1
+    return (steps, stages) if len(steps) <= MAX_STEPS else None
 
 
 def _silu(node: NodeView, after: NodeView | None, current: str) -> bool:
