@@ -256,7 +256,7 @@ def _step(node: NodeView, current: str, domain, operands: list[str], conv: bool)
             return None
         other = 1 - node.inputs.index(current)
         name = node.inputs[other]
-        mode = (_conv_mode if conv else _mode)(node.in_shape(other), domain)
+        mode = _mode(node.in_shape(other), domain, conv)
         if mode is None or node.in_dtype(other) != "float32" or name not in operands:
             return None
         return Step(BINARY[node.op], mode, operands.index(name), int(other == 0))
@@ -272,34 +272,21 @@ def _step(node: NodeView, current: str, domain, operands: list[str], conv: bool)
     return None
 
 
-def _mode(shape, domain) -> int | None:
-    """How the Triton GEMM reads an operand of `shape` against its output's `domain` (batch..., M, N)."""
-    if shape is None or domain is None or len(shape) > len(domain) or len(domain) < 1:
+def _mode(shape, domain, conv: bool) -> int | None:
+    """How the Triton kernel reads an operand of `shape` against its output's `domain`: a GEMM's (batch..., M, N),
+    whose rows are M and columns N, or a Conv's (N, M, spatial...), whose rows are its channels and columns its
+    positions."""
+    if shape is None or domain is None or len(shape) > len(domain) or len(domain) < (3 if conv else 1):
         return None
     padded = (1,) * (len(domain) - len(shape)) + tuple(shape)
     if all(d == 1 for d in padded):
         return SCALAR
     if static_equal(padded, domain):
         return FULL
-    if all(d == 1 for d in padded[:-1]) and static_equal(padded[-1:], domain[-1:]):
-        return COLUMN
-    if len(domain) >= 2 and all(d == 1 for d in padded[:-2]) and padded[-1] == 1:
-        if static_equal(padded[-2:-1], domain[-2:-1]):
-            return ROW
-    return None
-
-
-def _conv_mode(shape, domain) -> int | None:
-    """How the Triton Conv reads an operand of `shape` against its output's `domain` (N, M, spatial...)."""
-    if shape is None or domain is None or len(shape) > len(domain):
-        return None
-    padded = (1,) * (len(domain) - len(shape)) + tuple(shape)
-    if all(d == 1 for d in padded):
-        return SCALAR
-    if static_equal(padded, domain):
-        return FULL
-    if padded[0] == 1 and all(d == 1 for d in padded[2:]) and static_equal(padded[1:2], domain[1:2]):
-        return ROW
-    if padded[0] == 1 and padded[1] == 1 and static_equal(padded[2:], domain[2:]):
-        return COLUMN
+    rank = len(domain)
+    rows, columns = ({1}, set(range(2, rank))) if conv else ({rank - 2} if rank >= 2 else set(), {rank - 1})
+    for mode, axes in ((COLUMN, columns), (ROW, rows)):
+        if axes and all(padded[a] == 1 for a in range(rank) if a not in axes):
+            if static_equal([padded[a] for a in sorted(axes)], [domain[a] for a in sorted(axes)]):
+                return mode
     return None
