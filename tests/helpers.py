@@ -30,9 +30,9 @@ from onnx import TensorProto, helper, numpy_helper
 # -- optional packages and plugins --------------------------------------------------------------
 
 
-def require(module: str):
-    """Import an optional package or skip the test with the reason."""
-    return pytest.importorskip(module, reason=f"{module} is not installed (pip install -e '.[test]')")
+def require(module: str, extra: str = "test"):
+    """Import an optional package or skip the test with the reason (and the extra that installs it)."""
+    return pytest.importorskip(module, reason=f"{module} is not installed (pip install -e '.[{extra}]')")
 
 
 @contextlib.contextmanager

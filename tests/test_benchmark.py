@@ -44,8 +44,8 @@ def test_an_unknown_peer_is_one_clear_error(tmp_path):
 
 def test_iree_runs_what_it_imports_and_says_why_it_refuses_the_rest(tmp_path):
     require("onnxruntime")
-    require("iree.runtime")
-    require("iree.compiler")
+    require("iree.runtime", extra="bench")
+    require("iree.compiler", extra="bench")
     path = tmp_path / "mlp.onnx"
     onnx.save(models.mlp3(width=32), path)
     feeds = {"x": np.random.default_rng(0).random((3, 784), dtype=np.float32)}

@@ -14,6 +14,7 @@ from hamr.cli.console import err, out
 from hamr.cli.console import state as _state
 from hamr.cli.errors import report
 from hamr.cli.pool import pool_app
+from hamr.cli.sim import sim_app
 from hamr.errors import HamrError
 
 app = typer.Typer(
@@ -304,6 +305,7 @@ def demo(
 
 
 app.add_typer(pool_app, name="pool")
+app.add_typer(sim_app, name="sim")
 app.command("agent")(agent_command)
 
 

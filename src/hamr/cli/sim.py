@@ -1,0 +1,70 @@
+"""`hamr sim`: the scheduler's policies on the published experiments, without a cluster."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from hamr.cli.console import err, out
+from hamr.errors import HamrError
+
+sim_app = typer.Typer(no_args_is_help=True, help="Simulate the pool's scheduling policies on published workloads.")
+DEFAULT_THROUGHPUTS = Path("..") / "shared" / "data" / "gavel" / "simulation_throughputs.json"
+
+
+def _list(value: str, kind, name: str) -> list:
+    try:
+        items = [kind(v.strip()) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise HamrError(f"{name} '{value}' is not a comma-separated list") from None
+    if not items:
+        raise HamrError(f"{name} is empty")
+    return items
+
+
+@sim_app.command()
+def gavel(
+    cluster: Annotated[str, typer.Option("--cluster", help="V100:P100:K80 counts.")] = "36:36:36",
+    rates: Annotated[str, typer.Option("--rates", help="Arrival rates, jobs per hour, comma-separated.")] = "2.0",
+    policies: Annotated[str, typer.Option("--policies", help="las, las_perf, makespan.")] = "las,las_perf",
+    seeds: Annotated[str, typer.Option("--seeds", help="Workload seeds, comma-separated.")] = "0,1,2",
+    window: Annotated[str, typer.Option("--window", help="The jobs whose JCT is averaged.")] = "4000:5000",
+    multi_gpu: Annotated[bool, typer.Option("--multi-gpu", help="Jobs of 1, 2, 4 and 8 GPUs.")] = False,
+    throughputs: Annotated[
+        Path, typer.Option("--throughputs", help="Gavel's simulation_throughputs.json.")
+    ] = DEFAULT_THROUGHPUTS,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
+) -> None:
+    """Gavel's round-based, preemptive experiment (OSDI 2020): average JCT of a window of jobs in steady state."""
+    from hamr.pool.scheduler import gavel_experiment as experiment
+
+    if not throughputs.is_file():
+        raise HamrError(f"--throughputs: no file at {throughputs} (Gavel's simulation_throughputs.json)")
+    try:
+        counts, jobs = experiment.cluster(cluster), experiment.window(window)
+        results = experiment.run(
+            throughputs,
+            counts,
+            _list(rates, float, "--rates"),
+            _list(policies, str, "--policies"),
+            _list(seeds, int, "--seeds"),
+            jobs,
+            multi_gpu,
+        )
+    except ValueError as exc:
+        raise HamrError(str(exc)) from None
+    if as_json:
+        out.print_json(json.dumps(experiment.as_json(results)))
+        return
+    from rich.table import Table
+
+    table = Table(title=f"Gavel, {cluster} V100:P100:K80, jobs {window}")
+    for column in ("policy", "rate (jobs/h)", "seed", "average JCT (h)", "window done at (h)"):
+        table.add_column(column)
+    for r in results:
+        table.add_row(r.policy, f"{r.rate:g}", str(r.seed), f"{r.avg_jct_hours:.2f}", f"{r.makespan_hours:.1f}")
+    out.print(table)
+    err.print(f"{len(results)} runs")
