@@ -105,7 +105,9 @@ def markdown(result: dict) -> str:
         *[f"| {p} | {v['p50_ms']:.3f} | {v['p99_ms']:.3f} |" for p, v in lat.items()],
         "",
         "Gavel traces (Philly-derived, `../shared/data/gavel`), 150 jobs per trace, non-preemptive replay "
-        "(`hamr.pool.scheduler.replay`); average job completion time in hours. max_throughput knows each "
+        "(`hamr.pool.scheduler.replay`): **non-preemptive, not comparable** with Gavel's published figures, "
+        "which come from preemptive rounds in steady state (`hamr sim gavel`, below); average job completion "
+        "time in hours. max_throughput knows each "
         "job type's rate per architecture (Gavel's measured throughputs; gang sizes without a measurement "
         "scale the single-device rate):",
         "",
