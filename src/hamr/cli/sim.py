@@ -37,12 +37,15 @@ def gavel(
         Path, typer.Option("--throughputs", help="Gavel's simulation_throughputs.json.")
     ] = DEFAULT_THROUGHPUTS,
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
+    html: Annotated[Path | None, typer.Option("--html", help="Also write the results as a page with a chart.")] = None,
 ) -> None:
     """Gavel's round-based, preemptive experiment (OSDI 2020): average JCT of a window of jobs in steady state."""
     from hamr.pool.scheduler import gavel_experiment as experiment
 
     if not throughputs.is_file():
         raise HamrError(f"--throughputs: no file at {throughputs} (Gavel's simulation_throughputs.json)")
+    if html is not None and not html.parent.is_dir():
+        raise HamrError(f"--html: no folder {html.parent} to write {html.name} in")
     try:
         counts, jobs = experiment.cluster(cluster), experiment.window(window)
         results = experiment.run(
@@ -56,6 +59,13 @@ def gavel(
         )
     except ValueError as exc:
         raise HamrError(str(exc)) from None
+    if html is not None:
+        from hamr.cli.sim_report import gavel_page
+
+        try:
+            html.write_text(gavel_page(results, cluster, window))
+        except OSError as exc:
+            raise HamrError(f"--html: cannot write {html}: {exc.strerror}") from None
     if as_json:
         out.print_json(json.dumps(experiment.as_json(results)))
         return

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -76,11 +77,12 @@ def test_las_perf_beats_las_on_gavels_throughputs():
 
 
 @needs_data
-def test_hamr_sim_gavel_prints_one_result_per_policy_rate_and_seed():
+def test_hamr_sim_gavel_prints_one_result_per_policy_rate_and_seed_and_draws_them(tmp_path):
     from tests.helpers import hamr_cli
 
     args = ["sim", "gavel", "--cluster", "3:3:3", "--rates", "0.1,0.2", "--policies", "las,las_perf", "--seeds", "0"]
-    result = hamr_cli(*args, "--window", "30:60", "--throughputs", DATA, "--json")
+    page = tmp_path / "report.html"
+    result = hamr_cli(*args, "--window", "30:60", "--throughputs", DATA, "--json", "--html", page)
     assert result.returncode == 0, result.stderr
     rows = json.loads(result.stdout)["results"]
     assert [(r["policy"], r["rate"], r["seed"]) for r in rows] == [
@@ -90,6 +92,10 @@ def test_hamr_sim_gavel_prints_one_result_per_policy_rate_and_seed():
         ("las_perf", 0.2, 0),
     ]
     assert all(r["avg_jct_hours"] > 0 and r["makespan_hours"] > 0 for r in rows)
+    text = page.read_text()
+    lines = dict(re.findall(r'<polyline class="series" data-name="(\w+)"[^>]* points="([^"]+)"', text))
+    assert set(lines) == {"las", "las_perf"} and all(len(points.split()) == 2 for points in lines.values())
+    assert text.count("<tr><td>") == 4
 
 
 @pytest.mark.parametrize(
@@ -101,6 +107,7 @@ def test_hamr_sim_gavel_prints_one_result_per_policy_rate_and_seed():
         (["--rates", "0"], "--rates must be positive"),
         (["--seeds", "a"], "--seeds 'a' is not a comma-separated list"),
         (["--throughputs", "/nonexistent.json"], "--throughputs: no file at"),
+        (["--html", "/nonexistent/report.html"], "--html: no folder /nonexistent"),
     ],
 )
 def test_hamr_sim_gavel_bad_options_are_one_error_line(args, message):
