@@ -10,6 +10,8 @@ import pytest
 
 from hamr.errors import HamrError
 from hamr.pool.scheduler.allocation import (
+    finish_time_fairness,
+    isolated_throughputs,
     max_min_fairness,
     min_makespan,
     problem,
@@ -87,3 +89,28 @@ def test_the_makespan_is_the_fastest_type_for_one_job_and_a_shared_device_for_tw
 def test_inconsistent_shapes_are_one_error():
     with pytest.raises(HamrError, match="do not agree"):
         problem([[1.0, 2.0]], scale=[1, 1], counts=[1, 1])
+
+
+def _rho(p, x, steps, elapsed, isolated_time):
+    iso = isolated_throughputs(p)
+    rate = (p.throughputs * x).sum(axis=1)
+    return ((elapsed + steps / rate) / (isolated_time + steps / iso)).max()
+
+
+def test_finish_time_fairness_beats_any_other_allocation_at_its_own_measure():
+    rng = np.random.default_rng(5)
+    for _ in range(10):
+        m, n = rng.integers(2, 7), 3
+        p = problem(rng.uniform(0.5, 10, (m, n)), rng.choice([1, 2], m), rng.integers(2, 6, n))
+        steps, elapsed, spent = rng.uniform(1e3, 1e5, m), rng.uniform(0, 3600, m), rng.uniform(0, 3600, m)
+        x, rho = finish_time_fairness(p, steps, elapsed, spent)
+        assert _feasible(p, x)
+        assert _rho(p, x, steps, elapsed, spent) <= rho * (1 + 1e-6)
+        for other in (max_min_fairness(p, perf=True), max_min_fairness(p, perf=False)):
+            assert rho <= _rho(p, other, steps, elapsed, spent) * 1.02 + 1e-9  # within the bisection's 2%
+
+
+def test_a_job_alone_finishes_no_later_than_on_its_isolated_share():
+    p = problem([[4.0, 1.0]], scale=[1], counts=[1, 1])
+    x, rho = finish_time_fairness(p, [1e4], [0.0], [0.0])
+    assert x[0, 0] == pytest.approx(1.0) and rho <= 2.5 / 4 * 1.02  # isolated: half of each type, 2.5 steps/s

@@ -39,6 +39,15 @@ def test_the_aware_policy_puts_each_kind_where_it_is_fast_and_finishes_sooner():
     assert aware.average_jct(0, 40) < 0.8 * agnostic.average_jct(0, 40)
 
 
+def test_finish_time_fairness_aware_of_throughputs_finishes_sooner_than_agnostic():
+    jobs = [GavelJob(i, "ab"[i % 2], 1, steps=4.0 * 3600 * (1 + i % 3), arrival=600.0 * i) for i in range(30)]
+    counts = {"v100": 2, "k80": 2}
+    agnostic = simulate(jobs, SYNTHETIC, counts, "ftf", seed=1)
+    aware = simulate(jobs, SYNTHETIC, counts, "ftf_perf")
+    assert set(aware.jcts) == set(agnostic.jcts) == set(range(30))
+    assert aware.average_jct(0, 30) < agnostic.average_jct(0, 30)
+
+
 def test_a_job_no_device_type_can_hold_is_one_error():
     with pytest.raises(ValueError, match="runs on no device type"):
         simulate([GavelJob(0, "a", 4, 100.0, 0.0)], {"v100": {("a", 4): 1.0}}, {"v100": 2}, "las")

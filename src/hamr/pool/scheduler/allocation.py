@@ -15,6 +15,8 @@ The LPs are solved by HiGHS (scipy.optimize.linprog).
 - `max_min_fairness(..., perf=False)` (las, heterogeneity-agnostic): the same LP with every throughput 1.
 - `min_makespan`: the shortest time T in which every job's remaining steps fit, found by bisection over the
   feasibility LP  T_i.X_i >= steps_i / T.
+- `finish_time_fairness` (Themis, Gavel's ftf_perf): the smallest largest ratio of a job's finish time in the
+  shared cluster to its finish time on its isolated share, by bisection over the same kind of LP.
 """
 
 from __future__ import annotations
@@ -117,17 +119,7 @@ def max_min_fairness(p: Problem, perf: bool = True) -> np.ndarray:
 
 def _fits(p: Problem, steps: np.ndarray, horizon: float) -> np.ndarray | None:
     """An allocation under which every job's `steps` take at most `horizon` seconds, or None."""
-    m, n = p.shape
-    a_base, b_base = _base_constraints(p)
-    need = _per_job_rows(-p.throughputs, np.arange(m), n, m * n, last=None)
-    result = linprog(
-        np.zeros(m * n),
-        A_ub=sparse.vstack([a_base, need]),
-        b_ub=np.concatenate([b_base, -steps / horizon]),
-        bounds=[(0.0, float(ok)) for ok in _runs(p).ravel()],
-        method="highs",
-    )
-    return np.clip(result.x.reshape(m, n), 0.0, 1.0) if result.status == 0 else None
+    return _fits_rates(p, steps / horizon)
 
 
 def min_makespan(p: Problem, steps_remaining, low: float = 100.0, high: float = 1e6) -> tuple[np.ndarray, float]:
@@ -149,3 +141,72 @@ def min_makespan(p: Problem, steps_remaining, low: float = 100.0, high: float = 
         else:
             best, high = found, middle
     return best, high
+
+
+def isolated_throughputs(p: Problem) -> np.ndarray:
+    """Each job's throughput on its 1/m of the cluster (Themis's isolated share, as Gavel computes it):
+    X[i, j] = (count_j / m) / scale_i, each row scaled down to a sum of at most 1."""
+    m = p.shape[0]
+    if m == 0:
+        return np.zeros(0)
+    x = (p.counts[None, :] / m) / p.scale[:, None]
+    x = x / np.maximum(x.sum(axis=1, keepdims=True), 1.0)
+    return (p.throughputs * x).sum(axis=1)
+
+
+def finish_time_fairness(
+    p: Problem, steps_remaining, elapsed, isolated_time, tolerance: float = 0.02
+) -> tuple[np.ndarray, float]:
+    """Gavel's finish-time fairness (Themis): minimise the largest rho_i, the job's finish time in the shared
+    cluster over its finish time on its isolated share,
+
+        rho_i = (elapsed_i + N_i / T_i.X_i) / (isolated_time_i + N_i / iso_i)
+
+    with N_i its steps remaining, elapsed_i the time since it arrived and isolated_time_i the time its steps so far
+    would have taken on its isolated share. Bisection on rho (to `tolerance`) over the feasibility LP
+    T_i.X_i >= N_i / (rho * D_i - elapsed_i); returns (X, rho)."""
+    steps = np.asarray(steps_remaining, dtype=float)
+    since = np.asarray(elapsed, dtype=float)
+    iso = isolated_throughputs(p)
+    live = (iso > 0) & _runs(p).any(axis=1)
+    denominator = np.asarray(isolated_time, dtype=float) + np.divide(steps, iso, out=np.zeros_like(steps), where=live)
+
+    def fits(rho: float) -> np.ndarray | None:
+        budget = rho * denominator - since  # the time each job may still take
+        if (budget[live] <= 0).any():
+            return None
+        need = np.where(live, steps / np.where(live, budget, 1.0), 0.0)
+        return _fits_rates(p, need)
+
+    if not live.any():
+        return np.zeros(p.shape), 0.0
+    low, high = 0.0, 1.0
+    best = fits(high)
+    while best is None:
+        low, high = high, high * 2
+        if high > 1e9:
+            raise HamrError("allocation: finish-time fairness found no feasible rho")
+        best = fits(high)
+    while high - low > tolerance * high:
+        middle = (low + high) / 2
+        found = fits(middle)
+        if found is None:
+            low = middle
+        else:
+            best, high = found, middle
+    return best, high
+
+
+def _fits_rates(p: Problem, need: np.ndarray) -> np.ndarray | None:
+    """An allocation giving each job at least `need` steps/s, or None."""
+    m, n = p.shape
+    a_base, b_base = _base_constraints(p)
+    rows = _per_job_rows(-p.throughputs, np.arange(m), n, m * n, last=None)
+    result = linprog(
+        np.zeros(m * n),
+        A_ub=sparse.vstack([a_base, rows]),
+        b_ub=np.concatenate([b_base, -need]),
+        bounds=[(0.0, float(ok)) for ok in _runs(p).ravel()],
+        method="highs",
+    )
+    return np.clip(result.x.reshape(m, n), 0.0, 1.0) if result.status == 0 else None

@@ -18,7 +18,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from hamr.pool.scheduler.allocation import max_min_fairness, min_makespan, problem
+from hamr.pool.scheduler.allocation import (
+    finish_time_fairness,
+    isolated_throughputs,
+    max_min_fairness,
+    min_makespan,
+    problem,
+)
 from hamr.pool.scheduler.gavel_workload import GavelJob
 
 ROUND_S = 360.0
@@ -47,12 +53,44 @@ class RoundsResult:
         return float(np.mean(window)) if window else float("nan")
 
 
-POLICIES: dict[str, Callable] = {
-    "las": lambda p, active: max_min_fairness(p, perf=False),
-    "las_perf": lambda p, active: max_min_fairness(p, perf=True),
-    "makespan": lambda p, active: min_makespan(p, [a.remaining for a in active])[0],
+class FinishTimeFair:
+    """Themis's finish-time fairness over one simulation: it keeps, per job, the time its steps so far would have
+    taken on its isolated share. Agnostic (ftf): every type is taken to run the job at its V100 rate."""
+
+    def __init__(self, perf: bool):
+        self.perf = perf
+        self.isolated: dict[int, tuple[float, float, float]] = {}  # job -> (isolated time, remaining, iso rate)
+
+    def __call__(self, p, active: list[_Active], now: float) -> np.ndarray:
+        if not self.perf:
+            reference = p.throughputs[:, :1] if p.shape[1] else p.throughputs
+            p = problem(np.where(p.throughputs > 0, reference, 0.0), p.scale, p.counts)
+        iso = isolated_throughputs(p)
+        spent = []
+        for a, rate in zip(active, iso, strict=True):
+            before = self.isolated.get(a.job.id)
+            if before is None:
+                spent.append(0.0)
+            else:
+                time, remaining, old_rate = before
+                spent.append(time + (remaining - a.remaining) / old_rate if old_rate > 0 else time)
+            self.isolated[a.job.id] = (spent[-1], a.remaining, float(rate))
+        elapsed = [now - a.job.arrival for a in active]
+        return finish_time_fairness(p, [a.remaining for a in active], elapsed, spent)[0]
+
+
+def _stateless(solve: Callable) -> Callable[[], Callable]:
+    return lambda: lambda p, active, now: solve(p, active)
+
+
+POLICIES: dict[str, Callable[[], Callable]] = {
+    "las": _stateless(lambda p, active: max_min_fairness(p, perf=False)),
+    "las_perf": _stateless(lambda p, active: max_min_fairness(p, perf=True)),
+    "makespan": _stateless(lambda p, active: min_makespan(p, [a.remaining for a in active])[0]),
+    "ftf": lambda: FinishTimeFair(perf=False),
+    "ftf_perf": lambda: FinishTimeFair(perf=True),
 }
-AWARE = {"las_perf", "makespan"}  # policies that see per-type throughputs keep Gavel's fixed type order
+AWARE = {"las_perf", "makespan", "ftf_perf"}  # policies that see per-type throughputs keep Gavel's type order
 
 
 def rates_of(job: GavelJob, throughputs: dict, types: list[str]) -> np.ndarray:
@@ -71,6 +109,7 @@ def simulate(
     every job in `until_done` is done (without it: every job of a finite `jobs`)."""
     if policy not in POLICIES:
         raise ValueError(f"unknown policy '{policy}' (known: {', '.join(POLICIES)})")
+    allocate = POLICIES[policy]()
     types = [t for t in TYPE_ORDER if t in counts] + sorted(set(counts) - set(TYPE_ORDER))
     capacity = np.array([counts[t] for t in types], dtype=float)
     shuffle = random.Random(seed)
@@ -99,7 +138,7 @@ def simulate(
             continue
         if changed and (last_reset is None or now - last_reset >= REALLOCATE_EVERY_S):
             p = problem([a.rates for a in active], [a.job.scale for a in active], capacity)
-            allocation = POLICIES[policy](p, active)
+            allocation = allocate(p, active, now)
             for a in active:
                 a.received[:] = ROUND_S / 2  # as Gavel resets them: nobody starts at a share of 0
             last_reset, changed = now, False
