@@ -29,7 +29,9 @@ def _list(value: str, kind, name: str) -> list:
 def gavel(
     cluster: Annotated[str, typer.Option("--cluster", help="V100:P100:K80 counts.")] = "36:36:36",
     rates: Annotated[str, typer.Option("--rates", help="Arrival rates, jobs per hour, comma-separated.")] = "2.0",
-    policies: Annotated[str, typer.Option("--policies", help="las, las_perf, ftf, ftf_perf, makespan.")] = "las,las_perf",
+    policies: Annotated[
+        str, typer.Option("--policies", help="las, las_perf, ftf, ftf_perf, makespan.")
+    ] = "las,las_perf",
     seeds: Annotated[str, typer.Option("--seeds", help="Workload seeds, comma-separated.")] = "0,1,2",
     window: Annotated[str, typer.Option("--window", help="The jobs whose JCT is averaged.")] = "4000:5000",
     multi_gpu: Annotated[bool, typer.Option("--multi-gpu", help="Jobs of 1, 2, 4 and 8 GPUs.")] = False,
