@@ -80,3 +80,59 @@ def gavel(
         table.add_row(r.policy, f"{r.rate:g}", str(r.seed), f"{r.avg_jct_hours:.2f}", f"{r.makespan_hours:.1f}")
     out.print(table)
     err.print(f"{len(results)} runs")
+
+
+DEFAULT_TRACE = Path("..") / "shared" / "data" / "alibaba-gpu-v2023"
+
+
+@sim_app.command()
+def fragmentation(
+    nodes: Annotated[Path, typer.Option("--nodes", help="Nodes CSV: sn, cpu_milli, memory_mib, gpu, model.")] = (
+        DEFAULT_TRACE / "openb_node_list_gpu_node.csv"
+    ),
+    pods: Annotated[
+        Path,
+        typer.Option("--pods", help="Pods CSV: name, cpu_milli, memory_mib, num_gpu, gpu_milli, gpu_spec."),
+    ] = DEFAULT_TRACE / "openb_pod_list_default.csv",
+    policies: Annotated[
+        str, typer.Option("--policies", help="fgd, bestfit, packing, clustering, dotprod, random.")
+    ] = "fgd,bestfit,packing,clustering,dotprod,random",
+    seeds: Annotated[str, typer.Option("--seeds", help="Shuffle seeds, comma-separated.")] = "42,43,44",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
+    html: Annotated[Path | None, typer.Option("--html", help="Also write the curves as a page with a chart.")] = None,
+) -> None:
+    """FGD's experiment (USENIX ATC 2023): unallocated GPUs as the arrived workload grows past the cluster's capacity."""
+    from hamr.pool.scheduler import fgd_experiment as experiment
+
+    for option, path in (("--nodes", nodes), ("--pods", pods)):
+        if not path.is_file():
+            raise HamrError(f"{option}: no file at {path}")
+    if html is not None and not html.parent.is_dir():
+        raise HamrError(f"--html: no folder {html.parent} to write {html.name} in")
+    try:
+        results = experiment.run(nodes, pods, _list(policies, str, "--policies"), _list(seeds, int, "--seeds"))
+    except ValueError as exc:
+        raise HamrError(str(exc)) from None
+    if html is not None:
+        from hamr.cli.sim_report import fragmentation_page
+
+        try:
+            html.write_text(fragmentation_page(results, pods.stem, experiment.ARRIVED_POINTS))
+        except OSError as exc:
+            raise HamrError(f"--html: cannot write {html}: {exc.strerror}") from None
+    if as_json:
+        out.print_json(json.dumps(experiment.as_json(results)))
+        return
+    from rich.table import Table
+
+    table = Table(title=f"Unallocated GPUs (% of capacity), {pods.stem} on {nodes.stem}")
+    for column in ("policy", "seed", *(f"{x}% arrived" for x in experiment.ARRIVED_POINTS), "failed pods"):
+        table.add_column(column)
+    for r in results:
+        cells = [
+            f"{r.unallocated_gpu_pct[str(x)]:.2f}" if str(x) in r.unallocated_gpu_pct else "-"
+            for x in experiment.ARRIVED_POINTS
+        ]
+        table.add_row(r.policy, str(r.seed), *cells, str(r.failed_pods))
+    out.print(table)
+    err.print(f"{len(results)} runs")
