@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+
 from fastapi import FastAPI
 
 import hamr
@@ -9,11 +12,12 @@ from hamr.pool.registry import Registry
 from hamr.pool.service import errors
 from hamr.pool.service.admission import Admission
 from hamr.pool.service.auth import TokenCache
+from hamr.pool.service.dashboard_data import History
 from hamr.pool.service.fastpath import InferFastPath
 from hamr.pool.service.limits import BodyLimit, UploadSlots
 from hamr.pool.service.metrics import Metrics
 from hamr.pool.service.metrics import router as metrics_router
-from hamr.pool.service.routes import agents, deployments, devices, executables, jobs, nodes, tenants
+from hamr.pool.service.routes import agents, dashboard, deployments, devices, executables, jobs, nodes, tenants
 from hamr.pool.service.schemas import ERRORS
 
 DEFAULT_MAX_UPLOAD_BYTES = 1 << 30  # 1 GiB: an executable with its weights, or a job's inputs (streamed to disk)
@@ -41,6 +45,7 @@ def create_app(
         title="hamr pool",
         version=hamr.__version__,
         description='The computing-force pool\'s HTTP API (docs/pool.md, "Service"). Bearer tokens per tenant.',
+        lifespan=_sampling,
     )
     app.state.registry = registry
     app.state.metrics = Metrics(registry)
@@ -51,6 +56,7 @@ def create_app(
     app.state.wake = wake
     app.state.admission = admission or Admission(registry)
     app.state.fast_answers = 0  # deployment requests the fast path answered (fastpath.py)
+    app.state.history = History()  # the dashboard's (dashboard_data.py)
     errors.install(app)
     app.add_middleware(BodyLimit, max_upload_bytes=max_upload_bytes, max_body_bytes=max_body_bytes)
     app.add_middleware(InferFastPath, state=app.state, max_bytes=max_body_bytes)  # the data plane
@@ -64,7 +70,21 @@ def create_app(
         jobs.router,
         tenants.router,
         agents.router,
+        dashboard.router,
     ):
         app.include_router(router, responses=ERRORS)
     app.include_router(metrics_router)
+    app.include_router(dashboard.page)
     return app
+
+
+@contextlib.asynccontextmanager
+async def _sampling(app: FastAPI):
+    """While the app serves, the dashboard's history takes a sample every few seconds."""
+    task = asyncio.create_task(app.state.history.keep_sampling(app.state.registry, app.state.replica_hosts))
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
