@@ -55,7 +55,9 @@ def up(
     ] = None,
     host: Annotated[str, typer.Option("--host", help="Address to listen on (loopback by default).")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=0, max=65535, help="0 picks a free port.")] = 8470,
-    policy: Annotated[str, typer.Option("--policy", help="binpack, spread or max_throughput.")] = "max_throughput",
+    policy: Annotated[
+        str, typer.Option("--policy", help="binpack, spread, max_throughput, fgd (FGD for shares) or las_perf (Gavel).")
+    ] = "max_throughput",
     ray: Annotated[
         str | None, typer.Option("--ray", help="A Ray cluster's address (HEAD:PORT, or auto): an agent per Ray node.")
     ] = None,

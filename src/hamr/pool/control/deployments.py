@@ -6,14 +6,14 @@ dispatchers:
    hosts no replicas, is stopped (`migrating off DEVICE: why`).
 2. A deployment with more live replicas than it wants stops the newest (pending first).
 3. A deployment with fewer gets new ones, placed by `scheduler.replicas.place_replicas`
-   (spread across kinds, variants, architectures, devices, nodes), possibly of another
-   architecture than the ones it replaces. The node's `ReplicaHost` loads them.
+   (spread across kinds, variants, architectures, devices, nodes; then, for a share of a device,
+   FGD's least growth in fragmentation), possibly of another architecture than the ones it replaces. The node's `ReplicaHost` loads them.
 Requests keep going to the replicas still ready while the new ones load, so a drain loses none.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 
 from hamr.pool.registry import ANY_TENANT, InvalidTransition, NotFound, Registry, RegistryError
 from hamr.pool.registry.fleet import USABLE_HEALTH
@@ -52,6 +52,9 @@ class Reconciler:
                     changed += self._stop(replica.id, f"scaled down to {deployment.replicas}")
                     live[deployment.id].remove(replica)
         reserved = None  # device -> share held by live replicas, read once some deployment needs more
+        shares = Counter()  # the shares deployments ask for: FGD's typical pods
+        for deployment in deployments:
+            shares[deployment.share] += deployment.replicas
         for deployment in deployments:
             missing = deployment.replicas - len(live[deployment.id])
             if missing <= 0:
@@ -74,7 +77,7 @@ class Reconciler:
             by_uuid = {c.uuid: c for c in candidates}
             existing = [by_uuid[r.device] for r in live[deployment.id] if r.device in by_uuid]
             targets = self._targets(deployment.executable_id)
-            placed, short = place_replicas(candidates, existing, missing, targets, deployment.share)
+            placed, short = place_replicas(candidates, existing, missing, targets, deployment.share, shares)
             for placement in placed:
                 try:
                     self.registry.add_replica(deployment.id, placement.device, placement.reason)

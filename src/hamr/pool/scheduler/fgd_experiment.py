@@ -72,10 +72,10 @@ def read_nodes(path: Path) -> NodeResources:
 
 def read_pods(path: Path) -> list[PodRequest]:
     pods = []
-    for line, row in _rows(path, ("name", "cpu_milli", "memory_mib", "num_gpu", "gpu_milli", "gpu_spec")):
+    for line, row in _rows(path, ("name", "cpu_milli", "memory_mib", "num_gpu", "gpu_milli")):
         values = [_int(path, line, row, c) for c in ("cpu_milli", "memory_mib", "num_gpu", "gpu_milli")]
         try:
-            pods.append(pod_request(row["name"], *values, row["gpu_spec"] or ""))
+            pods.append(pod_request(row["name"], *values, row.get("gpu_spec") or ""))  # gpu_spec may be absent
         except ValueError as exc:
             raise ValueError(f"{path}:{line}: {exc}") from None
     if not pods:

@@ -27,6 +27,7 @@ class Placement:
     gpus: tuple[int, ...]
     policy: str
     reason: str
+    score: float = 0.0
 
 
 class GpuSharePolicy:
@@ -41,7 +42,8 @@ class GpuSharePolicy:
         best = int(np.lexsort((nodes.ranks()[rows], self.tie_break(nodes, pod, rows), -score))[0])
         row = int(rows[best])
         gpus = (int(gpu[best]),) if pod.shares_gpu else nodes.whole_gpus(row, pod)
-        return Placement(row, gpus, self.name, self.explain(nodes, pod, row, gpus, score[best], len(rows)))
+        reason = self.explain(nodes, pod, row, gpus, score[best], len(rows))
+        return Placement(row, gpus, self.name, reason, float(score[best]))
 
     def scores(self, nodes: NodeResources, pod: PodRequest, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per candidate row: its score (higher is better) and, for a GPU-sharing pod, the GPU it would take."""
@@ -107,15 +109,30 @@ class FragmentationGradient(GpuSharePolicy):
             gpus = np.array([nodes.whole_gpus(r, pod) for r in rows], dtype=np.int64).reshape(len(rows), pod.num_gpu)
             after = fragmentation_if_placed(nodes, rows, gpus, pod, self.typical, access)
             return self.gain(before, after), np.zeros(len(rows), dtype=np.int64)
-        which, g = np.nonzero(nodes.gpu_left[rows] >= pod.gpu_milli)  # every (row, GPU) the share fits
-        after = fragmentation_if_placed(nodes, rows[which], g[:, None], pod, self.typical, access)
-        candidate = self.gain(before[which], after)
+        which, g, candidate = self._per_gpu(nodes, pod, rows, before)
         # per row, the best GPU; the lowest index among equals
         order = np.lexsort((g, -candidate, which))
         first = np.ones(len(order), dtype=bool)
         first[1:] = which[order][1:] != which[order][:-1]
         best = order[first]
         return candidate[best], g[best]
+
+    def _per_gpu(self, nodes, pod, rows, before):
+        """Every (row index, GPU) the pod's share fits, and the score of placing it there."""
+        which, g = np.nonzero(nodes.gpu_left[rows] >= pod.gpu_milli)
+        after = fragmentation_if_placed(nodes, rows[which], g[:, None], pod, self.typical, self._access)
+        return which, g, self.gain(before[which], after)
+
+    def gpu_scores(self, nodes: NodeResources, pod: PodRequest) -> dict[tuple[int, int], float]:
+        """The score of putting a GPU-sharing pod on each (node row, GPU) it fits, for callers choosing a device
+        by other keys first (the pool's replica placement)."""
+        self._access = self.typical.model_access(nodes)
+        rows = np.flatnonzero(nodes.fits(pod))
+        before = fragmentation(
+            nodes.cpu_left[rows], nodes.gpu_left[rows], nodes.model[rows], self.typical, self._access
+        )
+        which, g, score = self._per_gpu(nodes, pod, rows, before)
+        return {(int(rows[w]), int(gpu)): float(v) for w, gpu, v in zip(which, g, score)}
 
     def explain(self, nodes, pod, row, gpus, score, candidates):
         reason = super().explain(nodes, pod, row, gpus, score, candidates)

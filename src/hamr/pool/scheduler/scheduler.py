@@ -7,7 +7,12 @@ enough free memory, enough free share. Policies rank what is left:
   left partly used, the rest kept whole: less fragmentation);
 - ``spread``: the least allocated devices first, on the least allocated nodes;
 - ``max_throughput``: the architecture with the highest learned throughput for this
-  executable first (unmeasured architectures after measured ones), binpack within it.
+  executable first (unmeasured architectures after measured ones), binpack within it;
+- ``fgd``: the device (and node) where the pool's expected GPU fragmentation grows least for the shares jobs
+  ask for (FGD, gpushare_policies.FragmentationGradient, the simulator's own object, over live_nodes.node_view);
+- ``las_perf``: Gavel's heterogeneity-aware max-min fairness (rounds.POLICIES["las_perf"], the simulator's own
+  policy) over the waiting jobs and the free devices by architecture, with the throughputs measured per
+  executable; each job goes to the architecture its allocation favours, binpack (or FGD for a share) within it.
 
 A gang job (n_devices > 1) is placed all or nothing; binpack and max_throughput keep a gang
 on one node (binpack) or one architecture (max_throughput) when they can.
@@ -15,13 +20,21 @@ on one node (binpack) or one architecture (max_throughput) when they can.
 
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 
-from hamr.pool.scheduler.request import Decision, JobRequest, TenantLimits
+from hamr.pool.scheduler.allocation import problem
+from hamr.pool.scheduler.gpushare_policies import FragmentationGradient
+from hamr.pool.scheduler.live_nodes import LiveDevice, node_view, typical_shares
+from hamr.pool.scheduler.node_resources import PodRequest
+from hamr.pool.scheduler.request import WHOLE, Decision, JobRequest, TenantLimits
+from hamr.pool.scheduler.rounds import POLICIES as ALLOCATION_POLICIES
 from hamr.pool.scheduler.table import DeviceTable
 from hamr.pool.scheduler.throughput import ThroughputModel
 
-POLICIES = ("binpack", "spread", "max_throughput")
+POLICIES = ("binpack", "spread", "max_throughput", "fgd", "las_perf")
+ALLOCATION_WINDOW = 64  # waiting jobs las_perf's allocation covers at once
 
 
 class Scheduler:
@@ -32,12 +45,20 @@ class Scheduler:
         self.policy = policy
         self.throughput = throughput or ThroughputModel()
         self._last_score = 0.0  # the comparative advantage of the last decision (max_throughput)
+        self.shares: Counter = Counter()  # GPU shares of the jobs placed so far: fgd's typical pods
 
     # -- one job --
 
     def place(
-        self, job: JobRequest, limits: TenantLimits | None = None, policy: str | None = None, commit: bool = True
+        self,
+        job: JobRequest,
+        limits: TenantLimits | None = None,
+        policy: str | None = None,
+        commit: bool = True,
+        architecture: str | None = None,
+        why: str = "",
     ) -> Decision:
+        """Place one job now (or say why not). `architecture`: only devices of that one; `why` prefixes the reason."""
         policy = policy or self.policy
         quota = _quota_refusal(job, limits)
         if quota:
@@ -49,6 +70,8 @@ class Scheduler:
         compatible = alive & ((t.targets[v] & wanted) != 0)
         roomy = compatible & (t.memory_free[v] >= job.memory)
         feasible = roomy & (t.allocated[v] + job.share <= 1000)
+        if architecture is not None:
+            feasible &= t.arch[v] == t.arch_index.get(architecture, -1)
         rows = np.flatnonzero(feasible)
         if len(rows) < job.n_devices:
             return Decision(job.id, (), (), policy, _why_not(job, t, alive, compatible, roomy, rows))
@@ -56,6 +79,7 @@ class Scheduler:
         devices = tuple(t.ids[r] for r in chosen)
         targets = tuple(self._target_for(job, r) for r in chosen)
         if commit:
+            self.shares[job.share] += len(devices)
             for device in devices:
                 t.allocate(device, job.share, job.memory)
             if limits is not None:
@@ -65,7 +89,11 @@ class Scheduler:
             f"{d} ({tg}, {t.architectures[r]}, node {t.nodes[r]})" for d, tg, r in zip(devices, targets, chosen)
         )
         return Decision(
-            job.id, devices, targets, policy, f"{policy}: {len(rows)} of {len(t)} devices fit; {how}; chose {where}"
+            job.id,
+            devices,
+            targets,
+            policy,
+            f"{policy}: {why}{len(rows)} of {len(t)} devices fit; {how}; chose {where}",
         )
 
     def release(self, decision: Decision, job: JobRequest, limits: TenantLimits | None = None) -> None:
@@ -108,6 +136,8 @@ class Scheduler:
             waiting = list(queue)
         else:
             waiting = [queue[i] for i in sorted(range(len(queue)), key=lambda i: (-queue[i].priority, i))]
+        if self.policy == "las_perf":
+            return self._start_by_allocation(waiting, limits)
         placed: list[Decision] = []
         while waiting:
             if self.policy != "max_throughput":
@@ -140,6 +170,62 @@ class Scheduler:
                     passed_over[other.id] = passed_over.get(other.id, 0) + 1
         return placed
 
+    def _start_by_allocation(self, waiting: list[JobRequest], limits: dict[str, TenantLimits]) -> list[Decision]:
+        """Gavel's las_perf over the first ALLOCATION_WINDOW waiting jobs and the free devices: each job, in queue
+        order, tries the architectures its allocation gives it time on, most first; then any free device is
+        given to a job still waiting (no device idles while a job could run on it)."""
+        jobs = waiting[:ALLOCATION_WINDOW]
+        archs, x, counts = self.allocation(jobs)
+        placed, left = [], []
+        for i, job in enumerate(jobs):
+            share = ", ".join(f"{x[i, j]:.2f} on {archs[j]}" for j in np.argsort(-x[i]) if x[i, j] > 1e-6)
+            why = (
+                f"allocation (max-min fair over throughput normalised by each job's proportional share; "
+                f"{len(jobs)} waiting, free: {', '.join(f'{a} {c}' for a, c in zip(archs, counts))}) gives this job "
+                f"{share or 'no time now'}; "
+            )
+            decision = None
+            for j in np.argsort(-x[i]):
+                if x[i, j] <= 1e-6:
+                    break
+                decision = self.place(job, limits.get(job.tenant), architecture=archs[j], why=why)
+                if decision.placed:
+                    break
+            if decision is not None and decision.placed:
+                placed.append(decision)
+            else:
+                left.append(job)
+        for job in left:
+            decision = self.place(job, limits.get(job.tenant), why="no allocated device free, so any free one; ")
+            if decision.placed:
+                placed.append(decision)
+        return placed
+
+    def allocation(self, jobs: list[JobRequest]) -> tuple[list[str], np.ndarray, list[int]]:
+        """The las_perf allocation X[job, architecture] over the free devices of each architecture. A job's
+        throughput on an architecture is its measured rate there (x its gang size); unmeasured where others are
+        measured: its slowest measured rate; nothing measured: 1 everywhere it runs."""
+        t = self.table
+        v = t.view()
+        alive = t.present[v] & t.healthy[v] & ~t.drained[v]
+        archs = sorted({t.architectures[r] for r in np.flatnonzero(alive)})
+        free = alive & (t.allocated[v] == 0)
+        arch_of = np.array([t.architectures[r] for r in range(len(t.ids))], dtype=object)
+        counts = [int((free & (arch_of == a)).sum()) for a in archs]
+        rates = np.zeros((len(jobs), len(archs)))
+        for i, job in enumerate(jobs):
+            wanted = t.bits(job.targets)
+            runs = [bool((alive & (arch_of == a) & ((t.targets[v] & wanted) != 0)).any()) for a in archs]
+            measured = self.throughput.rates(job.executable)
+            floor = min(measured.values()) if measured else 1.0
+            for j, a in enumerate(archs):
+                if runs[j]:
+                    rates[i, j] = measured.get(a, floor) * job.n_devices
+        if not jobs or not archs:
+            return archs, np.zeros((len(jobs), len(archs))), counts
+        p = problem(rates, [job.n_devices for job in jobs], counts)
+        return archs, ALLOCATION_POLICIES["las_perf"]()(p, [], 0.0), counts
+
     # -- ranking --
 
     def _rank(self, policy: str, job: JobRequest, rows: np.ndarray) -> tuple[np.ndarray, str, float]:
@@ -149,6 +235,8 @@ class Scheduler:
         node_load = np.bincount(t.node[:n], weights=t.allocated[:n], minlength=len(t.node_index))[t.node[rows]]
         rates = self.throughput.rates(job.executable) if policy == "max_throughput" else {}
         score = None
+        if job.n_devices == 1 and (policy == "fgd" or (policy == "las_perf" and job.share < WHOLE)):
+            return self._least_fragmenting(job, rows)
         if policy == "spread":
             ranked, how = (
                 rows[np.lexsort((rows, allocated, node_load))],
@@ -179,6 +267,18 @@ class Scheduler:
                 how += ", gang on one architecture and as few nodes as possible"
         worth = float(score[t.arch[chosen]].min()) if score is not None else 0.0
         return chosen, how, worth
+
+    def _least_fragmenting(self, job: JobRequest, rows: np.ndarray) -> tuple[np.ndarray, str, float]:
+        t = self.table
+        view, where = node_view([LiveDevice(int(r), t.nodes[r], t.architectures[r], int(t.allocated[r])) for r in rows])
+        typical = typical_shares(self.shares + Counter({job.share: 1}))
+        placement = FragmentationGradient(typical).place(view, PodRequest(job.id, 0, 0, 1, job.share))
+        shares = ", ".join(f"{m}/1000 {f:.0%}" for m, f in zip(typical.gpu_milli, typical.frequency))
+        how = (
+            f"the least growth in expected GPU fragmentation for the typical shares ({shares}): "
+            f"FGD score {placement.score:g} of 100"
+        )
+        return np.array([where[(placement.row, placement.gpus[0])]]), how, placement.score
 
     def _advantage(self, rates: dict[str, float]) -> np.ndarray:
         """Score per architecture: the job's rate there relative to its best, divided by how good that
