@@ -30,7 +30,7 @@ def gavel(
     cluster: Annotated[str, typer.Option("--cluster", help="V100:P100:K80 counts.")] = "36:36:36",
     rates: Annotated[str, typer.Option("--rates", help="Arrival rates, jobs per hour, comma-separated.")] = "2.0",
     policies: Annotated[
-        str, typer.Option("--policies", help="las, las_perf, ftf, ftf_perf, makespan.")
+        str, typer.Option("--policies", help="las, las_perf, ftf, ftf_perf, makespan, srpt_perf, fair_srpt_perf.")
     ] = "las,las_perf",
     seeds: Annotated[str, typer.Option("--seeds", help="Workload seeds, comma-separated.")] = "0,1,2",
     window: Annotated[str, typer.Option("--window", help="The jobs whose JCT is averaged.")] = "4000:5000",

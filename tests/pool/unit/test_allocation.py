@@ -12,6 +12,7 @@ from hamr.errors import HamrError
 from hamr.pool.scheduler.allocation import (
     finish_time_fairness,
     isolated_throughputs,
+    max_completion_rate,
     max_min_fairness,
     min_makespan,
     problem,
@@ -114,3 +115,18 @@ def test_a_job_alone_finishes_no_later_than_on_its_isolated_share():
     p = problem([[4.0, 1.0]], scale=[1], counts=[1, 1])
     x, rho = finish_time_fairness(p, [1e4], [0.0], [0.0])
     assert x[0, 0] == pytest.approx(1.0) and rho <= 2.5 / 4 * 1.02  # isolated: half of each type, 2.5 steps/s
+
+
+def test_completion_rate_runs_the_shortest_remaining_work_first_on_the_type_it_gains_most_on():
+    # one device; A has 100 steps left, B 1000, both at 1 step/s: A takes it all
+    x = max_completion_rate(problem([[1.0], [1.0]], [1, 1], [1]), [100, 1000])
+    assert x[:, 0] == pytest.approx([1.0, 0.0])
+    # two types: B gains 4x on the second, A nothing; each takes the type that finishes it soonest for the others
+    x = max_completion_rate(problem([[1.0, 1.0], [1.0, 4.0]], [1, 1], [1, 1]), [100, 1000])
+    assert x == pytest.approx(np.array([[1.0, 0.0], [0.0, 1.0]]))
+
+
+def test_completion_rate_with_a_fairness_floor_keeps_every_job_that_share_of_its_max_min_share():
+    # max-min fair: 0.5 each; with a floor of 0.9 of it B keeps 0.45 and A, the shorter, gets the rest
+    x = max_completion_rate(problem([[1.0], [1.0]], [1, 1], [1]), [100, 1000], fairness=0.9)
+    assert x[:, 0] == pytest.approx([0.55, 0.45])

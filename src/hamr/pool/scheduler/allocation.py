@@ -15,6 +15,9 @@ The LPs are solved by HiGHS (scipy.optimize.linprog).
 - `max_min_fairness(..., perf=False)` (las, heterogeneity-agnostic): the same LP with every throughput 1.
 - `min_makespan`: the shortest time T in which every job's remaining steps fit, found by bisection over the
   feasibility LP  T_i.X_i >= steps_i / T.
+- `max_completion_rate` (hamr's srpt_perf, not Gavel's): maximise the sum over jobs of the fraction of each job's
+  remaining work done per second, sum_i T_i.X_i / steps_i: shortest remaining work first, each on the type it
+  gains most on, as SRPT minimises mean completion time on one machine.
 - `finish_time_fairness` (Themis, Gavel's ftf_perf): the smallest largest ratio of a job's finish time in the
   shared cluster to its finish time on its isolated share, by bisection over the same kind of LP.
 """
@@ -88,17 +91,24 @@ def _per_job_rows(values: np.ndarray, jobs: np.ndarray, n: int, width: int, last
     return sparse.coo_array((data, (rows, cols)), shape=(k, width)).tocsr()
 
 
+def _fairness(p: Problem, perf: bool) -> tuple[np.ndarray, np.ndarray]:
+    """LAS's per-job coefficients (coefficient_i . X_i is job i's normalised share), and which jobs count."""
+    runs = _runs(p)
+    throughputs = p.throughputs if perf else runs.astype(float)
+    prop = proportional_throughputs(problem(throughputs, p.scale, p.counts))
+    coefficient = np.zeros(p.shape)
+    live = (prop > 0) & runs.any(axis=1)  # a job that can run nowhere does not hold the others' minimum at 0
+    coefficient[live] = throughputs[live] * (p.scale[live] / (p.job_weights()[live] * prop[live]))[:, None]
+    return coefficient, live
+
+
 def max_min_fairness(p: Problem, perf: bool = True) -> np.ndarray:
     """Gavel's LAS allocation (perf: las_perf; else the heterogeneity-agnostic las)."""
     m, n = p.shape
     if m == 0:
         return np.zeros((0, n))
     runs = _runs(p)
-    throughputs = p.throughputs if perf else runs.astype(float)
-    prop = proportional_throughputs(problem(throughputs, p.scale, p.counts))
-    coefficient = np.zeros((m, n))
-    live = (prop > 0) & runs.any(axis=1)  # a job that can run nowhere does not hold the others' minimum at 0
-    coefficient[live] = throughputs[live] * (p.scale[live] / (p.job_weights()[live] * prop[live]))[:, None]
+    coefficient, live = _fairness(p, perf)
     # variables: X (m*n), then z = the minimum; maximise z with z <= coefficient_i . X_i for every job that can run
     a_base, b_base = _base_constraints(p, extra_columns=1)
     fair = _per_job_rows(-coefficient, np.flatnonzero(live), n, m * n + 1, last=1.0)
@@ -115,6 +125,32 @@ def max_min_fairness(p: Problem, perf: bool = True) -> np.ndarray:
     if result.status != 0:
         raise HamrError(f"allocation: the max-min fairness LP failed: {result.message}")
     return np.clip(result.x[:-1].reshape(m, n), 0.0, 1.0)
+
+
+def max_completion_rate(p: Problem, steps_remaining, fairness: float = 0.0) -> np.ndarray:
+    """hamr's srpt_perf allocation: the X maximising sum_i T_i.X_i / steps_i under the base constraints; with
+    `fairness` f > 0, only among the X that give every job at least f times las_perf's max-min share."""
+    m, n = p.shape
+    if m == 0:
+        return np.zeros((0, n))
+    runs = _runs(p)
+    steps = np.maximum(np.asarray(steps_remaining, dtype=float), 1e-9)
+    a_ub, b_ub = _base_constraints(p)
+    if fairness > 0:
+        coefficient, live = _fairness(p, perf=True)
+        floor = float((coefficient * max_min_fairness(p)).sum(axis=1)[live].min()) if live.any() else 0.0
+        fair = _per_job_rows(-coefficient, np.flatnonzero(live), n, m * n, last=None)
+        a_ub, b_ub = sparse.vstack([a_ub, fair]), np.concatenate([b_ub, np.full(fair.shape[0], -fairness * floor)])
+    result = linprog(
+        -(np.where(runs, p.throughputs, 0.0) / steps[:, None]).ravel(),
+        A_ub=a_ub,
+        b_ub=b_ub,
+        bounds=list(zip(np.zeros(m * n), np.where(runs, 1.0, 0.0).ravel())),
+        method="highs",
+    )
+    if result.status != 0:
+        raise HamrError(f"allocation: the completion-rate LP failed: {result.message}")
+    return np.clip(result.x.reshape(m, n), 0.0, 1.0)
 
 
 def _fits(p: Problem, steps: np.ndarray, horizon: float) -> np.ndarray | None:

@@ -21,6 +21,7 @@ import numpy as np
 from hamr.pool.scheduler.allocation import (
     finish_time_fairness,
     isolated_throughputs,
+    max_completion_rate,
     max_min_fairness,
     min_makespan,
     problem,
@@ -29,7 +30,8 @@ from hamr.pool.scheduler.gavel_workload import GavelJob
 
 ROUND_S = 360.0
 REALLOCATE_EVERY_S = 1920.0
-TYPE_ORDER = ("v100", "p100", "k80")  # Gavel's order of types in the greedy pass; agnostic policies shuffle it
+TYPE_ORDER = ("v100", "p100", "k80")
+FAIR_SRPT_SHARE = 0.9  # fair_srpt_perf: every job keeps this much of its las_perf share  # Gavel's order of types in the greedy pass; agnostic policies shuffle it
 
 
 @dataclass
@@ -89,8 +91,18 @@ POLICIES: dict[str, Callable[[], Callable]] = {
     "makespan": _stateless(lambda p, active: min_makespan(p, [a.remaining for a in active])[0]),
     "ftf": lambda: FinishTimeFair(perf=False),
     "ftf_perf": lambda: FinishTimeFair(perf=True),
+    "srpt_perf": _stateless(lambda p, active: max_completion_rate(p, [a.remaining for a in active])),
+    "fair_srpt_perf": _stateless(
+        lambda p, active: max_completion_rate(p, [a.remaining for a in active], fairness=FAIR_SRPT_SHARE)
+    ),
 }
-AWARE = {"las_perf", "makespan", "ftf_perf"}  # policies that see per-type throughputs keep Gavel's type order
+AWARE = {
+    "las_perf",
+    "makespan",
+    "ftf_perf",
+    "srpt_perf",
+    "fair_srpt_perf",
+}  # policies that see per-type throughputs keep Gavel's type order
 
 
 def rates_of(job: GavelJob, throughputs: dict, types: list[str]) -> np.ndarray:
