@@ -25,6 +25,33 @@ def _list(value: str, kind, name: str) -> list:
     return items
 
 
+def _check_page(html: Path | None) -> None:
+    if html is not None and not html.parent.is_dir():
+        raise HamrError(f"--html: no folder {html.parent} to write {html.name} in")
+
+
+def _report(results: list, page, payload: dict | None, title: str, columns, rows) -> None:
+    """Write the page (`page`: (path, its text)) if asked; then print `payload` as JSON, or the rows as a table."""
+    if page:
+        path, text = page
+        try:
+            path.write_text(text())
+        except OSError as exc:
+            raise HamrError(f"--html: cannot write {path}: {exc.strerror}") from None
+    if payload is not None:
+        out.print_json(json.dumps(payload))
+        return
+    from rich.table import Table
+
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*row)
+    out.print(table)
+    err.print(f"{len(results)} runs")
+
+
 @sim_app.command()
 def gavel(
     cluster: Annotated[str, typer.Option("--cluster", help="V100:P100:K80 counts.")] = "36:36:36",
@@ -46,8 +73,7 @@ def gavel(
 
     if not throughputs.is_file():
         raise HamrError(f"--throughputs: no file at {throughputs} (Gavel's simulation_throughputs.json)")
-    if html is not None and not html.parent.is_dir():
-        raise HamrError(f"--html: no folder {html.parent} to write {html.name} in")
+    _check_page(html)
     try:
         counts, jobs = experiment.cluster(cluster), experiment.window(window)
         results = experiment.run(
@@ -61,25 +87,16 @@ def gavel(
         )
     except ValueError as exc:
         raise HamrError(str(exc)) from None
-    if html is not None:
-        from hamr.cli.sim_report import gavel_page
+    from hamr.cli.sim_report import gavel_page
 
-        try:
-            html.write_text(gavel_page(results, cluster, window))
-        except OSError as exc:
-            raise HamrError(f"--html: cannot write {html}: {exc.strerror}") from None
-    if as_json:
-        out.print_json(json.dumps(experiment.as_json(results)))
-        return
-    from rich.table import Table
-
-    table = Table(title=f"Gavel, {cluster} V100:P100:K80, jobs {window}")
-    for column in ("policy", "rate (jobs/h)", "seed", "average JCT (h)", "window done at (h)"):
-        table.add_column(column)
-    for r in results:
-        table.add_row(r.policy, f"{r.rate:g}", str(r.seed), f"{r.avg_jct_hours:.2f}", f"{r.makespan_hours:.1f}")
-    out.print(table)
-    err.print(f"{len(results)} runs")
+    _report(
+        results,
+        html and (html, lambda: gavel_page(results, cluster, window)),
+        experiment.as_json(results) if as_json else None,
+        f"Gavel, {cluster} V100:P100:K80, jobs {window}",
+        ("policy", "rate (jobs/h)", "seed", "average JCT (h)", "window done at (h)"),
+        [(r.policy, f"{r.rate:g}", str(r.seed), f"{r.avg_jct_hours:.2f}", f"{r.makespan_hours:.1f}") for r in results],
+    )
 
 
 DEFAULT_TRACE = Path("..") / "shared" / "data" / "alibaba-gpu-v2023"
@@ -107,32 +124,23 @@ def fragmentation(
     for option, path in (("--nodes", nodes), ("--pods", pods)):
         if not path.is_file():
             raise HamrError(f"{option}: no file at {path}")
-    if html is not None and not html.parent.is_dir():
-        raise HamrError(f"--html: no folder {html.parent} to write {html.name} in")
+    _check_page(html)
     try:
         results = experiment.run(nodes, pods, _list(policies, str, "--policies"), _list(seeds, int, "--seeds"))
     except ValueError as exc:
         raise HamrError(str(exc)) from None
-    if html is not None:
-        from hamr.cli.sim_report import fragmentation_page
+    from hamr.cli.sim_report import fragmentation_page
 
-        try:
-            html.write_text(fragmentation_page(results, pods.stem, experiment.ARRIVED_POINTS))
-        except OSError as exc:
-            raise HamrError(f"--html: cannot write {html}: {exc.strerror}") from None
-    if as_json:
-        out.print_json(json.dumps(experiment.as_json(results)))
-        return
-    from rich.table import Table
-
-    table = Table(title=f"Unallocated GPUs (% of capacity), {pods.stem} on {nodes.stem}")
-    for column in ("policy", "seed", *(f"{x}% arrived" for x in experiment.ARRIVED_POINTS), "failed pods"):
-        table.add_column(column)
-    for r in results:
-        cells = [
-            f"{r.unallocated_gpu_pct[str(x)]:.2f}" if str(x) in r.unallocated_gpu_pct else "-"
-            for x in experiment.ARRIVED_POINTS
-        ]
-        table.add_row(r.policy, str(r.seed), *cells, str(r.failed_pods))
-    out.print(table)
-    err.print(f"{len(results)} runs")
+    points = experiment.ARRIVED_POINTS
+    _report(
+        results,
+        html and (html, lambda: fragmentation_page(results, pods.stem, points)),
+        experiment.as_json(results) if as_json else None,
+        f"Unallocated GPUs (% of capacity), {pods.stem} on {nodes.stem}",
+        ("policy", "seed", *(f"{x}% arrived" for x in points), "failed pods"),
+        [
+            (r.policy, str(r.seed), *(f"{r.unallocated_gpu_pct.get(str(x), float('nan')):.2f}" for x in points))
+            + (str(r.failed_pods),)
+            for r in results
+        ],
+    )

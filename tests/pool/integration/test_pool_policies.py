@@ -8,20 +8,15 @@ import os
 
 import pytest
 
-from hamr.pool.server import PoolServer
 from tests.helpers import hamr_cli, one_error_line
+from tests.pool.integration.conftest import in_process_pool
 from tests.pool.integration.test_pool_cli import submit_mlp
 
 
 @pytest.fixture(scope="module")
 def las_perf_pool(tmp_path_factory):
-    root = tmp_path_factory.mktemp("pool")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HAMR_")}
-    env.update(HAMR_POOL_DIR=str(root / "pool"), HAMR_CACHE_DIR=str(root / "cache"), NO_COLOR="1", COLUMNS="200")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("HAMR_CACHE_DIR", str(root / "cache"))
-        with PoolServer(data_dir=root / "pool", port=0, heartbeat_timeout=2, policy="las_perf"):
-            yield env
+    for _, env, _ in in_process_pool(tmp_path_factory, policy="las_perf"):
+        yield env
 
 
 def test_jobs_run_where_the_allocation_puts_them_and_say_so(las_perf_pool, tmp_path):

@@ -80,11 +80,11 @@ class FragmentationGradient(GpuSharePolicy):
         self.typical = typical
         self._cache: dict[tuple, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # class -> version, score, gpu
         self._access: np.ndarray | None = None
-        self._models = 0
+        self._nodes: tuple[int, int] = (0, 0)
 
     def scores(self, nodes, pod, rows):
-        if self._access is None or self._models != len(nodes.models):
-            self._access, self._models = self.typical.model_access(nodes), len(nodes.models)
+        if self._access is None or self._nodes != (id(nodes), len(nodes.models)):  # cached scores are per node set
+            self._access, self._nodes = self.typical.model_access(nodes), (id(nodes), len(nodes.models))
             self._cache.clear()
         key = pod.shape()
         version, score, gpu = self._cache.get(key, (None, None, None))
