@@ -48,9 +48,8 @@ def line_chart(
         )
         if len(values) <= 40:
             parts += [f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{colour}"/>' for x, y in (at(*p) for p in values)]
-        parts.append(
-            f'<text x="{WIDTH - PAD - 4}" y="{PAD + 16 * n}" text-anchor="end" fill="{colour}">'
-            f"{html.escape(name)}</text>"
+        parts.append(  # the legend: one row above the plot
+            f'<text x="{PAD + 88 * n}" y="{PAD - 24}" text-anchor="start" fill="{colour}">{html.escape(name)}</text>'
         )
     parts.append("</svg>")
     return "\n".join(parts)
