@@ -175,7 +175,7 @@ class PoolServer:
         devices = ", ".join(d.local_id for d in self.registry.list_devices(node=here))
         self.dispatcher = LocalAndRemote(dispatcher, remote)
         self.lines = [
-            f"hamr pool: {self.url} (data: {self.root}; policy {self.policy})",
+            f"hamr pool: {self.url} (data: {self.root}; policy {self.policy}; dashboard {self.url}/)",
             f"this node: {here} with {devices or 'no devices'}",
             containment_line(),
         ]
@@ -190,7 +190,8 @@ class PoolServer:
             raise HamrError(f"cannot join the Ray cluster at {address}: {type(exc).__name__}: {exc}") from None
         self.dispatcher = pool
         self.lines = [
-            f"hamr pool: {self.url} (data: {self.root}; policy {self.policy}; Ray cluster {address})",
+            f"hamr pool: {self.url} (data: {self.root}; policy {self.policy}; Ray cluster {address}; "
+            f"dashboard {self.url}/)",
             f"Ray nodes: {len(joined)} ({', '.join(joined) or 'none'}) with {len(self.registry.list_devices())} device(s)",
         ]
 
