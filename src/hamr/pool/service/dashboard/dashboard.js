@@ -153,6 +153,8 @@
     fill($("devices").tBodies[0], rows, 7, "no devices");
   }
 
+  const WAITING = new Set(["queued", "requeued"]); // why a job waits is news only while it waits
+
   function renderJobs(jobs, tenantName, executableName) {
     const rows = jobs.map((j) => {
       const placements = j.placements.map((p) =>
@@ -164,7 +166,7 @@
         el("td", { class: `state state-${j.state}` }, j.state),
         el("td", { class: "attempts" }, j.attempts),
         el("td", {}, el("ul", { class: "plain" }, placements)),
-        el("td", { class: j.error ? "error" : "" }, j.error || j.reason || ""),
+        el("td", { class: j.error ? "error" : "" }, j.error || (WAITING.has(j.state) ? j.reason : "") || ""),
         el("td", {}, clock(j.updated_at)));
     });
     fill($("jobs").tBodies[0], rows, 8, "no jobs");
