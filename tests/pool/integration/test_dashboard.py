@@ -177,6 +177,7 @@ def test_the_admin_sees_every_tenant_the_nodes_and_request_rates(browser, tenant
     expect(page.locator(f'#jobs tr[data-job-id="{acme["job"]}"]')).to_contain_text("acme")
     nodes = page.locator("#nodes tbody tr[data-node]")
     expect(nodes.first.locator(".stranded")).to_have_text(re.compile(r"^\d\.\d{3} devices$"))
+    expect(nodes.first.locator(".fragment")).to_have_text(re.compile(r"^\d\.\d{3} devices$"))
     expect(page.locator("#devices tbody tr[data-uuid]").first).to_contain_text("cpu")
 
     deployment = page.locator(f'#deployments tr[data-deployment-id="{globex["deployment"]}"]')

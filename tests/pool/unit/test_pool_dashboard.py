@@ -68,6 +68,7 @@ def test_the_snapshot_needs_a_token_like_the_rest_of_the_api(board):
 def test_a_tenant_sees_its_own_jobs_and_deployments_and_no_nodes(board):
     a = board.client.get("/v1/dashboard", headers=board.a).json()
     assert (a["admin"], a["tenant"], a["stranded"], a["request_rates"]) == (False, "a", {}, [])
+    assert a["expected_fragment"] == {}
     (job,) = a["jobs"]
     assert (job["id"], job["state"], job["attempts"]) == (board.jobs["a"], "scheduled", 1)
     assert [(p["attempt"], p["device"], p["reason"]) for p in job["placements"]] == [
@@ -86,6 +87,9 @@ def test_the_admin_sees_every_tenant_device_and_node(board):
     assert answer["admin"] and answer["tenant"] is None
     assert [j["id"] for j in answer["jobs"]] == [board.jobs["b"], board.jobs["a"]]  # newest first
     assert answer["stranded"] == {"node-1": pytest.approx(0.7), "node-2": 0.0}  # dev-1 is whole (a job), dev-2 300/1000
+    # FGD over the requests (a 300 share, a whole device: half each) and the usable devices (dev-3 is drained):
+    # node-1's 700 left on dev-2 fit the share but not a whole device; node-2's whole dev-4 fits both
+    assert answer["expected_fragment"] == {"node-1": pytest.approx(0.5 * 0.7), "node-2": 0.0}
     series = {d["uuid"]: d for d in answer["devices"]}
     assert set(series) == {"dev-1", "dev-2", "dev-3", "dev-4"}
     assert series["dev-1"]["utilisation"] == [0.25] and series["dev-1"]["memory_used"] == [32 << 30]

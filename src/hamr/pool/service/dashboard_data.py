@@ -1,6 +1,7 @@
 """What the dashboard shows beyond the API's lists: each device's utilisation and memory over time and each
 deployment's request rate (`History`, a bounded ring buffer the service fills every SAMPLE_EVERY_S seconds),
-the free share stranded on each node (`stranded_share`), and the newest jobs with their placements and reasons.
+the free share stranded on each node (`stranded_share`) and FGD's expected fragment of each node
+(`expected_fragment`), and the newest jobs with their placements and reasons.
 
 Everything here reads; nothing changes the registry.
 """
@@ -11,7 +12,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -19,8 +20,11 @@ from datetime import datetime
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
-from hamr.pool.registry import Device, Event, Job, Placement, Registry
+from hamr.pool.registry import ANY_TENANT, Device, Event, Job, Placement, Registry
+from hamr.pool.registry.fleet import USABLE_HEALTH
 from hamr.pool.registry.scope import Scope, scoped
+from hamr.pool.scheduler.fragmentation import node_fragmentation
+from hamr.pool.scheduler.live_nodes import LiveDevice, node_view, typical_shares
 
 SAMPLE_EVERY_S = 2.0
 KEPT_SAMPLES = 300  # 10 minutes at SAMPLE_EVERY_S
@@ -53,6 +57,29 @@ def fragmentation(registry: Registry) -> dict[str, float]:
     for device in registry.list_devices():
         by_node.setdefault(names.get(device.node_id, ""), []).append(allocated.get(device.uuid, 0))
     return {name: stranded_share(shares) for name, shares in by_node.items()}
+
+
+def expected_fragment(registry: Registry) -> dict[str, float]:
+    """node name -> FGD's expected fragment of its usable devices, in devices: the free share that the shares
+    the pool is asked for (deployments' shares by replicas, a whole device per running job) could not use,
+    averaged over those requests (scheduler/fragmentation.py, over live_nodes.node_view)."""
+    allocated = allocations(registry)
+    names = {n.id: n.name for n in registry.list_nodes()}
+    devices = [
+        LiveDevice(d.uuid, names.get(d.node_id, ""), d.architecture, allocated.get(d.uuid, 0))
+        for d in registry.list_devices()
+        if not d.drained and d.health in USABLE_HEALTH
+    ]
+    shares = Counter({WHOLE: len(registry.busy_devices())})
+    for deployment in registry.list_deployments(ANY_TENANT):
+        shares[min(deployment.share, WHOLE)] += deployment.replicas
+    view, where = node_view(devices)
+    node_of = {d.key: d.node for d in devices}
+    row_node = {row: node_of[key] for (row, _), key in where.items()}
+    out = dict.fromkeys(names.values(), 0.0)
+    for row, fragment in enumerate(node_fragmentation(view, typical_shares(+shares))):
+        out[row_node[row]] += float(fragment) / WHOLE
+    return out
 
 
 @dataclass(frozen=True)

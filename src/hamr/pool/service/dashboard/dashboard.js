@@ -109,7 +109,7 @@
 
   // -- the sections --------------------------------------------------------------------------------
 
-  function renderNodes(nodes, devices, stranded) {
+  function renderNodes(nodes, devices, stranded, fragment) {
     const counts = {};
     for (const d of devices) counts[d.node] = (counts[d.node] || 0) + 1;
     const rows = nodes.map((n) =>
@@ -119,8 +119,9 @@
         el("td", { class: "mono" }, n.address || "—"),
         el("td", {}, clock(n.last_heartbeat)),
         el("td", {}, counts[n.name] || 0),
-        el("td", { class: "stranded" }, `${(stranded[n.name] || 0).toFixed(3)} devices`)));
-    fill($("nodes").tBodies[0], rows, 6, "no nodes");
+        el("td", { class: "stranded" }, `${(stranded[n.name] || 0).toFixed(3)} devices`),
+        el("td", { class: "fragment" }, `${(fragment[n.name] || 0).toFixed(3)} devices`)));
+    fill($("nodes").tBodies[0], rows, 7, "no nodes");
   }
 
   // The plots' time span: the history's age, between SHORTEST_S and WINDOW_S seconds.
@@ -220,7 +221,7 @@
     const executableName = (id) => (exeNames[id] ? `#${id} ${exeNames[id]}` : `#${id}`);
     $("who").textContent = board.admin ? `admin${board.tenant ? ` (tenant ${board.tenant})` : ""}` : `tenant ${board.tenant}`;
     $("nodes-section").hidden = !board.admin;
-    if (board.admin) renderNodes(nodes, devices, board.stranded);
+    if (board.admin) renderNodes(nodes, devices, board.stranded, board.expected_fragment);
     const span = spanOf(board);
     renderDevices(devices, board.devices, span);
     renderJobs(board.jobs, tenantName, executableName);

@@ -14,7 +14,7 @@ from fastapi import APIRouter, HTTPException, Request, Response
 from pydantic import BaseModel, Field
 
 from hamr.pool.service.auth import Authed, Reg
-from hamr.pool.service.dashboard_data import History, fragmentation, newest_jobs
+from hamr.pool.service.dashboard_data import History, expected_fragment, fragmentation, newest_jobs
 from hamr.pool.service.schemas import JobOut, PlacementOut, job_out
 from hamr.pool.service.strict_json import StrictJsonRoute
 
@@ -60,6 +60,10 @@ class DashboardOut(BaseModel):
     stranded: dict[str, float] = Field(
         description="node -> free share, in devices, left on its partly allocated devices (admins only)"
     )
+    expected_fragment: dict[str, float] = Field(
+        description="node -> FGD's expected free share, in devices, that the pool's requests could not use "
+        "(admins only)"
+    )
     request_rates: list[RequestRate] = Field(description="the caller's deployments")
     jobs: list[DashboardJob] = Field(description="the caller's newest jobs, newest first")
 
@@ -82,6 +86,7 @@ def snapshot(request: Request, registry: Reg, who: Authed) -> DashboardOut:
             for uuid, (t, used, memory, total) in series.items()
         ],
         stranded=fragmentation(registry) if who.admin else {},
+        expected_fragment=expected_fragment(registry) if who.admin else {},
         request_rates=[RequestRate(deployment_id=d, t=t, per_s=per_s) for d, (t, per_s) in sorted(rates.items())],
         jobs=[
             DashboardJob(
