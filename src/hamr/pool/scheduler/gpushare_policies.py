@@ -39,7 +39,7 @@ class GpuSharePolicy:
         if len(rows) == 0:
             return None
         score, gpu = self.scores(nodes, pod, rows)
-        best = int(np.lexsort((nodes.ranks()[rows], self.tie_break(nodes, pod, rows), -score))[0])
+        best = int(np.lexsort((nodes.ranks()[rows], -score))[0])
         row = int(rows[best])
         gpus = (int(gpu[best]),) if pod.shares_gpu else nodes.whole_gpus(row, pod)
         reason = self.explain(nodes, pod, row, gpus, score[best], len(rows))
@@ -48,10 +48,6 @@ class GpuSharePolicy:
     def scores(self, nodes: NodeResources, pod: PodRequest, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per candidate row: its score (higher is better) and, for a GPU-sharing pod, the GPU it would take."""
         raise NotImplementedError
-
-    def tie_break(self, nodes: NodeResources, pod: PodRequest, rows: np.ndarray) -> np.ndarray:
-        """Among equal scores, the lowest of these goes first (then NodeResources.ranks)."""
-        return np.zeros(len(rows), dtype=np.int64)
 
     def explain(self, nodes, pod, row, gpus, score, candidates) -> str:
         where = f"node {nodes.names[row]}" + (f" GPU {','.join(map(str, gpus))}" if gpus else "")
