@@ -1,7 +1,7 @@
 """What the dashboard shows beyond the API's lists: each device's utilisation and memory over time and each
 deployment's request rate (`History`, a bounded ring buffer the service fills every SAMPLE_EVERY_S seconds),
 the free share stranded on each node (`stranded_share`) and FGD's expected fragment of each node
-(`expected_fragment`), and the newest jobs with their placements and reasons.
+(`node_fragments`), and the newest jobs with their placements and reasons.
 
 Everything here reads; nothing changes the registry.
 """
@@ -42,44 +42,33 @@ def stranded_share(allocated: Iterable[int]) -> float:
     return sum(WHOLE - a for a in allocated if 0 < a < WHOLE) / WHOLE
 
 
-def allocations(registry: Registry) -> dict[str, int]:
-    """device uuid -> thousandths of it allocated: the whole of it while a job's current attempt holds it,
-    else the shares its live replicas reserve (as the dispatcher and the reconciler count them)."""
+def node_fragments(registry: Registry) -> tuple[dict[str, float], dict[str, float]]:
+    """Per node name, from one read of the registry: the stranded share of its devices, and FGD's expected
+    fragment of its usable ones, in devices: the free share that the shares the pool is asked for (deployments'
+    shares by replicas, a whole device per running job) could not use, averaged over those requests
+    (scheduler/fragmentation.py, over live_nodes.node_view). A device is allocated whole while a job's current
+    attempt holds it, else by the shares its live replicas reserve (as the dispatcher and the reconciler count)."""
+    busy = registry.busy_devices()
     allocated = {uuid: min(WHOLE, share) for uuid, share in registry.replica_shares().items()}
-    return allocated | dict.fromkeys(registry.busy_devices(), WHOLE)
-
-
-def fragmentation(registry: Registry) -> dict[str, float]:
-    """node name -> stranded_share of its devices."""
-    allocated = allocations(registry)
+    allocated |= dict.fromkeys(busy, WHOLE)
     names = {n.id: n.name for n in registry.list_nodes()}
     by_node: dict[str, list[int]] = {name: [] for name in names.values()}
-    for device in registry.list_devices():
-        by_node.setdefault(names.get(device.node_id, ""), []).append(allocated.get(device.uuid, 0))
-    return {name: stranded_share(shares) for name, shares in by_node.items()}
-
-
-def expected_fragment(registry: Registry) -> dict[str, float]:
-    """node name -> FGD's expected fragment of its usable devices, in devices: the free share that the shares
-    the pool is asked for (deployments' shares by replicas, a whole device per running job) could not use,
-    averaged over those requests (scheduler/fragmentation.py, over live_nodes.node_view)."""
-    allocated = allocations(registry)
-    names = {n.id: n.name for n in registry.list_nodes()}
-    devices = [
-        LiveDevice(d.uuid, names.get(d.node_id, ""), d.architecture, allocated.get(d.uuid, 0))
-        for d in registry.list_devices()
-        if not d.drained and d.health in USABLE_HEALTH
-    ]
-    shares = Counter({WHOLE: len(registry.busy_devices())})
+    usable: list[LiveDevice] = []
+    for d in registry.list_devices():
+        node = names.get(d.node_id, "")
+        by_node.setdefault(node, []).append(allocated.get(d.uuid, 0))
+        if not d.drained and d.health in USABLE_HEALTH:
+            usable.append(LiveDevice(d.uuid, node, d.architecture, allocated.get(d.uuid, 0)))
+    shares = Counter({WHOLE: len(busy)})
     for deployment in registry.list_deployments(ANY_TENANT):
         shares[min(deployment.share, WHOLE)] += deployment.replicas
-    view, where = node_view(devices)
-    node_of = {d.key: d.node for d in devices}
+    view, where = node_view(usable)
+    node_of = {d.key: d.node for d in usable}
     row_node = {row: node_of[key] for (row, _), key in where.items()}
-    out = dict.fromkeys(names.values(), 0.0)
+    expected = dict.fromkeys(by_node, 0.0)
     for row, fragment in enumerate(node_fragmentation(view, typical_shares(+shares))):
-        out[row_node[row]] += float(fragment) / WHOLE
-    return out
+        expected[row_node[row]] += float(fragment) / WHOLE
+    return {name: stranded_share(s) for name, s in by_node.items()}, expected
 
 
 @dataclass(frozen=True)
@@ -200,4 +189,4 @@ def newest_jobs(registry: Registry, scope: Scope, limit: int = JOBS_SHOWN) -> li
     return [JobDetails(j, placements[j.id], reasons.get(f"job:{j.id}")) for j in jobs]
 
 
-__all__ = ["History", "JobDetails", "allocations", "fragmentation", "newest_jobs", "stranded_share"]
+__all__ = ["History", "JobDetails", "newest_jobs", "node_fragments", "stranded_share"]

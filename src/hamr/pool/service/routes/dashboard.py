@@ -14,7 +14,7 @@ from fastapi import APIRouter, HTTPException, Request, Response
 from pydantic import BaseModel, Field
 
 from hamr.pool.service.auth import Authed, Reg
-from hamr.pool.service.dashboard_data import History, expected_fragment, fragmentation, newest_jobs
+from hamr.pool.service.dashboard_data import History, newest_jobs, node_fragments
 from hamr.pool.service.schemas import JobOut, PlacementOut, job_out
 from hamr.pool.service.strict_json import StrictJsonRoute
 
@@ -75,6 +75,7 @@ def snapshot(request: Request, registry: Reg, who: Authed) -> DashboardOut:
     tenant = registry.get_tenant(who.token.tenant_id) if who.token.tenant_id is not None else None
     devices = registry.list_devices(schedulable=not who.admin)
     series = history.device_series(d.uuid for d in devices)
+    stranded, expected = node_fragments(registry) if who.admin else ({}, {})
     rates = history.request_rates(d.id for d in registry.list_deployments(who.scope))
     return DashboardOut(
         admin=who.admin,
@@ -85,8 +86,8 @@ def snapshot(request: Request, registry: Reg, who: Authed) -> DashboardOut:
             DeviceSeries(uuid=uuid, t=t, utilisation=used, memory_used=memory, memory_total=total)
             for uuid, (t, used, memory, total) in series.items()
         ],
-        stranded=fragmentation(registry) if who.admin else {},
-        expected_fragment=expected_fragment(registry) if who.admin else {},
+        stranded=stranded,
+        expected_fragment=expected,
         request_rates=[RequestRate(deployment_id=d, t=t, per_s=per_s) for d, (t, per_s) in sorted(rates.items())],
         jobs=[
             DashboardJob(
