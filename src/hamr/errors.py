@@ -29,6 +29,10 @@ class CustomOpError(HamrError):
     """A custom op definition, its plugin (entry point) or its shape function is broken."""
 
 
+class KernelSourceError(HamrError):
+    """A portable kernel source (hamr kernel C, a .hk file, a converted .cu) or a launch of it is wrong."""
+
+
 class KernelError(HamrError):
     """A kernel failed while running; names the node and the device."""
 

@@ -7,6 +7,7 @@ describes the contract.
 """
 
 from hamr.ops.definition import STANDARD_DOMAINS, CustomOp, Elementwise, broadcast, broadcast_shape
+from hamr.ops.grid_kernel import GridKernel, Launch
 from hamr.ops.registry import ENTRY_POINT_GROUP, lookup, register, registered, reload, unregister
 from hamr.plugins import native_target_names  # the targets a kernel may be for
 
@@ -15,6 +16,8 @@ __all__ = [
     "STANDARD_DOMAINS",
     "CustomOp",
     "Elementwise",
+    "GridKernel",
+    "Launch",
     "broadcast",
     "broadcast_shape",
     "lookup",

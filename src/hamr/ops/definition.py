@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from hamr.errors import CustomOpError, first_line
+from hamr.ops.grid_kernel import GridKernel
 from hamr.plugins import native_target_names
 
 #: Domains onnx itself defines; custom ops may not claim them.
@@ -155,6 +156,11 @@ def _is_input_field(name: str) -> bool:
     return name.startswith("in") and name[2:].isdigit()
 
 
+def _is_torch_op_name(name: Any) -> bool:
+    parts = name.split("::") if isinstance(name, str) else []
+    return len(parts) == 2 and all(part.isidentifier() for part in parts)
+
+
 @dataclass(frozen=True, kw_only=True, eq=False)
 class CustomOp:
     """One op of a custom domain. Register it with :func:`hamr.ops.register` or a ``hamr.ops`` entry point.
@@ -162,7 +168,10 @@ class CustomOp:
     ``attributes`` declares the op's attributes with their defaults (python values); the
     node's own attributes override them before ``infer``, ``reference`` and the kernels
     see them. ``kernels`` maps a native target (``"cpu"``, ``"opencl"``) to an
-    :class:`Elementwise` kernel (a bare string is the expression of one).
+    :class:`Elementwise` kernel (a bare string is the expression of one); ``grid_kernel`` is instead
+    one :class:`~hamr.ops.grid_kernel.GridKernel` in the portable form, for every native target. ``torch_op`` names the
+    ``torch.library`` op (``"namespace::name"``) that a PyTorch model calls for this op: the torch
+    frontend exports each call as a node of this op.
     """
 
     domain: str
@@ -171,7 +180,9 @@ class CustomOp:
     infer: InferFn = broadcast
     attributes: Mapping[str, Any] = field(default_factory=dict)
     kernels: Mapping[str, Elementwise | str] = field(default_factory=dict)
+    grid_kernel: GridKernel | None = None
     doc: str = ""
+    torch_op: str = ""
 
     def __post_init__(self):
         label = f"custom op {self.domain!r}::{self.name!r}"
@@ -181,6 +192,10 @@ class CustomOp:
             raise CustomOpError(f"{label}: the name must be an identifier")
         if not callable(self.reference) or not callable(self.infer):
             raise CustomOpError(f"{label}: reference and infer must be callables")
+        if self.torch_op and not _is_torch_op_name(self.torch_op):
+            raise CustomOpError(f"{label}: torch_op must read 'namespace::name', got {self.torch_op!r}")
+        if self.grid_kernel is not None:
+            self._check_grid_kernel(label)
         kernels = {}
         for target, kernel in dict(self.kernels).items():
             if target not in native_target_names():
@@ -201,6 +216,12 @@ class CustomOp:
             kernels[target] = kernel
         object.__setattr__(self, "kernels", MappingProxyType(kernels))
         object.__setattr__(self, "attributes", MappingProxyType(dict(self.attributes)))
+
+    def _check_grid_kernel(self, label: str) -> None:
+        if not isinstance(self.grid_kernel, GridKernel):
+            raise CustomOpError(f"{label}: grid_kernel must be a GridKernel, not {type(self.grid_kernel).__name__}")
+        if self.kernels:
+            raise CustomOpError(f"{label}: give either Elementwise kernels or a grid_kernel, not both")
 
     @property
     def key(self) -> tuple[str, str]:

@@ -14,7 +14,7 @@ import numpy as np
 
 from hamr.errors import HamrError
 from hamr.targets.cuda.nvrtc import EXTRA
-from hamr.targets.gpu.program import DeviceApi
+from hamr.targets.gpu.program import DeviceApi, argument_values
 
 
 def driver_module():
@@ -144,7 +144,7 @@ class CudaApi(DeviceApi):
         self.cuda.call("cuFuncSetAttribute", function, attribute, nbytes)
 
     def launch(self, function, grid: tuple, block: tuple, shared: int, args: list[tuple[str, int]]) -> None:
-        values = [ctypes.c_uint64(v) if kind == "ptr" else ctypes.c_int64(v) for kind, v in args]
+        values = argument_values(args)
         pointers = (ctypes.c_void_p * len(values))(*[ctypes.addressof(v) for v in values])
         grid3 = tuple(grid) + (1,) * (3 - len(grid))
         block3 = tuple(block) + (1,) * (3 - len(block))

@@ -6,6 +6,7 @@ in order on the program's stream; values that leave a segment stay on the device
 
 from __future__ import annotations
 
+import ctypes
 import math
 from dataclasses import dataclass
 
@@ -20,6 +21,18 @@ from hamr.targets.native.program import NativeProgram
 from hamr.targets.native.render.gpu import GpuRenderer
 
 SCRATCH = ("global_scratch", "profile_scratch")  # the two pointers after a Triton kernel's own arguments
+
+
+ARGUMENT_TYPES = {
+    "ptr": ctypes.c_uint64, "i64": ctypes.c_int64, "u64": ctypes.c_uint64, "i32": ctypes.c_int32, "u32": ctypes.c_uint32,
+    "i16": ctypes.c_int16, "u16": ctypes.c_uint16, "i8": ctypes.c_int8, "u8": ctypes.c_uint8, "f32": ctypes.c_float,
+    "f64": ctypes.c_double,
+}  # fmt: skip
+
+
+def argument_values(args: list[tuple[str, object]]) -> list:
+    """A launch's arguments as ctypes values, by kind: ("ptr", address), ("i64", n), ("f32", x)..."""
+    return [ARGUMENT_TYPES[kind](value.item() if hasattr(value, "item") else value) for kind, value in args]
 
 
 class DeviceApi:
@@ -55,7 +68,7 @@ class DeviceApi:
         raise NotImplementedError
 
     def launch(self, function, grid: tuple, block: tuple, shared: int, args: list[tuple[str, int]]) -> None:
-        """`args`: ("ptr", address) or ("i64", value), in the kernel's parameter order."""
+        """`args`: (kind, value) in the kernel's parameter order, kinds as ARGUMENT_TYPES names them."""
         raise NotImplementedError
 
     def record(self):

@@ -55,7 +55,7 @@ class GpuTarget(NativeTarget):
     def compile(self, model: ir.Model) -> dict:
         part, lowered = self.lower(model)
         functions, called = self.renderer.functions(lowered)
-        source = self.renderer.joined(functions)
+        source = self.renderer.joined(functions, lowered)
         archs = self.builder.archs()
         binaries = build_all(self.builder, source, archs)
         variant = self.describe(model, part, lowered, source)
@@ -89,7 +89,7 @@ class GpuTarget(NativeTarget):
         def make():
             lowered = self.lower(model)[1]
             functions, called = self.renderer.functions(lowered)
-            return lowered, self.renderer.joined(functions), called
+            return lowered, self.renderer.joined(functions, lowered), called
 
         return loaded(model, (self.name, "rendered"), make)
 

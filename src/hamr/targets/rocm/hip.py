@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from hamr.errors import HamrError
-from hamr.targets.gpu.program import DeviceApi
+from hamr.targets.gpu.program import DeviceApi, argument_values
 
 LIBRARIES = ("libamdhip64.so", "libamdhip64.so.6", "libamdhip64.so.5")
 TOPOLOGY = Path("/sys/class/kfd/kfd/topology/nodes")
@@ -159,7 +159,7 @@ class HipApi(DeviceApi):
         raise HamrError(f"rocm: a kernel needs {nbytes} bytes of LDS; a workgroup has {self.default_shared_limit}")
 
     def launch(self, function, grid: tuple, block: tuple, shared: int, args: list[tuple[str, int]]) -> None:
-        values = [ctypes.c_uint64(v) if kind == "ptr" else ctypes.c_int64(v) for kind, v in args]
+        values = argument_values(args)
         pointers = (ctypes.c_void_p * len(values))(*[ctypes.addressof(v) for v in values])
         g = [ctypes.c_uint(x) for x in tuple(grid) + (1,) * (3 - len(grid))]
         b = [ctypes.c_uint(x) for x in tuple(block) + (1,) * (3 - len(block))]

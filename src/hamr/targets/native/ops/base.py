@@ -58,6 +58,7 @@ class Source:
     template: str
     values: dict[str, object] = field(default_factory=dict)
     range: LaunchRange | None = None  # params -> (global size, local size) where the runtime launches a grid
+    prelude: str = ""  # what the dialect's source needs once before any such kernel (the portable form's prelude)
 
 
 @dataclass

@@ -21,6 +21,7 @@ from hamr.ir.dtypes import ctype
 from hamr.ir.node_view import NodeView
 from hamr.ops.definition import CustomOp, Elementwise, broadcast_shape
 from hamr.ops.registry import lookup
+from hamr.targets.native.ops.custom_grid import GridKernelLowering
 from hamr.targets.native.ops.elementwise import Elementwise as ElementwiseLowering
 from hamr.targets.native.ops.elementwise import lit
 
@@ -122,14 +123,14 @@ class CustomLowering(ElementwiseLowering):
         return out
 
 
-_lowerings: dict[CustomOp, CustomLowering] = {}
+_lowerings: dict[CustomOp, CustomLowering | GridKernelLowering] = {}
 
 
-def custom_lowering(domain: str, op_type: str) -> CustomLowering | None:
+def custom_lowering(domain: str, op_type: str) -> CustomLowering | GridKernelLowering | None:
     op = lookup(domain, op_type)
     if op is None:
         return None
     lowering = _lowerings.get(op)
     if lowering is None:
-        lowering = _lowerings[op] = CustomLowering(op)
+        lowering = _lowerings[op] = GridKernelLowering(op) if op.grid_kernel is not None else CustomLowering(op)
     return lowering

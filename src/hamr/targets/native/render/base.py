@@ -21,19 +21,6 @@ from hamr.targets.native.assemble import Launch, Lowered, Segment
 from hamr.targets.native.ops.base import Kernel, Source
 from hamr.targets.native.render.template import render
 
-# Helpers every dialect's prelude ends with.
-COMMON = r"""
-#define H_ADD(a, b) ((a) + (b))
-#define H_MAX(a, b) ((a) > (b) ? (a) : (b))
-#define H_MIN(a, b) ((a) < (b) ? (a) : (b))
-#define H_MAXNAN(a, b) (((a) != (a) || (a) > (b)) ? (a) : (b))
-#define H_MINNAN(a, b) (((a) != (a) || (a) < (b)) ? (a) : (b))
-/* index of an epilogue input broadcast along the leading axes (a GEMM's row loop redefines it) */
-#define H_SUFFIX(G_, N_) ((G_) % (N_))
-#define H_PYMODI(a, b, T) ((b) == 0 ? (T)0 : (T)((((a) % (b)) + (b)) % (b)))
-#define H_PYMODF(a, b, T) ((fmod(a, b) != 0 && ((fmod(a, b) < 0) != ((b) < 0))) ? fmod(a, b) + (b) : fmod(a, b))
-"""
-
 LaunchRange = tuple[tuple[int, ...], tuple[int, ...] | None]
 
 
@@ -51,8 +38,18 @@ class Renderer:
 
     # ---- the whole source --------------------------------------------------------------
 
+    def preludes(self, lowered: Lowered) -> list[str]:
+        """The dialect's prelude, then once each the preludes its custom kernels ask for (the portable form's)."""
+        asked = [
+            self.kernel_source(launch.kernel).prelude
+            for segment in lowered.all_segments
+            for launch in segment.launches
+            if not launch.kernel.is_map
+        ]
+        return [self.prelude, *dict.fromkeys(p for p in asked if p)]
+
     def source(self, lowered: Lowered) -> str:
-        parts = [self.prelude]
+        parts = self.preludes(lowered)
         for segment in lowered.all_segments:
             parts += [self.function(launch, lowered.dtypes) for launch in segment.launches]
             parts += self.segment_entries(segment, lowered.dtypes)
@@ -80,7 +77,7 @@ class Renderer:
 
     def kernel_source(self, kernel: Kernel) -> Source:
         """The custom kernel's source in this dialect (accepts() vetoed nodes without one)."""
-        source = kernel.sources.get(self.kernel_dialect)
+        source = kernel.sources.get(self.dialect) or kernel.sources.get(self.kernel_dialect)
         if source is None:
             raise RuntimeError(f"kernel '{kernel.label}' has no {self.kernel_dialect} source")
         return source
@@ -120,6 +117,10 @@ class Renderer:
             )
         undef = "#undef STORE\n" + ("#undef STORE_ALL\n#undef STORE_RANGE\n" if self.host_loops else "")
         return store + (store_all if self.host_loops else ""), undef
+
+    def portable(self, source) -> str:
+        """A portable kernel source (hamr kernel C, ``hamr.ops.kernel_source.KernelSource``) in this dialect."""
+        raise NotImplementedError
 
     # ---- launch --------------------------------------------------------------------------
 

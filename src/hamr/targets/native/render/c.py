@@ -6,13 +6,17 @@ from __future__ import annotations
 from dataclasses import replace
 
 from hamr.ir.dtypes import buffer_ctype, ctype
+from hamr.ops.kernel_source import KernelSource
 from hamr.targets.native.assemble import Launch, Lowered, Segment
 from hamr.targets.native.ops.base import RowLoop
-from hamr.targets.native.render.base import COMMON, Renderer
+from hamr.targets.native.render.base import Renderer
+from hamr.targets.native.render.common import COMMON
 from hamr.targets.native.render.conv_c import CONV_C
 from hamr.targets.native.render.conversions import CONVERSIONS
 from hamr.targets.native.render.gemm_c import GEMM_C
 from hamr.targets.native.render.gemm_int8_c import GEMM_INT8_C
+from hamr.targets.native.render.portable import c_launchers, rewrite
+from hamr.targets.native.render.portable_preludes import PRELUDES
 from hamr.targets.native.render.vecmath import VECMATH_C
 
 # hamr_sgemm is the one GEMM thread split: every sgemm of generated C (MatMul, Gemm, Conv) goes through it.
@@ -74,10 +78,14 @@ class CRenderer(Renderer):
     buffer_qualifier = ""
     host_loops = True
 
+    def portable(self, source: KernelSource) -> str:
+        """A portable kernel source as C: the form's prelude, the rewritten text, then one host entry per kernel."""
+        return "\n".join([PRELUDES["c"], rewrite(source, "c"), c_launchers(source)])
+
     def source(self, lowered: Lowered) -> str:
         """The prelude, each distinct kernel function once, then the segment entries calling them."""
         functions, called = shared_functions(self, lowered)
-        parts = [self.prelude, *functions]
+        parts = [*self.preludes(lowered), *functions]
         for segment in lowered.all_segments:
             launches = [replace(launch, name=called[launch.name]) for launch in segment.launches]
             parts += self.segment_entries(replace(segment, launches=launches), lowered.dtypes)

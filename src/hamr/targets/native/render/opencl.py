@@ -3,9 +3,13 @@ kernels with their own work-group shape (`Source.range`); the runtime enqueues e
 
 from __future__ import annotations
 
+from hamr.ops.kernel_source import KernelSource
 from hamr.targets.native.assemble import Launch
-from hamr.targets.native.render.base import COMMON, Renderer
+from hamr.targets.native.render.base import Renderer
+from hamr.targets.native.render.common import COMMON
 from hamr.targets.native.render.conversions import CONVERSIONS
+from hamr.targets.native.render.portable import rewrite
+from hamr.targets.native.render.portable_preludes import PRELUDES
 from hamr.targets.native.render.vecmath import VECMATH_OPENCL
 
 PRELUDE = (
@@ -36,3 +40,7 @@ class OpenCLRenderer(Renderer):
             "  if (gid >= p[0]) return;\n"
             f"  {launch.kernel.body}\n}}\n"
         )
+
+    def portable(self, source: KernelSource) -> str:
+        """A portable kernel source (hamr kernel C) in this dialect: the form's prelude, then its text rewritten."""
+        return PRELUDES[self.dialect] + "\n" + rewrite(source, self.dialect)

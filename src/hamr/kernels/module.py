@@ -1,0 +1,111 @@
+"""A loaded kernel source and its launches, built once per device it runs on."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from hamr.errors import KernelSourceError
+from hamr.kernels.arguments import checked, launch_shape
+from hamr.ops.kernel_source import KernelSource
+
+HK_FORMAT = "hamr-kernels"
+TARGETS = ("cpu", "opencl", "cuda", "rocm")
+
+
+class KernelModule:
+    """The kernels of one portable source. ``launch`` runs one of them on a device, building for it on first use."""
+
+    def __init__(self, source: KernelSource):
+        self.source = source
+        self._built: dict[str, object] = {}
+
+    @property
+    def kernels(self) -> list[str]:
+        return list(self.source.kernels)
+
+    def launch(self, name: str, grid, block, *args, shared_bytes: int = 0, device: str | None = None) -> None:
+        """Run kernel `name` over `grid` work-groups of `block` work-items each.
+
+        `args` are the kernel's parameters in order (its dynamic ``__local`` buffer excepted: `shared_bytes`
+        sizes it): NumPy arrays for buffers, numbers for scalars. Arrays go to the device and come back.
+        """
+        kernel = self.source.kernel(name)
+        grid, block = launch_shape(grid, block, name)
+        arrays = checked(kernel, args)
+        if not isinstance(shared_bytes, int) or shared_bytes < 0:
+            raise KernelSourceError(f"launch of '{name}': shared_bytes must be an int >= 0, got {shared_bytes!r}")
+        if shared_bytes and kernel.local_param is None:
+            raise KernelSourceError(f"launch of '{name}': shared_bytes given, but the kernel has no __local parameter")
+        self._on(_device_id(device)).launch(kernel, grid, block, arrays, shared_bytes)
+
+    def compile_for(self, target: str, arch: str | None = None) -> dict[str, bytes]:
+        """Build for `target` without running (cuda, rocm: code objects per architecture; cpu, opencl: none)."""
+        if target not in TARGETS:
+            raise KernelSourceError(f"unknown target '{target}' (targets: {', '.join(TARGETS)})")
+        if target in ("cuda", "rocm"):
+            from hamr.kernels.gpu import build
+
+            return build(self.source, target, arch)
+        self._on("cpu" if target == "cpu" else "opencl:0")
+        return {}
+
+    def _on(self, device_id: str):
+        built = self._built.get(device_id)
+        if built is None:
+            built = self._built[device_id] = _launcher(self.source, device_id)
+        return built
+
+
+def _device_id(device: str | None) -> str:
+    from hamr.runtime.devices import available_devices, find_device
+
+    if device is None:
+        return available_devices()[0].id
+    if device in ("opencl", "cuda", "rocm"):
+        device = f"{device}:0"
+    return find_device(device).id
+
+
+def _launcher(source: KernelSource, device_id: str):
+    if device_id == "cpu":
+        from hamr.kernels.host import HostKernels
+
+        return HostKernels(source)
+    if device_id.startswith("opencl:"):
+        from hamr.kernels.opencl import OpenCLKernels
+
+        return OpenCLKernels(source, device_id)
+    from hamr.kernels.gpu import GpuKernels
+
+    return GpuKernels(source, device_id)
+
+
+def from_source(text: str, origin: str = "<kernels>") -> KernelModule:
+    """A module from hamr kernel C text."""
+    return KernelModule(KernelSource(text, origin))
+
+
+def load(path: str | Path) -> KernelModule:
+    """A module from a ``.hk`` file (``hamr convert``'s output) or a CUDA ``.cu`` file, converted on the way in."""
+    path = Path(path)
+    if path.suffix == ".cu":
+        from hamr.frontends.cuda import convert_file
+
+        conversion = convert_file(path)
+        if not conversion.kernels:
+            raise KernelSourceError(f"{path}: no kernel could be converted ({len(conversion.refused)} refused)")
+        return from_source(conversion.source, str(path))
+    try:
+        document = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise KernelSourceError(f"{path}: not a readable .hk file: {str(exc).splitlines()[0]}") from None
+    if (
+        not isinstance(document, dict)
+        or document.get("format") != HK_FORMAT
+        or not isinstance(document.get("source"), str)
+    ):
+        raise KernelSourceError(f"{path}: not a .hk file (a JSON object with format '{HK_FORMAT}' and a source)")
+    if document.get("version") != 1:
+        raise KernelSourceError(f"{path}: .hk version {document.get('version')!r} is not one this hamr reads (1)")
+    return from_source(document["source"], str(path))

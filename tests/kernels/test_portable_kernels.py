@@ -1,0 +1,188 @@
+"""hamr kernel C launched from Python (hamr.kernels): each kernel against NumPy on cpu and OpenCL, built
+for CUDA and ROCm, and every misuse one error line."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import hamr.kernels
+from hamr.errors import CustomOpError, KernelSourceError
+from hamr.ops.kernel_source import KernelSource
+from hamr.targets.cuda import nvrtc
+from hamr.targets.rocm import clang
+from tests.kernels.portable_samples import SOURCE
+
+DEVICES = ["cpu", pytest.param("opencl:0", marks=pytest.mark.opencl)]
+
+
+@pytest.fixture(scope="module")
+def module():
+    return hamr.kernels.from_source(SOURCE, "samples")
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(7)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_saxpy_and_float4_vectors(module, rng, device):
+    n = 1000
+    x, y = rng.standard_normal(n).astype(np.float32), rng.standard_normal(n).astype(np.float32)
+    want = 2.5 * x + y
+    module.launch("saxpy", (n + 255) // 256, 256, n, 2.5, x, y, device=device)
+    np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-6)
+    out = np.zeros(64, np.float32)
+    module.launch("scale4", 1, 16, x[:64].copy(), out, 3.0, 16, device=device)
+    np.testing.assert_allclose(out, 3 * x[:64], rtol=1e-6)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_tiled_gemm_with_local_memory_and_barriers(module, rng, device):
+    m, n, k = 37, 45, 50
+    a, b = rng.standard_normal((m, k)).astype(np.float32), rng.standard_normal((k, n)).astype(np.float32)
+    c = np.zeros((m, n), np.float32)
+    module.launch("gemm_tiled", ((n + 15) // 16, (m + 15) // 16), (16, 16), a, b, c, m, n, k, device=device)
+    np.testing.assert_allclose(c, a @ b, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_warp_shuffle_reduction_into_dynamic_local_memory_and_an_atomic(module, rng, device):
+    x = rng.standard_normal(10000).astype(np.float32)
+    out = np.zeros(1, np.float32)
+    module.launch("reduce_sum", 8, 256, x, out, x.size, shared_bytes=8 * 4, device=device)
+    np.testing.assert_allclose(out[0], x.astype(np.float64).sum(), rtol=1e-4)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_histogram_with_local_and_global_atomics(module, rng, device):
+    x = rng.integers(0, 1000, 5000).astype(np.int32)
+    bins = np.zeros(64, np.uint32)
+    module.launch("histogram", (x.size + 127) // 128, 128, x, bins, x.size, device=device)
+    np.testing.assert_array_equal(bins, np.bincount(x & 63, minlength=64))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_atomic_max_and_min_on_floats_and_ints(module, rng, device):
+    x = rng.standard_normal(300).astype(np.float32)
+    fmax_, imax, imin = np.zeros(1, np.float32), np.full(1, -(2**30), np.int32), np.full(1, 2**30, np.int32)
+    module.launch("extremes", 3, 128, x, fmax_, imax, imin, x.size, device=device)
+    assert fmax_[0] == np.abs(x).max()
+    assert imax[0] == (x * 100).astype(np.int32).max() and imin[0] == (x * 100).astype(np.int32).min()
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_shuffles_move_values_between_the_lanes_of_each_warp(module, device):
+    x = np.arange(128, dtype=np.int32) * 3 + 1
+    down, up, xr, idx = (np.zeros(128, np.int32) for _ in range(4))
+    module.launch("shuffles", 2, 64, x, down, up, xr, idx, device=device)
+    lane, base = np.arange(128) % 32, np.arange(128) - np.arange(128) % 32
+    np.testing.assert_array_equal(down, np.where(lane + 3 < 32, x[np.minimum(base + lane + 3, 127)], x))
+    np.testing.assert_array_equal(up, np.where(lane >= 5, x[base + lane - 5], x))
+    np.testing.assert_array_equal(xr, x[base + (lane ^ 7)])
+    np.testing.assert_array_equal(idx, x[base + 31 - lane])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_work_item_ids_over_a_two_dimensional_grid(module, device):
+    grid, block = (3, 2), (4, 5)
+    out = np.zeros((2 * 5, 3 * 4, 4), np.int32)
+    module.launch("ids", grid, block, out, device=device)
+    gy, gx = np.mgrid[0:10, 0:12]
+    np.testing.assert_array_equal(out[..., 0], gx % 4)
+    np.testing.assert_array_equal(out[..., 1], gy % 5)
+    np.testing.assert_array_equal(out[..., 2], gx // 4)
+    assert (out[..., 3] == 2).all()
+
+
+@pytest.mark.skipif(nvrtc.module() is None, reason=f"NVRTC is not installed ({nvrtc.EXTRA})")
+def test_the_same_source_builds_for_every_cuda_architecture(module):
+    built = module.compile_for("cuda")
+    assert set(built) == set(nvrtc.archs()) and all(built.values())
+
+
+@pytest.mark.skipif(not clang.available(), reason=f"no HIP-capable clang here ({clang.EXTRA})")
+def test_the_same_source_builds_for_every_rocm_architecture(module):
+    built = module.compile_for("rocm")
+    assert set(built) == set(clang.archs()) and all(data.startswith(b"\x7fELF") for data in built.values())
+
+
+def test_a_hk_file_loads_and_a_broken_one_is_one_error_line(tmp_path):
+    good = tmp_path / "k.hk"
+    good.write_text(json.dumps({"format": "hamr-kernels", "version": 1, "source": SOURCE}))
+    assert "gemm_tiled" in hamr.kernels.load(good).kernels
+    for name, text in [
+        ("garbage.hk", "\x00not json"),
+        ("other.hk", json.dumps({"format": "something", "source": SOURCE})),
+        ("future.hk", json.dumps({"format": "hamr-kernels", "version": 9, "source": SOURCE})),
+    ]:
+        path = tmp_path / name
+        path.write_text(text)
+        with pytest.raises(KernelSourceError) as info:
+            hamr.kernels.load(path)
+        assert "\n" not in str(info.value) and name in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ((10, 2.0, np.zeros(10, np.float32)), "takes 4 argument(s)"),
+        ((10, 2.0, np.zeros(10, np.float64), np.zeros(10, np.float32)), "the array is float64"),
+        ((10, "two", np.zeros(10, np.float32), np.zeros(10, np.float32)), "pass a number"),
+        ((2**40, 2.0, np.zeros(10, np.float32), np.zeros(10, np.float32)), "does not fit"),
+        ((10, 2.0, [0.0] * 10, np.zeros(10, np.float32)), "pass a NumPy array"),
+    ],
+)
+def test_a_bad_argument_is_refused_before_anything_runs(module, args, message):
+    with pytest.raises(KernelSourceError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        module.launch("saxpy", 1, 32, *args, device="cpu")
+
+
+def test_bad_launches_name_what_is_wrong(module):
+    x = np.zeros(4, np.float32)
+    with pytest.raises(KernelSourceError, match="no kernel 'nope'"):
+        module.launch("nope", 1, 1, device="cpu")
+    with pytest.raises(KernelSourceError, match="more than 1024"):
+        module.launch("saxpy", 1, (64, 32), 4, 1.0, x, x, device="cpu")
+    with pytest.raises(KernelSourceError, match="no __local parameter"):
+        module.launch("saxpy", 1, 4, 4, 1.0, x, x, shared_bytes=16, device="cpu")
+    with pytest.raises(Exception, match="not present"):
+        module.launch("saxpy", 1, 4, 4, 1.0, x, x, device="cuda:3")
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("int f(int x) { return x; }", "no __kernel function"),
+        ("__kernel void k(__global float *x { }", "never closed"),
+        ("__kernel void k(float *x) { }", "must be __global or __local"),
+        ("__kernel void k(__global half *x) { }", "type 'half'"),
+        ("__kernel void k(__local float *a, __global float *x) { }", "only last"),
+        ("__kernel void k(__global float *x) { } __kernel void k(__global float *x) { }", "defined twice"),
+    ],
+)
+def test_a_source_outside_the_form_is_one_error_line(text, message):
+    with pytest.raises(KernelSourceError, match=message) as info:
+        KernelSource(text, "bad.hk")
+    assert str(info.value).startswith("bad.hk:") and "\n" not in str(info.value)
+
+
+def test_a_kernel_the_compiler_refuses_names_the_line(tmp_path):
+    module = hamr.kernels.from_source("__kernel void k(__global float *x) { x[0] = undefined_name; }", "bad")
+    with pytest.raises(Exception, match="undefined_name") as info:
+        module.launch("k", 1, 1, np.zeros(1, np.float32), device="cpu")
+    assert "\n" not in str(info.value)
+
+
+def test_a_grid_kernel_outside_the_model_rules_is_a_custom_op_error():
+    from hamr.ops import GridKernel, Launch
+
+    with pytest.raises(CustomOpError, match="sizes its local memory statically"):
+        GridKernel(SOURCE, "reduce_sum", lambda s, a: Launch((1,), (1,)))
+    with pytest.raises(CustomOpError, match="no kernel 'missing'"):
+        GridKernel(SOURCE, "missing", lambda s, a: Launch((1,), (1,)))
+    with pytest.raises(CustomOpError, match="buffers come first"):
+        GridKernel(SOURCE, "saxpy", lambda s, a: Launch((1,), (1,)))
