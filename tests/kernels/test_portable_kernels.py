@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import hamr.kernels
-from hamr.errors import CustomOpError, KernelSourceError
+from hamr.errors import CustomOpError, KernelError, KernelSourceError
 from hamr.ops.kernel_source import KernelSource
 from hamr.targets.cuda import nvrtc
 from hamr.targets.rocm import clang
@@ -186,3 +186,34 @@ def test_a_grid_kernel_outside_the_model_rules_is_a_custom_op_error():
         GridKernel(SOURCE, "missing", lambda s, a: Launch((1,), (1,)))
     with pytest.raises(CustomOpError, match="buffers come first"):
         GridKernel(SOURCE, "saxpy", lambda s, a: Launch((1,), (1,)))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_a_barrier_behind_the_sources_own_macro_still_synchronises(device):
+    module = hamr.kernels.from_source(
+        r"""
+        #define SYNC() barrier(CLK_LOCAL_MEM_FENCE)
+        #define STEP(V) (V) += H_SHFL_XOR((V), 1)
+        __kernel void reverse(__global int *x) {
+          __local int tile[64];
+          int i = get_local_id(0);
+          tile[i] = x[i];
+          SYNC();
+          int v = tile[63 - i];
+          STEP(v);
+          x[i] = v;
+        }
+        """
+    )
+    x = np.arange(64, dtype=np.int32)
+    module.launch("reverse", 1, 64, x, device=device)
+    rev = np.arange(64)[::-1]
+    np.testing.assert_array_equal(x, rev + rev[np.arange(64) ^ 1])
+
+
+def test_a_barrier_hamr_cannot_see_fails_the_cpu_launch_instead_of_racing():
+    pasted = "#define PASTE(A, B) A##B\n__kernel void k(__global int *x) { PASTE(bar, rier)(CLK_LOCAL_MEM_FENCE); x[0] = 1; }"
+    module = hamr.kernels.from_source(pasted)
+    with pytest.raises(KernelError, match="reached a barrier hamr did not see") as info:
+        module.launch("k", 1, 2, np.zeros(1, np.int32), device="cpu")
+    assert "\n" not in str(info.value)

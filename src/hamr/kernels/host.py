@@ -22,7 +22,13 @@ class HostKernels:
         entry.restype = ctypes.c_int
         argv = (ctypes.c_void_p * max(len(arrays), 1))(*[a.ctypes.data for a in arrays])
         dims = [(ctypes.c_long * 3)(*d) for d in (grid, block)]
-        if entry(dims[0], dims[1], argv, ctypes.c_long(shared_bytes)):
+        failed = entry(dims[0], dims[1], argv, ctypes.c_long(shared_bytes))
+        if failed == 1:
             raise KernelError(
                 f"kernel '{kernel.name}' on cpu: could not allocate its work-items' stacks or local memory"
+            )
+        if failed:
+            raise KernelError(
+                f"kernel '{kernel.name}' on cpu reached a barrier hamr did not see in its source "
+                "(call barrier or H_SHFL_* by name, or through a #define of this source)"
             )

@@ -168,13 +168,36 @@ def _matching(toks: list[Token], i: int, origin: str, text: str) -> int:
     raise KernelSourceError(f"{origin}:{_line(text, toks[i].start)}: '{opening}' is never closed")
 
 
+DEFINE = re.compile(r"#\s*define\s+(\w+)(.*)", re.DOTALL)
+
+
+def _macro_reach(text: str) -> dict[str, frozenset[str]]:
+    """The synchronising builtins each ``#define`` of `text` expands to, directly or through other macros."""
+    bodies = {}
+    for match in TOKEN.finditer(text):
+        if match.lastgroup == "directive":
+            define = DEFINE.match(match.group())
+            if define:
+                bodies[define.group(1)] = {t.text for t in tokens(define.group(2).replace("\\\n", " "))}
+    reach = {name: frozenset(body & SYNCS) for name, body in bodies.items()}
+    changed = True
+    while changed:
+        changed = False
+        for name, body in bodies.items():
+            more = reach[name].union(*(reach[other] for other in body & reach.keys()))
+            if more != reach[name]:
+                reach[name], changed = frozenset(more), True
+    return {name: names for name, names in reach.items() if names}
+
+
 def _functions(text: str, origin: str) -> dict[str, Function]:
     toks = tokens(text)
+    macros = _macro_reach(text)
     found: dict[str, Function] = {}
     i = 0
     while i < len(toks):
         if toks[i].text in ("__kernel", "H_DEVICE"):
-            function, i = _function(toks, i, text, origin)
+            function, i = _function(toks, i, text, origin, macros)
             if function.name in found:
                 raise KernelSourceError(f"{origin}:{function.line}: '{function.name}' is defined twice")
             found[function.name] = function
@@ -184,7 +207,9 @@ def _functions(text: str, origin: str) -> dict[str, Function]:
     return {name: Function(**{**f.__dict__, "calls": frozenset(f.calls & helpers)}) for name, f in found.items()}
 
 
-def _function(toks: list[Token], i: int, text: str, origin: str) -> tuple[Function, int]:
+def _function(
+    toks: list[Token], i: int, text: str, origin: str, macros: dict[str, frozenset[str]]
+) -> tuple[Function, int]:
     is_kernel = toks[i].text == "__kernel"
     line = _line(text, toks[i].start)
     open_paren = next((j for j in range(i, min(i + 16, len(toks))) if toks[j].text == "("), None)
@@ -198,7 +223,7 @@ def _function(toks: list[Token], i: int, text: str, origin: str) -> tuple[Functi
     params = _params(toks[open_paren + 1 : close_paren], name, line, origin, is_kernel)
     body = toks[close_paren + 2 : close_body]
     calls = frozenset(t.text for k, t in enumerate(body[:-1]) if t.kind == "name" and body[k + 1].text == "(")
-    uses = frozenset(t.text for t in body if t.text in SYNCS)
+    uses = frozenset(t.text for t in body if t.text in SYNCS).union(*(macros.get(t.text, ()) for t in body))
     function = Function(
         name=name,
         is_kernel=is_kernel,
