@@ -145,3 +145,23 @@ def test_an_op_may_not_bring_both_kinds_of_kernel():
             domain=DOMAIN, name="Both", reference=softmax, kernels={"cpu": "{in0}"},
             grid_kernel=GridKernel(SOURCE, "softmax_rows", rows_launch),
         )  # fmt: skip
+
+
+def test_a_kernel_swapped_inside_the_file_never_runs(op):
+    """Attack: the .hamr's generated C and shared objects are replaced by a build of a changed kernel, every
+    hash recomputed. Loaded without trusting its binaries, hamr builds the kernel from the model again."""
+    from hamr.targets.cpu import build, isa
+    from tests.security.forge import forge, manifest_of, member
+
+    data = hamr.compile(model(), targets=["cpu"]).to_bytes()
+    files = manifest_of(data)["variants"]["cpu"]["files"]
+    source = member(data, files["kernels.c"]).decode()
+    evil = source.replace("y[row * cols + c] = exp(", "y[row * cols + c] = 42.0f + 0.0f * exp(")
+    assert evil != source
+    level = isa.host_levels()[0]
+    shared = build.build_many(evil, [level])[level].read_bytes()
+    swapped = {m: shared for f, m in files.items() if f.endswith(".so")}
+    forged = forge(data, {files["kernels.c"]: evil.encode(), **swapped})
+    x = np.random.default_rng(3).standard_normal((5, 50)).astype(np.float32)
+    y = hamr.Session(hamr.load(forged), device="cpu").run({"x": x})["y"]
+    np.testing.assert_allclose(y, expected(x), rtol=1e-5, atol=1e-6)
