@@ -122,15 +122,26 @@ def c_launchers(source: KernelSource) -> str:
         passed = [f"a->a{i}" for i in range(len(kernel.launch_params))]
         if kernel.local_param is not None:
             passed.append(f"({kernel.local_param.ctype} *)h_dynamic")
-        synchronises = int(source.synchronises(name))
         parts.append(
             f"typedef struct {{{fields or ' char unused;'} }} hk_args_{name};\n"
-            f"static void hk_item_{name}(void *p) {{ hk_args_{name} *a = p; {name}({', '.join(passed)}); }}\n"
-            f"int hk_{name}(const long *grid, const long *block, void **argv, long local_bytes) {{\n"
+            + _runner(f"hk_run_{name}", f"hk_args_{name}", f"{name}({', '.join(passed)})", source.synchronises(name))
+            + f"int hk_{name}(const long *grid, const long *block, void **argv, long local_bytes) {{\n"
             f"  hk_args_{name} a; {unpack}\n"
-            f"  return h_run(grid, block, local_bytes, {synchronises}, hk_item_{name}, &a);\n}}\n"
+            f"  return h_run(grid, block, local_bytes, {_runner_args(f'hk_run_{name}', source.synchronises(name))}, &a);\n}}\n"
         )
     return "\n".join(parts)
+
+
+def _runner(name: str, args_type: str, call: str, synchronises: bool) -> str:
+    """The function h_run calls: once per work-item as a fiber where the kernel synchronises, else once per
+    work-group, looping over its items."""
+    body = f"{call};" if synchronises else f"H_EACH_ITEM({call});"
+    return f"static void {name}(void *p) {{ {args_type} *a = p; {body} }}\n"
+
+
+def _runner_args(name: str, synchronises: bool) -> str:
+    """h_run's `item` and `group` arguments."""
+    return f"{name}, 0" if synchronises else f"0, {name}"
 
 
 # ---- a custom op's grid kernel inside a model: one custom-kernel template per dialect ----------
@@ -217,11 +228,12 @@ def _host_entry(source: KernelSource, kernel: Function) -> str:
         value = f"p[{PARAMS_HEAD + k}]"
         unpack += f" a.a{i} = ({p.ctype})({'H_F64_OF(' + value + ')' if p.ctype in ('float', 'double') else value});"
     call = ", ".join(f"a->a{i}" for i in range(len(params)))
+    synchronises = source.synchronises(kernel.name)
     return (
         f"\ntypedef struct {{ {fields or 'char unused;'} }} ${{name}}_args;\n"
-        f"static void ${{name}}_item(void *a_) {{ ${{name}}_args *a = a_; ${{name}}_kernel({call}); }}\n"
-        f"static void $name(const i64 *p, {signature}$extra) {{\n"
+        + _runner("${name}_run", "${name}_args", f"${{name}}_kernel({call})", synchronises)
+        + f"static void $name(const i64 *p, {signature}$extra) {{\n"
         f"  ${{name}}_args a; {unpack}\n"
         "  const long grid[3] = {p[0], p[1], p[2]}, block[3] = {p[3], p[4], p[5]};\n"
-        f"  h_run(grid, block, 0, {int(source.synchronises(kernel.name))}, ${{name}}_item, &a);\n}}\n"
+        f"  h_run(grid, block, 0, {_runner_args('${name}_run', synchronises)}, &a);\n}}\n"
     )

@@ -292,7 +292,13 @@ static void h_run_fibers(long n) {
   h_in_fibers = 0;
 }
 
-static int h_run(const long *grid, const long *block, long local_bytes, int synchronises, h_item_fn fn, void *args) {
+/* `group` runs every item of a group that never synchronises (a plain loop); otherwise `item` runs as fibers */
+#define H_EACH_ITEM(CALL) \
+  for (long z_ = 0; z_ < h_wi.lsize[2]; z_++) { h_wi.lid[2] = z_; \
+    for (long y_ = 0; y_ < h_wi.lsize[1]; y_++) { h_wi.lid[1] = y_; \
+      for (long x_ = 0; x_ < h_wi.lsize[0]; x_++) { h_wi.lid[0] = x_; CALL; } } }
+static int h_run(const long *grid, const long *block, long local_bytes, h_item_fn item, h_item_fn group, void *args) {
+  const int synchronises = group == NULL;
   const long groups = grid[0] * grid[1] * grid[2], items = block[0] * block[1] * block[2];
   int failed = 0;
   #pragma omp parallel
@@ -303,14 +309,14 @@ static int h_run(const long *grid, const long *block, long local_bytes, int sync
       #pragma omp atomic write
       failed = 1;
     }
-    h_dynamic = dynamic; h_fn = fn; h_fn_args = args;
+    h_dynamic = dynamic; h_fn = item; h_fn_args = args;
     for (int d = 0; d < 3; d++) { h_wi.lsize[d] = block[d]; h_wi.ngroups[d] = grid[d]; }
     #pragma omp for schedule(static)
     for (long g = 0; g < groups; g++) {
       if (broken) continue;
       h_wi.gid[0] = g % grid[0]; h_wi.gid[1] = (g / grid[0]) % grid[1]; h_wi.gid[2] = g / (grid[0] * grid[1]);
       if (synchronises) { h_run_fibers(items); continue; }
-      for (long i = 0; i < items; i++) { h_set_lid(i); fn(args); }
+      group(args);
     }
     free(dynamic);
     h_dynamic = NULL;
