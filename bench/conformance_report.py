@@ -30,6 +30,17 @@ def by_reason(failures: dict[str, str]) -> dict[str, list[str]]:
     return grouped
 
 
+# Sections of docs/conformance.md that other measurements write (bench/torch_anchors.py, the CUDA corpus):
+# regenerating the node suite keeps them, from the first of these headings to the end.
+KEPT_HEADINGS = ("## CUDA kernel conversion", "## PyTorch models")
+
+
+def kept_sections() -> str:
+    text = DOC.read_text() if DOC.exists() else ""
+    starts = [text.find("\n" + h + "\n") for h in KEPT_HEADINGS if "\n" + h + "\n" in text]
+    return "\n" + text[min(starts) + 1 :] if starts else ""
+
+
 def pinned_section() -> str:
     """The known failures, as the test pins them (from tests/targets/known_failures.json)."""
     known = json.loads(KNOWN.read_text())
@@ -162,7 +173,8 @@ def main() -> None:
         f"Measured {datetime.date.today()} with hamr {hamr.__version__} on {platform.machine()}, "
         f"Python {platform.python_version()}.\n\n"
     )
-    DOC.write_text(header + "\n".join(summary) + "\n\n" + pinned_section() + "\n" + "\n\n".join(sections) + "\n")
+    body = header + "\n".join(summary) + "\n\n" + pinned_section() + "\n" + "\n\n".join(sections) + "\n"
+    DOC.write_text(body + kept_sections())
     print(f"wrote {DOC}")
 
 

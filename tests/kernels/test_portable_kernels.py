@@ -217,3 +217,21 @@ def test_a_barrier_hamr_cannot_see_fails_the_cpu_launch_instead_of_racing():
     with pytest.raises(KernelError, match="reached a barrier hamr did not see") as info:
         module.launch("k", 1, 2, np.zeros(1, np.int32), device="cpu")
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_a_typed_pointer_into_dynamic_local_memory_and_the_float_constants(device):
+    module = hamr.kernels.from_source(
+        r"""
+        __kernel void mirror(__global float *x, __local uchar *smem) {
+          __local float *buf = (__local float *)smem;
+          int i = get_local_id(0);
+          buf[i] = isinf(INFINITY) && isnan(NAN) ? 2.0f * x[i] : -1.0f;
+          barrier(CLK_LOCAL_MEM_FENCE);
+          x[i] = buf[31 - i];
+        }
+        """
+    )
+    x = np.arange(32, dtype=np.float32)
+    module.launch("mirror", 1, 32, x, shared_bytes=128, device=device)
+    np.testing.assert_array_equal(x, 2 * np.arange(32, dtype=np.float32)[::-1])

@@ -23,6 +23,7 @@ class OpenCLKernels:
         except cl.RuntimeError as exc:
             log = next((line for line in str(exc).splitlines() if "error" in line), str(exc).splitlines()[0])
             raise KernelError(f"the OpenCL compiler refused {source.origin}: {log.strip()}") from None
+        self._kernels: dict[str, object] = {}
 
     def launch(self, kernel: Function, grid, block, arrays: list[np.ndarray], shared_bytes: int) -> None:
         cl = self.cl
@@ -44,7 +45,9 @@ class OpenCLKernels:
         items = int(np.prod(block))
         if self.source.shuffles(kernel.name):
             args.append(cl.LocalMemory(items * SHUFFLE_SLOT_BYTES))
-        function = getattr(self.program, kernel.name)
+        function = self._kernels.get(kernel.name)
+        if function is None:
+            function = self._kernels[kernel.name] = cl.Kernel(self.program, kernel.name)
         global_size = tuple(g * b for g, b in zip(grid, block))
         try:
             function(self.queue, global_size, tuple(block), *args)

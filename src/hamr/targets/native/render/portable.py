@@ -62,10 +62,20 @@ def _local_edits(text: str, function: Function, dialect: str) -> list[tuple[int,
     for k, t in enumerate(body):
         if t.text != "__local":
             continue
-        declaration = function.is_kernel and k > 0 and body[k - 1].text in STATEMENT_START
+        declaration = function.is_kernel and k > 0 and body[k - 1].text in STATEMENT_START and not _is_pointer(body, k)
         group_memory = {"c": "static _Thread_local", "cuda": "__shared__", "hip": "__shared__"}[dialect]
         edits.append((t.start, t.end, group_memory if declaration else ""))
     return edits
+
+
+def _is_pointer(body: list[Token], k: int) -> bool:
+    """Whether the declaration starting at body[k] (``__local``) declares a pointer into local memory, not an array."""
+    for t in body[k + 1 :]:
+        if t.text == "*":
+            return True
+        if t.kind != "name":
+            return False
+    return False
 
 
 def _dynamic_shared(text: str, function: Function) -> list[tuple[int, int, str]]:

@@ -211,19 +211,13 @@ static _Thread_local void *h_fn_args;
   *(__typeof__(v_) *)&h_shfl_scratch[H_LINEAR_ID()] = v_; h_barrier(); *(__typeof__(v_) *)&h_shfl_scratch[s_]; })
 #define H_SYNCWARP() h_barrier()
 
-static void h_set_lid(long i) {
-  h_wi.lid[0] = i % h_wi.lsize[0];
-  h_wi.lid[1] = (i / h_wi.lsize[0]) % h_wi.lsize[1];
-  h_wi.lid[2] = i / (h_wi.lsize[0] * h_wi.lsize[1]);
-}
-
 #if defined(__x86_64__)
-/* h_switch(&save, load): push the callee-saved registers and the FP control words, save the stack pointer,
-   load the other, pop its registers and return into it (a few ns, where swapcontext makes a system call) */
+/* h_switch(&save, load): push the callee-saved registers, save the stack pointer, load the other, pop its
+   registers and return into it (a few ns, where swapcontext makes a system call). The FP control words are
+   not switched: every fiber of a thread runs with the thread's. */
 __asm__(".text\n.p2align 4\n.type h_switch,@function\nh_switch:\n"
         "pushq %rbp\npushq %rbx\npushq %r12\npushq %r13\npushq %r14\npushq %r15\n"
-        "subq $8, %rsp\nstmxcsr (%rsp)\nfnstcw 4(%rsp)\nmovq %rsp, (%rdi)\nmovq %rsi, %rsp\n"
-        "ldmxcsr (%rsp)\nfldcw 4(%rsp)\naddq $8, %rsp\n"
+        "movq %rsp, (%rdi)\nmovq %rsi, %rsp\n"
         "popq %r15\npopq %r14\npopq %r13\npopq %r12\npopq %rbx\npopq %rbp\nret\n.size h_switch, .-h_switch\n");
 void h_switch(void **save, void *load);
 static _Thread_local void *h_main_sp, **h_sps;
@@ -233,16 +227,11 @@ static void h_fiber_start(void) {
   h_switch(&h_sps[h_current], h_main_sp);
 }
 static void h_fiber_init(long i) {
-  void **sp = (void **)(((unsigned long)(h_stacks + (size_t)(i + 1) * H_FIBER_STACK)) & ~15UL);
-  unsigned mxcsr = __builtin_ia32_stmxcsr();
-  unsigned short fpcw;
-  __asm__ volatile("fnstcw %0" : "=m"(fpcw));
+  /* stack tops staggered by a few cache lines: at one stride they would all fall in the same cache sets */
+  void **sp = (void **)(((unsigned long)(h_stacks + (size_t)(i + 1) * H_FIBER_STACK - (i % 61) * 208)) & ~15UL);
   *--sp = 0;                        /* h_fiber_start's return address: it never returns */
   *--sp = (void *)h_fiber_start;    /* where the first switch returns to */
   for (int r = 0; r < 6; r++) *--sp = 0;
-  --sp;
-  ((unsigned *)sp)[0] = mxcsr;
-  ((unsigned short *)sp)[2] = fpcw;
   h_sps[i] = sp;
 }
 static void h_resume(long i) { h_switch(&h_main_sp, h_sps[i]); }
@@ -281,12 +270,15 @@ static void h_run_fibers(long n) {
   h_in_fibers = 1;
   for (long left = n; left > 0;) {
     left = 0;
+    long x = 0, y = 0, z = 0;
     for (long i = 0; i < n; i++) {
-      if (h_done[i]) continue;
-      h_current = i;
-      h_set_lid(i);
-      h_resume(i);
-      left += !h_done[i];
+      if (!h_done[i]) {
+        h_current = i;
+        h_wi.lid[0] = x; h_wi.lid[1] = y; h_wi.lid[2] = z;
+        h_resume(i);
+        left += !h_done[i];
+      }
+      if (++x == h_wi.lsize[0]) { x = 0; if (++y == h_wi.lsize[1]) { y = 0; z++; } }
     }
   }
   h_in_fibers = 0;
@@ -367,12 +359,6 @@ typedef unsigned long size_t_;
 #ifndef FLT_MAX
 #define FLT_MAX 3.402823466e+38f
 #endif
-#ifndef INFINITY
-#define INFINITY __int_as_float(0x7f800000)
-#endif
-#ifndef NAN
-#define NAN __int_as_float(0x7fc00000)
-#endif
 """
 
 
@@ -421,7 +407,11 @@ def _gpu_atomics(float_bits: str, bits_float: str, cas: str, add: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-CUDA_GDIM = "#define H_GDIM(D) ((D) == 0 ? gridDim.x : (D) == 1 ? gridDim.y : gridDim.z)\n"
+CUDA_GDIM = (
+    "#define H_GDIM(D) ((D) == 0 ? gridDim.x : (D) == 1 ? gridDim.y : gridDim.z)\n"
+    "#ifndef INFINITY\n#define INFINITY __int_as_float(0x7f800000)\n#endif\n"
+    "#ifndef NAN\n#define NAN __int_as_float(0x7fc00000)\n#endif\n"
+)
 CUDA_PORTABLE = (
     CUDA_GDIM
     + _redefining(GPU_SPELLINGS)
@@ -459,6 +449,8 @@ HIP_GDIM = (
     "#define H_GDIM(D) ((D) == 0 ? __builtin_amdgcn_grid_size_x() / __builtin_amdgcn_workgroup_size_x() : "
     "(D) == 1 ? __builtin_amdgcn_grid_size_y() / __builtin_amdgcn_workgroup_size_y() : "
     "__builtin_amdgcn_grid_size_z() / __builtin_amdgcn_workgroup_size_z())\n"
+    "#ifndef INFINITY\n#define INFINITY __builtin_inff()\n#endif\n"
+    '#ifndef NAN\n#define NAN __builtin_nanf("")\n#endif\n'
 )
 HIP_VECTORS = (
     "\n".join(f"typedef {base} {base}{n} __attribute__((ext_vector_type({n})));" for base, n in VECTORS) + "\n"
