@@ -112,12 +112,13 @@ def test_the_same_source_builds_for_every_rocm_architecture(module):
 
 def test_a_hk_file_loads_and_a_broken_one_is_one_error_line(tmp_path):
     good = tmp_path / "k.hk"
-    good.write_text(json.dumps({"format": "hamr-kernels", "version": 1, "source": SOURCE}))
+    good.write_text(json.dumps({"format": "hamr-kernels", "version": 1, "source": SOURCE, "kernels": ["saxpy"]}))
     assert "gemm_tiled" in hamr.kernels.load(good).kernels
     for name, text in [
         ("garbage.hk", "\x00not json"),
         ("other.hk", json.dumps({"format": "something", "source": SOURCE})),
         ("future.hk", json.dumps({"format": "hamr-kernels", "version": 9, "source": SOURCE})),
+        ("corrupt.hk", json.dumps({"format": "hamr-kernels", "version": 1, "source": 5, "kernels": []})),
     ]:
         path = tmp_path / name
         path.write_text(text)

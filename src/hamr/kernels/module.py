@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from hamr.errors import KernelSourceError
+from hamr.frontends.cuda import convert_file, read_hk
 from hamr.kernels.arguments import checked, launch_shape
 from hamr.ops.kernel_source import KernelSource
 
-HK_FORMAT = "hamr-kernels"
 TARGETS = ("cpu", "opencl", "cuda", "rocm")
 
 
@@ -90,22 +89,9 @@ def load(path: str | Path) -> KernelModule:
     """A module from a ``.hk`` file (``hamr convert``'s output) or a CUDA ``.cu`` file, converted on the way in."""
     path = Path(path)
     if path.suffix == ".cu":
-        from hamr.frontends.cuda import convert_file
-
         conversion = convert_file(path)
         if not conversion.kernels:
             raise KernelSourceError(f"{path}: no kernel could be converted ({len(conversion.refused)} refused)")
         return from_source(conversion.source, str(path))
-    try:
-        document = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise KernelSourceError(f"{path}: not a readable .hk file: {str(exc).splitlines()[0]}") from None
-    if (
-        not isinstance(document, dict)
-        or document.get("format") != HK_FORMAT
-        or not isinstance(document.get("source"), str)
-    ):
-        raise KernelSourceError(f"{path}: not a .hk file (a JSON object with format '{HK_FORMAT}' and a source)")
-    if document.get("version") != 1:
-        raise KernelSourceError(f"{path}: .hk version {document.get('version')!r} is not one this hamr reads (1)")
-    return from_source(document["source"], str(path))
+    source, _ = read_hk(path)
+    return from_source(source, str(path))

@@ -1,0 +1,103 @@
+"""CUDA spellings and their portable (hamr kernel C) counterparts."""
+
+from __future__ import annotations
+
+BUILTIN_VARS = {"threadIdx": "get_local_id", "blockIdx": "get_group_id", "blockDim": "get_local_size"}
+BUILTIN_VARS["gridDim"] = "get_num_groups"
+AXES = {"x": "0", "y": "1", "z": "2"}
+
+_GENERIC = (
+    "exp exp2 log log2 log10 sqrt rsqrt fabs fmax fmin pow tanh tan sin cos erf erfc floor ceil round trunc fmod fma"
+    " atan atan2 sinh cosh asin acos expm1 log1p hypot cbrt copysign"
+).split()
+MATH = {f + "f": f for f in _GENERIC}
+MATH.update({"rintf": "rint", "__expf": "exp", "__logf": "log", "__sinf": "sin", "__cosf": "cos", "__tanf": "tan"})
+MATH.update({"__powf": "pow", "__fsqrt_rn": "sqrt", "__fmaf_rn": "fma", "min": "H_MIN", "max": "H_MAX"})
+
+SHUFFLES = {
+    "__shfl_sync": "H_SHFL",
+    "__shfl_down_sync": "H_SHFL_DOWN",
+    "__shfl_up_sync": "H_SHFL_UP",
+    "__shfl_xor_sync": "H_SHFL_XOR",
+}
+LEGACY_SHUFFLES = {
+    "__shfl": "H_SHFL",
+    "__shfl_down": "H_SHFL_DOWN",
+    "__shfl_up": "H_SHFL_UP",
+    "__shfl_xor": "H_SHFL_XOR",
+}
+
+ATOMICS = {
+    "atomicAdd": "H_ATOMIC_ADD",
+    "atomicSub": "H_ATOMIC_SUB",
+    "atomicMax": "H_ATOMIC_MAX",
+    "atomicMin": "H_ATOMIC_MIN",
+    "atomicExch": "H_ATOMIC_XCHG",
+    "atomicCAS": "H_ATOMIC_CAS",
+    "atomicInc": "H_ATOMIC_INC",
+}
+ATOMIC_TYPES = {"int", "unsigned int", "float"}
+ATOMIC_INT_ONLY = {"atomicCAS", "atomicInc"}
+
+TYPES = {
+    "bool": "int",
+    "size_t": "ulong",
+    "int8_t": "char",
+    "uint8_t": "uchar",
+    "int16_t": "short",
+    "uint16_t": "ushort",
+    "int32_t": "int",
+    "uint32_t": "uint",
+    "int64_t": "long",
+    "uint64_t": "ulong",
+}
+WORDS = {"true": "1", "false": "0", "nullptr": "0", "NULL": "0", "constexpr": "const", "warpSize": "H_WARP_SIZE"}
+DROPPED = {"__restrict__", "__restrict", "restrict"}
+QUALIFIERS = {
+    "__global__",
+    "__device__",
+    "__host__",
+    "__forceinline__",
+    "__inline__",
+    "inline",
+    "static",
+    "__noinline__",
+}
+
+# Identifiers that make a device function unconvertible, and why.
+REFUSED = {
+    "printf": "printf: the portable form has no device printf",
+    "malloc": "dynamic allocation (malloc) in device code",
+    "free": "dynamic allocation (free) in device code",
+    "new": "dynamic allocation (new) in device code",
+    "delete": "dynamic allocation (delete) in device code",
+    "asm": "inline PTX asm",
+    "cooperative_groups": "cooperative groups",
+    "this": "C++ classes in device code",
+    "__ballot_sync": "__ballot_sync: warp votes are not in the portable form",
+    "__any_sync": "__any_sync: warp votes are not in the portable form",
+    "__all_sync": "__all_sync: warp votes are not in the portable form",
+    "__activemask": "__activemask: partial warps are not in the portable form",
+    "__popc": "__popc: bit intrinsics are not in the portable form",
+    "__clz": "__clz: bit intrinsics are not in the portable form",
+    "__threadfence": "__threadfence: memory fences beyond barriers are not in the portable form",
+    "__threadfence_block": "__threadfence_block: memory fences beyond barriers are not in the portable form",
+    "clock": "clock(): timers are not in the portable form",
+    "clock64": "clock64(): timers are not in the portable form",
+    "atomicAnd": "atomicAnd: not in the portable form (add, sub, max, min, exch, CAS, inc)",
+    "atomicOr": "atomicOr: not in the portable form (add, sub, max, min, exch, CAS, inc)",
+    "atomicXor": "atomicXor: not in the portable form (add, sub, max, min, exch, CAS, inc)",
+    "atomicDec": "atomicDec: not in the portable form (add, sub, max, min, exch, CAS, inc)",
+    "dim3": "dim3 values in device code",
+    "throw": "exceptions in device code",
+    "try": "exceptions in device code",
+    "__half": "half precision (__half) is not in the portable form",
+    "half": "half precision is not in the portable form",
+    "__nv_bfloat16": "bfloat16 is not in the portable form",
+}
+REFUSED_PREFIXES = {
+    "tex": "texture fetches (textures/surfaces are not in the portable form)",
+    "surf": "surface access (textures/surfaces are not in the portable form)",
+}
+TEXTURE_CALLS = {"tex1Dfetch", "tex1D", "tex2D", "tex3D", "tex2DLayered", "surf2Dread", "surf2Dwrite", "surf1Dwrite"}
+VECTOR_TYPES = {f"{t}{n}" for t in ("float", "int", "uint") for n in (2, 4)} | {"double2"}

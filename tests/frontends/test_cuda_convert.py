@@ -1,0 +1,341 @@
+"""hamr.frontends.cuda and `hamr convert`: each CUDA construct's portable spelling, refusals with their lines,
+host code skipped and reported, templates instantiated, bad input one error line."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+pytest.importorskip("clang.cindex", reason="libclang is not installed (pip install 'hamr[kernels]')")
+
+from hamr.errors import KernelSourceError  # noqa: E402
+from hamr.frontends.cuda import convert, convert_file, read_hk  # noqa: E402
+
+
+def refused(conversion) -> dict[int, str]:
+    return {c.line: c.construct for c in conversion.refused}
+
+
+def kernel_text(conversion, name: str) -> str:
+    start = conversion.source.index(f"__kernel void {name}(")
+    end = conversion.source.find("\n}\n", start)
+    return conversion.source[start : end + 3 if end > 0 else conversion.source.find("\n", start)]
+
+
+def test_builtins_shared_memory_barriers_and_math():
+    c = convert(
+        """#define TILE 16
+__global__ void k(const float *__restrict__ x, float *y, int n) {
+  __shared__ float tile[TILE][TILE + 1];
+  int i = blockIdx.y * blockDim.x + threadIdx.x + gridDim.z;
+  tile[threadIdx.y][threadIdx.x] = expf(x[i]) + sqrtf(fabsf(x[i])) + __fdividef(x[i], 3.0f) + __ldg(&x[i]);
+  __syncthreads();
+  y[i] = fmaxf(tile[0][0], rsqrtf(2.0f)) + min(i, n) + (float)warpSize;
+}
+""",
+        "k.cu",
+    )
+    text = kernel_text(c, "k")
+    assert c.kernels == ["k"] and not c.refused
+    assert "#define TILE 16" in c.source
+    assert "__kernel void k(__global const float * x, __global float *y, int n)" in text
+    assert "__local float tile[TILE][TILE+1];" in text
+    for spelling in (
+        "((unsigned)get_group_id(1))",
+        "((unsigned)get_local_size(0))",
+        "((unsigned)get_local_id(0))",
+        "((unsigned)get_num_groups(2))",
+        "barrier(CLK_LOCAL_MEM_FENCE | CLK_GLOBAL_MEM_FENCE)",
+        "exp(x[i])",
+        "sqrt(fabs(x[i]))",
+        "((x[i]) / (",
+        "(*(&x[i]))",
+        "fmax(",
+        "rsqrt(2.0f)",
+        "H_MIN(i, n)",
+        "H_WARP_SIZE",
+    ):
+        assert spelling in text, spelling
+    assert "__restrict__" not in text and "__syncthreads" not in text
+
+
+def test_extern_shared_becomes_the_last_parameter_and_nested_shared_is_hoisted():
+    c = convert(
+        """__global__ void k(float *y) {
+  extern __shared__ float dyn[];
+  if (blockIdx.x == 0) {
+    __shared__ int flag[4];
+    flag[threadIdx.x % 4] = 1;
+    dyn[threadIdx.x] = flag[0];
+  }
+}
+""",
+        "k.cu",
+    )
+    text = kernel_text(c, "k")
+    assert text.startswith("__kernel void k(__global float *y, __local float *dyn) {\n  __local int flag[4];")
+    assert "extern" not in text and text.count("__local int flag[4];") == 1
+
+
+def test_atomics_warp_shuffles_and_float4_loads():
+    c = convert(
+        """#define FULL 0xffffffff
+__global__ void k(const float *x, float *sum, int *mx, unsigned *cnt, float4 *o) {
+  float v = x[threadIdx.x];
+  for (int d = 16; d > 0; d >>= 1) v += __shfl_down_sync(FULL, v, d);
+  v += __shfl_xor_sync(0xffffffff, v, 1, 32) + __shfl_sync(0xffffffff, v, 0) + __shfl_up_sync(0xffffffff, v, 1);
+  atomicAdd(sum, v);
+  atomicMax(mx, (int)v);
+  atomicInc(cnt, 0xffffffff);
+  float4 q = reinterpret_cast<const float4 *>(x)[threadIdx.x];
+  o[0] = q;
+}
+""",
+        "k.cu",
+    )
+    text = kernel_text(c, "k")
+    assert not c.refused
+    for spelling in (
+        "H_SHFL_DOWN(v, d)",
+        "H_SHFL_XOR(v, 1)",
+        "H_SHFL(v, 0)",
+        "H_SHFL_UP(v, 1)",
+        "H_ATOMIC_ADD(sum, v)",
+        "H_ATOMIC_MAX(mx, (int)v)",
+        "H_ATOMIC_INC(cnt)",
+        "((__global const float4 *)(x))[",
+    ):
+        assert spelling in text, spelling
+
+
+def test_helpers_get_address_spaces_from_their_calls_and_run(tmp_path):
+    import hamr.kernels
+
+    source = """__device__ float pair(const float *p, int i) { return p[i] + p[i + 1]; }
+__global__ void k(const float *x, float *y) {
+  __shared__ float s[33];
+  s[threadIdx.x] = x[threadIdx.x];
+  if (threadIdx.x == 0) s[32] = 0.0f;
+  __syncthreads();
+  y[threadIdx.x] = pair(s, threadIdx.x) + pair(x, 0);
+}
+"""
+    c = convert(source, "k.cu")
+    assert "H_DEVICE float pair(__local const float *p, int i)" in c.source
+    assert "H_DEVICE float pair_g(__global const float *p, int i)" in c.source
+    path = tmp_path / "k.hk"
+    path.write_text(c.to_json())
+    x, y = np.arange(32, dtype=np.float32), np.zeros(32, np.float32)
+    hamr.kernels.load(path).launch("k", (1,), (32,), x, y, device="cpu")
+    np.testing.assert_allclose(y, np.append(x, 0)[:32] + np.append(x, 0)[1:] + x[0] + x[1])
+
+
+def test_shared_memory_of_a_helper_is_declared_by_the_kernel_and_divergent_calls_are_if_converted():
+    c = convert(
+        """__device__ float warpSum(float v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(0xffffffff, v, o);
+  return v;
+}
+__device__ float blockSum(float v) {
+  static __shared__ float part[32];
+  int lane = threadIdx.x % 32, wid = threadIdx.x / 32;
+  v = warpSum(v);
+  if (lane == 0) part[wid] = v;
+  __syncthreads();
+  v = threadIdx.x < blockDim.x / 32 ? part[lane] : 0.0f;
+  if (wid == 0) v = warpSum(v);
+  return v;
+}
+__global__ void k(const float *x, float *out) {
+  float s = blockSum(x[threadIdx.x]);
+  if (threadIdx.x == 0) out[blockIdx.x] = s;
+}
+""",
+        "k.cu",
+    )
+    assert "H_DEVICE float blockSum(float v, __local float *part)" in c.source
+    assert "{ float hamr_t0 = warpSum(v); if (wid == 0) v = hamr_t0; }" in c.source
+    text = kernel_text(c, "k")
+    assert "__local float hamr_blockSum_part[32];" in text
+    assert "blockSum(x[((unsigned)get_local_id(0))], hamr_blockSum_part)" in text
+    assert any(x.construct == "warp shuffle under a branch" and x.line == 12 for x in c.constructs)
+
+
+def test_templates_are_instantiated_from_explicit_instantiations_and_launches():
+    c = convert(
+        """template <typename T, int BLOCK>
+__global__ void fill(T *y, T v) {
+  __shared__ T buf[BLOCK];
+  buf[threadIdx.x] = v;
+  __syncthreads();
+  y[threadIdx.x] = buf[BLOCK - 1 - threadIdx.x];
+}
+template __global__ void fill<float, 64>(float *, float);
+template <typename T> __device__ T twice(T v) { return v + v; }
+template <typename T> __global__ void dbl(T *y) { y[threadIdx.x] = twice(y[threadIdx.x]); }
+void host(int *p, double *q) {
+  fill<int, 32><<<1, 32>>>(p, 7);
+  dbl<double><<<1, 32>>>(q);
+}
+""",
+        "t.cu",
+    )
+    assert c.kernels == ["fill_float_64", "fill_int_32", "dbl_double"]
+    assert "__local float buf[64];" in kernel_text(c, "fill_float_64")
+    assert "__kernel void fill_int_32(__global int *y, int v)" in c.source
+    assert "H_DEVICE double twice_double(double v)" in c.source
+    assert "twice_double(y[" in kernel_text(c, "dbl_double")
+
+
+def test_constants_become_defines():
+    c = convert(
+        "const int BLOCK = 128;\nconstexpr float SCALE = 0.5f;\n__global__ void k(float *y) { y[0] = BLOCK * SCALE; }\n"
+    )
+    assert "#define BLOCK (128)" in c.source and "#define SCALE (0.5f)" in c.source
+
+
+REFUSALS = """#include <cstdio>
+__constant__ float coef[4];
+__global__ void uses_printf(float *y) { printf("%f\\n", y[0]); }
+__global__ void uses_constant(float *y) { y[0] = coef[1]; }
+__global__ void partial_mask(float *y) { y[0] = __shfl_down_sync(0x0000ffff, y[0], 1); }
+__global__ void narrow(float *y) { y[0] = __shfl_xor_sync(0xffffffff, y[0], 1, 16); }
+__global__ void double_atomic(double *y) { atomicAdd(y, 1.0); }
+__global__ void child(float *y) { y[0] = 1; }
+__global__ void parent(float *y) { child<<<1, 1>>>(y); }
+__device__ float wsum(float v) { return v + __shfl_down_sync(0xffffffff, v, 1); }
+__global__ void divergent(float *y) { if (threadIdx.x < 32) { float v = wsum(y[0]); y[0] = v; } }
+__device__ int fact(int n) { return n <= 1 ? 1 : n * fact(n - 1); }
+__global__ void recursive(int *y) { y[0] = fact(5); }
+__global__ void ptx(int *y) { asm volatile("trap;"); }
+__global__ void texture(float *y) { y[0] = tex1Dfetch(0, 1); }
+template <typename T> __global__ void never(T *y) { y[0] = 0; }
+__global__ void fine(float *y) { y[threadIdx.x] = 1.0f; }
+int main() {
+  float *d;
+  cudaMalloc(&d, 4);
+  fine<<<1, 32>>>(d);
+  return 0;
+}
+"""
+
+
+def test_refusals_are_reported_with_their_lines_and_the_rest_converts():
+    c = convert(REFUSALS, "mixed.cu")
+    assert c.kernels == ["child", "fine"]
+    lines = refused(c)
+    assert lines[2].startswith("__constant__ variable coef")
+    assert lines[3] == "printf"
+    assert lines[4] == "global variable coef"
+    assert lines[5] == "__shfl_down_sync" and lines[6] == "__shfl_xor_sync"
+    assert lines[7] == "atomicAdd on double"
+    assert lines[9] == "kernel launch"
+    assert lines[11].startswith("warp shuffle under a branch")
+    assert lines[12] == "call to fact"
+    assert lines[14] == "asm"
+    assert lines[15] == "tex1Dfetch"
+    assert lines[16] == "template kernel never"
+    assert "printf" not in c.source and "coef" not in c.source and "fact" not in c.source
+    skipped = [x for x in c.constructs if x.status == "skipped"]
+    assert any(x.construct == "#include <cstdio>" and x.line == 1 for x in skipped)
+    host = next(x for x in skipped if x.construct == "host function main")
+    assert host.line == 18 and host.detail == "not a kernel; launch from Python with hamr.kernels"
+    assert str(host) == "mixed.cu:18: host function main: skipped (not a kernel; launch from Python with hamr.kernels)"
+    assert c.rate.kernels == 13 and c.rate.kernels_converted == 2 and 0 < c.rate.lines < 1
+
+
+def test_hk_file_round_trip_and_bad_files(tmp_path):
+    c = convert("__global__ void k(float *y) { y[0] = 1.0f; }\n", "one.cu")
+    doc = json.loads(c.to_json())
+    assert doc["format"] == "hamr-kernels" and doc["version"] == 1 and doc["kernels"] == ["k"]
+    assert doc["origin"]["file"] == "one.cu" and len(doc["origin"]["sha256"]) == 64
+    assert doc["report"]["rate"]["kernels_converted"] == 1
+    path = tmp_path / "one.hk"
+    path.write_text(c.to_json())
+    assert read_hk(path) == (c.source, ["k"])
+    for content, message in (
+        ("{not json", "not JSON"),
+        ('{"format": "other"}', "format is not"),
+        ('{"format": "hamr-kernels", "version": 9}', "version 9"),
+        ('{"format": "hamr-kernels", "version": 1, "source": 3}', "corrupt"),
+    ):
+        path.write_text(content)
+        with pytest.raises(KernelSourceError, match=message) as info:
+            read_hk(path)
+        assert "\n" not in str(info.value)
+
+
+def test_unparseable_and_binary_files_are_one_error_line(tmp_path):
+    with pytest.raises(KernelSourceError, match=r"garbage.cu:1: cannot parse as CUDA") as info:
+        convert("}}} this is not C++ {{{\n", "garbage.cu")
+    assert "\n" not in str(info.value)
+    path = tmp_path / "bin.cu"
+    path.write_bytes(b"\x7fELF\x00\x01\xff\xfe")
+    with pytest.raises(KernelSourceError, match="not a CUDA source file"):
+        convert_file(path)
+    with pytest.raises(KernelSourceError, match="cannot read"):
+        convert_file(tmp_path / "missing.cu")
+
+
+def test_missing_libclang_says_what_to_install(monkeypatch):
+    from hamr.frontends.cuda import parse
+
+    monkeypatch.setitem(sys.modules, "clang", None)
+    with pytest.raises(KernelSourceError, match=r"pip install 'hamr\[kernels\]'"):
+        parse.cindex()
+
+
+def hamr_cli(*args, cwd):
+    env = {**os.environ, "COLUMNS": "250"}
+    return subprocess.run(
+        [sys.executable, "-m", "hamr.cli.app", *args], capture_output=True, text=True, cwd=cwd, env=env
+    )
+
+
+def test_cli_converts_reports_and_exits_non_zero_when_nothing_converts(tmp_path):
+    (tmp_path / "mixed.cu").write_text(REFUSALS)
+    done = hamr_cli("convert", "mixed.cu", "-o", "mixed.hk", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "mixed.cu:3" in done.stdout and "refused" in done.stdout and "2/13 kernels" in done.stdout
+    assert read_hk(tmp_path / "mixed.hk")[1] == ["child", "fine"]
+    done = hamr_cli("convert", "mixed.cu", "--json", cwd=tmp_path)
+    report = json.loads(done.stdout)
+    assert done.returncode == 0 and report["rate"]["kernels"] == 13 and (tmp_path / "mixed.hk").exists()
+    assert {"file", "line", "construct", "status", "detail"} <= set(report["constructs"][0])
+    (tmp_path / "bad.cu").write_text('__global__ void k(float *y) { printf("x"); }\n')
+    done = hamr_cli("convert", "bad.cu", cwd=tmp_path)
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1
+    assert "no kernel could be converted" in done.stderr and "bad.cu:1: printf" in done.stderr
+    (tmp_path / "junk.cu").write_text("}}} not C {{{\n")
+    done = hamr_cli("convert", "junk.cu", cwd=tmp_path)
+    assert done.returncode == 2 and "cannot parse" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_cpp_spellings_become_c():
+    c = convert(
+        """template <typename T> __global__ void k(T *y, const T *x, int n) {
+  auto i = blockIdx.x * blockDim.x + threadIdx.x;
+  const auto v = static_cast<float>(x[i]);
+  if (i < n) y[i] = T(v * 2.0f) + float(1);
+  bool ok = true;
+  long long big = 1;
+}
+template __global__ void k<unsigned int>(unsigned int *, const unsigned int *, int);
+""",
+        "cpp.cu",
+    )
+    text = kernel_text(c, "k_uint")
+    for spelling in (
+        "__kernel void k_uint(__global uint *y, __global const uint *x, int n)",
+        "unsigned int i = ",
+        "const float v = ((float)(x[i]));",
+        "((uint)(v * 2.0f)) + ((float)(1))",
+        "int ok = 1;",
+        "long big = 1;",
+    ):
+        assert spelling in text, spelling
