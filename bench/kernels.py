@@ -23,9 +23,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import hamr.kernels  # noqa: E402
 from models import machine  # noqa: E402
 from sections import write_section  # noqa: E402
+
+import hamr.kernels  # noqa: E402
 
 CORPUS = ROOT / "tests" / "kernels" / "corpus"
 DOC = ROOT / "docs" / "performance.md"

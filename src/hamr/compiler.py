@@ -5,13 +5,14 @@ from __future__ import annotations
 import hashlib
 import logging
 from pathlib import Path
+from typing import Any
 
 import onnx
 import onnx_ir as ir
 
-from hamr.errors import UnsupportedOpError
+from hamr.errors import ModelLoadError, UnsupportedOpError
 from hamr.format.executable import Executable
-from hamr.frontends import import_onnx
+from hamr.frontends import import_onnx, torch_export
 from hamr.frontends.onnx_model import ModelSource
 from hamr.ir.domains import is_onnx_domain
 from hamr.ir.passes import optimise
@@ -31,8 +32,17 @@ def default_targets() -> list[str]:
     return [name for name in target_names() if get_target(name).available()]
 
 
-def compile_model(source: ModelSource, targets: list[str] | None = None) -> Executable:
-    model, note = import_onnx(source)
+def compile_model(
+    source: ModelSource | Any,
+    targets: list[str] | None = None,
+    *,
+    example_args: tuple = (),
+    dynamic_shapes: Any = None,
+) -> Executable:
+    """`source`: an ONNX model (path, bytes, ModelProto), a torch ``nn.Module`` traced on `example_args` with
+    `dynamic_shapes` (torch.export's), a torch ``ExportedProgram``, or a ``.pt2`` file of one."""
+    onnx_source = _onnx_of(source, example_args, dynamic_shapes)
+    model, note = import_onnx(onnx_source)
     model, records = optimise(model)
     names = list(targets or default_targets())
     variants = {}
@@ -51,12 +61,27 @@ def compile_model(source: ModelSource, targets: list[str] | None = None) -> Exec
             )
     return Executable(
         model=model,
-        name=model.graph.name or _stem(source),
+        name=model.graph.name or _stem(onnx_source),
         signature=signature_of(model.graph),
         variants=variants,
-        source={"sha256": _digest(source), "import": note, "opsets": dict(model.opset_imports)},
+        source={
+            "sha256": _digest(source if _is_model_source(source) else onnx_source),
+            "import": note,
+            "opsets": dict(model.opset_imports),
+        },
         passes=[r.to_json() for r in records],
     )
+
+
+def _onnx_of(source, example_args: tuple, dynamic_shapes: Any) -> ModelSource:
+    """A PyTorch model as ONNX, through the torch frontend (which imports torch); anything else as given."""
+    if torch_export.is_torch_model(source):
+        return torch_export.export_module(source, example_args, dynamic_shapes)
+    if torch_export.is_exported_program_file(source):
+        return torch_export.load_exported_program(source)
+    if example_args or dynamic_shapes is not None:
+        raise ModelLoadError("example_args and dynamic_shapes are for a torch.nn.Module; the model is ONNX")
+    return source
 
 
 def fallback_ops(variant: dict) -> list[str]:
@@ -73,6 +98,10 @@ def unsupported_nodes(model: ir.Model, target) -> list[tuple[str, str]]:
             label = node.op_type if is_onnx_domain(node.domain) else f"{node.domain}::{node.op_type}"
             missing.append((label, node.name or "?"))
     return missing
+
+
+def _is_model_source(source) -> bool:
+    return isinstance(source, (str, Path, bytes, onnx.ModelProto))
 
 
 def _stem(source: ModelSource) -> str:

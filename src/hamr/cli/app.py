@@ -12,6 +12,7 @@ import typer
 from hamr.cli.agent import agent as agent_command
 from hamr.cli.console import err, out
 from hamr.cli.console import state as _state
+from hamr.cli.convert import convert as convert_command
 from hamr.cli.errors import report
 from hamr.cli.pool import pool_app
 from hamr.cli.sim import sim_app
@@ -58,7 +59,10 @@ def _load_or_compile(model: Path, targets: list[str] | None = None, trust_binari
 
 @app.command()
 def compile(
-    model: Annotated[Path, typer.Argument(help="The ONNX model.")],
+    model: Annotated[
+        Path,
+        typer.Argument(help="The ONNX model, or a torch.export program (.pt2: unpickled, so only files you trust)."),
+    ],
     output: Annotated[Path, typer.Option("-o", "--output", help="Where to write the .hamr file.")],
     target: Annotated[
         str | None,
@@ -68,7 +72,7 @@ def compile(
         Path | None, typer.Option("--sign", help="Sign the file with this ed25519 private key (from `hamr keygen`).")
     ] = None,
 ) -> None:
-    """Compile an ONNX model into one .hamr executable."""
+    """Compile an ONNX model (or a .pt2 of torch.export, with hamr[torch]) into one .hamr executable."""
     import time
 
     from hamr.compiler import compile_model, fallback_ops
@@ -307,6 +311,7 @@ def demo(
 app.add_typer(pool_app, name="pool")
 app.add_typer(sim_app, name="sim")
 app.command("agent")(agent_command)
+app.command("convert")(convert_command)
 
 
 def _usage_error(exc: Exception) -> bool:
