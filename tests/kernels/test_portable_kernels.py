@@ -236,3 +236,25 @@ def test_a_typed_pointer_into_dynamic_local_memory_and_the_float_constants(devic
     x = np.arange(32, dtype=np.float32)
     module.launch("mirror", 1, 32, x, shared_bytes=128, device=device)
     np.testing.assert_array_equal(x, 2 * np.arange(32, dtype=np.float32)[::-1])
+
+
+@pytest.mark.skipif(nvrtc.module() is None, reason=f"NVRTC is not installed ({nvrtc.EXTRA})")
+def test_a_launch_on_a_cuda_gpu_passes_typed_scalars_through_the_driver(monkeypatch):
+    """Without a GPU: the recording driver of tests/targets stands in for CUDA's. The cubin built for the
+    GPU's architecture is loaded, buffers go in and come back, and each scalar travels as its own C type."""
+    import struct
+
+    from tests.targets.fake_cuda import FakeCudaDriver
+
+    fake = FakeCudaDriver(capability=(9, 0))
+    fake.expect([{"name": "saxpy", "params": ["n", "a", "x", "y"]}])
+    monkeypatch.setattr("hamr.targets.cuda.driver.driver_module", lambda: fake)
+    module = hamr.kernels.from_source(SOURCE)
+    x, y = np.arange(8, dtype=np.float32), np.ones(8, np.float32)
+    module.launch("saxpy", 1, 32, 8, 2.5, x, y, device="cuda:0")
+    assert fake.modules == [module.compile_for("cuda", "sm_90")["sm_90"]]
+    (launch,) = fake.launches
+    assert launch["function"] == "saxpy" and launch["grid"] == (1, 1, 1) and launch["block"] == (32, 1, 1)
+    n, a = (value & 0xFFFFFFFF for value in launch["args"][:2])
+    assert n == 8 and struct.unpack("<f", a.to_bytes(4, "little"))[0] == 2.5
+    np.testing.assert_array_equal(y, 1)  # the fake runs nothing: the copy back is the copy in
