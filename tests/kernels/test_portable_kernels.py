@@ -258,3 +258,18 @@ def test_a_launch_on_a_cuda_gpu_passes_typed_scalars_through_the_driver(monkeypa
     n, a = (value & 0xFFFFFFFF for value in launch["args"][:2])
     assert n == 8 and struct.unpack("<f", a.to_bytes(4, "little"))[0] == 2.5
     np.testing.assert_array_equal(y, 1)  # the fake runs nothing: the copy back is the copy in
+
+
+def test_launching_a_kernel_the_converter_refused_names_the_refusal(tmp_path):
+    pytest.importorskip("clang.cindex", reason="libclang is not installed (pip install 'hamr[kernels]')")
+    source = tmp_path / "mixed.cu"
+    source.write_text(
+        "__global__ void good(float *x) { x[threadIdx.x] *= 2.0f; }\n"
+        '__global__ void bad(float *x) { printf("hi"); x[0] = 1; }\n'
+    )
+    module = hamr.kernels.load(source)
+    x = np.ones(4, np.float32)
+    module.launch("good", 1, 4, x, device="cpu")
+    np.testing.assert_array_equal(x, 2)
+    with pytest.raises(KernelSourceError, match=r"not among those converted \(good\).*mixed.cu:2: printf: refused"):
+        module.launch("bad", 1, 1, x, device="cpu")

@@ -15,8 +15,9 @@ TARGETS = ("cpu", "opencl", "cuda", "rocm")
 class KernelModule:
     """The kernels of one portable source. ``launch`` runs one of them on a device, building for it on first use."""
 
-    def __init__(self, source: KernelSource):
+    def __init__(self, source: KernelSource, refused: tuple[str, ...] = ()):
         self.source = source
+        self.refused = refused  # what the CUDA converter refused, one line each (file:line: construct: why)
         self._built: dict[str, object] = {}
 
     @property
@@ -29,6 +30,11 @@ class KernelModule:
         `args` are the kernel's parameters in order (its dynamic ``__local`` buffer excepted: `shared_bytes`
         sizes it): NumPy arrays for buffers, numbers for scalars. Arrays go to the device and come back.
         """
+        if name not in self.source.kernels and self.refused:
+            raise KernelSourceError(
+                f"kernel '{name}' is not among those converted ({', '.join(self.kernels)}); "
+                f"the converter refused {len(self.refused)} construct(s), the first {self.refused[0]}"
+            )
         kernel = self.source.kernel(name)
         grid, block = launch_shape(grid, block, name)
         arrays = checked(kernel, args)
@@ -92,6 +98,6 @@ def load(path: str | Path) -> KernelModule:
         conversion = convert_file(path)
         if not conversion.kernels:
             raise KernelSourceError(f"{path}: no kernel could be converted ({len(conversion.refused)} refused)")
-        return from_source(conversion.source, str(path))
+        return KernelModule(KernelSource(conversion.source, str(path)), tuple(map(str, conversion.refused)))
     source, _ = read_hk(path)
     return from_source(source, str(path))
