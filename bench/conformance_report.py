@@ -170,8 +170,8 @@ def main() -> None:
         "Gemm, MatMul and Conv anchors, built for the same architectures. Their results are checked under "
         "Triton's interpreter: every float32 Gemm and MatMul case of the suite (18) passes with each launch a "
         "Triton kernel (`tests/targets/test_triton_kernels.py`).\n\n"
-        "Two measurements of other ways in close the page: \"CUDA kernel conversion\" (`hamr convert` on the "
-        "corpus of CUDA kernels, and the share converted automatically) and \"PyTorch models\" (which test models "
+        'Two measurements of other ways in close the page: "CUDA kernel conversion" (`hamr convert` on the '
+        'corpus of CUDA kernels, and the share converted automatically) and "PyTorch models" (which test models '
         "hamr, onnxruntime and iree-turbine take through `torch.export`).\n\n"
         f"Measured {datetime.date.today()} with hamr {hamr.__version__} on {platform.machine()}, "
         f"Python {platform.python_version()}.\n\n"

@@ -53,7 +53,7 @@ __global__ void k(const float *__restrict__ x, float *y, int n) {
         "barrier(CLK_LOCAL_MEM_FENCE | CLK_GLOBAL_MEM_FENCE)",
         "exp(x[i])",
         "sqrt(fabs(x[i]))",
-        "((x[i]) / (",
+        "((x[i]) / (3.0f))",
         "(*(&x[i]))",
         "fmax(",
         "rsqrt(2.0f)",
@@ -339,3 +339,159 @@ template __global__ void k<unsigned int>(unsigned int *, const unsigned int *, i
         "long big = 1;",
     ):
         assert spelling in text, spelling
+
+
+def test_fast_division_and_rounded_arithmetic_become_operators():
+    c = convert(
+        "__global__ void k(float *y) { y[0] = __fdividef(y[1], y[2]) + __fadd_rn(y[3],y[4]) * __fmul_rn(y[5], 2.0f); }\n"
+    )
+    assert "((y[1]) / (y[2])) + ((y[3]) + (y[4])) * ((y[5]) * (2.0f))" in kernel_text(c, "k")
+
+
+UNSUPPORTED = """__global__ void k_half(__half *y) { y[0] = y[1]; }
+__global__ void k_half2(float *y) { half2 h; y[0] = 1; }
+__global__ void k_bf16(__nv_bfloat16 *y) { y[0] = y[1]; }
+__global__ void k_count(int *y) { y[0] = __syncthreads_count(y[threadIdx.x] > 0); }
+__global__ void k_and(int *y) { y[0] = __syncthreads_and(1) + __syncthreads_or(0); }
+__global__ void k_ballot(int *y) { y[0] = __ballot_sync(0xffffffff, y[threadIdx.x] > 0); }
+__global__ void k_any(int *y) { y[0] = __any_sync(0xffffffff, 1) + __all_sync(0xffffffff, 1); }
+__global__ void k_active(int *y) { y[0] = __activemask(); }
+__global__ void k_clock(long *y) { y[0] = clock(); }
+__global__ void k_clock64(long *y) { y[0] = clock64(); }
+__global__ void k_fence(int *y) { y[0] = 1; __threadfence(); }
+__global__ void k_named_half(int *y, int n) { int half = n / 2; y[0] = half; }
+"""
+
+
+def test_constructs_outside_the_form_are_refused_with_a_reason():
+    c = convert(UNSUPPORTED, "u.cu")
+    assert c.kernels == ["k_named_half"]
+    why = {x.line: (x.construct, x.detail) for x in c.refused}
+    for line, construct, reason in (
+        (1, "__half", "half precision (__half) is not in the portable form"),
+        (2, "half2", "half precision (half2) is not in the portable form"),
+        (3, "__nv_bfloat16", "bfloat16 (__nv_bfloat16) is not in the portable form"),
+        (4, "__syncthreads_count", "barriers that count or vote are not in the portable form"),
+        (5, "__syncthreads_and", "barriers that count or vote are not in the portable form"),
+        (6, "__ballot_sync", "warp votes are not in the portable form yet"),
+        (7, "__any_sync", "warp votes are not in the portable form yet"),
+        (8, "__activemask", "not in the portable form yet"),
+        (9, "clock", "timers are not in the portable form"),
+        (10, "clock64", "timers are not in the portable form"),
+        (11, "__threadfence", "a fence orders memory, it is not a barrier"),
+    ):
+        assert why[line][0] == construct and reason in why[line][1], (line, why[line])
+
+
+DIVERGENT = """__device__ float wsum(float v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(0xffffffff, v, o);
+  return v;
+}
+__device__ void publish(float *s, float v) { s[threadIdx.x] = v; __syncthreads(); }
+__device__ float rounds(float v, int first) { for (int i = first; i < 4; ++i) v = wsum(v); return v; }
+__global__ void early_return(const float *x, float *y, int n) {
+  int tid = blockIdx.x * blockDim.x + threadIdx.x;
+  if (tid >= n) return;
+  y[tid] = wsum(x[tid]);
+}
+__global__ void early_return_before_a_helper_barrier(float *y, int n) {
+  __shared__ float s[64];
+  if (threadIdx.x >= n) return;
+  publish(s, y[threadIdx.x]);
+}
+__global__ void strided_shuffle(const float *x, float *y, int n) {
+  float acc = 0.0f;
+  for (int i = threadIdx.x % 32; i < n; i += 32) {
+    acc += x[i];
+    acc = wsum(acc);
+  }
+  y[threadIdx.x] = acc;
+}
+__global__ void barrier_in_branch(float *y, int n) {
+  __shared__ float s[64];
+  int i = threadIdx.x;
+  if (i < n) {
+    s[i] = y[i];
+    __syncthreads();
+    y[i] = s[n - 1 - i];
+  }
+}
+__global__ void break_out(float *y, int n) {
+  float v = y[threadIdx.x];
+  for (int k = 0; k < n; ++k) {
+    if (v > threadIdx.x) break;
+    v = wsum(v);
+  }
+  y[threadIdx.x] = v;
+}
+__global__ void continue_past(float *y, int n) {
+  __shared__ float s[64];
+  for (int k = 0; k < n; ++k) {
+    if (threadIdx.x == k) continue;
+    s[threadIdx.x] = y[k];
+    __syncthreads();
+  }
+}
+__global__ void through_a_parameter(float *y) { y[threadIdx.x] = rounds(y[threadIdx.x], threadIdx.x % 4); }
+__global__ void in_a_conditional(float *y) { y[threadIdx.x] = threadIdx.x < 16 ? wsum(y[0]) : 0.0f; }
+"""
+
+
+def test_divergence_the_emulation_cannot_run_is_refused_with_its_line():
+    c = convert(DIVERGENT, "div.cu")
+    assert c.kernels == []
+    why = {x.line: (x.construct, x.detail) for x in c.refused}
+    for line, construct, reason in (
+        (9, "return under a branch on the thread index", "never reach the warp shuffle in wsum at line 10"),
+        (14, "return under a branch on the thread index", "never reach the barrier in publish at line 15"),
+        (21, "warp shuffle in a loop on the thread index", "the loop at line 19 runs a different number of times"),
+        (30, "__syncthreads under a branch on the thread index", "take the branch at line 28"),
+        (37, "break under a branch on the thread index", "skip the warp shuffle in wsum at line 38"),
+        (45, "continue under a branch on the thread index", "skip __syncthreads at line 47"),
+        (6, "warp shuffle in a loop on the thread index", "the loop at line 6"),
+        (51, "warp shuffle under a condition on the thread index", "the condition at line 51"),
+    ):
+        assert why[line][0] == construct and reason in why[line][1], (line, why[line])
+        assert "every work-item of the group must reach" in why[line][1]
+    assert "kernel through_a_parameter not converted" in why[6][1]
+
+
+def test_uniform_control_flow_around_shuffles_and_barriers_still_converts(tmp_path):
+    import hamr.kernels
+
+    source = """__device__ float wsum(float v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(0xffffffff, v, o);
+  return v;
+}
+__device__ float rounds(float v, int first) { for (int i = first; i < 2; ++i) v = wsum(v); return v; }
+__global__ void k(const float *x, float *y, int n, int rounds_from) {
+  __shared__ float s[64];
+  int tid = blockIdx.x * blockDim.x + threadIdx.x;
+  int lane = threadIdx.x % 32;
+  if (blockIdx.x >= gridDim.x) return;
+  float acc = 0.0f;
+  for (int c = lane; c < n; c += 32) acc += x[c];
+  for (int k = 0; k < 2; ++k) {
+    s[threadIdx.x] = acc;
+    __syncthreads();
+  }
+  acc = rounds(acc, rounds_from);
+  if (lane == 0) acc = wsum(acc);
+  if (tid < n) {
+    y[tid] = acc + s[0];
+  }
+  if (tid >= n) return;
+  y[tid] += 0.0f;
+}
+"""
+    c = convert(source, "k.cu")
+    assert c.kernels == ["k"] and not c.refused
+    assert "{ float hamr_t0 = wsum(acc); if (lane == 0) acc = hamr_t0; }" in c.source
+    path = tmp_path / "k.hk"
+    path.write_text(c.to_json())
+    x, y = np.arange(64, dtype=np.float32), np.zeros(64, np.float32)
+    hamr.kernels.load(path).launch("k", (1,), (64,), x, y, np.int32(64), np.int32(2), device="cpu")
+    lane_sums = np.array([x[i::32].sum() for i in range(32)] * 2, np.float32)
+    want = lane_sums.copy()
+    want[[0, 32]] = lane_sums[:32].sum()  # lane 0 of each warp: the warp's sum
+    np.testing.assert_allclose(y, want + lane_sums[0], rtol=1e-5)

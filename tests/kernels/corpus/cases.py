@@ -89,6 +89,23 @@ def _conv1d(d, radius=3):
     return {"out": np.array([x[i : i + 2 * radius + 1] @ d["filter"] for i in range(d["n"])], f32)}
 
 
+def _conv2d(d, radius=2):
+    x, f = np.pad(d["in"].astype(np.float64), radius), d["filter"].reshape(2 * radius + 1, 2 * radius + 1)
+    h, w = d["in"].shape
+    out = sum(f[dy, dx] * x[dy : dy + h, dx : dx + w] for dy in range(2 * radius + 1) for dx in range(2 * radius + 1))
+    return {"out": out.astype(f32)}
+
+
+def _batched_gemv(r, batch=3, rows=10, cols=136):
+    return {
+        "A": rand(r, batch, rows, cols),
+        "x": rand(r, batch, cols),
+        "y": np.zeros((batch, rows), f32),
+        "rows": i32(rows),
+        "cols": i32(cols),
+    }
+
+
 def _hist(d):
     return {"hist": np.bincount(d["data"] % 64, minlength=64).astype(u32)}
 
@@ -354,6 +371,30 @@ CASES = [
         (256,),
         lambda d: {"result": np.array([d["a"] @ d["b"]], f32)},
         atol=1e-3,
+    ),
+    Case(
+        "conv2d.cu",
+        "conv2d_tiled",
+        lambda r: {
+            "in": rand(r, 37, 45),
+            "filter": rand(r, 25),
+            "out": np.zeros((37, 45), f32),
+            "width": i32(45),
+            "height": i32(37),
+        },
+        ("in", "filter", "out", "width", "height"),
+        (3, 3),
+        (16, 16),
+        _conv2d,
+    ),
+    Case(
+        "batched_gemv.cu",
+        "batched_gemv_vec4",
+        _batched_gemv,
+        ("A", "x", "y", "rows", "cols"),
+        (3, 3),  # 4 rows (warps) per block of 128, one block row per batch
+        (128,),
+        lambda d: {"y": np.einsum("brc,bc->br", d["A"], d["x"]).astype(f32)},
     ),
 ]
 

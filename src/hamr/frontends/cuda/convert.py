@@ -10,19 +10,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hamr.errors import KernelSourceError
+from hamr.frontends.cuda.model import Func, Instance, Refusal
 from hamr.frontends.cuda.parse import Parsed, cindex, parse
 from hamr.frontends.cuda.report import CONVERTED, REFUSED, SKIPPED, Construct, Rate, Report
-from hamr.frontends.cuda.rewrite import (
-    Edits,
-    Func,
-    Instance,
-    Refusal,
-    Rewriter,
-    TokenRules,
-    matching,
-    sanitize,
-    split_args,
-)
+from hamr.frontends.cuda.rewriter import Rewriter
+from hamr.frontends.cuda.token_rules import TokenRules
+from hamr.frontends.cuda.tokens import Edits, matching, sanitize, split_args
 
 FORMAT, VERSION = "hamr-kernels", 1
 HOST_DETAIL = "not a kernel; launch from Python with hamr.kernels"

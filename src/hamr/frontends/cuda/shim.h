@@ -58,6 +58,10 @@ __device__ void __syncthreads(void);
 __device__ void __syncwarp(unsigned mask = 0xffffffffu);
 __device__ void __threadfence(void);
 __device__ void __threadfence_block(void);
+__device__ void __threadfence_system(void);
+__device__ int __syncthreads_count(int);
+__device__ int __syncthreads_and(int);
+__device__ int __syncthreads_or(int);
 __device__ unsigned __activemask(void);
 __device__ unsigned __ballot_sync(unsigned, int);
 __device__ int __any_sync(unsigned, int);
@@ -65,6 +69,7 @@ __device__ int __all_sync(unsigned, int);
 __device__ int __popc(unsigned);
 __device__ int __clz(int);
 __device__ long clock64(void);
+__device__ long clock(void);
 
 #define __HAMR_ATOMIC(name, T) __device__ T name(T *, T);
 #define __HAMR_ATOMICS(T) __HAMR_ATOMIC(atomicAdd, T) __HAMR_ATOMIC(atomicSub, T) __HAMR_ATOMIC(atomicMax, T) \

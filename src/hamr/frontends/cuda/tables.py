@@ -39,6 +39,9 @@ ATOMICS = {
 ATOMIC_TYPES = {"int", "unsigned int", "float"}
 ATOMIC_INT_ONLY = {"atomicCAS", "atomicInc"}
 
+BINARY_INTRINSICS = {"__fdividef": "/", "__fadd_rn": "+", "__fmul_rn": "*"}  # f(a, b) is ((a) op (b))
+BARRIERS = {"__syncthreads", "__syncwarp"}
+
 TYPES = {
     "bool": "int",
     "size_t": "ulong",
@@ -64,6 +67,8 @@ QUALIFIERS = {
     "__noinline__",
 }
 
+_FENCE = "memory fences are not in the portable form (a fence orders memory, it is not a barrier)"
+
 # Identifiers that make a device function unconvertible, and why.
 REFUSED = {
     "printf": "printf: the portable form has no device printf",
@@ -74,14 +79,18 @@ REFUSED = {
     "asm": "inline PTX asm",
     "cooperative_groups": "cooperative groups",
     "this": "C++ classes in device code",
-    "__ballot_sync": "__ballot_sync: warp votes are not in the portable form",
-    "__any_sync": "__any_sync: warp votes are not in the portable form",
-    "__all_sync": "__all_sync: warp votes are not in the portable form",
-    "__activemask": "__activemask: partial warps are not in the portable form",
+    "__ballot_sync": "__ballot_sync: warp votes are not in the portable form yet",
+    "__any_sync": "__any_sync: warp votes are not in the portable form yet",
+    "__all_sync": "__all_sync: warp votes are not in the portable form yet",
+    "__activemask": "__activemask: warp votes and partial warps are not in the portable form yet",
+    "__syncthreads_count": "__syncthreads_count: barriers that count or vote are not in the portable form",
+    "__syncthreads_and": "__syncthreads_and: barriers that count or vote are not in the portable form",
+    "__syncthreads_or": "__syncthreads_or: barriers that count or vote are not in the portable form",
     "__popc": "__popc: bit intrinsics are not in the portable form",
     "__clz": "__clz: bit intrinsics are not in the portable form",
-    "__threadfence": "__threadfence: memory fences beyond barriers are not in the portable form",
-    "__threadfence_block": "__threadfence_block: memory fences beyond barriers are not in the portable form",
+    "__threadfence": f"__threadfence: {_FENCE}",
+    "__threadfence_block": f"__threadfence_block: {_FENCE}",
+    "__threadfence_system": f"__threadfence_system: {_FENCE}",
     "clock": "clock(): timers are not in the portable form",
     "clock64": "clock64(): timers are not in the portable form",
     "atomicAnd": "atomicAnd: not in the portable form (add, sub, max, min, exch, CAS, inc)",
@@ -91,13 +100,23 @@ REFUSED = {
     "dim3": "dim3 values in device code",
     "throw": "exceptions in device code",
     "try": "exceptions in device code",
-    "__half": "half precision (__half) is not in the portable form",
-    "half": "half precision is not in the portable form",
-    "__nv_bfloat16": "bfloat16 is not in the portable form",
+    "__half": "half precision (__half) is not in the portable form: use float",
+    "half": "half precision (half) is not in the portable form: use float",
+    "__half2": "half precision (__half2) is not in the portable form: use float2",
+    "half2": "half precision (half2) is not in the portable form: use float2",
+    "__nv_bfloat16": "bfloat16 (__nv_bfloat16) is not in the portable form: use float",
+    "__nv_bfloat162": "bfloat16 (__nv_bfloat162) is not in the portable form: use float2",
 }
+REFUSED_CALLS = {"printf", "free", "malloc", "clock", "clock64"}  # refused only when called: may name variables
+REFUSED_TYPE_WORDS = {"half", "half2"}  # refused only where they declare something: may name variables
+# The types refused before the AST is looked at: their values would otherwise be reported as unknown structs.
+REFUSED_TYPES = {"__half", "half", "__half2", "half2", "__nv_bfloat16", "__nv_bfloat162"}
 REFUSED_PREFIXES = {
     "tex": "texture fetches (textures/surfaces are not in the portable form)",
     "surf": "surface access (textures/surfaces are not in the portable form)",
 }
 TEXTURE_CALLS = {"tex1Dfetch", "tex1D", "tex2D", "tex3D", "tex2DLayered", "surf2Dread", "surf2Dwrite", "surf1Dwrite"}
 VECTOR_TYPES = {f"{t}{n}" for t in ("float", "int", "uint") for n in (2, 4)} | {"double2"}
+
+# Spellings of the full warp mask, the only one that converts.
+FULL_MASKS = {"0xffffffff", "0xffffffffu", "0xffffffffU", "-1", "~0", "~0u", "0xFFFFFFFF", "0xFFFFFFFFu", "0xFFFFFFFFU"}
