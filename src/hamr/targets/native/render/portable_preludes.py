@@ -185,7 +185,8 @@ typedef struct { long lid[3], gid[3], lsize[3], ngroups[3]; } h_item;
 typedef void (*h_item_fn)(void *);
 static _Thread_local h_item h_wi;
 static _Thread_local void *h_dynamic;        /* the work-group's dynamic local memory */
-static _Thread_local ulong h_shfl_scratch[1024];
+static _Thread_local ulong h_shfl_scratch[2][1024];
+static _Thread_local long h_round;  /* barriers the current group has passed */
 static _Thread_local char *h_stacks;
 static _Thread_local long h_capacity, h_current;
 static _Thread_local int *h_done, h_in_fibers, h_unseen_sync;
@@ -207,9 +208,13 @@ static _Thread_local void *h_fn_args;
 #define H_LINEAR_ID() (h_wi.lid[0] + h_wi.lsize[0] * (h_wi.lid[1] + h_wi.lsize[1] * h_wi.lid[2]))
 #define H_GROUP_ITEMS() (h_wi.lsize[0] * h_wi.lsize[1] * h_wi.lsize[2])
 #define rsqrt(X) (1 / sqrt(X))
-#define H_SHFL_AT_(V, SRC) ({ __typeof__(V) v_ = (V); const long s_ = (SRC); h_barrier(); \
-  *(__typeof__(v_) *)&h_shfl_scratch[H_LINEAR_ID()] = v_; h_barrier(); *(__typeof__(v_) *)&h_shfl_scratch[s_]; })
+/* one barrier per shuffle: rounds alternate between two slots, so a round's writes never meet the reads of the
+   round before (every fiber has passed that round's barrier, and read, before any reaches this one) */
+#define H_SHFL_AT_(V, SRC) ({ __typeof__(V) v_ = (V); const long s_ = (SRC); ulong *b_ = h_shfl_scratch[h_round & 1]; \
+  *(__typeof__(v_) *)&b_[H_LINEAR_ID()] = v_; h_barrier(); *(__typeof__(v_) *)&b_[s_]; })
 #define H_SYNCWARP() h_barrier()
+
+static void h_fiber_start(void);
 
 #if defined(__x86_64__)
 /* h_switch(&save, load): push the callee-saved registers, save the stack pointer, load the other, pop its
@@ -221,11 +226,6 @@ __asm__(".text\n.p2align 4\n.type h_switch,@function\nh_switch:\n"
         "popq %r15\npopq %r14\npopq %r13\npopq %r12\npopq %rbx\npopq %rbp\nret\n.size h_switch, .-h_switch\n");
 void h_switch(void **save, void *load);
 static _Thread_local void *h_main_sp, **h_sps;
-static void h_fiber_start(void) {
-  h_fn(h_fn_args);
-  h_done[h_current] = 1;
-  h_switch(&h_sps[h_current], h_main_sp);
-}
 static void h_fiber_init(long i) {
   /* stack tops staggered by a few cache lines: at one stride they would all fall in the same cache sets */
   void **sp = (void **)(((unsigned long)(h_stacks + (size_t)(i + 1) * H_FIBER_STACK - (i % 61) * 208)) & ~15UL);
@@ -234,12 +234,11 @@ static void h_fiber_init(long i) {
   for (int r = 0; r < 6; r++) *--sp = 0;
   h_sps[i] = sp;
 }
-static void h_resume(long i) { h_switch(&h_main_sp, h_sps[i]); }
-static void h_yield(void) { h_switch(&h_sps[h_current], h_main_sp); }
+/* from, to: a fiber, or -1 for the thread's own stack */
+static void h_jump(long from, long to) { h_switch(from < 0 ? &h_main_sp : &h_sps[from], to < 0 ? h_main_sp : h_sps[to]); }
 static int h_alloc_contexts(long n) { free(h_sps); h_sps = calloc(n, sizeof(void *)); return h_sps == NULL; }
 #else
 static _Thread_local ucontext_t h_main, *h_fibers;
-static void h_fiber_start(void) { h_fn(h_fn_args); h_done[h_current] = 1; }
 static void h_fiber_init(long i) {
   getcontext(&h_fibers[i]);
   h_fibers[i].uc_stack.ss_sp = h_stacks + (size_t)i * H_FIBER_STACK;
@@ -247,13 +246,42 @@ static void h_fiber_init(long i) {
   h_fibers[i].uc_link = &h_main;
   makecontext(&h_fibers[i], h_fiber_start, 0);
 }
-static void h_resume(long i) { swapcontext(&h_main, &h_fibers[i]); }
-static void h_yield(void) { swapcontext(&h_fibers[h_current], &h_main); }
+static void h_jump(long from, long to) { swapcontext(from < 0 ? &h_main : &h_fibers[from], to < 0 ? &h_main : &h_fibers[to]); }
 static int h_alloc_contexts(long n) { free(h_fibers); h_fibers = calloc(n, sizeof(ucontext_t)); return h_fibers == NULL; }
 #endif
 
+static _Thread_local long h_items, h_live;
+
+/* the next live fiber after the current one takes over, straight from fiber to fiber; passing the last
+   work-item starts the next round (every fiber has reached the barrier) */
+static void h_next(void) {
+  const long from = h_current;
+  if (h_live == 0) { h_jump(from, -1); return; }
+  long j = from;
+  do {
+    if (++j == h_items) { j = 0; h_round++; }
+  } while (h_done[j]);
+  if (j == from + 1 && ++h_wi.lid[0] == h_wi.lsize[0]) {
+    h_wi.lid[0] = 0;
+    if (++h_wi.lid[1] == h_wi.lsize[1]) { h_wi.lid[1] = 0; h_wi.lid[2]++; }
+  } else if (j != from + 1) {
+    h_wi.lid[0] = j % h_wi.lsize[0];
+    h_wi.lid[1] = (j / h_wi.lsize[0]) % h_wi.lsize[1];
+    h_wi.lid[2] = j / (h_wi.lsize[0] * h_wi.lsize[1]);
+  }
+  h_current = j;
+  h_jump(from, j);
+}
+
+static void h_fiber_start(void) {
+  h_fn(h_fn_args);
+  h_done[h_current] = 1;
+  h_live--;
+  h_next();
+}
+
 /* a barrier where the kernel was not seen to synchronise (a macro of the user's hid it) fails the launch */
-static void h_barrier(void) { if (h_in_fibers) h_yield(); else h_unseen_sync = 1; }
+static void h_barrier(void) { if (h_in_fibers) h_next(); else h_unseen_sync = 1; }
 
 static int h_reserve(long n) {
   if (n <= h_capacity) return 0;
@@ -268,19 +296,11 @@ static int h_reserve(long n) {
 static void h_run_fibers(long n) {
   for (long i = 0; i < n; i++) { h_fiber_init(i); h_done[i] = 0; }
   h_in_fibers = 1;
-  for (long left = n; left > 0;) {
-    left = 0;
-    long x = 0, y = 0, z = 0;
-    for (long i = 0; i < n; i++) {
-      if (!h_done[i]) {
-        h_current = i;
-        h_wi.lid[0] = x; h_wi.lid[1] = y; h_wi.lid[2] = z;
-        h_resume(i);
-        left += !h_done[i];
-      }
-      if (++x == h_wi.lsize[0]) { x = 0; if (++y == h_wi.lsize[1]) { y = 0; z++; } }
-    }
-  }
+  h_round = 0;
+  h_items = h_live = n;
+  h_current = 0;
+  h_wi.lid[0] = h_wi.lid[1] = h_wi.lid[2] = 0;
+  h_jump(-1, 0);
   h_in_fibers = 0;
 }
 
