@@ -250,7 +250,7 @@ static void h_jump(long from, long to) { swapcontext(from < 0 ? &h_main : &h_fib
 static int h_alloc_contexts(long n) { free(h_fibers); h_fibers = calloc(n, sizeof(ucontext_t)); return h_fibers == NULL; }
 #endif
 
-static _Thread_local long h_items, h_live;
+static _Thread_local long h_items, h_live, h_prepared;
 
 /* the next live fiber after the current one takes over, straight from fiber to fiber; passing the last
    work-item starts the next round (every fiber has reached the barrier) */
@@ -273,11 +273,15 @@ static void h_next(void) {
   h_jump(from, j);
 }
 
+/* a fiber runs its work-item of every group of the launch this thread takes: finished, it waits to be
+   resumed for the next group, so a launch prepares each fiber's stack once, not once per group */
 static void h_fiber_start(void) {
-  h_fn(h_fn_args);
-  h_done[h_current] = 1;
-  h_live--;
-  h_next();
+  for (;;) {
+    h_fn(h_fn_args);
+    h_done[h_current] = 1;
+    h_live--;
+    h_next();
+  }
 }
 
 /* a barrier where the kernel was not seen to synchronise (a macro of the user's hid it) fails the launch */
@@ -294,7 +298,8 @@ static int h_reserve(long n) {
 
 /* one work-group whose items synchronise: each runs as a fiber until its next barrier, in turn */
 static void h_run_fibers(long n) {
-  for (long i = 0; i < n; i++) { h_fiber_init(i); h_done[i] = 0; }
+  for (; h_prepared < n; h_prepared++) h_fiber_init(h_prepared);
+  for (long i = 0; i < n; i++) h_done[i] = 0;
   h_in_fibers = 1;
   h_round = 0;
   h_items = h_live = n;
@@ -321,7 +326,7 @@ static int h_run(const long *grid, const long *block, long local_bytes, h_item_f
       #pragma omp atomic write
       failed = 1;
     }
-    h_dynamic = dynamic; h_fn = item; h_fn_args = args;
+    h_dynamic = dynamic; h_fn = item; h_fn_args = args; h_prepared = 0;
     for (int d = 0; d < 3; d++) { h_wi.lsize[d] = block[d]; h_wi.ngroups[d] = grid[d]; }
     #pragma omp for schedule(static)
     for (long g = 0; g < groups; g++) {
