@@ -162,14 +162,8 @@ class UnrolledGRUCell(nn.Module):
         return self.out(h)
 
 
-class ScannedGRUCell(nn.Module):
+class ScannedGRUCell(UnrolledGRUCell):
     """The loop as torch's higher-order scan (an ONNX Scan): the sequence length stays dynamic."""
-
-    def __init__(self, features: int = 8, hidden: int = 16):
-        super().__init__()
-        self.cell = nn.GRUCell(features, hidden)
-        self.hidden = hidden
-        self.out = nn.Linear(hidden, 4)
 
     def forward(self, x):
         from torch._higher_order_ops.scan import scan
