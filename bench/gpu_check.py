@@ -8,7 +8,9 @@
    installed, runtimes alternating in one process, as bench/models.py does on the CPU; where triton is
    installed, hamr twice: with its Triton kernels and on the dialect kernels alone (HAMR_TRITON=off);
 4. migration of a stateful session cpu -> cuda -> cpu, timed, with the state compared to a session that stayed;
-5. one profiled run on cuda, written as a Chrome trace.
+5. one profiled run on cuda, written as a Chrome trace;
+6. the converted CUDA corpus (tests/kernels/corpus/) launched on the GPU through hamr.kernels, each kernel against
+   its NumPy reference: what the cpu and OpenCL runs of the test suite check, on the device itself.
 
 Each section that cannot run says why in the report instead of stopping the others. Nothing here is timed in
 the test suite; the numbers go to docs/performance.md and docs/conformance.md with the device's name.
@@ -27,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 import hamr
+import hamr.kernels
 from hamr.errors import first_line
 
 
@@ -136,6 +139,27 @@ def profiling(out: Path) -> dict:
     return {"kernels": [(e.name, e.ops, e.duration * 1e3) for e in session.last_profile.kernels()], "trace": str(trace)}
 
 
+def kernel_corpus() -> dict:
+    """Every corpus kernel, converted and launched on cuda:0, compared with its NumPy reference."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from tests.kernels.corpus.cases import CASES
+
+    results = {}
+    for case in CASES:
+        try:
+            data = case.make(np.random.default_rng(0))
+            want = case.reference({k: v.copy() if isinstance(v, np.ndarray) else v for k, v in data.items()})
+            module = hamr.kernels.load(case.path)
+            args = (data[a] for a in case.args)
+            module.launch(case.kernel, case.grid, case.block, *args, shared_bytes=case.shared_bytes, device="cuda:0")
+            errors = {name: float(np.max(np.abs(data[name] - value))) for name, value in want.items()}
+            ok = all(np.allclose(data[n], v, rtol=case.rtol, atol=case.atol) for n, v in want.items())
+            results[case.id] = {"ok": ok, "max_abs_error": errors}
+        except Exception as exc:
+            results[case.id] = {"ok": False, "error": first_line(exc)}
+    return {"passed": sum(r["ok"] for r in results.values()), "kernels": len(results), "results": results}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("gpu_check.json"))
@@ -149,6 +173,7 @@ def main() -> int:
         "models": lambda: models(args.runs),
         "migration": migration,
         "profiling": lambda: profiling(args.out),
+        "kernel_corpus": kernel_corpus,
     }
     for name, section in sections.items():
         start = time.perf_counter()
