@@ -163,6 +163,8 @@ def test_bad_launches_name_what_is_wrong(module):
         ("__kernel void k(__global half *x) { }", "type 'half'"),
         ("__kernel void k(__local float *a, __global float *x) { }", "only last"),
         ("__kernel void k(__global float *x) { } __kernel void k(__global float *x) { }", "defined twice"),
+        ('#include "/etc/passwd"\n__kernel void k(__global float *x) { }', "#include is not part of the form"),
+        ('#line 1 "x"\n__kernel void k(__global float *x) { }', "#line is not part of the form"),
     ],
 )
 def test_a_source_outside_the_form_is_one_error_line(text, message):

@@ -114,6 +114,7 @@ class KernelSource:
     _closure: dict[str, frozenset[str]] = field(init=False, default_factory=dict, repr=False)
 
     def __post_init__(self):
+        _check_directives(self.text, self.origin)
         self.functions = _functions(self.text, self.origin)
         if not self.kernels:
             raise KernelSourceError(f"{self.origin}: no __kernel function in the source")
@@ -188,6 +189,21 @@ def _macro_reach(text: str) -> dict[str, frozenset[str]]:
             if more != reach[name]:
                 reach[name], changed = frozenset(more), True
     return {name: names for name, names in reach.items() if names}
+
+
+# A source is self-contained: it names no file, so compiling it reads nothing but its own text.
+DIRECTIVES = frozenset({"define", "undef", "if", "ifdef", "ifndef", "elif", "else", "endif", "pragma"})
+
+
+def _check_directives(text: str, origin: str) -> None:
+    for match in TOKEN.finditer(text):
+        if match.lastgroup == "directive":
+            word = re.match(r"#\s*(\w*)", match.group()).group(1)
+            if word not in DIRECTIVES:
+                raise KernelSourceError(
+                    f"{origin}:{_line(text, match.start())}: #{word} is not part of the form "
+                    "(a kernel source is self-contained: #define, #undef, #if..., #pragma)"
+                )
 
 
 def _functions(text: str, origin: str) -> dict[str, Function]:
