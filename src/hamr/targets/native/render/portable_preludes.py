@@ -124,6 +124,7 @@ C_TYPES = r"""
 #include <float.h>
 #include <tgmath.h>
 #include <ucontext.h>
+#include <sys/mman.h>
 typedef unsigned char uchar; typedef unsigned short ushort; typedef unsigned int uint; typedef unsigned long ulong;
 typedef uchar u8; typedef uint u32; typedef ulong u64; typedef float f32; typedef double f64;
 #define H_CTOR static inline
@@ -287,10 +288,19 @@ static void h_fiber_start(void) {
 /* a barrier where the kernel was not seen to synchronise (a macro of the user's hid it) fails the launch */
 static void h_barrier(void) { if (h_in_fibers) h_next(); else h_unseen_sync = 1; }
 
+/* the fibers' stacks in huge pages where the kernel gives them: a round touches every stack's top, and with
+   4 KiB pages that is a TLB entry per work-item */
+static char *h_stack_region(size_t bytes) {
+  const size_t huge = 2u << 20;
+  char *region = aligned_alloc(huge, (bytes + huge - 1) / huge * huge);
+  if (region) madvise(region, (bytes + huge - 1) / huge * huge, MADV_HUGEPAGE);
+  return region;
+}
+
 static int h_reserve(long n) {
   if (n <= h_capacity) return 0;
   free(h_stacks); free(h_done);
-  h_stacks = malloc((size_t)n * H_FIBER_STACK); h_done = calloc(n, sizeof(int));
+  h_stacks = h_stack_region((size_t)n * H_FIBER_STACK); h_done = calloc(n, sizeof(int));
   if (h_alloc_contexts(n) || !h_stacks || !h_done) { h_capacity = 0; return 1; }
   h_capacity = n;
   return 0;
