@@ -348,13 +348,34 @@ def test_fast_division_and_rounded_arithmetic_become_operators():
     assert "((y[1]) / (y[2])) + ((y[3]) + (y[4])) * ((y[5]) * (2.0f))" in kernel_text(c, "k")
 
 
+def test_warp_votes_bit_intrinsics_and_bitwise_atomics_convert():
+    c = convert(
+        """__global__ void k(unsigned *bits, int *y) {
+  unsigned m = __ballot_sync(0xffffffff, y[threadIdx.x] > 0);
+  y[threadIdx.x] = __popc(m) + __clz(m) + __ffs(m) + __any_sync(0xffffffff, 1) + __all_sync(0xffffffff, 0);
+  atomicOr(&bits[0], m); atomicAnd(&bits[1], m); atomicXor(&bits[2], m);
+}
+""",
+        "votes.cu",
+    )
+    assert not c.refused
+    text = kernel_text(c, "k")
+    for spelling in (
+        "H_BALLOT(y[",
+        "H_POPC(m) + H_CLZ(m) + H_FFS(m) + H_ANY(1) + H_ALL(0)",
+        "H_ATOMIC_OR(&bits[0], m)",
+    ):
+        assert spelling in text, spelling
+    assert "H_ATOMIC_AND(&bits[1], m)" in text and "H_ATOMIC_XOR(&bits[2], m)" in text
+
+
 UNSUPPORTED = """__global__ void k_half(__half *y) { y[0] = y[1]; }
 __global__ void k_half2(float *y) { half2 h; y[0] = 1; }
 __global__ void k_bf16(__nv_bfloat16 *y) { y[0] = y[1]; }
 __global__ void k_count(int *y) { y[0] = __syncthreads_count(y[threadIdx.x] > 0); }
 __global__ void k_and(int *y) { y[0] = __syncthreads_and(1) + __syncthreads_or(0); }
-__global__ void k_ballot(int *y) { y[0] = __ballot_sync(0xffffffff, y[threadIdx.x] > 0); }
-__global__ void k_any(int *y) { y[0] = __any_sync(0xffffffff, 1) + __all_sync(0xffffffff, 1); }
+__global__ void k_ballot(int *y) { y[0] = __ballot_sync(0xffff, y[threadIdx.x] > 0); }
+__global__ void k_any(int *y) { y[0] = __any_sync(0x0000ffff, 1) + __all_sync(0xffffffff, 1); }
 __global__ void k_active(int *y) { y[0] = __activemask(); }
 __global__ void k_clock(long *y) { y[0] = clock(); }
 __global__ void k_clock64(long *y) { y[0] = clock64(); }
@@ -373,8 +394,8 @@ def test_constructs_outside_the_form_are_refused_with_a_reason():
         (3, "__nv_bfloat16", "bfloat16 (__nv_bfloat16) is not in the portable form"),
         (4, "__syncthreads_count", "barriers that count or vote are not in the portable form"),
         (5, "__syncthreads_and", "barriers that count or vote are not in the portable form"),
-        (6, "__ballot_sync", "warp votes are not in the portable form yet"),
-        (7, "__any_sync", "warp votes are not in the portable form yet"),
+        (6, "__ballot_sync", "mask 0xffff is not the full warp"),
+        (7, "__any_sync", "mask 0x0000ffff is not the full warp"),
         (8, "__activemask", "not in the portable form yet"),
         (9, "clock", "timers are not in the portable form"),
         (10, "clock64", "timers are not in the portable form"),

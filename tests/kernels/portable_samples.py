@@ -87,3 +87,24 @@ __kernel void ids(__global int *out) {
   out[4 * g + 3] = (int)get_num_groups(1);
 }
 """
+
+VOTES = r"""
+/* per warp: which lanes hold a positive value, whether any / all do, and bit tricks on the mask */
+__kernel void votes(__global const float *x, __global uint *ballot, __global int *any_all, __global int *bits,
+                    __global uint *masks) {
+  int i = get_global_id(0);
+  uint b = H_BALLOT(x[i] > 0.0f);
+  int any = H_ANY(x[i] > 2.0f), all = H_ALL(x[i] > -100.0f);
+  ballot[i] = b;
+  any_all[2 * i] = any;
+  any_all[2 * i + 1] = all;
+  bits[3 * i] = H_POPC(b);
+  bits[3 * i + 1] = H_CLZ(b);
+  bits[3 * i + 2] = H_FFS(b);
+  if (H_LANE() == 0) {
+    H_ATOMIC_OR(&masks[0], b);
+    H_ATOMIC_AND(&masks[1], b | 1u);
+    H_ATOMIC_XOR(&masks[2], b);
+  }
+}
+"""

@@ -48,8 +48,9 @@ def test_converted_kernel_matches_numpy(case, device):
     module(case.file).launch(
         case.kernel, case.grid, case.block, *(data[a] for a in case.args), shared_bytes=case.shared_bytes, device=device
     )
+    got = case.outputs(data)
     for name, expected in want.items():
-        np.testing.assert_allclose(data[name], expected, rtol=case.rtol, atol=case.atol, err_msg=f"{case.id}: {name}")
+        np.testing.assert_allclose(got[name], expected, rtol=case.rtol, atol=case.atol, err_msg=f"{case.id}: {name}")
 
 
 @pytest.mark.skipif(nvrtc.module() is None, reason=f"NVRTC is not installed ({nvrtc.EXTRA})")

@@ -275,3 +275,35 @@ def test_launching_a_kernel_the_converter_refused_names_the_refusal(tmp_path):
     np.testing.assert_array_equal(x, 2)
     with pytest.raises(KernelSourceError, match=r"not among those converted \(good\).*mixed.cu:2: printf: refused"):
         module.launch("bad", 1, 1, x, device="cpu")
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_warp_votes_bit_intrinsics_and_bitwise_atomics(device):
+    from tests.kernels.portable_samples import VOTES
+
+    module = hamr.kernels.from_source(VOTES)
+    x = np.random.default_rng(5).standard_normal(128).astype(np.float32)
+    x[32:64] = np.abs(x[32:64]) + 3  # a warp where every lane is positive and above 2
+    ballot, any_all = np.zeros(128, np.uint32), np.zeros(256, np.int32)
+    bits, masks = np.zeros(384, np.int32), np.array([0, 0xFFFFFFFF, 0], np.uint32)
+    module.launch("votes", 2, 64, x, ballot, any_all, bits, masks, device=device)
+    lanes = (x > 0).reshape(4, 32)
+    want = np.array([sum(1 << k for k in range(32) if row[k]) for row in lanes], np.uint32)
+    np.testing.assert_array_equal(ballot, np.repeat(want, 32))
+    np.testing.assert_array_equal(any_all[0::2], np.repeat((x > 2).reshape(4, 32).any(axis=1), 32))
+    assert (any_all[1::2] == 1).all()
+    popc = np.array([bin(int(w)).count("1") for w in want])
+    clz = np.array([32 - int(w).bit_length() for w in want])
+    ffs = np.array([(int(w) & -int(w)).bit_length() for w in want])
+    np.testing.assert_array_equal(bits.reshape(128, 3), np.repeat(np.stack([popc, clz, ffs], 1), 32, axis=0))
+    assert masks[0] == np.bitwise_or.reduce(want) and masks[1] == np.bitwise_and.reduce(want | 1)
+    assert masks[2] == np.bitwise_xor.reduce(want)
+
+
+@pytest.mark.skipif(nvrtc.module() is None or not clang.available(), reason="NVRTC or a HIP-capable clang is missing")
+def test_the_votes_build_for_both_gpu_dialects():
+    from tests.kernels.portable_samples import VOTES
+
+    module = hamr.kernels.from_source(VOTES)
+    assert module.compile_for("cuda", "sm_80")["sm_80"]
+    assert all(module.compile_for("rocm", arch)[arch] for arch in ("gfx90a", "gfx1100"))

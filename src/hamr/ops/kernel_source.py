@@ -33,7 +33,7 @@ SCALAR_TYPES = {
     "signed char": "int8", "size_t": "uint64", "bool": "uint8",
 }  # fmt: skip
 VECTOR_TYPES = {f"{base}{n}": (SCALAR_TYPES[base], n) for base in ("float", "double", "int", "uint") for n in (2, 4)}
-SHUFFLES = frozenset({"H_SHFL", "H_SHFL_DOWN", "H_SHFL_UP", "H_SHFL_XOR", "H_SYNCWARP"})
+SHUFFLES = frozenset({"H_SHFL", "H_SHFL_DOWN", "H_SHFL_UP", "H_SHFL_XOR", "H_SYNCWARP", "H_BALLOT", "H_ANY", "H_ALL"})
 SYNCS = SHUFFLES | {"barrier"}
 MAX_DIMS = 3
 

@@ -24,6 +24,11 @@ class Case:
     shared_bytes: int = 0
     rtol: float = 1e-4
     atol: float = 1e-5
+    # what is compared of the arguments after the launch (default: the arrays the reference names, as they are)
+    view: Callable[[dict], dict] | None = None
+
+    def outputs(self, data: dict) -> dict:
+        return self.view(data) if self.view else data
 
     @property
     def id(self) -> str:
@@ -108,6 +113,13 @@ def _batched_gemv(r, batch=3, rows=10, cols=136):
 
 def _hist(d):
     return {"hist": np.bincount(d["data"] % 64, minlength=64).astype(u32)}
+
+
+def _bitmask(flags, words: int):
+    """Bit i % 32 of word i // 32 set where flags[i] is."""
+    padded = np.zeros(words * 32, np.uint64)
+    padded[: flags.size] = flags != 0
+    return (padded.reshape(words, 32) << np.arange(32, dtype=np.uint64)).sum(axis=1).astype(u32)
 
 
 CASES = [
@@ -395,6 +407,29 @@ CASES = [
         (3, 3),  # 4 rows (warps) per block of 128, one block row per batch
         (128,),
         lambda d: {"y": np.einsum("brc,bc->br", d["A"], d["x"]).astype(f32)},
+    ),
+    Case(
+        "compact.cu",
+        "compact_positive",
+        lambda r: {"in": rand(r, 1000), "out": np.zeros(1000, f32), "count": np.zeros(1, i32), "n": i32(1000)},
+        ("in", "out", "count", "n"),
+        (4,),
+        (256,),
+        # warps claim their slots in whatever order their atomics land: the kept values, as a set
+        lambda d: {
+            "out": np.sort(np.pad(d["in"][d["in"] > 0], (0, 1000 - int((d["in"] > 0).sum())))),
+            "count": np.array([(d["in"] > 0).sum()], i32),
+        },  # fmt: skip
+        view=lambda d: {"out": np.sort(d["out"]), "count": d["count"]},
+    ),
+    Case(
+        "compact.cu",
+        "flags_to_bits",
+        lambda r: {"flags": r.integers(0, 2, 300).astype(i32), "bits": np.zeros(10, u32), "n": i32(300)},
+        ("flags", "bits", "n"),
+        (2,),
+        (256,),
+        lambda d: {"bits": _bitmask(d["flags"], 10)},
     ),
 ]
 

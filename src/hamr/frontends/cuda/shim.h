@@ -68,6 +68,7 @@ __device__ int __any_sync(unsigned, int);
 __device__ int __all_sync(unsigned, int);
 __device__ int __popc(unsigned);
 __device__ int __clz(int);
+__device__ int __ffs(int);
 __device__ long clock64(void);
 __device__ long clock(void);
 

@@ -20,6 +20,9 @@ SHUFFLES = {
     "__shfl_up_sync": "H_SHFL_UP",
     "__shfl_xor_sync": "H_SHFL_XOR",
 }
+# Warp votes, (mask, predicate): collective like the shuffles, converted only with the full mask.
+VOTES = {"__ballot_sync": "H_BALLOT", "__any_sync": "H_ANY", "__all_sync": "H_ALL"}
+BIT_INTRINSICS = {"__popc": "H_POPC", "__clz": "H_CLZ", "__ffs": "H_FFS"}
 LEGACY_SHUFFLES = {
     "__shfl": "H_SHFL",
     "__shfl_down": "H_SHFL_DOWN",
@@ -35,9 +38,12 @@ ATOMICS = {
     "atomicExch": "H_ATOMIC_XCHG",
     "atomicCAS": "H_ATOMIC_CAS",
     "atomicInc": "H_ATOMIC_INC",
+    "atomicAnd": "H_ATOMIC_AND",
+    "atomicOr": "H_ATOMIC_OR",
+    "atomicXor": "H_ATOMIC_XOR",
 }
 ATOMIC_TYPES = {"int", "unsigned int", "float"}
-ATOMIC_INT_ONLY = {"atomicCAS", "atomicInc"}
+ATOMIC_INT_ONLY = {"atomicCAS", "atomicInc", "atomicAnd", "atomicOr", "atomicXor"}
 
 BINARY_INTRINSICS = {"__fdividef": "/", "__fadd_rn": "+", "__fmul_rn": "*"}  # f(a, b) is ((a) op (b))
 BARRIERS = {"__syncthreads", "__syncwarp"}
@@ -79,24 +85,16 @@ REFUSED = {
     "asm": "inline PTX asm",
     "cooperative_groups": "cooperative groups",
     "this": "C++ classes in device code",
-    "__ballot_sync": "__ballot_sync: warp votes are not in the portable form yet",
-    "__any_sync": "__any_sync: warp votes are not in the portable form yet",
-    "__all_sync": "__all_sync: warp votes are not in the portable form yet",
     "__activemask": "__activemask: warp votes and partial warps are not in the portable form yet",
     "__syncthreads_count": "__syncthreads_count: barriers that count or vote are not in the portable form",
     "__syncthreads_and": "__syncthreads_and: barriers that count or vote are not in the portable form",
     "__syncthreads_or": "__syncthreads_or: barriers that count or vote are not in the portable form",
-    "__popc": "__popc: bit intrinsics are not in the portable form",
-    "__clz": "__clz: bit intrinsics are not in the portable form",
     "__threadfence": f"__threadfence: {_FENCE}",
     "__threadfence_block": f"__threadfence_block: {_FENCE}",
     "__threadfence_system": f"__threadfence_system: {_FENCE}",
     "clock": "clock(): timers are not in the portable form",
     "clock64": "clock64(): timers are not in the portable form",
-    "atomicAnd": "atomicAnd: not in the portable form (add, sub, max, min, exch, CAS, inc)",
-    "atomicOr": "atomicOr: not in the portable form (add, sub, max, min, exch, CAS, inc)",
-    "atomicXor": "atomicXor: not in the portable form (add, sub, max, min, exch, CAS, inc)",
-    "atomicDec": "atomicDec: not in the portable form (add, sub, max, min, exch, CAS, inc)",
+    "atomicDec": "atomicDec: not in the portable form (add, sub, max, min, exch, CAS, inc, and, or, xor)",
     "dim3": "dim3 values in device code",
     "throw": "exceptions in device code",
     "try": "exceptions in device code",

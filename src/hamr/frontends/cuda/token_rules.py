@@ -54,6 +54,10 @@ class TokenRules:
                 continue
             elif (s in tb.SHUFFLES or s in tb.LEGACY_SHUFFLES) and nxt == "(":
                 self.shuffle(k, s, line)
+            elif s in tb.VOTES and nxt == "(":
+                self.vote(k, s, line)
+            elif s in tb.BIT_INTRINSICS and nxt == "(":
+                e.replace(k, tb.BIT_INTRINSICS[s])
             elif s in tb.REFUSED and self.refused_here(s, nxt):
                 raise Refusal(line, s, tb.REFUSED[s])
             elif s in tb.TEXTURE_CALLS or (s.startswith("texture") and nxt == "<"):
@@ -139,3 +143,17 @@ class TokenRules:
         new = (tb.SHUFFLES | tb.LEGACY_SHUFFLES)[s]
         e.replace(k, new)
         self.note(line, s, new)
+
+    def vote(self, k: int, s: str, line: int) -> None:
+        """`__ballot_sync(mask, p)` as `H_BALLOT(p)`, the full warp's mask only."""
+        t, e = self.t, self.e
+        rp = matching(t, k + 1, "(", ")")
+        args = split_args(t, k + 1, rp)
+        if len(args) != 2:
+            raise Refusal(line, s, "expects (mask, predicate)")
+        mask = self.resolve(self.rw.text(*args[0]).replace(" ", ""))
+        if mask not in tb.FULL_MASKS:
+            raise Refusal(line, s, f"mask {self.rw.text(*args[0])} is not the full warp (0xffffffff)")
+        e.delete(args[0][0], args[1][0])
+        e.replace(k, tb.VOTES[s])
+        self.note(line, s, tb.VOTES[s])

@@ -8,8 +8,8 @@ import re
 from hamr.frontends.cuda import tables as tb
 from hamr.frontends.cuda.tokens import matching, split_args
 
-SOURCES = {"threadIdx"} | set(tb.SHUFFLES) | set(tb.LEGACY_SHUFFLES) | set(tb.ATOMICS)
-SHUFFLE_NAMES = set(tb.SHUFFLES) | set(tb.LEGACY_SHUFFLES)
+SOURCES = {"threadIdx"} | set(tb.SHUFFLES) | set(tb.LEGACY_SHUFFLES) | set(tb.VOTES) | set(tb.ATOMICS)
+SHUFFLE_NAMES = set(tb.SHUFFLES) | set(tb.LEGACY_SHUFFLES) | set(tb.VOTES)
 ASSIGNMENTS = {"=", "+=", "-=", "*=", "/=", "%=", "&=", "|=", "^=", "<<=", ">>="}
 
 

@@ -13,6 +13,7 @@ from hamr.targets.native.render.gpu_heads import CUDA_HEAD, HIP_HEAD, HIP_MATH
 
 SHUFFLE_TYPES = ("int", "uint", "float", "double")
 ATOMIC_INTS = ("int", "uint")
+BITWISE = ("and", "or", "xor")  # the atomics on ints only
 VECTORS = (("float", 2), ("float", 4), ("int", 2), ("int", 4), ("uint", 2), ("uint", 4), ("double", 2))
 FIELDS = "xyzw"
 
@@ -43,6 +44,7 @@ def _opencl_atomics() -> str:
                 f"H_OV {t} h_atomic_min({p}, {t} v) {{ return atomic_min(p, v); }}",
                 f"H_OV {t} h_atomic_xchg({p}, {t} v) {{ return atomic_xchg(p, v); }}",
                 f"H_OV {t} h_atomic_cas({p}, {t} c, {t} v) {{ return atomic_cmpxchg(p, c, v); }}",
+                *(f"H_OV {t} h_atomic_{op}({p}, {t} v) {{ return atomic_{op}(p, v); }}" for op in BITWISE),
             ]
         p = f"volatile {space} float *p"
         bits = f"(volatile {space} uint *)p"
@@ -103,6 +105,14 @@ ATOMIC_MACROS = r"""
 #define H_ATOMIC_XCHG(P, V) h_atomic_xchg((P), (V))
 #define H_ATOMIC_CAS(P, C, V) h_atomic_cas((P), (C), (V))
 #define H_ATOMIC_INC(P) h_atomic_add((P), 1)
+#define H_ATOMIC_AND(P, V) h_atomic_and((P), (V))
+#define H_ATOMIC_OR(P, V) h_atomic_or((P), (V))
+#define H_ATOMIC_XOR(P, V) h_atomic_xor((P), (V))
+"""
+
+VOTES = r"""
+#define H_ANY(P) (H_BALLOT(P) != 0u)
+#define H_ALL(P) (H_BALLOT(!(P)) == 0u)
 """
 
 OPENCL_PRELUDE += (
@@ -111,7 +121,17 @@ OPENCL_PRELUDE += (
     + r"""
 #define H_SHFL_AT_(V, SRC) h_shfl_at(h_shfl, (V), (SRC))
 #define H_SYNCWARP() barrier(CLK_LOCAL_MEM_FENCE)
+uint h_ballot(__local ulong *s, int p) {
+  uint v = p ? 1u << H_LANE() : 0u;
+  for (int m = 16; m > 0; m >>= 1) v |= h_shfl_at(s, v, H_SHFL_SRC_(H_LANE() ^ m));
+  return v;
+}
+#define H_BALLOT(P) h_ballot(h_shfl, (P))
+#define H_POPC(X) ((int)popcount((uint)(X)))
+#define H_CLZ(X) ((int)clz((uint)(X)))
+#define H_FFS(X) ((uint)(X) ? 32 - (int)clz((uint)(X) & (0u - (uint)(X))) : 0)
 """
+    + VOTES
 )
 
 # ---- C: a work-group on one OS thread, its work-items as fibers where it synchronises -------------
@@ -155,6 +175,10 @@ def _c_atomics() -> str:
                 "__ATOMIC_RELAXED, __ATOMIC_RELAXED)) {} return old; }"
             )
         lines += [
+            *(
+                f"static inline {t} h_atomic_{op}_{t}({t} *p, {t} v) {{ return __atomic_fetch_{op}(p, v, __ATOMIC_RELAXED); }}"
+                for op in BITWISE
+            ),
             f"static inline {t} h_atomic_xchg_{t}({t} *p, {t} v) {{ return __atomic_exchange_n(p, v, __ATOMIC_RELAXED); }}",
             f"static inline {t} h_atomic_cas_{t}({t} *p, {t} c, {t} v) {{ __atomic_compare_exchange_n(p, &c, v, 0, "
             "__ATOMIC_RELAXED, __ATOMIC_RELAXED); return c; }",
@@ -178,6 +202,10 @@ def _c_atomics() -> str:
     lines.append(
         "#define h_atomic_cas(P, C, V) _Generic(*(P), int: h_atomic_cas_int, uint: h_atomic_cas_uint)((void *)(P), (C), (V))"
     )
+    for op in BITWISE:
+        lines.append(
+            f"#define h_atomic_{op}(P, V) _Generic(*(P), int: h_atomic_{op}_int, uint: h_atomic_{op}_uint)((void *)(P), (V))"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -367,6 +395,18 @@ C_PRELUDE = (
     + _c_atomics()
     + WARP_EMULATION
     + ATOMIC_MACROS
+    + r"""
+static inline uint h_ballot(int p) {
+  uint v = p ? 1u << H_LANE() : 0u;
+  for (int m = 16; m > 0; m >>= 1) v |= H_SHFL_XOR(v, m);
+  return v;
+}
+#define H_BALLOT(P) h_ballot(P)
+#define H_POPC(X) __builtin_popcount((uint)(X))
+#define H_CLZ(X) ((uint)(X) ? __builtin_clz((uint)(X)) : 32)
+#define H_FFS(X) __builtin_ffs((int)(X))
+"""
+    + VOTES
 )
 
 # ---- CUDA and HIP ----------------------------------------------------------------------------
@@ -408,10 +448,14 @@ def _redefining(text: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _gpu_atomics(float_bits: str, bits_float: str, cas: str, add: str) -> str:
+def _gpu_atomics(float_bits: str, bits_float: str, cas: str, add: str, bitwise: str) -> str:
     """C++ overloads: ints through the dialect's fetch-ops, floats through compare-and-swap on their bits."""
     lines = []
     for t in ATOMIC_INTS:
+        lines += [
+            f"static __device__ inline {t} h_atomic_{op}({t} *p, {t} v) {{ return {bitwise.format(op=op, Op=op.capitalize())}; }}"
+            for op in BITWISE
+        ]
         lines += [
             f"static __device__ inline {t} h_atomic_add({t} *p, {t} v) {{ return {add.format(p='p', v='v')}; }}",
             f"static __device__ inline {t} h_atomic_sub({t} *p, {t} v) {{ return {add.format(p='p', v='(0u - v)')}; }}",
@@ -450,7 +494,9 @@ CUDA_GDIM = (
 CUDA_PORTABLE = (
     CUDA_GDIM
     + _redefining(GPU_SPELLINGS)
-    + _gpu_atomics("__float_as_uint", "__uint_as_float", "atomicCAS(p, c, v)", "atomicAdd({p}, {v})")
+    + _gpu_atomics(
+        "__float_as_uint", "__uint_as_float", "atomicCAS(p, c, v)", "atomicAdd({p}, {v})", "atomic{Op}(p, v)"
+    )
     + ATOMIC_MACROS
     + "\n".join(
         f"#define {macro}(V, X) {builtin}(0xffffffffu, (V), (X), 32)"
@@ -462,6 +508,9 @@ CUDA_PORTABLE = (
         )
     )
     + "\n#define H_SYNCWARP() __syncwarp()\n"
+    + "#define H_BALLOT(P) __ballot_sync(0xffffffffu, (P))\n#define H_ANY(P) __any_sync(0xffffffffu, (P))\n"
+    + "#define H_ALL(P) __all_sync(0xffffffffu, (P))\n#define H_POPC(X) __popc((uint)(X))\n"
+    + "#define H_CLZ(X) __clz((int)(X))\n#define H_FFS(X) __ffs((int)(X))\n"
 )
 CUDA_PRELUDE = CUDA_HEAD.replace("cuda target", "portable kernels, cuda") + COMMON + CUDA_PORTABLE
 
@@ -500,6 +549,7 @@ HIP_PORTABLE = (
         "H_BITS_F32",
         "__atomic_compare_exchange_n(p, &c, v, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED) ? c : c",
         "__atomic_fetch_add({p}, {v}, __ATOMIC_RELAXED)",
+        "__atomic_fetch_{op}(p, v, __ATOMIC_RELAXED)",
     )
     + ATOMIC_MACROS
     + _hip_shuffles()
@@ -510,7 +560,17 @@ HIP_PORTABLE = (
 #define H_SHFL_UP(V, D) h_shfl_at((V), H_LANE() >= (D) ? H_LANE() - (D) : H_LANE())
 #define H_SHFL_XOR(V, M) h_shfl_at((V), H_LANE() ^ ((M) & 31))
 #define H_SYNCWARP() __builtin_amdgcn_wave_barrier()
+static __device__ inline uint h_ballot(int p) {
+  uint v = p ? 1u << H_LANE() : 0u;
+  for (int m = 16; m > 0; m >>= 1) v |= h_shfl_at(v, H_LANE() ^ m);
+  return v;
+}
+#define H_BALLOT(P) h_ballot(P)
+#define H_POPC(X) __builtin_popcount((uint)(X))
+#define H_CLZ(X) ((uint)(X) ? __builtin_clz((uint)(X)) : 32)
+#define H_FFS(X) __builtin_ffs((int)(X))
 """
+    + VOTES
 )
 HIP_PRELUDE = HIP_HEAD.replace("rocm target", "portable kernels, rocm") + HIP_MATH + COMMON + HIP_PORTABLE
 
