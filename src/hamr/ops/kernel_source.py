@@ -9,7 +9,7 @@ source its own way and the runtime can marshal a launch's arguments. It compiles
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from hamr.errors import KernelSourceError
 
@@ -35,7 +35,6 @@ SCALAR_TYPES = {
 VECTOR_TYPES = {f"{base}{n}": (SCALAR_TYPES[base], n) for base in ("float", "double", "int", "uint") for n in (2, 4)}
 SHUFFLES = frozenset({"H_SHFL", "H_SHFL_DOWN", "H_SHFL_UP", "H_SHFL_XOR", "H_SYNCWARP", "H_BALLOT", "H_ANY", "H_ALL"})
 SYNCS = SHUFFLES | {"barrier"}
-MAX_DIMS = 3
 
 
 @dataclass(frozen=True)
@@ -220,7 +219,7 @@ def _functions(text: str, origin: str) -> dict[str, Function]:
         else:
             i += 1
     helpers = set(found)
-    return {name: Function(**{**f.__dict__, "calls": frozenset(f.calls & helpers)}) for name, f in found.items()}
+    return {name: replace(f, calls=f.calls & helpers) for name, f in found.items()}
 
 
 def _function(

@@ -22,17 +22,11 @@ STATEMENT_START = {";", "{", "}"}
 
 def rewrite(source: KernelSource, dialect: str) -> str:
     """The source text as `dialect` (opencl, c, cuda, hip) compiles it, without the prelude."""
-    text = source.text
-    edits: list[tuple[int, int, str]] = []
+    edits = _dialect_edits(source, dialect, kernel_scratch=True)
     for function in source.functions.values():
-        edits += _local_edits(text, function, dialect)
-        if dialect == "opencl" and source.shuffles(function.name):
-            edits.append(_scratch_param(text, function))
         if dialect in ("cuda", "hip") and function.local_param is not None:
-            edits += _dynamic_shared(text, function)
-    if dialect == "opencl":
-        edits += _scratch_arguments(source)
-    return _apply(text, edits)
+            edits += _dynamic_shared(source.text, function)
+    return _apply(source.text, edits)
 
 
 def _apply(text: str, edits: list[tuple[int, int, str]], escape: bool = False) -> str:
@@ -51,14 +45,14 @@ def _inside(toks: list[Token], span: tuple[int, int]) -> list[Token]:
     return [t for t in toks if span[0] <= t.start < span[1]]
 
 
-def _local_edits(text: str, function: Function, dialect: str) -> list[tuple[int, int, str]]:
+def _local_edits(toks: list[Token], function: Function, dialect: str) -> list[tuple[int, int, str]]:
     if dialect == "opencl":
         return []
     edits = []
-    for t in _inside(tokens(text), function.params_span):
+    for t in _inside(toks, function.params_span):
         if t.text == "__local":
             edits.append((t.start, t.end, ""))
-    body = _inside(tokens(text), function.body_span)
+    body = _inside(toks, function.body_span)
     for k, t in enumerate(body):
         if t.text != "__local":
             continue
@@ -92,20 +86,19 @@ def _dynamic_shared(text: str, function: Function) -> list[tuple[int, int, str]]
 
 
 def _scratch_param(text: str, function: Function) -> tuple[int, int, str]:
+    """The scratch as a kernel's last parameter (after its dynamic local one) or a helper's first."""
     start, end = function.params_span
-    if function.is_kernel:
-        empty = not text[start:end].strip() or text[start:end].strip() == "void"
-        return (start, end, f"__local ulong *{SCRATCH}") if empty else (end, end, f", __local ulong *{SCRATCH}")
-    empty = not text[start:end].strip() or text[start:end].strip() == "void"
-    return (start, end, f"__local ulong *{SCRATCH}") if empty else (start, start, f"__local ulong *{SCRATCH}, ")
+    param = f"__local ulong *{SCRATCH}"
+    if text[start:end].strip() in ("", "void"):
+        return start, end, param
+    return (end, end, f", {param}") if function.is_kernel else (start, start, f"{param}, ")
 
 
-def _scratch_arguments(source: KernelSource) -> list[tuple[int, int, str]]:
+def _scratch_arguments(source: KernelSource, toks: list[Token]) -> list[tuple[int, int, str]]:
     """Each call of a helper that shuffles passes the scratch buffer first."""
     shufflers = {f.name for f in source.functions.values() if not f.is_kernel and source.shuffles(f.name)}
     if not shufflers:
         return []
-    toks = tokens(source.text)
     bodies = [f.body_span for f in source.functions.values()]
     edits = []
     for k, t in enumerate(toks[:-2]):
@@ -169,7 +162,7 @@ def model_template(source: KernelSource, entry: str, dialect: str) -> str:
     """
     kernel = source.kernel(entry)
     text = source.text
-    edits = [e for e in _dialect_edits(source, dialect) if not _in_other_kernel(e, source, entry)]
+    edits = [e for e in _dialect_edits(source, dialect, kernel_scratch=False) if not _in_other_kernel(e, source, entry)]
     for function in source.functions.values():
         if function.is_kernel and function.name != entry:
             edits.append((function.start, function.body_span[1], ""))
@@ -185,14 +178,17 @@ def model_template(source: KernelSource, entry: str, dialect: str) -> str:
     return template + (_host_entry(source, kernel) if dialect == "c" else "")
 
 
-def _dialect_edits(source: KernelSource, dialect: str) -> list[tuple[int, int, str]]:
+def _dialect_edits(source: KernelSource, dialect: str, kernel_scratch: bool) -> list[tuple[int, int, str]]:
+    """The edits every use of the source makes in `dialect`: local memory, and in OpenCL the shuffles' scratch
+    (a parameter of each function that shuffles; of kernels only with `kernel_scratch`, else they declare it)."""
+    toks = tokens(source.text)
     edits: list[tuple[int, int, str]] = []
     for function in source.functions.values():
-        edits += _local_edits(source.text, function, dialect)
-        if dialect == "opencl" and source.shuffles(function.name) and not function.is_kernel:
+        edits += _local_edits(toks, function, dialect)
+        if dialect == "opencl" and source.shuffles(function.name) and (kernel_scratch or not function.is_kernel):
             edits.append(_scratch_param(source.text, function))
     if dialect == "opencl":
-        edits += _scratch_arguments(source)
+        edits += _scratch_arguments(source, toks)
     return edits
 
 
