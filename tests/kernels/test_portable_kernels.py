@@ -307,3 +307,19 @@ def test_the_votes_build_for_both_gpu_dialects():
     module = hamr.kernels.from_source(VOTES)
     assert module.compile_for("cuda", "sm_80")["sm_80"]
     assert all(module.compile_for("rocm", arch)[arch] for arch in ("gfx90a", "gfx1100"))
+
+
+@pytest.mark.parametrize(
+    "ctype, dtype",
+    [("char", np.int8), ("uchar", np.uint8), ("short", np.int16), ("ushort", np.uint16), ("unsigned int", np.uint32),
+     ("ulong", np.uint64), ("double", np.float64)],
+)  # fmt: skip
+def test_each_buffer_type_takes_the_numpy_dtype_of_its_c_type(ctype, dtype):
+    module = hamr.kernels.from_source(
+        f"__kernel void inc(__global {ctype} *x) {{ int i = get_global_id(0); x[i] = x[i] + 1; }}"
+    )
+    x = np.arange(8, dtype=dtype)
+    module.launch("inc", 1, 8, x, device="cpu")
+    np.testing.assert_array_equal(x, np.arange(1, 9, dtype=dtype))
+    with pytest.raises(KernelSourceError, match="the array is"):
+        module.launch("inc", 1, 8, x.astype(np.float32 if dtype != np.float32 else np.int32), device="cpu")

@@ -27,7 +27,7 @@ TOKEN = re.compile(
 )
 
 SCALAR_TYPES = {
-    "char": "int8", "uchar": "uint8", "short": "int16", "ushort": "int16", "int": "int32", "uint": "uint32",
+    "char": "int8", "uchar": "uint8", "short": "int16", "ushort": "uint16", "int": "int32", "uint": "uint32",
     "long": "int64", "ulong": "uint64", "float": "float32", "double": "float64", "unsigned": "uint32",
     "unsigned int": "uint32", "unsigned char": "uint8", "unsigned short": "uint16", "unsigned long": "uint64",
     "signed char": "int8", "size_t": "uint64", "bool": "uint8",
